@@ -1,0 +1,338 @@
+//! Compiling jq text into an [`Expr`] and running it.
+//!
+//! Every expression is compiled once, when its workflow is loaded, with the
+//! names of every variable it may read declared up front: the eight runtime
+//! arguments of the DSL plus the loop and catch variables in scope at its
+//! position. An undefined variable or filter is therefore a load-time error
+//! with a position, never a surprise at run time.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use jaq_core::load::{Arena, File, Loader, parse};
+use jaq_core::{Ctx, Exn, Native, Vars as JaqVars, box_iter::box_once, data::JustLut};
+use jaq_json::Val;
+use serde_json::Value;
+
+use crate::value::{from_val, is_truthy, to_val};
+use crate::{CompileError, EvalError, guard};
+
+type Data = JustLut<Val>;
+type Filter = jaq_core::Filter<Data>;
+
+/// The runtime-expression arguments every expression may read (without the `$`).
+pub const STANDARD_VARS: [&str; 8] = [
+    "input",
+    "output",
+    "context",
+    "secrets",
+    "task",
+    "workflow",
+    "runtime",
+    "authorization",
+];
+
+/// A compiled jq expression. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct Expr(Arc<Inner>);
+
+struct Inner {
+    text: Box<str>,
+    filter: Filter,
+    /// Global variable names in the order the filter expects their values, without `$`.
+    globals: Box<[Box<str>]>,
+    /// Whether the text mentions each global; unmentioned ones are passed as `null`
+    /// so that evaluation does not convert values nobody reads.
+    used: Box<[bool]>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Expr").field(&self.0.text).finish()
+    }
+}
+
+/// Values for the variables of an evaluation, by name without `$`.
+/// A later binding of a name shadows an earlier one, as inner scopes do.
+#[derive(Clone, Debug, Default)]
+pub struct Vars<'a> {
+    entries: Vec<(&'a str, &'a Value)>,
+}
+
+impl<'a> Vars<'a> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds `name` (without `$`) to `value`, shadowing any earlier binding.
+    pub fn set(&mut self, name: &'a str, value: &'a Value) -> &mut Self {
+        self.entries.push((name, value));
+        self
+    }
+
+    /// Like [`Vars::set`], for building in one expression.
+    pub fn with(mut self, name: &'a str, value: &'a Value) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl Expr {
+    /// Compiles jq `text`. `locals` are the names (without `$`) of the loop and
+    /// catch variables in scope, beside the [`STANDARD_VARS`].
+    pub fn compile(text: &str, locals: &[&str]) -> Result<Expr, CompileError> {
+        guard::check(text)?;
+
+        let mut globals: Vec<&str> = Vec::with_capacity(STANDARD_VARS.len() + locals.len());
+        for name in STANDARD_VARS.iter().chain(locals) {
+            globals.retain(|g| g != name);
+            globals.push(name);
+        }
+        let dollar_names: Vec<String> = globals.iter().map(|n| format!("${n}")).collect();
+
+        let loader = Loader::new(prelude());
+        let arena = Arena::default();
+        let modules = loader
+            .load(
+                &arena,
+                File {
+                    code: text,
+                    path: (),
+                },
+            )
+            .map_err(|errors| load_error(text, errors))?;
+        let filter = jaq_core::Compiler::<_, Data>::default()
+            .with_funs(natives())
+            .with_global_vars(dollar_names.iter().map(String::as_str))
+            .compile(modules)
+            .map_err(|errors| undefined_error(text, &globals, errors))?;
+
+        let used = globals
+            .iter()
+            .map(|name| mentions_var(text, name))
+            .collect();
+        Ok(Expr(Arc::new(Inner {
+            text: text.into(),
+            filter,
+            globals: globals.iter().map(|n| Box::<str>::from(*n)).collect(),
+            used,
+        })))
+    }
+
+    /// The jq text as written (without any `${ }`).
+    pub fn text(&self) -> &str {
+        &self.0.text
+    }
+
+    /// Runs the expression on `input`. No output is `null`; more than one output is an error.
+    pub fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
+        let inner = &*self.0;
+        let values =
+            inner
+                .globals
+                .iter()
+                .zip(&inner.used)
+                .map(|(name, used)| match vars.get(name) {
+                    Some(value) if *used => to_val(value),
+                    _ => Val::Null,
+                });
+        let ctx = Ctx::<Data>::new(&inner.filter.lut, JaqVars::new(values));
+        let mut outputs = inner.filter.id.run((ctx, to_val(input)));
+        let first = match outputs.next() {
+            None => return Ok(Value::Null),
+            Some(result) => result.map_err(|exn| self.error(exception(exn)))?,
+        };
+        match outputs.next() {
+            None => {}
+            Some(Err(exn)) => return Err(self.error(exception(exn))),
+            Some(Ok(_)) => {
+                return Err(self.error(
+                    "the expression produced more than one value; collect them with `[ … ]` \
+                     or keep one with `first(…)`"
+                        .into(),
+                ));
+            }
+        }
+        from_val(&first).map_err(|message| self.error(message))
+    }
+
+    /// Runs the expression as a condition, with jq's notion of truth (`false` and `null` are false).
+    pub fn eval_bool(&self, input: &Value, vars: &Vars<'_>) -> Result<bool, EvalError> {
+        self.eval(input, vars).map(|v| is_truthy(&v))
+    }
+
+    fn error(&self, message: String) -> EvalError {
+        EvalError {
+            message,
+            expression: self.0.text.to_string(),
+        }
+    }
+}
+
+/// True if `text` contains `$name` not followed by another identifier character.
+fn mentions_var(text: &str, name: &str) -> bool {
+    let needle = format!("${name}");
+    text.match_indices(&needle).any(|(at, _)| {
+        !text[at + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+fn exception(exn: Exn<Val>) -> String {
+    match exn.get_err() {
+        Ok(error) => error.to_string(),
+        Err(_) => "the expression stopped without a value".into(),
+    }
+}
+
+fn prelude() -> impl Iterator<Item = parse::Def<&'static str>> {
+    jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs())
+}
+
+type Fun = (&'static str, Box<[jaq_core::Bind]>, Native<Data>);
+
+/// The native filters of jaq, minus what a workflow must not reach: `env` would
+/// expose the engine's environment (and its secrets), `halt` would exit the engine,
+/// and `debug`/`stderr` would write workflow data to the engine's own output.
+fn natives() -> impl Iterator<Item = Fun> {
+    jaq_core::funs::<Data>()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .map(|(name, args, native)| {
+            let native = match name {
+                "env" => Native::new(|_| box_once(Ok(Val::obj(Default::default())))),
+                "halt" => Native::new(|_| {
+                    box_once(Err(Exn::from(jaq_core::Error::str(
+                        "`halt` is not available in workflow expressions",
+                    ))))
+                }),
+                "debug_empty" | "stderr_empty" => Native::new(|_| Box::new(core::iter::empty())),
+                _ => native,
+            };
+            (name, args, native)
+        })
+}
+
+/// Names of every filter an expression can call, for "did you mean" suggestions.
+static FILTER_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut names: Vec<&'static str> = prelude()
+        .map(|def| def.name)
+        .chain(natives().map(|(name, ..)| name))
+        .filter(|name| !name.starts_with('_') && !name.ends_with("_empty"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+});
+
+fn load_error(text: &str, errors: jaq_core::load::Errors<&str, ()>) -> CompileError {
+    use jaq_core::load::Error;
+    let mut found = Vec::new();
+    for (_file, error) in errors {
+        match error {
+            Error::Lex(errs) => {
+                found.extend(errs.into_iter().map(|(expect, at)| (expect.as_str(), at)))
+            }
+            Error::Parse(errs) => {
+                found.extend(errs.into_iter().map(|(expect, at)| (expect.as_str(), at)))
+            }
+            Error::Io(errs) => {
+                if let Some((at, message)) = errs.into_iter().next() {
+                    return CompileError {
+                        message,
+                        range: jaq_core::load::span(text, at),
+                        help: None,
+                    };
+                }
+            }
+        }
+    }
+    let Some((expected, at)) = found.into_iter().next() else {
+        return CompileError {
+            message: "the expression does not parse".into(),
+            range: 0..text.len(),
+            help: None,
+        };
+    };
+    let range = jaq_core::load::span(text, at);
+    let found = if at.is_empty() {
+        "the end of the expression".to_string()
+    } else {
+        format!("`{at}`")
+    };
+    CompileError {
+        message: format!("invalid expression: expected {expected}, found {found}"),
+        range,
+        help: None,
+    }
+}
+
+fn undefined_error(
+    text: &str,
+    globals: &[&str],
+    errors: jaq_core::compile::Errors<&str, ()>,
+) -> CompileError {
+    let Some((at, undefined)) = errors.into_iter().flat_map(|(_file, errs)| errs).next() else {
+        return CompileError {
+            message: "the expression does not compile".into(),
+            range: 0..text.len(),
+            help: None,
+        };
+    };
+    let range = jaq_core::load::span(text, at);
+    let (message, help) = match undefined {
+        jaq_core::compile::Undefined::Var => {
+            let name = at.trim_start_matches('$');
+            let candidates = globals.iter().copied();
+            (
+                format!("undefined variable `{at}`"),
+                closest(name, candidates)
+                    .map(|c| format!("did you mean `${c}`?"))
+                    .or_else(|| {
+                        Some(format!(
+                            "the variables here are {}",
+                            globals
+                                .iter()
+                                .map(|g| format!("${g}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    }),
+            )
+        }
+        jaq_core::compile::Undefined::Filter(arity) => (
+            format!("undefined function `{at}/{arity}`"),
+            closest(at, FILTER_NAMES.iter().copied()).map(|c| format!("did you mean `{c}`?")),
+        ),
+        other => (format!("undefined {} `{at}`", other.as_str()), None),
+    };
+    CompileError {
+        message,
+        range,
+        help,
+    }
+}
+
+/// The candidate closest to `name`, if close enough to be a plausible typo.
+pub(crate) fn closest<'c>(
+    name: &str,
+    candidates: impl Iterator<Item = &'c str>,
+) -> Option<&'c str> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

@@ -1,0 +1,65 @@
+//! Runtime expressions of the Serverless Workflow DSL: jq, through the jaq crates.
+//!
+//! An [`Expr`] is compiled once, when a workflow is loaded, and evaluated many
+//! times against JSON values with the DSL's arguments (`$input`, `$context`,
+//! `$secrets`, …) and the loop and catch variables in scope. A [`Template`] is
+//! a value with expressions inside it; a [`UriTemplate`] is an endpoint with
+//! `{property}` placeholders.
+//!
+//! **API boundary:** this crate knows jq and JSON, nothing about workflows,
+//! files or IO. Evaluation is pure apart from jq's `now`.
+
+mod compile;
+mod guard;
+mod problem;
+mod template;
+mod uri;
+mod value;
+
+use std::ops::Range;
+
+pub use compile::{Expr, STANDARD_VARS, Vars};
+pub use guard::{MAX_NESTING, MAX_TOKENS};
+pub use problem::{Problem, types};
+pub use template::{Mode, Template, strict_expression};
+pub use uri::{UriTemplate, UriTemplateError};
+pub use value::{MAX_DEPTH, is_truthy};
+
+/// An expression that does not compile: what is wrong, and where in its text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CompileError {
+    pub message: String,
+    /// Byte range in the expression text.
+    pub range: Range<usize>,
+    /// A suggestion, such as the variable the author probably meant.
+    pub help: Option<String>,
+}
+
+/// An expression that failed while running.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (in `{expression}`)")]
+pub struct EvalError {
+    pub message: String,
+    /// The jq text that failed.
+    pub expression: String,
+}
+
+impl EvalError {
+    /// The DSL error this becomes: type `expression`, status 400, raised at `instance`
+    /// (the JSON pointer of the task whose expression failed).
+    pub fn into_problem(self, instance: impl Into<String>) -> Problem {
+        Problem {
+            type_: types::EXPRESSION.into(),
+            status: 400,
+            title: Some("Expression evaluation failed".into()),
+            detail: Some(format!("{}: {}", self.message, self.expression)),
+            instance: Some(instance.into()),
+        }
+    }
+}
+
+/// Suggests the candidate closest to `name`, for "did you mean" hints.
+pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    compile::closest(name, candidates.into_iter())
+}
