@@ -1,2 +1,30 @@
-//! placeholder
-fn main() {}
+//! The `skein` binary: argument parsing and dispatch to the commands.
+//!
+//! Data goes to stdout; diagnostics, progress and errors go to stderr.
+//! Exit codes: 0 success, 1 the input was invalid (or the work failed), 2 usage errors.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// skein: a durable workflow orchestrator for the CNCF Serverless Workflow DSL.
+#[derive(Parser)]
+#[command(name = "skein", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Validate(commands::validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => commands::validate::run(args),
+    }
+}

@@ -1,1 +1,147 @@
-//! placeholder
+//! The Serverless Workflow model: parse a YAML or JSON document into typed
+//! structs, validate it, and report every problem with its position.
+//!
+//! [`parse`] returns the [`Workflow`] (when the document has no errors) together
+//! with all [`Diagnostic`]s: unknown and misspelled keys, wrong types, tasks
+//! with no kind or two, dangling `then` targets and `use` references, bad
+//! durations, expressions that do not compile. Expressions are compiled here,
+//! once, so the engine only evaluates them.
+//!
+//! **API boundary:** no IO. Callers read files; this crate reads text.
+
+mod decode;
+pub mod diagnostic;
+pub mod model;
+mod yaml;
+
+pub use diagnostic::{Diagnostic, LineIndex, Severity};
+pub use model::Workflow;
+pub use yaml::{MAX_DEPTH, MAX_NODES};
+
+/// The largest document accepted by default: 4 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
+
+/// Settings for [`parse`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Report every use of a skein extension (such as `for.concurrency`) as an error.
+    pub strict: bool,
+    /// Larger documents are refused before parsing.
+    pub max_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            strict: false,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// The outcome of [`parse`]: the workflow if there is no error, and every diagnostic.
+#[derive(Debug)]
+pub struct Parsed {
+    pub workflow: Option<Workflow>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Checks that `bytes` are a text document within the size limit and returns the text.
+/// A binary file, invalid UTF-8 or an oversized document gets a diagnostic saying so.
+pub fn text<'b>(bytes: &'b [u8], options: &Options) -> Result<&'b str, Diagnostic> {
+    let fail = |at: usize, message: String| Diagnostic {
+        severity: Severity::Error,
+        message,
+        range: at..at,
+        path: String::new(),
+        help: None,
+    };
+    if bytes.len() > options.max_bytes {
+        return Err(fail(0, too_large(bytes.len() as u64, options.max_bytes)));
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(fail(
+            0,
+            format!("this is a binary file, not a YAML or JSON document (NUL byte at offset {at})"),
+        ));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        fail(0, format!("this file is not UTF-8 text: invalid byte at line {line}, column {col} (offset {at})"))
+    })
+}
+
+/// The message for a document over the size limit.
+pub fn too_large(size: u64, max_bytes: usize) -> String {
+    format!(
+        "the document is {}, larger than the {} limit for a workflow definition",
+        human_bytes(size),
+        human_bytes(max_bytes as u64)
+    )
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// Parses and validates a workflow document (YAML or JSON).
+pub fn parse(source: &str, options: &Options) -> Parsed {
+    let error = |range: std::ops::Range<usize>, message: String| Diagnostic {
+        severity: Severity::Error,
+        message,
+        range,
+        path: String::new(),
+        help: None,
+    };
+    if source.len() > options.max_bytes {
+        let d = error(0..0, too_large(source.len() as u64, options.max_bytes));
+        return Parsed {
+            workflow: None,
+            diagnostics: vec![d],
+        };
+    }
+    let root = match yaml::parse(source) {
+        Ok(root) => root,
+        Err(e) => {
+            let at = e.line_col.map_or(0, |(line, col)| {
+                LineIndex::new(source).offset(source, line, col)
+            });
+            let d = Diagnostic {
+                help: e.help,
+                ..error(at..at + 1, e.message)
+            };
+            return Parsed {
+                workflow: None,
+                diagnostics: vec![d],
+            };
+        }
+    };
+    let mut cx = decode::Cx::new(source);
+    let workflow = decode::workflow(&mut cx, &decode::At::root(&root));
+    if options.strict {
+        for use_ in &cx.extensions {
+            cx.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                message: format!(
+                    "`{}` is a skein extension, not part of the Serverless Workflow DSL",
+                    use_.name
+                ),
+                range: use_.range.clone(),
+                path: use_.path.clone(),
+                help: Some("--strict reports extensions; see docs/extensions.md".into()),
+            });
+        }
+    }
+    let failed = cx.diagnostics.iter().any(Diagnostic::is_error);
+    Parsed {
+        workflow: if failed { None } else { workflow },
+        diagnostics: cx.diagnostics,
+    }
+}

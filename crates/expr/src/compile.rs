@@ -267,14 +267,24 @@ fn load_error(text: &str, errors: jaq_core::load::Errors<&str, ()>) -> CompileEr
         };
     };
     let range = jaq_core::load::span(text, at);
-    let found = if at.is_empty() {
-        "the end of the expression".to_string()
-    } else {
-        format!("`{at}`")
+    // jaq hands over the rest of the input; show only its first token.
+    let token: String = at
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(20)
+        .collect();
+    let message = match (expected, token.is_empty()) {
+        (_, true) => {
+            format!("invalid expression: expected {expected}, found the end of the expression")
+        }
+        ("nothing" | "token", false) => format!("invalid expression: unexpected `{token}`"),
+        (_, false) => format!("invalid expression: expected {expected}, found `{token}`"),
     };
     CompileError {
-        message: format!("invalid expression: expected {expected}, found {found}"),
-        range,
+        message,
+        range: range.start..range.start + token.len().max(1),
         help: None,
     }
 }

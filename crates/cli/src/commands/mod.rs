@@ -1,0 +1,3 @@
+//! One module per `skein` command.
+
+pub(crate) mod validate;
