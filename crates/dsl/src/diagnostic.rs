@@ -97,9 +97,9 @@ pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
             Severity::Warning => "warning",
         };
         let _ = writeln!(out, "{file}:{line}:{col}: {severity}: {}", d.message);
+        let gutter = line.to_string().len().max(3) + 2;
         if !source.is_empty() {
             let text = index.line_text(source, line - 1);
-            let gutter = line.to_string().len().max(3) + 2;
             let _ = writeln!(out, "{line:>gutter$} | {text}");
             // Keep tabs in the padding so that the caret lines up with the text above.
             let pad: String = text
@@ -115,9 +115,11 @@ pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
                 .count()
                 .clamp(1, text.chars().count().saturating_sub(col - 1).max(1));
             let _ = writeln!(out, "{:gutter$} | {pad}{}", "", "^".repeat(width));
-            if let Some(help) = &d.help {
-                let _ = writeln!(out, "{:gutter$} = help: {help}", "");
-            }
+        }
+        if let Some(help) = &d.help {
+            let _ = writeln!(out, "{:gutter$} = help: {help}", "");
+        }
+        if !d.path.is_empty() || !source.is_empty() {
             let _ = writeln!(
                 out,
                 "{:gutter$} = path: {}",

@@ -284,7 +284,7 @@ fn load_error(text: &str, errors: jaq_core::load::Errors<&str, ()>) -> CompileEr
     };
     CompileError {
         message,
-        range: range.start..range.start + token.len().max(1),
+        range: range.start..range.start + token.len(),
         help: None,
     }
 }

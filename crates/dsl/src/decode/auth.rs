@@ -22,7 +22,7 @@ pub(super) fn reference(cx: &mut Cx, at: &At) -> Option<AuthRef> {
         obj.finish(cx);
         return name.map(AuthRef::Use);
     }
-    policy(cx, at).map(AuthRef::Inline)
+    policy(cx, at).map(|p| AuthRef::Inline(Box::new(p)))
 }
 
 /// A policy: exactly one of `basic`, `bearer`, `digest`, `oauth2`, `oidc`.

@@ -22,7 +22,9 @@ pub(super) fn call(cx: &mut Cx, obj: &mut Obj) -> Option<Call> {
         "http" => obj.req(cx, "with", http).map(Call::Http),
         "grpc" => obj.req(cx, "with", grpc).map(Call::Grpc),
         "openapi" => obj.req(cx, "with", openapi).map(Call::OpenApi),
-        "asyncapi" => obj.req(cx, "with", asyncapi).map(Call::AsyncApi),
+        "asyncapi" => obj
+            .req(cx, "with", asyncapi)
+            .map(|c| Call::AsyncApi(Box::new(c))),
         "a2a" => obj.req(cx, "with", a2a).map(Call::A2a),
         "mcp" => obj.req(cx, "with", mcp).map(Call::Mcp),
         _ => {

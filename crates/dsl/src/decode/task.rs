@@ -231,7 +231,7 @@ fn task_kind(cx: &mut Cx, obj: &mut Obj, kind: &str) -> Option<TaskKind> {
         "emit" => obj.req(cx, "emit", emit).map(TaskKind::Emit),
         "for" => for_(cx, obj).map(TaskKind::For),
         "fork" => obj.req(cx, "fork", fork).map(TaskKind::Fork),
-        "listen" => listen(cx, obj).map(TaskKind::Listen),
+        "listen" => listen(cx, obj).map(|l| TaskKind::Listen(Box::new(l))),
         "raise" => obj.req(cx, "raise", raise).map(TaskKind::Raise),
         "run" => obj.req(cx, "run", run).map(|r| TaskKind::Run(Box::new(r))),
         "set" => obj.req(cx, "set", set).map(TaskKind::Set),
@@ -551,7 +551,9 @@ fn run(cx: &mut Cx, at: &At) -> Option<Run> {
     });
     let present = obj.present(&["container", "script", "shell", "workflow"]);
     let process = match present.as_slice() {
-        ["container"] => obj.req(cx, "container", container).map(Process::Container),
+        ["container"] => obj
+            .req(cx, "container", container)
+            .map(|c| Process::Container(Box::new(c))),
         ["script"] => obj.req(cx, "script", script).map(Process::Script),
         ["shell"] => obj.req(cx, "shell", shell).map(Process::Shell),
         ["workflow"] => obj.req(cx, "workflow", subflow).map(Process::Workflow),

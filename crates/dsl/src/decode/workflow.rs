@@ -514,7 +514,7 @@ pub(super) fn error_ref(cx: &mut Cx, at: &At) -> Option<ErrorRef> {
         Kind::Str(_) => cx
             .reference(at, "error", Section::Errors)
             .map(ErrorRef::Use),
-        _ => error_def(cx, at).map(ErrorRef::Inline),
+        _ => error_def(cx, at).map(|e| ErrorRef::Inline(Box::new(e))),
     }
 }
 

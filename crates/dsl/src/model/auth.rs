@@ -6,7 +6,7 @@ use expr::Template;
 #[derive(Clone, Debug)]
 pub enum AuthRef {
     Use(String),
-    Inline(AuthPolicy),
+    Inline(Box<AuthPolicy>),
 }
 
 #[derive(Clone, Debug)]

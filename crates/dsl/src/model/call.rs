@@ -9,7 +9,7 @@ pub enum Call {
     Http(HttpCall),
     Grpc(GrpcCall),
     OpenApi(OpenApiCall),
-    AsyncApi(AsyncApiCall),
+    AsyncApi(Box<AsyncApiCall>),
     A2a(A2aCall),
     Mcp(McpCall),
     Function(FunctionCall),

@@ -219,7 +219,7 @@ pub struct ErrorDef {
 #[derive(Clone, Debug)]
 pub enum ErrorRef {
     Use(String),
-    Inline(ErrorDef),
+    Inline(Box<ErrorDef>),
 }
 
 #[derive(Clone, Debug)]

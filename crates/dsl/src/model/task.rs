@@ -51,7 +51,7 @@ pub enum TaskKind {
     Emit(Emit),
     For(For),
     Fork(Fork),
-    Listen(Listen),
+    Listen(Box<Listen>),
     Raise(Raise),
     Run(Box<Run>),
     Set(Template),
@@ -198,7 +198,7 @@ pub enum ProcessReturn {
 
 #[derive(Clone, Debug)]
 pub enum Process {
-    Container(Container),
+    Container(Box<Container>),
     Script(Script),
     Shell(Shell),
     Workflow(SubflowRef),
