@@ -38,6 +38,8 @@ pub struct Expr(Arc<Inner>);
 
 struct Inner {
     text: Box<str>,
+    /// Where the expression sits in its document (a JSON pointer), for error messages.
+    origin: Box<str>,
     filter: Filter,
     /// Global variable names in the order the filter expects their values, without `$`.
     globals: Box<[Box<str>]>,
@@ -89,6 +91,12 @@ impl Expr {
     /// Compiles jq `text`. `locals` are the names (without `$`) of the loop and
     /// catch variables in scope, beside the [`STANDARD_VARS`].
     pub fn compile(text: &str, locals: &[&str]) -> Result<Expr, CompileError> {
+        Self::compile_at(text, locals, "")
+    }
+
+    /// Like [`Expr::compile`], remembering `origin` (the JSON pointer of the field the
+    /// expression was written in) so that evaluation errors can say where it is.
+    pub fn compile_at(text: &str, locals: &[&str], origin: &str) -> Result<Expr, CompileError> {
         guard::check(text)?;
 
         let mut globals: Vec<&str> = Vec::with_capacity(STANDARD_VARS.len() + locals.len());
@@ -98,22 +106,15 @@ impl Expr {
         }
         let dollar_names: Vec<String> = globals.iter().map(|n| format!("${n}")).collect();
 
-        let loader = Loader::new(prelude());
-        let arena = Arena::default();
-        let modules = loader
-            .load(
-                &arena,
-                File {
-                    code: text,
-                    path: (),
-                },
-            )
-            .map_err(|errors| load_error(text, errors))?;
-        let filter = jaq_core::Compiler::<_, Data>::default()
-            .with_funs(natives())
-            .with_global_vars(dollar_names.iter().map(String::as_str))
-            .compile(modules)
-            .map_err(|errors| undefined_error(text, &globals, errors))?;
+        // First with only the prelude definitions the text calls: a compiled filter
+        // carries every definition it was compiled with, and the whole standard
+        // library costs about 110 KB per expression. If that misses a definition
+        // (syntax that desugars to a call), the full prelude decides.
+        let filter = match needed_prelude(text) {
+            Some(defs) => build(text, defs, &globals, &dollar_names)
+                .or_else(|_| build(text, prelude(), &globals, &dollar_names))?,
+            None => build(text, prelude(), &globals, &dollar_names)?,
+        };
 
         let used = globals
             .iter()
@@ -121,6 +122,7 @@ impl Expr {
             .collect();
         Ok(Expr(Arc::new(Inner {
             text: text.into(),
+            origin: origin.into(),
             filter,
             globals: globals.iter().map(|n| Box::<str>::from(*n)).collect(),
             used,
@@ -130,6 +132,11 @@ impl Expr {
     /// The jq text as written (without any `${ }`).
     pub fn text(&self) -> &str {
         &self.0.text
+    }
+
+    /// The JSON pointer of the field the expression was written in, if known.
+    pub fn origin(&self) -> &str {
+        &self.0.origin
     }
 
     /// Runs the expression on `input`. No output is `null`; more than one output is an error.
@@ -173,8 +180,89 @@ impl Expr {
         EvalError {
             message,
             expression: self.0.text.to_string(),
+            origin: self.0.origin.to_string(),
         }
     }
+}
+
+/// Loads and compiles `text` with the given prelude definitions.
+fn build(
+    text: &str,
+    prelude: impl IntoIterator<Item = parse::Def<&'static str>>,
+    globals: &[&str],
+    dollar_names: &[String],
+) -> Result<Filter, CompileError> {
+    let loader = Loader::new(prelude);
+    let arena = Arena::default();
+    let modules = loader
+        .load(
+            &arena,
+            File {
+                code: text,
+                path: (),
+            },
+        )
+        .map_err(|errors| load_error(text, errors))?;
+    jaq_core::Compiler::<_, Data>::default()
+        .with_funs(natives())
+        .with_global_vars(dollar_names.iter().map(String::as_str))
+        .compile(modules)
+        .map_err(|errors| undefined_error(text, globals, errors))
+}
+
+/// The prelude parsed once, with the names each definition calls.
+struct Prelude {
+    defs: Vec<parse::Def<&'static str>>,
+    calls: Vec<Vec<String>>,
+}
+
+static PRELUDE: LazyLock<Prelude> = LazyLock::new(|| {
+    let defs: Vec<_> = prelude().collect();
+    let calls = defs
+        .iter()
+        .map(|d| called_names(&format!("{:?}", d.body)))
+        .collect();
+    Prelude { defs, calls }
+});
+
+/// The prelude definitions `text` calls, directly or through other definitions;
+/// `None` if the text does not parse (the full compile then reports why).
+fn needed_prelude(text: &str) -> Option<Vec<parse::Def<&'static str>>> {
+    let term = jaq_core::load::parse(text, |p| p.term())?;
+    let prelude = &*PRELUDE;
+    let mut included = vec![false; prelude.defs.len()];
+    let mut queue = called_names(&format!("{term:?}"));
+    while let Some(name) = queue.pop() {
+        for (i, def) in prelude.defs.iter().enumerate() {
+            if def.name == name && !included[i] {
+                included[i] = true;
+                queue.extend(prelude.calls[i].iter().cloned());
+            }
+        }
+    }
+    Some(
+        prelude
+            .defs
+            .iter()
+            .zip(included)
+            .filter_map(|(def, included)| included.then(|| def.clone()))
+            .collect(),
+    )
+}
+
+/// The filters a parsed term calls, read from its debug form: `Call("name", …)`
+/// and the `@format` of format strings. Reading too many only costs memory.
+fn called_names(debug: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for marker in ["Call(\"", "Str(Some(\""] {
+        for (at, _) in debug.match_indices(marker) {
+            let rest = &debug[at + marker.len()..];
+            if let Some(end) = rest.find('"') {
+                names.push(rest[..end].to_string());
+            }
+        }
+    }
+    names
 }
 
 /// True if `text` contains `$name` not followed by another identifier character.

@@ -38,11 +38,21 @@ pub struct CompileError {
 
 /// An expression that failed while running.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (in `{expression}`)")]
+#[error("{message} (in `{expression}`{})", origin_suffix(origin))]
 pub struct EvalError {
     pub message: String,
     /// The jq text that failed.
     pub expression: String,
+    /// The JSON pointer of the field the expression was written in; empty if unknown.
+    pub origin: String,
+}
+
+fn origin_suffix(origin: &str) -> String {
+    if origin.is_empty() {
+        String::new()
+    } else {
+        format!(" at {origin}")
+    }
 }
 
 impl EvalError {
@@ -53,7 +63,7 @@ impl EvalError {
             type_: types::EXPRESSION.into(),
             status: 400,
             title: Some("Expression evaluation failed".into()),
-            detail: Some(format!("{}: {}", self.message, self.expression)),
+            detail: Some(self.to_string()),
             instance: Some(instance.into()),
         }
     }

@@ -118,6 +118,7 @@ impl UriTemplate {
                                     if value.is_array() { "array" } else { "object" }
                                 ),
                                 expression: self.text.clone(),
+                                origin: String::new(),
                             });
                         }
                     };

@@ -341,7 +341,7 @@ impl<'s> Cx<'s> {
     /// Compiles jq `text`, found at byte `offset` of the string value of `at`.
     fn compile(&mut self, at: &At, value: &str, offset: usize, text: &str) -> Option<Expr> {
         let locals: Vec<&str> = self.locals.iter().map(String::as_str).collect();
-        match Expr::compile(text, &locals) {
+        match Expr::compile_at(text, &locals, at.ptr.as_str()) {
             Ok(e) => Some(e),
             Err(err) => {
                 let start = self.source_offset(at.node, value, offset + err.range.start);
@@ -429,7 +429,7 @@ impl<'s> Cx<'s> {
         }
         if self.mode == Mode::Loose {
             let locals: Vec<&str> = self.locals.iter().map(String::as_str).collect();
-            if let Ok(e) = Expr::compile(s, &locals) {
+            if let Ok(e) = Expr::compile_at(s, &locals, at.ptr.as_str()) {
                 return Template::Loose(e, s.to_string());
             }
         }

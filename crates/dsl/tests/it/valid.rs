@@ -169,3 +169,34 @@ fn the_model_holds_what_the_document_says() {
     assert!(matches!(&g.concurrency, Concurrency::Expr(e) if e.text().trim() == ".parallelism"));
     assert_eq!(w.do_.tasks[3].task.then, FlowDirective::End);
 }
+
+#[test]
+fn runtime_errors_carry_the_task_path_and_become_expression_errors() {
+    use dsl::model::TaskKind;
+    let source = "document: {dsl: '1.0.3', namespace: t, name: t, version: '1.0.0'}\n\
+                  do:\n  - outer:\n      do:\n        - price:\n            set:\n              total: ${ .items | map(.price) | add * 1.2 }\n";
+    let w = parse(source).workflow.unwrap();
+    let TaskKind::Do(inner) = &w.do_.tasks[0].task.kind else {
+        panic!()
+    };
+    let task = &inner.tasks[0];
+    let TaskKind::Set(template) = &task.task.kind else {
+        panic!()
+    };
+    let input = serde_json::json!({"items": [{"price": "ten"}]});
+    let err = template.eval(&input, &expr::Vars::new()).unwrap_err();
+    assert_eq!(err.origin, "/do/0/outer/do/0/price/set/total");
+    let problem = err.into_problem(&task.reference);
+    assert_eq!(
+        problem.type_,
+        "https://serverlessworkflow.io/spec/1.0.0/errors/expression"
+    );
+    assert_eq!(problem.status, 400);
+    assert_eq!(problem.instance.as_deref(), Some("/do/0/outer/do/0/price"));
+    let detail = problem.detail.unwrap();
+    assert!(
+        detail.contains("at /do/0/outer/do/0/price/set/total"),
+        "{detail}"
+    );
+    assert!(detail.contains("cannot"), "{detail}");
+}
