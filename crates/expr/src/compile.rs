@@ -245,7 +245,8 @@ fn needed_prelude(text: &str) -> Option<Vec<parse::Def<&'static str>>> {
             .defs
             .iter()
             .zip(included)
-            .filter_map(|(def, included)| included.then(|| def.clone()))
+            .filter(|(_, included)| *included)
+            .map(|(def, _)| def.clone())
             .collect(),
     )
 }
