@@ -20,9 +20,28 @@ fn run(text: &str, locals: &[&str], input: Value, vars: &[(&str, Value)]) -> Res
     e.eval(&input, &v).map_err(|e| e.message)
 }
 
+/// Variable bindings for an evaluation: name (without `$`) and value.
+type Bindings = Vec<(&'static str, Value)>;
+/// (expression, locals in scope, input, bindings, expected result)
+type EvalCase = (
+    &'static str,
+    &'static [&'static str],
+    Value,
+    Bindings,
+    Value,
+);
+/// (expression, locals, message fragment, byte range in the text, help fragment)
+type CompileCase = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    std::ops::Range<usize>,
+    &'static str,
+);
+
 #[test]
 fn conformance_kit_expression_shapes() {
-    let cases: Vec<(&str, &[&str], Value, Vec<(&str, Value)>, Value)> = vec![
+    let cases: Vec<EvalCase> = vec![
         // data-flow.feature: bare input.from and output.as.
         (
             ".user.claims.subject",
@@ -147,7 +166,7 @@ fn conformance_kit_expression_shapes() {
 
 #[test]
 fn the_examples_use_these_shapes_too() {
-    let cases: Vec<(&str, Value, Vec<(&str, Value)>, Value)> = vec![
+    let cases: Vec<(&str, Value, Bindings, Value)> = vec![
         (
             "${ $workflow.input[0] }",
             json!(null),
@@ -289,8 +308,7 @@ fn variables_reach_the_right_slots() {
 
 #[test]
 fn compile_errors_say_what_and_where() {
-    // (text, locals, message fragment, byte range in the text, help fragment)
-    let cases: &[(&str, &[&str], &str, std::ops::Range<usize>, &str)] = &[
+    let cases: &[CompileCase] = &[
         (
             ".a + ",
             &[],
