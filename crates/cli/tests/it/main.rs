@@ -209,15 +209,7 @@ fn hostile_files_get_clear_errors() {
 }
 
 fn bomb() -> String {
-    let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
-    for i in 0..9u8 {
-        let (name, prev) = ((b'b' + i) as char, (b'a' + i) as char);
-        bomb.push_str(&format!(
-            "{name}: &{name} [{}]\n",
-            vec![format!("*{prev}"); 10].join(",")
-        ));
-    }
-    bomb
+    std::fs::read_to_string(repo().join("crates/dsl/tests/data/hostile/alias-bomb.yaml")).unwrap()
 }
 
 #[test]

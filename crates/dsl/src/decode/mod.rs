@@ -742,24 +742,15 @@ mod tests {
             kind: Kind::Null,
             range: 0..0,
         };
-        assert_eq!(
+        let label = |ptr| {
             At {
                 node: &node,
                 key: None,
-                ptr: p
+                ptr,
             }
-            .label(),
-            "`a/b~c`"
-        );
-        let p = Ptr::default().key("do").index(2);
-        assert_eq!(
-            At {
-                node: &node,
-                key: None,
-                ptr: p
-            }
-            .label(),
-            "`do[2]`"
-        );
+            .label()
+        };
+        assert_eq!(label(p), "`a/b~c`");
+        assert_eq!(label(Ptr::default().key("do").index(2)), "`do[2]`");
     }
 }
