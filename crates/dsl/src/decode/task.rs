@@ -293,8 +293,10 @@ fn event_properties(
     let mut out = Vec::with_capacity(entries.len());
     for (name, value) in entries {
         let decoded = match name.as_str() {
-            "id" | "type" | "subject" | "datacontenttype" => cx.text(&value),
-            "source" | "dataschema" | "time" => cx.text(&value),
+            // The CloudEvents context attributes are strings; `data` and extensions are any value.
+            "id" | "type" | "subject" | "datacontenttype" | "source" | "dataschema" | "time" => {
+                cx.text(&value)
+            }
             _ => cx.template(&value),
         };
         match decoded {
