@@ -1,0 +1,228 @@
+//! The durable journal: executions, their step records, their event logs and
+//! their inboxes, behind the [`Store`] trait.
+//!
+//! The engine writes through [`Store::commit`], which only queues a [`Batch`]
+//! and returns its [`Ticket`]. Queued batches are committed in order, several
+//! to a transaction (group commit), and [`Store::durable`] waits until a ticket's
+//! batch is on disk. So pure steps never wait, and many concurrent tasks share
+//! one fsync. Each batch is atomic: a step record and the events it produces
+//! land together or not at all.
+//!
+//! **API boundary:** this crate knows SQL and JSON values, nothing of the
+//! workflow model. One implementation per database ([`sqlite::SqliteStore`] today).
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("the store's writer has stopped: {0}")]
+    WriterStopped(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where an execution stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Running,
+    /// Waiting for a timer or an event.
+    Waiting,
+    /// Paused by a user.
+    Suspended,
+    Completed,
+    Faulted,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Waiting => "waiting",
+            Status::Suspended => "suspended",
+            Status::Completed => "completed",
+            Status::Faulted => "faulted",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "pending" => Status::Pending,
+            "running" => Status::Running,
+            "waiting" => Status::Waiting,
+            "suspended" => Status::Suspended,
+            "completed" => Status::Completed,
+            "faulted" => Status::Faulted,
+            "cancelled" => Status::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// True once the execution can change no more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Completed | Status::Faulted | Status::Cancelled
+        )
+    }
+}
+
+/// A new execution, as its creator describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewExecution {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    /// The workflow definition, as written.
+    pub definition: String,
+    pub input: Value,
+    pub created_at: Millis,
+}
+
+/// An execution as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Execution {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+    pub definition: String,
+    pub input: Value,
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The outcome of [`Store::create`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    New,
+    /// An execution with that id already existed; it is returned as it is.
+    Existing(Execution),
+}
+
+/// What the journal knows about one step (a task at one position, in one attempt).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepState {
+    /// Running; an execution that resumes runs it again.
+    Started,
+    /// Done: replay uses this output (and context, if the step changed it) as is.
+    Completed {
+        output: Value,
+        context: Option<Value>,
+    },
+    /// Failed with this error (the DSL's error object); replay raises it again.
+    Faulted {
+        error: Value,
+        context: Option<Value>,
+    },
+    /// Waiting for a timer that fires at `deadline`.
+    Timer { deadline: Millis },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// The step's position: the task path with iteration, visit and attempt marks.
+    pub key: String,
+    pub state: StepState,
+}
+
+/// An event of an execution's log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Strictly increasing within the execution, from 1.
+    pub seq: u64,
+    pub time: Millis,
+    /// A CloudEvent type, such as `io.serverlessworkflow.task.completed.v1`.
+    pub type_: String,
+    pub data: Value,
+}
+
+/// One atomic change to one execution: step records, events, and perhaps a new status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub execution: String,
+    pub steps: Vec<Step>,
+    pub events: Vec<Event>,
+    pub status: Option<StatusChange>,
+}
+
+/// A new status, with the output or error that ends an execution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusChange {
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub at: Millis,
+}
+
+/// Everything recorded for an execution, as the engine needs it to resume.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Journal {
+    pub steps: Vec<Step>,
+    /// The highest event sequence number recorded, 0 if none.
+    pub last_seq: u64,
+}
+
+/// The position of a batch in the commit order. Ticket `n` is durable once every
+/// batch up to `n` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// How hard commits hold on to the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Every commit is on disk before it is acknowledged (fsync per group commit).
+    #[default]
+    Full,
+    /// Commits survive a crash of the process, but the last ones may be lost if the
+    /// machine loses power. Much faster on slow disks.
+    Process,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Creates an execution, or returns the existing one with the same id.
+    async fn create(&self, new: NewExecution) -> Result<Created>;
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>>;
+
+    /// Ids of executions that are not final (to resume after a restart), oldest first.
+    async fn unfinished(&self) -> Result<Vec<String>>;
+
+    /// The step records and event count of an execution.
+    async fn journal(&self, id: &str) -> Result<Journal>;
+
+    /// Events of an execution after `after_seq`, in order, at most `limit`.
+    async fn events(&self, id: &str, after_seq: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// Queues a batch for the next group commit and returns its ticket at once.
+    fn commit(&self, batch: Batch) -> Ticket;
+
+    /// Waits until the batch of `ticket`, and every batch before it, is durable.
+    async fn durable(&self, ticket: Ticket) -> Result<()>;
+
+    /// Appends an event to an execution's inbox (for `listen`); returns its inbox position.
+    async fn deliver(&self, id: &str, event: Value) -> Result<u64>;
+
+    /// Inbox events of an execution after position `after`, in order.
+    async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>>;
+}

@@ -1,0 +1,536 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the write connection. It takes every command queued
+//! since its last transaction and commits them together (group commit), then
+//! publishes how far it got; [`Store::durable`] waits on that. Reads use a
+//! separate connection, which WAL lets run beside the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+use crate::{
+    Batch, Created, Durability, Error, Event, Execution, Journal, NewExecution, Result, Status,
+    Step, StepState, Store, Ticket,
+};
+
+/// Most commands folded into one transaction.
+const MAX_GROUP: usize = 4096;
+
+const SCHEMA: &str = "
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    input TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX executions_by_status ON executions (status, created_at);
+CREATE TABLE steps (
+    execution_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT,
+    context TEXT,
+    deadline INTEGER,
+    PRIMARY KEY (execution_id, key)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE inbox (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;
+";
+
+enum Command {
+    Batch(Batch),
+    Create(NewExecution, oneshot::Sender<Result<Created>>),
+    Deliver(String, Value, oneshot::Sender<Result<u64>>),
+}
+
+/// How far the writer has committed, or why it stopped.
+#[derive(Clone, Debug)]
+struct Progress {
+    committed: u64,
+    failure: Option<Arc<str>>,
+}
+
+pub struct SqliteStore {
+    /// The queue to the writer, with the number of the last batch queued:
+    /// taken together so that ticket order is queue order.
+    queue: Mutex<(mpsc::Sender<(u64, Command)>, u64)>,
+    progress: watch::Receiver<Progress>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = Connection::open(path)?;
+        configure(&writer, durability)?;
+        migrate(&writer)?;
+        let reader = Connection::open(path)?;
+        configure(&reader, durability)?;
+
+        let (tx, rx) = mpsc::channel();
+        let (progress_tx, progress) = watch::channel(Progress {
+            committed: 0,
+            failure: None,
+        });
+        std::thread::Builder::new()
+            .name("skein-store-writer".into())
+            .spawn(move || write_loop(writer, rx, progress_tx))?;
+        Ok(SqliteStore {
+            queue: Mutex::new((tx, 0)),
+            progress,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    fn send(&self, command: Command) -> Ticket {
+        let mut queue = self.queue.lock().expect("queue lock");
+        queue.1 += 1;
+        let ticket = queue.1;
+        // If the writer is gone, `durable` reports why; nothing else to do here.
+        let _ = queue.0.send((ticket, command));
+        Ticket(ticket)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&reader.lock().expect("reader lock")))
+            .await
+            .map_err(|e| Error::WriterStopped(e.to_string()))?
+    }
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Process => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))?;
+            Ok(())
+        }
+        1 => Ok(()),
+        v => Err(Error::Corrupt(format!(
+            "the database has schema version {v}, newer than this skein understands (1)"
+        ))),
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<(u64, Command)>,
+    progress: watch::Sender<Progress>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let last = group.last().map_or(0, |(n, _)| *n);
+        let mut replies = Vec::new();
+        let result = (|| -> Result<()> {
+            let tx = conn.transaction()?;
+            for (_, command) in group {
+                match command {
+                    Command::Batch(batch) => apply(&tx, &batch)?,
+                    Command::Create(new, reply) => {
+                        replies.push(Reply::Create(create(&tx, &new), reply))
+                    }
+                    Command::Deliver(id, event, reply) => {
+                        replies.push(Reply::Deliver(deliver(&tx, &id, &event), reply))
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                for reply in replies {
+                    reply.send();
+                }
+                progress.send_modify(|p| p.committed = last);
+            }
+            Err(e) => {
+                let message: Arc<str> = Arc::from(e.to_string());
+                for reply in replies {
+                    reply.fail(&message);
+                }
+                progress.send_modify(|p| p.failure = Some(message));
+                // A failed group leaves the journal without batches the engine already
+                // counts on, so the store stops accepting work rather than drift.
+                break;
+            }
+        }
+    }
+}
+
+enum Reply {
+    Create(Result<Created>, oneshot::Sender<Result<Created>>),
+    Deliver(Result<u64>, oneshot::Sender<Result<u64>>),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Create(r, tx) => drop(tx.send(r)),
+            Reply::Deliver(r, tx) => drop(tx.send(r)),
+        }
+    }
+
+    fn fail(self, message: &str) {
+        let e = || Error::WriterStopped(message.to_string());
+        match self {
+            Reply::Create(_, tx) => drop(tx.send(Err(e()))),
+            Reply::Deliver(_, tx) => drop(tx.send(Err(e()))),
+        }
+    }
+}
+
+fn json(value: &Value) -> String {
+    value.to_string()
+}
+
+fn apply(tx: &rusqlite::Transaction, batch: &Batch) -> Result<()> {
+    let mut put_step = tx.prepare_cached(
+        "INSERT OR REPLACE INTO steps (execution_id, key, state, payload, context, deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for step in &batch.steps {
+        let (state, payload, context, deadline) = match &step.state {
+            StepState::Started => ("started", None, None, None),
+            StepState::Completed { output, context } => (
+                "completed",
+                Some(json(output)),
+                context.as_ref().map(json),
+                None,
+            ),
+            StepState::Faulted { error, context } => (
+                "faulted",
+                Some(json(error)),
+                context.as_ref().map(json),
+                None,
+            ),
+            StepState::Timer { deadline } => ("timer", None, None, Some(*deadline)),
+        };
+        put_step.execute(params![
+            batch.execution,
+            step.key,
+            state,
+            payload,
+            context,
+            deadline
+        ])?;
+    }
+    let mut put_event = tx.prepare_cached(
+        "INSERT INTO events (execution_id, seq, time, type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for event in &batch.events {
+        put_event.execute(params![
+            batch.execution,
+            event.seq as i64,
+            event.time,
+            event.type_,
+            json(&event.data)
+        ])?;
+    }
+    if let Some(change) = &batch.status {
+        tx.prepare_cached(
+            "UPDATE executions SET status = ?2, output = COALESCE(?3, output), error = COALESCE(?4, error), updated_at = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            batch.execution,
+            change.status.as_str(),
+            change.output.as_ref().map(json),
+            change.error.as_ref().map(json),
+            change.at,
+        ])?;
+    }
+    Ok(())
+}
+
+fn create(tx: &rusqlite::Transaction, new: &NewExecution) -> Result<Created> {
+    if let Some(existing) = load_execution(tx, &new.id)? {
+        return Ok(Created::Existing(existing));
+    }
+    tx.execute(
+        "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+        params![new.id, new.namespace, new.name, new.version, new.definition, json(&new.input), new.created_at],
+    )?;
+    Ok(Created::New)
+}
+
+fn deliver(tx: &rusqlite::Transaction, id: &str, event: &Value) -> Result<u64> {
+    let next: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE execution_id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO inbox (execution_id, seq, event) VALUES (?1, ?2, ?3)",
+        params![id, next, json(event)],
+    )?;
+    Ok(next as u64)
+}
+
+fn parse_json(text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
+}
+
+fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
+    let row = conn
+        .query_row(
+            "SELECT id, namespace, name, version, definition, input, status, output, error, created_at, updated_at
+             FROM executions WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, i64>(10)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((
+        id,
+        namespace,
+        name,
+        version,
+        definition,
+        input,
+        status,
+        output,
+        error,
+        created_at,
+        updated_at,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Execution {
+        id,
+        namespace,
+        name,
+        version,
+        definition,
+        input: parse_json(&input)?,
+        status: Status::parse(&status)
+            .ok_or_else(|| Error::Corrupt(format!("unknown status `{status}`")))?,
+        output: output.as_deref().map(parse_json).transpose()?,
+        error: error.as_deref().map(parse_json).transpose()?,
+        created_at,
+        updated_at,
+    }))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, new: NewExecution) -> Result<Created> {
+        let (tx, rx) = oneshot::channel();
+        let ticket = self.send(Command::Create(new, tx));
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped(ticket)),
+        }
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        let id = id.to_string();
+        self.read(move |conn| load_execution(conn, &id)).await
+    }
+
+    async fn unfinished(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id FROM executions WHERE status NOT IN ('completed', 'faulted', 'cancelled') ORDER BY created_at, id",
+            )?;
+            let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn journal(&self, id: &str) -> Result<Journal> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, state, payload, context, deadline FROM steps WHERE execution_id = ?1",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            let mut steps = Vec::new();
+            for row in rows {
+                let (key, state, payload, context, deadline) = row?;
+                let payload = || {
+                    payload
+                        .as_deref()
+                        .map(parse_json)
+                        .transpose()
+                        .map(Option::unwrap_or_default)
+                };
+                let context = context.as_deref().map(parse_json).transpose()?;
+                let state = match state.as_str() {
+                    "started" => StepState::Started,
+                    "completed" => StepState::Completed {
+                        output: payload()?,
+                        context,
+                    },
+                    "faulted" => StepState::Faulted {
+                        error: payload()?,
+                        context,
+                    },
+                    "timer" => StepState::Timer {
+                        deadline: deadline.ok_or_else(|| {
+                            Error::Corrupt(format!("timer `{key}` has no deadline"))
+                        })?,
+                    },
+                    other => return Err(Error::Corrupt(format!("unknown step state `{other}`"))),
+                };
+                steps.push(Step { key, state });
+            }
+            let last_seq: i64 = conn.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE execution_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            Ok(Journal {
+                steps,
+                last_seq: last_seq as u64,
+            })
+        })
+        .await
+    }
+
+    async fn events(&self, id: &str, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, time, type, data FROM events WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![id, after_seq as i64, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, time, type_, data) = row?;
+                out.push(Event { seq: seq as u64, time, type_, data: parse_json(&data)? });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn commit(&self, batch: Batch) -> Ticket {
+        self.send(Command::Batch(batch))
+    }
+
+    async fn durable(&self, ticket: Ticket) -> Result<()> {
+        let mut progress = self.progress.clone();
+        let reached = progress
+            .wait_for(|p| p.committed >= ticket.0 || p.failure.is_some())
+            .await
+            .map_err(|_| Error::WriterStopped("the writer thread is gone".into()))?;
+        match &reached.failure {
+            Some(message) if reached.committed < ticket.0 => {
+                Err(Error::WriterStopped(message.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn deliver(&self, id: &str, event: Value) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        let ticket = self.send(Command::Deliver(id.to_string(), event, tx));
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped(ticket)),
+        }
+    }
+
+    async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, event FROM inbox WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![id, after as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, event) = row?;
+                out.push((seq as u64, parse_json(&event)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    fn stopped(&self, _ticket: Ticket) -> Error {
+        let failure = self.progress.borrow().failure.clone();
+        Error::WriterStopped(
+            failure.map_or_else(|| "the writer thread is gone".into(), |m| m.to_string()),
+        )
+    }
+}

@@ -1,0 +1,66 @@
+//! The store test suite, run against every implementation (SQLite today).
+
+mod suite;
+
+use store::Durability;
+use store::sqlite::SqliteStore;
+
+fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("skein.db"), Durability::Full).unwrap();
+    (dir, store)
+}
+
+macro_rules! for_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_suite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite();
+                    super::suite::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+for_each_store!(
+    create_is_idempotent_by_id,
+    a_batch_lands_whole_and_in_order,
+    steps_move_from_started_to_done,
+    concurrent_commits_share_transactions_and_all_become_durable,
+    a_broken_batch_stops_the_store_loudly,
+    unfinished_lists_what_is_not_final,
+    the_inbox_keeps_delivery_order,
+);
+
+#[tokio::test]
+async fn data_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skein.db");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        suite::seed(&store, "e1").await;
+    }
+    let store = SqliteStore::open(&path, Durability::Process).unwrap();
+    let journal = store::Store::journal(&store, "e1").await.unwrap();
+    assert_eq!(journal.steps.len(), 1);
+    assert_eq!(journal.last_seq, 2);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skein.db");
+    drop(SqliteStore::open(&path, Durability::Full).unwrap());
+    let conn = rusqlite_connection(&path);
+    conn.pragma_update(None, "user_version", 9).unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
+    assert!(err.to_string().contains("schema version 9"), "{err}");
+}
+
+fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}

@@ -1,0 +1,223 @@
+//! Behaviour every store must have, written against `&dyn Store`.
+
+use serde_json::json;
+use store::{Batch, Created, Event, NewExecution, Status, StatusChange, Step, StepState, Store};
+
+fn new_execution(id: &str) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        namespace: "test".into(),
+        name: "flow".into(),
+        version: "1.0.0".into(),
+        definition: "document: {}".into(),
+        input: json!({"n": 1}),
+        created_at: 1_000,
+    }
+}
+
+fn event(seq: u64, type_: &str) -> Event {
+    Event {
+        seq,
+        time: 1_000 + seq as i64,
+        type_: type_.into(),
+        data: json!({"seq": seq}),
+    }
+}
+
+/// Creates `id` with one completed step and two events, durably.
+pub(crate) async fn seed(store: &dyn Store, id: &str) {
+    assert_eq!(store.create(new_execution(id)).await.unwrap(), Created::New);
+    let ticket = store.commit(Batch {
+        execution: id.into(),
+        steps: vec![Step {
+            key: "/do/0/a".into(),
+            state: StepState::Completed {
+                output: json!(1),
+                context: None,
+            },
+        }],
+        events: vec![event(1, "started"), event(2, "completed")],
+        status: None,
+    });
+    store.durable(ticket).await.unwrap();
+}
+
+pub(crate) async fn create_is_idempotent_by_id(store: &dyn Store) {
+    assert_eq!(
+        store.create(new_execution("e1")).await.unwrap(),
+        Created::New
+    );
+    let again = store
+        .create(NewExecution {
+            input: json!("different"),
+            ..new_execution("e1")
+        })
+        .await
+        .unwrap();
+    let Created::Existing(existing) = again else {
+        panic!("expected the existing execution")
+    };
+    assert_eq!(existing.input, json!({"n": 1}), "the first creation wins");
+    assert_eq!(existing.status, Status::Pending);
+    assert!(store.execution("nope").await.unwrap().is_none());
+}
+
+pub(crate) async fn a_batch_lands_whole_and_in_order(store: &dyn Store) {
+    seed(store, "e1").await;
+    let ticket = store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![],
+        events: vec![event(3, "workflow.completed")],
+        status: Some(StatusChange {
+            status: Status::Completed,
+            output: Some(json!({"done": true})),
+            error: None,
+            at: 5_000,
+        }),
+    });
+    store.durable(ticket).await.unwrap();
+    let e = store.execution("e1").await.unwrap().unwrap();
+    assert_eq!(e.status, Status::Completed);
+    assert_eq!(e.output, Some(json!({"done": true})));
+    assert_eq!(e.updated_at, 5_000);
+    let events = store.events("e1", 0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        store.events("e1", 2, 100).await.unwrap(),
+        vec![event(3, "workflow.completed")]
+    );
+    assert_eq!(store.events("e1", 0, 1).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn steps_move_from_started_to_done(store: &dyn Store) {
+    store.create(new_execution("e1")).await.unwrap();
+    let key = "/do/0/call#1".to_string();
+    store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![Step {
+            key: key.clone(),
+            state: StepState::Started,
+        }],
+        ..Default::default()
+    });
+    store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![Step {
+            key: "/do/1/wait".into(),
+            state: StepState::Timer { deadline: 9_999 },
+        }],
+        ..Default::default()
+    });
+    let done = StepState::Faulted {
+        error: json!({"status": 503}),
+        context: Some(json!({"k": 1})),
+    };
+    let ticket = store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![Step {
+            key: key.clone(),
+            state: done.clone(),
+        }],
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    let mut steps = store.journal("e1").await.unwrap().steps;
+    steps.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        steps,
+        vec![
+            Step { key, state: done },
+            Step {
+                key: "/do/1/wait".into(),
+                state: StepState::Timer { deadline: 9_999 }
+            }
+        ]
+    );
+}
+
+pub(crate) async fn concurrent_commits_share_transactions_and_all_become_durable(
+    store: &dyn Store,
+) {
+    store.create(new_execution("e1")).await.unwrap();
+    let tickets: Vec<_> = (0..2_000u64)
+        .map(|i| {
+            store.commit(Batch {
+                execution: "e1".into(),
+                steps: vec![Step {
+                    key: format!("/do/{i}/s"),
+                    state: StepState::Completed {
+                        output: json!(i),
+                        context: None,
+                    },
+                }],
+                events: vec![event(i + 1, "task.completed")],
+                status: None,
+            })
+        })
+        .collect();
+    assert!(
+        tickets.windows(2).all(|w| w[0] < w[1]),
+        "tickets follow queue order"
+    );
+    let last = *tickets.last().unwrap();
+    store.durable(last).await.unwrap();
+    // Every earlier ticket is durable once a later one is.
+    store.durable(tickets[0]).await.unwrap();
+    let journal = store.journal("e1").await.unwrap();
+    assert_eq!(journal.steps.len(), 2_000);
+    assert_eq!(journal.last_seq, 2_000);
+}
+
+pub(crate) async fn a_broken_batch_stops_the_store_loudly(store: &dyn Store) {
+    seed(store, "e1").await;
+    // Sequence 2 exists: a second event with it breaks the strictly increasing log.
+    let ticket = store.commit(Batch {
+        execution: "e1".into(),
+        events: vec![event(2, "duplicate")],
+        ..Default::default()
+    });
+    let err = store.durable(ticket).await.unwrap_err();
+    assert!(
+        err.to_string().contains("UNIQUE") || err.to_string().contains("constraint"),
+        "{err}"
+    );
+    // Nothing of the broken batch landed.
+    assert_eq!(store.events("e1", 0, 10).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn unfinished_lists_what_is_not_final(store: &dyn Store) {
+    for id in ["a", "b", "c"] {
+        store.create(new_execution(id)).await.unwrap();
+    }
+    let ticket = store.commit(Batch {
+        execution: "b".into(),
+        status: Some(StatusChange {
+            status: Status::Faulted,
+            output: None,
+            error: Some(json!({"status": 500})),
+            at: 2_000,
+        }),
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    assert_eq!(store.unfinished().await.unwrap(), ["a", "c"]);
+    assert_eq!(
+        store.execution("b").await.unwrap().unwrap().error,
+        Some(json!({"status": 500}))
+    );
+}
+
+pub(crate) async fn the_inbox_keeps_delivery_order(store: &dyn Store) {
+    store.create(new_execution("e1")).await.unwrap();
+    assert_eq!(store.deliver("e1", json!({"type": "a"})).await.unwrap(), 1);
+    assert_eq!(store.deliver("e1", json!({"type": "b"})).await.unwrap(), 2);
+    assert_eq!(
+        store.inbox("e1", 0).await.unwrap(),
+        vec![(1, json!({"type": "a"})), (2, json!({"type": "b"}))]
+    );
+    assert_eq!(
+        store.inbox("e1", 1).await.unwrap(),
+        vec![(2, json!({"type": "b"}))]
+    );
+    assert!(store.inbox("other", 0).await.unwrap().is_empty());
+}
