@@ -116,7 +116,7 @@ pub struct Execution {
 pub enum Created {
     New,
     /// An execution with that id already existed; it is returned as it is.
-    Existing(Execution),
+    Existing(Box<Execution>),
 }
 
 /// What the journal knows about one step (a task at one position, in one attempt).

@@ -292,7 +292,7 @@ fn apply(tx: &rusqlite::Transaction, batch: &Batch) -> Result<()> {
 
 fn create(tx: &rusqlite::Transaction, new: &NewExecution) -> Result<Created> {
     if let Some(existing) = load_execution(tx, &new.id)? {
-        return Ok(Created::Existing(existing));
+        return Ok(Created::Existing(Box::new(existing)));
     }
     tx.execute(
         "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at)
