@@ -19,12 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Run(commands::run::Args),
     Validate(commands::validate::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => commands::run::run(args),
         Command::Validate(args) => commands::validate::run(args),
     }
 }

@@ -1,3 +1,4 @@
 //! One module per `skein` command.
 
+pub(crate) mod run;
 pub(crate) mod validate;

@@ -1,0 +1,224 @@
+//! `skein run FILE`: run a workflow to completion on the embedded store and print its output.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use engine::{Engine, Outcome, SystemClock};
+use serde_json::{Map, Value};
+use store::sqlite::SqliteStore;
+use store::{Durability, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Run a workflow to completion on the embedded store and print its output as JSON.
+///
+/// Every step is journaled in a SQLite file under the data directory, so an
+/// execution interrupted at any point (killed, crashed, Ctrl-C'd machine) can be
+/// resumed with `--resume ID`: finished tasks are not run again.
+///
+/// Exit status: 0 completed (output on stdout), 1 faulted (the error on stderr),
+/// 2 invalid workflow or usage error, 130 cancelled with Ctrl-C.
+#[derive(ClapArgs)]
+#[command(
+    after_help = "Examples:\n  skein run examples/hello.yaml --input '{\"name\": \"Ada\"}'\n  skein run flow.yaml --input @input.json --secret apiToken=s3cr3t\n  skein run --resume 0199c3e4-…"
+)]
+pub(crate) struct Args {
+    /// The workflow to run (YAML or JSON).
+    #[arg(value_name = "FILE", required_unless_present = "resume")]
+    file: Option<PathBuf>,
+
+    /// The workflow input: JSON text, or @FILE to read it from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    input: Option<String>,
+
+    /// A secret for `$secrets` and secret-based authentication: NAME=VALUE, where VALUE
+    /// is JSON (such as an object with username and password) or plain text. Repeatable.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secrets: Vec<String>,
+
+    /// Where the journal lives.
+    #[arg(long, value_name = "DIR", default_value = ".skein")]
+    data_dir: PathBuf,
+
+    /// Give the execution this id. Starting an id that exists runs (or shows) that execution.
+    #[arg(long, value_name = "ID", conflicts_with = "resume")]
+    id: Option<String>,
+
+    /// Resume the unfinished execution ID from the journal (no FILE needed).
+    #[arg(long, value_name = "ID")]
+    resume: Option<String>,
+
+    /// Commit without waiting for the disk (survives a crash of skein, not of the machine).
+    #[arg(long)]
+    fast: bool,
+
+    /// Print the outcome as one JSON object: {id, status, output|error}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
+        Ok(rt) => rt.block_on(run_async(args)),
+        Err(e) => {
+            eprintln!("skein: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_async(args: Args) -> ExitCode {
+    match execute(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skein: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn execute(args: Args) -> Result<ExitCode> {
+    let secrets = parse_secrets(&args.secrets)?;
+    let durability = if args.fast {
+        Durability::Process
+    } else {
+        Durability::Full
+    };
+    let db = args.data_dir.join("skein.db");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db, durability)
+            .with_context(|| format!("cannot open the journal at {}", db.display()))?,
+    );
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(runtime::Runtime::new()),
+        Arc::new(SystemClock),
+    );
+
+    let id = match (&args.resume, &args.file) {
+        (Some(id), _) => {
+            if store.execution(id).await?.is_none() {
+                bail!("no execution `{id}` in {}", db.display());
+            }
+            id.clone()
+        }
+        (None, Some(file)) => {
+            let source = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let parsed = dsl::parse(&source, &dsl::Options::default());
+            let Some(workflow) = parsed.workflow else {
+                eprint!(
+                    "{}",
+                    dsl::diagnostic::render(
+                        &file.display().to_string(),
+                        &source,
+                        &parsed.diagnostics
+                    )
+                );
+                return Ok(ExitCode::from(2));
+            };
+            let input = parse_input(args.input.as_deref())?;
+            engine
+                .create(&source, &workflow, args.id.clone(), input)
+                .await?
+        }
+        (None, None) => bail!("give a workflow FILE, or --resume ID"),
+    };
+    eprintln!(
+        "skein: execution {id} (resume with: skein run --resume {id} --data-dir {})",
+        args.data_dir.display()
+    );
+
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("skein: cancelling…");
+            on_ctrl_c.cancel();
+        }
+    });
+
+    let outcome = engine.run(&id, Value::Object(secrets), cancel).await?;
+    Ok(report(&id, outcome, args.json))
+}
+
+fn report(id: &str, outcome: Outcome, json: bool) -> ExitCode {
+    let (status, code, body) = match &outcome {
+        Outcome::Completed(output) => ("completed", 0, output.clone()),
+        Outcome::Faulted(problem) => (
+            "faulted",
+            1,
+            serde_json::to_value(problem).unwrap_or_default(),
+        ),
+        Outcome::Cancelled => ("cancelled", 130, Value::Null),
+    };
+    if json {
+        let key = if code == 0 { "output" } else { "error" };
+        println!(
+            "{}",
+            serde_json::json!({"id": id, "status": status, key: body})
+        );
+        return ExitCode::from(code);
+    }
+    match outcome {
+        Outcome::Completed(output) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&output).unwrap_or_default()
+            );
+        }
+        Outcome::Faulted(p) => {
+            eprintln!(
+                "skein: the workflow faulted at {}",
+                p.instance.as_deref().unwrap_or("/")
+            );
+            eprintln!("  type:     {}", p.type_);
+            eprintln!("  status:   {}", p.status);
+            if let Some(title) = &p.title {
+                eprintln!("  title:    {title}");
+            }
+            if let Some(detail) = &p.detail {
+                eprintln!("  detail:   {detail}");
+            }
+            eprintln!("  instance: {}", p.instance.as_deref().unwrap_or("/"));
+        }
+        Outcome::Cancelled => eprintln!("skein: execution {id} was cancelled"),
+    }
+    ExitCode::from(code)
+}
+
+fn parse_input(input: Option<&str>) -> Result<Value> {
+    let Some(input) = input else {
+        return Ok(Value::Object(Map::new()));
+    };
+    let text = match input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the input file {path}"))?,
+        None => input.to_string(),
+    };
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "--input is not valid JSON: {}",
+            text.chars().take(80).collect::<String>()
+        )
+    })
+}
+
+fn parse_secrets(pairs: &[String]) -> Result<Map<String, Value>> {
+    let mut secrets = Map::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--secret `{pair}` is not NAME=VALUE");
+        };
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        secrets.insert(name.to_string(), value);
+    }
+    Ok(secrets)
+}

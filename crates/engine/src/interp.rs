@@ -1,0 +1,1292 @@
+//! The interpreter: walks task lists and tasks, replays what the journal holds
+//! and runs the rest, applying the DSL's data flow at every task.
+
+use std::sync::Arc;
+
+use dsl::model::{
+    Backoff, Catch, Concurrency, Duration, ErrorDef, ErrorRef, FlowDirective, For, Fork, NamedTask,
+    Process, ProcessReturn, RetryPolicy, RetryRef, Schema, SchemaSource, TaskKind, TaskList,
+    TimeoutRef, Try,
+};
+use expr::{Problem, Template, types};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{Value, json};
+use store::{Status, StatusChange, Step, StepState};
+
+use crate::run::{Run, Scope, date_time, iso, problem_json};
+use crate::{Interrupt, Outcome, ProcessSpec};
+
+type Res<T> = Result<T, Interrupt>;
+
+/// The step that holds the transformed workflow input; its presence means "started".
+const INPUT_KEY: &str = "/input";
+
+/// `$context` and a count of its changes, so a task records the context only when it changed.
+pub(crate) struct Ctx {
+    value: Value,
+    changes: u64,
+}
+
+impl Ctx {
+    fn set(&mut self, value: Value) {
+        self.value = value;
+        self.changes += 1;
+    }
+
+    /// A copy for a concurrent branch.
+    fn branch(&self) -> Ctx {
+        Ctx {
+            value: self.value.clone(),
+            changes: 0,
+        }
+    }
+
+    /// Takes the contexts of finished branches in order: the last that changed wins.
+    fn join(&mut self, branches: impl IntoIterator<Item = Ctx>) {
+        for b in branches {
+            if b.changes > 0 {
+                self.set(b.value);
+            }
+        }
+    }
+}
+
+/// Where a list ended: at its last task (or an `exit`), or at an `end` for the whole workflow.
+enum Flow {
+    Done(Value),
+    End(Value),
+}
+
+/// A finished task: its output and where the flow goes next.
+struct Stepped {
+    output: Value,
+    then: FlowDirective,
+}
+
+pub(crate) async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
+    let result = tokio::select! {
+        r = workflow(&run) => r,
+        _ = run.cancel.cancelled() => Err(Interrupt::Cancelled),
+    };
+    let at = run.now();
+    let name = run.qualified_name.clone();
+    let (change, outcome, event) = match result {
+        Ok(output) => (
+            StatusChange {
+                status: Status::Completed,
+                output: Some(output.clone()),
+                error: None,
+                at,
+            },
+            Outcome::Completed(output.clone()),
+            (
+                "io.serverlessworkflow.workflow.completed.v1",
+                json!({"name": name, "completedAt": iso(at), "output": output}),
+            ),
+        ),
+        Err(Interrupt::Fault(problem)) => (
+            StatusChange {
+                status: Status::Faulted,
+                output: None,
+                error: Some(problem_json(&problem)),
+                at,
+            },
+            Outcome::Faulted(problem.clone()),
+            (
+                "io.serverlessworkflow.workflow.faulted.v1",
+                json!({"name": name, "faultedAt": iso(at), "error": problem_json(&problem)}),
+            ),
+        ),
+        Err(Interrupt::Cancelled) => (
+            StatusChange {
+                status: Status::Cancelled,
+                output: None,
+                error: None,
+                at,
+            },
+            Outcome::Cancelled,
+            (
+                "io.serverlessworkflow.workflow.cancelled.v1",
+                json!({"name": name, "cancelledAt": iso(at)}),
+            ),
+        ),
+        Err(Interrupt::Store(e)) => return Err(e),
+    };
+    let ticket = run.record(vec![], vec![event], Some(change));
+    run.store.durable(ticket).await.map_err(|e| e.to_string())?;
+    Ok(outcome)
+}
+
+async fn workflow(run: &Arc<Run>) -> Res<Value> {
+    let wf = run.wf.clone();
+    let empty = Value::Null;
+    let input = match run.replayed(INPUT_KEY) {
+        Some(StepState::Completed { output, .. }) => output.clone(),
+        _ => {
+            let raw = run.workflow_var["input"].clone();
+            let scope = Scope::default();
+            let transformed = match &wf.input {
+                Some(input) => {
+                    if let Some(schema) = &input.schema {
+                        check_schema(schema, &raw, "the workflow input", "/input")?;
+                    }
+                    match &input.from {
+                        Some(from) => eval(
+                            from,
+                            &raw,
+                            &run.vars(&scope, &empty, &raw, &empty, None),
+                            "/",
+                        )?,
+                        None => raw,
+                    }
+                }
+                None => raw,
+            };
+            let doc = &wf.document;
+            let started = json!({
+                "name": run.qualified_name,
+                "definition": {"name": doc.name, "namespace": doc.namespace, "version": doc.version.to_string()},
+                "startedAt": iso(run.now()),
+            });
+            run.record(
+                vec![Step {
+                    key: INPUT_KEY.into(),
+                    state: StepState::Completed {
+                        output: transformed.clone(),
+                        context: None,
+                    },
+                }],
+                vec![("io.serverlessworkflow.workflow.started.v1", started)],
+                Some(StatusChange {
+                    status: Status::Running,
+                    output: None,
+                    error: None,
+                    at: run.now(),
+                }),
+            );
+            transformed
+        }
+    };
+
+    // The spec's data flow: the transformed input is also the initial `$context`.
+    let mut ctx = Ctx {
+        value: input.clone(),
+        changes: 0,
+    };
+    let top = Scope::default();
+    let body = run_list(run, &wf.do_, "/do".into(), &top, input, &mut ctx);
+    let flow = match &wf.timeout {
+        Some(timeout) => with_timeout(run, "/timeout", timeout, "/", "The workflow", body).await?,
+        None => body.await?,
+    };
+    let output = match flow {
+        Flow::Done(v) | Flow::End(v) => v,
+    };
+    match &wf.output {
+        Some(out) => {
+            let output = match &out.as_ {
+                Some(as_) => eval(
+                    as_,
+                    &output,
+                    &run.vars(&Scope::default(), &ctx.value, &empty, &empty, None),
+                    "/",
+                )?,
+                None => output,
+            };
+            if let Some(schema) = &out.schema {
+                check_schema(schema, &output, "the workflow output", "/output")?;
+            }
+            Ok(output)
+        }
+        None => Ok(output),
+    }
+}
+
+fn run_list<'a>(
+    run: &'a Arc<Run>,
+    list: &'a TaskList,
+    key: String,
+    scope: &'a Scope,
+    mut input: Value,
+    ctx: &'a mut Ctx,
+) -> BoxFuture<'a, Res<Flow>> {
+    async move {
+        let mut i = 0;
+        let mut visits = vec![0u32; list.tasks.len()];
+        while i < list.tasks.len() {
+            if run.cancel.is_cancelled() {
+                return Err(Interrupt::Cancelled);
+            }
+            let nt = &list.tasks[i];
+            visits[i] += 1;
+            // A task reached again through `then` gets a new key for each visit.
+            let task_key = match visits[i] {
+                1 => format!("{key}/{i}/{}", nt.name),
+                n => format!("{key}/{i}/{}@{n}", nt.name),
+            };
+            let stepped = run_task(run, nt, task_key, scope, input, ctx).await?;
+            input = stepped.output;
+            match stepped.then {
+                FlowDirective::Continue => i += 1,
+                FlowDirective::Exit => break,
+                FlowDirective::End => return Ok(Flow::End(input)),
+                FlowDirective::Goto(name) => {
+                    i = list
+                        .position(&name)
+                        .expect("`then` targets are checked when the workflow is loaded")
+                }
+            }
+        }
+        Ok(Flow::Done(input))
+    }
+    .boxed()
+}
+
+fn directive_json(d: &FlowDirective) -> Value {
+    Value::String(match d {
+        FlowDirective::Continue => "continue".into(),
+        FlowDirective::Exit => "exit".into(),
+        FlowDirective::End => "end".into(),
+        FlowDirective::Goto(name) => name.clone(),
+    })
+}
+
+fn directive_from(v: &Value, fallback: &FlowDirective) -> FlowDirective {
+    match v.as_str() {
+        Some("continue") => FlowDirective::Continue,
+        Some("exit") => FlowDirective::Exit,
+        Some("end") => FlowDirective::End,
+        Some(name) => FlowDirective::Goto(name.to_string()),
+        None => fallback.clone(),
+    }
+}
+
+fn run_task<'a>(
+    run: &'a Arc<Run>,
+    nt: &'a NamedTask,
+    key: String,
+    scope: &'a Scope,
+    raw_input: Value,
+    ctx: &'a mut Ctx,
+) -> BoxFuture<'a, Res<Stepped>> {
+    async move {
+        let task = &nt.task;
+        match run.replayed(&key) {
+            Some(StepState::Completed { output, context }) => {
+                if let Some(c) = context {
+                    ctx.set(c.clone());
+                }
+                let then = match run.replayed(&format!("{key}/then")) {
+                    Some(StepState::Completed { output, .. }) => directive_from(output, &task.then),
+                    _ => task.then.clone(),
+                };
+                return Ok(Stepped {
+                    output: output.clone(),
+                    then,
+                });
+            }
+            Some(StepState::Faulted { error, context }) => {
+                if let Some(c) = context {
+                    ctx.set(c.clone());
+                }
+                return Err(Interrupt::Fault(stored_problem(error)));
+            }
+            _ => {}
+        }
+
+        let task_var = json!({
+            "name": nt.name,
+            "reference": nt.reference,
+            "definition": run.wf.definition.pointer(&nt.reference).cloned().unwrap_or(Value::Null),
+            "input": raw_input,
+            "startedAt": date_time(run.now()),
+        });
+        run.record(
+            vec![],
+            vec![(
+                "io.serverlessworkflow.task.started.v1",
+                run.task_event(&nt.reference, "startedAt", None),
+            )],
+            None,
+        );
+        let changes_before = ctx.changes;
+        let result = task_body(run, nt, &key, scope, raw_input, ctx, &task_var).await;
+        match result {
+            Ok(stepped) => {
+                let context = (ctx.changes != changes_before).then(|| ctx.value.clone());
+                let mut steps = vec![Step {
+                    key: key.clone(),
+                    state: StepState::Completed {
+                        output: stepped.output.clone(),
+                        context,
+                    },
+                }];
+                if stepped.then != task.then {
+                    steps.push(Step {
+                        key: format!("{key}/then"),
+                        state: StepState::Completed {
+                            output: directive_json(&stepped.then),
+                            context: None,
+                        },
+                    });
+                }
+                let event = run.task_event(
+                    &nt.reference,
+                    "completedAt",
+                    Some(("output", stepped.output.clone())),
+                );
+                run.record(
+                    steps,
+                    vec![("io.serverlessworkflow.task.completed.v1", event)],
+                    None,
+                );
+                Ok(stepped)
+            }
+            Err(Interrupt::Fault(problem)) => {
+                let context = (ctx.changes != changes_before).then(|| ctx.value.clone());
+                let error = problem_json(&problem);
+                let event =
+                    run.task_event(&nt.reference, "faultedAt", Some(("error", error.clone())));
+                run.record(
+                    vec![Step {
+                        key,
+                        state: StepState::Faulted { error, context },
+                    }],
+                    vec![("io.serverlessworkflow.task.faulted.v1", event)],
+                    None,
+                );
+                Err(Interrupt::Fault(problem))
+            }
+            Err(other) => Err(other),
+        }
+    }
+    .boxed()
+}
+
+/// The DSL's data flow around one task: `if`, input, the task itself, output, export.
+async fn task_body(
+    run: &Arc<Run>,
+    nt: &NamedTask,
+    key: &str,
+    scope: &Scope,
+    raw_input: Value,
+    ctx: &mut Ctx,
+    task_var: &Value,
+) -> Res<Stepped> {
+    let task = &nt.task;
+    let at = nt.reference.as_str();
+    if let Some(cond) = &task.if_ {
+        let vars = run.vars(scope, &ctx.value, &raw_input, task_var, None);
+        let run_it = cond
+            .eval_bool(&raw_input, &vars)
+            .map_err(|e| e.into_problem(at))?;
+        if !run_it {
+            // A skipped task outputs its raw input.
+            return Ok(Stepped {
+                output: raw_input,
+                then: task.then.clone(),
+            });
+        }
+    }
+    let input = match &task.input {
+        Some(spec) => {
+            if let Some(schema) = &spec.schema {
+                check_schema(
+                    schema,
+                    &raw_input,
+                    &format!("the input of task `{}`", nt.name),
+                    at,
+                )?;
+            }
+            match &spec.from {
+                Some(from) => eval(
+                    from,
+                    &raw_input,
+                    &run.vars(scope, &ctx.value, &raw_input, task_var, None),
+                    at,
+                )?,
+                None => raw_input,
+            }
+        }
+        None => raw_input,
+    };
+
+    let body = kind(run, nt, key, scope, &input, ctx, task_var);
+    let (raw_output, then) = match &task.timeout {
+        Some(timeout) => {
+            with_timeout(
+                run,
+                &format!("{key}/timeout"),
+                timeout,
+                at,
+                &format!("Task `{}`", nt.name),
+                body,
+            )
+            .await?
+        }
+        None => body.await?,
+    };
+
+    let mut task_var = task_var.clone();
+    task_var["output"] = raw_output.clone();
+    let output = match task.output.as_ref().and_then(|o| o.as_.as_ref()) {
+        Some(as_) => eval(
+            as_,
+            &raw_output,
+            &run.vars(scope, &ctx.value, &input, &task_var, None),
+            at,
+        )?,
+        None => raw_output,
+    };
+    if let Some(schema) = task.output.as_ref().and_then(|o| o.schema.as_ref()) {
+        check_schema(
+            schema,
+            &output,
+            &format!("the output of task `{}`", nt.name),
+            at,
+        )?;
+    }
+    if let Some(export) = &task.export
+        && let Some(as_) = &export.as_
+    {
+        let context = eval(
+            as_,
+            &output,
+            &run.vars(scope, &ctx.value, &input, &task_var, Some(&output)),
+            at,
+        )?;
+        if let Some(schema) = &export.schema {
+            check_schema(
+                schema,
+                &context,
+                &format!("the context exported by task `{}`", nt.name),
+                at,
+            )?;
+        }
+        ctx.set(context);
+    }
+    Ok(Stepped { output, then })
+}
+
+/// Runs the kind-specific part of a task on its transformed input.
+fn kind<'a>(
+    run: &'a Arc<Run>,
+    nt: &'a NamedTask,
+    key: &'a str,
+    scope: &'a Scope,
+    input: &'a Value,
+    ctx: &'a mut Ctx,
+    task_var: &'a Value,
+) -> BoxFuture<'a, Res<(Value, FlowDirective)>> {
+    async move {
+        let task = &nt.task;
+        let at = nt.reference.as_str();
+        let then = task.then.clone();
+        match &task.kind {
+            TaskKind::Set(template) => {
+                let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                Ok((eval(template, input, &vars, at)?, then))
+            }
+            TaskKind::Do(list) => Ok(flow_result(
+                run_list(run, list, format!("{key}/do"), scope, input.clone(), ctx).await?,
+                then,
+            )),
+            TaskKind::Switch(switch) => {
+                let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                let mut default = None;
+                for case in &switch.cases {
+                    match &case.when {
+                        None => default = default.or(Some(&case.then)),
+                        Some(when) => {
+                            if when
+                                .eval_bool(input, &vars)
+                                .map_err(|e| e.into_problem(at))?
+                            {
+                                return Ok((input.clone(), case.then.clone()));
+                            }
+                        }
+                    }
+                }
+                Ok((input.clone(), default.cloned().unwrap_or(then)))
+            }
+            TaskKind::Raise(raise) => {
+                let def: &ErrorDef = match &raise.error {
+                    ErrorRef::Inline(def) => def,
+                    ErrorRef::Use(name) => &run.wf.use_.errors[name],
+                };
+                let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                Err(Interrupt::Fault(raised(def, input, &vars, at)?))
+            }
+            TaskKind::Wait(duration) => {
+                let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                let ms = duration_ms(duration, input, &vars, at)?;
+                timer(run, format!("{key}/wait"), ms).await?;
+                Ok((input.clone(), then))
+            }
+            TaskKind::For(f) => Ok(flow_result(
+                for_loop(run, nt, f, key, scope, input, ctx, task_var).await?,
+                then,
+            )),
+            TaskKind::Fork(f) => Ok((fork(run, f, key, scope, input, ctx).await?, then)),
+            TaskKind::Try(t) => Ok(flow_result(
+                try_catch(run, t, key, scope, input, ctx, at).await?,
+                then,
+            )),
+            TaskKind::Emit(emit) => {
+                let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                let mut event = serde_json::Map::new();
+                for (name, template) in &emit.event {
+                    event.insert(name.clone(), eval(template, input, &vars, at)?);
+                }
+                event
+                    .entry("id")
+                    .or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
+                event.insert("specversion".into(), json!("1.0"));
+                event
+                    .entry("time")
+                    .or_insert_with(|| Value::String(iso(run.now())));
+                if event.contains_key("data") {
+                    event
+                        .entry("datacontenttype")
+                        .or_insert_with(|| json!("application/json"));
+                }
+                let event = Value::Object(event);
+                let type_ = event["type"].as_str().unwrap_or_default().to_string();
+                run.record(vec![], vec![(type_.as_str(), event.clone())], None);
+                Ok((event, then))
+            }
+            TaskKind::Call(call) => match &**call {
+                dsl::model::Call::Http(http) => {
+                    let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                    Ok((
+                        crate::http::call(run, http, key, at, input, &vars).await?,
+                        then,
+                    ))
+                }
+                dsl::model::Call::Function(function) => {
+                    let dsl::model::CallTarget::Use(name) = &function.target else {
+                        return Err(not_supported(at, "calling cataloged or remote functions"));
+                    };
+                    let body = &run.wf.use_.functions[name];
+                    let args = match &function.with {
+                        Some(with) => eval(
+                            with,
+                            input,
+                            &run.vars(scope, &ctx.value, input, task_var, None),
+                            at,
+                        )?,
+                        None => input.clone(),
+                    };
+                    let callee = NamedTask {
+                        name: name.clone(),
+                        reference: format!("/use/functions/{name}"),
+                        task: body.clone(),
+                    };
+                    let stepped =
+                        run_task(run, &callee, format!("{key}/call"), scope, args, ctx).await?;
+                    Ok((stepped.output, then))
+                }
+                other => Err(not_supported(at, call_name(other))),
+            },
+            TaskKind::Run(r) => match &r.process {
+                Process::Shell(shell) => {
+                    let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                    let command = text(&shell.command, input, &vars, at)?;
+                    let mut arguments = vec!["-c".to_string(), command, "sh".to_string()];
+                    for arg in &shell.arguments {
+                        arguments.push(text(arg, input, &vars, at)?);
+                    }
+                    let spec = ProcessSpec {
+                        program: "sh".into(),
+                        arguments,
+                        environment: environment(shell.environment.as_ref(), input, &vars, at)?,
+                        stdin: shell
+                            .stdin
+                            .as_ref()
+                            .map(|s| text(s, input, &vars, at).map(String::into_bytes))
+                            .transpose()?,
+                    };
+                    Ok((
+                        process(run, spec, r.return_, r.await_, at, input).await?,
+                        then,
+                    ))
+                }
+                Process::Container(_) => Err(not_supported(
+                    at,
+                    "`run.container` (it needs a container runtime)",
+                )),
+                Process::Script(_) => Err(not_supported(at, "`run.script`")),
+                Process::Workflow(_) => Err(not_supported(at, "`run.workflow`")),
+            },
+            TaskKind::Listen(_) => Err(not_supported(at, "`listen`")),
+        }
+    }
+    .boxed()
+}
+
+fn call_name(call: &dsl::model::Call) -> &'static str {
+    match call {
+        dsl::model::Call::Grpc(_) => "`call: grpc`",
+        dsl::model::Call::OpenApi(_) => "`call: openapi`",
+        dsl::model::Call::AsyncApi(_) => "`call: asyncapi`",
+        dsl::model::Call::A2a(_) => "`call: a2a`",
+        dsl::model::Call::Mcp(_) => "`call: mcp`",
+        _ => "this call",
+    }
+}
+
+fn flow_result(flow: Flow, then: FlowDirective) -> (Value, FlowDirective) {
+    match flow {
+        Flow::Done(v) => (v, then),
+        Flow::End(v) => (v, FlowDirective::End),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn for_loop(
+    run: &Arc<Run>,
+    nt: &NamedTask,
+    f: &For,
+    key: &str,
+    scope: &Scope,
+    input: &Value,
+    ctx: &mut Ctx,
+    task_var: &Value,
+) -> Res<Flow> {
+    let at = nt.reference.as_str();
+    let items = {
+        let vars = run.vars(scope, &ctx.value, input, task_var, None);
+        match f.in_.eval(input, &vars).map_err(|e| e.into_problem(at))? {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            Value::Object(map) => map.into_iter().map(|(_, v)| v).collect(),
+            other => {
+                return Err(Interrupt::Fault(expression_problem(
+                    at,
+                    format!(
+                        "`for.in` must yield a list, but it yielded {}",
+                        kind_of(&other)
+                    ),
+                )));
+            }
+        }
+    };
+    let limit = match &f.concurrency {
+        Concurrency::Fixed(n) => n.get() as usize,
+        Concurrency::Expr(e) => {
+            let vars = run.vars(scope, &ctx.value, input, task_var, None);
+            match e.eval(input, &vars).map_err(|e| e.into_problem(at))? {
+                Value::Number(n) if n.as_u64().is_some_and(|n| n >= 1) => {
+                    n.as_u64().unwrap_or(1) as usize
+                }
+                other => {
+                    return Err(Interrupt::Fault(expression_problem(
+                        at,
+                        format!(
+                            "`for.concurrency` must yield a positive integer, but it yielded {other}"
+                        ),
+                    )));
+                }
+            }
+        }
+    };
+    let bindings = |i: usize, item: &Value| {
+        scope.with([
+            (Arc::from(f.each.as_str()), item.clone()),
+            (Arc::from(f.at.as_str()), json!(i)),
+        ])
+    };
+
+    if limit == 1 {
+        // The DSL's loop: each iteration's input is the previous iteration's output.
+        let mut current = input.clone();
+        for (i, item) in items.iter().enumerate() {
+            let scope_i = bindings(i, item);
+            if let Some(w) = &f.while_ {
+                let vars = run.vars(&scope_i, &ctx.value, &current, task_var, None);
+                if !w
+                    .eval_bool(&current, &vars)
+                    .map_err(|e| e.into_problem(at))?
+                {
+                    break;
+                }
+            }
+            match run_list(
+                run,
+                &f.do_,
+                format!("{key}/for/{i}/do"),
+                &scope_i,
+                current,
+                ctx,
+            )
+            .await?
+            {
+                Flow::Done(v) => current = v,
+                Flow::End(v) => return Ok(Flow::End(v)),
+            }
+        }
+        return Ok(Flow::Done(current));
+    }
+
+    // The fan-out extension: at most `limit` iterations at once, outputs in index order.
+    let total = items.len();
+    let mut outputs: Vec<Option<Value>> = vec![None; total];
+    let mut contexts: Vec<Option<Ctx>> = (0..total).map(|_| None).collect();
+    let mut running = FuturesUnordered::new();
+    let (mut next, mut done, mut stopped) = (0usize, 0usize, false);
+    loop {
+        while !stopped && running.len() < limit && next < total {
+            let i = next;
+            let scope_i = bindings(i, &items[i]);
+            if let Some(w) = &f.while_ {
+                let vars = run.vars(&scope_i, &ctx.value, input, task_var, None);
+                if !w.eval_bool(input, &vars).map_err(|e| e.into_problem(at))? {
+                    stopped = true;
+                    break;
+                }
+            }
+            let mut branch = ctx.branch();
+            let list_key = format!("{key}/for/{i}/do");
+            running.push(async move {
+                let result =
+                    run_list(run, &f.do_, list_key, &scope_i, input.clone(), &mut branch).await;
+                (i, result, branch)
+            });
+            next += 1;
+        }
+        let Some((i, result, branch)) = running.next().await else {
+            break;
+        };
+        // A fault ends the loop: returning drops (cancels) the iterations still running.
+        let value = match result? {
+            Flow::Done(v) | Flow::End(v) => v,
+        };
+        outputs[i] = Some(value);
+        contexts[i] = Some(branch);
+        done += 1;
+        let progress = json!({
+            "workflow": run.qualified_name, "task": nt.reference,
+            "total": total, "done": done, "failed": 0, "running": running.len(),
+        });
+        run.record(vec![], vec![("dev.skein.task.progress.v1", progress)], None);
+    }
+    ctx.join(contexts.into_iter().flatten());
+    Ok(Flow::Done(Value::Array(
+        outputs.into_iter().flatten().collect(),
+    )))
+}
+
+async fn fork(
+    run: &Arc<Run>,
+    f: &Fork,
+    key: &str,
+    scope: &Scope,
+    input: &Value,
+    ctx: &mut Ctx,
+) -> Res<Value> {
+    let branches = f.branches.tasks.iter().enumerate().map(|(i, nt)| {
+        let mut branch = ctx.branch();
+        let branch_key = format!("{key}/fork/branches/{i}/{}", nt.name);
+        async move {
+            let stepped = run_task(run, nt, branch_key, scope, input.clone(), &mut branch).await?;
+            Ok::<_, Interrupt>((stepped.output, branch))
+        }
+        .boxed()
+    });
+    if f.compete {
+        // The first branch to finish wins; dropping the others cancels them.
+        let ((output, branch), _rest) = futures::future::select_ok(branches).await?;
+        ctx.join([branch]);
+        Ok(output)
+    } else {
+        let results = futures::future::try_join_all(branches).await?;
+        let (outputs, contexts): (Vec<Value>, Vec<Ctx>) = results.into_iter().unzip();
+        ctx.join(contexts);
+        Ok(Value::Array(outputs))
+    }
+}
+
+async fn try_catch(
+    run: &Arc<Run>,
+    t: &Try,
+    key: &str,
+    scope: &Scope,
+    input: &Value,
+    ctx: &mut Ctx,
+    at: &str,
+) -> Res<Flow> {
+    let first_attempt_at = run.now();
+    let mut attempt: u32 = 1;
+    loop {
+        let try_key = match attempt {
+            1 => format!("{key}/try"),
+            n => format!("{key}/try#{n}"),
+        };
+        let problem = match run_list(run, &t.try_, try_key, scope, input.clone(), ctx).await {
+            Err(Interrupt::Fault(problem)) => problem,
+            other => return other,
+        };
+        let catch = &t.catch;
+        let error = problem_json(&problem);
+        let scope_c = scope.with([(Arc::from(catch.as_.as_str()), error.clone())]);
+        if !catches(run, catch, &problem, &error, &scope_c, &ctx.value, at)? {
+            return Err(Interrupt::Fault(problem));
+        }
+        if let Some(policy) = retry_policy(run, catch) {
+            if let Some(delay) = retry_delay(
+                run,
+                policy,
+                attempt,
+                first_attempt_at,
+                &error,
+                &scope_c,
+                &ctx.value,
+                at,
+            )? {
+                timer(run, format!("{key}/retry#{attempt}"), delay).await?;
+                let event = run.task_event(at, "retriedAt", Some(("attempt", json!(attempt + 1))));
+                run.record(
+                    vec![],
+                    vec![("io.serverlessworkflow.task.retried.v1", event)],
+                    None,
+                );
+                attempt += 1;
+                continue;
+            }
+            if catch.do_.is_none() {
+                // Retries are spent and nothing handles the error: it stands.
+                return Err(Interrupt::Fault(problem));
+            }
+        }
+        return match &catch.do_ {
+            Some(list) => {
+                let catch_key = match attempt {
+                    1 => format!("{key}/catch/do"),
+                    n => format!("{key}/catch#{n}/do"),
+                };
+                run_list(run, list, catch_key, &scope_c, input.clone(), ctx).await
+            }
+            None => Ok(Flow::Done(input.clone())),
+        };
+    }
+}
+
+fn retry_policy<'w>(run: &'w Run, catch: &'w Catch) -> Option<&'w RetryPolicy> {
+    match catch.retry.as_ref()? {
+        RetryRef::Inline(policy) => Some(policy),
+        RetryRef::Use(name) => run.wf.use_.retries.get(name),
+    }
+}
+
+/// Whether `catch` takes this error: its static filter, then `when` and `exceptWhen`
+/// (evaluated on the error, with the error variable in scope).
+fn catches(
+    run: &Run,
+    catch: &Catch,
+    problem: &Problem,
+    error: &Value,
+    scope: &Scope,
+    context: &Value,
+    at: &str,
+) -> Res<bool> {
+    if let Some(filter) = &catch.errors {
+        let matched = filter
+            .type_
+            .as_deref()
+            .is_none_or(|t| same_error_type(t, &problem.type_))
+            && filter.status.is_none_or(|s| s == problem.status)
+            && filter
+                .instance
+                .as_deref()
+                .is_none_or(|i| problem.instance.as_deref() == Some(i))
+            && filter
+                .title
+                .as_deref()
+                .is_none_or(|t| problem.title.as_deref() == Some(t))
+            && filter
+                .details
+                .as_deref()
+                .is_none_or(|d| problem.detail.as_deref() == Some(d));
+        if !matched {
+            return Ok(false);
+        }
+    }
+    let empty = Value::Null;
+    let vars = run.vars(scope, context, error, &empty, None);
+    if let Some(when) = &catch.when
+        && !when
+            .eval_bool(error, &vars)
+            .map_err(|e| e.into_problem(at))?
+    {
+        return Ok(false);
+    }
+    if let Some(except) = &catch.except_when
+        && except
+            .eval_bool(error, &vars)
+            .map_err(|e| e.into_problem(at))?
+    {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Error types match exactly, or, for the DSL's standard types, by their last segment:
+/// the conformance kit writes `…/dsl/errors/types/communication` for what the
+/// reference calls `…/spec/1.0.0/errors/communication`.
+pub(crate) fn same_error_type(filter: &str, actual: &str) -> bool {
+    if filter == actual {
+        return true;
+    }
+    let standard = |t: &str| t.starts_with("https://serverlessworkflow.io/");
+    let last = |t: &str| t.rsplit('/').next().map(str::to_string);
+    standard(filter) && standard(actual) && last(filter) == last(actual)
+}
+
+/// The delay before retry `attempt + 1`, or `None` when the policy allows no more.
+#[allow(clippy::too_many_arguments)]
+fn retry_delay(
+    run: &Run,
+    policy: &RetryPolicy,
+    attempt: u32,
+    first_attempt_at: i64,
+    error: &Value,
+    scope: &Scope,
+    context: &Value,
+    at: &str,
+) -> Res<Option<i64>> {
+    let empty = Value::Null;
+    let vars = run.vars(scope, context, error, &empty, None);
+    if let Some(when) = &policy.when
+        && !when
+            .eval_bool(error, &vars)
+            .map_err(|e| e.into_problem(at))?
+    {
+        return Ok(None);
+    }
+    if let Some(except) = &policy.except_when
+        && except
+            .eval_bool(error, &vars)
+            .map_err(|e| e.into_problem(at))?
+    {
+        return Ok(None);
+    }
+    // `limit.attempt.count` is the number of retries after the first attempt.
+    if policy.limit.attempt_count.is_some_and(|max| attempt > max) {
+        return Ok(None);
+    }
+    let base = match &policy.delay {
+        Some(d) => duration_ms(d, error, &vars, at)?,
+        None => 0,
+    };
+    let mut delay = match policy.backoff {
+        Backoff::Constant => base,
+        Backoff::Linear => base.saturating_mul(attempt as i64),
+        Backoff::Exponential => base.saturating_mul(1i64 << (attempt - 1).min(30)),
+    };
+    if let Some(jitter) = &policy.jitter {
+        let from = duration_ms(&jitter.from, error, &vars, at)?;
+        let to = duration_ms(&jitter.to, error, &vars, at)?.max(from);
+        delay += fastrand::i64(from..=to);
+    }
+    if let Some(limit) = &policy.limit.duration {
+        let limit = duration_ms(limit, error, &vars, at)?;
+        if run.now() + delay - first_attempt_at > limit {
+            return Ok(None);
+        }
+    }
+    Ok(Some(delay))
+}
+
+/// A durable timer: its deadline is journaled before the wait, so a resumed
+/// execution waits only for what is left.
+async fn timer(run: &Run, key: String, delay_ms: i64) -> Res<()> {
+    let deadline = match run.replayed(&key) {
+        Some(StepState::Timer { deadline }) => *deadline,
+        _ => {
+            let deadline = run.now() + delay_ms;
+            run.record(
+                vec![Step {
+                    key,
+                    state: StepState::Timer { deadline },
+                }],
+                vec![],
+                None,
+            );
+            run.barrier().await?;
+            deadline
+        }
+    };
+    tokio::select! {
+        _ = run.clock.sleep_until(deadline) => Ok(()),
+        _ = run.cancel.cancelled() => Err(Interrupt::Cancelled),
+    }
+}
+
+/// Runs `body` with the timeout of a task or of the workflow; the deadline is journaled.
+async fn with_timeout<T>(
+    run: &Run,
+    key: &str,
+    timeout: &TimeoutRef,
+    at: &str,
+    what: &str,
+    body: impl std::future::Future<Output = Res<T>>,
+) -> Res<T> {
+    let after = match timeout {
+        TimeoutRef::Inline(t) => &t.after,
+        TimeoutRef::Use(name) => &run.wf.use_.timeouts[name].after,
+    };
+    let empty = Value::Null;
+    let ms = duration_ms(after, &empty, &expr::Vars::new(), at)?;
+    let deadline = match run.replayed(key) {
+        Some(StepState::Timer { deadline }) => *deadline,
+        _ => {
+            let deadline = run.now() + ms;
+            run.record(
+                vec![Step {
+                    key: key.to_string(),
+                    state: StepState::Timer { deadline },
+                }],
+                vec![],
+                None,
+            );
+            deadline
+        }
+    };
+    tokio::select! {
+        result = body => result,
+        _ = run.clock.sleep_until(deadline) => Err(Interrupt::Fault(Problem {
+            type_: types::TIMEOUT.into(),
+            status: 408,
+            title: Some("Timed out".into()),
+            detail: Some(format!("{what} did not finish within {ms} ms")),
+            instance: Some(at.to_string()),
+        })),
+    }
+}
+
+async fn process(
+    run: &Run,
+    spec: ProcessSpec,
+    return_: ProcessReturn,
+    await_: bool,
+    at: &str,
+    input: &Value,
+) -> Res<Value> {
+    run.barrier().await?;
+    let cancel = run.cancel.child_token();
+    if !await_ {
+        let effects = run.effects.clone();
+        tokio::spawn(async move {
+            let _ = effects.process(spec, cancel).await;
+        });
+        return Ok(input.clone());
+    }
+    let out = run
+        .effects
+        .process(spec, cancel)
+        .await
+        .map_err(|e| Problem {
+            type_: types::RUNTIME.into(),
+            status: 500,
+            title: Some("The process could not start".into()),
+            detail: Some(e.to_string()),
+            instance: Some(at.to_string()),
+        })?;
+    if run.cancel.is_cancelled() {
+        return Err(Interrupt::Cancelled);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let failed = out.code != Some(0);
+    if failed
+        && matches!(
+            return_,
+            ProcessReturn::Stdout | ProcessReturn::Stderr | ProcessReturn::None
+        )
+    {
+        let how = out.code.map_or_else(
+            || "was killed by a signal".to_string(),
+            |c| format!("exited with code {c}"),
+        );
+        let tail: String = stderr
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(Interrupt::Fault(Problem {
+            type_: types::RUNTIME.into(),
+            status: 500,
+            title: Some(format!("The process {how}")),
+            detail: Some(if tail.is_empty() {
+                "no output on stderr".into()
+            } else {
+                tail
+            }),
+            instance: Some(at.to_string()),
+        }));
+    }
+    Ok(match return_ {
+        ProcessReturn::Stdout => Value::String(stdout),
+        ProcessReturn::Stderr => Value::String(stderr),
+        ProcessReturn::Code => json!(out.code),
+        ProcessReturn::All => json!({"code": out.code, "stdout": stdout, "stderr": stderr}),
+        ProcessReturn::None => Value::Null,
+    })
+}
+
+fn environment(
+    env: Option<&Template>,
+    input: &Value,
+    vars: &expr::Vars,
+    at: &str,
+) -> Res<Vec<(String, String)>> {
+    let Some(env) = env else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(map) = eval(env, input, vars, at)? else {
+        return Ok(Vec::new());
+    };
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, plain_string(&v)))
+        .collect())
+}
+
+/// A value as text: strings as they are, anything else as JSON.
+pub(crate) fn plain_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn eval(template: &Template, input: &Value, vars: &expr::Vars, at: &str) -> Res<Value> {
+    template
+        .eval(input, vars)
+        .map_err(|e| Interrupt::Fault(e.into_problem(at)))
+}
+
+pub(crate) fn text(template: &Template, input: &Value, vars: &expr::Vars, at: &str) -> Res<String> {
+    Ok(plain_string(&eval(template, input, vars, at)?))
+}
+
+fn duration_ms(d: &Duration, input: &Value, vars: &expr::Vars, at: &str) -> Res<i64> {
+    match d {
+        Duration::Fixed(d) => Ok(d.as_millis() as i64),
+        Duration::Expr(e) => {
+            let v = e.eval(input, vars).map_err(|e| e.into_problem(at))?;
+            let text = v.as_str().unwrap_or_default();
+            dsl_duration(text).ok_or_else(|| {
+                Interrupt::Fault(expression_problem(
+                    at,
+                    format!("the duration expression yielded {v}, not an ISO 8601 duration"),
+                ))
+            })
+        }
+    }
+}
+
+fn dsl_duration(text: &str) -> Option<i64> {
+    let d: jiff::SignedDuration = text.parse().ok()?;
+    (!d.is_negative()).then(|| d.as_millis() as i64)
+}
+
+fn raised(def: &ErrorDef, input: &Value, vars: &expr::Vars, at: &str) -> Res<Problem> {
+    let opt = |t: &Option<Template>| t.as_ref().map(|t| text(t, input, vars, at)).transpose();
+    Ok(Problem {
+        type_: text(&def.type_, input, vars, at)?,
+        status: def.status,
+        title: opt(&def.title)?,
+        detail: opt(&def.detail)?,
+        instance: Some(opt(&def.instance)?.unwrap_or_else(|| at.to_string())),
+    })
+}
+
+fn check_schema(schema: &Schema, value: &Value, what: &str, at: &str) -> Res<()> {
+    let SchemaSource::Inline(document) = &schema.source else {
+        return Err(not_supported(at, "schemas from external resources"));
+    };
+    let validator = jsonschema::validator_for(document).map_err(|e| Problem {
+        type_: types::CONFIGURATION.into(),
+        status: 400,
+        title: Some("Invalid JSON Schema".into()),
+        detail: Some(e.to_string()),
+        instance: Some(at.to_string()),
+    })?;
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .take(5)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("{path}: {e}")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Interrupt::Fault(Problem {
+        type_: types::VALIDATION.into(),
+        status: 400,
+        title: Some(format!("{} does not match its schema", capitalize(what))),
+        detail: Some(errors.join("; ")),
+        instance: Some(at.to_string()),
+    }))
+}
+
+fn stored_problem(error: &Value) -> Problem {
+    serde_json::from_value(error.clone()).unwrap_or_else(|_| Problem {
+        type_: types::RUNTIME.into(),
+        status: 500,
+        title: Some("A journaled error could not be read".into()),
+        detail: Some(error.to_string()),
+        instance: None,
+    })
+}
+
+fn expression_problem(at: &str, detail: String) -> Problem {
+    Problem {
+        type_: types::EXPRESSION.into(),
+        status: 400,
+        title: Some("Expression evaluation failed".into()),
+        detail: Some(detail),
+        instance: Some(at.to_string()),
+    }
+}
+
+fn not_supported(at: &str, what: &str) -> Interrupt {
+    Interrupt::Fault(Problem {
+        type_: types::RUNTIME.into(),
+        status: 501,
+        title: Some("Not supported yet".into()),
+        detail: Some(format!("skein does not run {what} yet")),
+        instance: Some(at.to_string()),
+    })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}

@@ -1,0 +1,189 @@
+//! The durable interpreter.
+//!
+//! An execution walks its task tree. Every task has a deterministic key: its
+//! position (`/do/1/renderChunks/for/17/do/0/render`), with visit and try-attempt
+//! marks. Before running a task, the engine looks its key up in the journal: a
+//! completed record is used as is. So a resumed execution re-walks the tree
+//! quickly, never runs a finished task again, and continues live from the first
+//! key without a record.
+//!
+//! Records are queued without waiting ([`store::Store::commit`]). The engine waits
+//! for durability only before something leaves the process: a call, a process,
+//! a timer, the final result. Effects go through [`Effects`], time through [`Clock`].
+//!
+//! **API boundary:** no IO here; no HTTP client, no SQL, no files.
+
+pub mod effects;
+mod http;
+mod interp;
+mod run;
+
+use std::sync::Arc;
+
+use dsl::Workflow;
+use expr::Problem;
+use serde_json::Value;
+use store::{Created, NewExecution, Status, Store};
+use tokio_util::sync::CancellationToken;
+
+pub use effects::{
+    Clock, Effects, HttpError, HttpRequest, HttpResponse, ProcessOutput, ProcessSpec, SystemClock,
+};
+
+/// Why a step stopped before finishing.
+#[derive(Debug)]
+pub(crate) enum Interrupt {
+    /// An error in the workflow's terms; `try` can catch it.
+    Fault(Problem),
+    Cancelled,
+    /// The journal could not be written: the run stops, to resume later.
+    Store(String),
+}
+
+impl From<Problem> for Interrupt {
+    fn from(p: Problem) -> Self {
+        Interrupt::Fault(p)
+    }
+}
+
+/// Sees every event as it is recorded (before it is durable), for live progress.
+pub trait Observer: Send + Sync {
+    fn event(&self, execution: &str, event: &store::Event);
+}
+
+/// How an execution ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed(Value),
+    Faulted(Problem),
+    Cancelled,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("no execution `{0}`")]
+    NotFound(String),
+    #[error("the stored definition of execution `{0}` no longer validates: {1}")]
+    Definition(String, String),
+    #[error("the journal could not be written: {0}")]
+    Journal(String),
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    effects: Arc<dyn Effects>,
+    clock: Arc<dyn Clock>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, effects: Arc<dyn Effects>, clock: Arc<dyn Clock>) -> Engine {
+        Engine {
+            store,
+            effects,
+            clock,
+            observer: None,
+        }
+    }
+
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Engine {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Records a new execution of `workflow` (whose text is `source`) and returns its id.
+    /// With an `id` that exists already, nothing is created and that id is returned.
+    pub async fn create(
+        &self,
+        source: &str,
+        workflow: &Workflow,
+        id: Option<String>,
+        input: Value,
+    ) -> Result<String, Error> {
+        let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let doc = &workflow.document;
+        let created = self
+            .store
+            .create(NewExecution {
+                id: id.clone(),
+                namespace: doc.namespace.clone(),
+                name: doc.name.clone(),
+                version: doc.version.to_string(),
+                definition: source.to_string(),
+                input,
+                created_at: self.clock.now_ms(),
+            })
+            .await?;
+        match created {
+            Created::New | Created::Existing(_) => Ok(id),
+        }
+    }
+
+    /// Runs execution `id` to its end, resuming from its journal if it ran before.
+    /// `secrets` are the values of `$secrets`; they are never stored.
+    pub async fn run(
+        &self,
+        id: &str,
+        secrets: Value,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, Error> {
+        let execution = self
+            .store
+            .execution(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if execution.status.is_final() {
+            return Ok(stored_outcome(&execution));
+        }
+        let parsed = dsl::parse(&execution.definition, &dsl::Options::default());
+        let Some(workflow) = parsed.workflow else {
+            let first = parsed
+                .diagnostics
+                .first()
+                .map(|d| d.message.clone())
+                .unwrap_or_default();
+            return Err(Error::Definition(id.to_string(), first));
+        };
+        let journal = self.store.journal(id).await?;
+        let run = Arc::new(run::Run::new(run::RunParts {
+            id: id.to_string(),
+            wf: Arc::new(workflow),
+            store: self.store.clone(),
+            effects: self.effects.clone(),
+            clock: self.clock.clone(),
+            observer: self.observer.clone(),
+            cancel,
+            journal,
+            raw_input: execution.input.clone(),
+            started_at: execution.created_at,
+            secrets,
+        }));
+        interp::execute(run).await.map_err(Error::Journal)
+    }
+}
+
+fn stored_outcome(execution: &store::Execution) -> Outcome {
+    match execution.status {
+        Status::Completed => Outcome::Completed(execution.output.clone().unwrap_or(Value::Null)),
+        Status::Faulted => Outcome::Faulted(
+            execution
+                .error
+                .clone()
+                .and_then(|e| serde_json::from_value(e).ok())
+                .unwrap_or_else(|| Problem {
+                    type_: expr::types::RUNTIME.into(),
+                    status: 500,
+                    title: Some("The execution faulted".into()),
+                    detail: None,
+                    instance: None,
+                }),
+        ),
+        _ => Outcome::Cancelled,
+    }
+}

@@ -1,0 +1,216 @@
+//! The state of one running execution: its journal for replay, the writes it
+//! queues, its event sequence, and the descriptors expressions read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dsl::Workflow;
+use expr::{Problem, Vars};
+use serde_json::{Value, json};
+use store::{Batch, Event, StatusChange, Step, StepState, Store, Ticket};
+use tokio_util::sync::CancellationToken;
+
+use crate::effects::{Clock, Effects};
+use crate::{Interrupt, Observer};
+
+pub(crate) struct Run {
+    pub(crate) id: String,
+    pub(crate) wf: Arc<Workflow>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) effects: Arc<dyn Effects>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) cancel: CancellationToken,
+    /// What the journal held when this run started: replayed, never run again.
+    replay: HashMap<String, StepState>,
+    /// The last event sequence number used and the last ticket queued, locked
+    /// together so that batches are queued in sequence order.
+    log: Mutex<(u64, Ticket)>,
+    /// `$workflow`, `$runtime` and `$secrets`.
+    pub(crate) workflow_var: Value,
+    pub(crate) runtime_var: Value,
+    pub(crate) secrets: Value,
+    /// `{name}-{id}.{namespace}`, as lifecycle events name the workflow.
+    pub(crate) qualified_name: String,
+}
+
+/// Loop and catch variables in scope at a position, innermost last.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scope {
+    pub(crate) locals: Vec<(Arc<str>, Value)>,
+}
+
+impl Scope {
+    pub(crate) fn with(&self, bindings: impl IntoIterator<Item = (Arc<str>, Value)>) -> Scope {
+        let mut locals = self.locals.clone();
+        locals.extend(bindings);
+        Scope { locals }
+    }
+}
+
+pub(crate) struct RunParts {
+    pub(crate) id: String,
+    pub(crate) wf: Arc<Workflow>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) effects: Arc<dyn Effects>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) journal: store::Journal,
+    pub(crate) raw_input: Value,
+    pub(crate) started_at: i64,
+    pub(crate) secrets: Value,
+}
+
+impl Run {
+    pub(crate) fn new(parts: RunParts) -> Run {
+        let doc = &parts.wf.document;
+        let workflow_var = json!({
+            "id": parts.id,
+            "definition": parts.wf.definition,
+            "input": parts.raw_input,
+            "startedAt": date_time(parts.started_at),
+        });
+        let runtime_var = json!({
+            "name": "skein",
+            "version": env!("CARGO_PKG_VERSION"),
+            "metadata": {},
+        });
+        let qualified_name = format!("{}-{}.{}", doc.name, parts.id, doc.namespace);
+        Run {
+            replay: parts
+                .journal
+                .steps
+                .into_iter()
+                .map(|s| (s.key, s.state))
+                .collect(),
+            log: Mutex::new((parts.journal.last_seq, Ticket(0))),
+            id: parts.id,
+            wf: parts.wf,
+            store: parts.store,
+            effects: parts.effects,
+            clock: parts.clock,
+            observer: parts.observer,
+            cancel: parts.cancel,
+            workflow_var,
+            runtime_var,
+            secrets: parts.secrets,
+            qualified_name,
+        }
+    }
+
+    /// The journal's record for `key`, if the step ran before this run started.
+    pub(crate) fn replayed(&self, key: &str) -> Option<&StepState> {
+        self.replay.get(key)
+    }
+
+    /// Queues steps, lifecycle events and perhaps a status change as one atomic batch.
+    pub(crate) fn record(
+        &self,
+        steps: Vec<Step>,
+        events: Vec<(&str, Value)>,
+        status: Option<StatusChange>,
+    ) -> Ticket {
+        let now = self.clock.now_ms();
+        let mut log = self.log.lock().expect("log lock");
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|(type_, data)| {
+                log.0 += 1;
+                Event {
+                    seq: log.0,
+                    time: now,
+                    type_: type_.to_string(),
+                    data,
+                }
+            })
+            .collect();
+        if let Some(observer) = &self.observer {
+            for event in &events {
+                observer.event(&self.id, event);
+            }
+        }
+        let ticket = self.store.commit(Batch {
+            execution: self.id.clone(),
+            steps,
+            events,
+            status,
+        });
+        log.1 = ticket;
+        ticket
+    }
+
+    /// Waits until everything recorded so far is durable: the barrier before an
+    /// effect leaves the process.
+    pub(crate) async fn barrier(&self) -> Result<(), Interrupt> {
+        let ticket = self.log.lock().expect("log lock").1;
+        self.store
+            .durable(ticket)
+            .await
+            .map_err(|e| Interrupt::Store(e.to_string()))
+    }
+
+    /// A lifecycle event about a task.
+    pub(crate) fn task_event(
+        &self,
+        reference: &str,
+        at_field: &str,
+        extra: Option<(&str, Value)>,
+    ) -> Value {
+        let mut data = json!({
+            "workflow": self.qualified_name,
+            "task": reference,
+            at_field: iso(self.clock.now_ms()),
+        });
+        if let Some((k, v)) = extra {
+            data[k] = v;
+        }
+        data
+    }
+
+    /// The variables an expression of a task sees.
+    pub(crate) fn vars<'v>(
+        &'v self,
+        scope: &'v Scope,
+        context: &'v Value,
+        input: &'v Value,
+        task: &'v Value,
+        output: Option<&'v Value>,
+    ) -> Vars<'v> {
+        let mut vars = Vars::new();
+        vars.set("context", context)
+            .set("input", input)
+            .set("task", task)
+            .set("secrets", &self.secrets)
+            .set("workflow", &self.workflow_var)
+            .set("runtime", &self.runtime_var);
+        if let Some(output) = output {
+            vars.set("output", output);
+        }
+        for (name, value) in &scope.locals {
+            vars.set(name, value);
+        }
+        vars
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// The DSL's date-time descriptor.
+pub(crate) fn date_time(ms: i64) -> Value {
+    json!({
+        "iso8601": iso(ms),
+        "epoch": { "seconds": ms.div_euclid(1000), "milliseconds": ms },
+    })
+}
+
+pub(crate) fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+/// A problem as stored JSON.
+pub(crate) fn problem_json(p: &Problem) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
+}

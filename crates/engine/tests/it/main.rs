@@ -1,0 +1,652 @@
+//! The engine against a real SQLite journal and scripted effects: data flow,
+//! every control-flow task, retries, timeouts, cancellation, and replay after an
+//! interruption (the crash test with a real process lives in the cli crate).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engine::{
+    Effects, Engine, HttpError, HttpRequest, HttpResponse, Outcome, ProcessOutput, ProcessSpec,
+    SystemClock,
+};
+use serde_json::{Value, json};
+use store::Durability;
+use store::sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+type Responder = dyn Fn(&HttpRequest, usize) -> Result<HttpResponse, HttpError> + Send + Sync;
+
+/// Effects that record every request and answer with a script.
+struct Fake {
+    requests: Mutex<Vec<HttpRequest>>,
+    respond: Box<Responder>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// How long each request takes.
+    latency: Duration,
+}
+
+impl Fake {
+    fn new(
+        respond: impl Fn(&HttpRequest, usize) -> Result<HttpResponse, HttpError> + Send + Sync + 'static,
+    ) -> Arc<Fake> {
+        Arc::new(Fake {
+            requests: Mutex::new(Vec::new()),
+            respond: Box::new(respond),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            latency: Duration::from_millis(0),
+        })
+    }
+
+    fn slow(mut self: Arc<Self>, latency: Duration) -> Arc<Self> {
+        Arc::get_mut(&mut self).expect("not shared yet").latency = latency;
+        self
+    }
+
+    fn requests(&self) -> Vec<HttpRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn json_response(status: u16, body: Value) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::to_vec(&body).unwrap(),
+    })
+}
+
+#[async_trait]
+impl Effects for Fake {
+    async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let n = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(request.clone());
+            requests.len()
+        };
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        (self.respond)(&request, n)
+    }
+
+    async fn process(
+        &self,
+        spec: ProcessSpec,
+        _cancel: CancellationToken,
+    ) -> std::io::Result<ProcessOutput> {
+        Ok(ProcessOutput {
+            code: Some(0),
+            stdout: spec.arguments.join(" ").into_bytes(),
+            stderr: Vec::new(),
+        })
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skein.db");
+        Setup { _dir: dir, path }
+    }
+
+    fn engine(&self, effects: Arc<Fake>) -> Engine {
+        let store = Arc::new(SqliteStore::open(&self.path, Durability::Full).unwrap());
+        Engine::new(store, effects, Arc::new(SystemClock))
+    }
+}
+
+async fn run_with(
+    engine: &Engine,
+    source: &str,
+    input: Value,
+    secrets: Value,
+) -> (String, Outcome) {
+    let parsed = dsl::parse(source, &dsl::Options::default());
+    let workflow = parsed
+        .workflow
+        .unwrap_or_else(|| panic!("invalid test workflow: {:#?}", parsed.diagnostics));
+    let id = engine.create(source, &workflow, None, input).await.unwrap();
+    let outcome = engine
+        .run(&id, secrets, CancellationToken::new())
+        .await
+        .unwrap();
+    (id, outcome)
+}
+
+async fn run(source: &str, input: Value) -> Outcome {
+    let setup = Setup::new();
+    let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
+    run_with(&engine, source, input, json!({})).await.1
+}
+
+fn doc(tasks: &str) -> String {
+    format!(
+        "document: {{dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}}\ndo:\n{tasks}"
+    )
+}
+
+fn completed(outcome: Outcome) -> Value {
+    match outcome {
+        Outcome::Completed(v) => v,
+        other => panic!("expected completion, got {other:?}"),
+    }
+}
+
+fn faulted(outcome: Outcome) -> expr::Problem {
+    match outcome {
+        Outcome::Faulted(p) => p,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn data_flows_through_input_output_and_export() {
+    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
+input:
+  from: '${ { user: .user, seed: 1 } }'
+do:
+  - pick:
+      input:
+        from: .user
+      set:
+        name: ${ .name }
+        seeded: ${ $context.seed }
+      output:
+        as: '. + { picked: true }'
+      export:
+        as: '$context + { lastName: .name }'
+  - useContext:
+      set:
+        greeting: ${ \"hi \\($context.lastName)\" }
+        before: ${ $input.picked }
+output:
+  as: '{ greeting, before }'
+";
+    let out = completed(run(source, json!({"user": {"name": "Ada"}, "noise": 1})).await);
+    assert_eq!(out, json!({"greeting": "hi Ada", "before": true}));
+}
+
+#[tokio::test]
+async fn flow_directives_switch_and_skipped_tasks() {
+    let source = doc("  - decide:
+      switch:
+        - big:
+            when: .n > 10
+            then: big
+        - other:
+            then: small
+  - small:
+      set: { size: small }
+      then: end
+  - big:
+      if: .n > 100
+      set: { size: huge }
+  - after:
+      set: '${ . + { after: true } }'
+");
+    assert_eq!(
+        completed(run(&source, json!({"n": 1})).await),
+        json!({"size": "small"})
+    );
+    // `big` is skipped (its raw input becomes its output), then `after` runs.
+    assert_eq!(
+        completed(run(&source, json!({"n": 50})).await),
+        json!({"n": 50, "after": true})
+    );
+    assert_eq!(
+        completed(run(&source, json!({"n": 500})).await),
+        json!({"size": "huge", "after": true})
+    );
+}
+
+#[tokio::test]
+async fn loops_run_sequentially_or_fan_out_in_index_order() {
+    let source = doc("  - sum:
+      for: { each: x, in: .xs }
+      while: $index < 3
+      do:
+        - add:
+            set: '${ . + { total: ((.total // 0) + $x) } }'
+  - fan:
+      for: { in: '[range(12)]', concurrency: 3 }
+      do:
+        - call:
+            call: http
+            with:
+              method: get
+              endpoint: https://api.test/square/{item}
+              query:
+                n: ${ $item | tostring }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|req, _| {
+        let n: i64 = req.url.rsplit('=').next().unwrap().parse().unwrap();
+        json_response(200, json!(n * n))
+    })
+    .slow(Duration::from_millis(20));
+    let engine = setup.engine(fake.clone());
+    let out = completed(
+        run_with(&engine, &source, json!({"xs": [1, 2, 3, 4]}), json!({}))
+            .await
+            .1,
+    );
+    assert_eq!(out, json!([0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121]));
+    assert_eq!(
+        fake.max_in_flight.load(Ordering::SeqCst),
+        3,
+        "at most `concurrency` calls at once"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_in_one_iteration_faults_the_fan_out() {
+    let source = doc("  - fan:
+      for: { in: '[range(8)]', concurrency: 4 }
+      do:
+        - call:
+            call: http
+            with: { method: get, endpoint: '${ \"https://api.test/\\($item)\" }' }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|req, _| {
+        if req.url.ends_with("/5") {
+            json_response(500, json!({"boom": 5}))
+        } else {
+            json_response(200, json!(1))
+        }
+    });
+    let engine = setup.engine(fake);
+    let problem = faulted(run_with(&engine, &source, json!({}), json!({})).await.1);
+    assert_eq!(problem.status, 500);
+    assert_eq!(problem.type_, expr::types::COMMUNICATION);
+    assert_eq!(problem.instance.as_deref(), Some("/do/0/fan/do/0/call"));
+}
+
+#[tokio::test]
+async fn fork_branches_run_concurrently_or_compete() {
+    let all = doc("  - both:
+      fork:
+        branches:
+          - a: { set: { from: a } }
+          - b: { set: { from: b } }
+");
+    assert_eq!(
+        completed(run(&all, json!({})).await),
+        json!([{"from": "a"}, {"from": "b"}])
+    );
+    let compete = all.replace("fork:\n", "fork:\n        compete: true\n");
+    let out = completed(run(&compete, json!({})).await);
+    assert!(
+        out == json!({"from": "a"}) || out == json!({"from": "b"}),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn try_catch_retries_with_backoff_then_succeeds() {
+    let source = doc("  - guarded:
+      try:
+        - get:
+            call: http
+            with: { method: get, endpoint: 'https://api.test/flaky' }
+      catch:
+        errors:
+          with: { type: https://serverlessworkflow.io/dsl/errors/types/communication }
+        when: ${ $error.status >= 500 }
+        retry:
+          delay: { milliseconds: 20 }
+          backoff: { exponential: {} }
+          limit: { attempt: { count: 5 } }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|_, n| {
+        if n < 3 {
+            json_response(503, json!("busy"))
+        } else {
+            json_response(200, json!({"ok": n}))
+        }
+    });
+    let engine = setup.engine(fake.clone());
+    let started = std::time::Instant::now();
+    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    assert_eq!(completed(outcome), json!({"ok": 3}));
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "20 ms then 40 ms of backoff"
+    );
+    let keys: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "idempotency-key")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format!("{id}:/do/0/guarded/try/0/get"),
+            format!("{id}:/do/0/guarded/try#2/0/get"),
+            format!("{id}:/do/0/guarded/try#3/0/get"),
+        ],
+        "each attempt has its own stable key"
+    );
+}
+
+#[tokio::test]
+async fn caught_errors_run_the_catch_block_and_uncaught_ones_fault() {
+    let source = doc("  - guarded:
+      try:
+        - get:
+            call: http
+            with: { method: get, endpoint: 'https://api.test/pets/{name}' }
+      catch:
+        errors:
+          with: { status: 404 }
+        as: err
+        do:
+          - note:
+              set:
+                error: ${ $err }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(Fake::new(|req, _| {
+        if req.url.ends_with("/missing") {
+            json_response(404, json!("nope"))
+        } else {
+            json_response(503, json!("down"))
+        }
+    }));
+    let out = completed(
+        run_with(&engine, &source, json!({"name": "missing"}), json!({}))
+            .await
+            .1,
+    );
+    assert_eq!(out["error"]["status"], 404);
+    assert_eq!(out["error"]["instance"], "/do/0/guarded/try/0/get");
+    let problem = faulted(
+        run_with(&engine, &source, json!({"name": "other"}), json!({}))
+            .await
+            .1,
+    );
+    assert_eq!(
+        (problem.status, problem.instance.as_deref()),
+        (503, Some("/do/0/guarded/try/0/get"))
+    );
+}
+
+#[tokio::test]
+async fn exhausted_retries_without_a_handler_fault() {
+    let source = doc("  - guarded:
+      try:
+        - get:
+            call: http
+            with: { method: get, endpoint: 'https://api.test/down' }
+      catch:
+        retry:
+          limit: { attempt: { count: 2 } }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|_, _| Err(HttpError::Connect("connection refused".into())));
+    let engine = setup.engine(fake.clone());
+    let problem = faulted(run_with(&engine, &source, json!({}), json!({})).await.1);
+    assert_eq!(problem.status, 503);
+    assert!(problem.detail.unwrap().contains("connection refused"));
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "the first attempt and two retries"
+    );
+}
+
+#[tokio::test]
+async fn raise_timeouts_and_schema_checks_fault_with_the_task_path() {
+    let raise = doc("  - check:
+      raise:
+        error:
+          type: https://example.com/errors/bad
+          status: 422
+          title: ${ \"bad \\(.n)\" }
+");
+    let p = faulted(run(&raise, json!({"n": 7})).await);
+    assert_eq!(
+        (
+            p.type_.as_str(),
+            p.status,
+            p.title.as_deref(),
+            p.instance.as_deref()
+        ),
+        (
+            "https://example.com/errors/bad",
+            422,
+            Some("bad 7"),
+            Some("/do/0/check")
+        )
+    );
+
+    let timeout = doc("  - slow:
+      wait: { milliseconds: 2000 }
+      timeout:
+        after: { milliseconds: 50 }
+");
+    let p = faulted(run(&timeout, json!({})).await);
+    assert_eq!(
+        (p.type_.as_str(), p.status, p.instance.as_deref()),
+        (expr::types::TIMEOUT, 408, Some("/do/0/slow"))
+    );
+
+    let schema = doc("  - typed:
+      input:
+        schema:
+          format: json
+          document: { type: object, required: [id] }
+      set: { ok: true }
+");
+    let p = faulted(run(&schema, json!({"name": "x"})).await);
+    assert_eq!(
+        (p.type_.as_str(), p.status, p.instance.as_deref()),
+        (expr::types::VALIDATION, 400, Some("/do/0/typed"))
+    );
+    assert!(p.detail.unwrap().contains("\"id\" is a required property"));
+}
+
+#[tokio::test]
+async fn secrets_authenticate_calls_and_a_missing_one_is_an_authorization_error() {
+    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
+use:
+  secrets: [ creds ]
+do:
+  - get:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: https://api.test/private
+          authentication:
+            basic:
+              use: creds
+";
+    let setup = Setup::new();
+    let fake = Fake::new(|_, _| json_response(200, json!("ok")));
+    let engine = setup.engine(fake.clone());
+    let (_, outcome) = run_with(
+        &engine,
+        source,
+        json!({}),
+        json!({"creds": {"username": "ada", "password": "pw"}}),
+    )
+    .await;
+    assert_eq!(completed(outcome), json!("ok"));
+    let auth = fake.requests()[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(auth, "Basic YWRhOnB3");
+    let p = faulted(run_with(&engine, source, json!({}), json!({})).await.1);
+    assert_eq!(
+        (p.type_.as_str(), p.status),
+        (expr::types::AUTHORIZATION, 403)
+    );
+    assert!(p.detail.unwrap().contains("`creds`"));
+}
+
+#[tokio::test]
+async fn cancellation_ends_the_execution_and_is_recorded() {
+    let source = doc("  - nap:
+      wait: PT10S
+");
+    let setup = Setup::new();
+    let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
+    let parsed = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = engine
+        .create(&source, &parsed, Some("c1".into()), json!({}))
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        canceller.cancel();
+    });
+    assert_eq!(
+        engine.run(&id, json!({}), cancel).await.unwrap(),
+        Outcome::Cancelled
+    );
+    let stored = engine.store().execution("c1").await.unwrap().unwrap();
+    assert_eq!(stored.status, store::Status::Cancelled);
+}
+
+#[tokio::test]
+async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
+    let source = doc("  - first:
+      call: http
+      with: { method: post, endpoint: 'https://api.test/first' }
+  - second:
+      call: http
+      with: { method: post, endpoint: 'https://api.test/second' }
+  - third:
+      call: http
+      with: { method: post, endpoint: 'https://api.test/third' }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|req, _| json_response(200, json!(req.url.rsplit('/').next().unwrap())))
+        .slow(Duration::from_millis(150));
+    let parsed = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = {
+        let engine = setup.engine(fake.clone());
+        let id = engine
+            .create(&source, &parsed, Some("r1".into()), json!({}))
+            .await
+            .unwrap();
+        // Interrupt the run while `second` is in flight: its future is dropped, as in a crash.
+        let interrupted = tokio::time::timeout(
+            Duration::from_millis(220),
+            engine.run(&id, json!({}), CancellationToken::new()),
+        )
+        .await;
+        assert!(interrupted.is_err(), "the run was interrupted");
+        id
+    };
+    let engine = setup.engine(fake.clone());
+    assert_eq!(
+        completed(
+            engine
+                .run(&id, json!({}), CancellationToken::new())
+                .await
+                .unwrap()
+        ),
+        json!("third")
+    );
+    let urls: Vec<String> = fake.requests().iter().map(|r| r.url.clone()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://api.test/first",
+            "https://api.test/second",
+            "https://api.test/second",
+            "https://api.test/third"
+        ],
+        "`first` completed before the interruption and is not called again; `second` was in flight and is"
+    );
+    let second_keys: Vec<String> = fake.requests()[1..3]
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "idempotency-key")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        second_keys[0], second_keys[1],
+        "a re-run of the same attempt carries the same idempotency key"
+    );
+    // A finished execution runs no more.
+    assert_eq!(
+        completed(
+            engine
+                .run(&id, json!({}), CancellationToken::new())
+                .await
+                .unwrap()
+        ),
+        json!("third")
+    );
+    assert_eq!(fake.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn events_have_a_strictly_increasing_sequence() {
+    let source = doc("  - fan:
+      for: { in: '[range(20)]', concurrency: 8 }
+      do:
+        - s: { set: '${ $item }' }
+  - done: { set: { ok: true } }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
+    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    completed(outcome);
+    let events = engine.store().events(&id, 0, 10_000).await.unwrap();
+    assert!(
+        events.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "contiguous and increasing"
+    );
+    assert_eq!(
+        events.first().unwrap().type_,
+        "io.serverlessworkflow.workflow.started.v1"
+    );
+    assert_eq!(
+        events.last().unwrap().type_,
+        "io.serverlessworkflow.workflow.completed.v1"
+    );
+    let progress = events
+        .iter()
+        .filter(|e| e.type_ == "dev.skein.task.progress.v1")
+        .count();
+    assert_eq!(progress, 20, "one progress event per finished iteration");
+}

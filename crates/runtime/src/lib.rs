@@ -1,0 +1,178 @@
+//! Performs the engine's effects for real: HTTP requests (reqwest, rustls) and
+//! local processes (tokio, each in its own process group so that cancelling
+//! kills everything it started).
+//!
+//! **API boundary:** knows HTTP and processes, nothing about workflows.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engine::{Effects, HttpError, HttpRequest, HttpResponse, ProcessOutput, ProcessSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Largest response body read; a larger one fails the call.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+pub struct Runtime {
+    /// Follows redirects, for calls with `redirect: true`.
+    following: reqwest::Client,
+    /// Returns 3xx responses as they are.
+    direct: reqwest::Client,
+}
+
+impl Runtime {
+    pub fn new() -> Runtime {
+        // The process-wide TLS provider; a second install is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(256)
+                .user_agent(concat!("skein/", env!("CARGO_PKG_VERSION")))
+        };
+        Runtime {
+            following: builder()
+                .build()
+                .expect("an HTTP client with default TLS settings"),
+            direct: builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client with default TLS settings"),
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+fn http_error(e: &reqwest::Error) -> HttpError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    if e.is_timeout() {
+        HttpError::Timeout
+    } else if e.is_connect() {
+        HttpError::Connect(message)
+    } else {
+        HttpError::Other(message)
+    }
+}
+
+#[async_trait]
+impl Effects for Runtime {
+    async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let client = if request.follow_redirects {
+            &self.following
+        } else {
+            &self.direct
+        };
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| HttpError::Other(format!("`{}` is not an HTTP method", request.method)))?;
+        let mut builder = client.request(method, &request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = request.body {
+            builder = builder.body(body);
+        }
+        if let Some(timeout) = request.timeout {
+            builder = builder.timeout(timeout);
+        }
+        let mut response = builder.send().await.map_err(|e| http_error(&e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| http_error(&e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(HttpError::Other(format!(
+                    "the response body is larger than {} MiB",
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn process(
+        &self,
+        spec: ProcessSpec,
+        cancel: CancellationToken,
+    ) -> std::io::Result<ProcessOutput> {
+        let mut command = tokio::process::Command::new(&spec.program);
+        command
+            .args(&spec.arguments)
+            .envs(spec.environment.iter().map(|(k, v)| (k, v)))
+            .stdin(if spec.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn()?;
+        // Kills the whole group when this future ends early (cancelled, or dropped
+        // because its task was), so that grandchildren do not outlive the task.
+        let mut group = GroupGuard(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+        if let (Some(input), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&input).await;
+            });
+        }
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let read_out = async {
+            let mut buf = Vec::new();
+            stdout.read_to_end(&mut buf).await.map(|_| buf)
+        };
+        let read_err = async {
+            let mut buf = Vec::new();
+            stderr.read_to_end(&mut buf).await.map(|_| buf)
+        };
+        let finished = async { tokio::try_join!(child.wait(), read_out, read_err) };
+        tokio::select! {
+            result = finished => {
+                let (status, stdout, stderr) = result?;
+                group.0 = None;
+                Ok(ProcessOutput { code: status.code(), stdout, stderr })
+            }
+            _ = cancel.cancelled() => {
+                Ok(ProcessOutput { code: None, stdout: Vec::new(), stderr: b"cancelled".to_vec() })
+            }
+        }
+    }
+}
+
+/// Sends SIGKILL to a process group when dropped, unless emptied first.
+struct GroupGuard(Option<nix::unistd::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
