@@ -1,6 +1,8 @@
 //! The `skein` binary, run as a real process: output format, exit codes and
 //! hostile files, as a user meets them.
 
+mod crash;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

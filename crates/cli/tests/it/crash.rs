@@ -1,0 +1,218 @@
+//! Crash recovery with real processes: `skein run` is killed with SIGKILL at
+//! several points of a workflow that calls a local HTTP server, then resumed,
+//! and the server's request log shows that no completed call ran twice.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderMap, Uri};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    key: String,
+    at: Instant,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A server that logs every request, holds it for `hold`, then answers `{"path": …}`.
+async fn server(hold: Duration) -> (String, Log) {
+    let log: Log = Arc::default();
+    let app_log = log.clone();
+    let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let log = app_log.clone();
+        async move {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            log.lock().unwrap().push(Seen {
+                path: uri.path().to_string(),
+                key,
+                at: Instant::now(),
+            });
+            tokio::time::sleep(hold).await;
+            axum::Json(json!({"path": uri.path()}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, log)
+}
+
+fn count(log: &Log, path: &str) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == path)
+        .count()
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn skein(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skein"));
+    cmd.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_resume_without_repeating_completed_calls() {
+    let (base, log) = server(Duration::from_millis(300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            "document: {{dsl: '1.0.3', namespace: test, name: crash, version: '1.0.0'}}
+do:
+  - one:
+      call: http
+      with: {{ method: post, endpoint: '{base}/step/1' }}
+      output: {{ as: .path }}
+      export: {{ as: '$context + {{ seen: (($context.seen // []) + [.]) }}' }}
+  - two:
+      call: http
+      with: {{ method: post, endpoint: '{base}/step/2' }}
+      output: {{ as: .path }}
+      export: {{ as: '$context + {{ seen: (($context.seen // []) + [.]) }}' }}
+  - pause:
+      wait: {{ milliseconds: 1500 }}
+  - three:
+      call: http
+      with: {{ method: post, endpoint: '{base}/step/3' }}
+      output: {{ as: .path }}
+      export: {{ as: '$context + {{ seen: (($context.seen // []) + [.]) }}' }}
+  - fan:
+      for: {{ in: '[range(6)]', concurrency: 3 }}
+      do:
+        - hit:
+            call: http
+            with: {{ method: post, endpoint: '${{ \"{base}/fan/\\($item)\" }}' }}
+            output: {{ as: .path }}
+      export: {{ as: '$context + {{ seen: (($context.seen // []) + [.]) }}' }}
+  - four:
+      call: http
+      with: {{ method: post, endpoint: '{base}/step/4' }}
+      output: {{ as: .path }}
+      export: {{ as: '$context + {{ seen: (($context.seen // []) + [.]) }}' }}
+output:
+  as: $context.seen
+"
+        ),
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+
+    // 1. Killed while `two` is in flight.
+    let mut child = skein(&["run", flow, "--id", "crash", "--data-dir", data])
+        .spawn()
+        .unwrap();
+    until("the second call", || count(&log, "/step/2") == 1).await;
+    child.kill().await.unwrap();
+
+    // 2. Resumed, then killed in the middle of the 1.5 s wait.
+    let mut child = skein(&["run", "--resume", "crash", "--data-dir", data])
+        .spawn()
+        .unwrap();
+    until("the retried second call to finish", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == "/step/2")
+            .nth(1)
+            .is_some_and(|s| s.at.elapsed() > Duration::from_millis(800))
+    })
+    .await;
+    assert_eq!(count(&log, "/step/3"), 0, "still waiting");
+    child.kill().await.unwrap();
+
+    // The deadline passes while nothing runs; a resumed timer must not start over.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed_at = Instant::now();
+    let mut child = skein(&["run", "--resume", "crash", "--data-dir", data])
+        .spawn()
+        .unwrap();
+    until("the third call", || count(&log, "/step/3") == 1).await;
+    let waited = resumed_at.elapsed();
+    assert!(
+        waited < Duration::from_millis(1000),
+        "the timer kept its deadline (took {waited:?} after resuming)"
+    );
+
+    // 3. Killed during the fan-out, once iterations 3 to 5 are in flight: each of them
+    // started when one of 0 to 2 finished, so those three are finished and journaled.
+    until("the last fan-out calls", || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path.starts_with("/fan/"))
+            .count()
+            >= 6
+    })
+    .await;
+    child.kill().await.unwrap();
+
+    // 4. Resumed to the end.
+    let out = skein(&["run", "--resume", "crash", "--data-dir", data, "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        outcome["output"],
+        json!([
+            "/step/1",
+            "/step/2",
+            "/step/3",
+            ["/fan/0", "/fan/1", "/fan/2", "/fan/3", "/fan/4", "/fan/5"],
+            "/step/4"
+        ])
+    );
+
+    // The request log: completed calls ran once; the call in flight at the kill ran twice, same key.
+    assert_eq!(count(&log, "/step/1"), 1);
+    assert_eq!(count(&log, "/step/2"), 2);
+    let keys: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/step/2")
+        .map(|s| s.key.clone())
+        .collect();
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(keys[0], "crash:/do/1/two");
+    assert_eq!(count(&log, "/step/3"), 1);
+    assert_eq!(count(&log, "/step/4"), 1);
+    for i in 0..6 {
+        let n = count(&log, &format!("/fan/{i}"));
+        assert!((1..=2).contains(&n), "/fan/{i} ran {n} times");
+    }
+    // Fan-out iterations finished before the kill are not repeated.
+    for i in 0..3 {
+        assert_eq!(count(&log, &format!("/fan/{i}")), 1, "/fan/{i}");
+    }
+}
