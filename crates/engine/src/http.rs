@@ -82,6 +82,18 @@ pub(crate) async fn call(
         timeout: None,
     };
 
+    send(run, request, call.output, call.redirect, at).await
+}
+
+/// Sends a built request and reads the response as the task's output, or as the
+/// `communication` error of a failed call.
+async fn send(
+    run: &Run,
+    request: HttpRequest,
+    output: HttpOutput,
+    redirect: bool,
+    at: &str,
+) -> Res<Value> {
     run.barrier().await?;
     let response = tokio::select! {
         r = run.effects.http(request.clone()) => r,
@@ -89,11 +101,11 @@ pub(crate) async fn call(
     };
     let response = response.map_err(|e| unreachable_problem(&request, &e, at))?;
     let ok = (200..300).contains(&response.status)
-        || (call.redirect && (300..400).contains(&response.status));
+        || (redirect && (300..400).contains(&response.status));
     if !ok {
         return Err(Interrupt::Fault(status_problem(&request, &response, at)));
     }
-    Ok(match call.output {
+    Ok(match output {
         HttpOutput::Content => content(&response),
         HttpOutput::Raw => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(&response.body))
@@ -263,6 +275,220 @@ fn unsupported_auth(at: &str, scheme: &str) -> Interrupt {
         status: 501,
         title: Some("Not supported yet".into()),
         detail: Some(format!("skein does not do `{scheme}` authentication yet")),
+        instance: Some(at.to_string()),
+    })
+}
+
+/// `call: openapi`: loads the document, finds the operation by `operationId`, and
+/// builds the request from the parameters (path, query, header, body).
+pub(crate) async fn openapi(
+    run: &Run,
+    call: &dsl::model::OpenApiCall,
+    key: &str,
+    at: &str,
+    input: &Value,
+    vars: &Vars<'_>,
+) -> Res<Value> {
+    let endpoint = &call.document.endpoint;
+    let doc_url = endpoint_url(&endpoint.uri, input, vars, at)?;
+    let mut doc_headers = vec![("accept".to_string(), "application/json".to_string())];
+    if let Some(auth) = &endpoint.authentication {
+        doc_headers.push((
+            "authorization".into(),
+            authorization(run, auth, input, vars, at)?,
+        ));
+    }
+    let fetch = HttpRequest {
+        method: "GET".into(),
+        url: doc_url.to_string(),
+        headers: doc_headers,
+        body: None,
+        follow_redirects: true,
+        timeout: None,
+    };
+    let document = match send(run, fetch, HttpOutput::Content, true, at).await? {
+        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+            configuration(
+                at,
+                "Unreadable OpenAPI document",
+                format!("{doc_url} is not a JSON OpenAPI document: {e}"),
+            )
+        })?,
+        other => other,
+    };
+    let Some((path, method, operation, path_item)) = find_operation(&document, &call.operation_id)
+    else {
+        return Err(configuration(
+            at,
+            "Unknown OpenAPI operation",
+            format!(
+                "the document at {doc_url} has no operation with operationId `{}`",
+                call.operation_id
+            ),
+        ));
+    };
+    let base = base_url(&document, &doc_url);
+
+    let mut arguments = match &call.parameters {
+        Some(t) => match eval(t, input, vars, at)? {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
+        None => serde_json::Map::new(),
+    };
+    let declared = path_item
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            operation
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    let mut url_path = path.to_string();
+    let mut query: Vec<(String, String)> = Vec::new();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut body: Option<Value> = None;
+    for parameter in declared {
+        let (Some(name), Some(place)) = (parameter["name"].as_str(), parameter["in"].as_str())
+        else {
+            continue;
+        };
+        let Some(value) = arguments.remove(name) else {
+            continue;
+        };
+        match place {
+            "path" => {
+                let encoded: String =
+                    url::form_urlencoded::byte_serialize(plain_string(&value).as_bytes()).collect();
+                url_path = url_path.replace(&format!("{{{name}}}"), &encoded.replace('+', "%20"));
+            }
+            "query" => query.push((name.to_string(), plain_string(&value))),
+            "header" => headers.push((name.to_ascii_lowercase(), plain_string(&value))),
+            "body" => body = Some(value),
+            _ => {}
+        }
+    }
+    if body.is_none() && operation.get("requestBody").is_some() && !arguments.is_empty() {
+        body = Some(Value::Object(arguments));
+    }
+
+    let mut url =
+        url::Url::parse(&format!("{}{}", base.trim_end_matches('/'), url_path)).map_err(|e| {
+            configuration(
+                at,
+                "Invalid OpenAPI server",
+                format!("`{base}{url_path}` is not a valid URL: {e}"),
+            )
+        })?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    if let Some(auth) = &call.authentication {
+        headers.push((
+            "authorization".into(),
+            authorization(run, auth, input, vars, at)?,
+        ));
+    }
+    let body = body.map(|b| {
+        default_header(&mut headers, "content-type", "application/json");
+        serde_json::to_vec(&b).unwrap_or_default()
+    });
+    headers.push(("idempotency-key".into(), format!("{}:{key}", run.id)));
+    let request = HttpRequest {
+        method: method.to_ascii_uppercase(),
+        url: url.to_string(),
+        headers,
+        body,
+        follow_redirects: call.redirect,
+        timeout: None,
+    };
+    send(run, request, call.output, call.redirect, at).await
+}
+
+fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url::Url> {
+    let text = match uri {
+        Uri::Template(t) => t.expand(input).map_err(|e| e.into_problem(at))?,
+        Uri::Expr(e) => plain_string(&e.eval(input, vars).map_err(|e| e.into_problem(at))?),
+    };
+    url::Url::parse(&text).map_err(|e| {
+        configuration(
+            at,
+            "Invalid endpoint",
+            format!("`{text}` is not a valid URL: {e}"),
+        )
+    })
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The path, method, operation and path item of `operation_id`.
+fn find_operation<'d>(
+    document: &'d Value,
+    operation_id: &str,
+) -> Option<(&'d str, &'static str, &'d Value, &'d Value)> {
+    let paths = document.get("paths")?.as_object()?;
+    for (path, item) in paths {
+        for method in METHODS {
+            if let Some(operation) = item.get(method)
+                && operation.get("operationId").and_then(Value::as_str) == Some(operation_id)
+            {
+                return Some((path, method, operation, item));
+            }
+        }
+    }
+    None
+}
+
+/// Where the API lives: OpenAPI 3's first server, or Swagger 2's scheme, host and base path,
+/// each falling back to where the document came from.
+fn base_url(document: &Value, doc_url: &url::Url) -> String {
+    let origin = doc_url.origin().ascii_serialization();
+    if document.get("openapi").is_some() {
+        let server = document["servers"][0]["url"].as_str().unwrap_or("");
+        return match doc_url.join(server) {
+            Ok(url) if !server.is_empty() => url.to_string(),
+            _ => origin,
+        };
+    }
+    let schemes: Vec<&str> = document["schemes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let scheme = if schemes.is_empty() || schemes.contains(&doc_url.scheme()) {
+        doc_url.scheme()
+    } else {
+        schemes[0]
+    };
+    let host = document["host"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let host = doc_url.host_str().unwrap_or_default();
+            match doc_url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            }
+        });
+    format!(
+        "{scheme}://{host}{}",
+        document["basePath"].as_str().unwrap_or("")
+    )
+}
+
+fn configuration(at: &str, title: &str, detail: String) -> Interrupt {
+    Interrupt::Fault(Problem {
+        type_: types::CONFIGURATION.into(),
+        status: 400,
+        title: Some(title.into()),
+        detail: Some(detail),
         instance: Some(at.to_string()),
     })
 }

@@ -565,6 +565,13 @@ fn kind<'a>(
                         then,
                     ))
                 }
+                dsl::model::Call::OpenApi(openapi) => {
+                    let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                    Ok((
+                        crate::http::openapi(run, openapi, key, at, input, &vars).await?,
+                        then,
+                    ))
+                }
                 dsl::model::Call::Function(function) => {
                     let dsl::model::CallTarget::Use(name) = &function.target else {
                         return Err(not_supported(at, "calling cataloged or remote functions"));

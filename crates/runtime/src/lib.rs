@@ -176,3 +176,87 @@ impl Drop for GroupGuard {
         }
     }
 }
+
+/// Sends requests for chosen hosts to other places, for tests against local
+/// stand-ins: `petstore.swagger.io` → `http://127.0.0.1:8080` keeps the path and
+/// query and changes only the scheme, host and port.
+pub struct HostMap<E> {
+    inner: E,
+    map: Vec<(String, url::Url)>,
+}
+
+impl<E> HostMap<E> {
+    /// `map` pairs a host name with the base URL that replaces it.
+    pub fn new(inner: E, map: Vec<(String, url::Url)>) -> HostMap<E> {
+        HostMap { inner, map }
+    }
+
+    fn rewrite(&self, url: &str) -> String {
+        let Ok(mut parsed) = url::Url::parse(url) else {
+            return url.to_string();
+        };
+        let Some((_, target)) = self
+            .map
+            .iter()
+            .find(|(host, _)| Some(host.as_str()) == parsed.host_str())
+        else {
+            return url.to_string();
+        };
+        let path = format!("{}{}", target.path().trim_end_matches('/'), parsed.path());
+        let (rewritten_scheme, rewritten_host, rewritten_port) = (
+            target.scheme().to_string(),
+            target.host_str().map(str::to_string),
+            target.port(),
+        );
+        // `set_scheme` refuses some changes (such as https to http) on special URLs,
+        // so rebuild from the target and keep the rest.
+        let query = parsed.query().map(str::to_string);
+        parsed = target.clone();
+        let _ = parsed.set_scheme(&rewritten_scheme);
+        let _ = parsed.set_host(rewritten_host.as_deref());
+        let _ = parsed.set_port(rewritten_port);
+        parsed.set_path(&path);
+        parsed.set_query(query.as_deref());
+        parsed.to_string()
+    }
+}
+
+#[async_trait]
+impl<E: Effects> Effects for HostMap<E> {
+    async fn http(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        request.url = self.rewrite(&request.url);
+        self.inner.http(request).await
+    }
+
+    async fn process(
+        &self,
+        spec: ProcessSpec,
+        cancel: CancellationToken,
+    ) -> std::io::Result<ProcessOutput> {
+        self.inner.process(spec, cancel).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_map_keeps_path_and_query() {
+        let map = HostMap::new(
+            (),
+            vec![(
+                "petstore.swagger.io".into(),
+                url::Url::parse("http://127.0.0.1:9000").unwrap(),
+            )],
+        );
+        assert_eq!(
+            map.rewrite("https://petstore.swagger.io/v2/pet/findByStatus?status=available"),
+            "http://127.0.0.1:9000/v2/pet/findByStatus?status=available"
+        );
+        assert_eq!(
+            map.rewrite("https://other.example/x"),
+            "https://other.example/x"
+        );
+    }
+}

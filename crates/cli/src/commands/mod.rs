@@ -1,4 +1,5 @@
 //! One module per `skein` command.
 
 pub(crate) mod run;
+pub(crate) mod test;
 pub(crate) mod validate;

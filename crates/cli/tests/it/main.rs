@@ -2,6 +2,7 @@
 //! hostile files, as a user meets them.
 
 mod crash;
+mod ctk;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
