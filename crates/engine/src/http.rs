@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::interp::{eval, plain_string, text};
 use crate::run::Run;
 use crate::{HttpError, HttpRequest, HttpResponse, Interrupt};
+use store::Ticket;
 
 type Res<T> = Result<T, Interrupt>;
 
@@ -17,6 +18,7 @@ const DETAIL_BYTES: usize = 2048;
 
 pub(crate) async fn call(
     run: &Run,
+    after: Ticket,
     call: &HttpCall,
     key: &str,
     at: &str,
@@ -82,19 +84,20 @@ pub(crate) async fn call(
         timeout: None,
     };
 
-    send(run, request, call.output, call.redirect, at).await
+    send(run, after, request, call.output, call.redirect, at).await
 }
 
 /// Sends a built request and reads the response as the task's output, or as the
 /// `communication` error of a failed call.
 async fn send(
     run: &Run,
+    after: Ticket,
     request: HttpRequest,
     output: HttpOutput,
     redirect: bool,
     at: &str,
 ) -> Res<Value> {
-    run.barrier().await?;
+    run.barrier(after).await?;
     let response = tokio::select! {
         r = run.effects.http(request.clone()) => r,
         _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
@@ -283,6 +286,7 @@ fn unsupported_auth(at: &str, scheme: &str) -> Interrupt {
 /// builds the request from the parameters (path, query, header, body).
 pub(crate) async fn openapi(
     run: &Run,
+    after: Ticket,
     call: &dsl::model::OpenApiCall,
     key: &str,
     at: &str,
@@ -306,7 +310,7 @@ pub(crate) async fn openapi(
         follow_redirects: true,
         timeout: None,
     };
-    let document = match send(run, fetch, HttpOutput::Content, true, at).await? {
+    let document = match send(run, after, fetch, HttpOutput::Content, true, at).await? {
         Value::String(text) => serde_json::from_str(&text).map_err(|e| {
             configuration(
                 at,
@@ -406,7 +410,7 @@ pub(crate) async fn openapi(
         follow_redirects: call.redirect,
         timeout: None,
     };
-    send(run, request, call.output, call.redirect, at).await
+    send(run, after, request, call.output, call.redirect, at).await
 }
 
 fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url::Url> {

@@ -13,7 +13,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Value, json};
-use store::{Status, StatusChange, Step, StepState};
+use store::{Status, StatusChange, Step, StepState, Ticket};
 
 use crate::run::{Run, Scope, date_time, iso, problem_json};
 use crate::{Interrupt, Outcome, ProcessSpec};
@@ -23,10 +23,13 @@ type Res<T> = Result<T, Interrupt>;
 /// The step that holds the transformed workflow input; its presence means "started".
 const INPUT_KEY: &str = "/input";
 
-/// `$context` and a count of its changes, so a task records the context only when it changed.
+/// What travels along one path of execution: `$context`, a count of its changes (so
+/// a task records the context only when it changed), and the path's causal ticket:
+/// the last journal write this path's data depends on.
 pub(crate) struct Ctx {
     value: Value,
     changes: u64,
+    causal: Ticket,
 }
 
 impl Ctx {
@@ -35,17 +38,24 @@ impl Ctx {
         self.changes += 1;
     }
 
+    fn advance(&mut self, ticket: Ticket) {
+        self.causal = self.causal.max(ticket);
+    }
+
     /// A copy for a concurrent branch.
     fn branch(&self) -> Ctx {
         Ctx {
             value: self.value.clone(),
             changes: 0,
+            causal: self.causal,
         }
     }
 
-    /// Takes the contexts of finished branches in order: the last that changed wins.
+    /// Takes the contexts of finished branches in order: the last that changed wins;
+    /// the causal history is all of theirs.
     fn join(&mut self, branches: impl IntoIterator<Item = Ctx>) {
         for b in branches {
+            self.advance(b.causal);
             if b.changes > 0 {
                 self.set(b.value);
             }
@@ -122,8 +132,8 @@ pub(crate) async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
 async fn workflow(run: &Arc<Run>) -> Res<Value> {
     let wf = run.wf.clone();
     let empty = Value::Null;
-    let input = match run.replayed(INPUT_KEY) {
-        Some(StepState::Completed { output, .. }) => output.clone(),
+    let (input, causal) = match run.replayed(INPUT_KEY) {
+        Some(StepState::Completed { output, .. }) => (output.clone(), Ticket(0)),
         _ => {
             let raw = run.workflow_var["input"].clone();
             let scope = Scope::default();
@@ -150,7 +160,7 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
                 "definition": {"name": doc.name, "namespace": doc.namespace, "version": doc.version.to_string()},
                 "startedAt": iso(run.now()),
             });
-            run.record(
+            let ticket = run.record(
                 vec![Step {
                     key: INPUT_KEY.into(),
                     state: StepState::Completed {
@@ -166,7 +176,7 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
                     at: run.now(),
                 }),
             );
-            transformed
+            (transformed, ticket)
         }
     };
 
@@ -174,6 +184,7 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
     let mut ctx = Ctx {
         value: input.clone(),
         changes: 0,
+        causal,
     };
     let top = Scope::default();
     let body = run_list(run, &wf.do_, "/do".into(), &top, input, &mut ctx);
@@ -337,11 +348,12 @@ fn run_task<'a>(
                     "completedAt",
                     Some(("output", stepped.output.clone())),
                 );
-                run.record(
+                let ticket = run.record(
                     steps,
                     vec![("io.serverlessworkflow.task.completed.v1", event)],
                     None,
                 );
+                ctx.advance(ticket);
                 Ok(stepped)
             }
             Err(Interrupt::Fault(problem)) => {
@@ -349,7 +361,7 @@ fn run_task<'a>(
                 let error = problem_json(&problem);
                 let event =
                     run.task_event(&nt.reference, "faultedAt", Some(("error", error.clone())));
-                run.record(
+                let ticket = run.record(
                     vec![Step {
                         key,
                         state: StepState::Faulted { error, context },
@@ -357,6 +369,7 @@ fn run_task<'a>(
                     vec![("io.serverlessworkflow.task.faulted.v1", event)],
                     None,
                 );
+                ctx.advance(ticket);
                 Err(Interrupt::Fault(problem))
             }
             Err(other) => Err(other),
@@ -522,7 +535,7 @@ fn kind<'a>(
             TaskKind::Wait(duration) => {
                 let vars = run.vars(scope, &ctx.value, input, task_var, None);
                 let ms = duration_ms(duration, input, &vars, at)?;
-                timer(run, format!("{key}/wait"), ms).await?;
+                timer(run, ctx, format!("{key}/wait"), ms).await?;
                 Ok((input.clone(), then))
             }
             TaskKind::For(f) => Ok(flow_result(
@@ -561,14 +574,15 @@ fn kind<'a>(
                 dsl::model::Call::Http(http) => {
                     let vars = run.vars(scope, &ctx.value, input, task_var, None);
                     Ok((
-                        crate::http::call(run, http, key, at, input, &vars).await?,
+                        crate::http::call(run, ctx.causal, http, key, at, input, &vars).await?,
                         then,
                     ))
                 }
                 dsl::model::Call::OpenApi(openapi) => {
                     let vars = run.vars(scope, &ctx.value, input, task_var, None);
                     Ok((
-                        crate::http::openapi(run, openapi, key, at, input, &vars).await?,
+                        crate::http::openapi(run, ctx.causal, openapi, key, at, input, &vars)
+                            .await?,
                         then,
                     ))
                 }
@@ -616,7 +630,7 @@ fn kind<'a>(
                             .transpose()?,
                     };
                     Ok((
-                        process(run, spec, r.return_, r.await_, at, input).await?,
+                        process(run, ctx.causal, spec, r.return_, r.await_, at, input).await?,
                         then,
                     ))
                 }
@@ -742,7 +756,7 @@ async fn for_loop(
     let mut outputs: Vec<Option<Value>> = vec![None; total];
     let mut contexts: Vec<Option<Ctx>> = (0..total).map(|_| None).collect();
     let mut running = FuturesUnordered::new();
-    let (mut next, mut done, mut stopped) = (0usize, 0usize, false);
+    let (mut next, mut done, mut stopped, mut reported) = (0usize, 0usize, false, 0usize);
     loop {
         while !stopped && running.len() < limit && next < total {
             let i = next;
@@ -773,11 +787,16 @@ async fn for_loop(
         outputs[i] = Some(value);
         contexts[i] = Some(branch);
         done += 1;
-        let progress = json!({
-            "workflow": run.qualified_name, "task": nt.reference,
-            "total": total, "done": done, "failed": 0, "running": running.len(),
-        });
-        run.record(vec![], vec![("dev.skein.task.progress.v1", progress)], None);
+        // At most one progress event per percent done, and always the last one.
+        let percent = done * 100 / total;
+        if percent > reported || done == total {
+            reported = percent;
+            let progress = json!({
+                "workflow": run.qualified_name, "task": nt.reference,
+                "total": total, "done": done, "failed": 0, "running": running.len(),
+            });
+            run.record(vec![], vec![("dev.skein.task.progress.v1", progress)], None);
+        }
     }
     ctx.join(contexts.into_iter().flatten());
     Ok(Flow::Done(Value::Array(
@@ -852,7 +871,7 @@ async fn try_catch(
                 &ctx.value,
                 at,
             )? {
-                timer(run, format!("{key}/retry#{attempt}"), delay).await?;
+                timer(run, ctx, format!("{key}/retry#{attempt}"), delay).await?;
                 let event = run.task_event(at, "retriedAt", Some(("attempt", json!(attempt + 1))));
                 run.record(
                     vec![],
@@ -1006,14 +1025,14 @@ fn retry_delay(
     Ok(Some(delay))
 }
 
-/// A durable timer: its deadline is journaled before the wait, so a resumed
-/// execution waits only for what is left.
-async fn timer(run: &Run, key: String, delay_ms: i64) -> Res<()> {
+/// A durable timer: its deadline is journaled (and durable) before the wait, so a
+/// resumed execution waits only for what is left.
+async fn timer(run: &Run, ctx: &mut Ctx, key: String, delay_ms: i64) -> Res<()> {
     let deadline = match run.replayed(&key) {
         Some(StepState::Timer { deadline }) => *deadline,
         _ => {
             let deadline = run.now() + delay_ms;
-            run.record(
+            let ticket = run.record(
                 vec![Step {
                     key,
                     state: StepState::Timer { deadline },
@@ -1021,7 +1040,8 @@ async fn timer(run: &Run, key: String, delay_ms: i64) -> Res<()> {
                 vec![],
                 None,
             );
-            run.barrier().await?;
+            ctx.advance(ticket);
+            run.barrier(ticket).await?;
             deadline
         }
     };
@@ -1075,13 +1095,14 @@ async fn with_timeout<T>(
 
 async fn process(
     run: &Run,
+    after: Ticket,
     spec: ProcessSpec,
     return_: ProcessReturn,
     await_: bool,
     at: &str,
     input: &Value,
 ) -> Res<Value> {
-    run.barrier().await?;
+    run.barrier(after).await?;
     let cancel = run.cancel.child_token();
     if !await_ {
         let effects = run.effects.clone();

@@ -23,9 +23,9 @@ pub(crate) struct Run {
     pub(crate) cancel: CancellationToken,
     /// What the journal held when this run started: replayed, never run again.
     replay: HashMap<String, StepState>,
-    /// The last event sequence number used and the last ticket queued, locked
-    /// together so that batches are queued in sequence order.
-    log: Mutex<(u64, Ticket)>,
+    /// The last event sequence number used; locked while a batch is queued, so that
+    /// batches are queued (and committed) in sequence order.
+    seq: Mutex<u64>,
     /// `$workflow`, `$runtime` and `$secrets`.
     pub(crate) workflow_var: Value,
     pub(crate) runtime_var: Value,
@@ -84,7 +84,7 @@ impl Run {
                 .into_iter()
                 .map(|s| (s.key, s.state))
                 .collect(),
-            log: Mutex::new((parts.journal.last_seq, Ticket(0))),
+            seq: Mutex::new(parts.journal.last_seq),
             id: parts.id,
             wf: parts.wf,
             store: parts.store,
@@ -112,13 +112,13 @@ impl Run {
         status: Option<StatusChange>,
     ) -> Ticket {
         let now = self.clock.now_ms();
-        let mut log = self.log.lock().expect("log lock");
+        let mut seq = self.seq.lock().expect("seq lock");
         let events: Vec<Event> = events
             .into_iter()
             .map(|(type_, data)| {
-                log.0 += 1;
+                *seq += 1;
                 Event {
-                    seq: log.0,
+                    seq: *seq,
                     time: now,
                     type_: type_.to_string(),
                     data,
@@ -130,20 +130,18 @@ impl Run {
                 observer.event(&self.id, event);
             }
         }
-        let ticket = self.store.commit(Batch {
+        self.store.commit(Batch {
             execution: self.id.clone(),
             steps,
             events,
             status,
-        });
-        log.1 = ticket;
-        ticket
+        })
     }
 
-    /// Waits until everything recorded so far is durable: the barrier before an
-    /// effect leaves the process.
-    pub(crate) async fn barrier(&self) -> Result<(), Interrupt> {
-        let ticket = self.log.lock().expect("log lock").1;
+    /// Waits until the records an effect depends on (those up to `ticket`, its causal
+    /// history) are durable: the barrier before something leaves the process. A re-run
+    /// of the effect then sees the same history, so it sends the same request.
+    pub(crate) async fn barrier(&self, ticket: Ticket) -> Result<(), Interrupt> {
         self.store
             .durable(ticket)
             .await

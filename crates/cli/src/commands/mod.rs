@@ -1,5 +1,6 @@
 //! One module per `skein` command.
 
+pub(crate) mod bench;
 pub(crate) mod run;
 pub(crate) mod test;
 pub(crate) mod validate;

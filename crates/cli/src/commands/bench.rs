@@ -1,0 +1,218 @@
+//! `skein bench`: the engine's performance figures, measured here and now.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use engine::{Engine, Outcome, SystemClock};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use store::Durability;
+use store::sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+/// Measure the engine: durable steps per second, and the cost of a fan-out of HTTP calls
+/// beside the same requests sent directly.
+///
+/// (a) runs a workflow of sequential `set` tasks with full durability (every step
+/// journaled, the result on disk before it is reported) and reports steps per second.
+/// (b) runs a `for` fan-out of HTTP calls to a no-op server on 127.0.0.1, and the same
+/// requests sent directly with reqwest at the same concurrency, and reports the ratio.
+/// Each is run several times; medians are printed last.
+#[derive(ClapArgs)]
+pub(crate) struct Args {
+    /// Rounds of each measurement.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+
+    /// Sequential `set` tasks in (a).
+    #[arg(long, default_value_t = 10_000)]
+    steps: usize,
+
+    /// HTTP calls in (b).
+    #[arg(long, default_value_t = 1_000)]
+    calls: usize,
+
+    /// At most this many calls at once in (b).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+
+    /// Commit without waiting for the disk, to see what durability costs.
+    #[arg(long)]
+    fast: bool,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skein: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(bench(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skein: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn bench(args: Args) -> Result<()> {
+    if args.rounds == 0 || args.steps == 0 || args.calls == 0 || args.concurrency == 0 {
+        bail!("--rounds, --steps, --calls and --concurrency must be at least 1");
+    }
+    let base = noop_server().await?;
+    let (mut rates, mut ratios) = (Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let durability = if args.fast {
+            Durability::Process
+        } else {
+            Durability::Full
+        };
+        let elapsed = sequential_steps(args.steps, durability).await?;
+        let rate = args.steps as f64 / elapsed.as_secs_f64();
+        let fan_out = fan_out(&base, args.calls, args.concurrency, durability).await?;
+        let floor = direct(&base, args.calls, args.concurrency).await?;
+        let ratio = fan_out.as_secs_f64() / floor.as_secs_f64();
+        println!(
+            "round {round}: (a) {} steps in {:.3} s = {:.0} steps/s; (b) fan-out {:.3} s, direct {:.3} s, ratio {:.2}",
+            args.steps,
+            elapsed.as_secs_f64(),
+            rate,
+            fan_out.as_secs_f64(),
+            floor.as_secs_f64(),
+            ratio,
+        );
+        rates.push(rate);
+        ratios.push(ratio);
+    }
+    println!(
+        "median of {} rounds: (a) {:.0} durable steps/s (range {:.0} to {:.0}); (b) fan-out/direct ratio {:.2} (range {:.2} to {:.2})",
+        args.rounds,
+        median(&mut rates),
+        rates[0],
+        rates[rates.len() - 1],
+        median(&mut ratios),
+        ratios[0],
+        ratios[ratios.len() - 1],
+    );
+    Ok(())
+}
+
+/// Sorts `values` and returns the median.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+async fn noop_server() -> Result<String> {
+    let app = axum::Router::new().fallback(|| async { axum::Json(json!({"ok": true})) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(base)
+}
+
+/// Runs `source` to completion on a fresh, fully durable store and returns the wall time.
+async fn timed_run(source: &str, input: Value, durability: Durability) -> Result<Duration> {
+    let dir = tempfile::tempdir()?;
+    let durability = if std::env::var_os("SKEIN_BENCH_FAST").is_some() {
+        Durability::Process
+    } else {
+        Durability::Full
+    };
+    let store = Arc::new(SqliteStore::open(&dir.path().join("skein.db"), durability)?);
+    let engine = Engine::new(
+        store,
+        Arc::new(runtime::Runtime::new()),
+        Arc::new(SystemClock),
+    );
+    let parsed = dsl::parse(
+        source,
+        &dsl::Options {
+            max_bytes: usize::MAX,
+            ..Default::default()
+        },
+    );
+    let workflow = parsed
+        .workflow
+        .context("the benchmark workflow does not validate")?;
+    let started = Instant::now();
+    let id = engine.create(source, &workflow, None, input).await?;
+    match engine.run(&id, json!({}), CancellationToken::new()).await? {
+        Outcome::Completed(_) => Ok(started.elapsed()),
+        other => bail!("the benchmark workflow did not complete: {other:?}"),
+    }
+}
+
+async fn sequential_steps(steps: usize, durability: Durability) -> Result<Duration> {
+    let mut source = String::from(
+        "document: {dsl: '1.0.3', namespace: bench, name: steps, version: '1.0.0'}\ndo:\n",
+    );
+    for i in 0..steps {
+        source.push_str(&format!(
+            "  - s{i}:\n      set: '${{ {{ n: (.n + 1) }} }}'\n"
+        ));
+    }
+    timed_run(&source, json!({"n": 0}), durability).await
+}
+
+async fn fan_out(
+    base: &str,
+    calls: usize,
+    concurrency: usize,
+    durability: Durability,
+) -> Result<Duration> {
+    let source = format!(
+        "document: {{dsl: '1.0.3', namespace: bench, name: fan-out, version: '1.0.0'}}
+do:
+  - fan:
+      for: {{ in: '[range({calls})]', concurrency: {concurrency} }}
+      do:
+        - call:
+            call: http
+            with:
+              method: get
+              endpoint: '${{ \"{base}/noop/\\($item)\" }}'
+"
+    );
+    timed_run(&source, json!({}), durability).await
+}
+
+/// The floor: the same requests, sent directly with reqwest at the same concurrency.
+async fn direct(base: &str, calls: usize, concurrency: usize) -> Result<Duration> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let started = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(0..calls)
+        .map(|i| {
+            let client = client.clone();
+            let url = format!("{base}/noop/{i}");
+            async move {
+                let response = client.get(url).send().await?;
+                response.bytes().await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<()>>()?;
+    Ok(started.elapsed())
+}
