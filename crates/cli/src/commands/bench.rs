@@ -131,11 +131,6 @@ async fn noop_server() -> Result<String> {
 /// Runs `source` to completion on a fresh, fully durable store and returns the wall time.
 async fn timed_run(source: &str, input: Value, durability: Durability) -> Result<Duration> {
     let dir = tempfile::tempdir()?;
-    let durability = if std::env::var_os("SKEIN_BENCH_FAST").is_some() {
-        Durability::Process
-    } else {
-        Durability::Full
-    };
     let store = Arc::new(SqliteStore::open(&dir.path().join("skein.db"), durability)?);
     let engine = Engine::new(
         store,
