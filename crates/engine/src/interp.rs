@@ -641,7 +641,50 @@ fn kind<'a>(
                 Process::Script(_) => Err(not_supported(at, "`run.script`")),
                 Process::Workflow(_) => Err(not_supported(at, "`run.workflow`")),
             },
-            TaskKind::Listen(_) => Err(not_supported(at, "`listen`")),
+            TaskKind::Listen(l) => {
+                let (events, ticket) = {
+                    let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                    crate::listen::listen(run, l, key, &vars, at).await?
+                };
+                if let Some(ticket) = ticket {
+                    ctx.advance(ticket);
+                }
+                let Some(each) = &l.foreach else {
+                    return Ok((Value::Array(events), then));
+                };
+                let mut outputs = Vec::with_capacity(events.len());
+                for (i, event) in events.into_iter().enumerate() {
+                    let scope_i = scope.with([
+                        (Arc::from(each.item.as_str()), event.clone()),
+                        (Arc::from(each.at.as_str()), json!(i)),
+                    ]);
+                    let mut out = match &each.do_ {
+                        Some(list) => match run_list(
+                            run,
+                            list,
+                            format!("{key}/foreach/{i}/do"),
+                            &scope_i,
+                            event,
+                            ctx,
+                        )
+                        .await?
+                        {
+                            Flow::Done(v) | Flow::End(v) => v,
+                        },
+                        None => event,
+                    };
+                    if let Some(as_) = each.output.as_ref().and_then(|o| o.as_.as_ref()) {
+                        out = eval(
+                            as_,
+                            &out,
+                            &run.vars(&scope_i, &ctx.value, input, task_var, None),
+                            at,
+                        )?;
+                    }
+                    outputs.push(out);
+                }
+                Ok((Value::Array(outputs), then))
+            }
         }
     }
     .boxed()

@@ -16,9 +16,11 @@
 pub mod effects;
 mod http;
 mod interp;
+mod listen;
 mod run;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use dsl::Workflow;
 use expr::Problem;
@@ -69,6 +71,8 @@ pub enum Error {
     Definition(String, String),
     #[error("the journal could not be written: {0}")]
     Journal(String),
+    #[error("invalid event: {0}")]
+    Event(String),
 }
 
 pub struct Engine {
@@ -76,6 +80,8 @@ pub struct Engine {
     effects: Arc<dyn Effects>,
     clock: Arc<dyn Clock>,
     observer: Option<Arc<dyn Observer>>,
+    /// Wakes the listeners of executions running in this process when an event arrives.
+    wakers: Mutex<HashMap<String, Weak<tokio::sync::Notify>>>,
 }
 
 impl Engine {
@@ -85,6 +91,7 @@ impl Engine {
             effects,
             clock,
             observer: None,
+            wakers: Mutex::default(),
         }
     }
 
@@ -151,7 +158,14 @@ impl Engine {
             return Err(Error::Definition(id.to_string(), first));
         };
         let journal = self.store.journal(id).await?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        {
+            let mut wakers = self.wakers.lock().expect("wakers lock");
+            wakers.retain(|_, w| w.strong_count() > 0);
+            wakers.insert(id.to_string(), Arc::downgrade(&wake));
+        }
         let run = Arc::new(run::Run::new(run::RunParts {
+            wake,
             id: id.to_string(),
             wf: Arc::new(workflow),
             store: self.store.clone(),
@@ -165,6 +179,32 @@ impl Engine {
             secrets,
         }));
         interp::execute(run).await.map_err(Error::Journal)
+    }
+}
+
+impl Engine {
+    /// Delivers a CloudEvent (structured JSON, with at least a `type`) to an execution's
+    /// inbox, where its `listen` tasks find it; returns its inbox position.
+    pub async fn deliver(&self, id: &str, event: Value) -> Result<u64, Error> {
+        if self.store.execution(id).await?.is_none() {
+            return Err(Error::NotFound(id.to_string()));
+        }
+        if !event.get("type").is_some_and(Value::is_string) {
+            return Err(Error::Event(
+                "a CloudEvent must be a JSON object with a string `type`".into(),
+            ));
+        }
+        let position = self.store.deliver(id, event).await?;
+        let waker = self
+            .wakers
+            .lock()
+            .expect("wakers lock")
+            .get(id)
+            .and_then(Weak::upgrade);
+        if let Some(waker) = waker {
+            waker.notify_waiters();
+        }
+        Ok(position)
     }
 }
 

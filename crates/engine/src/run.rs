@@ -1,7 +1,7 @@
 //! The state of one running execution: its journal for replay, the writes it
 //! queues, its event sequence, and the descriptors expressions read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use dsl::Workflow;
@@ -32,6 +32,10 @@ pub(crate) struct Run {
     pub(crate) secrets: Value,
     /// `{name}-{id}.{namespace}`, as lifecycle events name the workflow.
     pub(crate) qualified_name: String,
+    /// Rung when an event is delivered to this execution in this process.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Inbox positions already consumed by a listener.
+    consumed: Mutex<HashSet<u64>>,
 }
 
 /// Loop and catch variables in scope at a position, innermost last.
@@ -60,6 +64,7 @@ pub(crate) struct RunParts {
     pub(crate) raw_input: Value,
     pub(crate) started_at: i64,
     pub(crate) secrets: Value,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
 impl Run {
@@ -77,7 +82,10 @@ impl Run {
             "metadata": {},
         });
         let qualified_name = format!("{}-{}.{}", doc.name, parts.id, doc.namespace);
+        let consumed = Mutex::new(crate::listen::consumed_in(&parts.journal.steps));
         Run {
+            wake: parts.wake,
+            consumed,
             replay: parts
                 .journal
                 .steps
@@ -97,6 +105,20 @@ impl Run {
             secrets: parts.secrets,
             qualified_name,
         }
+    }
+
+    pub(crate) fn is_consumed(&self, position: u64) -> bool {
+        self.consumed
+            .lock()
+            .expect("consumed lock")
+            .contains(&position)
+    }
+
+    pub(crate) fn consume(&self, position: u64) {
+        self.consumed
+            .lock()
+            .expect("consumed lock")
+            .insert(position);
     }
 
     /// The journal's record for `key`, if the step ran before this run started.

@@ -650,3 +650,113 @@ async fn events_have_a_strictly_increasing_sequence() {
         .count();
     assert_eq!(progress, 20, "one progress event per finished iteration");
 }
+
+#[tokio::test]
+async fn listen_consumes_delivered_events_once_each() {
+    let source = doc("  - first:
+      listen:
+        to:
+          one:
+            with: { type: com.example.ready, data: '${ .ok == true }' }
+  - both:
+      listen:
+        to:
+          all:
+            - with: { type: com.example.a }
+            - with: { type: 'com\\.example\\.b.*' }
+        read: envelope
+  - many:
+      listen:
+        to:
+          any: []
+          until: '( . | length ) >= 2'
+      foreach:
+        item: e
+        output:
+          as: '.n'
+  - done:
+      set:
+        first: ${ $context.never }
+");
+    let setup = Setup::new();
+    let engine = Arc::new(setup.engine(Fake::new(|_, _| json_response(200, json!({})))));
+    let parsed = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = engine
+        .create(&source, &parsed, Some("l1".into()), json!({}))
+        .await
+        .unwrap();
+    // Delivered before anything listens: still waiting in the inbox.
+    engine
+        .deliver(
+            "l1",
+            json!({"type": "com.example.ready", "data": {"ok": false}}),
+        )
+        .await
+        .unwrap();
+    engine
+        .deliver(
+            "l1",
+            json!({"type": "com.example.ready", "data": {"ok": true}}),
+        )
+        .await
+        .unwrap();
+    let runner = {
+        let engine = engine.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            engine
+                .run(&id, json!({}), CancellationToken::new())
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine
+        .deliver(
+            "l1",
+            json!({"type": "com.example.bravo", "id": "b1", "data": 2}),
+        )
+        .await
+        .unwrap();
+    engine
+        .deliver(
+            "l1",
+            json!({"type": "com.example.a", "id": "a1", "data": 1}),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for n in [10, 20, 30] {
+        engine
+            .deliver("l1", json!({"type": "com.example.tick", "data": {"n": n}}))
+            .await
+            .unwrap();
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("finished")
+        .unwrap();
+    assert_eq!(completed(outcome), json!({"first": null}));
+    let journal = engine.store().journal("l1").await.unwrap();
+    let output_of = |key: &str| match journal
+        .steps
+        .iter()
+        .find(|s| s.key == key)
+        .map(|s| &s.state)
+    {
+        Some(store::StepState::Completed { output, .. }) => output.clone(),
+        other => panic!("{key}: {other:?}"),
+    };
+    // `one` skipped the event whose data did not match.
+    assert_eq!(output_of("/do/0/first"), json!([{"ok": true}]));
+    let both = output_of("/do/1/both");
+    assert_eq!(both.as_array().unwrap().len(), 2);
+    assert_eq!(both[0]["id"], "b1", "envelopes, in consumption order");
+    // The unmatched `ok: false` event and the ticks went to `any`, which stopped at two.
+    assert_eq!(output_of("/do/2/many"), json!([null, 10]));
+    // An unknown execution and a malformed event are refused.
+    assert!(engine.deliver("nope", json!({"type": "x"})).await.is_err());
+    assert!(engine.deliver("l1", json!({"data": 1})).await.is_err());
+}
