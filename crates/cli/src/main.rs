@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the input was invalid (or the work failed), 2 usage errors.
 
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 

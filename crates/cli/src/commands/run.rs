@@ -95,11 +95,13 @@ async fn execute(args: Args) -> Result<ExitCode> {
         SqliteStore::open(&db, durability)
             .with_context(|| format!("cannot open the journal at {}", db.display()))?,
     );
+    let progress = Arc::new(crate::progress::Progress::new());
     let engine = Engine::new(
         store.clone(),
         Arc::new(runtime::Runtime::new()),
         Arc::new(SystemClock),
-    );
+    )
+    .with_observer(progress.clone());
 
     let id = match (&args.resume, &args.file) {
         (Some(id), _) => {
@@ -144,8 +146,9 @@ async fn execute(args: Args) -> Result<ExitCode> {
         }
     });
 
-    let outcome = engine.run(&id, Value::Object(secrets), cancel).await?;
-    Ok(report(&id, outcome, args.json))
+    let outcome = engine.run(&id, Value::Object(secrets), cancel).await;
+    progress.finish();
+    Ok(report(&id, outcome?, args.json))
 }
 
 fn report(id: &str, outcome: Outcome, json: bool) -> ExitCode {

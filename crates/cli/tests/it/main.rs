@@ -3,6 +3,7 @@
 
 mod crash;
 mod ctk;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

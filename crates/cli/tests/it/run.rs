@@ -1,0 +1,153 @@
+//! `skein run` as a user meets it: the README's main job, and clear errors that
+//! name the task for each kind of failure.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_readme_main_job_runs_the_bundled_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = super::repo().join("examples/fan-out.yaml");
+    let (code, stdout, stderr) = run(&[
+        "run",
+        example.to_str().unwrap(),
+        "--input",
+        r#"{"count": 12}"#,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let output: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(output["total"], 506);
+    assert_eq!(output["squares"].as_array().unwrap().len(), 12);
+    assert!(
+        stderr.contains("resume with: skein run --resume"),
+        "{stderr}"
+    );
+}
+
+/// Runs a one-task workflow and returns skein's exit code and stderr.
+fn failing(name: &str, tasks: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "document: {{dsl: '1.0.3', namespace: test, name: {name}, version: '1.0.0'}}\n{tasks}"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, stderr) = run(&args);
+    (code, stderr)
+}
+
+#[test]
+fn a_fault_prints_the_whole_error_object() {
+    let (code, stderr) = failing(
+        "raise",
+        "do:\n  - check:\n      raise:\n        error:\n          type: https://example.com/errors/nope\n          status: 409\n          title: Conflict\n          detail: ${ \"item \\(.id) is taken\" }\n",
+        &["--input", r#"{"id": 7}"#],
+    );
+    assert_eq!(code, Some(1));
+    for line in [
+        "the workflow faulted at /do/0/check",
+        "type:     https://example.com/errors/nope",
+        "status:   409",
+        "title:    Conflict",
+        "detail:   item 7 is taken",
+        "instance: /do/0/check",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn each_kind_of_failure_is_clear_and_names_the_task() {
+    let cases: [(&str, &str, &[&str], &[&str]); 4] = [
+        (
+            "invalid-input",
+            "input:\n  schema:\n    format: json\n    document: { type: object, required: [ orderId ] }\ndo:\n  - a: { set: { x: 1 } }\n",
+            &["--input", r#"{"order": 1}"#],
+            &[
+                "errors/validation",
+                "The workflow input does not match its schema",
+                "\"orderId\" is a required property",
+            ],
+        ),
+        (
+            "missing-secret",
+            "use:\n  secrets: [ apiKey ]\ndo:\n  - fetch:\n      call: http\n      with:\n        method: get\n        endpoint:\n          uri: http://127.0.0.1:9/\n          authentication:\n            bearer:\n              use: apiKey\n",
+            &[],
+            &[
+                "errors/authorization",
+                "status:   403",
+                "the secret `apiKey` was not provided",
+                "instance: /do/0/fetch",
+            ],
+        ),
+        (
+            "unreachable",
+            "do:\n  - fetch:\n      call: http\n      with: { method: get, endpoint: 'http://127.0.0.1:9/nothing' }\n",
+            &[],
+            &[
+                "errors/communication",
+                "status:   503",
+                "GET http://127.0.0.1:9/nothing failed",
+                "cannot connect",
+                "instance: /do/0/fetch",
+            ],
+        ),
+        (
+            "shell-exit",
+            "do:\n  - build:\n      run:\n        shell:\n          command: 'echo compile error >&2; exit 2'\n",
+            &[],
+            &[
+                "errors/runtime",
+                "The process exited with code 2",
+                "compile error",
+                "instance: /do/0/build",
+            ],
+        ),
+    ];
+    for (name, tasks, extra, needles) in cases {
+        let (code, stderr) = failing(name, tasks, extra);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "{name}: missing {needle:?} in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_invalid_workflow_is_refused_with_diagnostics_and_exit_two() {
+    let (code, stderr) = failing("bad", "do:\n  - a:\n      sett: 1\n", &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("bad.yaml:4:7: error: unknown key `sett`"),
+        "{stderr}"
+    );
+}
