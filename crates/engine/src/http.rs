@@ -25,17 +25,7 @@ pub(crate) async fn call(
     input: &Value,
     vars: &Vars<'_>,
 ) -> Res<Value> {
-    let url = match &call.endpoint.uri {
-        Uri::Template(t) => t.expand(input).map_err(|e| e.into_problem(at))?,
-        Uri::Expr(e) => plain_string(&e.eval(input, vars).map_err(|e| e.into_problem(at))?),
-    };
-    let mut url = url::Url::parse(&url).map_err(|e| Problem {
-        type_: types::CONFIGURATION.into(),
-        status: 400,
-        title: Some("Invalid endpoint".into()),
-        detail: Some(format!("`{url}` is not a valid URL: {e}")),
-        instance: Some(at.to_string()),
-    })?;
+    let mut url = endpoint_url(&call.endpoint.uri, input, vars, at)?;
     if let Some(query) = &call.query
         && let Value::Object(params) = eval(query, input, vars, at)?
     {

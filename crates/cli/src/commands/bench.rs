@@ -45,24 +45,15 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(8 << 20)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("skein: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+    super::block_on(async {
+        match bench(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("skein: {e:#}");
+                ExitCode::from(1)
+            }
         }
-    };
-    match rt.block_on(bench(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("skein: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    })
 }
 
 async fn bench(args: Args) -> Result<()> {

@@ -4,3 +4,21 @@ pub(crate) mod bench;
 pub(crate) mod run;
 pub(crate) mod test;
 pub(crate) mod validate;
+
+/// Runs a command's async body on a multi-threaded runtime with roomy thread stacks
+/// (the engine's walks over deep documents recurse).
+pub(crate) fn block_on(
+    body: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+    {
+        Ok(rt) => rt.block_on(body),
+        Err(e) => {
+            eprintln!("skein: cannot start the async runtime: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -60,17 +60,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(8 << 20)
-        .build()
-    {
-        Ok(rt) => rt.block_on(run_async(args)),
-        Err(e) => {
-            eprintln!("skein: cannot start the async runtime: {e}");
-            ExitCode::from(1)
-        }
-    }
+    super::block_on(run_async(args))
 }
 
 async fn run_async(args: Args) -> ExitCode {

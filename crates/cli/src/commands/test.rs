@@ -38,31 +38,22 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(8 << 20)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("skein: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match rt.block_on(run_all(args)) {
-        Ok((passed, failed)) => {
-            println!("{passed} passed, {failed} failed");
-            if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+    super::block_on(async {
+        match run_all(args).await {
+            Ok((passed, failed)) => {
+                println!("{passed} passed, {failed} failed");
+                if failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("skein: {e:#}");
+                ExitCode::from(2)
             }
         }
-        Err(e) => {
-            eprintln!("skein: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }
 
 async fn run_all(args: Args) -> Result<(usize, usize)> {
