@@ -151,3 +151,66 @@ fn an_invalid_workflow_is_refused_with_diagnostics_and_exit_two() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_cancels_cleanly_and_kills_child_processes() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("child.pid");
+    let file = dir.path().join("slow.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "document: {{dsl: '1.0.3', namespace: test, name: slow, version: '1.0.0'}}\ndo:\n  - sleep:\n      run:\n        shell:\n          command: 'echo $$ > {}; sleep 30'\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !pid_file.exists()
+        || std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .is_empty()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the shell task never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let shell: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("was cancelled"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "cancelled promptly, not after the sleep"
+    );
+    // The shell (and its `sleep`) are gone: signal 0 finds no such process.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(
+        kill(Pid::from_raw(shell), None).is_err(),
+        "the child process outlived the cancellation"
+    );
+}
