@@ -62,3 +62,32 @@ Feature: Run shell commands
     stdout: "out\n"
     stderr: "err\n"
     """
+
+  Scenario: A Python script gets its arguments, environment and stdin
+    Given a workflow with definition:
+    """yaml
+    document: { dsl: '1.0.3', namespace: skein, name: script, version: '1.0.0' }
+    do:
+      - compute:
+          run:
+            script:
+              language: python
+              code: |
+                import os, sys
+                print(int(sys.argv[1]) * int(os.environ["FACTOR"]) + len(sys.stdin.read()), end="")
+              arguments: [ '${ .n | tostring }' ]
+              environment:
+                FACTOR: '3'
+              stdin: abcd
+          output:
+            as: tonumber
+    """
+    And given the workflow input is:
+    """yaml
+    n: 5
+    """
+    When the workflow is executed
+    Then the workflow should complete with output:
+    """yaml
+    19
+    """

@@ -638,7 +638,51 @@ fn kind<'a>(
                     at,
                     "`run.container` (it needs a container runtime)",
                 )),
-                Process::Script(_) => Err(not_supported(at, "`run.script`")),
+                Process::Script(script) => {
+                    let dsl::model::ScriptSource::Code(code) = &script.source else {
+                        return Err(not_supported(at, "scripts from external resources"));
+                    };
+                    let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                    // The code is passed on the command line, so the engine writes no file.
+                    let (program, mut arguments) =
+                        match script.language.to_ascii_lowercase().as_str() {
+                            "python" | "python3" => {
+                                ("python3".to_string(), vec!["-c".to_string(), code.clone()])
+                            }
+                            "js" | "javascript" | "node" => {
+                                let mut args = Vec::new();
+                                if code.lines().any(|l| l.trim_start().starts_with("import ")) {
+                                    args.push("--input-type=module".to_string());
+                                }
+                                // `skein` stands where a script's path would, so arguments start at argv[2].
+                                args.extend(["-e".to_string(), code.clone(), "skein".to_string()]);
+                                ("node".to_string(), args)
+                            }
+                            other => {
+                                return Err(not_supported(
+                                    at,
+                                    &format!("scripts in `{other}` (only python and js)"),
+                                ));
+                            }
+                        };
+                    for arg in &script.arguments {
+                        arguments.push(text(arg, input, &vars, at)?);
+                    }
+                    let spec = ProcessSpec {
+                        program,
+                        arguments,
+                        environment: environment(script.environment.as_ref(), input, &vars, at)?,
+                        stdin: script
+                            .stdin
+                            .as_ref()
+                            .map(|s| text(s, input, &vars, at).map(String::into_bytes))
+                            .transpose()?,
+                    };
+                    Ok((
+                        process(run, ctx.causal, spec, r.return_, r.await_, at, input).await?,
+                        then,
+                    ))
+                }
                 Process::Workflow(_) => Err(not_supported(at, "`run.workflow`")),
             },
             TaskKind::Listen(l) => {
