@@ -46,7 +46,7 @@ pub(crate) async fn call(
         );
     }
     if let Some(auth) = &call.endpoint.authentication {
-        let value = authorization(run, auth, input, vars, at)?;
+        let value = authorization(run, after, auth, input, vars, at).await?;
         headers.retain(|(k, _)| k != "authorization");
         headers.push(("authorization".into(), value));
     }
@@ -190,9 +190,11 @@ fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Pr
     }
 }
 
-/// The `Authorization` header of a policy.
-fn authorization(
+/// The `Authorization` header of a policy. OAuth2 and OpenID Connect fetch (or reuse)
+/// a token first: an effect, so it waits for the causal history `after` like any call.
+async fn authorization(
     run: &Run,
+    after: Ticket,
     auth: &AuthRef,
     input: &Value,
     vars: &Vars<'_>,
@@ -229,9 +231,201 @@ fn authorization(
             Ok(format!("Bearer {token}"))
         }
         AuthPolicy::Digest(_) => Err(unsupported_auth(at, "digest")),
-        AuthPolicy::OAuth2(_) => Err(unsupported_auth(at, "oauth2")),
-        AuthPolicy::Oidc(_) => Err(unsupported_auth(at, "oidc")),
+        AuthPolicy::OAuth2(Secretable::Inline(oauth)) => Ok(format!(
+            "Bearer {}",
+            token(run, after, oauth, false, input, vars, at).await?
+        )),
+        AuthPolicy::Oidc(Secretable::Inline(oauth)) => Ok(format!(
+            "Bearer {}",
+            token(run, after, oauth, true, input, vars, at).await?
+        )),
+        AuthPolicy::OAuth2(Secretable::Secret(_)) | AuthPolicy::Oidc(Secretable::Secret(_)) => {
+            Err(unsupported_auth(at, "secret-based oauth2/oidc"))
+        }
     }
+}
+
+/// An access token by the client-credentials (or password) grant, from the cache while
+/// it is valid. For OpenID Connect the token endpoint comes from the authority's
+/// discovery document.
+async fn token(
+    run: &Run,
+    after: Ticket,
+    oauth: &dsl::model::OAuth2,
+    discover: bool,
+    input: &Value,
+    vars: &Vars<'_>,
+    at: &str,
+) -> Res<String> {
+    use dsl::model::ClientAuthentication;
+    if !matches!(oauth.grant.as_str(), "client_credentials" | "password") {
+        return Err(unsupported_auth(
+            at,
+            &format!("the OAuth2 `{}` grant", oauth.grant),
+        ));
+    }
+    let authority = text(&oauth.authority, input, vars, at)?;
+    let token_url = if discover {
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            authority.trim_end_matches('/')
+        );
+        let request = HttpRequest {
+            method: "GET".into(),
+            url: discovery.clone(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: None,
+            follow_redirects: true,
+            timeout: None,
+        };
+        let document = send(run, after, request, HttpOutput::Content, true, at)
+            .await
+            .map_err(as_authentication)?;
+        document["token_endpoint"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                auth_failure(
+                    at,
+                    format!("the OpenID configuration at {discovery} has no `token_endpoint`"),
+                )
+            })?
+    } else if oauth.endpoints.token.contains("://") {
+        oauth.endpoints.token.clone()
+    } else {
+        format!(
+            "{}/{}",
+            authority.trim_end_matches('/'),
+            oauth.endpoints.token.trim_start_matches('/')
+        )
+    };
+
+    let client = oauth.client.as_ref();
+    let opt = |t: Option<&expr::Template>| t.map(|t| text(t, input, vars, at)).transpose();
+    let client_id = opt(client.and_then(|c| c.id.as_ref()))?;
+    let client_secret = opt(client.and_then(|c| c.secret.as_ref()))?;
+    let cache_key = format!(
+        "{token_url}|{}|{}",
+        client_id.as_deref().unwrap_or(""),
+        oauth.scopes.join(" ")
+    );
+    if let Some(token) = run.cached_token(&cache_key) {
+        return Ok(token);
+    }
+
+    let mut form: Vec<(&str, String)> = vec![("grant_type", oauth.grant.clone())];
+    if !oauth.scopes.is_empty() {
+        form.push(("scope", oauth.scopes.join(" ")));
+    }
+    if !oauth.audiences.is_empty() {
+        form.push(("audience", oauth.audiences.join(" ")));
+    }
+    if oauth.grant == "password" {
+        form.push((
+            "username",
+            opt(oauth.username.as_ref())?.unwrap_or_default(),
+        ));
+        form.push((
+            "password",
+            opt(oauth.password.as_ref())?.unwrap_or_default(),
+        ));
+    }
+    let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+    let basic = client.is_some_and(|c| c.authentication == ClientAuthentication::ClientSecretBasic);
+    if basic {
+        let credentials = format!(
+            "{}:{}",
+            client_id.clone().unwrap_or_default(),
+            client_secret.clone().unwrap_or_default()
+        );
+        headers.push((
+            "authorization".into(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ),
+        ));
+    } else {
+        if let Some(id) = &client_id {
+            form.push(("client_id", id.clone()));
+        }
+        if let Some(secret) = &client_secret {
+            form.push(("client_secret", secret.clone()));
+        }
+    }
+    let body = if oauth.request_encoding == "application/json" {
+        headers.push(("content-type".into(), "application/json".into()));
+        serde_json::to_vec(
+            &form
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>(),
+        )
+        .unwrap_or_default()
+    } else {
+        headers.push((
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish()
+            .into_bytes()
+    };
+    let request = HttpRequest {
+        method: "POST".into(),
+        url: token_url.clone(),
+        headers,
+        body: Some(body),
+        follow_redirects: false,
+        timeout: None,
+    };
+    let response = send(run, after, request, HttpOutput::Content, false, at)
+        .await
+        .map_err(as_authentication)?;
+    let token = response["access_token"]
+        .as_str()
+        .ok_or_else(|| {
+            auth_failure(
+                at,
+                format!("the token response of {token_url} has no `access_token`"),
+            )
+        })?
+        .to_string();
+    let lifetime = response["expires_in"].as_i64().unwrap_or(300);
+    run.cache_token(
+        cache_key,
+        token.clone(),
+        run.now() + (lifetime - 30).max(0) * 1000,
+    );
+    Ok(token)
+}
+
+/// A failed token request is an authentication error (401), whatever the transport said.
+fn as_authentication(interrupt: Interrupt) -> Interrupt {
+    match interrupt {
+        Interrupt::Fault(p) => Interrupt::Fault(Problem {
+            type_: types::AUTHENTICATION.into(),
+            status: 401,
+            title: Some("Authentication failed".into()),
+            detail: Some(format!(
+                "the token request failed: {}",
+                p.title.unwrap_or_default()
+            )),
+            instance: p.instance,
+        }),
+        other => other,
+    }
+}
+
+fn auth_failure(at: &str, detail: String) -> Interrupt {
+    Interrupt::Fault(Problem {
+        type_: types::AUTHENTICATION.into(),
+        status: 401,
+        title: Some("Authentication failed".into()),
+        detail: Some(detail),
+        instance: Some(at.to_string()),
+    })
 }
 
 fn secret(run: &Run, name: &str, at: &str) -> Res<Value> {
@@ -289,7 +483,7 @@ pub(crate) async fn openapi(
     if let Some(auth) = &endpoint.authentication {
         doc_headers.push((
             "authorization".into(),
-            authorization(run, auth, input, vars, at)?,
+            authorization(run, after, auth, input, vars, at).await?,
         ));
     }
     let fetch = HttpRequest {
@@ -384,7 +578,7 @@ pub(crate) async fn openapi(
     if let Some(auth) = &call.authentication {
         headers.push((
             "authorization".into(),
-            authorization(run, auth, input, vars, at)?,
+            authorization(run, after, auth, input, vars, at).await?,
         ));
     }
     let body = body.map(|b| {

@@ -36,6 +36,8 @@ pub(crate) struct Run {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Inbox positions already consumed by a listener.
     consumed: Mutex<HashSet<u64>>,
+    /// OAuth2 access tokens by token endpoint, client and scopes, with their expiry (ms).
+    tokens: Mutex<HashMap<String, (String, i64)>>,
 }
 
 /// Loop and catch variables in scope at a position, innermost last.
@@ -86,6 +88,7 @@ impl Run {
         Run {
             wake: parts.wake,
             consumed,
+            tokens: Mutex::default(),
             replay: parts
                 .journal
                 .steps
@@ -105,6 +108,22 @@ impl Run {
             secrets: parts.secrets,
             qualified_name,
         }
+    }
+
+    /// A cached OAuth2 token, if it has not expired.
+    pub(crate) fn cached_token(&self, key: &str) -> Option<String> {
+        let tokens = self.tokens.lock().expect("tokens lock");
+        tokens
+            .get(key)
+            .filter(|(_, expires)| *expires > self.now())
+            .map(|(t, _)| t.clone())
+    }
+
+    pub(crate) fn cache_token(&self, key: String, token: String, expires: i64) {
+        self.tokens
+            .lock()
+            .expect("tokens lock")
+            .insert(key, (token, expires));
     }
 
     pub(crate) fn is_consumed(&self, position: u64) -> bool {

@@ -760,3 +760,82 @@ async fn listen_consumes_delivered_events_once_each() {
     assert!(engine.deliver("nope", json!({"type": "x"})).await.is_err());
     assert!(engine.deliver("l1", json!({"data": 1})).await.is_err());
 }
+
+#[tokio::test]
+async fn oauth2_client_credentials_fetch_a_token_once_and_use_it() {
+    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
+use:
+  authentications:
+    api:
+      oauth2:
+        authority: https://auth.test/realm
+        grant: client_credentials
+        client:
+          id: skein
+          secret: s3cret
+        scopes: [ read, write ]
+do:
+  - one:
+      call: http
+      with:
+        method: get
+        endpoint: { uri: 'https://api.test/one', authentication: { use: api } }
+  - two:
+      call: http
+      with:
+        method: get
+        endpoint: { uri: 'https://api.test/two', authentication: { use: api } }
+";
+    let setup = Setup::new();
+    let fake = Fake::new(|req, _| {
+        if req.url == "https://auth.test/realm/oauth2/token" {
+            json_response(
+                200,
+                json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}),
+            )
+        } else {
+            json_response(200, json!(req.url))
+        }
+    });
+    let engine = setup.engine(fake.clone());
+    completed(run_with(&engine, source, json!({}), json!({})).await.1);
+    let requests = fake.requests();
+    let urls: Vec<&str> = requests.iter().map(|r| r.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://auth.test/realm/oauth2/token",
+            "https://api.test/one",
+            "https://api.test/two"
+        ],
+        "one token, reused"
+    );
+    let form = String::from_utf8(requests[0].body.clone().unwrap()).unwrap();
+    assert_eq!(
+        form,
+        "grant_type=client_credentials&scope=read+write&client_id=skein&client_secret=s3cret"
+    );
+    for r in &requests[1..] {
+        assert!(
+            r.headers
+                .contains(&("authorization".to_string(), "Bearer tok-1".to_string())),
+            "{:?}",
+            r.headers
+        );
+    }
+
+    let refusing = Fake::new(|req, _| {
+        if req.url.ends_with("/oauth2/token") {
+            json_response(400, json!({"error": "invalid_client"}))
+        } else {
+            json_response(200, json!(1))
+        }
+    });
+    let refusing_setup = Setup::new();
+    let engine = refusing_setup.engine(refusing);
+    let p = faulted(run_with(&engine, source, json!({}), json!({})).await.1);
+    assert_eq!(
+        (p.type_.as_str(), p.status, p.instance.as_deref()),
+        (expr::types::AUTHENTICATION, 401, Some("/do/0/one"))
+    );
+}
