@@ -70,6 +70,18 @@ pub trait Effects: Send + Sync {
         spec: ProcessSpec,
         cancel: CancellationToken,
     ) -> std::io::Result<ProcessOutput>;
+
+    /// The text of the workflow `namespace/name` at `version` from the catalog, for
+    /// `run.workflow`; `None` if the catalog has no such workflow.
+    async fn load_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> std::io::Result<Option<String>> {
+        let _ = (namespace, name, version);
+        Ok(None)
+    }
 }
 
 /// Wall-clock time for the engine: deadlines are stored as milliseconds since the epoch.

@@ -683,7 +683,23 @@ fn kind<'a>(
                         then,
                     ))
                 }
-                Process::Workflow(_) => Err(not_supported(at, "`run.workflow`")),
+                Process::Workflow(sub) => {
+                    let vars = run.vars(scope, &ctx.value, input, task_var, None);
+                    let child_input = match &sub.input {
+                        Some(t) => eval(t, input, &vars, at)?,
+                        None => input.clone(),
+                    };
+                    run.barrier(ctx.causal).await?;
+                    let output = subflow(run, sub, key, at, child_input).await?;
+                    Ok((
+                        if r.return_ == ProcessReturn::None {
+                            Value::Null
+                        } else {
+                            output
+                        },
+                        then,
+                    ))
+                }
             },
             TaskKind::Listen(l) => {
                 let (events, ticket) = {
@@ -732,6 +748,94 @@ fn kind<'a>(
         }
     }
     .boxed()
+}
+
+/// Runs a workflow from the catalog as a child execution with its own journal. Its
+/// id comes from the parent's and the task's key, so a resumed parent resumes it.
+async fn subflow(
+    run: &Run,
+    sub: &dsl::model::SubflowRef,
+    key: &str,
+    at: &str,
+    input: Value,
+) -> Res<Value> {
+    let reference = format!("{}/{}:{}", sub.namespace, sub.name, sub.version);
+    let source = run
+        .effects
+        .load_workflow(&sub.namespace, &sub.name, &sub.version)
+        .await
+        .map_err(|e| {
+            config_problem(
+                at,
+                "Unreadable workflow catalog",
+                format!("cannot read `{reference}`: {e}"),
+            )
+        })?
+        .ok_or_else(|| {
+            config_problem(
+                at,
+                "Unknown workflow",
+                format!("the catalog has no workflow `{reference}`"),
+            )
+        })?;
+    let parsed = dsl::parse(&source, &dsl::Options::default());
+    let Some(workflow) = parsed.workflow else {
+        let first = parsed
+            .diagnostics
+            .first()
+            .map(|d| d.message.clone())
+            .unwrap_or_default();
+        return Err(config_problem(
+            at,
+            "Invalid workflow",
+            format!("`{reference}` does not validate: {first}"),
+        ));
+    };
+    let child_id = format!("{}{key}", run.id);
+    let store_err = |e: store::Error| Interrupt::Store(e.to_string());
+    run.store
+        .create(store::NewExecution {
+            id: child_id.clone(),
+            namespace: sub.namespace.clone(),
+            name: sub.name.clone(),
+            version: sub.version.clone(),
+            definition: source,
+            input: input.clone(),
+            created_at: run.now(),
+        })
+        .await
+        .map_err(store_err)?;
+    let execution = run.store.execution(&child_id).await.map_err(store_err)?;
+    let journal = run.store.journal(&child_id).await.map_err(store_err)?;
+    let child = Arc::new(Run::new(crate::run::RunParts {
+        id: child_id,
+        wf: Arc::new(workflow),
+        store: run.store.clone(),
+        effects: run.effects.clone(),
+        clock: run.clock.clone(),
+        observer: run.observer.clone(),
+        cancel: run.cancel.child_token(),
+        journal,
+        raw_input: execution.map_or(input, |e| e.input),
+        started_at: run.now(),
+        secrets: run.secrets.clone(),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    }));
+    match Box::pin(execute(child)).await.map_err(Interrupt::Store)? {
+        Outcome::Completed(output) => Ok(output),
+        Outcome::Faulted(problem) => Err(Interrupt::Fault(problem)),
+        Outcome::Cancelled => Err(Interrupt::Cancelled),
+    }
+}
+
+fn config_problem(at: &str, title: &str, detail: String) -> Interrupt {
+    Interrupt::Fault(Problem {
+        type_: types::CONFIGURATION.into(),
+        status: 400,
+        title: Some(title.into()),
+        detail: Some(detail),
+        instance: Some(at.to_string()),
+    })
 }
 
 fn call_name(call: &dsl::model::Call) -> &'static str {

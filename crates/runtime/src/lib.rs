@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 pub struct Runtime {
+    /// Where `run.workflow` finds workflows: `{catalog}/{namespace}/{name}/{version}.yaml`.
+    catalog: Option<std::path::PathBuf>,
     /// Follows redirects, for calls with `redirect: true`.
     following: reqwest::Client,
     /// Returns 3xx responses as they are.
@@ -33,6 +35,7 @@ impl Runtime {
                 .user_agent(concat!("skein/", env!("CARGO_PKG_VERSION")))
         };
         Runtime {
+            catalog: None,
             following: builder()
                 .build()
                 .expect("an HTTP client with default TLS settings"),
@@ -41,6 +44,14 @@ impl Runtime {
                 .build()
                 .expect("an HTTP client with default TLS settings"),
         }
+    }
+}
+
+impl Runtime {
+    /// Looks up `run.workflow` targets in `dir`, as `{namespace}/{name}/{version}.yaml` (or `.json`).
+    pub fn with_catalog(mut self, dir: std::path::PathBuf) -> Runtime {
+        self.catalog = Some(dir);
+        self
     }
 }
 
@@ -164,6 +175,34 @@ impl Effects for Runtime {
             }
         }
     }
+
+    async fn load_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> std::io::Result<Option<String>> {
+        let Some(catalog) = &self.catalog else {
+            return Ok(None);
+        };
+        // Names come from an untrusted document: one path segment each, no way out of the catalog.
+        let safe = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
+        if !(safe(namespace) && safe(name) && safe(version)) {
+            return Ok(None);
+        }
+        for ext in ["yaml", "yml", "json"] {
+            let path = catalog
+                .join(namespace)
+                .join(name)
+                .join(format!("{version}.{ext}"));
+            match tokio::fs::read_to_string(&path).await {
+                Ok(text) => return Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Sends SIGKILL to a process group when dropped, unless emptied first.
@@ -234,6 +273,15 @@ impl<E: Effects> Effects for HostMap<E> {
         cancel: CancellationToken,
     ) -> std::io::Result<ProcessOutput> {
         self.inner.process(spec, cancel).await
+    }
+
+    async fn load_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> std::io::Result<Option<String>> {
+        self.inner.load_workflow(namespace, name, version).await
     }
 }
 

@@ -42,6 +42,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DIR", default_value = ".skein")]
     data_dir: PathBuf,
 
+    /// Where `run.workflow` finds sub-workflows: DIR/{namespace}/{name}/{version}.yaml (or .json).
+    #[arg(long, value_name = "DIR", default_value = "workflows")]
+    catalog: PathBuf,
+
     /// Give the execution this id. Starting an id that exists runs (or shows) that execution.
     #[arg(long, value_name = "ID", conflicts_with = "resume")]
     id: Option<String>,
@@ -86,12 +90,9 @@ async fn execute(args: Args) -> Result<ExitCode> {
             .with_context(|| format!("cannot open the journal at {}", db.display()))?,
     );
     let progress = Arc::new(crate::progress::Progress::new());
-    let engine = Engine::new(
-        store.clone(),
-        Arc::new(runtime::Runtime::new()),
-        Arc::new(SystemClock),
-    )
-    .with_observer(progress.clone());
+    let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
+    let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
+        .with_observer(progress.clone());
 
     let id = match (&args.resume, &args.file) {
         (Some(id), _) => {

@@ -26,6 +26,8 @@ struct Fake {
     max_in_flight: AtomicUsize,
     /// How long each request takes.
     latency: Duration,
+    /// Workflows for `run.workflow`, by `namespace/name/version`.
+    catalog: std::collections::HashMap<String, String>,
 }
 
 impl Fake {
@@ -38,7 +40,16 @@ impl Fake {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             latency: Duration::from_millis(0),
+            catalog: Default::default(),
         })
+    }
+
+    fn with_workflow(mut self: Arc<Self>, reference: &str, source: &str) -> Arc<Self> {
+        Arc::get_mut(&mut self)
+            .expect("not shared yet")
+            .catalog
+            .insert(reference.into(), source.into());
+        self
     }
 
     fn slow(mut self: Arc<Self>, latency: Duration) -> Arc<Self> {
@@ -86,6 +97,18 @@ impl Effects for Fake {
             stdout: spec.arguments.join(" ").into_bytes(),
             stderr: Vec::new(),
         })
+    }
+
+    async fn load_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> std::io::Result<Option<String>> {
+        Ok(self
+            .catalog
+            .get(&format!("{namespace}/{name}/{version}"))
+            .cloned())
     }
 }
 
@@ -838,4 +861,40 @@ do:
         (p.type_.as_str(), p.status, p.instance.as_deref()),
         (expr::types::AUTHENTICATION, 401, Some("/do/0/one"))
     );
+}
+
+#[tokio::test]
+async fn run_workflow_runs_a_cataloged_child_execution() {
+    let child = "document: {dsl: '1.0.3', namespace: lib, name: double, version: '1.0.0'}
+do:
+  - twice:
+      set: '${ { doubled: (.n * 2) } }'
+";
+    let parent = doc("  - sub:
+      run:
+        workflow:
+          namespace: lib
+          name: double
+          version: '1.0.0'
+          input:
+            n: ${ .value }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(
+        Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/double/1.0.0", child),
+    );
+    let (id, outcome) = run_with(&engine, &parent, json!({"value": 21}), json!({})).await;
+    assert_eq!(completed(outcome), json!({"doubled": 42}));
+    // The child is an execution of its own, with its own journal, named after its parent's step.
+    let child = engine
+        .store()
+        .execution(&format!("{id}/do/0/sub"))
+        .await
+        .unwrap()
+        .expect("a child execution");
+    assert_eq!(
+        (child.name.as_str(), child.status),
+        ("double", store::Status::Completed)
+    );
+    assert_eq!(child.input, json!({"n": 21}));
 }
