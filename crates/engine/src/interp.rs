@@ -131,6 +131,13 @@ pub(crate) async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
 
 async fn workflow(run: &Arc<Run>) -> Res<Value> {
     let wf = run.wf.clone();
+    if let Some((name, _)) = wf.use_.extensions.first() {
+        // Running without them would quietly change what the workflow does.
+        return Err(not_supported(
+            &format!("/use/extensions/0/{name}"),
+            "`use.extensions`",
+        ));
+    }
     let empty = Value::Null;
     let (input, causal) = match run.replayed(INPUT_KEY) {
         Some(StepState::Completed { output, .. }) => (output.clone(), Ticket(0)),

@@ -898,3 +898,23 @@ do:
     );
     assert_eq!(child.input, json!({"n": 21}));
 }
+
+#[tokio::test]
+async fn extensions_are_refused_rather_than_silently_skipped() {
+    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
+use:
+  extensions:
+    - logging:
+        extend: all
+        before:
+          - log: { set: { logged: true } }
+do:
+  - a: { set: { x: 1 } }
+";
+    let p = faulted(run(source, json!({})).await);
+    assert_eq!(
+        (p.status, p.instance.as_deref()),
+        (501, Some("/use/extensions/0/logging"))
+    );
+    assert!(p.detail.unwrap().contains("`use.extensions`"));
+}
