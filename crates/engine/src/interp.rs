@@ -314,13 +314,18 @@ fn run_task<'a>(
             _ => {}
         }
 
-        let task_var = json!({
-            "name": nt.name,
-            "reference": nt.reference,
-            "definition": run.wf.definition.pointer(&nt.reference).cloned().unwrap_or(Value::Null),
-            "input": raw_input,
-            "startedAt": date_time(run.now()),
-        });
+        // `$task`, built only for tasks whose expressions read it.
+        let task_var = if task.reads_task {
+            json!({
+                "name": nt.name,
+                "reference": nt.reference,
+                "definition": run.wf.definition.pointer(&nt.reference).cloned().unwrap_or(Value::Null),
+                "input": raw_input,
+                "startedAt": date_time(run.now()),
+            })
+        } else {
+            Value::Null
+        };
         run.record(
             vec![],
             vec![(
@@ -450,7 +455,9 @@ async fn task_body(
     };
 
     let mut task_var = task_var.clone();
-    task_var["output"] = raw_output.clone();
+    if task.reads_task {
+        task_var["output"] = raw_output.clone();
+    }
     let output = match task.output.as_ref().and_then(|o| o.as_.as_ref()) {
         Some(as_) => eval(
             as_,

@@ -114,6 +114,8 @@ pub(crate) struct Cx<'s> {
     /// `then` targets waiting for their task list to be complete, one frame per list.
     pub(crate) gotos: Vec<Vec<Goto>>,
     pub(crate) extensions: Vec<ExtensionUse>,
+    /// Set when an expression of the task being decoded mentions `$task`.
+    pub(crate) reads_task: bool,
 }
 
 #[derive(Default)]
@@ -137,6 +139,7 @@ impl<'s> Cx<'s> {
             locals: Vec::new(),
             gotos: Vec::new(),
             extensions: Vec::new(),
+            reads_task: false,
         }
     }
 
@@ -340,6 +343,7 @@ impl<'s> Cx<'s> {
 
     /// Compiles jq `text`, found at byte `offset` of the string value of `at`.
     fn compile(&mut self, at: &At, value: &str, offset: usize, text: &str) -> Option<Expr> {
+        self.reads_task |= text.contains("$task");
         let locals: Vec<&str> = self.locals.iter().map(String::as_str).collect();
         match Expr::compile_at(text, &locals, at.ptr.as_str()) {
             Ok(e) => Some(e),
@@ -428,6 +432,7 @@ impl<'s> Cx<'s> {
                 .map_or(Template::Const(Value::Null), Template::Expr);
         }
         if self.mode == Mode::Loose {
+            self.reads_task |= s.contains("$task");
             let locals: Vec<&str> = self.locals.iter().map(String::as_str).collect();
             if let Ok(e) = Expr::compile_at(s, &locals, at.ptr.as_str()) {
                 return Template::Loose(e, s.to_string());

@@ -142,6 +142,14 @@ impl Cx<'_> {
 }
 
 pub(super) fn task(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
+    // Whether this task reads `$task`, apart from what its subtasks read.
+    let outer = std::mem::replace(&mut cx.reads_task, false);
+    let task = task_inner(cx, at, name);
+    cx.reads_task = outer;
+    task
+}
+
+fn task_inner(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
     if matches!(at.node.kind, Kind::Null) {
         cx.error_help(
             at.anchor(),
@@ -201,6 +209,7 @@ pub(super) fn task(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
     obj.finish(cx);
 
     Some(Task {
+        reads_task: cx.reads_task,
         if_: if_?,
         input: input?,
         output: output?,

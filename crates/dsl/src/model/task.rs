@@ -42,6 +42,9 @@ pub struct Task {
     pub then: FlowDirective,
     pub metadata: IndexMap<String, Value>,
     pub kind: TaskKind,
+    /// Whether an expression of this task itself (not of its subtasks) reads `$task`,
+    /// so that the engine builds that descriptor only when someone reads it.
+    pub reads_task: bool,
 }
 
 #[derive(Clone, Debug)]

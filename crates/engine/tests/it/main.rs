@@ -918,3 +918,22 @@ do:
     );
     assert!(p.detail.unwrap().contains("`use.extensions`"));
 }
+
+#[tokio::test]
+async fn the_task_descriptor_is_there_for_tasks_that_read_it() {
+    let source = doc("  - named:
+      set:
+        me: ${ $task.name }
+        at: ${ $task.reference }
+        raw: ${ $task.input.n }
+      output:
+        as: '. + { rawOutputMe: $task.output.me }'
+  - plain:
+      set: '${ . + { task: $input.me } }'
+");
+    let out = completed(run(&source, json!({"n": 3})).await);
+    assert_eq!(
+        out,
+        json!({"me": "named", "at": "/do/0/named", "raw": 3, "rawOutputMe": "named", "task": "named"})
+    );
+}
