@@ -419,13 +419,13 @@ fn as_authentication(interrupt: Interrupt) -> Interrupt {
 }
 
 fn auth_failure(at: &str, detail: String) -> Interrupt {
-    Interrupt::Fault(Problem {
-        type_: types::AUTHENTICATION.into(),
-        status: 401,
-        title: Some("Authentication failed".into()),
-        detail: Some(detail),
-        instance: Some(at.to_string()),
-    })
+    crate::fault(
+        types::AUTHENTICATION,
+        401,
+        "Authentication failed",
+        detail,
+        at,
+    )
 }
 
 fn secret(run: &Run, name: &str, at: &str) -> Res<Value> {
@@ -457,13 +457,13 @@ fn secret_field(secret: &Value, name: &str, field: &str, at: &str) -> Res<String
 }
 
 fn unsupported_auth(at: &str, scheme: &str) -> Interrupt {
-    Interrupt::Fault(Problem {
-        type_: types::AUTHENTICATION.into(),
-        status: 501,
-        title: Some("Not supported yet".into()),
-        detail: Some(format!("skein does not do `{scheme}` authentication yet")),
-        instance: Some(at.to_string()),
-    })
+    crate::fault(
+        types::AUTHENTICATION,
+        501,
+        "Not supported yet",
+        format!("skein does not do `{scheme}` authentication yet"),
+        at,
+    )
 }
 
 /// `call: openapi`: loads the document, finds the operation by `operationId`, and
@@ -671,12 +671,6 @@ fn base_url(document: &Value, doc_url: &url::Url) -> String {
     )
 }
 
-fn configuration(at: &str, title: &str, detail: String) -> Interrupt {
-    Interrupt::Fault(Problem {
-        type_: types::CONFIGURATION.into(),
-        status: 400,
-        title: Some(title.into()),
-        detail: Some(detail),
-        instance: Some(at.to_string()),
-    })
+pub(crate) fn configuration(at: &str, title: &str, detail: String) -> Interrupt {
+    crate::fault(types::CONFIGURATION, 400, title, detail, at)
 }

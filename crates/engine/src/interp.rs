@@ -779,14 +779,14 @@ async fn subflow(
         .load_workflow(&sub.namespace, &sub.name, &sub.version)
         .await
         .map_err(|e| {
-            config_problem(
+            crate::http::configuration(
                 at,
                 "Unreadable workflow catalog",
                 format!("cannot read `{reference}`: {e}"),
             )
         })?
         .ok_or_else(|| {
-            config_problem(
+            crate::http::configuration(
                 at,
                 "Unknown workflow",
                 format!("the catalog has no workflow `{reference}`"),
@@ -799,7 +799,7 @@ async fn subflow(
             .first()
             .map(|d| d.message.clone())
             .unwrap_or_default();
-        return Err(config_problem(
+        return Err(crate::http::configuration(
             at,
             "Invalid workflow",
             format!("`{reference}` does not validate: {first}"),
@@ -842,16 +842,6 @@ async fn subflow(
     }
 }
 
-fn config_problem(at: &str, title: &str, detail: String) -> Interrupt {
-    Interrupt::Fault(Problem {
-        type_: types::CONFIGURATION.into(),
-        status: 400,
-        title: Some(title.into()),
-        detail: Some(detail),
-        instance: Some(at.to_string()),
-    })
-}
-
 fn call_name(call: &dsl::model::Call) -> &'static str {
     match call {
         dsl::model::Call::Grpc(_) => "`call: grpc`",
@@ -889,13 +879,13 @@ async fn for_loop(
             Value::Null => Vec::new(),
             Value::Object(map) => map.into_iter().map(|(_, v)| v).collect(),
             other => {
-                return Err(Interrupt::Fault(expression_problem(
+                return Err(expression_problem(
                     at,
                     format!(
                         "`for.in` must yield a list, but it yielded {}",
                         kind_of(&other)
                     ),
-                )));
+                ));
             }
         }
     };
@@ -908,12 +898,12 @@ async fn for_loop(
                     n.as_u64().unwrap_or(1) as usize
                 }
                 other => {
-                    return Err(Interrupt::Fault(expression_problem(
+                    return Err(expression_problem(
                         at,
                         format!(
                             "`for.concurrency` must yield a positive integer, but it yielded {other}"
                         ),
-                    )));
+                    ));
                 }
             }
         }
@@ -1146,17 +1136,34 @@ fn catches(
     }
     let empty = Value::Null;
     let vars = run.vars(scope, context, error, &empty, None);
-    if let Some(when) = &catch.when
-        && !when
-            .eval_bool(error, &vars)
-            .map_err(|e| e.into_problem(at))?
+    conditions_hold(
+        catch.when.as_ref(),
+        catch.except_when.as_ref(),
+        error,
+        &vars,
+        at,
+    )
+}
+
+/// Whether `when` (if any) holds and `exceptWhen` (if any) does not, on the error.
+fn conditions_hold(
+    when: Option<&expr::Expr>,
+    except_when: Option<&expr::Expr>,
+    error: &Value,
+    vars: &expr::Vars,
+    at: &str,
+) -> Res<bool> {
+    let holds = |e: &expr::Expr| {
+        e.eval_bool(error, vars)
+            .map_err(|e| Interrupt::Fault(e.into_problem(at)))
+    };
+    if let Some(when) = when
+        && !holds(when)?
     {
         return Ok(false);
     }
-    if let Some(except) = &catch.except_when
-        && except
-            .eval_bool(error, &vars)
-            .map_err(|e| e.into_problem(at))?
+    if let Some(except) = except_when
+        && holds(except)?
     {
         return Ok(false);
     }
@@ -1189,18 +1196,13 @@ fn retry_delay(
 ) -> Res<Option<i64>> {
     let empty = Value::Null;
     let vars = run.vars(scope, context, error, &empty, None);
-    if let Some(when) = &policy.when
-        && !when
-            .eval_bool(error, &vars)
-            .map_err(|e| e.into_problem(at))?
-    {
-        return Ok(None);
-    }
-    if let Some(except) = &policy.except_when
-        && except
-            .eval_bool(error, &vars)
-            .map_err(|e| e.into_problem(at))?
-    {
+    if !conditions_hold(
+        policy.when.as_ref(),
+        policy.except_when.as_ref(),
+        error,
+        &vars,
+        at,
+    )? {
         return Ok(None);
     }
     // `limit.attempt.count` is the number of retries after the first attempt.
@@ -1416,10 +1418,10 @@ fn duration_ms(d: &Duration, input: &Value, vars: &expr::Vars, at: &str) -> Res<
             let v = e.eval(input, vars).map_err(|e| e.into_problem(at))?;
             let text = v.as_str().unwrap_or_default();
             dsl_duration(text).ok_or_else(|| {
-                Interrupt::Fault(expression_problem(
+                expression_problem(
                     at,
                     format!("the duration expression yielded {v}, not an ISO 8601 duration"),
-                ))
+                )
             })
         }
     }
@@ -1486,24 +1488,24 @@ fn stored_problem(error: &Value) -> Problem {
     })
 }
 
-fn expression_problem(at: &str, detail: String) -> Problem {
-    Problem {
-        type_: types::EXPRESSION.into(),
-        status: 400,
-        title: Some("Expression evaluation failed".into()),
-        detail: Some(detail),
-        instance: Some(at.to_string()),
-    }
+fn expression_problem(at: &str, detail: String) -> Interrupt {
+    crate::fault(
+        types::EXPRESSION,
+        400,
+        "Expression evaluation failed",
+        detail,
+        at,
+    )
 }
 
 fn not_supported(at: &str, what: &str) -> Interrupt {
-    Interrupt::Fault(Problem {
-        type_: types::RUNTIME.into(),
-        status: 501,
-        title: Some("Not supported yet".into()),
-        detail: Some(format!("skein does not run {what} yet")),
-        instance: Some(at.to_string()),
-    })
+    crate::fault(
+        types::RUNTIME,
+        501,
+        "Not supported yet",
+        format!("skein does not run {what} yet"),
+        at,
+    )
 }
 
 fn kind_of(v: &Value) -> &'static str {

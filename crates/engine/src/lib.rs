@@ -42,6 +42,23 @@ pub(crate) enum Interrupt {
     Store(String),
 }
 
+/// A fault of one of the DSL's error types, raised at the task `at`.
+pub(crate) fn fault(
+    type_: &str,
+    status: u16,
+    title: &str,
+    detail: impl Into<String>,
+    at: &str,
+) -> Interrupt {
+    Interrupt::Fault(Problem {
+        type_: type_.into(),
+        status,
+        title: Some(title.into()),
+        detail: Some(detail.into()),
+        instance: Some(at.to_string()),
+    })
+}
+
 impl From<Problem> for Interrupt {
     fn from(p: Problem) -> Self {
         Interrupt::Fault(p)
