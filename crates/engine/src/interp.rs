@@ -704,6 +704,15 @@ fn kind<'a>(
                         None => input.clone(),
                     };
                     run.barrier(ctx.causal).await?;
+                    if !r.await_ {
+                        // Started, not awaited: the child runs on (and is resumable on its own).
+                        let (run, sub, key, at) =
+                            (run.clone(), sub.clone(), key.to_string(), at.to_string());
+                        tokio::spawn(async move {
+                            let _ = subflow(&run, &sub, &key, &at, child_input).await;
+                        });
+                        return Ok((input.clone(), then));
+                    }
                     let output = subflow(run, sub, key, at, child_input).await?;
                     Ok((
                         if r.return_ == ProcessReturn::None {
@@ -754,6 +763,15 @@ fn kind<'a>(
                             &run.vars(&scope_i, &ctx.value, input, task_var, None),
                             at,
                         )?;
+                    }
+                    if let Some(as_) = each.export.as_ref().and_then(|e| e.as_.as_ref()) {
+                        let context = eval(
+                            as_,
+                            &out,
+                            &run.vars(&scope_i, &ctx.value, input, task_var, Some(&out)),
+                            at,
+                        )?;
+                        ctx.set(context);
                     }
                     outputs.push(out);
                 }

@@ -55,6 +55,16 @@ pub(crate) async fn listen(
         return Ok((events, None));
     }
 
+    if correlates(&listen.to) {
+        // Matching without the correlation would consume events meant for others.
+        return Err(crate::fault(
+            expr::types::RUNTIME,
+            501,
+            "Not supported yet",
+            "skein does not correlate events (`correlate`) yet",
+            at,
+        ));
+    }
     let mut state = Progress::new(&listen.to);
     let mut cursor = 0u64;
     let wake = run.wake.clone();
@@ -244,6 +254,19 @@ fn matches(filter: &EventFilter, event: &Value, vars: &Vars<'_>, at: &str) -> Re
 
 fn anchored(pattern: &str) -> Option<regex::Regex> {
     regex::Regex::new(&format!("^(?:{pattern})$")).ok()
+}
+
+/// Whether any filter of a strategy asks for event correlation.
+fn correlates(strategy: &ConsumptionStrategy) -> bool {
+    let any = |filters: &[EventFilter]| filters.iter().any(|f| !f.correlate.is_empty());
+    match strategy {
+        ConsumptionStrategy::One(f) => !f.correlate.is_empty(),
+        ConsumptionStrategy::All(filters) => any(filters),
+        ConsumptionStrategy::Any { filters, until } => {
+            any(filters)
+                || matches!(until.as_deref(), Some(Until::Events(inner)) if correlates(inner))
+        }
+    }
 }
 
 /// Inbox positions consumed by completed listeners of a journal, for [`Run`].

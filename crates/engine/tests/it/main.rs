@@ -937,3 +937,104 @@ async fn the_task_descriptor_is_there_for_tasks_that_read_it() {
         json!({"me": "named", "at": "/do/0/named", "raw": 3, "rawOutputMe": "named", "task": "named"})
     );
 }
+
+#[tokio::test]
+async fn correlation_is_refused_rather_than_ignored() {
+    let source = doc("  - wait:
+      listen:
+        to:
+          one:
+            with: { type: com.example.reading }
+            correlate:
+              room: { from: .roomId }
+");
+    let p = faulted(run(&source, json!({})).await);
+    assert_eq!((p.status, p.instance.as_deref()), (501, Some("/do/0/wait")));
+    assert!(p.detail.unwrap().contains("`correlate`"));
+}
+
+#[tokio::test]
+async fn a_subflow_not_awaited_starts_and_the_parent_moves_on() {
+    let child = "document: {dsl: '1.0.3', namespace: lib, name: slow, version: '1.0.0'}
+do:
+  - nap: { wait: { milliseconds: 200 } }
+  - done: { set: { finished: true } }
+";
+    let parent = doc("  - start:
+      run:
+        workflow: { namespace: lib, name: slow, version: '1.0.0' }
+        await: false
+  - next:
+      set: '${ . + { parentDone: true } }'
+");
+    let setup = Setup::new();
+    let engine = setup.engine(
+        Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/slow/1.0.0", child),
+    );
+    let started = std::time::Instant::now();
+    let (id, outcome) = run_with(&engine, &parent, json!({"n": 1}), json!({})).await;
+    assert_eq!(completed(outcome), json!({"n": 1, "parentDone": true}));
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "the parent did not wait for the child"
+    );
+    let child_id = format!("{id}/do/0/start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let child = engine.store().execution(&child_id).await.unwrap();
+        if child
+            .as_ref()
+            .is_some_and(|c| c.status == store::Status::Completed)
+        {
+            assert_eq!(child.unwrap().output, Some(json!({"finished": true})));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never finished: {child:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn listen_foreach_exports_into_the_context() {
+    let source = doc("  - collect:
+      listen:
+        to:
+          any: []
+          until: '( . | length ) >= 2'
+      foreach:
+        item: e
+        export:
+          as: '$context + { seen: (($context.seen // 0) + 1) }'
+  - report:
+      set: '${ $context.seen }'
+");
+    let setup = Setup::new();
+    let engine = Arc::new(setup.engine(Fake::new(|_, _| json_response(200, json!({})))));
+    let parsed = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = engine
+        .create(&source, &parsed, None, json!({}))
+        .await
+        .unwrap();
+    engine
+        .deliver(&id, json!({"type": "a", "data": 1}))
+        .await
+        .unwrap();
+    engine
+        .deliver(&id, json!({"type": "b", "data": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        completed(
+            engine
+                .run(&id, json!({}), CancellationToken::new())
+                .await
+                .unwrap()
+        ),
+        json!(2)
+    );
+}
