@@ -216,3 +216,120 @@ output:
         assert_eq!(count(&log, &format!("/fan/{i}")), 1, "/fan/{i}");
     }
 }
+
+/// A server that answers 503 to the first `failures` requests, then 200.
+async fn flaky_server(failures: usize) -> (String, Log) {
+    let log: Log = Arc::default();
+    let app_log = log.clone();
+    let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let log = app_log.clone();
+        async move {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push(Seen {
+                    path: uri.path().to_string(),
+                    key,
+                    at: Instant::now(),
+                });
+                log.len()
+            };
+            if n <= failures {
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"busy": n})),
+                )
+            } else {
+                (
+                    axum::http::StatusCode::OK,
+                    axum::Json(json!({"attempt": n})),
+                )
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_retry_backoff_resumes_the_backoff() {
+    let (base, log) = flaky_server(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let flow = dir.path().join("retry.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            "document: {{dsl: '1.0.3', namespace: test, name: backoff, version: '1.0.0'}}
+do:
+  - fetch:
+      try:
+        - get:
+            call: http
+            with: {{ method: get, endpoint: '{base}/flaky' }}
+      catch:
+        errors:
+          with: {{ status: 503 }}
+        retry:
+          delay: {{ milliseconds: 1200 }}
+          backoff: {{ constant: {{}} }}
+          limit: {{ attempt: {{ count: 5 }} }}
+"
+        ),
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+
+    // Killed during the first backoff (after the first 503).
+    let mut child = skein(&["run", flow, "--id", "backoff", "--data-dir", data])
+        .spawn()
+        .unwrap();
+    until("the first attempt", || log.lock().unwrap().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    child.kill().await.unwrap();
+    let first_at = log.lock().unwrap()[0].at;
+
+    // Resumed after the deadline passed: the second attempt comes at once, not 1.2 s later.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed_at = Instant::now();
+    let out = skein(&["run", "--resume", "backoff", "--data-dir", data, "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["output"], json!({"attempt": 3}));
+
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "one request per attempt: {seen:?}");
+    let second = seen[1].at;
+    assert!(
+        second - first_at >= Duration::from_millis(1200),
+        "the backoff was honoured"
+    );
+    assert!(
+        second - resumed_at < Duration::from_millis(900),
+        "the resumed backoff kept its deadline ({:?})",
+        second - resumed_at
+    );
+    let keys: Vec<&str> = seen.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "backoff:/do/0/fetch/try/0/get",
+            "backoff:/do/0/fetch/try#2/0/get",
+            "backoff:/do/0/fetch/try#3/0/get"
+        ]
+    );
+}
