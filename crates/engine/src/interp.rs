@@ -2,6 +2,8 @@
 //! and runs the rest, applying the DSL's data flow at every task.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use dsl::model::{
     Backoff, Catch, Concurrency, Duration, ErrorDef, ErrorRef, FlowDirective, For, Fork, NamedTask,
@@ -75,11 +77,97 @@ struct Stepped {
     then: FlowDirective,
 }
 
-pub(crate) async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
+/// Runs `run` to its end; dropping the returned future abandons the run (to resume
+/// from its journal) rather than cancelling it. The entry point for a run's tree.
+pub(crate) async fn execute_detachable(run: Arc<Run>) -> Result<Outcome, String> {
+    Detaching {
+        flag: run.detached.clone(),
+        future: Box::pin(execute(run)),
+    }
+    .await
+}
+
+/// A future that marks its run's tree detached when dropped. `Drop::drop` runs
+/// before the inner future is dropped, so the tasks dropped with it see the mark.
+struct Detaching<F> {
+    flag: Arc<AtomicBool>,
+    future: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Detaching<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl<F> Drop for Detaching<F> {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::Release);
+    }
+}
+
+/// Records a cancellation, of a task or of the whole run, if dropped while armed:
+/// the future it lives in was dropped, or ended in [`Interrupt::Cancelled`].
+struct Unfinished<'a> {
+    run: &'a Run,
+    /// The task's reference; `None` for the workflow itself.
+    task: Option<&'a str>,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed || !self.run.dropping_cancels() {
+            return;
+        }
+        match self.task {
+            Some(reference) => {
+                let event = self.run.task_event(reference, "cancelledAt", None);
+                self.run.record(
+                    vec![],
+                    vec![("io.serverlessworkflow.task.cancelled.v1", event)],
+                    None,
+                );
+            }
+            None => {
+                let (change, event) = workflow_cancelled(self.run);
+                self.run.record(vec![], vec![event], Some(change));
+            }
+        }
+    }
+}
+
+fn workflow_cancelled(run: &Run) -> (StatusChange, (&'static str, Value)) {
+    let at = run.now();
+    (
+        StatusChange {
+            status: Status::Cancelled,
+            output: None,
+            error: None,
+            at,
+        },
+        (
+            "io.serverlessworkflow.workflow.cancelled.v1",
+            json!({"name": run.qualified_name, "cancelledAt": iso(at)}),
+        ),
+    )
+}
+
+/// Runs `run` to its end and records how it ended. Dropped before that (a child
+/// workflow whose parent task was cancelled), it records the run as cancelled.
+async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
+    let mut unfinished = Unfinished {
+        run: &run,
+        task: None,
+        armed: true,
+    };
     let result = tokio::select! {
         r = workflow(&run) => r,
         _ = run.cancel.cancelled() => Err(Interrupt::Cancelled),
     };
+    unfinished.armed = false;
     let at = run.now();
     let name = run.qualified_name.clone();
     let (change, outcome, event) = match result {
@@ -109,19 +197,10 @@ pub(crate) async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
                 json!({"name": name, "faultedAt": iso(at), "error": problem_json(&problem)}),
             ),
         ),
-        Err(Interrupt::Cancelled) => (
-            StatusChange {
-                status: Status::Cancelled,
-                output: None,
-                error: None,
-                at,
-            },
-            Outcome::Cancelled,
-            (
-                "io.serverlessworkflow.workflow.cancelled.v1",
-                json!({"name": name, "cancelledAt": iso(at)}),
-            ),
-        ),
+        Err(Interrupt::Cancelled) => {
+            let (change, event) = workflow_cancelled(&run);
+            (change, Outcome::Cancelled, event)
+        }
         Err(Interrupt::Store(e)) => return Err(e),
     };
     let ticket = run.record(vec![], vec![event], Some(change));
@@ -326,16 +405,30 @@ fn run_task<'a>(
         } else {
             Value::Null
         };
+        // Created and started at once: this engine queues no task before running it.
         run.record(
             vec![],
-            vec![(
-                "io.serverlessworkflow.task.started.v1",
-                run.task_event(&nt.reference, "startedAt", None),
-            )],
+            vec![
+                (
+                    "io.serverlessworkflow.task.created.v1",
+                    run.task_event(&nt.reference, "createdAt", None),
+                ),
+                (
+                    "io.serverlessworkflow.task.started.v1",
+                    run.task_event(&nt.reference, "startedAt", None),
+                ),
+            ],
             None,
         );
+        let mut unfinished = Unfinished {
+            run,
+            task: Some(&nt.reference),
+            armed: true,
+        };
         let changes_before = ctx.changes;
         let result = task_body(run, nt, &key, scope, raw_input, ctx, &task_var).await;
+        // A cancelled task's record is left to the guard, which also covers a drop.
+        unfinished.armed = matches!(result, Err(Interrupt::Cancelled));
         match result {
             Ok(stepped) => {
                 let context = (ctx.changes != changes_before).then(|| ctx.value.clone());
@@ -706,14 +799,20 @@ fn kind<'a>(
                     run.barrier(ctx.causal).await?;
                     if !r.await_ {
                         // Started, not awaited: the child runs on (and is resumable on its own).
+                        // Its tree is its own: a shutdown detaches it, the parent's end does not.
                         let (run, sub, key, at) =
                             (run.clone(), sub.clone(), key.to_string(), at.to_string());
-                        tokio::spawn(async move {
-                            let _ = subflow(&run, &sub, &key, &at, child_input).await;
+                        let flag = Arc::new(AtomicBool::new(false));
+                        tokio::spawn(Detaching {
+                            flag: flag.clone(),
+                            future: Box::pin(async move {
+                                subflow(&run, &sub, &key, &at, child_input, flag).await
+                            }),
                         });
                         return Ok((input.clone(), then));
                     }
-                    let output = subflow(run, sub, key, at, child_input).await?;
+                    let output =
+                        subflow(run, sub, key, at, child_input, run.detached.clone()).await?;
                     Ok((
                         if r.return_ == ProcessReturn::None {
                             Value::Null
@@ -790,6 +889,7 @@ async fn subflow(
     key: &str,
     at: &str,
     input: Value,
+    detached: Arc<AtomicBool>,
 ) -> Res<Value> {
     let reference = format!("{}/{}:{}", sub.namespace, sub.name, sub.version);
     let source = run
@@ -852,6 +952,7 @@ async fn subflow(
         started_at: run.now(),
         secrets: run.secrets.clone(),
         wake: Arc::new(tokio::sync::Notify::new()),
+        detached,
     }));
     match Box::pin(execute(child)).await.map_err(Interrupt::Store)? {
         Outcome::Completed(output) => Ok(output),

@@ -194,8 +194,11 @@ impl Engine {
             raw_input: execution.input.clone(),
             started_at: execution.created_at,
             secrets,
+            detached: Arc::default(),
         }));
-        interp::execute(run).await.map_err(Error::Journal)
+        interp::execute_detachable(run)
+            .await
+            .map_err(Error::Journal)
     }
 }
 

@@ -2,6 +2,7 @@
 //! queues, its event sequence, and the descriptors expressions read.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dsl::Workflow;
@@ -38,6 +39,10 @@ pub(crate) struct Run {
     consumed: Mutex<HashSet<u64>>,
     /// OAuth2 access tokens by token endpoint, client and scopes, with their expiry (ms).
     tokens: Mutex<HashMap<String, (String, i64)>>,
+    /// Set when the future driving this run's tree is dropped from outside (a process
+    /// shutting down): work dropped after that was abandoned, to resume from the
+    /// journal, not cancelled. Shared with the children it awaits.
+    pub(crate) detached: Arc<AtomicBool>,
 }
 
 /// Loop and catch variables in scope at a position, innermost last.
@@ -67,6 +72,7 @@ pub(crate) struct RunParts {
     pub(crate) started_at: i64,
     pub(crate) secrets: Value,
     pub(crate) wake: Arc<tokio::sync::Notify>,
+    pub(crate) detached: Arc<AtomicBool>,
 }
 
 impl Run {
@@ -87,6 +93,7 @@ impl Run {
         let consumed = Mutex::new(crate::listen::consumed_in(&parts.journal.steps));
         Run {
             wake: parts.wake,
+            detached: parts.detached,
             consumed,
             tokens: Mutex::default(),
             replay: parts
@@ -177,6 +184,12 @@ impl Run {
             events,
             status,
         })
+    }
+
+    /// Whether work of this run dropped now was cancelled (by a lost race, a faulted
+    /// fan-out, a timeout or a cancellation) rather than abandoned by a shutdown.
+    pub(crate) fn dropping_cancels(&self) -> bool {
+        self.cancel.is_cancelled() || !self.detached.load(Ordering::Acquire)
     }
 
     /// Waits until the records an effect depends on (those up to `ticket`, its causal

@@ -558,6 +558,93 @@ async fn cancellation_ends_the_execution_and_is_recorded() {
     );
     let stored = engine.store().execution("c1").await.unwrap().unwrap();
     assert_eq!(stored.status, store::Status::Cancelled);
+    let types = event_types(&engine, "c1").await;
+    assert_eq!(
+        types[types.len() - 2..],
+        [
+            "io.serverlessworkflow.task.cancelled.v1",
+            "io.serverlessworkflow.workflow.cancelled.v1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn tasks_and_children_that_lose_a_race_are_recorded_as_cancelled() {
+    let child = "document: {dsl: '1.0.3', namespace: lib, name: slow, version: '1.0.0'}
+do:
+  - nap:
+      wait: PT10S
+";
+    let source = doc("  - race:
+      fork:
+        compete: true
+        branches:
+          - quick:
+              do:
+                - pause: { wait: { milliseconds: 200 } }
+                - done: { set: { winner: quick } }
+          - sleepy:
+              wait: PT10S
+          - delegate:
+              run:
+                workflow: { namespace: lib, name: slow, version: '1.0.0' }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(
+        Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/slow/1.0.0", child),
+    );
+    let started = std::time::Instant::now();
+    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    assert_eq!(completed(outcome), json!({"winner": "quick"}));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the losers were not awaited"
+    );
+    let events = engine.store().events(&id, 0, 10_000).await.unwrap();
+    let cancelled: Vec<&str> = events
+        .iter()
+        .filter(|e| e.type_ == "io.serverlessworkflow.task.cancelled.v1")
+        .map(|e| e.data["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cancelled.len(),
+        2,
+        "the two losing branches, whatever their order: {cancelled:?}"
+    );
+    for task in [
+        "/do/0/race/fork/branches/1/sleepy",
+        "/do/0/race/fork/branches/2/delegate",
+    ] {
+        assert!(cancelled.contains(&task), "{task} in {cancelled:?}");
+    }
+    // The child execution does not stay `running` for ever: it was cancelled, and so was its task.
+    let child_id = format!("{id}/do/0/race/fork/branches/2/delegate");
+    let child = engine
+        .store()
+        .execution(&child_id)
+        .await
+        .unwrap()
+        .expect("a child execution");
+    assert_eq!(child.status, store::Status::Cancelled);
+    let types = event_types(&engine, &child_id).await;
+    assert_eq!(
+        types[types.len() - 2..],
+        [
+            "io.serverlessworkflow.task.cancelled.v1",
+            "io.serverlessworkflow.workflow.cancelled.v1"
+        ]
+    );
+}
+
+async fn event_types(engine: &Engine, id: &str) -> Vec<String> {
+    engine
+        .store()
+        .events(id, 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.type_)
+        .collect()
 }
 
 #[tokio::test]
@@ -602,6 +689,15 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
                 .unwrap()
         ),
         json!("third")
+    );
+    assert_eq!(
+        event_types(&engine, &id)
+            .await
+            .iter()
+            .filter(|t| t.contains("cancelled"))
+            .count(),
+        0,
+        "an abandoned run is not a cancelled one"
     );
     let urls: Vec<String> = fake.requests().iter().map(|r| r.url.clone()).collect();
     assert_eq!(
