@@ -1157,14 +1157,24 @@ async fn try_catch(
     ctx: &mut Ctx,
     at: &str,
 ) -> Res<Flow> {
-    let first_attempt_at = run.now();
+    let mut first_attempt_at = run.now();
+    let attempt_limit = retry_policy(run, &t.catch)
+        .and_then(|p| p.limit.attempt_duration.as_ref())
+        .map(|d| duration_ms(d, &Value::Null, &expr::Vars::new(), at))
+        .transpose()?;
     let mut attempt: u32 = 1;
     loop {
         let try_key = match attempt {
             1 => format!("{key}/try"),
             n => format!("{key}/try#{n}"),
         };
-        let problem = match run_list(run, &t.try_, try_key, scope, input.clone(), ctx).await {
+        let deadline_key = format!("{try_key}/timeout");
+        let body = run_list(run, &t.try_, try_key, scope, input.clone(), ctx);
+        let result = match attempt_limit {
+            Some(ms) => with_deadline(run, &deadline_key, ms, at, "The attempt", body).await,
+            None => body.await,
+        };
+        let problem = match result {
             Err(Interrupt::Fault(problem)) => problem,
             other => return other,
         };
@@ -1175,17 +1185,27 @@ async fn try_catch(
             return Err(Interrupt::Fault(problem));
         }
         if let Some(policy) = retry_policy(run, catch) {
-            if let Some(delay) = retry_delay(
-                run,
-                policy,
-                attempt,
-                first_attempt_at,
-                &error,
-                &scope_c,
-                &ctx.value,
-                at,
-            )? {
-                timer(run, ctx, format!("{key}/retry#{attempt}"), delay).await?;
+            if policy.limit.duration.is_some() && attempt == 1 {
+                first_attempt_at = retry_window(run, key, first_attempt_at);
+            }
+            let timer_key = format!("{key}/retry#{attempt}");
+            let delay = match run.replayed(&timer_key) {
+                // Decided before the resume: the journaled deadline stands, whatever the
+                // clock says now.
+                Some(StepState::Timer { .. }) => Some(0),
+                _ => retry_delay(
+                    run,
+                    policy,
+                    attempt,
+                    first_attempt_at,
+                    &error,
+                    &scope_c,
+                    &ctx.value,
+                    at,
+                )?,
+            };
+            if let Some(delay) = delay {
+                timer(run, ctx, timer_key, delay).await?;
                 let event = run.task_event(at, "retriedAt", Some(("attempt", json!(attempt + 1))));
                 run.record(
                     vec![],
@@ -1211,6 +1231,29 @@ async fn try_catch(
             None => Ok(Flow::Done(input.clone())),
         };
     }
+}
+
+/// When the retry window of the try task at `key` opened: journaled at its first fault,
+/// so that `limit.duration` counts from the first attempt across a resume.
+fn retry_window(run: &Run, key: &str, first_attempt_at: i64) -> i64 {
+    let window_key = format!("{key}/retry-window");
+    if let Some(StepState::Completed { output, .. }) = run.replayed(&window_key)
+        && let Some(at) = output.as_i64()
+    {
+        return at;
+    }
+    run.record(
+        vec![Step {
+            key: window_key,
+            state: StepState::Completed {
+                output: json!(first_attempt_at),
+                context: None,
+            },
+        }],
+        vec![],
+        None,
+    );
+    first_attempt_at
 }
 
 fn retry_policy<'w>(run: &'w Run, catch: &'w Catch) -> Option<&'w RetryPolicy> {
@@ -1392,6 +1435,19 @@ async fn with_timeout<T>(
     };
     let empty = Value::Null;
     let ms = duration_ms(after, &empty, &expr::Vars::new(), at)?;
+    with_deadline(run, key, ms, at, what, body).await
+}
+
+/// Runs `body` for at most `ms`, from a deadline journaled under `key`; past it, `body`
+/// is dropped (its tasks cancelled) and `what` faults with a timeout error.
+async fn with_deadline<T>(
+    run: &Run,
+    key: &str,
+    ms: i64,
+    at: &str,
+    what: &str,
+    body: impl std::future::Future<Output = Res<T>>,
+) -> Res<T> {
     let deadline = match run.replayed(key) {
         Some(StepState::Timer { deadline }) => *deadline,
         _ => {

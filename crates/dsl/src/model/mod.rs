@@ -246,7 +246,7 @@ pub enum Backoff {
 
 #[derive(Clone, Debug, Default)]
 pub struct RetryLimit {
-    /// Most attempts, the first one included.
+    /// Most retries after the first attempt.
     pub attempt_count: Option<u32>,
     /// Longest time one attempt may take.
     pub attempt_duration: Option<Duration>,

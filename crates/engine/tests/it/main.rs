@@ -373,6 +373,113 @@ async fn try_catch_retries_with_backoff_then_succeeds() {
 }
 
 #[tokio::test]
+async fn an_attempt_past_its_time_limit_times_out_and_is_retried() {
+    let source = doc("  - guarded:
+      try:
+        - get:
+            call: http
+            with: { method: get, endpoint: 'https://api.test/slow' }
+      catch:
+        errors:
+          with: { type: https://serverlessworkflow.io/spec/1.0.0/errors/timeout }
+        retry:
+          delay: { milliseconds: 10 }
+          limit: { attempt: { count: 2, duration: { milliseconds: 100 } } }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|_, _| json_response(200, json!("late"))).slow(Duration::from_secs(3));
+    let engine = setup.engine(fake.clone());
+    let started = std::time::Instant::now();
+    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    let problem = faulted(outcome);
+    assert_eq!(
+        (problem.type_.as_str(), problem.status),
+        (expr::types::TIMEOUT, 408)
+    );
+    assert_eq!(problem.instance.as_deref(), Some("/do/0/guarded"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no attempt ran to the server's 3 s: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fake.requests().len(),
+        3,
+        "the first attempt and two retries"
+    );
+    let types = event_types(&engine, &id).await;
+    let count = |t: &str| types.iter().filter(|x| x.as_str() == t).count();
+    assert_eq!(
+        count("io.serverlessworkflow.task.cancelled.v1"),
+        3,
+        "{types:?}"
+    );
+    assert_eq!(
+        count("io.serverlessworkflow.task.retried.v1"),
+        2,
+        "{types:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_backoff_decided_before_a_resume_stands_after_it() {
+    let source = doc("  - guarded:
+      try:
+        - get:
+            call: http
+            with: { method: get, endpoint: 'https://api.test/flaky' }
+      catch:
+        retry:
+          delay: { milliseconds: 300 }
+          limit: { duration: { milliseconds: 400 } }
+");
+    let setup = Setup::new();
+    let fake = Fake::new(|_, n| {
+        if n == 1 {
+            json_response(503, json!("busy"))
+        } else {
+            json_response(200, json!({"ok": n}))
+        }
+    });
+    let parsed = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = {
+        let engine = setup.engine(fake.clone());
+        let id = engine
+            .create(&source, &parsed, None, json!({}))
+            .await
+            .unwrap();
+        // Interrupt the run during its backoff.
+        let interrupted = tokio::time::timeout(
+            Duration::from_millis(100),
+            engine.run(&id, json!({}), CancellationToken::new()),
+        )
+        .await;
+        assert!(interrupted.is_err(), "the run was interrupted");
+        id
+    };
+    // Resume when the retry window, counted from the first attempt, has closed: the
+    // retry was decided within it, so it still happens.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let engine = setup.engine(fake.clone());
+    let outcome = engine
+        .run(&id, json!({}), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(completed(outcome), json!({"ok": 2}));
+    let window = engine
+        .store()
+        .journal(&id)
+        .await
+        .unwrap()
+        .steps
+        .into_iter()
+        .find(|s| s.key == "/do/0/guarded/retry-window");
+    assert!(window.is_some(), "the window's start is journaled");
+}
+
+#[tokio::test]
 async fn caught_errors_run_the_catch_block_and_uncaught_ones_fault() {
     let source = doc("  - guarded:
       try:
