@@ -938,6 +938,18 @@ async fn subflow(
         .await
         .map_err(store_err)?;
     let execution = run.store.execution(&child_id).await.map_err(store_err)?;
+    // A child that completed or faulted before the parent resumed keeps its outcome; its
+    // journal is not replayed to record its end twice. A cancelled one runs again, as
+    // the parent runs its task again.
+    if let Some(done) = &execution
+        && matches!(done.status, Status::Completed | Status::Faulted)
+    {
+        return match crate::stored_outcome(done) {
+            Outcome::Completed(output) => Ok(output),
+            Outcome::Faulted(problem) => Err(Interrupt::Fault(problem)),
+            Outcome::Cancelled => Err(Interrupt::Cancelled),
+        };
+    }
     let journal = run.store.journal(&child_id).await.map_err(store_err)?;
     let child = Arc::new(Run::new(crate::run::RunParts {
         id: child_id,

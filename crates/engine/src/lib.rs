@@ -228,7 +228,7 @@ impl Engine {
     }
 }
 
-fn stored_outcome(execution: &store::Execution) -> Outcome {
+pub(crate) fn stored_outcome(execution: &store::Execution) -> Outcome {
     match execution.status {
         Status::Completed => Outcome::Completed(execution.output.clone().unwrap_or(Value::Null)),
         Status::Faulted => Outcome::Faulted(

@@ -1103,6 +1103,62 @@ do:
 }
 
 #[tokio::test]
+async fn a_child_that_already_ended_keeps_its_outcome() {
+    let child = "document: {dsl: '1.0.3', namespace: lib, name: double, version: '1.0.0'}
+do:
+  - twice:
+      set: '${ { doubled: (.n * 2) } }'
+";
+    let parent = doc("  - sub:
+      run:
+        workflow: { namespace: lib, name: double, version: '1.0.0', input: { n: 21 } }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(
+        Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/double/1.0.0", child),
+    );
+    // As if the parent stopped after its child ended but before its own task was recorded.
+    let child_workflow = dsl::parse(child, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let child_id = engine
+        .create(
+            child,
+            &child_workflow,
+            Some("p1/do/0/sub".into()),
+            json!({"n": 5}),
+        )
+        .await
+        .unwrap();
+    engine
+        .run(&child_id, json!({}), CancellationToken::new())
+        .await
+        .unwrap();
+    let parent_workflow = dsl::parse(&parent, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    engine
+        .create(&parent, &parent_workflow, Some("p1".into()), json!({}))
+        .await
+        .unwrap();
+    let outcome = engine
+        .run("p1", json!({}), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        completed(outcome),
+        json!({"doubled": 10}),
+        "the child's own outcome"
+    );
+    let ends = event_types(&engine, &child_id)
+        .await
+        .into_iter()
+        .filter(|t| t == "io.serverlessworkflow.workflow.completed.v1")
+        .count();
+    assert_eq!(ends, 1, "the child's end is recorded once");
+}
+
+#[tokio::test]
 async fn extensions_are_refused_rather_than_silently_skipped() {
     let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
 use:
