@@ -1631,16 +1631,9 @@ fn raised(def: &ErrorDef, input: &Value, vars: &expr::Vars, at: &str) -> Res<Pro
 }
 
 fn check_schema(schema: &Schema, value: &Value, what: &str, at: &str) -> Res<()> {
-    let SchemaSource::Inline(document) = &schema.source else {
+    let (SchemaSource::Inline(_), Some(validator)) = (&schema.source, &schema.compiled) else {
         return Err(not_supported(at, "schemas from external resources"));
     };
-    let validator = jsonschema::validator_for(document).map_err(|e| Problem {
-        type_: types::CONFIGURATION.into(),
-        status: 400,
-        title: Some("Invalid JSON Schema".into()),
-        detail: Some(e.to_string()),
-        instance: Some(at.to_string()),
-    })?;
     let errors: Vec<String> = validator
         .iter_errors(value)
         .take(5)

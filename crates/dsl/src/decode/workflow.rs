@@ -1,6 +1,8 @@
 //! The top of a document: `document`, `use`, data flow, and the components that
 //! tasks refer to by name (errors, retries, timeouts, endpoints).
 
+use std::sync::Arc;
+
 use expr::Mode;
 use indexmap::IndexMap;
 
@@ -384,7 +386,21 @@ fn schema(cx: &mut Cx, at: &At) -> Option<Schema> {
         }
     });
     let document = obj.opt(cx, "document", |cx, at| match at.node.kind {
-        Kind::Map(_) | Kind::Bool(_) => Some(cx.json(at)),
+        Kind::Map(_) | Kind::Bool(_) => {
+            let document = cx.json(at);
+            // Compiled here, once: a broken schema is a load error, not a runtime one.
+            match jsonschema::validator_for(&document) {
+                Ok(validator) => Some((document, Arc::new(validator))),
+                Err(e) => {
+                    cx.error(
+                        at.node.range.clone(),
+                        &at.ptr,
+                        format!("this is not a valid JSON Schema: {e}"),
+                    );
+                    None
+                }
+            }
+        }
         _ => {
             cx.expected(at, "a JSON Schema (a mapping)");
             None
@@ -394,9 +410,9 @@ fn schema(cx: &mut Cx, at: &At) -> Option<Schema> {
     let anchor = obj.at().anchor();
     let ptr = obj.at().ptr.clone();
     obj.finish(cx);
-    let source = match (document?, resource?) {
-        (Some(d), None) => SchemaSource::Inline(d),
-        (None, Some(r)) => SchemaSource::Resource(r),
+    let (source, compiled) = match (document?, resource?) {
+        (Some((d, validator)), None) => (SchemaSource::Inline(d), Some(validator)),
+        (None, Some(r)) => (SchemaSource::Resource(r), None),
         (None, None) => {
             cx.error(
                 anchor,
@@ -417,6 +433,7 @@ fn schema(cx: &mut Cx, at: &At) -> Option<Schema> {
     Some(Schema {
         format: format?.unwrap_or_else(|| "json".into()),
         source,
+        compiled,
     })
 }
 

@@ -10,6 +10,7 @@ mod auth;
 mod call;
 mod task;
 
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use expr::{Expr, Mode, Template};
@@ -119,6 +120,8 @@ pub struct Schema {
     /// `json`, optionally with a version: `json:2020-12`.
     pub format: String,
     pub source: SchemaSource,
+    /// An inline document, compiled once when the workflow is read.
+    pub compiled: Option<Arc<jsonschema::Validator>>,
 }
 
 #[derive(Clone, Debug)]
