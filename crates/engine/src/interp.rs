@@ -722,20 +722,20 @@ fn kind<'a>(
                 Process::Shell(shell) => {
                     let vars = run.vars(scope, &ctx.value, input, task_var, None);
                     let command = text(&shell.command, input, &vars, at)?;
-                    let mut arguments = vec!["-c".to_string(), command, "sh".to_string()];
-                    for arg in &shell.arguments {
-                        arguments.push(text(arg, input, &vars, at)?);
-                    }
-                    let spec = ProcessSpec {
-                        program: "sh".into(),
-                        arguments,
-                        environment: environment(shell.environment.as_ref(), input, &vars, at)?,
-                        stdin: shell
-                            .stdin
-                            .as_ref()
-                            .map(|s| text(s, input, &vars, at).map(String::into_bytes))
-                            .transpose()?,
-                    };
+                    let spec = process_spec(
+                        (
+                            "sh".into(),
+                            vec!["-c".to_string(), command, "sh".to_string()],
+                        ),
+                        (
+                            &shell.arguments,
+                            shell.environment.as_ref(),
+                            shell.stdin.as_ref(),
+                        ),
+                        input,
+                        &vars,
+                        at,
+                    )?;
                     Ok((
                         process(run, ctx.causal, spec, r.return_, r.await_, at, input).await?,
                         then,
@@ -751,40 +751,37 @@ fn kind<'a>(
                     };
                     let vars = run.vars(scope, &ctx.value, input, task_var, None);
                     // The code is passed on the command line, so the engine writes no file.
-                    let (program, mut arguments) =
-                        match script.language.to_ascii_lowercase().as_str() {
-                            "python" | "python3" => {
-                                ("python3".to_string(), vec!["-c".to_string(), code.clone()])
+                    let command = match script.language.to_ascii_lowercase().as_str() {
+                        "python" | "python3" => {
+                            ("python3".to_string(), vec!["-c".to_string(), code.clone()])
+                        }
+                        "js" | "javascript" | "node" => {
+                            let mut args = Vec::new();
+                            if code.lines().any(|l| l.trim_start().starts_with("import ")) {
+                                args.push("--input-type=module".to_string());
                             }
-                            "js" | "javascript" | "node" => {
-                                let mut args = Vec::new();
-                                if code.lines().any(|l| l.trim_start().starts_with("import ")) {
-                                    args.push("--input-type=module".to_string());
-                                }
-                                // `skein` stands where a script's path would, so arguments start at argv[2].
-                                args.extend(["-e".to_string(), code.clone(), "skein".to_string()]);
-                                ("node".to_string(), args)
-                            }
-                            other => {
-                                return Err(not_supported(
-                                    at,
-                                    &format!("scripts in `{other}` (only python and js)"),
-                                ));
-                            }
-                        };
-                    for arg in &script.arguments {
-                        arguments.push(text(arg, input, &vars, at)?);
-                    }
-                    let spec = ProcessSpec {
-                        program,
-                        arguments,
-                        environment: environment(script.environment.as_ref(), input, &vars, at)?,
-                        stdin: script
-                            .stdin
-                            .as_ref()
-                            .map(|s| text(s, input, &vars, at).map(String::into_bytes))
-                            .transpose()?,
+                            // `skein` stands where a script's path would, so arguments start at argv[2].
+                            args.extend(["-e".to_string(), code.clone(), "skein".to_string()]);
+                            ("node".to_string(), args)
+                        }
+                        other => {
+                            return Err(not_supported(
+                                at,
+                                &format!("scripts in `{other}` (only python and js)"),
+                            ));
+                        }
                     };
+                    let spec = process_spec(
+                        command,
+                        (
+                            &script.arguments,
+                            script.environment.as_ref(),
+                            script.stdin.as_ref(),
+                        ),
+                        input,
+                        &vars,
+                        at,
+                    )?;
                     Ok((
                         process(run, ctx.causal, spec, r.return_, r.await_, at, input).await?,
                         then,
@@ -1558,6 +1555,28 @@ async fn process(
         ProcessReturn::Code => json!(out.code),
         ProcessReturn::All => json!({"code": out.code, "stdout": stdout, "stderr": stderr}),
         ProcessReturn::None => Value::Null,
+    })
+}
+
+/// A process to start: `program` and its leading arguments, then the task's own
+/// arguments, environment and stdin, evaluated.
+fn process_spec(
+    (program, mut arguments): (String, Vec<String>),
+    (extra, env, stdin): (&[Template], Option<&Template>, Option<&Template>),
+    input: &Value,
+    vars: &expr::Vars,
+    at: &str,
+) -> Res<ProcessSpec> {
+    for arg in extra {
+        arguments.push(text(arg, input, vars, at)?);
+    }
+    Ok(ProcessSpec {
+        program,
+        arguments,
+        environment: environment(env, input, vars, at)?,
+        stdin: stdin
+            .map(|s| text(s, input, vars, at).map(String::into_bytes))
+            .transpose()?,
     })
 }
 
