@@ -62,6 +62,21 @@ impl Fake {
     }
 }
 
+/// The `Idempotency-Key` header of each request.
+fn idempotency_keys(requests: &[HttpRequest]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| {
+            let (_, key) = r
+                .headers
+                .iter()
+                .find(|(k, _)| k == "idempotency-key")
+                .expect("every call carries an idempotency key");
+            key.clone()
+        })
+        .collect()
+}
+
 fn json_response(status: u16, body: Value) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse {
         status,
@@ -349,18 +364,7 @@ async fn try_catch_retries_with_backoff_then_succeeds() {
         started.elapsed() >= Duration::from_millis(60),
         "20 ms then 40 ms of backoff"
     );
-    let keys: Vec<String> = fake
-        .requests()
-        .iter()
-        .map(|r| {
-            r.headers
-                .iter()
-                .find(|(k, _)| k == "idempotency-key")
-                .unwrap()
-                .1
-                .clone()
-        })
-        .collect();
+    let keys = idempotency_keys(&fake.requests());
     assert_eq!(
         keys,
         [
@@ -817,17 +821,7 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
         ],
         "`first` completed before the interruption and is not called again; `second` was in flight and is"
     );
-    let second_keys: Vec<String> = fake.requests()[1..3]
-        .iter()
-        .map(|r| {
-            r.headers
-                .iter()
-                .find(|(k, _)| k == "idempotency-key")
-                .unwrap()
-                .1
-                .clone()
-        })
-        .collect();
+    let second_keys = idempotency_keys(&fake.requests()[1..3]);
     assert_eq!(
         second_keys[0], second_keys[1],
         "a re-run of the same attempt carries the same idempotency key"
