@@ -63,18 +63,30 @@ pub(crate) async fn call(
             }
         }),
     };
-    // Stable across re-runs of the same attempt: the key holds the task path and attempt marks.
+    let request = task_request(run, key, &call.method, &url, headers, body, call.redirect);
+    send(run, after, request, call.output, call.redirect, at).await
+}
+
+/// The request of a task's call. It carries an `Idempotency-Key`, stable across re-runs
+/// of the same attempt: the key holds the task path and attempt marks.
+fn task_request(
+    run: &Run,
+    key: &str,
+    method: &str,
+    url: &url::Url,
+    mut headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    follow_redirects: bool,
+) -> HttpRequest {
     headers.push(("idempotency-key".into(), format!("{}:{key}", run.id)));
-    let request = HttpRequest {
-        method: call.method.to_ascii_uppercase(),
+    HttpRequest {
+        method: method.to_ascii_uppercase(),
         url: url.to_string(),
         headers,
         body,
-        follow_redirects: call.redirect,
+        follow_redirects,
         timeout: None,
-    };
-
-    send(run, after, request, call.output, call.redirect, at).await
+    }
 }
 
 /// Sends a built request and reads the response as the task's output, or as the
@@ -585,15 +597,7 @@ pub(crate) async fn openapi(
         default_header(&mut headers, "content-type", "application/json");
         serde_json::to_vec(&b).unwrap_or_default()
     });
-    headers.push(("idempotency-key".into(), format!("{}:{key}", run.id)));
-    let request = HttpRequest {
-        method: method.to_ascii_uppercase(),
-        url: url.to_string(),
-        headers,
-        body,
-        follow_redirects: call.redirect,
-        timeout: None,
-    };
+    let request = task_request(run, key, method, &url, headers, body, call.redirect);
     send(run, after, request, call.output, call.redirect, at).await
 }
 
