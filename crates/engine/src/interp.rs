@@ -888,65 +888,63 @@ async fn subflow(
     input: Value,
     detached: Arc<AtomicBool>,
 ) -> Res<Value> {
+    let child_id = format!("{}{key}", run.id);
+    let store_err = |e: store::Error| Interrupt::Store(e.to_string());
     let reference = format!("{}/{}:{}", sub.namespace, sub.name, sub.version);
-    let source = run
-        .effects
-        .load_workflow(&sub.namespace, &sub.name, &sub.version)
-        .await
-        .map_err(|e| {
-            crate::http::configuration(
-                at,
-                "Unreadable workflow catalog",
-                format!("cannot read `{reference}`: {e}"),
-            )
-        })?
-        .ok_or_else(|| {
-            crate::http::configuration(
-                at,
-                "Unknown workflow",
-                format!("the catalog has no workflow `{reference}`"),
-            )
-        })?;
-    let parsed = dsl::parse(&source, &dsl::Options::default());
-    let Some(workflow) = parsed.workflow else {
-        let first = parsed
-            .diagnostics
-            .first()
-            .map(|d| d.message.clone())
-            .unwrap_or_default();
-        return Err(crate::http::configuration(
+    let invalid = |first: String| {
+        crate::http::configuration(
             at,
             "Invalid workflow",
             format!("`{reference}` does not validate: {first}"),
-        ));
+        )
     };
-    let child_id = format!("{}{key}", run.id);
-    let store_err = |e: store::Error| Interrupt::Store(e.to_string());
-    run.store
-        .create(store::NewExecution {
-            id: child_id.clone(),
-            namespace: sub.namespace.clone(),
-            name: sub.name.clone(),
-            version: sub.version.clone(),
-            definition: source,
-            input: input.clone(),
-            created_at: run.now(),
-        })
-        .await
-        .map_err(store_err)?;
-    let execution = run.store.execution(&child_id).await.map_err(store_err)?;
-    // A child that completed or faulted before the parent resumed keeps its outcome; its
-    // journal is not replayed to record its end twice. A cancelled one runs again, as
-    // the parent runs its task again.
-    if let Some(done) = &execution
-        && matches!(done.status, Status::Completed | Status::Faulted)
-    {
-        return match crate::stored_outcome(done) {
-            Outcome::Completed(output) => Ok(output),
-            Outcome::Faulted(problem) => Err(Interrupt::Fault(problem)),
-            Outcome::Cancelled => Err(Interrupt::Cancelled),
-        };
-    }
+    // A child that ran before resumes from what it stored, as any execution does: the
+    // catalog may have changed since. One that completed or faulted keeps its outcome,
+    // rather than replay to a second end; a cancelled one runs again, as the parent
+    // runs its task again.
+    let (workflow, raw_input) = match run.store.execution(&child_id).await.map_err(store_err)? {
+        Some(done) if matches!(done.status, Status::Completed | Status::Faulted) => {
+            return outcome_result(crate::stored_outcome(&done));
+        }
+        Some(existing) => (
+            crate::parse_definition(&existing.definition).map_err(invalid)?,
+            existing.input,
+        ),
+        None => {
+            let source = run
+                .effects
+                .load_workflow(&sub.namespace, &sub.name, &sub.version)
+                .await
+                .map_err(|e| {
+                    crate::http::configuration(
+                        at,
+                        "Unreadable workflow catalog",
+                        format!("cannot read `{reference}`: {e}"),
+                    )
+                })?
+                .ok_or_else(|| {
+                    crate::http::configuration(
+                        at,
+                        "Unknown workflow",
+                        format!("the catalog has no workflow `{reference}`"),
+                    )
+                })?;
+            let workflow = crate::parse_definition(&source).map_err(invalid)?;
+            run.store
+                .create(store::NewExecution {
+                    id: child_id.clone(),
+                    namespace: sub.namespace.clone(),
+                    name: sub.name.clone(),
+                    version: sub.version.clone(),
+                    definition: source,
+                    input: input.clone(),
+                    created_at: run.now(),
+                })
+                .await
+                .map_err(store_err)?;
+            (workflow, input)
+        }
+    };
     let journal = run.store.journal(&child_id).await.map_err(store_err)?;
     let child = Arc::new(Run::new(crate::run::RunParts {
         id: child_id,
@@ -957,13 +955,18 @@ async fn subflow(
         observer: run.observer.clone(),
         cancel: run.cancel.child_token(),
         journal,
-        raw_input: execution.map_or(input, |e| e.input),
+        raw_input,
         started_at: run.now(),
         secrets: run.secrets.clone(),
         wake: Arc::new(tokio::sync::Notify::new()),
         detached,
     }));
-    match Box::pin(execute(child)).await.map_err(Interrupt::Store)? {
+    outcome_result(Box::pin(execute(child)).await.map_err(Interrupt::Store)?)
+}
+
+/// A child execution's outcome, as its parent task's result.
+fn outcome_result(outcome: Outcome) -> Res<Value> {
+    match outcome {
         Outcome::Completed(output) => Ok(output),
         Outcome::Faulted(problem) => Err(Interrupt::Fault(problem)),
         Outcome::Cancelled => Err(Interrupt::Cancelled),

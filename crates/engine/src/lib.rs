@@ -165,15 +165,8 @@ impl Engine {
         if execution.status.is_final() {
             return Ok(stored_outcome(&execution));
         }
-        let parsed = dsl::parse(&execution.definition, &dsl::Options::default());
-        let Some(workflow) = parsed.workflow else {
-            let first = parsed
-                .diagnostics
-                .first()
-                .map(|d| d.message.clone())
-                .unwrap_or_default();
-            return Err(Error::Definition(id.to_string(), first));
-        };
+        let workflow = parse_definition(&execution.definition)
+            .map_err(|first| Error::Definition(id.to_string(), first))?;
         let journal = self.store.journal(id).await?;
         let wake = Arc::new(tokio::sync::Notify::new());
         {
@@ -226,6 +219,18 @@ impl Engine {
         }
         Ok(position)
     }
+}
+
+/// A stored or cataloged definition as a workflow, or the first of its diagnostics.
+pub(crate) fn parse_definition(source: &str) -> Result<dsl::Workflow, String> {
+    let parsed = dsl::parse(source, &dsl::Options::default());
+    parsed.workflow.ok_or_else(|| {
+        parsed
+            .diagnostics
+            .first()
+            .map(|d| d.message.clone())
+            .unwrap_or_default()
+    })
 }
 
 pub(crate) fn stored_outcome(execution: &store::Execution) -> Outcome {

@@ -1153,6 +1153,49 @@ do:
 }
 
 #[tokio::test]
+async fn a_child_that_started_resumes_from_its_stored_definition() {
+    let stored = "document: {dsl: '1.0.3', namespace: lib, name: pick, version: '1.0.0'}
+do:
+  - which:
+      set: { definition: stored }
+";
+    let changed = stored.replace("definition: stored", "definition: changed");
+    let parent = doc("  - sub:
+      run:
+        workflow: { namespace: lib, name: pick, version: '1.0.0' }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(
+        Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/pick/1.0.0", &changed),
+    );
+    // As if the parent stopped after creating its child, and the catalog changed since.
+    let child_workflow = dsl::parse(stored, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    engine
+        .create(
+            stored,
+            &child_workflow,
+            Some("p2/do/0/sub".into()),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let parent_workflow = dsl::parse(&parent, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    engine
+        .create(&parent, &parent_workflow, Some("p2".into()), json!({}))
+        .await
+        .unwrap();
+    let outcome = engine
+        .run("p2", json!({}), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(completed(outcome), json!({"definition": "stored"}));
+}
+
+#[tokio::test]
 async fn extensions_are_refused_rather_than_silently_skipped() {
     let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
 use:
