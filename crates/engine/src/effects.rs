@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub struct HttpRequest {
     /// Upper-case, such as `GET`.
     pub method: String,
-    pub url: String,
+    pub url: url::Url,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     /// Whether to follow redirects (the call's `redirect: true`).

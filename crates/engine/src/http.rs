@@ -81,7 +81,7 @@ fn task_request(
     headers.push(("idempotency-key".into(), format!("{}:{key}", run.id)));
     HttpRequest {
         method: method.to_ascii_uppercase(),
-        url: url.to_string(),
+        url: url.clone(),
         headers,
         body,
         follow_redirects,
@@ -118,7 +118,7 @@ async fn send(
         HttpOutput::Response => json!({
             "request": {
                 "method": request.method,
-                "uri": request.url,
+                "uri": request.url.as_str(),
                 "headers": headers_json(&request.headers),
             },
             "statusCode": response.status,
@@ -284,7 +284,7 @@ async fn token(
         );
         let request = HttpRequest {
             method: "GET".into(),
-            url: discovery.clone(),
+            url: parse_url(&discovery, at)?,
             headers: vec![("accept".into(), "application/json".into())],
             body: None,
             follow_redirects: true,
@@ -386,7 +386,7 @@ async fn token(
     };
     let request = HttpRequest {
         method: "POST".into(),
-        url: token_url.clone(),
+        url: parse_url(&token_url, at)?,
         headers,
         body: Some(body),
         follow_redirects: false,
@@ -500,7 +500,7 @@ pub(crate) async fn openapi(
     }
     let fetch = HttpRequest {
         method: "GET".into(),
-        url: doc_url.to_string(),
+        url: doc_url.clone(),
         headers: doc_headers,
         body: None,
         follow_redirects: true,
@@ -606,7 +606,11 @@ fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url:
         Uri::Template(t) => t.expand(input).map_err(|e| e.into_problem(at))?,
         Uri::Expr(e) => plain_string(&e.eval(input, vars).map_err(|e| e.into_problem(at))?),
     };
-    url::Url::parse(&text).map_err(|e| {
+    parse_url(&text, at)
+}
+
+fn parse_url(text: &str, at: &str) -> Res<url::Url> {
+    url::Url::parse(text).map_err(|e| {
         configuration(
             at,
             "Invalid endpoint",

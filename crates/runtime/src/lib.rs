@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use engine::{Effects, HttpError, HttpRequest, HttpResponse, ProcessOutput, ProcessSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 /// Largest response body read; a larger one fails the call.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -77,53 +78,63 @@ fn http_error(e: &reqwest::Error) -> HttpError {
     }
 }
 
+/// Sends `request` with `client` and reads the whole response.
+async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| HttpError::Other(format!("`{}` is not an HTTP method", request.method)))?;
+    let mut builder = client.request(method, request.url);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    if let Some(timeout) = request.timeout {
+        builder = builder.timeout(timeout);
+    }
+    let mut response = builder.send().await.map_err(|e| http_error(&e))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| http_error(&e))? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(HttpError::Other(format!(
+                "the response body is larger than {} MiB",
+                MAX_RESPONSE_BYTES >> 20
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
 #[async_trait]
 impl Effects for Runtime {
+    /// The request runs on a task of its own, so that building it and reading the
+    /// response share the runtime's threads instead of the one that drives the
+    /// execution; dropping the returned future aborts it.
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let client = if request.follow_redirects {
             &self.following
         } else {
             &self.direct
         };
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| HttpError::Other(format!("`{}` is not an HTTP method", request.method)))?;
-        let mut builder = client.request(method, &request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = request.body {
-            builder = builder.body(body);
-        }
-        if let Some(timeout) = request.timeout {
-            builder = builder.timeout(timeout);
-        }
-        let mut response = builder.send().await.map_err(|e| http_error(&e))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| http_error(&e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(HttpError::Other(format!(
-                    "the response body is larger than {} MiB",
-                    MAX_RESPONSE_BYTES >> 20
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        let task = AbortOnDropHandle::new(tokio::spawn(perform(client.clone(), request)));
+        task.await
+            .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
     }
 
     async fn process(
@@ -230,40 +241,31 @@ impl<E> HostMap<E> {
         HostMap { inner, map }
     }
 
-    fn rewrite(&self, url: &str) -> String {
-        let Ok(mut parsed) = url::Url::parse(url) else {
-            return url.to_string();
-        };
+    fn rewrite(&self, url: url::Url) -> url::Url {
         let Some((_, target)) = self
             .map
             .iter()
-            .find(|(host, _)| Some(host.as_str()) == parsed.host_str())
+            .find(|(host, _)| Some(host.as_str()) == url.host_str())
         else {
-            return url.to_string();
+            return url;
         };
-        let path = format!("{}{}", target.path().trim_end_matches('/'), parsed.path());
-        let (rewritten_scheme, rewritten_host, rewritten_port) = (
-            target.scheme().to_string(),
-            target.host_str().map(str::to_string),
-            target.port(),
-        );
         // `set_scheme` refuses some changes (such as https to http) on special URLs,
-        // so rebuild from the target and keep the rest.
-        let query = parsed.query().map(str::to_string);
-        parsed = target.clone();
-        let _ = parsed.set_scheme(&rewritten_scheme);
-        let _ = parsed.set_host(rewritten_host.as_deref());
-        let _ = parsed.set_port(rewritten_port);
-        parsed.set_path(&path);
-        parsed.set_query(query.as_deref());
-        parsed.to_string()
+        // so start from the target and keep the rest.
+        let mut rewritten = target.clone();
+        rewritten.set_path(&format!(
+            "{}{}",
+            target.path().trim_end_matches('/'),
+            url.path()
+        ));
+        rewritten.set_query(url.query());
+        rewritten
     }
 }
 
 #[async_trait]
 impl<E: Effects> Effects for HostMap<E> {
     async fn http(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        request.url = self.rewrite(&request.url);
+        request.url = self.rewrite(request.url);
         self.inner.http(request).await
     }
 
@@ -298,12 +300,13 @@ mod tests {
                 url::Url::parse("http://127.0.0.1:9000").unwrap(),
             )],
         );
+        let rewrite = |url: &str| map.rewrite(url::Url::parse(url).unwrap()).to_string();
         assert_eq!(
-            map.rewrite("https://petstore.swagger.io/v2/pet/findByStatus?status=available"),
+            rewrite("https://petstore.swagger.io/v2/pet/findByStatus?status=available"),
             "http://127.0.0.1:9000/v2/pet/findByStatus?status=available"
         );
         assert_eq!(
-            map.rewrite("https://other.example/x"),
+            rewrite("https://other.example/x"),
             "https://other.example/x"
         );
     }

@@ -270,7 +270,14 @@ async fn loops_run_sequentially_or_fan_out_in_index_order() {
 ");
     let setup = Setup::new();
     let fake = Fake::new(|req, _| {
-        let n: i64 = req.url.rsplit('=').next().unwrap().parse().unwrap();
+        let n: i64 = req
+            .url
+            .as_str()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         json_response(200, json!(n * n))
     })
     .slow(Duration::from_millis(20));
@@ -299,7 +306,7 @@ async fn a_fault_in_one_iteration_faults_the_fan_out() {
 ");
     let setup = Setup::new();
     let fake = Fake::new(|req, _| {
-        if req.url.ends_with("/5") {
+        if req.url.as_str().ends_with("/5") {
             json_response(500, json!({"boom": 5}))
         } else {
             json_response(200, json!(1))
@@ -501,7 +508,7 @@ async fn caught_errors_run_the_catch_block_and_uncaught_ones_fault() {
 ");
     let setup = Setup::new();
     let engine = setup.engine(Fake::new(|req, _| {
-        if req.url.ends_with("/missing") {
+        if req.url.as_str().ends_with("/missing") {
             json_response(404, json!("nope"))
         } else {
             json_response(503, json!("down"))
@@ -771,8 +778,9 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
       with: { method: post, endpoint: 'https://api.test/third' }
 ");
     let setup = Setup::new();
-    let fake = Fake::new(|req, _| json_response(200, json!(req.url.rsplit('/').next().unwrap())))
-        .slow(Duration::from_millis(150));
+    let fake =
+        Fake::new(|req, _| json_response(200, json!(req.url.as_str().rsplit('/').next().unwrap())))
+            .slow(Duration::from_millis(150));
     let parsed = dsl::parse(&source, &dsl::Options::default())
         .workflow
         .unwrap();
@@ -810,7 +818,7 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
         0,
         "an abandoned run is not a cancelled one"
     );
-    let urls: Vec<String> = fake.requests().iter().map(|r| r.url.clone()).collect();
+    let urls: Vec<String> = fake.requests().iter().map(|r| r.url.to_string()).collect();
     assert_eq!(
         urls,
         [
@@ -1008,13 +1016,13 @@ do:
 ";
     let setup = Setup::new();
     let fake = Fake::new(|req, _| {
-        if req.url == "https://auth.test/realm/oauth2/token" {
+        if req.url.as_str() == "https://auth.test/realm/oauth2/token" {
             json_response(
                 200,
                 json!({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600}),
             )
         } else {
-            json_response(200, json!(req.url))
+            json_response(200, json!(req.url.as_str()))
         }
     });
     let engine = setup.engine(fake.clone());
@@ -1045,7 +1053,7 @@ do:
     }
 
     let refusing = Fake::new(|req, _| {
-        if req.url.ends_with("/oauth2/token") {
+        if req.url.as_str().ends_with("/oauth2/token") {
             json_response(400, json!({"error": "invalid_client"}))
         } else {
             json_response(200, json!(1))

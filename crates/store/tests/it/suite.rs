@@ -89,6 +89,26 @@ pub(crate) async fn a_batch_lands_whole_and_in_order(store: &dyn Store) {
     assert_eq!(store.events("e1", 0, 1).await.unwrap().len(), 1);
 }
 
+/// Nobody waits for the batch, yet it is committed soon: lingering for company is
+/// bounded in time. (A writer that lingered forever would fail here.)
+pub(crate) async fn a_batch_nobody_waits_for_is_committed_anyway(store: &dyn Store) {
+    seed(store, "e1").await;
+    store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![],
+        events: vec![event(3, "task.started")],
+        status: None,
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.events("e1", 2, 10).await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch was never committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
 pub(crate) async fn steps_move_from_started_to_done(store: &dyn Store) {
     store.create(new_execution("e1")).await.unwrap();
     let key = "/do/0/call#1".to_string();
