@@ -2,8 +2,8 @@
 //! as the task's output or as a `communication` error.
 
 use base64::Engine as _;
-use dsl::model::{AuthPolicy, AuthRef, HttpCall, HttpOutput, Secretable, Uri};
-use expr::{Problem, Vars, types};
+use dsl::model::{AuthPolicy, AuthRef, HttpCall, HttpOutput, OAuth2, Secretable, Uri};
+use expr::{Problem, Template, Vars, types};
 use serde_json::{Value, json};
 
 use crate::interp::{eval, plain_string, text};
@@ -251,8 +251,14 @@ async fn authorization(
             "Bearer {}",
             token(run, after, oauth, true, input, vars, at).await?
         )),
-        AuthPolicy::OAuth2(Secretable::Secret(_)) | AuthPolicy::Oidc(Secretable::Secret(_)) => {
-            Err(unsupported_auth(at, "secret-based oauth2/oidc"))
+        AuthPolicy::OAuth2(Secretable::Secret(name))
+        | AuthPolicy::Oidc(Secretable::Secret(name)) => {
+            let oauth = oauth2_from_secret(&secret(run, name, at)?, name, at)?;
+            let discover = matches!(policy, AuthPolicy::Oidc(_));
+            Ok(format!(
+                "Bearer {}",
+                token(run, after, &oauth, discover, input, vars, at).await?
+            ))
         }
     }
 }
@@ -455,16 +461,88 @@ fn secret(run: &Run, name: &str, at: &str) -> Res<Value> {
     }
 }
 
+/// OAuth2 or OpenID Connect settings held in a secret, in the shape the DSL writes
+/// inline (`authority`, `grant`, `client`, `endpoints`, `request.encoding`, `scopes`,
+/// `audiences`, `issuers`, `username`, `password`). Its values are taken literally: a
+/// secret is data, never an expression.
+fn oauth2_from_secret(secret: &Value, name: &str, at: &str) -> Res<OAuth2> {
+    use dsl::model::{ClientAuthentication, OAuth2Client, OAuth2Endpoints};
+    let literal = |v: &Value| Template::Const(Value::String(plain_string(v)));
+    let at_path = |path: &[&str]| path.iter().try_fold(secret, |v, key| v.get(key));
+    let list = |key: &str| match secret.get(key) {
+        Some(Value::Array(items)) => items.iter().map(plain_string).collect(),
+        Some(one) => vec![plain_string(one)],
+        None => Vec::new(),
+    };
+    let defaults = OAuth2Endpoints::default();
+    let endpoint =
+        |key: &str, default: String| at_path(&["endpoints", key]).map_or(default, plain_string);
+    let client = match secret.get("client") {
+        None => None,
+        Some(client) => Some(OAuth2Client {
+            id: client.get("id").map(literal),
+            secret: client.get("secret").map(literal),
+            assertion: client.get("assertion").map(literal),
+            authentication: match client.get("authentication").and_then(Value::as_str) {
+                None | Some("client_secret_post") => ClientAuthentication::ClientSecretPost,
+                Some("client_secret_basic") => ClientAuthentication::ClientSecretBasic,
+                Some("client_secret_jwt") => ClientAuthentication::ClientSecretJwt,
+                Some("private_key_jwt") => ClientAuthentication::PrivateKeyJwt,
+                Some("none") => ClientAuthentication::None,
+                Some(other) => {
+                    return Err(incomplete_secret(
+                        name,
+                        format!(
+                            "`client.authentication` is `{other}`, not one of client_secret_basic, \
+                             client_secret_post, client_secret_jwt, private_key_jwt or none"
+                        ),
+                        at,
+                    ));
+                }
+            },
+        }),
+    };
+    Ok(OAuth2 {
+        authority: literal(&Value::String(secret_field(secret, name, "authority", at)?)),
+        grant: secret_field(secret, name, "grant", at)?,
+        endpoints: OAuth2Endpoints {
+            token: endpoint("token", defaults.token),
+            revocation: endpoint("revocation", defaults.revocation),
+            introspection: endpoint("introspection", defaults.introspection),
+        },
+        client,
+        request_encoding: at_path(&["request", "encoding"]).map_or_else(
+            || "application/x-www-form-urlencoded".to_string(),
+            plain_string,
+        ),
+        issuers: list("issuers"),
+        scopes: list("scopes"),
+        audiences: list("audiences"),
+        username: secret.get("username").map(literal),
+        password: secret.get("password").map(literal),
+        subject: None,
+        actor: None,
+    })
+}
+
+fn incomplete_secret(name: &str, what: String, at: &str) -> Interrupt {
+    Interrupt::Fault(Problem {
+        type_: types::AUTHORIZATION.into(),
+        status: 403,
+        title: Some("Incomplete secret".into()),
+        detail: Some(format!("the secret `{name}`: {what}")),
+        instance: Some(at.to_string()),
+    })
+}
+
 fn secret_field(secret: &Value, name: &str, field: &str, at: &str) -> Res<String> {
     match secret.get(field) {
         Some(v) => Ok(plain_string(v)),
-        None => Err(Interrupt::Fault(Problem {
-            type_: types::AUTHORIZATION.into(),
-            status: 403,
-            title: Some("Incomplete secret".into()),
-            detail: Some(format!("the secret `{name}` has no `{field}`")),
-            instance: Some(at.to_string()),
-        })),
+        None => Err(incomplete_secret(
+            name,
+            format!("there is no `{field}`"),
+            at,
+        )),
     }
 }
 

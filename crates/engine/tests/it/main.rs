@@ -1069,6 +1069,88 @@ do:
 }
 
 #[tokio::test]
+async fn oauth2_settings_can_come_from_a_secret_taken_literally() {
+    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
+use:
+  secrets: [ creds ]
+  authentications:
+    api:
+      oauth2:
+        use: creds
+do:
+  - one:
+      call: http
+      with:
+        method: get
+        endpoint: { uri: 'https://api.test/one', authentication: { use: api } }
+";
+    let fake = Fake::new(|req, _| {
+        if req.url.as_str() == "https://auth.test/realm/oauth2/token" {
+            json_response(200, json!({"access_token": "tok-s", "expires_in": 60}))
+        } else {
+            json_response(200, json!(1))
+        }
+    });
+    let setup = Setup::new();
+    let engine = setup.engine(fake.clone());
+    // A secret's values are data: `${ 1 }` is not evaluated.
+    let creds = json!({
+        "authority": "https://auth.test/realm",
+        "grant": "client_credentials",
+        "client": {"id": "skein", "secret": "${ 1 }", "authentication": "client_secret_basic"},
+        "scopes": ["read"],
+    });
+    completed(
+        run_with(&engine, source, json!({}), json!({"creds": creds}))
+            .await
+            .1,
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let header = |r: &HttpRequest, name: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("skein:${ 1 }");
+    assert_eq!(
+        header(&requests[0], "authorization"),
+        Some(format!("Basic {basic}"))
+    );
+    assert_eq!(
+        String::from_utf8(requests[0].body.clone().unwrap()).unwrap(),
+        "grant_type=client_credentials&scope=read"
+    );
+    assert_eq!(
+        header(&requests[1], "authorization").as_deref(),
+        Some("Bearer tok-s")
+    );
+
+    // A secret without an authority is refused before anything is sent, naming the task.
+    let setup = Setup::new();
+    let quiet = Fake::new(|_, _| json_response(200, json!(1)));
+    let engine = setup.engine(quiet.clone());
+    let p = faulted(
+        run_with(
+            &engine,
+            source,
+            json!({}),
+            json!({"creds": {"grant": "client_credentials"}}),
+        )
+        .await
+        .1,
+    );
+    assert_eq!(
+        (p.status, p.title.as_deref(), p.instance.as_deref()),
+        (403, Some("Incomplete secret"), Some("/do/0/one"))
+    );
+    assert!(p.detail.unwrap().contains("`authority`"));
+    assert!(quiet.requests().is_empty());
+}
+
+#[tokio::test]
 async fn run_workflow_runs_a_cataloged_child_execution() {
     let child = "document: {dsl: '1.0.3', namespace: lib, name: double, version: '1.0.0'}
 do:
