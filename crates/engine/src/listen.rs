@@ -4,8 +4,10 @@
 //! HTTP and gRPC endpoints) into the store's inbox, in order. A listening task
 //! consumes matching events that no earlier listener consumed; which inbox
 //! positions it took is journaled, so a resumed execution consumes the same ones.
+//! Correlations (`correlate`) are part of matching: an event whose correlation value
+//! differs from the expected one (or from the first one consumed) is left in the inbox.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use dsl::model::{ConsumptionStrategy, EventFilter, Listen, ListenRead, Until};
 use expr::{Template, Vars};
@@ -55,16 +57,6 @@ pub(crate) async fn listen(
         return Ok((events, None));
     }
 
-    if correlates(&listen.to) {
-        // Matching without the correlation would consume events meant for others.
-        return Err(crate::fault(
-            expr::types::RUNTIME,
-            501,
-            "Not supported yet",
-            "skein does not correlate events (`correlate`) yet",
-            at,
-        ));
-    }
     let mut state = Progress::new(&listen.to);
     let mut cursor = 0u64;
     let wake = run.wake.clone();
@@ -128,6 +120,8 @@ struct Progress<'w> {
     matched: Vec<bool>,
     /// For `any` with `until` events: the progress of that inner strategy.
     until: Option<Box<Progress<'w>>>,
+    /// Correlation values fixed by the first consumed event that carried them.
+    correlated: HashMap<String, Value>,
 }
 
 impl<'w> Progress<'w> {
@@ -147,6 +141,7 @@ impl<'w> Progress<'w> {
             taken: Vec::new(),
             matched,
             until,
+            correlated: HashMap::new(),
         }
     }
 
@@ -154,7 +149,7 @@ impl<'w> Progress<'w> {
     fn offer(&mut self, position: u64, event: &Value, vars: &Vars<'_>, at: &str) -> Res<bool> {
         match self.strategy {
             ConsumptionStrategy::One(filter) => {
-                if self.taken.is_empty() && matches(filter, event, vars, at)? {
+                if self.taken.is_empty() && self.accepts(filter, event, vars, at)? {
                     self.taken.push((position, event.clone()));
                     return Ok(true);
                 }
@@ -162,7 +157,7 @@ impl<'w> Progress<'w> {
             }
             ConsumptionStrategy::All(filters) => {
                 for (i, filter) in filters.iter().enumerate() {
-                    if !self.matched[i] && matches(filter, event, vars, at)? {
+                    if !self.matched[i] && self.accepts(filter, event, vars, at)? {
                         self.matched[i] = true;
                         self.taken.push((position, event.clone()));
                         return Ok(true);
@@ -179,7 +174,7 @@ impl<'w> Progress<'w> {
                 }
                 let mut any = filters.is_empty();
                 for filter in filters {
-                    if matches(filter, event, vars, at)? {
+                    if self.accepts(filter, event, vars, at)? {
                         any = true;
                         break;
                     }
@@ -190,6 +185,43 @@ impl<'w> Progress<'w> {
                 Ok(any)
             }
         }
+    }
+
+    /// Whether `event` passes `filter`: its attributes, then its correlations. The
+    /// correlation values of an accepted event become the expectation for later events
+    /// when the filter states none, so `all` gathers events of one room, one order, ….
+    fn accepts(
+        &mut self,
+        filter: &EventFilter,
+        event: &Value,
+        vars: &Vars<'_>,
+        at: &str,
+    ) -> Res<bool> {
+        if !matches(filter, event, vars, at)? {
+            return Ok(false);
+        }
+        let mut fixed = Vec::new();
+        for (name, correlation) in &filter.correlate {
+            let value = correlation
+                .from
+                .eval(event, vars)
+                .map_err(|e| e.into_problem(at))?;
+            let expected = match &correlation.expect {
+                Some(expect) => Some(
+                    expect
+                        .eval(vars.get("input").unwrap_or(&Value::Null), vars)
+                        .map_err(|e| e.into_problem(at))?,
+                ),
+                None => self.correlated.get(name).cloned(),
+            };
+            match expected {
+                Some(expected) if expected != value => return Ok(false),
+                Some(_) => {}
+                None => fixed.push((name.clone(), value)),
+            }
+        }
+        self.correlated.extend(fixed);
+        Ok(true)
     }
 
     fn done(&self, vars: &Vars<'_>, at: &str, read_as: ListenRead) -> Res<bool> {
@@ -254,19 +286,6 @@ fn matches(filter: &EventFilter, event: &Value, vars: &Vars<'_>, at: &str) -> Re
 
 fn anchored(pattern: &str) -> Option<regex::Regex> {
     regex::Regex::new(&format!("^(?:{pattern})$")).ok()
-}
-
-/// Whether any filter of a strategy asks for event correlation.
-fn correlates(strategy: &ConsumptionStrategy) -> bool {
-    let any = |filters: &[EventFilter]| filters.iter().any(|f| !f.correlate.is_empty());
-    match strategy {
-        ConsumptionStrategy::One(f) => !f.correlate.is_empty(),
-        ConsumptionStrategy::All(filters) => any(filters),
-        ConsumptionStrategy::Any { filters, until } => {
-            any(filters)
-                || matches!(until.as_deref(), Some(Until::Events(inner)) if correlates(inner))
-        }
-    }
 }
 
 /// Inbox positions consumed by completed listeners of a journal, for [`Run`].

@@ -990,6 +990,61 @@ async fn listen_consumes_delivered_events_once_each() {
 }
 
 #[tokio::test]
+async fn listen_correlates_events_by_first_value_or_by_expectation() {
+    let source = doc("  - pair:
+      listen:
+        to:
+          all:
+            - with: { type: reading.temperature }
+              correlate: { room: { from: .data.room } }
+            - with: { type: reading.humidity }
+              correlate: { room: { from: .data.room } }
+      export:
+        as: '{ pair: . }'
+  - mine:
+      listen:
+        to:
+          one:
+            with: { type: order.paid }
+            correlate: { order: { from: .data.order, expect: '${ $workflow.input.order }' } }
+  - done:
+      set:
+        pair: ${ $context.pair }
+        mine: ${ . }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
+    let parsed = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = engine
+        .create(&source, &parsed, None, json!({"order": 9}))
+        .await
+        .unwrap();
+    for event in [
+        json!({"type": "reading.temperature", "data": {"room": "a", "value": 20}}),
+        // Another room: not the pair's, so it stays in the inbox.
+        json!({"type": "reading.humidity", "data": {"room": "b", "value": 50}}),
+        json!({"type": "reading.humidity", "data": {"room": "a", "value": 40}}),
+        json!({"type": "order.paid", "data": {"order": 7}}),
+        json!({"type": "order.paid", "data": {"order": 9}}),
+    ] {
+        engine.deliver(&id, event).await.unwrap();
+    }
+    let outcome = engine
+        .run(&id, json!({}), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        completed(outcome),
+        json!({
+            "pair": [{"room": "a", "value": 20}, {"room": "a", "value": 40}],
+            "mine": [{"order": 9}],
+        })
+    );
+}
+
+#[tokio::test]
 async fn oauth2_client_credentials_fetch_a_token_once_and_use_it() {
     let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
 use:
