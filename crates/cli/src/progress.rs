@@ -68,13 +68,14 @@ impl engine::Observer for Progress {
                 self.retries.fetch_add(1, Ordering::Relaxed);
             }
             "dev.skein.task.progress.v1" => {
-                let task = event.data["task"]
+                let data = event.data.value();
+                let task = data["task"]
                     .as_str()
                     .unwrap_or_default()
                     .rsplit('/')
                     .next()
                     .unwrap_or_default();
-                let count = |k: &str| event.data[k].as_u64().unwrap_or(0);
+                let count = |k: &str| data[k].as_u64().unwrap_or(0);
                 *self.fan_out.lock().expect("progress lock") =
                     Some((task.to_string(), count("done"), count("total")));
             }

@@ -15,7 +15,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Value, json};
-use store::{Status, StatusChange, Step, StepState, Ticket};
+use store::{Json, Status, StatusChange, Step, StepState, Ticket};
 
 use crate::run::{Run, Scope, date_time, iso, problem_json};
 use crate::{Interrupt, Outcome, ProcessSpec};
@@ -139,7 +139,7 @@ impl Drop for Unfinished<'_> {
     }
 }
 
-fn workflow_cancelled(run: &Run) -> (StatusChange, (&'static str, Value)) {
+fn workflow_cancelled(run: &Run) -> (StatusChange, (&'static str, Json)) {
     let at = run.now();
     (
         StatusChange {
@@ -150,7 +150,7 @@ fn workflow_cancelled(run: &Run) -> (StatusChange, (&'static str, Value)) {
         },
         (
             "io.serverlessworkflow.workflow.cancelled.v1",
-            json!({"name": run.qualified_name, "cancelledAt": iso(at)}),
+            Json::of(&json!({"name": run.qualified_name, "cancelledAt": iso(at)})),
         ),
     )
 }
@@ -181,7 +181,7 @@ async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
             Outcome::Completed(output.clone()),
             (
                 "io.serverlessworkflow.workflow.completed.v1",
-                json!({"name": name, "completedAt": iso(at), "output": output}),
+                Json::of(&json!({"name": name, "completedAt": iso(at), "output": output})),
             ),
         ),
         Err(Interrupt::Fault(problem)) => (
@@ -194,7 +194,9 @@ async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
             Outcome::Faulted(problem.clone()),
             (
                 "io.serverlessworkflow.workflow.faulted.v1",
-                json!({"name": name, "faultedAt": iso(at), "error": problem_json(&problem)}),
+                Json::of(
+                    &json!({"name": name, "faultedAt": iso(at), "error": problem_json(&problem)}),
+                ),
             ),
         ),
         Err(Interrupt::Cancelled) => {
@@ -254,7 +256,10 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
                         context: None,
                     },
                 }],
-                vec![("io.serverlessworkflow.workflow.started.v1", started)],
+                vec![(
+                    "io.serverlessworkflow.workflow.started.v1",
+                    Json::of(&started),
+                )],
                 Some(StatusChange {
                     status: Status::Running,
                     output: None,
@@ -451,7 +456,7 @@ fn run_task<'a>(
                 let event = run.task_event(
                     &nt.reference,
                     "completedAt",
-                    Some(("output", stepped.output.clone())),
+                    Some(("output", &stepped.output)),
                 );
                 let ticket = run.record(
                     steps,
@@ -465,7 +470,7 @@ fn run_task<'a>(
                 let context = (ctx.changes != changes_before).then(|| ctx.value.clone());
                 let error = problem_json(&problem);
                 let event =
-                    run.task_event(&nt.reference, "faultedAt", Some(("error", error.clone())));
+                    run.task_event(&nt.reference, "faultedAt", Some(("error", &error)));
                 let ticket = run.record(
                     vec![Step {
                         key,
@@ -674,7 +679,7 @@ fn kind<'a>(
                 }
                 let event = Value::Object(event);
                 let type_ = event["type"].as_str().unwrap_or_default().to_string();
-                run.record(vec![], vec![(type_.as_str(), event.clone())], None);
+                run.record(vec![], vec![(type_.as_str(), Json::of(&event))], None);
                 Ok((event, then))
             }
             TaskKind::Call(call) => match &**call {
@@ -1121,7 +1126,11 @@ async fn for_loop(
                 "workflow": run.qualified_name, "task": nt.reference,
                 "total": total, "done": done, "failed": 0, "running": running.len(),
             });
-            run.record(vec![], vec![("dev.skein.task.progress.v1", progress)], None);
+            run.record(
+                vec![],
+                vec![("dev.skein.task.progress.v1", Json::of(&progress))],
+                None,
+            );
         }
     }
     ctx.join(contexts.into_iter().flatten());
@@ -1218,7 +1227,7 @@ async fn try_catch(
             };
             if let Some(delay) = delay {
                 timer(run, ctx, timer_key, delay).await?;
-                let event = run.task_event(at, "retriedAt", Some(("attempt", json!(attempt + 1))));
+                let event = run.task_event(at, "retriedAt", Some(("attempt", &json!(attempt + 1))));
                 run.record(
                     vec![],
                     vec![("io.serverlessworkflow.task.retried.v1", event)],

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use dsl::Workflow;
 use expr::{Problem, Vars};
 use serde_json::{Value, json};
-use store::{Batch, Event, StatusChange, Step, StepState, Store, Ticket};
+use store::{Batch, Event, Json, StatusChange, Step, StepState, Store, Ticket};
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::{Clock, Effects};
@@ -156,7 +156,7 @@ impl Run {
     pub(crate) fn record(
         &self,
         steps: Vec<Step>,
-        events: Vec<(&str, Value)>,
+        events: Vec<(&str, Json)>,
         status: Option<StatusChange>,
     ) -> Ticket {
         let now = self.clock.now_ms();
@@ -202,22 +202,41 @@ impl Run {
             .map_err(|e| Interrupt::Store(e.to_string()))
     }
 
-    /// A lifecycle event about a task.
+    /// A lifecycle event about a task, serialized at once: `extra` (an output, an
+    /// error) is written from where it lies, not copied into a new document.
     pub(crate) fn task_event(
         &self,
         reference: &str,
         at_field: &str,
-        extra: Option<(&str, Value)>,
-    ) -> Value {
-        let mut data = json!({
-            "workflow": self.qualified_name,
-            "task": reference,
-            at_field: iso(self.clock.now_ms()),
-        });
-        if let Some((k, v)) = extra {
-            data[k] = v;
+        extra: Option<(&str, &Value)>,
+    ) -> Json {
+        struct Data<'a> {
+            workflow: &'a str,
+            task: &'a str,
+            at_field: &'a str,
+            at: String,
+            extra: Option<(&'a str, &'a Value)>,
         }
-        data
+        impl serde::Serialize for Data<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("workflow", self.workflow)?;
+                map.serialize_entry("task", self.task)?;
+                map.serialize_entry(self.at_field, &self.at)?;
+                if let Some((name, value)) = self.extra {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        Json::of(&Data {
+            workflow: &self.qualified_name,
+            task: reference,
+            at_field,
+            at: iso(self.clock.now_ms()),
+            extra,
+        })
     }
 
     /// The variables an expression of a task sees.

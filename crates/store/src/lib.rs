@@ -15,6 +15,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -153,7 +154,61 @@ pub struct Event {
     pub time: Millis,
     /// A CloudEvent type, such as `io.serverlessworkflow.task.completed.v1`.
     pub type_: String,
-    pub data: Value,
+    pub data: Json,
+}
+
+/// A JSON document kept as its text. Events are written once and then only stored and
+/// sent on, so they are serialized once, where they are made, and parsed only by a
+/// reader that needs their fields.
+#[derive(Clone, Debug)]
+pub struct Json(Box<RawValue>);
+
+impl Json {
+    /// Serializes `value`.
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Json {
+        // Serializing to JSON text fails only for maps with non-string keys and for
+        // types whose `Serialize` fails by design; none reaches an event.
+        Json(serde_json::value::to_raw_value(value).expect("an event serializes to JSON"))
+    }
+
+    /// Takes JSON text, as stored, checking that it is JSON.
+    pub fn from_text(text: &str) -> Result<Json> {
+        parse::<Box<RawValue>>(text).map(Json)
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses the document, for a reader that needs its fields.
+    pub fn value(&self) -> Value {
+        // The text was checked when it was made or read.
+        parse(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+/// Parses JSON the store wrote. serde_json alone stops at 128 levels, but the engine
+/// allows results 256 levels deep (and events wrap them once more), so the limit is
+/// lifted here. What the store reads back it wrote itself, from bounded values, so the
+/// depth stays small enough for any thread's stack.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    T::deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl From<&Value> for Json {
+    fn from(value: &Value) -> Json {
+        Json::of(value)
+    }
 }
 
 /// One atomic change to one execution: step records, events, and perhaps a new status.

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
-    Batch, Created, Durability, Error, Event, Execution, Journal, NewExecution, Result, Status,
-    Step, StepState, Store, Ticket,
+    Batch, Created, Durability, Error, Event, Execution, Journal, Json, NewExecution, Result,
+    Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -314,7 +314,7 @@ fn apply(tx: &rusqlite::Transaction, batch: &Batch) -> Result<()> {
                 event.seq as i64,
                 event.time,
                 event.type_,
-                json(&event.data)
+                event.data.text()
             ])?;
         }
     }
@@ -359,8 +359,7 @@ fn deliver(tx: &rusqlite::Transaction, id: &str, event: &Value) -> Result<u64> {
 }
 
 fn parse_json(text: &str) -> Result<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| Error::Corrupt(format!("stored JSON does not parse: {e}")))
+    crate::parse(text)
 }
 
 fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
@@ -515,7 +514,7 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (seq, time, type_, data) = row?;
-                out.push(Event { seq: seq as u64, time, type_, data: parse_json(&data)? });
+                out.push(Event { seq: seq as u64, time, type_, data: Json::from_text(&data)? });
             }
             Ok(out)
         })

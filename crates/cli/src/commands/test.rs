@@ -340,7 +340,7 @@ async fn execute(engine: &Engine, state: &mut State) -> Result<(), String> {
         .iter()
         .filter(|e| e.type_ == "io.serverlessworkflow.task.started.v1")
         .filter_map(|e| {
-            e.data["task"]
+            e.data.value()["task"]
                 .as_str()
                 .and_then(|t| t.rsplit('/').next())
                 .map(str::to_string)

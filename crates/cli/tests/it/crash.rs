@@ -158,8 +158,10 @@ output:
         "the timer kept its deadline (took {waited:?} after resuming)"
     );
 
-    // 3. Killed during the fan-out, once iterations 3 to 5 are in flight: each of them
-    // started when one of 0 to 2 finished, so those three are finished and journaled.
+    // 3. Killed during the fan-out, once iterations 3 to 5 are in flight (the server
+    // holds them) and the journal holds 0 to 2 as completed. A completed record is
+    // committed within the writer's linger (5 ms) unless something waits for it sooner,
+    // so the journal, not the request log, says when they count as completed.
     until("the last fan-out calls", || {
         log.lock()
             .unwrap()
@@ -167,6 +169,19 @@ output:
             .filter(|s| s.path.starts_with("/fan/"))
             .count()
             >= 6
+    })
+    .await;
+    let journal = rusqlite::Connection::open(std::path::Path::new(data).join("skein.db")).unwrap();
+    until("iterations 0 to 2 in the journal", || {
+        journal
+            .query_row(
+                "SELECT COUNT(*) FROM steps WHERE execution_id = 'crash' \
+                 AND state = 'completed' AND key LIKE '%/fan/for/%/do/0/hit'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            >= 3
     })
     .await;
     child.kill().await.unwrap();

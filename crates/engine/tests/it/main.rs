@@ -719,10 +719,10 @@ do:
         "the losers were not awaited"
     );
     let events = engine.store().events(&id, 0, 10_000).await.unwrap();
-    let cancelled: Vec<&str> = events
+    let cancelled: Vec<String> = events
         .iter()
         .filter(|e| e.type_ == "io.serverlessworkflow.task.cancelled.v1")
-        .map(|e| e.data["task"].as_str().unwrap())
+        .map(|e| e.data.value()["task"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(
         cancelled.len(),
@@ -733,7 +733,10 @@ do:
         "/do/0/race/fork/branches/1/sleepy",
         "/do/0/race/fork/branches/2/delegate",
     ] {
-        assert!(cancelled.contains(&task), "{task} in {cancelled:?}");
+        assert!(
+            cancelled.iter().any(|c| c == task),
+            "{task} in {cancelled:?}"
+        );
     }
     // The child execution does not stay `running` for ever: it was cancelled, and so was its task.
     let child_id = format!("{id}/do/0/race/fork/branches/2/delegate");
@@ -1377,21 +1380,6 @@ async fn the_task_descriptor_is_there_for_tasks_that_read_it() {
         out,
         json!({"me": "named", "at": "/do/0/named", "raw": 3, "rawOutputMe": "named", "task": "named"})
     );
-}
-
-#[tokio::test]
-async fn correlation_is_refused_rather_than_ignored() {
-    let source = doc("  - wait:
-      listen:
-        to:
-          one:
-            with: { type: com.example.reading }
-            correlate:
-              room: { from: .roomId }
-");
-    let p = faulted(run(&source, json!({})).await);
-    assert_eq!((p.status, p.instance.as_deref()), (501, Some("/do/0/wait")));
-    assert!(p.detail.unwrap().contains("`correlate`"));
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ for_each_store!(
     create_is_idempotent_by_id,
     a_batch_lands_whole_and_in_order,
     a_batch_nobody_waits_for_is_committed_anyway,
+    deep_documents_read_back,
     steps_move_from_started_to_done,
     concurrent_commits_share_transactions_and_all_become_durable,
     a_broken_batch_stops_the_store_loudly,

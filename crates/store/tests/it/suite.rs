@@ -1,7 +1,9 @@
 //! Behaviour every store must have, written against `&dyn Store`.
 
 use serde_json::json;
-use store::{Batch, Created, Event, NewExecution, Status, StatusChange, Step, StepState, Store};
+use store::{
+    Batch, Created, Event, Json, NewExecution, Status, StatusChange, Step, StepState, Store,
+};
 
 fn new_execution(id: &str) -> NewExecution {
     NewExecution {
@@ -20,7 +22,7 @@ fn event(seq: u64, type_: &str) -> Event {
         seq,
         time: 1_000 + seq as i64,
         type_: type_.into(),
-        data: json!({"seq": seq}),
+        data: Json::of(&json!({"seq": seq})),
     }
 }
 
@@ -107,6 +109,44 @@ pub(crate) async fn a_batch_nobody_waits_for_is_committed_anyway(store: &dyn Sto
         );
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
+}
+
+/// The engine allows results 256 levels deep; the store must read back what it wrote,
+/// inside an event's data too (serde_json alone stops at 128).
+pub(crate) async fn deep_documents_read_back(store: &dyn Store) {
+    store.create(new_execution("e1")).await.unwrap();
+    let mut deep = json!(1);
+    for _ in 0..258 {
+        deep = json!([deep]);
+    }
+    let ticket = store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![Step {
+            key: "/do/0/deep".into(),
+            state: StepState::Completed {
+                output: deep.clone(),
+                context: Some(deep.clone()),
+            },
+        }],
+        events: vec![Event {
+            seq: 1,
+            time: 1,
+            type_: "task.completed".into(),
+            data: Json::of(&json!({"output": deep})),
+        }],
+        status: None,
+    });
+    store.durable(ticket).await.unwrap();
+    let journal = store.journal("e1").await.unwrap();
+    assert_eq!(
+        journal.steps[0].state,
+        StepState::Completed {
+            output: deep.clone(),
+            context: Some(deep.clone()),
+        }
+    );
+    let events = store.events("e1", 0, 10).await.unwrap();
+    assert_eq!(events[0].data.value(), json!({"output": deep}));
 }
 
 pub(crate) async fn steps_move_from_started_to_done(store: &dyn Store) {
