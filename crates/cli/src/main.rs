@@ -22,6 +22,7 @@ struct Cli {
 enum Command {
     Bench(commands::bench::Args),
     Run(commands::run::Args),
+    Server(commands::server::Args),
     Test(commands::test::Args),
     Validate(commands::validate::Args),
 }
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Server(args) => commands::server::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Validate(args) => commands::validate::run(args),
     }

@@ -130,6 +130,20 @@ impl Engine {
         id: Option<String>,
         input: Value,
     ) -> Result<String, Error> {
+        self.create_or_get(source, workflow, id, input)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// Like [`Engine::create`], and says whether the execution is new or which one
+    /// already had that id, so that a caller can tell a repeated start from a clash.
+    pub async fn create_or_get(
+        &self,
+        source: &str,
+        workflow: &Workflow,
+        id: Option<String>,
+        input: Value,
+    ) -> Result<(String, Created), Error> {
         let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let doc = &workflow.document;
         let created = self
@@ -144,9 +158,7 @@ impl Engine {
                 created_at: self.clock.now_ms(),
             })
             .await?;
-        match created {
-            Created::New | Created::Existing(_) => Ok(id),
-        }
+        Ok((id, created))
     }
 
     /// Runs execution `id` to its end, resuming from its journal if it ran before.

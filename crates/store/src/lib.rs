@@ -112,6 +112,20 @@ pub struct Execution {
     pub updated_at: Millis,
 }
 
+/// Which executions [`Store::list`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub status: Option<Status>,
+    /// The workflow's name.
+    pub name: Option<String>,
+    /// Only executions older than this one (its creation time and id): the cursor of
+    /// the previous page.
+    pub before: Option<(Millis, String)>,
+    /// Child executions (of `run: workflow`) too; their ids hold a `/`.
+    pub children: bool,
+    pub limit: usize,
+}
+
 /// The outcome of [`Store::create`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Created {
@@ -261,7 +275,11 @@ pub trait Store: Send + Sync {
     async fn execution(&self, id: &str) -> Result<Option<Execution>>;
 
     /// Ids of executions that are not final (to resume after a restart), oldest first.
+    /// Child executions (their ids hold a `/`) are left out: their parents resume them.
     async fn unfinished(&self) -> Result<Vec<String>>;
+
+    /// Executions matching `query`, newest first.
+    async fn list(&self, query: ListQuery) -> Result<Vec<Execution>>;
 
     /// The step records and event count of an execution.
     async fn journal(&self, id: &str) -> Result<Journal>;

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
-    Batch, Created, Durability, Error, Event, Execution, Journal, Json, NewExecution, Result,
-    Status, Step, StepState, Store, Ticket,
+    Batch, Created, Durability, Error, Event, Execution, Journal, Json, ListQuery, NewExecution,
+    Result, Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -362,30 +362,41 @@ fn parse_json(text: &str) -> Result<Value> {
     crate::parse(text)
 }
 
-fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
-    let row = conn
-        .query_row(
-            "SELECT id, namespace, name, version, definition, input, status, output, error, created_at, updated_at
-             FROM executions WHERE id = ?1",
-            params![id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                    r.get::<_, Option<String>>(8)?,
-                    r.get::<_, i64>(9)?,
-                    r.get::<_, i64>(10)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((
+const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at";
+
+/// The columns of [`EXECUTION_COLUMNS`], as text, before their JSON is parsed.
+type ExecutionRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+fn execution_of(row: ExecutionRow) -> Result<Execution> {
+    let (
         id,
         namespace,
         name,
@@ -397,11 +408,8 @@ fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
         error,
         created_at,
         updated_at,
-    )) = row
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Execution {
+    ) = row;
+    Ok(Execution {
         id,
         namespace,
         name,
@@ -414,7 +422,18 @@ fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
         error: error.as_deref().map(parse_json).transpose()?,
         created_at,
         updated_at,
-    }))
+    })
+}
+
+fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
+    conn.query_row(
+        &format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1"),
+        params![id],
+        execution_row,
+    )
+    .optional()?
+    .map(execution_of)
+    .transpose()
 }
 
 #[async_trait]
@@ -436,10 +455,38 @@ impl Store for SqliteStore {
     async fn unfinished(&self) -> Result<Vec<String>> {
         self.read(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT id FROM executions WHERE status NOT IN ('completed', 'faulted', 'cancelled') ORDER BY created_at, id",
+                "SELECT id FROM executions WHERE status NOT IN ('completed', 'faulted', 'cancelled') AND instr(id, '/') = 0 ORDER BY created_at, id",
             )?;
             let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
             Ok(ids)
+        })
+        .await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<Vec<Execution>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions
+                 WHERE (?1 IS NULL OR status = ?1)
+                   AND (?2 IS NULL OR name = ?2)
+                   AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
+                   AND (?5 OR instr(id, '/') = 0)
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT ?6"
+            ))?;
+            let (before_at, before_id) = query.before.unzip();
+            let rows = stmt.query_map(
+                params![
+                    query.status.map(Status::as_str),
+                    query.name,
+                    before_at,
+                    before_id,
+                    query.children,
+                    query.limit.min(i64::MAX as usize) as i64,
+                ],
+                execution_row,
+            )?;
+            rows.map(|row| execution_of(row?)).collect()
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod run;
+pub(crate) mod server;
 pub(crate) mod test;
 pub(crate) mod validate;
 

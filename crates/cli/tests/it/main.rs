@@ -4,6 +4,7 @@
 mod crash;
 mod ctk;
 mod run;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -34,6 +34,7 @@ for_each_store!(
     concurrent_commits_share_transactions_and_all_become_durable,
     a_broken_batch_stops_the_store_loudly,
     unfinished_lists_what_is_not_final,
+    list_filters_and_pages_newest_first,
     the_inbox_keeps_delivery_order,
 );
 

@@ -246,7 +246,8 @@ pub(crate) async fn a_broken_batch_stops_the_store_loudly(store: &dyn Store) {
 }
 
 pub(crate) async fn unfinished_lists_what_is_not_final(store: &dyn Store) {
-    for id in ["a", "b", "c"] {
+    // `a/do/0/sub` is a child of `a`: its parent resumes it.
+    for id in ["a", "b", "c", "a/do/0/sub"] {
         store.create(new_execution(id)).await.unwrap();
     }
     let ticket = store.commit(Batch {
@@ -265,6 +266,54 @@ pub(crate) async fn unfinished_lists_what_is_not_final(store: &dyn Store) {
         store.execution("b").await.unwrap().unwrap().error,
         Some(json!({"status": 500}))
     );
+}
+
+pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
+    for (i, id) in ["a", "b", "c", "d", "c/do/0/sub"].iter().enumerate() {
+        let mut new = new_execution(id);
+        new.created_at = 1_000 + i as i64;
+        if *id == "d" {
+            new.name = "other".into();
+        }
+        store.create(new).await.unwrap();
+    }
+    let ticket = store.commit(Batch {
+        execution: "b".into(),
+        status: Some(StatusChange {
+            status: Status::Completed,
+            output: Some(json!(1)),
+            error: None,
+            at: 2_000,
+        }),
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    let ids = |list: Vec<store::Execution>| list.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let query = |limit| store::ListQuery {
+        limit,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list(query(10)).await.unwrap()),
+        ["d", "c", "b", "a"]
+    );
+    let first = store.list(query(2)).await.unwrap();
+    let last = first.last().unwrap();
+    let before = Some((last.created_at, last.id.clone()));
+    assert_eq!(ids(first), ["d", "c"]);
+    let next = store::ListQuery { before, ..query(2) };
+    assert_eq!(ids(store.list(next).await.unwrap()), ["b", "a"]);
+    let pending_flows = store::ListQuery {
+        status: Some(Status::Pending),
+        name: Some("flow".into()),
+        ..query(10)
+    };
+    assert_eq!(ids(store.list(pending_flows).await.unwrap()), ["c", "a"]);
+    let with_children = store::ListQuery {
+        children: true,
+        ..query(10)
+    };
+    assert_eq!(store.list(with_children).await.unwrap().len(), 5);
 }
 
 pub(crate) async fn the_inbox_keeps_delivery_order(store: &dyn Store) {

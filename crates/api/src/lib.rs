@@ -1,0 +1,372 @@
+//! skein's REST API under `/v1`, and the [`Service`] that runs executions for it.
+//!
+//! **API boundary:** the only crate that knows HTTP. Handlers turn requests into calls
+//! on the service and the store, and results into [`wire`] types; every failure is an
+//! [`ApiError`], which becomes a JSON body that says what was wrong (4xx) or nothing
+//! internal (5xx).
+
+mod service;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use store::Created;
+
+pub use service::{Cancelled, Service};
+
+/// The longest `?wait` a request may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// Definitions larger than this are refused.
+pub const MAX_DEFINITION_BYTES: usize = 1 << 20;
+
+/// The API's routes over `service`.
+pub fn app(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/executions", post(start).get(list))
+        .route("/v1/executions/{id}", get(get_one))
+        .route("/v1/executions/{id}/cancel", post(cancel))
+        .route("/v1/executions/{id}/events", post(deliver))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(service)
+}
+
+/// A failed request: a status, a stable code and a message for the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: wire::Error,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: wire::Error {
+                error: code.into(),
+                message: message.into(),
+                diagnostics: Vec::new(),
+            },
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no execution `{id}`"),
+        )
+    }
+
+    fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// A failure of ours. The cause goes to the log, not to the client.
+    fn internal(cause: impl std::fmt::Display) -> ApiError {
+        eprintln!("skein: internal error: {cause}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to handle the request; see its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn healthz(State(service): State<Arc<Service>>) -> ApiResult<Json<Value>> {
+    // A read through the store proves the database answers.
+    service.store().execution("").await?;
+    Ok(Json(serde_json::json!({"status": "ok"})))
+}
+
+#[derive(Debug, Deserialize)]
+struct WaitParam {
+    /// How long to hold the response for the execution to end, such as `30s`.
+    wait: Option<String>,
+}
+
+impl WaitParam {
+    fn duration(&self) -> ApiResult<Option<Duration>> {
+        let Some(text) = &self.wait else {
+            return Ok(None);
+        };
+        let parsed: jiff::SignedDuration = text.parse().map_err(|e| {
+            ApiError::bad_request(format!(
+                "`wait={text}` is not a duration such as `30s` or `500ms`: {e}"
+            ))
+        })?;
+        let wait = Duration::try_from(parsed)
+            .map_err(|_| ApiError::bad_request(format!("`wait={text}` is negative")))?;
+        if wait > MAX_WAIT {
+            return Err(ApiError::bad_request(format!(
+                "`wait={text}` is longer than the limit of {} s",
+                MAX_WAIT.as_secs()
+            )));
+        }
+        Ok(Some(wait))
+    }
+}
+
+/// Client-chosen ids: letters, digits and `-_.:`, 1 to 128 of them. (A `/` would
+/// clash with the ids of child executions.)
+fn check_id(id: &str) -> ApiResult<()> {
+    let ok = (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{id}` is not a valid execution id: use 1 to 128 letters, digits, `-`, `_`, `.` or `:`"
+        )))
+    }
+}
+
+/// `POST /v1/executions[?wait=30s]`: 201 for a new execution, 200 for a repeated start
+/// (same id, same definition and input), 409 for an id taken by a different one.
+async fn start(
+    State(service): State<Arc<Service>>,
+    Query(wait): Query<WaitParam>,
+    body: Result<Json<wire::StartRequest>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<wire::Execution>)> {
+    let wait = wait.duration()?;
+    let Json(request) = body?;
+    if let Some(id) = &request.id {
+        check_id(id)?;
+    }
+    let options = dsl::Options {
+        max_bytes: MAX_DEFINITION_BYTES,
+        ..Default::default()
+    };
+    let parsed = dsl::parse(&request.workflow, &options);
+    let Some(workflow) = parsed.workflow else {
+        return Err(invalid_workflow(&request.workflow, &parsed.diagnostics));
+    };
+    let input = request
+        .input
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let (id, created) = service
+        .engine()
+        .create_or_get(&request.workflow, &workflow, request.id, input.clone())
+        .await
+        .map_err(ApiError::internal)?;
+    let status = match created {
+        Created::New => {
+            service.launch(&id);
+            StatusCode::CREATED
+        }
+        Created::Existing(existing) => {
+            if existing.definition != request.workflow || existing.input != input {
+                return Err(ApiError::conflict(format!(
+                    "the execution `{id}` exists with a different {}",
+                    if existing.definition != request.workflow {
+                        "definition"
+                    } else {
+                        "input"
+                    }
+                )));
+            }
+            StatusCode::OK
+        }
+    };
+    let execution = service
+        .wait(&id, wait.unwrap_or(Duration::ZERO))
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("the execution `{id}` vanished")))?;
+    Ok((status, Json(execution.into())))
+}
+
+fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
+    let index = dsl::LineIndex::new(source);
+    let diagnostics: Vec<wire::Diagnostic> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| {
+            let (line, column) = index.line_col(source, d.range.start);
+            wire::Diagnostic {
+                line,
+                column,
+                path: d.path.clone(),
+                message: d.message.clone(),
+                help: d.help.clone(),
+            }
+        })
+        .collect();
+    let first = diagnostics.first().map_or_else(String::new, |d| {
+        format!(": {}:{}: {}", d.line, d.column, d.message)
+    });
+    let mut error = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_workflow",
+        format!(
+            "the workflow is not valid ({} problem{}){first}",
+            diagnostics.len(),
+            if diagnostics.len() == 1 { "" } else { "s" }
+        ),
+    );
+    error.body.diagnostics = diagnostics;
+    error
+}
+
+/// `GET /v1/executions/{id}[?wait=30s]`.
+async fn get_one(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    Query(wait): Query<WaitParam>,
+) -> ApiResult<Json<wire::Execution>> {
+    let wait = wait.duration()?.unwrap_or(Duration::ZERO);
+    match service.wait(&id, wait).await? {
+        Some(execution) => Ok(Json(execution.into())),
+        None => Err(ApiError::not_found(&id)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    name: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/executions[?status=…&name=…&limit=…&cursor=…]`, newest first.
+async fn list(
+    State(service): State<Arc<Service>>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<wire::ExecutionList>> {
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            store::Status::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`status={s}` is not one of pending, running, waiting, suspended, \
+                     completed, faulted, cancelled"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit={limit}` is not between 1 and 1000"
+        )));
+    }
+    let before = params.cursor.as_deref().map(parse_cursor).transpose()?;
+    let executions = service
+        .store()
+        .list(store::ListQuery {
+            status,
+            name: params.name,
+            before,
+            children: false,
+            limit,
+        })
+        .await?;
+    let next_cursor = (executions.len() == limit)
+        .then(|| {
+            executions
+                .last()
+                .map(|e| format!("{}~{}", e.created_at, e.id))
+        })
+        .flatten();
+    Ok(Json(wire::ExecutionList {
+        executions: executions.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// A cursor is the creation time and id of the last execution of the previous page.
+fn parse_cursor(cursor: &str) -> ApiResult<(i64, String)> {
+    cursor
+        .split_once('~')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_string())))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`cursor={cursor}` is not a cursor this server gave out"
+            ))
+        })
+}
+
+/// `POST /v1/executions/{id}/cancel`: the execution as it stands after the cancel;
+/// 409 if it had already completed or faulted.
+async fn cancel(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wire::Execution>> {
+    match service.cancel(&id).await? {
+        Cancelled::Now(execution) => Ok(Json(execution.into())),
+        Cancelled::Ended(execution) => Err(ApiError::conflict(format!(
+            "the execution `{id}` has already {}",
+            execution.status.as_str()
+        ))),
+        Cancelled::NotFound => Err(ApiError::not_found(&id)),
+    }
+}
+
+/// `POST /v1/executions/{id}/events`: delivers a CloudEvent (structured JSON, with at
+/// least a `type`) to the execution, where its `listen` tasks find it.
+async fn deliver(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<wire::Delivered>)> {
+    let Json(event) = body?;
+    if !event.get("type").is_some_and(Value::is_string) {
+        return Err(ApiError::bad_request(
+            "the event must be a CloudEvent in structured JSON, with a string `type`",
+        ));
+    }
+    let Some(execution) = service.store().execution(&id).await? else {
+        return Err(ApiError::not_found(&id));
+    };
+    if execution.status.is_final() {
+        return Err(ApiError::conflict(format!(
+            "the execution `{id}` has already {}",
+            execution.status.as_str()
+        )));
+    }
+    let position = service
+        .engine()
+        .deliver(&id, event)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(wire::Delivered { position })))
+}

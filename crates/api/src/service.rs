@@ -1,0 +1,165 @@
+//! The service behind the API: it runs executions in the background, one task each,
+//! and lets requests wait for an execution's end or cancel it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::Engine;
+use serde_json::json;
+use store::{Batch, Execution, Store};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a cancel request waits for the execution to record its cancellation.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Service {
+    engine: Arc<Engine>,
+    running: Mutex<HashMap<String, Running>>,
+    tasks: TaskTracker,
+}
+
+/// An execution running in this process.
+struct Running {
+    cancel: CancellationToken,
+    /// Becomes true when its task ends.
+    done: watch::Receiver<bool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// What a cancel request found.
+pub enum Cancelled {
+    /// The execution is cancelled (now or before).
+    Now(Execution),
+    /// It had already ended otherwise.
+    Ended(Execution),
+    NotFound,
+}
+
+impl Service {
+    pub fn new(engine: Arc<Engine>) -> Arc<Service> {
+        Arc::new(Service {
+            engine,
+            running: Mutex::default(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.engine.store()
+    }
+
+    /// Runs execution `id` in the background, unless it runs already.
+    pub fn launch(self: &Arc<Self>, id: &str) {
+        let mut running = self.running.lock().expect("running lock");
+        if running.contains_key(id) {
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let (done_tx, done) = watch::channel(false);
+        let this = self.clone();
+        let owned = id.to_string();
+        let token = cancel.clone();
+        let task = self.tasks.spawn(async move {
+            // Secrets for server executions come with the server's configuration (later);
+            // none for now.
+            if let Err(e) = this.engine.run(&owned, json!({}), token).await {
+                eprintln!("skein: execution {owned} stopped: {e}");
+            }
+            this.running.lock().expect("running lock").remove(&owned);
+            let _ = done_tx.send(true);
+        });
+        running.insert(
+            id.to_string(),
+            Running {
+                cancel,
+                done,
+                task: task.abort_handle(),
+            },
+        );
+    }
+
+    /// Launches every execution that had not ended when the store was last used;
+    /// returns how many.
+    pub async fn resume_all(self: &Arc<Self>) -> Result<usize, store::Error> {
+        let ids = self.store().unfinished().await?;
+        for id in &ids {
+            self.launch(id);
+        }
+        Ok(ids.len())
+    }
+
+    fn done(&self, id: &str) -> Option<watch::Receiver<bool>> {
+        let running = self.running.lock().expect("running lock");
+        running.get(id).map(|r| r.done.clone())
+    }
+
+    /// The execution once it has ended, or as it stands when `wait` has passed. The
+    /// wait is woken by the end itself.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Execution>, store::Error> {
+        if let Some(mut done) = self.done(id) {
+            let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
+        }
+        self.store().execution(id).await
+    }
+
+    /// Cancels execution `id`: its running tasks are dropped (processes killed) and it
+    /// ends `cancelled`. Cancelling a cancelled execution is not an error.
+    pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancelled, store::Error> {
+        let Some(execution) = self.store().execution(id).await? else {
+            return Ok(Cancelled::NotFound);
+        };
+        if execution.status.is_final() {
+            return Ok(match execution.status {
+                store::Status::Cancelled => Cancelled::Now(execution),
+                _ => Cancelled::Ended(execution),
+            });
+        }
+        // Not final but not running here (it was created and not yet launched): run it
+        // with its cancellation already requested, so that it records the cancellation.
+        self.launch(id);
+        let done = {
+            let running = self.running.lock().expect("running lock");
+            running.get(id).map(|r| {
+                r.cancel.cancel();
+                r.done.clone()
+            })
+        };
+        if let Some(mut done) = done {
+            let _ = tokio::time::timeout(CANCEL_GRACE, done.wait_for(|d| *d)).await;
+        }
+        Ok(match self.store().execution(id).await? {
+            None => Cancelled::NotFound,
+            Some(e) if e.status == store::Status::Cancelled => Cancelled::Now(e),
+            Some(e) if e.status.is_final() => Cancelled::Ended(e),
+            // Still winding down after the grace period; report where it stands.
+            Some(e) => Cancelled::Now(e),
+        })
+    }
+
+    /// Stops for a shutdown: running executions are abandoned, not cancelled (they
+    /// resume from their journals at the next start), and everything already queued
+    /// is committed.
+    pub async fn shutdown(&self, grace: Duration) {
+        let running: Vec<tokio::task::AbortHandle> = {
+            let running = self.running.lock().expect("running lock");
+            running.values().map(|r| r.task.clone()).collect()
+        };
+        for task in running {
+            task.abort();
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        // An empty batch: once it is durable, so is every batch queued before it.
+        let ticket = self.store().commit(Batch::default());
+        if let Err(e) = self.store().durable(ticket).await {
+            eprintln!("skein: the last writes may not be on disk: {e}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The JSON the API reads and writes. Kept apart from the store's and the engine's
+//! types, so that either can change without changing what clients see.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /v1/executions`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The workflow definition, as YAML or JSON text.
+    pub workflow: String,
+    /// The workflow's input; `{}` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// A client-chosen id, which makes the start idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// An execution, as `GET /v1/executions/{id}` and the other endpoints return it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub id: String,
+    pub workflow: WorkflowRef,
+    /// `pending`, `running`, `waiting`, `suspended`, `completed`, `faulted` or `cancelled`.
+    pub status: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The DSL's error object (type, status, title, detail, instance) of a faulted run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct WorkflowRef {
+    pub namespace: String,
+    pub name: String,
+    pub version: String,
+}
+
+/// `GET /v1/executions`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionList {
+    pub executions: Vec<Execution>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/executions/{id}/events`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Delivered {
+    /// The event's position in the execution's inbox.
+    pub position: u64,
+}
+
+/// The body of every 4xx and 5xx response.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Error {
+    /// A stable code, such as `not_found` or `invalid_workflow`.
+    pub error: String,
+    pub message: String,
+    /// For `invalid_workflow`: each problem, with its line, column and JSON pointer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    /// JSON pointer of the offending node.
+    pub path: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl From<store::Execution> for Execution {
+    fn from(e: store::Execution) -> Execution {
+        Execution {
+            workflow: WorkflowRef {
+                namespace: e.namespace,
+                name: e.name,
+                version: e.version,
+            },
+            status: e.status.as_str().to_string(),
+            input: e.input,
+            output: e.output,
+            error: e.error,
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+            id: e.id,
+        }
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}

@@ -1,0 +1,313 @@
+//! The REST API against a real server on a loopback port, with a real SQLite journal
+//! and real HTTP clients.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::{Engine, SystemClock};
+use serde_json::{Value, json};
+use store::Durability;
+use store::sqlite::SqliteStore;
+
+struct Server {
+    base: String,
+    service: Arc<api::Service>,
+    client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A server over the journal in `dir`.
+async fn serve_at(dir: &std::path::Path) -> Server {
+    let store = Arc::new(SqliteStore::open(&dir.join("skein.db"), Durability::Full).unwrap());
+    let engine = Arc::new(Engine::new(
+        store,
+        Arc::new(runtime::Runtime::new()),
+        Arc::new(SystemClock),
+    ));
+    let service = api::Service::new(engine);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = api::app(service.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        base,
+        service,
+        client: reqwest::Client::new(),
+        _dir: None,
+    }
+}
+
+async fn serve() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve_at(dir.path()).await;
+    server._dir = Some(dir);
+    server
+}
+
+impl Server {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+}
+
+fn flow(tasks: &str) -> String {
+    format!(
+        "document: {{dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}}\ndo:\n{tasks}"
+    )
+}
+
+const DOUBLE: &str = "  - double:\n      set: '${ { n: (.n * 2) } }'\n";
+
+#[tokio::test]
+async fn start_wait_and_idempotent_restart() {
+    let server = serve().await;
+    let start = json!({"workflow": flow(DOUBLE), "input": {"n": 21}, "id": "job-1"});
+    let (status, body) = server.post("/v1/executions?wait=10s", start.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["output"], json!({"n": 42}));
+    assert_eq!(body["workflow"]["name"], "flow");
+
+    // The same start again: the same execution, 200.
+    let (status, again) = server.post("/v1/executions", start.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["createdAt"], body["createdAt"]);
+
+    // The same id with another input or definition: 409, naming what differs.
+    let mut other = start.clone();
+    other["input"] = json!({"n": 1});
+    let (status, body) = server.post("/v1/executions", other).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("conflict")));
+    assert!(
+        body["message"].as_str().unwrap().contains("input"),
+        "{body}"
+    );
+
+    let (status, body) = server.get("/v1/executions/job-1").await;
+    assert_eq!((status, body["output"].clone()), (200, json!({"n": 42})));
+    let (status, body) = server.get("/v1/executions/nope").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn bad_requests_say_what_was_wrong() {
+    let server = serve().await;
+    // An invalid workflow: every problem, with its line and pointer.
+    let (status, body) = server
+        .post(
+            "/v1/executions",
+            json!({"workflow": flow("  - a:\n      sett: 1\n")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_workflow"))
+    );
+    let first = &body["diagnostics"][0];
+    assert_eq!(
+        (first["line"].as_u64(), first["path"].as_str()),
+        (Some(4), Some("/do/0/a/sett"))
+    );
+
+    // A body that is not JSON, an unknown field, a bad id, a bad wait.
+    let response = server
+        .client
+        .post(format!("{}/v1/executions", server.base))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let (status, body) = server
+        .post(
+            "/v1/executions",
+            json!({"workflow": flow(DOUBLE), "inputs": {}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("inputs"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/v1/executions",
+            json!({"workflow": flow(DOUBLE), "id": "a/b"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("`a/b`"),
+        "{body}"
+    );
+    let (status, body) = server.get("/v1/executions/x?wait=soon").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("wait=soon"),
+        "{body}"
+    );
+    let (status, _) = server.get("/v1/executions/x?wait=1h").await;
+    assert_eq!(status, 400);
+    let (status, _) = server.get("/v2/nothing").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_delivered_event_completes_a_listen() {
+    let server = serve().await;
+    let waiting = flow(
+        "  - approval:\n      listen:\n        to:\n          one:\n            with: { type: com.example.approved }\n",
+    );
+    let (status, body) = server
+        .post("/v1/executions", json!({"workflow": waiting, "id": "w1"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(!["completed", "faulted"].contains(&body["status"].as_str().unwrap()));
+
+    let (status, body) = server
+        .post("/v1/executions/w1/events", json!({"data": 1}))
+        .await;
+    assert_eq!(status, 400, "an event without a type: {body}");
+    let (status, body) = server
+        .post(
+            "/v1/executions/w1/events",
+            json!({"type": "com.example.approved", "data": {"by": "ada"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    let (status, body) = server.get("/v1/executions/w1?wait=10s").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("completed")),
+        "{body}"
+    );
+    assert_eq!(body["output"], json!([{"by": "ada"}]));
+    let (status, _) = server
+        .post("/v1/executions/w1/events", json!({"type": "late"}))
+        .await;
+    assert_eq!(status, 409, "a finished execution takes no events");
+}
+
+#[tokio::test]
+async fn cancel_ends_a_waiting_execution_once() {
+    let server = serve().await;
+    let slow = flow("  - nap:\n      wait: { seconds: 30 }\n");
+    let (status, _) = server
+        .post("/v1/executions", json!({"workflow": slow, "id": "c1"}))
+        .await;
+    assert_eq!(status, 201);
+    let started = Instant::now();
+    let (status, body) = server.post("/v1/executions/c1/cancel", json!(null)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Again: still cancelled, not an error.
+    let (status, body) = server.post("/v1/executions/c1/cancel", json!(null)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
+
+    // A completed execution cannot be cancelled.
+    let (_, done) = server
+        .post(
+            "/v1/executions?wait=10s",
+            json!({"workflow": flow(DOUBLE), "input": {"n": 1}}),
+        )
+        .await;
+    let id = done["id"].as_str().unwrap();
+    let (status, body) = server
+        .post(&format!("/v1/executions/{id}/cancel"), json!(null))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("completed"));
+    let (status, _) = server.post("/v1/executions/none/cancel", json!(null)).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let server = serve().await;
+    for n in 0..5 {
+        let (status, _) = server
+            .post(
+                "/v1/executions?wait=10s",
+                json!({"workflow": flow(DOUBLE), "input": {"n": n}, "id": format!("l{n}")}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/executions?status=completed&limit=2".to_string();
+    loop {
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for e in page["executions"].as_array().unwrap() {
+            seen.push(e["id"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/v1/executions?status=completed&limit=2&cursor={cursor}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["l4", "l3", "l2", "l1", "l0"],
+        "newest first, each once"
+    );
+    let (_, none) = server.get("/v1/executions?status=faulted").await;
+    assert_eq!(none["executions"], json!([]));
+    let (status, _) = server.get("/v1/executions?status=done").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_shutdown_abandons_running_executions_and_the_next_server_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_at(dir.path()).await;
+    let napping = flow(
+        "  - nap:\n      wait: { milliseconds: 400 }\n  - after:\n      set: { woke: true }\n",
+    );
+    let (status, _) = server
+        .post("/v1/executions", json!({"workflow": napping, "id": "r1"}))
+        .await;
+    assert_eq!(status, 201);
+    server.service.shutdown(Duration::from_secs(5)).await;
+    let (_, body) = server.get("/v1/executions/r1").await;
+    assert!(
+        !["cancelled", "completed"].contains(&body["status"].as_str().unwrap()),
+        "abandoned, not ended: {body}"
+    );
+
+    let next = serve_at(dir.path()).await;
+    assert_eq!(next.service.resume_all().await.unwrap(), 1);
+    let (status, body) = next.get("/v1/executions/r1?wait=10s").await;
+    assert_eq!(
+        (status, body["output"].clone()),
+        (200, json!({"woke": true})),
+        "{body}"
+    );
+}

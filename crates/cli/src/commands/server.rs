@@ -1,0 +1,127 @@
+//! `skein server`: the REST API over the embedded store, running executions in the
+//! background and resuming, at start, those a previous server left unfinished.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use engine::{Engine, SystemClock};
+use store::sqlite::SqliteStore;
+use store::{Durability, Store};
+
+/// Serve the REST API (under /v1) for starting, watching and cancelling executions.
+///
+/// Executions run inside the server and are journaled in a SQLite file under the data
+/// directory. At start the server resumes every execution that was unfinished when it
+/// last stopped, however it stopped. On SIGTERM or Ctrl-C it stops accepting requests,
+/// lets queued journal writes commit, and exits; running executions resume at the next
+/// start.
+///
+/// Endpoints: POST /v1/executions (body {workflow, input?, id?}; ?wait=30s holds the
+/// response until the end), GET /v1/executions[?status=&name=&limit=&cursor=],
+/// GET /v1/executions/{id}[?wait=30s], POST /v1/executions/{id}/cancel,
+/// POST /v1/executions/{id}/events (a CloudEvent for `listen`), GET /healthz.
+///
+/// There is no authentication yet, so the server listens on loopback addresses only.
+#[derive(ClapArgs)]
+#[command(
+    after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
+)]
+pub(crate) struct Args {
+    /// The address to listen on (a loopback address: there is no authentication yet).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Where the journal lives.
+    #[arg(long, value_name = "DIR", default_value = ".skein")]
+    data_dir: PathBuf,
+
+    /// Where `run.workflow` finds sub-workflows: DIR/{namespace}/{name}/{version}.yaml (or .json).
+    #[arg(long, value_name = "DIR", default_value = "workflows")]
+    catalog: PathBuf,
+
+    /// Commit without waiting for the disk (survives a crash of skein, not of the machine).
+    #[arg(long)]
+    fast: bool,
+
+    /// How long a shutdown waits for running work to let go, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    shutdown_grace: u64,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    super::block_on(async {
+        match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("skein: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn serve(args: Args) -> Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {}: skein server has no authentication yet, so it listens \
+             on loopback addresses only (such as 127.0.0.1:8080)",
+            args.listen
+        );
+    }
+    let durability = if args.fast {
+        Durability::Process
+    } else {
+        Durability::Full
+    };
+    let db = args.data_dir.join("skein.db");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db, durability)
+            .with_context(|| format!("cannot open the journal at {}", db.display()))?,
+    );
+    let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
+    let engine = Arc::new(Engine::new(store, Arc::new(effects), Arc::new(SystemClock)));
+    let service = api::Service::new(engine);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let resumed = service
+        .resume_all()
+        .await
+        .context("cannot read the unfinished executions")?;
+    eprintln!(
+        "skein server listening on http://{} (journal {}, {resumed} execution{} resumed)",
+        listener.local_addr()?,
+        db.display(),
+        if resumed == 1 { "" } else { "s" }
+    );
+    axum::serve(listener, api::app(service.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server failed")?;
+    eprintln!("skein server: shutting down");
+    service
+        .shutdown(Duration::from_secs(args.shutdown_grace))
+        .await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

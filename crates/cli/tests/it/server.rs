@@ -1,0 +1,133 @@
+//! `skein server` as a real process: killed with SIGKILL while executions run, it
+//! resumes them all at its next start; on SIGTERM it exits cleanly and promptly.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_server(port: u16, data: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn call(client: &reqwest::Client, url: String, body: Option<Value>) -> (u16, Value) {
+    let request = match body {
+        Some(body) => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap()),
+        None => client.get(url),
+    };
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_every_running_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // reqwest is built without a default TLS provider; skein's runtime installs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: nap, version: '1.0.0'}
+do:
+  - nap:
+      wait: { milliseconds: 1500 }
+  - result:
+      set: '${ { n: (.n * 10) } }'
+";
+
+    let mut server = start_server(port, data);
+    healthy(&client, &base).await;
+    for n in 0..20 {
+        let (status, body) = call(
+            &client,
+            format!("{base}/v1/executions"),
+            Some(json!({"workflow": workflow, "input": {"n": n}, "id": format!("e{n}")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    server.kill().await.unwrap();
+
+    let mut server = start_server(port, data);
+    healthy(&client, &base).await;
+    for n in 0..20 {
+        let (status, body) =
+            call(&client, format!("{base}/v1/executions/e{n}?wait=20s"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (body["status"].as_str(), body["output"].clone()),
+            (Some("completed"), json!({"n": n * 10})),
+            "e{n}: {body}"
+        );
+    }
+
+    // SIGTERM: a clean, prompt exit.
+    let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), server.wait())
+        .await
+        .expect("the server exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_server_refuses_a_public_address_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "server",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
