@@ -23,3 +23,21 @@ pub(crate) fn block_on(
         }
     }
 }
+
+/// Opens the journal under `data_dir`: with `fast`, commits do not wait for the disk.
+/// Returns it with the database file's path, for messages.
+pub(crate) fn open_journal(
+    data_dir: &std::path::Path,
+    fast: bool,
+) -> anyhow::Result<(std::sync::Arc<dyn store::Store>, std::path::PathBuf)> {
+    use anyhow::Context;
+    let durability = if fast {
+        store::Durability::Process
+    } else {
+        store::Durability::Full
+    };
+    let db = data_dir.join("skein.db");
+    let store = store::sqlite::SqliteStore::open(&db, durability)
+        .with_context(|| format!("cannot open the journal at {}", db.display()))?;
+    Ok((std::sync::Arc::new(store), db))
+}

@@ -8,8 +8,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use engine::{Engine, Outcome, SystemClock};
 use serde_json::{Map, Value};
-use store::sqlite::SqliteStore;
-use store::{Durability, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Run a workflow to completion on the embedded store and print its output as JSON.
@@ -79,16 +77,7 @@ async fn run_async(args: Args) -> ExitCode {
 
 async fn execute(args: Args) -> Result<ExitCode> {
     let secrets = parse_secrets(&args.secrets)?;
-    let durability = if args.fast {
-        Durability::Process
-    } else {
-        Durability::Full
-    };
-    let db = args.data_dir.join("skein.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db, durability)
-            .with_context(|| format!("cannot open the journal at {}", db.display()))?,
-    );
+    let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let progress = Arc::new(crate::progress::Progress::new());
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))

@@ -10,8 +10,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use engine::{Engine, SystemClock};
-use store::sqlite::SqliteStore;
-use store::{Durability, Store};
 
 /// Serve the REST API (under /v1) for starting, watching and cancelling executions.
 ///
@@ -73,16 +71,7 @@ async fn serve(args: Args) -> Result<()> {
             args.listen
         );
     }
-    let durability = if args.fast {
-        Durability::Process
-    } else {
-        Durability::Full
-    };
-    let db = args.data_dir.join("skein.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db, durability)
-            .with_context(|| format!("cannot open the journal at {}", db.display()))?,
-    );
+    let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
     let engine = Arc::new(Engine::new(store, Arc::new(effects), Arc::new(SystemClock)));
     let service = api::Service::new(engine);
