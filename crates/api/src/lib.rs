@@ -6,6 +6,7 @@
 //! internal (5xx).
 
 mod service;
+mod stream;
 pub mod wire;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use store::Created;
 
-pub use service::{Cancelled, Service};
+pub use service::{Cancelled, Options, Service};
 
 /// The longest `?wait` a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -36,7 +37,10 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/cancel", post(cancel))
-        .route("/v1/executions/{id}/events", post(deliver))
+        .route(
+            "/v1/executions/{id}/events",
+            post(deliver).get(stream::execution_events),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -17,8 +17,24 @@ const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Service {
     engine: Arc<Engine>,
+    options: Options,
     running: Mutex<HashMap<String, Running>>,
     tasks: TaskTracker,
+}
+
+/// How the service behaves toward clients.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How often an idle event stream sends a comment, so that proxies keep it open.
+    pub heartbeat: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            heartbeat: Duration::from_secs(15),
+        }
+    }
 }
 
 /// An execution running in this process.
@@ -40,11 +56,20 @@ pub enum Cancelled {
 
 impl Service {
     pub fn new(engine: Arc<Engine>) -> Arc<Service> {
+        Service::with_options(engine, Options::default())
+    }
+
+    pub fn with_options(engine: Arc<Engine>, options: Options) -> Arc<Service> {
         Arc::new(Service {
             engine,
+            options,
             running: Mutex::default(),
             tasks: TaskTracker::new(),
         })
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        self.options.heartbeat
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

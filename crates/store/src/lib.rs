@@ -194,6 +194,11 @@ impl Json {
         self.0.get()
     }
 
+    /// The document as a raw JSON value, to embed in a larger document as it is.
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
     /// Parses the document, for a reader that needs its fields.
     pub fn value(&self) -> Value {
         // The text was checked when it was made or read.
@@ -223,6 +228,13 @@ impl From<&Value> for Json {
     fn from(value: &Value) -> Json {
         Json::of(value)
     }
+}
+
+/// New events of one execution, committed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed {
+    pub execution: std::sync::Arc<str>,
+    pub last_seq: u64,
 }
 
 /// One atomic change to one execution: step records, events, and perhaps a new status.
@@ -286,6 +298,15 @@ pub trait Store: Send + Sync {
 
     /// Events of an execution after `after_seq`, in order, at most `limit`.
     async fn events(&self, id: &str, after_seq: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// The sequence number of the last event of `id` before `time` (0 if none): the
+    /// cursor from which to read the events at or after `time`.
+    async fn seq_before(&self, id: &str, time: Millis) -> Result<u64>;
+
+    /// Tells, after each commit, which executions have new events, up to which
+    /// sequence number. A receiver that falls behind misses notices (and learns it
+    /// from `RecvError::Lagged`), never events: those it reads from the journal.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Committed>;
 
     /// Queues a batch for the next group commit and returns its ticket at once.
     fn commit(&self, batch: Batch) -> Ticket;

@@ -16,15 +16,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::{
-    Batch, Created, Durability, Error, Event, Execution, Journal, Json, ListQuery, NewExecution,
-    Result, Status, Step, StepState, Store, Ticket,
+    Batch, Committed, Created, Durability, Error, Event, Execution, Journal, Json, ListQuery,
+    Millis, NewExecution, Result, Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
 const MAX_GROUP: usize = 4096;
+
+/// Commit notices kept for subscribers that have not read them yet.
+const NOTICES: usize = 4096;
 
 /// Longest a batch nobody waits for stays uncommitted. A crash loses at most this
 /// much such work, which the engine re-runs from the journal: nothing outside the
@@ -95,6 +98,7 @@ pub struct SqliteStore {
     queue: Mutex<(mpsc::Sender<(u64, Command)>, u64)>,
     progress: watch::Receiver<Progress>,
     wanted: Wanted,
+    notices: broadcast::Sender<Committed>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -116,14 +120,21 @@ impl SqliteStore {
             failure: None,
         });
         let wanted = Wanted::default();
-        let writer_wants = wanted.clone();
+        let (notices, _) = broadcast::channel(NOTICES);
+        let writer = Writer {
+            conn: writer,
+            progress: progress_tx,
+            wanted: wanted.clone(),
+            notices: notices.clone(),
+        };
         std::thread::Builder::new()
             .name("skein-store-writer".into())
-            .spawn(move || write_loop(writer, rx, progress_tx, writer_wants))?;
+            .spawn(move || write_loop(writer, rx))?;
         Ok(SqliteStore {
             queue: Mutex::new((tx, 0)),
             progress,
             wanted,
+            notices,
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -174,17 +185,28 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
 }
 
-fn write_loop(
-    mut conn: Connection,
-    rx: mpsc::Receiver<(u64, Command)>,
+/// What the writer thread owns.
+struct Writer {
+    conn: Connection,
     progress: watch::Sender<Progress>,
     wanted: Wanted,
-) {
+    notices: broadcast::Sender<Committed>,
+}
+
+fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
+    let Writer {
+        mut conn,
+        progress,
+        wanted,
+        notices,
+    } = writer;
     let mut committed = 0;
     while let Ok(first) = rx.recv() {
         let opened = Instant::now();
         let mut last = 0;
         let mut replies = Vec::new();
+        // The last event of each execution in this transaction, for the notices.
+        let mut newest: Vec<(String, u64)> = Vec::new();
         let result = (|| -> Result<()> {
             let tx = conn.transaction()?;
             let mut next = Some(first);
@@ -192,7 +214,15 @@ fn write_loop(
             while let Some((ticket, command)) = next.take() {
                 folded += 1;
                 match command {
-                    Command::Batch(batch) => apply(&tx, &batch)?,
+                    Command::Batch(batch) => {
+                        apply(&tx, &batch)?;
+                        if let Some(event) = batch.events.last() {
+                            match newest.iter_mut().find(|(id, _)| *id == batch.execution) {
+                                Some((_, seq)) => *seq = (*seq).max(event.seq),
+                                None => newest.push((batch.execution, event.seq)),
+                            }
+                        }
+                    }
                     Command::Create(new, reply) => {
                         replies.push(Reply::Create(create(&tx, &new), reply))
                     }
@@ -228,6 +258,13 @@ fn write_loop(
                 }
                 committed = committed.max(last);
                 progress.send_modify(|p| p.committed = committed);
+                for (execution, last_seq) in newest {
+                    // No subscriber is not an error.
+                    let _ = notices.send(Committed {
+                        execution: Arc::from(execution),
+                        last_seq,
+                    });
+                }
             }
             Err(e) => {
                 let message: Arc<str> = Arc::from(e.to_string());
@@ -566,6 +603,23 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn seq_before(&self, id: &str, time: Millis) -> Result<u64> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let seq: Option<i64> = conn.query_row(
+                "SELECT MAX(seq) FROM events WHERE execution_id = ?1 AND time < ?2",
+                params![id, time],
+                |r| r.get(0),
+            )?;
+            Ok(seq.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.notices.subscribe()
     }
 
     fn commit(&self, batch: Batch) -> Ticket {

@@ -18,13 +18,17 @@ struct Server {
 
 /// A server over the journal in `dir`.
 async fn serve_at(dir: &std::path::Path) -> Server {
+    serve_with(dir, api::Options::default()).await
+}
+
+async fn serve_with(dir: &std::path::Path, options: api::Options) -> Server {
     let store = Arc::new(SqliteStore::open(&dir.join("skein.db"), Durability::Full).unwrap());
     let engine = Arc::new(Engine::new(
         store,
         Arc::new(runtime::Runtime::new()),
         Arc::new(SystemClock),
     ));
-    let service = api::Service::new(engine);
+    let service = api::Service::with_options(engine, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = api::app(service.clone());
@@ -309,5 +313,209 @@ async fn a_shutdown_abandons_running_executions_and_the_next_server_resumes_them
         (status, body["output"].clone()),
         (200, json!({"woke": true})),
         "{body}"
+    );
+}
+
+/// A client of one SSE stream that reads frames as they come.
+struct Sse {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One SSE frame: its `id:`, its `data:` (parsed), and whether it was only a comment.
+#[derive(Debug)]
+struct Frame {
+    id: Option<u64>,
+    data: Option<Value>,
+    comment: bool,
+}
+
+impl Sse {
+    async fn open(server: &Server, path: &str, last_event_id: Option<u64>) -> Sse {
+        let mut request = server.client.get(format!("{}{path}", server.base));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Sse {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next frame, or `None` when the server ended the stream.
+    async fn next(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let mut parsed = Frame {
+                    id: None,
+                    data: None,
+                    comment: false,
+                };
+                for line in frame.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        parsed.id = Some(id.parse().unwrap());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        parsed.data = Some(serde_json::from_str(data).unwrap());
+                    } else if line.starts_with(':') {
+                        parsed.comment = true;
+                    }
+                }
+                return Some(parsed);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.response.chunk())
+                .await
+                .expect("the stream stalled")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next event, skipping comments.
+    async fn event(&mut self) -> Option<(u64, Value)> {
+        loop {
+            let frame = self.next().await?;
+            if let (Some(id), Some(data)) = (frame.id, frame.data) {
+                return Some((id, data));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_stream_resumes_after_a_reconnect_exactly_once_in_order() {
+    let server = serve().await;
+    let busy = flow(
+        "  - many:
+      for: { in: '[range(340)]' }
+      do:
+        - step:
+            set: '${ { i: $item } }'
+  - nap:
+      wait: { milliseconds: 300 }
+  - last:
+      set: { done: true }
+",
+    );
+    let (status, _) = server
+        .post("/v1/executions", json!({"workflow": busy, "id": "s1"}))
+        .await;
+    assert_eq!(status, 201);
+
+    // Read 400 events, then drop the connection.
+    let mut seen = Vec::new();
+    {
+        let mut sse = Sse::open(&server, "/v1/executions/s1/events", None).await;
+        while seen.len() < 400 {
+            let (id, event) = sse.event().await.expect("the stream ended early");
+            assert_eq!(event["specversion"], "1.0");
+            assert_eq!(event["subject"], "s1");
+            assert_eq!(event["sequence"].as_u64(), Some(id));
+            seen.push((id, event["type"].as_str().unwrap().to_string()));
+        }
+    }
+    // Reconnect with the last id: the rest, once each, until the execution ends.
+    let mut sse = Sse::open(
+        &server,
+        "/v1/executions/s1/events",
+        Some(seen.last().unwrap().0),
+    )
+    .await;
+    while let Some((id, event)) = sse.event().await {
+        seen.push((id, event["type"].as_str().unwrap().to_string()));
+    }
+    let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<u64> = (1..=ids.len() as u64).collect();
+    assert_eq!(ids, expected, "every event once, in order");
+    assert!(ids.len() > 1000, "{} events", ids.len());
+    assert_eq!(seen[0].1, "io.serverlessworkflow.workflow.started.v1");
+    assert_eq!(
+        seen.last().unwrap().1,
+        "io.serverlessworkflow.workflow.completed.v1"
+    );
+    let stored = server
+        .service
+        .store()
+        .events("s1", 0, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), ids.len());
+
+    // `?since_id=` starts after that id; a finished execution's stream ends by itself.
+    let mut tail = Sse::open(&server, "/v1/executions/s1/events?since_id=1000", None).await;
+    let mut rest = Vec::new();
+    while let Some((id, _)) = tail.event().await {
+        rest.push(id);
+    }
+    assert_eq!(rest, (1001..=ids.len() as u64).collect::<Vec<_>>());
+
+    // `?since_time=` starts at the first event at or after that time.
+    let last = stored.last().unwrap();
+    let at = jiff::Timestamp::from_millisecond(last.time).unwrap();
+    let mut by_time = Sse::open(
+        &server,
+        &format!("/v1/executions/s1/events?since_time={at}"),
+        None,
+    )
+    .await;
+    let (first, _) = by_time.event().await.unwrap();
+    assert!(first <= last.seq);
+    assert!(
+        stored
+            .iter()
+            .filter(|e| e.seq < first)
+            .all(|e| e.time < last.time)
+    );
+
+    let (status, _) = server.get("/v1/executions/nope/events").await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .get("/v1/executions/s1/events?since_time=yesterday")
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn an_idle_event_stream_sends_heartbeats_and_then_the_live_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        dir.path(),
+        api::Options {
+            heartbeat: Duration::from_millis(100),
+        },
+    )
+    .await;
+    let waiting = flow(
+        "  - approval:\n      listen:\n        to:\n          one:\n            with: { type: go }\n",
+    );
+    server
+        .post("/v1/executions", json!({"workflow": waiting, "id": "h1"}))
+        .await;
+    let mut sse = Sse::open(&server, "/v1/executions/h1/events", None).await;
+    // Caught up on the first events, then only heartbeats while the listener waits.
+    let mut heartbeats = 0;
+    while heartbeats < 2 {
+        let frame = sse.next().await.unwrap();
+        if frame.comment {
+            heartbeats += 1;
+        }
+    }
+    server
+        .post("/v1/executions/h1/events", json!({"type": "go"}))
+        .await;
+    let mut types = Vec::new();
+    while let Some((_, event)) = sse.event().await {
+        types.push(event["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("io.serverlessworkflow.workflow.completed.v1"),
+        "{types:?}"
     );
 }

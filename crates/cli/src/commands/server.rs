@@ -22,7 +22,9 @@ use engine::{Engine, SystemClock};
 /// Endpoints: POST /v1/executions (body {workflow, input?, id?}; ?wait=30s holds the
 /// response until the end), GET /v1/executions[?status=&name=&limit=&cursor=],
 /// GET /v1/executions/{id}[?wait=30s], POST /v1/executions/{id}/cancel,
-/// POST /v1/executions/{id}/events (a CloudEvent for `listen`), GET /healthz.
+/// POST /v1/executions/{id}/events (a CloudEvent for `listen`),
+/// GET /v1/executions/{id}/events (the execution's events as a live SSE stream, resumable
+/// with Last-Event-ID, ?since_id= or ?since_time=), GET /healthz.
 ///
 /// There is no authentication yet, so the server listens on loopback addresses only.
 #[derive(ClapArgs)]
@@ -45,6 +47,10 @@ pub(crate) struct Args {
     /// Commit without waiting for the disk (survives a crash of skein, not of the machine).
     #[arg(long)]
     fast: bool,
+
+    /// How often an idle event stream sends a heartbeat comment, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    heartbeat: u64,
 
     /// How long a shutdown waits for running work to let go, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -74,7 +80,15 @@ async fn serve(args: Args) -> Result<()> {
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
     let engine = Arc::new(Engine::new(store, Arc::new(effects), Arc::new(SystemClock)));
-    let service = api::Service::new(engine);
+    if args.heartbeat == 0 {
+        bail!("--heartbeat must be at least 1 second");
+    }
+    let service = api::Service::with_options(
+        engine,
+        api::Options {
+            heartbeat: Duration::from_secs(args.heartbeat),
+        },
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -35,6 +35,7 @@ for_each_store!(
     a_broken_batch_stops_the_store_loudly,
     unfinished_lists_what_is_not_final,
     list_filters_and_pages_newest_first,
+    commits_announce_new_events,
     the_inbox_keeps_delivery_order,
 );
 

@@ -316,6 +316,32 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
     assert_eq!(store.list(with_children).await.unwrap().len(), 5);
 }
 
+pub(crate) async fn commits_announce_new_events(store: &dyn Store) {
+    let mut notices = store.subscribe();
+    seed(store, "e1").await;
+    let notice = notices.recv().await.unwrap();
+    assert_eq!((&*notice.execution, notice.last_seq), ("e1", 2));
+    // A batch without events announces nothing; the next one with events does.
+    store.commit(Batch {
+        execution: "e1".into(),
+        steps: vec![Step {
+            key: "/do/1/b".into(),
+            state: StepState::Started,
+        }],
+        ..Default::default()
+    });
+    let ticket = store.commit(Batch {
+        execution: "e1".into(),
+        events: vec![event(3, "task.started"), event(4, "task.completed")],
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    let notice = notices.recv().await.unwrap();
+    assert_eq!((&*notice.execution, notice.last_seq), ("e1", 4));
+    assert_eq!(store.seq_before("e1", 1_003).await.unwrap(), 2);
+    assert_eq!(store.seq_before("e1", 0).await.unwrap(), 0);
+}
+
 pub(crate) async fn the_inbox_keeps_delivery_order(store: &dyn Store) {
     store.create(new_execution("e1")).await.unwrap();
     assert_eq!(store.deliver("e1", json!({"type": "a"})).await.unwrap(), 1);
