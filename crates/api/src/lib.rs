@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use store::Created;
 
-pub use service::{Cancelled, Options, Service};
+pub use service::{Options, Service, Steered};
 
 /// The longest `?wait` a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -37,6 +37,8 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/cancel", post(cancel))
+        .route("/v1/executions/{id}/pause", post(pause))
+        .route("/v1/executions/{id}/resume", post(resume))
         .route(
             "/v1/executions/{id}/events",
             post(deliver).get(stream::execution_events),
@@ -193,7 +195,7 @@ async fn start(
         .map_err(ApiError::internal)?;
     let status = match created {
         Created::New => {
-            service.launch(&id);
+            service.launch(&id, false);
             StatusCode::CREATED
         }
         Created::Existing(existing) => {
@@ -335,13 +337,34 @@ async fn cancel(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
-    match service.cancel(&id).await? {
-        Cancelled::Now(execution) => Ok(Json(execution.into())),
-        Cancelled::Ended(execution) => Err(ApiError::conflict(format!(
-            "the execution `{id}` has already {}",
+    steered(&id, "cancel", service.cancel(&id).await?)
+}
+
+/// `POST /v1/executions/{id}/pause`: no new task starts and timers hold until resumed;
+/// tasks already running finish. 409 once the execution has ended.
+async fn pause(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wire::Execution>> {
+    steered(&id, "pause", service.set_paused(&id, true).await?)
+}
+
+/// `POST /v1/executions/{id}/resume`. 409 once the execution has ended.
+async fn resume(
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wire::Execution>> {
+    steered(&id, "resume", service.set_paused(&id, false).await?)
+}
+
+fn steered(id: &str, verb: &str, outcome: Steered) -> ApiResult<Json<wire::Execution>> {
+    match outcome {
+        Steered::Now(execution) => Ok(Json(execution.into())),
+        Steered::Ended(execution) => Err(ApiError::conflict(format!(
+            "cannot {verb} the execution `{id}`: it has already {}",
             execution.status.as_str()
         ))),
-        Cancelled::NotFound => Err(ApiError::not_found(&id)),
+        Steered::NotFound => Err(ApiError::not_found(id)),
     }
 }
 

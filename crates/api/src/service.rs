@@ -40,19 +40,24 @@ impl Default for Options {
 /// An execution running in this process.
 struct Running {
     cancel: CancellationToken,
+    /// True while it is paused.
+    pause: watch::Sender<bool>,
     /// Becomes true when its task ends.
     done: watch::Receiver<bool>,
     task: tokio::task::AbortHandle,
 }
 
-/// What a cancel request found.
-pub enum Cancelled {
-    /// The execution is cancelled (now or before).
+/// What a cancel, pause or resume request found.
+pub enum Steered {
+    /// The execution as it stands after the request (also when it already stood so).
     Now(Execution),
-    /// It had already ended otherwise.
+    /// It had already ended, in another way than the request asked for.
     Ended(Execution),
     NotFound,
 }
+
+/// How long a pause or resume waits for the run to record its new status.
+const STEER_WAIT: Duration = Duration::from_secs(5);
 
 impl Service {
     pub fn new(engine: Arc<Engine>) -> Arc<Service> {
@@ -80,21 +85,26 @@ impl Service {
         self.engine.store()
     }
 
-    /// Runs execution `id` in the background, unless it runs already.
-    pub fn launch(self: &Arc<Self>, id: &str) {
+    /// Runs execution `id` in the background, unless it runs already; `paused` is how
+    /// it starts.
+    pub fn launch(self: &Arc<Self>, id: &str, paused: bool) {
         let mut running = self.running.lock().expect("running lock");
         if running.contains_key(id) {
             return;
         }
         let cancel = CancellationToken::new();
+        let (pause, paused) = watch::channel(paused);
         let (done_tx, done) = watch::channel(false);
         let this = self.clone();
         let owned = id.to_string();
-        let token = cancel.clone();
+        let control = engine::Control {
+            cancel: cancel.clone(),
+            paused,
+        };
         let task = self.tasks.spawn(async move {
             // Secrets for server executions come with the server's configuration (later);
             // none for now.
-            if let Err(e) = this.engine.run(&owned, json!({}), token).await {
+            if let Err(e) = this.engine.run_controlled(&owned, json!({}), control).await {
                 eprintln!("skein: execution {owned} stopped: {e}");
             }
             this.running.lock().expect("running lock").remove(&owned);
@@ -104,18 +114,24 @@ impl Service {
             id.to_string(),
             Running {
                 cancel,
+                pause,
                 done,
                 task: task.abort_handle(),
             },
         );
     }
 
-    /// Launches every execution that had not ended when the store was last used;
-    /// returns how many.
+    /// Launches every execution that had not ended when the store was last used,
+    /// suspended ones paused; returns how many.
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, store::Error> {
         let ids = self.store().unfinished().await?;
         for id in &ids {
-            self.launch(id);
+            let suspended = self
+                .store()
+                .execution(id)
+                .await?
+                .is_some_and(|e| e.status == store::Status::Suspended);
+            self.launch(id, suspended);
         }
         Ok(ids.len())
     }
@@ -136,19 +152,19 @@ impl Service {
 
     /// Cancels execution `id`: its running tasks are dropped (processes killed) and it
     /// ends `cancelled`. Cancelling a cancelled execution is not an error.
-    pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Cancelled, store::Error> {
+    pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Steered, store::Error> {
         let Some(execution) = self.store().execution(id).await? else {
-            return Ok(Cancelled::NotFound);
+            return Ok(Steered::NotFound);
         };
         if execution.status.is_final() {
             return Ok(match execution.status {
-                store::Status::Cancelled => Cancelled::Now(execution),
-                _ => Cancelled::Ended(execution),
+                store::Status::Cancelled => Steered::Now(execution),
+                _ => Steered::Ended(execution),
             });
         }
         // Not final but not running here (it was created and not yet launched): run it
         // with its cancellation already requested, so that it records the cancellation.
-        self.launch(id);
+        self.launch(id, false);
         let done = {
             let running = self.running.lock().expect("running lock");
             running.get(id).map(|r| {
@@ -160,12 +176,65 @@ impl Service {
             let _ = tokio::time::timeout(CANCEL_GRACE, done.wait_for(|d| *d)).await;
         }
         Ok(match self.store().execution(id).await? {
-            None => Cancelled::NotFound,
-            Some(e) if e.status == store::Status::Cancelled => Cancelled::Now(e),
-            Some(e) if e.status.is_final() => Cancelled::Ended(e),
-            // Still winding down after the grace period; report where it stands.
-            Some(e) => Cancelled::Now(e),
+            None => Steered::NotFound,
+            Some(e) if e.status.is_final() && e.status != store::Status::Cancelled => {
+                Steered::Ended(e)
+            }
+            // Cancelled, or still winding down after the grace period: where it stands.
+            Some(e) => Steered::Now(e),
         })
+    }
+
+    /// Pauses (`true`) or resumes (`false`) execution `id`, and returns it once the run
+    /// has recorded its new status. Asking for the state it is in is not an error.
+    pub async fn set_paused(
+        self: &Arc<Self>,
+        id: &str,
+        pause: bool,
+    ) -> Result<Steered, store::Error> {
+        let Some(execution) = self.store().execution(id).await? else {
+            return Ok(Steered::NotFound);
+        };
+        if execution.status.is_final() {
+            return Ok(Steered::Ended(execution));
+        }
+        let wanted = |e: &Execution| (e.status == store::Status::Suspended) == pause;
+        // Subscribed before the flag changes, so that the run's record cannot be missed.
+        let mut notices = self.store().subscribe();
+        self.launch(id, pause);
+        {
+            let running = self.running.lock().expect("running lock");
+            if let Some(r) = running.get(id) {
+                r.pause.send_replace(pause);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + STEER_WAIT;
+        loop {
+            let Some(execution) = self.store().execution(id).await? else {
+                return Ok(Steered::NotFound);
+            };
+            // A resumed run may end before this read: that is the resume's doing. A run
+            // that ended before the pause took hold was not paused.
+            if execution.status.is_final() {
+                return Ok(if pause {
+                    Steered::Ended(execution)
+                } else {
+                    Steered::Now(execution)
+                });
+            }
+            if wanted(&execution) {
+                return Ok(Steered::Now(execution));
+            }
+            // Woken by the commit of this execution's next events (the new status is
+            // committed with its lifecycle event).
+            loop {
+                match tokio::time::timeout_at(deadline, notices.recv()).await {
+                    Err(_) => return Ok(Steered::Now(execution)),
+                    Ok(Ok(notice)) if *notice.execution != *id => continue,
+                    Ok(_) => break,
+                }
+            }
+        }
     }
 
     /// Stops for a shutdown: running executions are abandoned, not cancelled (they

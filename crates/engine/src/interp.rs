@@ -155,6 +155,55 @@ fn workflow_cancelled(run: &Run) -> (StatusChange, (&'static str, Json)) {
     )
 }
 
+/// Records `workflow.suspended` (and the `suspended` status) each time the run's pause
+/// flag rises, and `workflow.resumed` (back to `running`) each time it falls. Never
+/// returns: it lives as long as the run.
+async fn record_pauses(run: &Run) -> std::convert::Infallible {
+    let mut paused = run.paused.clone();
+    let mut was = run.started_suspended;
+    loop {
+        let now = *paused.borrow_and_update();
+        if now != was {
+            was = now;
+            record_pause(run, now);
+        }
+        if paused.changed().await.is_err() {
+            // Nobody can pause or resume this run any more.
+            return std::future::pending().await;
+        }
+    }
+}
+
+fn record_pause(run: &Run, now: bool) {
+    let at = run.now();
+    let (status, type_, field) = if now {
+        (
+            Status::Suspended,
+            "io.serverlessworkflow.workflow.suspended.v1",
+            "suspendedAt",
+        )
+    } else {
+        (
+            Status::Running,
+            "io.serverlessworkflow.workflow.resumed.v1",
+            "resumedAt",
+        )
+    };
+    run.record(
+        vec![],
+        vec![(
+            type_,
+            Json::of(&json!({"name": run.qualified_name, field: iso(at)})),
+        )],
+        Some(StatusChange {
+            status,
+            output: None,
+            error: None,
+            at,
+        }),
+    );
+}
+
 /// Runs `run` to its end and records how it ended. Dropped before that (a child
 /// workflow whose parent task was cancelled), it records the run as cancelled.
 async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
@@ -166,6 +215,7 @@ async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
     let result = tokio::select! {
         r = workflow(&run) => r,
         _ = run.cancel.cancelled() => Err(Interrupt::Cancelled),
+        never = record_pauses(&run) => match never {},
     };
     unfinished.armed = false;
     let at = run.now();
@@ -398,6 +448,8 @@ fn run_task<'a>(
             _ => {}
         }
 
+        // A paused run starts no new task.
+        run.gate().await?;
         // `$task`, built only for tasks whose expressions read it.
         let task_var = if task.reads_task {
             json!({
@@ -959,6 +1011,8 @@ async fn subflow(
         clock: run.clock.clone(),
         observer: run.observer.clone(),
         cancel: run.cancel.child_token(),
+        paused: run.paused.clone(),
+        suspended: false,
         journal,
         raw_input,
         started_at: run.now(),
@@ -1436,9 +1490,11 @@ async fn timer(run: &Run, ctx: &mut Ctx, key: String, delay_ms: i64) -> Res<()> 
         }
     };
     tokio::select! {
-        _ = run.clock.sleep_until(deadline) => Ok(()),
-        _ = run.cancel.cancelled() => Err(Interrupt::Cancelled),
+        _ = run.clock.sleep_until(deadline) => {}
+        _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
     }
+    // A paused run holds its timers: one that came due fires on resume.
+    run.gate().await
 }
 
 /// Runs `body` with the timeout of a task or of the workflow; the deadline is journaled.

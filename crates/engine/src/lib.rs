@@ -92,6 +92,12 @@ pub enum Error {
     Event(String),
 }
 
+/// How a caller steers a run: cancel it, or pause it while the flag is true.
+pub struct Control {
+    pub cancel: CancellationToken,
+    pub paused: tokio::sync::watch::Receiver<bool>,
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
     effects: Arc<dyn Effects>,
@@ -169,6 +175,22 @@ impl Engine {
         secrets: Value,
         cancel: CancellationToken,
     ) -> Result<Outcome, Error> {
+        let (_, paused) = tokio::sync::watch::channel(false);
+        self.run_controlled(id, secrets, Control { cancel, paused })
+            .await
+    }
+
+    /// Like [`Engine::run`], under `control`: cancelled by its token, and paused while
+    /// its flag is true. A paused run starts no new task and fires no timer (tasks
+    /// already running finish and are journaled); it records `workflow.suspended` when
+    /// the flag rises and `workflow.resumed` when it falls.
+    pub async fn run_controlled(
+        &self,
+        id: &str,
+        secrets: Value,
+        control: Control,
+    ) -> Result<Outcome, Error> {
+        let Control { cancel, paused } = control;
         let execution = self
             .store
             .execution(id)
@@ -195,6 +217,8 @@ impl Engine {
             clock: self.clock.clone(),
             observer: self.observer.clone(),
             cancel,
+            paused,
+            suspended: execution.status == store::Status::Suspended,
             journal,
             raw_input: execution.input.clone(),
             started_at: execution.created_at,

@@ -22,6 +22,10 @@ pub(crate) struct Run {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) cancel: CancellationToken,
+    /// True while the run is paused.
+    pub(crate) paused: tokio::sync::watch::Receiver<bool>,
+    /// Whether the execution was stored as suspended when this run started.
+    pub(crate) started_suspended: bool,
     /// What the journal held when this run started: replayed, never run again.
     replay: HashMap<String, StepState>,
     /// The last event sequence number used; locked while a batch is queued, so that
@@ -67,6 +71,8 @@ pub(crate) struct RunParts {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) paused: tokio::sync::watch::Receiver<bool>,
+    pub(crate) suspended: bool,
     pub(crate) journal: store::Journal,
     pub(crate) raw_input: Value,
     pub(crate) started_at: i64,
@@ -110,6 +116,8 @@ impl Run {
             clock: parts.clock,
             observer: parts.observer,
             cancel: parts.cancel,
+            paused: parts.paused,
+            started_suspended: parts.suspended,
             workflow_var,
             runtime_var,
             secrets: parts.secrets,
@@ -184,6 +192,20 @@ impl Run {
             events,
             status,
         })
+    }
+
+    /// Returns at once unless the run is paused; then when it is resumed, or with
+    /// [`Interrupt::Cancelled`] if it is cancelled first.
+    pub(crate) async fn gate(&self) -> Result<(), Interrupt> {
+        if !*self.paused.borrow() {
+            return Ok(());
+        }
+        let mut paused = self.paused.clone();
+        tokio::select! {
+            // A controller that went away cannot resume the run, nor keep it paused.
+            _ = paused.wait_for(|p| !*p) => Ok(()),
+            _ = self.cancel.cancelled() => Err(Interrupt::Cancelled),
+        }
     }
 
     /// Whether work of this run dropped now was cancelled (by a lost race, a faulted

@@ -519,3 +519,125 @@ async fn an_idle_event_stream_sends_heartbeats_and_then_the_live_events() {
         "{types:?}"
     );
 }
+
+/// A loopback endpoint that counts requests and holds each for `hold`.
+async fn counting_endpoint(hold: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().fallback(move || {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(hold).await;
+            axum::Json(json!({"ok": true}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, count)
+}
+
+#[tokio::test]
+async fn pause_stops_new_iterations_and_resume_finishes_them() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let server = serve().await;
+    let (endpoint, count) = counting_endpoint(Duration::from_millis(100)).await;
+    let fan_out = flow(&format!(
+        "  - fan:
+      for: {{ in: '[range(20)]', concurrency: 2 }}
+      do:
+        - call:
+            call: http
+            with: {{ method: get, endpoint: '{endpoint}/item' }}
+"
+    ));
+    server
+        .post("/v1/executions", json!({"workflow": fan_out, "id": "p1"}))
+        .await;
+    while count.load(SeqCst) < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, body) = server.post("/v1/executions/p1/pause", json!(null)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("suspended")),
+        "{body}"
+    );
+    // Calls in flight finish; no new one starts while paused.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let at_pause = count.load(SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count.load(SeqCst), at_pause, "a call started while paused");
+    assert!(at_pause < 20);
+    // Pausing again is not an error.
+    let (status, _) = server.post("/v1/executions/p1/pause", json!(null)).await;
+    assert_eq!(status, 200);
+
+    let (status, body) = server.post("/v1/executions/p1/resume", json!(null)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    let (_, body) = server.get("/v1/executions/p1?wait=20s").await;
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["output"].as_array().unwrap().len(), 20);
+    assert_eq!(count.load(SeqCst), 20, "each call once");
+    let types: Vec<String> = server
+        .service
+        .store()
+        .events("p1", 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.type_)
+        .filter(|t| t.contains("suspended") || t.contains("resumed"))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "io.serverlessworkflow.workflow.suspended.v1",
+            "io.serverlessworkflow.workflow.resumed.v1"
+        ]
+    );
+    let (status, _) = server.post("/v1/executions/p1/resume", json!(null)).await;
+    assert_eq!(status, 409, "a completed execution cannot be resumed");
+}
+
+#[tokio::test]
+async fn a_paused_timer_holds_and_a_pause_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_at(dir.path()).await;
+    let napping = flow(
+        "  - nap:\n      wait: { milliseconds: 200 }\n  - after:\n      set: { woke: true }\n",
+    );
+    server
+        .post("/v1/executions", json!({"workflow": napping, "id": "t1"}))
+        .await;
+    let (status, body) = server.post("/v1/executions/t1/pause", json!(null)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("suspended")),
+        "{body}"
+    );
+    // The timer comes due while paused, and holds.
+    let (_, body) = server.get("/v1/executions/t1?wait=600ms").await;
+    assert_eq!(body["status"], "suspended", "{body}");
+
+    // A restart keeps the pause.
+    server.service.shutdown(Duration::from_secs(5)).await;
+    let next = serve_at(dir.path()).await;
+    next.service.resume_all().await.unwrap();
+    let (_, body) = next.get("/v1/executions/t1?wait=400ms").await;
+    assert_eq!(body["status"], "suspended", "{body}");
+
+    let (status, _) = next.post("/v1/executions/t1/resume", json!(null)).await;
+    assert_eq!(status, 200);
+    let (_, body) = next.get("/v1/executions/t1?wait=10s").await;
+    assert_eq!(
+        (body["status"].as_str(), body["output"].clone()),
+        (Some("completed"), json!({"woke": true})),
+        "{body}"
+    );
+}

@@ -21,7 +21,8 @@ use engine::{Engine, SystemClock};
 ///
 /// Endpoints: POST /v1/executions (body {workflow, input?, id?}; ?wait=30s holds the
 /// response until the end), GET /v1/executions[?status=&name=&limit=&cursor=],
-/// GET /v1/executions/{id}[?wait=30s], POST /v1/executions/{id}/cancel,
+/// GET /v1/executions/{id}[?wait=30s], POST /v1/executions/{id}/cancel (and /pause,
+/// /resume),
 /// POST /v1/executions/{id}/events (a CloudEvent for `listen`),
 /// GET /v1/executions/{id}/events (the execution's events as a live SSE stream, resumable
 /// with Last-Event-ID, ?since_id= or ?since_time=), GET /healthz.
