@@ -641,3 +641,42 @@ async fn a_paused_timer_holds_and_a_pause_survives_a_restart() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn cancel_kills_a_running_shell_process() {
+    let server = serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let sleeper = flow(&format!(
+        "  - sleep:\n      run:\n        shell:\n          command: 'echo $$ > {}; exec sleep 30'\n",
+        pid_file.display()
+    ));
+    server
+        .post("/v1/executions", json!({"workflow": sleeper, "id": "k1"}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = text.trim().parse::<u32>()
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the process did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let proc_dir = format!("/proc/{pid}");
+    assert!(std::path::Path::new(&proc_dir).exists());
+
+    let (status, body) = server.post("/v1/executions/k1/cancel", json!(null)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    // Killed, and reaped: gone from /proc.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&proc_dir).exists() {
+        assert!(Instant::now() < deadline, "the process outlived the cancel");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
