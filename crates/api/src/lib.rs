@@ -258,10 +258,51 @@ async fn get_one(
     Query(wait): Query<WaitParam>,
 ) -> ApiResult<Json<wire::Execution>> {
     let wait = wait.duration()?.unwrap_or(Duration::ZERO);
-    match service.wait(&id, wait).await? {
-        Some(execution) => Ok(Json(execution.into())),
-        None => Err(ApiError::not_found(&id)),
+    let Some(execution) = service.wait(&id, wait).await? else {
+        return Err(ApiError::not_found(&id));
+    };
+    let mut view = wire::Execution::from(execution);
+    view.progress = Some(progress(&service, &id).await?);
+    Ok(Json(view))
+}
+
+/// Task counters and fan-out progress, from the execution's events.
+async fn progress(service: &Service, id: &str) -> ApiResult<wire::Progress> {
+    let mut tasks = wire::TaskCounts::default();
+    for (type_, n) in service.store().event_counts(id).await? {
+        match type_.as_str() {
+            "io.serverlessworkflow.task.started.v1" => tasks.started = n,
+            "io.serverlessworkflow.task.completed.v1" => tasks.completed = n,
+            "io.serverlessworkflow.task.faulted.v1" => tasks.faulted = n,
+            "io.serverlessworkflow.task.cancelled.v1" => tasks.cancelled = n,
+            "io.serverlessworkflow.task.retried.v1" => tasks.retries = n,
+            _ => {}
+        }
     }
+    tasks.running = tasks
+        .started
+        .saturating_sub(tasks.completed + tasks.faulted + tasks.cancelled);
+    // The last progress event of each fan-out, in the order the fan-outs began.
+    let mut fan_outs: Vec<(String, Value)> = Vec::new();
+    for event in service
+        .store()
+        .events_of_type(id, "dev.skein.task.progress.v1")
+        .await?
+    {
+        let mut data = event.data.value();
+        let task = data["task"].as_str().unwrap_or_default().to_string();
+        if let Some(map) = data.as_object_mut() {
+            map.remove("workflow");
+        }
+        match fan_outs.iter_mut().find(|(t, _)| *t == task) {
+            Some((_, latest)) => *latest = data,
+            None => fan_outs.push((task, data)),
+        }
+    }
+    Ok(wire::Progress {
+        tasks,
+        fan_outs: fan_outs.into_iter().map(|(_, data)| data).collect(),
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,31 @@ pub struct Execution {
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,
+    /// Task counters and fan-out progress; in `GET /v1/executions/{id}` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub tasks: TaskCounts,
+    /// The latest counters of each `for` fan-out (the `for.concurrency` extension):
+    /// `{task, total, done, failed, running}`.
+    pub fan_outs: Vec<Value>,
+}
+
+/// Tasks by what happened to them so far. A retried task counts once per attempt in
+/// `started`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct TaskCounts {
+    pub started: u64,
+    pub completed: u64,
+    pub faulted: u64,
+    pub cancelled: u64,
+    pub retries: u64,
+    /// Started and not yet completed, faulted or cancelled.
+    pub running: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -97,6 +122,7 @@ impl From<store::Execution> for Execution {
             error: e.error,
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
+            progress: None,
             id: e.id,
         }
     }

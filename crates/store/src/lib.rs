@@ -299,6 +299,12 @@ pub trait Store: Send + Sync {
     /// Events of an execution after `after_seq`, in order, at most `limit`.
     async fn events(&self, id: &str, after_seq: u64, limit: usize) -> Result<Vec<Event>>;
 
+    /// How many events of each type execution `id` has, for progress counters.
+    async fn event_counts(&self, id: &str) -> Result<Vec<(String, u64)>>;
+
+    /// The events of one type of execution `id`, in order.
+    async fn events_of_type(&self, id: &str, type_: &str) -> Result<Vec<Event>>;
+
     /// The sequence number of the last event of `id` before `time` (0 if none): the
     /// cursor from which to read the events at or after `time`.
     async fn seq_before(&self, id: &str, time: Millis) -> Result<u64>;

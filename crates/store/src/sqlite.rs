@@ -605,6 +605,44 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn event_counts(&self, id: &str) -> Result<Vec<(String, u64)>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT type, COUNT(*) FROM events WHERE execution_id = ?1 GROUP BY type ORDER BY type",
+            )?;
+            let rows = stmt.query_map(params![id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn events_of_type(&self, id: &str, type_: &str) -> Result<Vec<Event>> {
+        let (id, type_) = (id.to_string(), type_.to_string());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, time, data FROM events WHERE execution_id = ?1 AND type = ?2 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![id, type_], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, time, data) = row?;
+                out.push(Event {
+                    seq: seq as u64,
+                    time,
+                    type_: type_.clone(),
+                    data: Json::from_text(&data)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn seq_before(&self, id: &str, time: Millis) -> Result<u64> {
         let id = id.to_string();
         self.read(move |conn| {

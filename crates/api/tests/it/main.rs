@@ -564,6 +564,11 @@ async fn pause_stops_new_iterations_and_resume_finishes_them() {
         (200, Some("suspended")),
         "{body}"
     );
+    let (_, paused) = server.get("/v1/executions/p1").await;
+    let done = paused["progress"]["fanOuts"][0]["done"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(done < 20, "{paused}");
     // Calls in flight finish; no new one starts while paused.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let at_pause = count.load(SeqCst);
@@ -583,6 +588,16 @@ async fn pause_stops_new_iterations_and_resume_finishes_them() {
     let (_, body) = server.get("/v1/executions/p1?wait=20s").await;
     assert_eq!(body["status"], "completed", "{body}");
     assert_eq!(body["output"].as_array().unwrap().len(), 20);
+    // Progress: the fan-out task and its 20 calls, and the fan-out's last counters.
+    let progress = &body["progress"];
+    assert_eq!(
+        progress["tasks"],
+        json!({"started": 21, "completed": 21, "faulted": 0, "cancelled": 0, "retries": 0, "running": 0})
+    );
+    assert_eq!(
+        progress["fanOuts"],
+        json!([{"task": "/do/0/fan", "total": 20, "done": 20, "failed": 0, "running": 0}])
+    );
     assert_eq!(count.load(SeqCst), 20, "each call once");
     let types: Vec<String> = server
         .service
