@@ -5,6 +5,7 @@
 //! [`ApiError`], which becomes a JSON body that says what was wrong (4xx) or nothing
 //! internal (5xx).
 
+mod metrics;
 mod service;
 mod stream;
 pub mod wire;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use store::Created;
 
+pub use metrics::Metrics;
 pub use service::{Options, Service, Steered};
 
 /// The longest `?wait` a request may ask for.
@@ -34,6 +36,7 @@ pub const MAX_DEFINITION_BYTES: usize = 1 << 20;
 pub fn app(service: Arc<Service>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/executions", post(start).get(list))
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/cancel", post(cancel))

@@ -23,16 +23,20 @@ pub struct Service {
 }
 
 /// How the service behaves toward clients.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// How often an idle event stream sends a comment, so that proxies keep it open.
     pub heartbeat: Duration,
+    /// What `/metrics` reports. Wire it to the engine (`Engine::with_observer`) and the
+    /// store (`Store::observe_commits`) for its counters and commit latencies.
+    pub metrics: Arc<crate::Metrics>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             heartbeat: Duration::from_secs(15),
+            metrics: crate::Metrics::new(),
         }
     }
 }
@@ -75,6 +79,10 @@ impl Service {
 
     pub fn heartbeat(&self) -> Duration {
         self.options.heartbeat
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::Metrics> {
+        &self.options.metrics
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

@@ -70,6 +70,7 @@ pub(crate) async fn execution_events(
     let notices = service.store().subscribe();
     let heartbeat = service.heartbeat();
     let state = Streaming {
+        _counted: service.metrics().subscriber(),
         service,
         id,
         cursor,
@@ -86,6 +87,8 @@ pub(crate) async fn execution_events(
 }
 
 struct Streaming {
+    /// Counts this client in the metrics while the stream lives.
+    _counted: crate::metrics::SubscriberGuard,
     service: Arc<Service>,
     id: String,
     /// The last event sent.

@@ -230,6 +230,9 @@ impl From<&Value> for Json {
     }
 }
 
+/// See [`Store::observe_commits`].
+pub type CommitObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
+
 /// New events of one execution, committed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Committed {
@@ -308,6 +311,13 @@ pub trait Store: Send + Sync {
     /// The sequence number of the last event of `id` before `time` (0 if none): the
     /// cursor from which to read the events at or after `time`.
     async fn seq_before(&self, id: &str, time: Millis) -> Result<u64>;
+
+    /// How many executions are in each status.
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>>;
+
+    /// Calls `observer` after each commit with its duration (from the start of its
+    /// transaction to the end of the commit) and the number of commands it held.
+    fn observe_commits(&self, observer: CommitObserver);
 
     /// Tells, after each commit, which executions have new events, up to which
     /// sequence number. A receiver that falls behind misses notices (and learns it

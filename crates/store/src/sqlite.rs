@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::{
-    Batch, Committed, Created, Durability, Error, Event, Execution, Journal, Json, ListQuery,
-    Millis, NewExecution, Result, Status, Step, StepState, Store, Ticket,
+    Batch, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal, Json,
+    ListQuery, Millis, NewExecution, Result, Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -99,6 +99,7 @@ pub struct SqliteStore {
     progress: watch::Receiver<Progress>,
     wanted: Wanted,
     notices: broadcast::Sender<Committed>,
+    observer: Arc<Mutex<Option<CommitObserver>>>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -121,11 +122,13 @@ impl SqliteStore {
         });
         let wanted = Wanted::default();
         let (notices, _) = broadcast::channel(NOTICES);
+        let observer = Arc::new(Mutex::new(None));
         let writer = Writer {
             conn: writer,
             progress: progress_tx,
             wanted: wanted.clone(),
             notices: notices.clone(),
+            observer: observer.clone(),
         };
         std::thread::Builder::new()
             .name("skein-store-writer".into())
@@ -135,6 +138,7 @@ impl SqliteStore {
             progress,
             wanted,
             notices,
+            observer,
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -191,6 +195,7 @@ struct Writer {
     progress: watch::Sender<Progress>,
     wanted: Wanted,
     notices: broadcast::Sender<Committed>,
+    observer: Arc<Mutex<Option<CommitObserver>>>,
 }
 
 fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
@@ -199,6 +204,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         progress,
         wanted,
         notices,
+        observer,
     } = writer;
     let mut committed = 0;
     while let Ok(first) = rx.recv() {
@@ -207,7 +213,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         let mut replies = Vec::new();
         // The last event of each execution in this transaction, for the notices.
         let mut newest: Vec<(String, u64)> = Vec::new();
-        let result = (|| -> Result<()> {
+        let result = (|| -> Result<usize> {
             let tx = conn.transaction()?;
             let mut next = Some(first);
             let mut folded = 0;
@@ -249,10 +255,14 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                 };
             }
             tx.commit()?;
-            Ok(())
+            Ok(folded)
         })();
         match result {
-            Ok(()) => {
+            Ok(folded) => {
+                let observer = observer.lock().expect("observer lock").clone();
+                if let Some(observe) = observer {
+                    observe(opened.elapsed(), folded);
+                }
                 for reply in replies {
                     reply.send();
                 }
@@ -654,6 +664,27 @@ impl Store for SqliteStore {
             Ok(seq.unwrap_or(0) as u64)
         })
         .await
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT status, COUNT(*) FROM executions GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (status, n) = row?;
+                let status = Status::parse(&status)
+                    .ok_or_else(|| Error::Corrupt(format!("unknown status `{status}`")))?;
+                out.push((status, n as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    fn observe_commits(&self, observer: CommitObserver) {
+        *self.observer.lock().expect("observer lock") = Some(observer);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Committed> {

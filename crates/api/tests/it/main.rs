@@ -23,11 +23,15 @@ async fn serve_at(dir: &std::path::Path) -> Server {
 
 async fn serve_with(dir: &std::path::Path, options: api::Options) -> Server {
     let store = Arc::new(SqliteStore::open(&dir.join("skein.db"), Durability::Full).unwrap());
-    let engine = Arc::new(Engine::new(
-        store,
-        Arc::new(runtime::Runtime::new()),
-        Arc::new(SystemClock),
-    ));
+    store::Store::observe_commits(&*store, options.metrics.commit_observer());
+    let engine = Arc::new(
+        Engine::new(
+            store,
+            Arc::new(runtime::Runtime::new()),
+            Arc::new(SystemClock),
+        )
+        .with_observer(options.metrics.clone()),
+    );
     let service = api::Service::with_options(engine, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -488,6 +492,7 @@ async fn an_idle_event_stream_sends_heartbeats_and_then_the_live_events() {
         dir.path(),
         api::Options {
             heartbeat: Duration::from_millis(100),
+            ..Default::default()
         },
     )
     .await;
@@ -694,4 +699,54 @@ async fn cancel_kills_a_running_shell_process() {
         assert!(Instant::now() < deadline, "the process outlived the cancel");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn metrics_count_executions_events_subscribers_and_commits() {
+    let server = serve().await;
+    server
+        .post(
+            "/v1/executions?wait=10s",
+            json!({"workflow": flow(DOUBLE), "input": {"n": 1}}),
+        )
+        .await;
+    let waiting = flow(
+        "  - approval:\n      listen:\n        to:\n          one:\n            with: { type: go }\n",
+    );
+    server
+        .post("/v1/executions", json!({"workflow": waiting, "id": "m1"}))
+        .await;
+    let _subscriber = Sse::open(&server, "/v1/executions/m1/events", None).await;
+    let response = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no `{line_start}` in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("skein_executions{status=\"completed\"}"), 1.0);
+    assert_eq!(value("skein_executions{status=\"faulted\"}"), 0.0);
+    assert_eq!(
+        value("skein_lifecycle_events_total{event=\"workflow.completed\"}"),
+        1.0
+    );
+    assert!(value("skein_lifecycle_events_total{event=\"task.started\"}") >= 2.0);
+    assert_eq!(value("skein_event_stream_subscribers"), 1.0);
+    assert!(value("skein_store_commit_seconds_count") >= 1.0);
 }

@@ -25,7 +25,8 @@ use engine::{Engine, SystemClock};
 /// /resume),
 /// POST /v1/executions/{id}/events (a CloudEvent for `listen`),
 /// GET /v1/executions/{id}/events (the execution's events as a live SSE stream, resumable
-/// with Last-Event-ID, ?since_id= or ?since_time=), GET /healthz.
+/// with Last-Event-ID, ?since_id= or ?since_time=), GET /healthz, GET /metrics
+/// (Prometheus).
 ///
 /// There is no authentication yet, so the server listens on loopback addresses only.
 #[derive(ClapArgs)]
@@ -80,7 +81,11 @@ async fn serve(args: Args) -> Result<()> {
     }
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
-    let engine = Arc::new(Engine::new(store, Arc::new(effects), Arc::new(SystemClock)));
+    let metrics = api::Metrics::new();
+    store.observe_commits(metrics.commit_observer());
+    let engine = Arc::new(
+        Engine::new(store, Arc::new(effects), Arc::new(SystemClock)).with_observer(metrics.clone()),
+    );
     if args.heartbeat == 0 {
         bail!("--heartbeat must be at least 1 second");
     }
@@ -88,6 +93,7 @@ async fn serve(args: Args) -> Result<()> {
         engine,
         api::Options {
             heartbeat: Duration::from_secs(args.heartbeat),
+            metrics,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)

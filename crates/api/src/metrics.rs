@@ -1,0 +1,154 @@
+//! `GET /metrics`: the server's figures in the Prometheus (OpenMetrics) text format.
+//!
+//! Counters of lifecycle events come from the engine's [`engine::Observer`] hook, commit
+//! latency from the store's commit observer; executions by state are counted in the
+//! store at scrape time, so they are right after a restart too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::{ApiError, ApiResult, Service};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    executions: Family<StatusLabel, Gauge>,
+    /// Lifecycle events recorded, by kind (`task.started`, `task.retried`, …).
+    lifecycle: Family<EventLabel, Counter>,
+    subscribers: Gauge,
+    commit_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("skein");
+        let executions = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "executions",
+            "Executions in the store, by status",
+            executions.clone(),
+        );
+        let lifecycle = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "lifecycle_events",
+            "Workflow and task lifecycle events recorded since the server started, by kind \
+             (task.started, task.completed, task.faulted, task.retried, …)",
+            lifecycle.clone(),
+        );
+        let subscribers = Gauge::default();
+        registry.register(
+            "event_stream_subscribers",
+            "Clients connected to an event stream",
+            subscribers.clone(),
+        );
+        // 100 µs to about 3 s.
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_commit_seconds",
+            "Time of one group commit of the journal, from the start of its transaction to \
+             the end of the commit",
+            commit_seconds.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            executions,
+            lifecycle,
+            subscribers,
+            commit_seconds,
+        })
+    }
+
+    /// Feeds the commit latency histogram; give it to [`store::Store::observe_commits`].
+    pub fn commit_observer(self: &Arc<Self>) -> store::CommitObserver {
+        let histogram = self.commit_seconds.clone();
+        Arc::new(move |took: Duration, _commands: usize| {
+            histogram.observe(took.as_secs_f64());
+        })
+    }
+
+    /// Counts an event stream's client while the guard lives.
+    pub(crate) fn subscriber(self: &Arc<Self>) -> SubscriberGuard {
+        self.subscribers.inc();
+        SubscriberGuard(self.subscribers.clone())
+    }
+}
+
+impl engine::Observer for Metrics {
+    fn event(&self, _execution: &str, event: &store::Event) {
+        // `io.serverlessworkflow.task.started.v1` counts as `task.started`.
+        let kind = event
+            .type_
+            .strip_prefix("io.serverlessworkflow.")
+            .and_then(|t| t.strip_suffix(".v1"));
+        if let Some(kind) = kind {
+            self.lifecycle
+                .get_or_create(&EventLabel {
+                    event: kind.to_string(),
+                })
+                .inc();
+        }
+    }
+}
+
+pub(crate) struct SubscriberGuard(Gauge);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(service): State<Arc<Service>>) -> ApiResult<impl IntoResponse> {
+    let metrics = service.metrics();
+    let counts = service.store().count_by_status().await?;
+    for status in [
+        store::Status::Pending,
+        store::Status::Running,
+        store::Status::Waiting,
+        store::Status::Suspended,
+        store::Status::Completed,
+        store::Status::Faulted,
+        store::Status::Cancelled,
+    ] {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n);
+        metrics
+            .executions
+            .get_or_create(&StatusLabel {
+                status: status.as_str().to_string(),
+            })
+            .set(n as i64);
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
+        .map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
