@@ -42,6 +42,24 @@ pub(crate) struct Args {
     /// Commit without waiting for the disk, to see what durability costs.
     #[arg(long)]
     fast: bool,
+
+    /// Measure the server through its REST API instead: W1 latency of one execution of
+    /// three HTTP calls at a time, W2 throughput of such executions under concurrent
+    /// clients, W3 a fan-out of `--calls` calls all at once (each started with `?wait`).
+    #[arg(long)]
+    api: bool,
+
+    /// With --api: sequential runs measured in W1 (after 20 warm-ups).
+    #[arg(long, default_value_t = 200, requires = "api")]
+    runs: usize,
+
+    /// With --api: concurrent clients in W2.
+    #[arg(long, default_value_t = 32, requires = "api")]
+    clients: usize,
+
+    /// With --api: how long W2 runs, in seconds.
+    #[arg(long, default_value_t = 20, requires = "api")]
+    seconds: u64,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -57,6 +75,17 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 async fn bench(args: Args) -> Result<()> {
+    if args.api {
+        let base = noop_server().await?;
+        let plan = super::bench_api::Plan {
+            runs: args.runs,
+            clients: args.clients,
+            seconds: args.seconds,
+            calls: args.calls,
+            fast: args.fast,
+        };
+        return super::bench_api::bench(plan, &base).await;
+    }
     if args.rounds == 0 || args.steps == 0 || args.calls == 0 || args.concurrency == 0 {
         bail!("--rounds, --steps, --calls and --concurrency must be at least 1");
     }

@@ -1,6 +1,7 @@
 //! One module per `skein` command.
 
 pub(crate) mod bench;
+pub(crate) mod bench_api;
 pub(crate) mod run;
 pub(crate) mod server;
 pub(crate) mod test;

@@ -1,0 +1,145 @@
+//! `skein bench --api`: the server's figures through its REST API, measured here and
+//! now. W1 start-to-result latency, W2 throughput under concurrent clients, W3 a wide
+//! fan-out, each through `POST /v1/executions?wait=…` on a real loopback server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use engine::{Engine, SystemClock};
+use serde_json::{Value, json};
+
+/// How the API benchmark runs.
+pub(crate) struct Plan {
+    pub(crate) runs: usize,
+    pub(crate) clients: usize,
+    pub(crate) seconds: u64,
+    pub(crate) calls: usize,
+    pub(crate) fast: bool,
+}
+
+pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
+    if plan.runs == 0 || plan.clients == 0 || plan.seconds == 0 || plan.calls == 0 {
+        bail!("--runs, --clients, --seconds and --calls must be at least 1");
+    }
+    let dir = tempfile::tempdir()?;
+    let (store, _) = super::open_journal(dir.path(), plan.fast)?;
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        Arc::new(runtime::Runtime::new()),
+        Arc::new(SystemClock),
+    ));
+    let service = api::Service::new(engine);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    let app = api::app(service.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+
+    let three = format!(
+        "document: {{dsl: '1.0.3', namespace: bench, name: three, version: '1.0.0'}}
+do:
+  - one: {{ call: http, with: {{ method: get, endpoint: '{noop}/1' }} }}
+  - two: {{ call: http, with: {{ method: get, endpoint: '{noop}/2' }} }}
+  - three: {{ call: http, with: {{ method: get, endpoint: '{noop}/3' }} }}
+"
+    );
+    let start_body = serde_json::to_vec(&json!({"workflow": three, "input": {}}))?;
+
+    // W1: one at a time, after 20 warm-ups.
+    let mut latencies = Vec::with_capacity(plan.runs);
+    for i in 0..plan.runs + 20 {
+        let began = Instant::now();
+        start(&client, &api, start_body.clone()).await?;
+        if i >= 20 {
+            latencies.push(began.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    println!(
+        "W1 sequential latency over {} runs (3 calls each): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+        plan.runs,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99)
+    );
+
+    // W2: closed-loop clients for a while.
+    let done = Arc::new(AtomicUsize::new(0));
+    let until = Instant::now() + Duration::from_secs(plan.seconds);
+    let workers: Vec<_> = (0..plan.clients)
+        .map(|_| {
+            let (client, api, body, done) = (
+                client.clone(),
+                api.clone(),
+                start_body.clone(),
+                done.clone(),
+            );
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    start(&client, &api, body.clone()).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    let began = Instant::now();
+    for worker in workers {
+        worker.await??;
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / began.elapsed().as_secs_f64();
+    println!(
+        "W2 throughput, {} clients for {} s: {:.0} completed executions/s",
+        plan.clients, plan.seconds, rate
+    );
+
+    // W3: one workflow fanning out to every call at once.
+    let wide = format!(
+        "document: {{dsl: '1.0.3', namespace: bench, name: wide, version: '1.0.0'}}
+do:
+  - fan:
+      for: {{ in: '[range({calls})]', concurrency: {calls} }}
+      do:
+        - call: {{ call: http, with: {{ method: get, endpoint: '${{ \"{noop}/w/\\($item)\" }}' }} }}
+",
+        calls = plan.calls
+    );
+    let body = serde_json::to_vec(&json!({"workflow": wide, "input": {}}))?;
+    let began = Instant::now();
+    start(&client, &api, body).await?;
+    println!(
+        "W3 fan-out of {} calls at concurrency {}: {:.3} s",
+        plan.calls,
+        plan.calls,
+        began.elapsed().as_secs_f64()
+    );
+    let executions = store.count_by_status().await?;
+    eprintln!("(executions by status at the end: {executions:?})");
+    Ok(())
+}
+
+/// Starts an execution and waits for its end; fails unless it completed.
+async fn start(client: &reqwest::Client, api: &str, body: Vec<u8>) -> Result<()> {
+    let response = client
+        .post(format!("{api}/v1/executions?wait=60s"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .context("the API did not answer")?;
+    let status = response.status();
+    let execution: Value = serde_json::from_slice(&response.bytes().await?)?;
+    if !status.is_success() || execution["status"] != "completed" {
+        bail!("the benchmark execution did not complete ({status}): {execution}");
+    }
+    Ok(())
+}
