@@ -38,6 +38,7 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/executions", post(start).get(list))
+        .route("/v1/events", get(stream::all_events))
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/cancel", post(cancel))
         .route("/v1/executions/{id}/pause", post(pause))

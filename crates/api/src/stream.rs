@@ -1,6 +1,7 @@
-//! Live event streams (SSE, by the WHATWG EventSource rules) of one execution: the
-//! journal's events after the client's cursor, then new ones as their commits are
-//! announced. Nothing polls: a stream sleeps until the store says its execution has
+//! Live event streams (SSE, by the WHATWG EventSource rules), of one execution (the
+//! cursor is the event's sequence number) or of all executions (the cursor is the
+//! event's position in the log of all executions, in commit order): the journal's
+//! events after the client's cursor, then new ones as their commits are announced. Nothing polls: a stream sleeps until the store says its execution has
 //! new events. A slow client only reads more slowly; it holds no buffer of its own
 //! beyond one page, and the engine never waits for it.
 
@@ -43,7 +44,99 @@ pub(crate) async fn execution_events(
     if service.store().execution(&id).await?.is_none() {
         return Err(ApiError::not_found(&id));
     }
-    let last_event_id = headers
+    let cursor = match (
+        last_event_id(&headers)?.or(params.since_id),
+        &params.since_time,
+    ) {
+        (Some(seq), _) => seq,
+        (None, Some(time)) => service.store().seq_before(&id, parse_time(time)?).await?,
+        (None, None) => 0,
+    };
+    // Subscribed before the first read, so that no commit falls between the two.
+    let notices = service.store().subscribe();
+    let heartbeat = service.heartbeat();
+    Ok(sse(
+        Streaming {
+            _counted: service.metrics().subscriber(),
+            service,
+            source: Source::Execution(id),
+            cursor,
+            scanned: cursor,
+            notices,
+            pending: VecDeque::new(),
+            first: true,
+            done: false,
+        },
+        heartbeat,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogParams {
+    /// Only this execution's events.
+    execution: Option<String>,
+    /// Only events of executions of this workflow (by name).
+    name: Option<String>,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    since_id: Option<u64>,
+    since_time: Option<String>,
+}
+
+/// `GET /v1/events`: the events of all executions, filtered, in commit order. It does
+/// not end: new executions' events follow as they are committed.
+pub(crate) async fn all_events(
+    State(service): State<Arc<Service>>,
+    Query(params): Query<LogParams>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let cursor = match (
+        last_event_id(&headers)?.or(params.since_id),
+        &params.since_time,
+    ) {
+        (Some(pos), _) => pos,
+        (None, Some(time)) => service.store().pos_before(parse_time(time)?).await?,
+        (None, None) => 0,
+    };
+    let notices = service.store().subscribe();
+    let heartbeat = service.heartbeat();
+    let query = store::LogQuery {
+        after: 0,
+        execution: params.execution,
+        name: params.name,
+        type_: params.type_,
+        limit: PAGE,
+    };
+    Ok(sse(
+        Streaming {
+            _counted: service.metrics().subscriber(),
+            service,
+            source: Source::Log(query),
+            cursor,
+            scanned: cursor,
+            notices,
+            pending: VecDeque::new(),
+            first: true,
+            done: false,
+        },
+        heartbeat,
+    ))
+}
+
+fn sse(
+    state: Streaming,
+    heartbeat: Duration,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = futures::stream::unfold(state, |mut state| async move {
+        let event = state.next().await?;
+        Some((Ok(event), state))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat))
+}
+
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    headers
         .get("last-event-id")
         .map(|v| {
             v.to_str()
@@ -53,48 +146,39 @@ pub(crate) async fn execution_events(
                     ApiError::bad_request("`Last-Event-ID` is not an event id this server gave out")
                 })
         })
-        .transpose()?;
-    let cursor = match (last_event_id.or(params.since_id), &params.since_time) {
-        (Some(seq), _) => seq,
-        (None, Some(time)) => {
-            let at: jiff::Timestamp = time.parse().map_err(|e| {
-                ApiError::bad_request(format!(
-                    "`since_time={time}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"
-                ))
-            })?;
-            service.store().seq_before(&id, at.as_millisecond()).await?
-        }
-        (None, None) => 0,
-    };
-    // Subscribed before the first read, so that no commit falls between the two.
-    let notices = service.store().subscribe();
-    let heartbeat = service.heartbeat();
-    let state = Streaming {
-        _counted: service.metrics().subscriber(),
-        service,
-        id,
-        cursor,
-        notices,
-        pending: VecDeque::new(),
-        first: true,
-        done: false,
-    };
-    let stream = futures::stream::unfold(state, |mut state| async move {
-        let event = state.next().await?;
-        Some((Ok(event), state))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
+        .transpose()
+}
+
+fn parse_time(time: &str) -> ApiResult<i64> {
+    let at: jiff::Timestamp = time.parse().map_err(|e| {
+        ApiError::bad_request(format!(
+            "`since_time={time}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"
+        ))
+    })?;
+    Ok(at.as_millisecond())
+}
+
+/// Where a stream's events come from.
+enum Source {
+    /// One execution's log; the cursor is a sequence number. Ends with the execution.
+    Execution(String),
+    /// The log of all executions, filtered; the cursor is a position. Never ends.
+    Log(store::LogQuery),
 }
 
 struct Streaming {
     /// Counts this client in the metrics while the stream lives.
     _counted: crate::metrics::SubscriberGuard,
     service: Arc<Service>,
-    id: String,
-    /// The last event sent.
+    source: Source,
+    /// The cursor of the last event sent.
     cursor: u64,
+    /// For the log of all executions: how far reads have looked (beyond `cursor` when
+    /// a filter skipped events).
+    scanned: u64,
     notices: tokio::sync::broadcast::Receiver<store::Committed>,
-    pending: VecDeque<store::Event>,
+    /// Read and not yet sent: each with its cursor and its execution.
+    pending: VecDeque<(u64, String, store::Event)>,
     first: bool,
     done: bool,
 }
@@ -104,11 +188,11 @@ impl Streaming {
     /// event was sent (or the store failed).
     async fn next(&mut self) -> Option<SseEvent> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                self.cursor = event.seq;
+            if let Some((cursor, execution, event)) = self.pending.pop_front() {
+                self.cursor = cursor;
                 let mut sse = SseEvent::default()
-                    .id(event.seq.to_string())
-                    .data(cloud_event(&self.id, &event));
+                    .id(cursor.to_string())
+                    .data(cloud_event(&execution, &event));
                 if std::mem::take(&mut self.first) {
                     sse = sse.retry(RETRY);
                 }
@@ -117,42 +201,68 @@ impl Streaming {
             if self.done {
                 return None;
             }
-            let store = self.service.store();
-            // The status first: if it is final now, the events read next include the
-            // last one, which is committed with it.
-            let ended = match store.execution(&self.id).await {
-                Ok(Some(e)) => e.status.is_final(),
-                Ok(None) => true,
+            match self.read().await {
+                Ok(true) => continue,
+                Ok(false) if self.done => return None,
+                Ok(false) => {}
                 Err(e) => {
-                    eprintln!("skein: event stream of {}: {e}", self.id);
-                    return None;
-                }
-            };
-            match store.events(&self.id, self.cursor, PAGE).await {
-                Ok(events) if !events.is_empty() => {
-                    self.pending.extend(events);
-                    continue;
-                }
-                Ok(_) if ended => return None,
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("skein: event stream of {}: {e}", self.id);
+                    eprintln!("skein: event stream: {e}");
                     return None;
                 }
             }
-            // Caught up: sleep until a commit brings this execution something new.
+            // Caught up: sleep until a commit brings something new.
             loop {
                 match self.notices.recv().await {
-                    Ok(notice)
-                        if *notice.execution == *self.id && notice.last_seq > self.cursor =>
-                    {
-                        break;
-                    }
-                    Ok(_) => {}
+                    Ok(notice) => match &self.source {
+                        Source::Execution(id)
+                            if *notice.execution != **id || notice.last_seq <= self.cursor => {}
+                        _ => break,
+                    },
                     // Notices were missed: the journal says what is new.
                     Err(RecvError::Lagged(_)) => break,
                     Err(RecvError::Closed) => return None,
                 }
+            }
+        }
+    }
+
+    /// Reads the next page after the cursor into `pending`; false if there was none.
+    /// Marks the stream done when its execution has ended and all was read.
+    async fn read(&mut self) -> Result<bool, store::Error> {
+        let store = self.service.store();
+        match &self.source {
+            Source::Execution(id) => {
+                // The status first: if it is final now, the events read next include
+                // the last one, which is committed with it.
+                let ended = store
+                    .execution(id)
+                    .await?
+                    .is_none_or(|e| e.status.is_final());
+                let events = store.events(id, self.cursor, PAGE).await?;
+                if events.is_empty() {
+                    self.done = ended;
+                    return Ok(false);
+                }
+                self.pending
+                    .extend(events.into_iter().map(|e| (e.seq, id.clone(), e)));
+                Ok(true)
+            }
+            Source::Log(query) => {
+                let query = store::LogQuery {
+                    after: self.scanned.max(self.cursor),
+                    ..query.clone()
+                };
+                let page = store.log(query).await?;
+                self.scanned = page.scanned;
+                if page.events.is_empty() {
+                    return Ok(false);
+                }
+                self.pending.extend(
+                    page.events
+                        .into_iter()
+                        .map(|l| (l.pos, l.execution, l.event)),
+                );
+                Ok(true)
             }
         }
     }

@@ -230,6 +230,37 @@ impl From<&Value> for Json {
     }
 }
 
+/// Which events [`Store::log`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct LogQuery {
+    /// Only events after this position.
+    pub after: u64,
+    pub execution: Option<String>,
+    /// The workflow's name.
+    pub name: Option<String>,
+    /// The event's type, such as `io.serverlessworkflow.task.completed.v1`.
+    pub type_: Option<String>,
+    pub limit: usize,
+}
+
+/// A page of [`Store::log`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogPage {
+    pub events: Vec<Logged>,
+    /// How far the query looked: the next query with a filter can start here, not at the
+    /// last event that matched.
+    pub scanned: u64,
+}
+
+/// An event in the log of all executions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logged {
+    /// Its position in that log: commit order, strictly increasing.
+    pub pos: u64,
+    pub execution: String,
+    pub event: Event,
+}
+
 /// See [`Store::observe_commits`].
 pub type CommitObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
 
@@ -301,6 +332,14 @@ pub trait Store: Send + Sync {
 
     /// Events of an execution after `after_seq`, in order, at most `limit`.
     async fn events(&self, id: &str, after_seq: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// Events of all executions after position `query.after` in the log of all
+    /// executions (commit order), filtered, at most `query.limit`.
+    async fn log(&self, query: LogQuery) -> Result<LogPage>;
+
+    /// The position of the last event in the log of all executions before `time`
+    /// (0 if none): the cursor from which to read the events at or after `time`.
+    async fn pos_before(&self, time: Millis) -> Result<u64>;
 
     /// How many events of each type execution `id` has, for progress counters.
     async fn event_counts(&self, id: &str) -> Result<Vec<(String, u64)>>;

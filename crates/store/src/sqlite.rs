@@ -20,7 +20,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::{
     Batch, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal, Json,
-    ListQuery, Millis, NewExecution, Result, Status, Step, StepState, Store, Ticket,
+    ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Result, Status, Step, StepState,
+    Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -64,8 +65,10 @@ CREATE TABLE events (
     time INTEGER NOT NULL,
     type TEXT NOT NULL,
     data TEXT NOT NULL,
+    pos INTEGER,
     PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX events_by_pos ON events (pos);
 CREATE TABLE inbox (
     execution_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -73,6 +76,22 @@ CREATE TABLE inbox (
     PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
 ";
+
+/// Schema version 1 to 2: every event gets its position in the log of all executions,
+/// in commit order. Events already stored are numbered by time.
+const MIGRATE_2: &str = "
+ALTER TABLE events ADD COLUMN pos INTEGER;
+CREATE TEMP TABLE numbered AS
+    SELECT execution_id, seq, ROW_NUMBER() OVER (ORDER BY time, execution_id, seq) AS n FROM events;
+CREATE INDEX temp.numbered_key ON numbered (execution_id, seq);
+UPDATE events SET pos = numbered.n FROM numbered
+    WHERE numbered.execution_id = events.execution_id AND numbered.seq = events.seq;
+DROP TABLE temp.numbered;
+CREATE UNIQUE INDEX events_by_pos ON events (pos);
+";
+
+/// The schema version this build writes.
+const VERSION: i64 = 2;
 
 enum Command {
     Batch(Batch),
@@ -177,16 +196,20 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
 
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    match version {
-        0 => {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))?;
-            Ok(())
+    let steps = match version {
+        0 => SCHEMA,
+        1 => MIGRATE_2,
+        VERSION => return Ok(()),
+        v => {
+            return Err(Error::Corrupt(format!(
+                "the database has schema version {v}, newer than this skein understands ({VERSION})"
+            )));
         }
-        1 => Ok(()),
-        v => Err(Error::Corrupt(format!(
-            "the database has schema version {v}, newer than this skein understands (1)"
-        ))),
-    }
+    };
+    conn.execute_batch(&format!(
+        "BEGIN; {steps} PRAGMA user_version = {VERSION}; COMMIT;"
+    ))?;
+    Ok(())
 }
 
 /// What the writer thread owns.
@@ -207,6 +230,15 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         observer,
     } = writer;
     let mut committed = 0;
+    // The position of the last event in the log of all executions.
+    let mut pos: i64 =
+        match conn.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |r| r.get(0)) {
+            Ok(pos) => pos,
+            Err(e) => {
+                progress.send_modify(|p| p.failure = Some(Arc::from(e.to_string())));
+                return;
+            }
+        };
     while let Ok(first) = rx.recv() {
         let opened = Instant::now();
         let mut last = 0;
@@ -221,7 +253,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                 folded += 1;
                 match command {
                     Command::Batch(batch) => {
-                        apply(&tx, &batch)?;
+                        apply(&tx, &batch, &mut pos)?;
                         if let Some(event) = batch.events.last() {
                             match newest.iter_mut().find(|(id, _)| *id == batch.execution) {
                                 Some((_, seq)) => *seq = (*seq).max(event.seq),
@@ -318,7 +350,7 @@ fn json(value: &Value) -> String {
     serde_json::to_string(value).expect("a JSON value always serializes")
 }
 
-fn apply(tx: &rusqlite::Transaction, batch: &Batch) -> Result<()> {
+fn apply(tx: &rusqlite::Transaction, batch: &Batch, pos: &mut i64) -> Result<()> {
     // Statements are fetched only when used: many batches hold events and no steps.
     if !batch.steps.is_empty() {
         let mut put_step = tx.prepare_cached(
@@ -353,15 +385,17 @@ fn apply(tx: &rusqlite::Transaction, batch: &Batch) -> Result<()> {
     }
     if !batch.events.is_empty() {
         let mut put_event = tx.prepare_cached(
-            "INSERT INTO events (execution_id, seq, time, type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO events (execution_id, seq, time, type, data, pos) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for event in &batch.events {
+            *pos += 1;
             put_event.execute(params![
                 batch.execution,
                 event.seq as i64,
                 event.time,
                 event.type_,
-                event.data.text()
+                event.data.text(),
+                *pos
             ])?;
         }
     }
@@ -611,6 +645,78 @@ impl Store for SqliteStore {
                 out.push(Event { seq: seq as u64, time, type_, data: Json::from_text(&data)? });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn log(&self, query: LogQuery) -> Result<LogPage> {
+        self.read(move |conn| {
+            // One snapshot for both statements: what the first sees as the end of the log
+            // holds for the second.
+            let snapshot = conn.unchecked_transaction()?;
+            let end: i64 =
+                snapshot.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |r| r.get(0))?;
+            let mut stmt = snapshot.prepare_cached(
+                "SELECT e.pos, e.execution_id, e.seq, e.time, e.type, e.data
+                 FROM events e JOIN executions x ON x.id = e.execution_id
+                 WHERE e.pos > ?1 AND e.pos <= ?6
+                   AND (?2 IS NULL OR e.execution_id = ?2)
+                   AND (?3 IS NULL OR x.name = ?3)
+                   AND (?4 IS NULL OR e.type = ?4)
+                 ORDER BY e.pos LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    query.after as i64,
+                    query.execution,
+                    query.name,
+                    query.type_,
+                    query.limit.min(i64::MAX as usize) as i64,
+                    end
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )?;
+            let mut events = Vec::new();
+            for row in rows {
+                let (pos, execution, seq, time, type_, data) = row?;
+                events.push(Logged {
+                    pos: pos as u64,
+                    execution,
+                    event: Event {
+                        seq: seq as u64,
+                        time,
+                        type_,
+                        data: Json::from_text(&data)?,
+                    },
+                });
+            }
+            // A full page stops at its last event; a short one saw the whole log.
+            let scanned = match events.last() {
+                Some(last) if events.len() >= query.limit => last.pos,
+                _ => (end as u64).max(query.after),
+            };
+            Ok(LogPage { events, scanned })
+        })
+        .await
+    }
+
+    async fn pos_before(&self, time: Millis) -> Result<u64> {
+        self.read(move |conn| {
+            let pos: Option<i64> = conn.query_row(
+                "SELECT MAX(pos) FROM events WHERE time < ?1",
+                params![time],
+                |r| r.get(0),
+            )?;
+            Ok(pos.unwrap_or(0) as u64)
         })
         .await
     }

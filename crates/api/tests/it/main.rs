@@ -750,3 +750,44 @@ async fn metrics_count_executions_events_subscribers_and_commits() {
     assert_eq!(value("skein_event_stream_subscribers"), 1.0);
     assert!(value("skein_store_commit_seconds_count") >= 1.0);
 }
+
+#[tokio::test]
+async fn the_stream_of_all_executions_filters_and_resumes() {
+    let server = serve().await;
+    let completed = "/v1/events?type=io.serverlessworkflow.workflow.completed.v1";
+    let mut sse = Sse::open(&server, completed, None).await;
+    for (id, n) in [("g1", 1), ("g2", 2)] {
+        let (status, _) = server
+            .post(
+                "/v1/executions?wait=10s",
+                json!({"workflow": flow(DOUBLE), "input": {"n": n}, "id": id}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (first, one) = sse.event().await.unwrap();
+    let (second, two) = sse.event().await.unwrap();
+    assert!(first < second);
+    assert_eq!(
+        (one["subject"].as_str(), one["data"]["output"].clone()),
+        (Some("g1"), json!({"n": 2}))
+    );
+    assert_eq!(two["subject"], "g2");
+    drop(sse);
+
+    // Resumed after the first: the second, and nothing before it.
+    let mut again = Sse::open(&server, completed, Some(first)).await;
+    let (id, event) = again.event().await.unwrap();
+    assert_eq!((id, event["subject"].as_str()), (second, Some("g2")));
+
+    // One execution's events, every type, in order, through the log's positions.
+    let mut only = Sse::open(&server, "/v1/events?execution=g2", None).await;
+    let (_, event) = only.event().await.unwrap();
+    assert_eq!(
+        (event["subject"].as_str(), event["type"].as_str()),
+        (
+            Some("g2"),
+            Some("io.serverlessworkflow.workflow.started.v1")
+        )
+    );
+}

@@ -36,6 +36,7 @@ for_each_store!(
     unfinished_lists_what_is_not_final,
     list_filters_and_pages_newest_first,
     commits_announce_new_events,
+    the_log_of_all_executions_is_in_commit_order,
     the_inbox_keeps_delivery_order,
 );
 
@@ -51,6 +52,62 @@ async fn data_survives_reopening_the_file() {
     let journal = store::Store::journal(&store, "e1").await.unwrap();
     assert_eq!(journal.steps.len(), 1);
     assert_eq!(journal.last_seq, 2);
+}
+
+/// A journal of schema version 1 (events without log positions) is numbered by time
+/// when it is opened, and new events continue after it.
+#[tokio::test]
+async fn a_version_1_journal_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skein.db");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        suite::seed(&store, "e1").await;
+    }
+    let conn = rusqlite_connection(&path);
+    conn.execute_batch(
+        "DROP INDEX events_by_pos; ALTER TABLE events DROP COLUMN pos; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let log = store::Store::log(
+        &store,
+        store::LogQuery {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .events;
+    assert_eq!(log.iter().map(|l| l.pos).collect::<Vec<_>>(), [1, 2]);
+    let ticket = store::Store::commit(
+        &store,
+        store::Batch {
+            execution: "e1".into(),
+            events: vec![store::Event {
+                seq: 3,
+                time: 5,
+                type_: "x".into(),
+                data: store::Json::of(&serde_json::json!(null)),
+            }],
+            ..Default::default()
+        },
+    );
+    store::Store::durable(&store, ticket).await.unwrap();
+    let log = store::Store::log(
+        &store,
+        store::LogQuery {
+            after: 2,
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .events;
+    assert_eq!((log[0].pos, log[0].event.seq), (3, 3));
 }
 
 #[test]

@@ -342,6 +342,78 @@ pub(crate) async fn commits_announce_new_events(store: &dyn Store) {
     assert_eq!(store.seq_before("e1", 0).await.unwrap(), 0);
 }
 
+pub(crate) async fn the_log_of_all_executions_is_in_commit_order(store: &dyn Store) {
+    seed(store, "e1").await;
+    let mut other = new_execution("e2");
+    other.name = "other".into();
+    store.create(other).await.unwrap();
+    let ticket = store.commit(Batch {
+        execution: "e2".into(),
+        events: vec![event(1, "started"), event(2, "completed")],
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    let ticket = store.commit(Batch {
+        execution: "e1".into(),
+        events: vec![event(3, "completed")],
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    let all = |query: store::LogQuery| async move {
+        store
+            .log(store::LogQuery {
+                limit: 100,
+                ..query
+            })
+            .await
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|l| (l.pos, l.execution, l.event.seq))
+            .collect::<Vec<_>>()
+    };
+    let e = |s: &str| s.to_string();
+    assert_eq!(
+        all(Default::default()).await,
+        [
+            (1, e("e1"), 1),
+            (2, e("e1"), 2),
+            (3, e("e2"), 1),
+            (4, e("e2"), 2),
+            (5, e("e1"), 3)
+        ]
+    );
+    assert_eq!(
+        all(store::LogQuery {
+            after: 3,
+            ..Default::default()
+        })
+        .await,
+        [(4, e("e2"), 2), (5, e("e1"), 3)]
+    );
+    let by_name = store::LogQuery {
+        name: Some("other".into()),
+        ..Default::default()
+    };
+    assert_eq!(all(by_name).await, [(3, e("e2"), 1), (4, e("e2"), 2)]);
+    let by_type = store::LogQuery {
+        type_: Some("completed".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        all(by_type).await,
+        [(2, e("e1"), 2), (4, e("e2"), 2), (5, e("e1"), 3)]
+    );
+    let by_execution = store::LogQuery {
+        execution: Some("e2".into()),
+        ..Default::default()
+    };
+    assert_eq!(all(by_execution).await.len(), 2);
+    // `event(n)` is at time 1000 + n.
+    assert_eq!(store.pos_before(1_002).await.unwrap(), 3);
+    assert_eq!(store.pos_before(0).await.unwrap(), 0);
+}
+
 pub(crate) async fn the_inbox_keeps_delivery_order(store: &dyn Store) {
     store.create(new_execution("e1")).await.unwrap();
     assert_eq!(store.deliver("e1", json!({"type": "a"})).await.unwrap(), 1);
