@@ -169,6 +169,43 @@ fn check_id(id: &str) -> ApiResult<()> {
     }
 }
 
+/// Labels: at most 64, names of 1 to 63 letters, digits and `-_./`, values of at most
+/// 256 characters.
+fn check_labels(labels: &store::Labels) -> ApiResult<()> {
+    if labels.len() > 64 {
+        return Err(ApiError::bad_request(format!(
+            "{} labels is more than the limit of 64",
+            labels.len()
+        )));
+    }
+    for (name, value) in labels {
+        let name_ok = (1..=63).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !name_ok {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is not a valid label name: use 1 to 63 letters, digits, `-`, `_`, `.` or `/`"
+            )));
+        }
+        if value.chars().count() > 256 {
+            return Err(ApiError::bad_request(format!(
+                "the value of label `{name}` is longer than 256 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A `?label=name:value` filter.
+pub(crate) fn parse_label(text: &str) -> ApiResult<(String, String)> {
+    text.split_once(':')
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("`label={text}` is not of the form `name:value`"))
+        })
+}
+
 /// `POST /v1/executions[?wait=30s]`: 201 for a new execution, 200 for a repeated start
 /// (same id, same definition and input), 409 for an id taken by a different one.
 async fn start(
@@ -181,6 +218,7 @@ async fn start(
     if let Some(id) = &request.id {
         check_id(id)?;
     }
+    check_labels(&request.labels)?;
     let options = dsl::Options {
         max_bytes: MAX_DEFINITION_BYTES,
         ..Default::default()
@@ -194,7 +232,13 @@ async fn start(
         .unwrap_or_else(|| Value::Object(Default::default()));
     let (id, created) = service
         .engine()
-        .create_or_get(&request.workflow, &workflow, request.id, input.clone())
+        .create_or_get(
+            &request.workflow,
+            &workflow,
+            request.id,
+            input.clone(),
+            request.labels,
+        )
         .await
         .map_err(ApiError::internal)?;
     let status = match created {
@@ -313,6 +357,8 @@ async fn progress(service: &Service, id: &str) -> ApiResult<wire::Progress> {
 struct ListParams {
     status: Option<String>,
     name: Option<String>,
+    /// `name:value`.
+    label: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -346,6 +392,7 @@ async fn list(
         .list(store::ListQuery {
             status,
             name: params.name,
+            label: params.label.as_deref().map(parse_label).transpose()?,
             before,
             children: false,
             limit,

@@ -77,6 +77,8 @@ pub(crate) struct LogParams {
     execution: Option<String>,
     /// Only events of executions of this workflow (by name).
     name: Option<String>,
+    /// Only events of executions with this label: `name:value`.
+    label: Option<String>,
     /// Only events of this type.
     #[serde(rename = "type")]
     type_: Option<String>,
@@ -105,6 +107,11 @@ pub(crate) async fn all_events(
         after: 0,
         execution: params.execution,
         name: params.name,
+        label: params
+            .label
+            .as_deref()
+            .map(crate::parse_label)
+            .transpose()?,
         type_: params.type_,
         limit: PAGE,
     };

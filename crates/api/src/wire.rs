@@ -16,6 +16,10 @@ pub struct StartRequest {
     /// A client-chosen id, which makes the start idempotent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Names and values to find the execution by (`?label=name:value` in lists and
+    /// streams).
+    #[serde(default, skip_serializing_if = "store::Labels::is_empty")]
+    pub labels: store::Labels,
 }
 
 /// An execution, as `GET /v1/executions/{id}` and the other endpoints return it.
@@ -27,6 +31,8 @@ pub struct Execution {
     /// `pending`, `running`, `waiting`, `suspended`, `completed`, `faulted` or `cancelled`.
     pub status: String,
     pub input: Value,
+    #[serde(default, skip_serializing_if = "store::Labels::is_empty")]
+    pub labels: store::Labels,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     /// The DSL's error object (type, status, title, detail, instance) of a faulted run.
@@ -118,6 +124,7 @@ impl From<store::Execution> for Execution {
             },
             status: e.status.as_str().to_string(),
             input: e.input,
+            labels: e.labels,
             output: e.output,
             error: e.error,
             created_at: rfc3339(e.created_at),

@@ -995,6 +995,7 @@ async fn subflow(
                     version: sub.version.clone(),
                     definition: source,
                     input: input.clone(),
+                    labels: store::Labels::new(),
                     created_at: run.now(),
                 })
                 .await

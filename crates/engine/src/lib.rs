@@ -136,19 +136,21 @@ impl Engine {
         id: Option<String>,
         input: Value,
     ) -> Result<String, Error> {
-        self.create_or_get(source, workflow, id, input)
+        self.create_or_get(source, workflow, id, input, store::Labels::new())
             .await
             .map(|(id, _)| id)
     }
 
-    /// Like [`Engine::create`], and says whether the execution is new or which one
-    /// already had that id, so that a caller can tell a repeated start from a clash.
+    /// Like [`Engine::create`], with `labels`, and says whether the execution is new or
+    /// which one already had that id, so that a caller can tell a repeated start from a
+    /// clash.
     pub async fn create_or_get(
         &self,
         source: &str,
         workflow: &Workflow,
         id: Option<String>,
         input: Value,
+        labels: store::Labels,
     ) -> Result<(String, Created), Error> {
         let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let doc = &workflow.document;
@@ -161,6 +163,7 @@ impl Engine {
                 version: doc.version.to_string(),
                 definition: source.to_string(),
                 input,
+                labels,
                 created_at: self.clock.now_ms(),
             })
             .await?;

@@ -83,6 +83,9 @@ impl Status {
     }
 }
 
+/// Names and values an execution is tagged with, to find it by.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
 /// A new execution, as its creator describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewExecution {
@@ -93,6 +96,7 @@ pub struct NewExecution {
     /// The workflow definition, as written.
     pub definition: String,
     pub input: Value,
+    pub labels: Labels,
     pub created_at: Millis,
 }
 
@@ -105,6 +109,7 @@ pub struct Execution {
     pub version: String,
     pub definition: String,
     pub input: Value,
+    pub labels: Labels,
     pub status: Status,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -118,6 +123,8 @@ pub struct ListQuery {
     pub status: Option<Status>,
     /// The workflow's name.
     pub name: Option<String>,
+    /// Only executions with this label set to this value.
+    pub label: Option<(String, String)>,
     /// Only executions older than this one (its creation time and id): the cursor of
     /// the previous page.
     pub before: Option<(Millis, String)>,
@@ -238,6 +245,8 @@ pub struct LogQuery {
     pub execution: Option<String>,
     /// The workflow's name.
     pub name: Option<String>,
+    /// Only events of executions with this label set to this value.
+    pub label: Option<(String, String)>,
     /// The event's type, such as `io.serverlessworkflow.task.completed.v1`.
     pub type_: Option<String>,
     pub limit: usize,

@@ -47,7 +47,8 @@ CREATE TABLE executions (
     output TEXT,
     error TEXT,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX executions_by_status ON executions (status, created_at);
 CREATE TABLE steps (
@@ -77,9 +78,10 @@ CREATE TABLE inbox (
 ) WITHOUT ROWID;
 ";
 
-/// Schema version 1 to 2: every event gets its position in the log of all executions,
-/// in commit order. Events already stored are numbered by time.
+/// Schema version 1 to 2: executions get labels, and every event its position in the
+/// log of all executions, in commit order. Events already stored are numbered by time.
 const MIGRATE_2: &str = "
+ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE events ADD COLUMN pos INTEGER;
 CREATE TEMP TABLE numbered AS
     SELECT execution_id, seq, ROW_NUMBER() OVER (ORDER BY time, execution_id, seq) AS n FROM events;
@@ -419,9 +421,18 @@ fn create(tx: &rusqlite::Transaction, new: &NewExecution) -> Result<Created> {
         return Ok(Created::Existing(Box::new(existing)));
     }
     tx.execute(
-        "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-        params![new.id, new.namespace, new.name, new.version, new.definition, json(&new.input), new.created_at],
+        "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at, labels)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
+        params![
+            new.id,
+            new.namespace,
+            new.name,
+            new.version,
+            new.definition,
+            json(&new.input),
+            new.created_at,
+            serde_json::to_string(&new.labels).expect("labels serialize")
+        ],
     )?;
     Ok(Created::New)
 }
@@ -443,7 +454,7 @@ fn parse_json(text: &str) -> Result<Value> {
     crate::parse(text)
 }
 
-const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at";
+const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at, labels";
 
 /// The columns of [`EXECUTION_COLUMNS`], as text, before their JSON is parsed.
 type ExecutionRow = (
@@ -458,6 +469,7 @@ type ExecutionRow = (
     Option<String>,
     i64,
     i64,
+    String,
 );
 
 fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
@@ -473,6 +485,7 @@ fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
         r.get(8)?,
         r.get(9)?,
         r.get(10)?,
+        r.get(11)?,
     ))
 }
 
@@ -489,6 +502,7 @@ fn execution_of(row: ExecutionRow) -> Result<Execution> {
         error,
         created_at,
         updated_at,
+        labels,
     ) = row;
     Ok(Execution {
         id,
@@ -497,6 +511,7 @@ fn execution_of(row: ExecutionRow) -> Result<Execution> {
         version,
         definition,
         input: parse_json(&input)?,
+        labels: crate::parse(&labels)?,
         status: Status::parse(&status)
             .ok_or_else(|| Error::Corrupt(format!("unknown status `{status}`")))?,
         output: output.as_deref().map(parse_json).transpose()?,
@@ -552,10 +567,13 @@ impl Store for SqliteStore {
                    AND (?2 IS NULL OR name = ?2)
                    AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
                    AND (?5 OR instr(id, '/') = 0)
+                   AND (?7 IS NULL OR EXISTS (
+                       SELECT 1 FROM json_each(labels) WHERE key = ?7 AND value = ?8))
                  ORDER BY created_at DESC, id DESC
                  LIMIT ?6"
             ))?;
             let (before_at, before_id) = query.before.unzip();
+            let (label, label_value) = query.label.unzip();
             let rows = stmt.query_map(
                 params![
                     query.status.map(Status::as_str),
@@ -564,6 +582,8 @@ impl Store for SqliteStore {
                     before_id,
                     query.children,
                     query.limit.min(i64::MAX as usize) as i64,
+                    label,
+                    label_value,
                 ],
                 execution_row,
             )?;
@@ -656,6 +676,7 @@ impl Store for SqliteStore {
             let snapshot = conn.unchecked_transaction()?;
             let end: i64 =
                 snapshot.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |r| r.get(0))?;
+            let (label, label_value) = query.label.clone().unzip();
             let mut stmt = snapshot.prepare_cached(
                 "SELECT e.pos, e.execution_id, e.seq, e.time, e.type, e.data
                  FROM events e JOIN executions x ON x.id = e.execution_id
@@ -663,6 +684,8 @@ impl Store for SqliteStore {
                    AND (?2 IS NULL OR e.execution_id = ?2)
                    AND (?3 IS NULL OR x.name = ?3)
                    AND (?4 IS NULL OR e.type = ?4)
+                   AND (?7 IS NULL OR EXISTS (
+                       SELECT 1 FROM json_each(x.labels) WHERE key = ?7 AND value = ?8))
                  ORDER BY e.pos LIMIT ?5",
             )?;
             let rows = stmt.query_map(
@@ -672,7 +695,9 @@ impl Store for SqliteStore {
                     query.name,
                     query.type_,
                     query.limit.min(i64::MAX as usize) as i64,
-                    end
+                    end,
+                    label,
+                    label_value
                 ],
                 |r| {
                     Ok((

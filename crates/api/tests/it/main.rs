@@ -286,6 +286,28 @@ async fn list_filters_and_pages() {
         ["l4", "l3", "l2", "l1", "l0"],
         "newest first, each once"
     );
+    let (status, body) = server
+        .post(
+            "/v1/executions?wait=10s",
+            json!({"workflow": flow(DOUBLE), "input": {"n": 9}, "labels": {"team": "audio"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["labels"].clone()),
+        (201, json!({"team": "audio"}))
+    );
+    let (_, audio) = server.get("/v1/executions?label=team:audio").await;
+    assert_eq!(audio["executions"].as_array().unwrap().len(), 1);
+    assert_eq!(audio["executions"][0]["input"], json!({"n": 9}));
+    let (status, _) = server.get("/v1/executions?label=team").await;
+    assert_eq!(status, 400);
+    let (status, _) = server
+        .post(
+            "/v1/executions",
+            json!({"workflow": flow(DOUBLE), "labels": {"bad name": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 400);
     let (_, none) = server.get("/v1/executions?status=faulted").await;
     assert_eq!(none["executions"], json!([]));
     let (status, _) = server.get("/v1/executions?status=done").await;

@@ -54,8 +54,8 @@ async fn data_survives_reopening_the_file() {
     assert_eq!(journal.last_seq, 2);
 }
 
-/// A journal of schema version 1 (events without log positions) is numbered by time
-/// when it is opened, and new events continue after it.
+/// A journal of schema version 1 (no labels, events without log positions) gets empty
+/// labels and its events numbered by time when it is opened; new events continue after.
 #[tokio::test]
 async fn a_version_1_journal_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,7 +66,8 @@ async fn a_version_1_journal_is_migrated() {
     }
     let conn = rusqlite_connection(&path);
     conn.execute_batch(
-        "DROP INDEX events_by_pos; ALTER TABLE events DROP COLUMN pos; PRAGMA user_version = 1;",
+        "DROP INDEX events_by_pos; ALTER TABLE events DROP COLUMN pos;
+         ALTER TABLE executions DROP COLUMN labels; PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -82,6 +83,11 @@ async fn a_version_1_journal_is_migrated() {
     .unwrap()
     .events;
     assert_eq!(log.iter().map(|l| l.pos).collect::<Vec<_>>(), [1, 2]);
+    let e1 = store::Store::execution(&store, "e1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(e1.labels.is_empty());
     let ticket = store::Store::commit(
         &store,
         store::Batch {

@@ -13,6 +13,7 @@ fn new_execution(id: &str) -> NewExecution {
         version: "1.0.0".into(),
         definition: "document: {}".into(),
         input: json!({"n": 1}),
+        labels: [("team".to_string(), "render".to_string())].into(),
         created_at: 1_000,
     }
 }
@@ -274,6 +275,7 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
         new.created_at = 1_000 + i as i64;
         if *id == "d" {
             new.name = "other".into();
+            new.labels = [("team".to_string(), "audio".to_string())].into();
         }
         store.create(new).await.unwrap();
     }
@@ -309,6 +311,13 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
         ..query(10)
     };
     assert_eq!(ids(store.list(pending_flows).await.unwrap()), ["c", "a"]);
+    let audio = store::ListQuery {
+        label: Some(("team".into(), "audio".into())),
+        ..query(10)
+    };
+    let found = store.list(audio).await.unwrap();
+    assert_eq!(found[0].labels["team"], "audio");
+    assert_eq!(ids(found), ["d"]);
     let with_children = store::ListQuery {
         children: true,
         ..query(10)
@@ -403,6 +412,15 @@ pub(crate) async fn the_log_of_all_executions_is_in_commit_order(store: &dyn Sto
     assert_eq!(
         all(by_type).await,
         [(2, e("e1"), 2), (4, e("e2"), 2), (5, e("e1"), 3)]
+    );
+    let by_label = store::LogQuery {
+        label: Some(("team".into(), "render".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        all(by_label).await.len(),
+        5,
+        "both executions have team=render"
     );
     let by_execution = store::LogQuery {
         execution: Some("e2".into()),
