@@ -28,6 +28,8 @@ const RETRY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct StreamParams {
+    /// `false`: end the stream once caught up, instead of waiting for new events.
+    follow: Option<bool>,
     /// Start after this event (the `Last-Event-ID` header wins over it).
     since_id: Option<u64>,
     /// Start at the first event at or after this time (RFC 3339).
@@ -60,6 +62,7 @@ pub(crate) async fn execution_events(
             _counted: service.metrics().subscriber(),
             service,
             source: Source::Execution(id),
+            follow: params.follow.unwrap_or(true),
             cursor,
             scanned: cursor,
             notices,
@@ -120,6 +123,7 @@ pub(crate) async fn all_events(
             _counted: service.metrics().subscriber(),
             service,
             source: Source::Log(query),
+            follow: true,
             cursor,
             scanned: cursor,
             notices,
@@ -178,6 +182,8 @@ struct Streaming {
     _counted: crate::metrics::SubscriberGuard,
     service: Arc<Service>,
     source: Source,
+    /// Whether to wait for new events once caught up.
+    follow: bool,
     /// The cursor of the last event sent.
     cursor: u64,
     /// For the log of all executions: how far reads have looked (beyond `cursor` when
@@ -210,7 +216,7 @@ impl Streaming {
             }
             match self.read().await {
                 Ok(true) => continue,
-                Ok(false) if self.done => return None,
+                Ok(false) if self.done || !self.follow => return None,
                 Ok(false) => {}
                 Err(e) => {
                     eprintln!("skein: event stream: {e}");

@@ -21,6 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Bench(commands::bench::Args),
+    Exec(commands::exec::Args),
     Run(commands::run::Args),
     Server(commands::server::Args),
     Test(commands::test::Args),
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
+        Command::Exec(args) => commands::exec::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Server(args) => commands::server::run(args),
         Command::Test(args) => commands::test::run(args),

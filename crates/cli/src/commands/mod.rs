@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_api;
+pub(crate) mod exec;
 pub(crate) mod run;
 pub(crate) mod server;
 pub(crate) mod test;

@@ -176,7 +176,7 @@ fn report(id: &str, outcome: Outcome, json: bool) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn parse_input(input: Option<&str>) -> Result<Value> {
+pub(crate) fn parse_input(input: Option<&str>) -> Result<Value> {
     let Some(input) = input else {
         return Ok(Value::Object(Map::new()));
     };

@@ -131,3 +131,73 @@ async fn the_server_refuses_a_public_address_without_authentication() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
 }
+
+/// Runs `skein exec` against `base` and returns its exit code and stdout.
+async fn exec(base: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .arg("exec")
+        .args(args)
+        .env("SKEIN_SERVER", base)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skein_exec_drives_a_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = start_server(port, dir.path().to_str().unwrap());
+    healthy(&reqwest::Client::new(), &base).await;
+    let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello.yaml");
+
+    let (code, out, err) = exec(
+        &base,
+        &[
+            "start",
+            hello,
+            "--id",
+            "x1",
+            "--input",
+            r#"{"name": "Ada"}"#,
+            "--wait",
+            "--label",
+            "team=docs",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let started: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (started["status"].as_str(), started["output"].as_str()),
+        (Some("completed"), Some("Hello, Ada!"))
+    );
+
+    let (code, out, _) = exec(&base, &["list", "--label", "team:docs"]).await;
+    assert_eq!(code, 0);
+    assert!(out.lines().nth(1).unwrap().starts_with("x1 "), "{out}");
+
+    let (code, out, _) = exec(&base, &["events", "x1"]).await;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("workflow.started"), "{out}");
+    assert!(
+        lines.last().unwrap().contains("workflow.completed"),
+        "{out}"
+    );
+
+    let (code, _, err) = exec(&base, &["get", "nope"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no execution `nope`"), "{err}");
+    let (code, _, err) = exec(&base, &["cancel", "x1"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("already completed"), "{err}");
+}

@@ -1,0 +1,449 @@
+//! `skein exec`: the client of `skein server`'s REST API, for people and scripts.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use api::wire;
+use clap::{Args as ClapArgs, Subcommand};
+use serde_json::Value;
+
+/// Start, watch and steer executions on a running `skein server`.
+///
+/// Tables for people by default; `--json` prints the API's JSON for scripts.
+/// Exit status: 0 success, 1 the server refused or failed the request (or, with
+/// `start --wait`, the execution did not complete), 2 usage errors.
+#[derive(ClapArgs)]
+#[command(
+    after_help = "Examples:\n  skein exec start examples/hello.yaml --input '{\"name\": \"Ada\"}' --wait\n  skein exec list --status running\n  skein exec events 0199c3e4-… --follow"
+)]
+pub(crate) struct Args {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SKEIN_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+
+    /// A bearer token for the server, if it asks for one.
+    #[arg(long, global = true, env = "SKEIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an execution of a workflow file.
+    Start {
+        /// The workflow (YAML or JSON).
+        file: PathBuf,
+        /// Give the execution this id; the same start again returns the same execution.
+        #[arg(long)]
+        id: Option<String>,
+        /// The workflow input: JSON text, or @FILE.
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// A label: NAME=VALUE. Repeatable.
+        #[arg(long = "label", value_name = "NAME=VALUE")]
+        labels: Vec<String>,
+        /// Wait for the end (at most this long, such as 30s; 300s when given bare).
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "300s")]
+        wait: Option<String>,
+    },
+    /// List executions, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        /// The workflow's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// NAME:VALUE.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one execution: status, output or error, progress.
+    Get { id: String },
+    /// Cancel an execution (its running processes are killed).
+    Cancel { id: String },
+    /// Pause an execution: no new task starts and timers hold until it is resumed.
+    Pause { id: String },
+    /// Resume a paused execution.
+    Resume { id: String },
+    /// Print an execution's events; with --follow, keep printing them as they happen.
+    Events {
+        id: String,
+        /// Keep going until the execution ends, reconnecting after a lost connection.
+        #[arg(long)]
+        follow: bool,
+        /// Start after this event.
+        #[arg(long, value_name = "N")]
+        since_id: Option<u64>,
+    },
+    /// Deliver a CloudEvent (structured JSON, from FILE or - for stdin) to an execution.
+    SendEvent { id: String, file: PathBuf },
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    super::block_on(async {
+        match exec(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("skein: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base.trim_end_matches('/')));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// Sends `request` and returns the JSON body of a success, or the server's message.
+    async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).context("the server's answer is not JSON");
+        }
+        match serde_json::from_slice::<wire::Error>(&body) {
+            Ok(error) => {
+                let mut message = format!("{} ({status})", error.message);
+                for d in &error.diagnostics {
+                    message.push_str(&format!(
+                        "\n  {}:{} {}: {}",
+                        d.line, d.column, d.path, d.message
+                    ));
+                }
+                bail!(message)
+            }
+            Err(_) => bail!("the server answered {status}"),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value> {
+        let mut request = self.request(reqwest::Method::POST, path);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(body)?);
+        }
+        self.json(request).await
+    }
+}
+
+async fn exec(args: Args) -> Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: args.server.clone(),
+        token: args.token.clone(),
+    };
+    let json = args.json;
+    match args.command {
+        Command::Start {
+            file,
+            id,
+            input,
+            labels,
+            wait,
+        } => {
+            let workflow = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut label_map = serde_json::Map::new();
+            for pair in &labels {
+                let Some((name, value)) = pair.split_once('=') else {
+                    bail!("--label `{pair}` is not NAME=VALUE");
+                };
+                label_map.insert(name.into(), Value::String(value.into()));
+            }
+            let body = serde_json::json!({
+                "workflow": workflow,
+                "input": super::run::parse_input(input.as_deref())?,
+                "id": id,
+                "labels": label_map,
+            });
+            let path = match &wait {
+                Some(wait) => format!("/v1/executions?wait={wait}"),
+                None => "/v1/executions".to_string(),
+            };
+            let execution = client.post(&path, Some(&body)).await?;
+            show_execution(&execution, json);
+            let status = execution["status"].as_str().unwrap_or_default();
+            Ok(match (wait.is_some(), status) {
+                (false, _) | (true, "completed") => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            })
+        }
+        Command::List {
+            status,
+            name,
+            label,
+            limit,
+        } => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("limit", &limit.to_string());
+            for (key, value) in [("status", status), ("name", name), ("label", label)] {
+                if let Some(value) = value {
+                    query.append_pair(key, &value);
+                }
+            }
+            let path = format!("/v1/executions?{}", query.finish());
+            let list = client
+                .json(client.request(reqwest::Method::GET, &path))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<38} {:<10} {:<28} CREATED", "ID", "STATUS", "WORKFLOW");
+                for e in list["executions"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<38} {:<10} {:<28} {}",
+                        e["id"].as_str().unwrap_or_default(),
+                        e["status"].as_str().unwrap_or_default(),
+                        format!(
+                            "{}.{}:{}",
+                            e["workflow"]["namespace"].as_str().unwrap_or_default(),
+                            e["workflow"]["name"].as_str().unwrap_or_default(),
+                            e["workflow"]["version"].as_str().unwrap_or_default()
+                        ),
+                        e["createdAt"].as_str().unwrap_or_default()
+                    );
+                }
+                if let Some(cursor) = list["nextCursor"].as_str() {
+                    eprintln!("(more: the next page's cursor is {cursor})");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { id } => {
+            let path = format!("/v1/executions/{}", encode(&id));
+            let execution = client
+                .json(client.request(reqwest::Method::GET, &path))
+                .await?;
+            show_execution(&execution, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { id } => steer(&client, &id, "cancel", json).await,
+        Command::Pause { id } => steer(&client, &id, "pause", json).await,
+        Command::Resume { id } => steer(&client, &id, "resume", json).await,
+        Command::Events {
+            id,
+            follow,
+            since_id,
+        } => events(&client, &id, follow, since_id, json).await,
+        Command::SendEvent { id, file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let event: Value = serde_json::from_str(&text).context("the event is not JSON")?;
+            let path = format!("/v1/executions/{}/events", encode(&id));
+            let delivered = client.post(&path, Some(&event)).await?;
+            if json {
+                println!("{delivered}");
+            } else {
+                println!("delivered at inbox position {}", delivered["position"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn steer(client: &Client, id: &str, verb: &str, json: bool) -> Result<ExitCode> {
+    let path = format!("/v1/executions/{}/{verb}", encode(id));
+    let execution = client.post(&path, None).await?;
+    show_execution(&execution, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints events as they come, reconnecting with the last id after a lost connection
+/// when following.
+async fn events(
+    client: &Client,
+    id: &str,
+    follow: bool,
+    since_id: Option<u64>,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut last = since_id;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let path = format!("/v1/executions/{}/events?follow={follow}", encode(id));
+        let mut request = client.request(reqwest::Method::GET, &path);
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = match request.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                // Not a stream: the server's error, as JSON.
+                client
+                    .json(client.request(
+                        reqwest::Method::GET,
+                        &format!("/v1/executions/{}", encode(id)),
+                    ))
+                    .await?;
+                bail!("the server answered {}", r.status());
+            }
+            Err(e) if follow => {
+                eprintln!("skein: lost the server ({e}); reconnecting in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Err(e) => return Err(e).context("cannot reach the server"),
+        };
+        match read_stream(response, &mut last, json).await {
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            Err(e) if follow => {
+                eprintln!("skein: the stream broke ({e:#}); resuming after event {last:?}");
+                tokio::time::sleep(backoff).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Prints the events of one SSE response until the server ends it.
+async fn read_stream(
+    mut response: reqwest::Response,
+    last: &mut Option<u64>,
+    json: bool,
+) -> Result<()> {
+    let mut buffer = String::new();
+    while let Some(chunk) = response.chunk().await? {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse::<u64>().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let event: Value = serde_json::from_str(&data).context("an event is not JSON")?;
+            let line = if json {
+                data.clone()
+            } else {
+                let type_ = event["type"].as_str().unwrap_or_default();
+                let short = type_
+                    .strip_prefix("io.serverlessworkflow.")
+                    .and_then(|t| t.strip_suffix(".v1"))
+                    .unwrap_or(type_);
+                let task = event["data"]["task"].as_str().unwrap_or_default();
+                format!(
+                    "{:>6}  {}  {:<20} {task}",
+                    id.map_or_else(String::new, |i| i.to_string()),
+                    event["time"].as_str().unwrap_or_default(),
+                    short
+                )
+            };
+            // A reader that went away (`| head`) ends the listing, quietly.
+            if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+                return Ok(());
+            }
+            if id.is_some() {
+                *last = id;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn show_execution(execution: &Value, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(execution).unwrap_or_default()
+        );
+        return;
+    }
+    let field = |k: &str| execution[k].as_str().unwrap_or_default().to_string();
+    println!("id:       {}", field("id"));
+    println!(
+        "workflow: {}.{}:{}",
+        execution["workflow"]["namespace"]
+            .as_str()
+            .unwrap_or_default(),
+        execution["workflow"]["name"].as_str().unwrap_or_default(),
+        execution["workflow"]["version"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    println!("status:   {}", field("status"));
+    println!("created:  {}", field("createdAt"));
+    println!("updated:  {}", field("updatedAt"));
+    if let Some(tasks) = execution["progress"]["tasks"].as_object() {
+        let n = |k: &str| tasks.get(k).and_then(Value::as_u64).unwrap_or(0);
+        println!(
+            "tasks:    {} completed, {} running, {} faulted, {} cancelled, {} retries",
+            n("completed"),
+            n("running"),
+            n("faulted"),
+            n("cancelled"),
+            n("retries")
+        );
+    }
+    for fan_out in execution["progress"]["fanOuts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "fan-out:  {} {}/{} done, {} running",
+            fan_out["task"].as_str().unwrap_or_default(),
+            fan_out["done"],
+            fan_out["total"],
+            fan_out["running"]
+        );
+    }
+    if let Some(output) = execution.get("output") {
+        println!("output:   {output}");
+    }
+    if let Some(error) = execution.get("error") {
+        println!("error:    {error}");
+    }
+}
+
+/// An id as one path segment.
+fn encode(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
