@@ -29,11 +29,9 @@ pub use service::{Options, Service, Steered};
 /// The longest `?wait` a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
-/// Definitions larger than this are refused.
-pub const MAX_DEFINITION_BYTES: usize = 1 << 20;
-
 /// The API's routes over `service`.
 pub fn app(service: Arc<Service>) -> Router {
+    let max_body = service.options().max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
@@ -50,6 +48,7 @@ pub fn app(service: Arc<Service>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(service)
 }
 
@@ -113,8 +112,23 @@ impl From<store::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is larger than the server's limit (--max-body-bytes)",
+            );
+        }
         ApiError::new(rejection.status(), "bad_request", rejection.body_text())
     }
+}
+
+fn too_large(what: &str, size: usize, limit: usize, flag: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("{what} is {size} bytes, more than the limit of {limit} ({flag})"),
+    )
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -219,8 +233,28 @@ async fn start(
         check_id(id)?;
     }
     check_labels(&request.labels)?;
+    let limits = service.options();
+    if request.workflow.len() > limits.max_definition_bytes {
+        return Err(too_large(
+            "the workflow definition",
+            request.workflow.len(),
+            limits.max_definition_bytes,
+            "--max-definition-bytes",
+        ));
+    }
+    if let Some(input) = &request.input {
+        let size = serde_json::to_vec(input).map_or(0, |v| v.len());
+        if size > limits.max_input_bytes {
+            return Err(too_large(
+                "the input",
+                size,
+                limits.max_input_bytes,
+                "--max-input-bytes",
+            ));
+        }
+    }
     let options = dsl::Options {
-        max_bytes: MAX_DEFINITION_BYTES,
+        max_bytes: limits.max_definition_bytes,
         ..Default::default()
     };
     let parsed = dsl::parse(&request.workflow, &options);

@@ -30,6 +30,12 @@ pub struct Options {
     /// What `/metrics` reports. Wire it to the engine (`Engine::with_observer`) and the
     /// store (`Store::observe_commits`) for its counters and commit latencies.
     pub metrics: Arc<crate::Metrics>,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The largest workflow definition, in bytes.
+    pub max_definition_bytes: usize,
+    /// The largest workflow input, in bytes of JSON.
+    pub max_input_bytes: usize,
 }
 
 impl Default for Options {
@@ -37,6 +43,9 @@ impl Default for Options {
         Options {
             heartbeat: Duration::from_secs(15),
             metrics: crate::Metrics::new(),
+            max_body_bytes: 8 << 20,
+            max_definition_bytes: 1 << 20,
+            max_input_bytes: 4 << 20,
         }
     }
 }
@@ -79,6 +88,10 @@ impl Service {
 
     pub fn heartbeat(&self) -> Duration {
         self.options.heartbeat
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     pub fn metrics(&self) -> &Arc<crate::Metrics> {

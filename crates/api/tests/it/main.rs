@@ -813,3 +813,58 @@ async fn the_stream_of_all_executions_filters_and_resumes() {
         )
     );
 }
+
+#[tokio::test]
+async fn limits_refuse_with_413_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        dir.path(),
+        api::Options {
+            max_body_bytes: 4096,
+            max_definition_bytes: 512,
+            max_input_bytes: 64,
+            ..Default::default()
+        },
+    )
+    .await;
+    let big_flow = flow(&format!(
+        "  - a:\n      set: {{ pad: '{}' }}\n",
+        "x".repeat(600)
+    ));
+    let (status, body) = server
+        .post("/v1/executions", json!({"workflow": big_flow}))
+        .await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("too_large")));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-definition-bytes"),
+        "{body}"
+    );
+
+    let input = json!({"pad": "y".repeat(100)});
+    let (status, body) = server
+        .post(
+            "/v1/executions",
+            json!({"workflow": flow(DOUBLE), "input": input}),
+        )
+        .await;
+    assert_eq!(status, 413);
+    assert!(
+        body["message"].as_str().unwrap().contains("the input"),
+        "{body}"
+    );
+
+    let (status, body) = server
+        .post("/v1/executions", json!({"workflow": "z".repeat(5000)}))
+        .await;
+    assert_eq!(status, 413);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-body-bytes"),
+        "{body}"
+    );
+}

@@ -54,6 +54,18 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     heartbeat: u64,
 
+    /// The largest request body the API accepts, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    max_body_bytes: usize,
+
+    /// The largest workflow definition the API accepts, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_definition_bytes: usize,
+
+    /// The largest workflow input the API accepts, in bytes of JSON.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    max_input_bytes: usize,
+
     /// How long a shutdown waits for running work to let go, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     shutdown_grace: u64,
@@ -94,6 +106,9 @@ async fn serve(args: Args) -> Result<()> {
         api::Options {
             heartbeat: Duration::from_secs(args.heartbeat),
             metrics,
+            max_body_bytes: args.max_body_bytes,
+            max_definition_bytes: args.max_definition_bytes,
+            max_input_bytes: args.max_input_bytes,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
