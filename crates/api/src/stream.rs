@@ -54,24 +54,8 @@ pub(crate) async fn execution_events(
         (None, Some(time)) => service.store().seq_before(&id, parse_time(time)?).await?,
         (None, None) => 0,
     };
-    // Subscribed before the first read, so that no commit falls between the two.
-    let notices = service.store().subscribe();
-    let heartbeat = service.heartbeat();
-    Ok(sse(
-        Streaming {
-            _counted: service.metrics().subscriber(),
-            service,
-            source: Source::Execution(id),
-            follow: params.follow.unwrap_or(true),
-            cursor,
-            scanned: cursor,
-            notices,
-            pending: VecDeque::new(),
-            first: true,
-            done: false,
-        },
-        heartbeat,
-    ))
+    let follow = params.follow.unwrap_or(true);
+    Ok(sse(service, Source::Execution(id), follow, cursor))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,8 +88,6 @@ pub(crate) async fn all_events(
         (None, Some(time)) => service.store().pos_before(parse_time(time)?).await?,
         (None, None) => 0,
     };
-    let notices = service.store().subscribe();
-    let heartbeat = service.heartbeat();
     let query = store::LogQuery {
         after: 0,
         execution: params.execution,
@@ -118,27 +100,30 @@ pub(crate) async fn all_events(
         type_: params.type_,
         limit: PAGE,
     };
-    Ok(sse(
-        Streaming {
-            _counted: service.metrics().subscriber(),
-            service,
-            source: Source::Log(query),
-            follow: true,
-            cursor,
-            scanned: cursor,
-            notices,
-            pending: VecDeque::new(),
-            first: true,
-            done: false,
-        },
-        heartbeat,
-    ))
+    Ok(sse(service, Source::Log(query), true, cursor))
 }
 
+/// The SSE response of a stream from `source` after `cursor`.
 fn sse(
-    state: Streaming,
-    heartbeat: Duration,
+    service: Arc<Service>,
+    source: Source,
+    follow: bool,
+    cursor: u64,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let heartbeat = service.heartbeat();
+    let state = Streaming {
+        _counted: service.metrics().subscriber(),
+        // Subscribed before the first read, so that no commit falls between the two.
+        notices: service.store().subscribe(),
+        service,
+        source,
+        follow,
+        cursor,
+        scanned: cursor,
+        pending: VecDeque::new(),
+        first: true,
+        done: false,
+    };
     let stream = futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await?;
         Some((Ok(event), state))
