@@ -1,5 +1,5 @@
 //! The service behind the API: it runs executions in the background, one task each,
-//! and lets requests wait for an execution's end or cancel it.
+//! and lets requests wait for an execution's end, cancel it, pause it or resume it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
