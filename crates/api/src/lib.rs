@@ -5,6 +5,7 @@
 //! [`ApiError`], which becomes a JSON body that says what was wrong (4xx) or nothing
 //! internal (5xx).
 
+pub mod auth;
 mod metrics;
 mod service;
 mod stream;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use store::Created;
 
+use auth::{Caller, Role};
 pub use metrics::Metrics;
 pub use service::{Options, Service, Steered};
 
@@ -224,9 +226,11 @@ pub(crate) fn parse_label(text: &str) -> ApiResult<(String, String)> {
 /// (same id, same definition and input), 409 for an id taken by a different one.
 async fn start(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Query(wait): Query<WaitParam>,
     body: Result<Json<wire::StartRequest>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<wire::Execution>)> {
+    caller.require(Role::Run)?;
     let wait = wait.duration()?;
     let Json(request) = body?;
     if let Some(id) = &request.id {
@@ -272,6 +276,7 @@ async fn start(
             request.id,
             input.clone(),
             request.labels,
+            &caller.project,
         )
         .await
         .map_err(ApiError::internal)?;
@@ -279,6 +284,12 @@ async fn start(
         Created::New => {
             service.launch(&id, false);
             StatusCode::CREATED
+        }
+        // An id taken in another project is not this caller's to know about.
+        Created::Existing(existing) if existing.project != caller.project => {
+            return Err(ApiError::conflict(format!(
+                "the execution id `{id}` is taken"
+            )));
         }
         Created::Existing(existing) => {
             if existing.definition != request.workflow || existing.input != input {
@@ -336,10 +347,13 @@ fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
 /// `GET /v1/executions/{id}[?wait=30s]`.
 async fn get_one(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(wait): Query<WaitParam>,
 ) -> ApiResult<Json<wire::Execution>> {
+    caller.require(Role::Read)?;
     let wait = wait.duration()?.unwrap_or(Duration::ZERO);
+    owned(&service, &caller, &id).await?;
     let Some(execution) = service.wait(&id, wait).await? else {
         return Err(ApiError::not_found(&id));
     };
@@ -400,8 +414,10 @@ struct ListParams {
 /// `GET /v1/executions[?status=…&name=…&limit=…&cursor=…]`, newest first.
 async fn list(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<wire::ExecutionList>> {
+    caller.require(Role::Read)?;
     let status = params
         .status
         .as_deref()
@@ -427,6 +443,7 @@ async fn list(
             status,
             name: params.name,
             label: params.label.as_deref().map(parse_label).transpose()?,
+            project: Some(caller.project.clone()),
             before,
             children: false,
             limit,
@@ -461,8 +478,11 @@ fn parse_cursor(cursor: &str) -> ApiResult<(i64, String)> {
 /// 409 if it had already completed or faulted.
 async fn cancel(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
+    caller.require(Role::Run)?;
+    owned(&service, &caller, &id).await?;
     steered(&id, "cancel", service.cancel(&id).await?)
 }
 
@@ -470,17 +490,36 @@ async fn cancel(
 /// tasks already running finish. 409 once the execution has ended.
 async fn pause(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
+    caller.require(Role::Run)?;
+    owned(&service, &caller, &id).await?;
     steered(&id, "pause", service.set_paused(&id, true).await?)
 }
 
 /// `POST /v1/executions/{id}/resume`. 409 once the execution has ended.
 async fn resume(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
+    caller.require(Role::Run)?;
+    owned(&service, &caller, &id).await?;
     steered(&id, "resume", service.set_paused(&id, false).await?)
+}
+
+/// Execution `id` if it belongs to the caller's project; otherwise 404, as if it did not
+/// exist, so that ids of other projects reveal nothing.
+pub(crate) async fn owned(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<store::Execution> {
+    match service.store().execution(id).await? {
+        Some(execution) if execution.project == caller.project => Ok(execution),
+        _ => Err(ApiError::not_found(id)),
+    }
 }
 
 fn steered(id: &str, verb: &str, outcome: Steered) -> ApiResult<Json<wire::Execution>> {
@@ -498,18 +537,18 @@ fn steered(id: &str, verb: &str, outcome: Steered) -> ApiResult<Json<wire::Execu
 /// least a `type`) to the execution, where its `listen` tasks find it.
 async fn deliver(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<wire::Delivered>)> {
+    caller.require(Role::Run)?;
     let Json(event) = body?;
     if !event.get("type").is_some_and(Value::is_string) {
         return Err(ApiError::bad_request(
             "the event must be a CloudEvent in structured JSON, with a string `type`",
         ));
     }
-    let Some(execution) = service.store().execution(&id).await? else {
-        return Err(ApiError::not_found(&id));
-    };
+    let execution = owned(&service, &caller, &id).await?;
     if execution.status.is_final() {
         return Err(ApiError::conflict(format!(
             "the execution `{id}` has already {}",

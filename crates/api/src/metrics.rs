@@ -118,7 +118,12 @@ impl Drop for SubscriberGuard {
 }
 
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(service): State<Arc<Service>>) -> ApiResult<impl IntoResponse> {
+pub(crate) async fn metrics(
+    State(service): State<Arc<Service>>,
+    caller: crate::auth::Caller,
+) -> ApiResult<impl IntoResponse> {
+    // Counts across all projects: for operators.
+    caller.require(crate::auth::Role::Admin)?;
     let metrics = service.metrics();
     let counts = service.store().count_by_status().await?;
     for status in [

@@ -36,6 +36,8 @@ pub struct Options {
     pub max_definition_bytes: usize,
     /// The largest workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
+    /// The bearer tokens callers must present; none: no authentication, one project.
+    pub tokens: Vec<crate::auth::Token>,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             max_body_bytes: 8 << 20,
             max_definition_bytes: 1 << 20,
             max_input_bytes: 4 << 20,
+            tokens: Vec::new(),
         }
     }
 }

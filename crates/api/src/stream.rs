@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::auth::{Caller, Role};
 use crate::{ApiError, ApiResult, Service};
 
 /// Events read from the journal at a time.
@@ -39,13 +40,13 @@ pub(crate) struct StreamParams {
 /// `GET /v1/executions/{id}/events`.
 pub(crate) async fn execution_events(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<StreamParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    if service.store().execution(&id).await?.is_none() {
-        return Err(ApiError::not_found(&id));
-    }
+    caller.require(Role::Read)?;
+    crate::owned(&service, &caller, &id).await?;
     let cursor = match (
         last_event_id(&headers)?.or(params.since_id),
         &params.since_time,
@@ -77,9 +78,11 @@ pub(crate) struct LogParams {
 /// not end: new executions' events follow as they are committed.
 pub(crate) async fn all_events(
     State(service): State<Arc<Service>>,
+    caller: Caller,
     Query(params): Query<LogParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    caller.require(Role::Read)?;
     let cursor = match (
         last_event_id(&headers)?.or(params.since_id),
         &params.since_time,
@@ -98,6 +101,7 @@ pub(crate) async fn all_events(
             .map(crate::parse_label)
             .transpose()?,
         type_: params.type_,
+        project: Some(caller.project),
         limit: PAGE,
     };
     Ok(sse(service, Source::Log(query), true, cursor))

@@ -996,6 +996,7 @@ async fn subflow(
                     definition: source,
                     input: input.clone(),
                     labels: store::Labels::new(),
+                    project: run.project.clone(),
                     created_at: run.now(),
                 })
                 .await
@@ -1014,6 +1015,7 @@ async fn subflow(
         cancel: run.cancel.child_token(),
         paused: run.paused.clone(),
         suspended: false,
+        project: run.project.clone(),
         journal,
         raw_input,
         started_at: run.now(),

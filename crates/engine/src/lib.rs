@@ -136,14 +136,21 @@ impl Engine {
         id: Option<String>,
         input: Value,
     ) -> Result<String, Error> {
-        self.create_or_get(source, workflow, id, input, store::Labels::new())
-            .await
-            .map(|(id, _)| id)
+        self.create_or_get(
+            source,
+            workflow,
+            id,
+            input,
+            store::Labels::new(),
+            store::DEFAULT_PROJECT,
+        )
+        .await
+        .map(|(id, _)| id)
     }
 
-    /// Like [`Engine::create`], with `labels`, and says whether the execution is new or
-    /// which one already had that id, so that a caller can tell a repeated start from a
-    /// clash.
+    /// Like [`Engine::create`], with `labels`, in `project`, and says whether the
+    /// execution is new or which one already had that id, so that a caller can tell a
+    /// repeated start from a clash.
     pub async fn create_or_get(
         &self,
         source: &str,
@@ -151,6 +158,7 @@ impl Engine {
         id: Option<String>,
         input: Value,
         labels: store::Labels,
+        project: &str,
     ) -> Result<(String, Created), Error> {
         let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let doc = &workflow.document;
@@ -164,6 +172,7 @@ impl Engine {
                 definition: source.to_string(),
                 input,
                 labels,
+                project: project.to_string(),
                 created_at: self.clock.now_ms(),
             })
             .await?;
@@ -222,6 +231,7 @@ impl Engine {
             cancel,
             paused,
             suspended: execution.status == store::Status::Suspended,
+            project: execution.project.clone(),
             journal,
             raw_input: execution.input.clone(),
             started_at: execution.created_at,

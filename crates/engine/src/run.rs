@@ -26,6 +26,8 @@ pub(crate) struct Run {
     pub(crate) paused: tokio::sync::watch::Receiver<bool>,
     /// Whether the execution was stored as suspended when this run started.
     pub(crate) started_suspended: bool,
+    /// The execution's project, which its children share.
+    pub(crate) project: String,
     /// What the journal held when this run started: replayed, never run again.
     replay: HashMap<String, StepState>,
     /// The last event sequence number used; locked while a batch is queued, so that
@@ -73,6 +75,7 @@ pub(crate) struct RunParts {
     pub(crate) cancel: CancellationToken,
     pub(crate) paused: tokio::sync::watch::Receiver<bool>,
     pub(crate) suspended: bool,
+    pub(crate) project: String,
     pub(crate) journal: store::Journal,
     pub(crate) raw_input: Value,
     pub(crate) started_at: i64,
@@ -118,6 +121,7 @@ impl Run {
             cancel: parts.cancel,
             paused: parts.paused,
             started_suspended: parts.suspended,
+            project: parts.project,
             workflow_var,
             runtime_var,
             secrets: parts.secrets,

@@ -83,6 +83,9 @@ impl Status {
     }
 }
 
+/// The project of executions made where there are no projects (no tokens configured).
+pub const DEFAULT_PROJECT: &str = "default";
+
 /// Names and values an execution is tagged with, to find it by.
 pub type Labels = std::collections::BTreeMap<String, String>;
 
@@ -97,6 +100,8 @@ pub struct NewExecution {
     pub definition: String,
     pub input: Value,
     pub labels: Labels,
+    /// The project it belongs to: who may see and steer it.
+    pub project: String,
     pub created_at: Millis,
 }
 
@@ -110,6 +115,7 @@ pub struct Execution {
     pub definition: String,
     pub input: Value,
     pub labels: Labels,
+    pub project: String,
     pub status: Status,
     pub output: Option<Value>,
     pub error: Option<Value>,
@@ -125,6 +131,8 @@ pub struct ListQuery {
     pub name: Option<String>,
     /// Only executions with this label set to this value.
     pub label: Option<(String, String)>,
+    /// Only executions of this project.
+    pub project: Option<String>,
     /// Only executions older than this one (its creation time and id): the cursor of
     /// the previous page.
     pub before: Option<(Millis, String)>,
@@ -247,6 +255,8 @@ pub struct LogQuery {
     pub name: Option<String>,
     /// Only events of executions with this label set to this value.
     pub label: Option<(String, String)>,
+    /// Only events of executions of this project.
+    pub project: Option<String>,
     /// The event's type, such as `io.serverlessworkflow.task.completed.v1`.
     pub type_: Option<String>,
     pub limit: usize,

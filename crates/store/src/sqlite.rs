@@ -48,7 +48,8 @@ CREATE TABLE executions (
     error TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    labels TEXT NOT NULL DEFAULT '{}'
+    labels TEXT NOT NULL DEFAULT '{}',
+    project TEXT NOT NULL DEFAULT 'default'
 );
 CREATE INDEX executions_by_status ON executions (status, created_at);
 CREATE TABLE steps (
@@ -78,10 +79,12 @@ CREATE TABLE inbox (
 ) WITHOUT ROWID;
 ";
 
-/// Schema version 1 to 2: executions get labels, and every event its position in the
-/// log of all executions, in commit order. Events already stored are numbered by time.
+/// Schema version 1 to 2: executions get labels and a project (`default` for those
+/// already stored), and every event its position in the log of all executions, in commit
+/// order. Events already stored are numbered by time.
 const MIGRATE_2: &str = "
 ALTER TABLE executions ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE executions ADD COLUMN project TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE events ADD COLUMN pos INTEGER;
 CREATE TEMP TABLE numbered AS
     SELECT execution_id, seq, ROW_NUMBER() OVER (ORDER BY time, execution_id, seq) AS n FROM events;
@@ -421,8 +424,8 @@ fn create(tx: &rusqlite::Transaction, new: &NewExecution) -> Result<Created> {
         return Ok(Created::Existing(Box::new(existing)));
     }
     tx.execute(
-        "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at, labels)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
+        "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at, labels, project)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9)",
         params![
             new.id,
             new.namespace,
@@ -431,7 +434,8 @@ fn create(tx: &rusqlite::Transaction, new: &NewExecution) -> Result<Created> {
             new.definition,
             json(&new.input),
             new.created_at,
-            serde_json::to_string(&new.labels).expect("labels serialize")
+            serde_json::to_string(&new.labels).expect("labels serialize"),
+            new.project
         ],
     )?;
     Ok(Created::New)
@@ -454,7 +458,7 @@ fn parse_json(text: &str) -> Result<Value> {
     crate::parse(text)
 }
 
-const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at, labels";
+const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at, labels, project";
 
 /// The columns of [`EXECUTION_COLUMNS`], as text, before their JSON is parsed.
 type ExecutionRow = (
@@ -469,6 +473,7 @@ type ExecutionRow = (
     Option<String>,
     i64,
     i64,
+    String,
     String,
 );
 
@@ -486,6 +491,7 @@ fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
         r.get(9)?,
         r.get(10)?,
         r.get(11)?,
+        r.get(12)?,
     ))
 }
 
@@ -503,6 +509,7 @@ fn execution_of(row: ExecutionRow) -> Result<Execution> {
         created_at,
         updated_at,
         labels,
+        project,
     ) = row;
     Ok(Execution {
         id,
@@ -512,6 +519,7 @@ fn execution_of(row: ExecutionRow) -> Result<Execution> {
         definition,
         input: parse_json(&input)?,
         labels: crate::parse(&labels)?,
+        project,
         status: Status::parse(&status)
             .ok_or_else(|| Error::Corrupt(format!("unknown status `{status}`")))?,
         output: output.as_deref().map(parse_json).transpose()?,
@@ -569,6 +577,7 @@ impl Store for SqliteStore {
                    AND (?5 OR instr(id, '/') = 0)
                    AND (?7 IS NULL OR EXISTS (
                        SELECT 1 FROM json_each(labels) WHERE key = ?7 AND value = ?8))
+                   AND (?9 IS NULL OR project = ?9)
                  ORDER BY created_at DESC, id DESC
                  LIMIT ?6"
             ))?;
@@ -584,6 +593,7 @@ impl Store for SqliteStore {
                     query.limit.min(i64::MAX as usize) as i64,
                     label,
                     label_value,
+                    query.project,
                 ],
                 execution_row,
             )?;
@@ -686,6 +696,7 @@ impl Store for SqliteStore {
                    AND (?4 IS NULL OR e.type = ?4)
                    AND (?7 IS NULL OR EXISTS (
                        SELECT 1 FROM json_each(x.labels) WHERE key = ?7 AND value = ?8))
+                   AND (?9 IS NULL OR x.project = ?9)
                  ORDER BY e.pos LIMIT ?5",
             )?;
             let rows = stmt.query_map(
@@ -697,7 +708,8 @@ impl Store for SqliteStore {
                     query.limit.min(i64::MAX as usize) as i64,
                     end,
                     label,
-                    label_value
+                    label_value,
+                    query.project
                 ],
                 |r| {
                     Ok((

@@ -868,3 +868,153 @@ async fn limits_refuse_with_413_naming_the_limit() {
         "{body}"
     );
 }
+
+/// A request with a bearer token; returns the status and the JSON body (or null).
+async fn as_token(
+    server: &Server,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = server
+        .client
+        .request(method, format!("{}{path}", server.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn tokens_scope_everything_to_their_project() {
+    use reqwest::Method;
+    let hex = |token: &str| {
+        api::auth::hash(token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let token = |project: &str, role: &str, secret: &str| {
+        api::auth::Token::new(project, role, &hex(secret)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        dir.path(),
+        api::Options {
+            tokens: vec![
+                token("alpha", "run", "alpha-secret"),
+                token("alpha", "read", "alpha-reader"),
+                token("beta", "admin", "beta-secret"),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let start = |id: &str| json!({"workflow": flow(DOUBLE), "input": {"n": 1}, "id": id});
+
+    // No token, or an unknown one: 401. Health needs none.
+    let (status, body) = as_token(&server, None, Method::GET, "/v1/executions", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = as_token(&server, Some("guess"), Method::GET, "/v1/executions", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = as_token(&server, None, Method::GET, "/healthz", None).await;
+    assert_eq!(status, 200);
+
+    let alpha = Some("alpha-secret");
+    let beta = Some("beta-secret");
+    let (status, _) = as_token(
+        &server,
+        alpha,
+        Method::POST,
+        "/v1/executions?wait=10s",
+        Some(start("a1")),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // Beta sees nothing of alpha's: 404 for its id everywhere, not 403.
+    for (method, path) in [
+        (Method::GET, "/v1/executions/a1"),
+        (Method::GET, "/v1/executions/a1/events"),
+        (Method::POST, "/v1/executions/a1/cancel"),
+        (Method::POST, "/v1/executions/a1/pause"),
+    ] {
+        let (status, _) = as_token(&server, beta, method, path, None).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let (_, list) = as_token(&server, beta, Method::GET, "/v1/executions", None).await;
+    assert_eq!(list["executions"], json!([]));
+    // Beta's stream of all executions starts with beta's own events.
+    let (status, _) = as_token(
+        &server,
+        beta,
+        Method::POST,
+        "/v1/executions?wait=10s",
+        Some(start("b1")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let response = server
+        .client
+        .get(format!("{}/v1/events", server.base))
+        .bearer_auth("beta-secret")
+        .send()
+        .await
+        .unwrap();
+    let mut sse = Sse {
+        response,
+        buffer: String::new(),
+    };
+    let (_, first) = sse.event().await.unwrap();
+    assert_eq!(first["subject"], "b1");
+    // Alpha's id is taken, but beta is not told by whom.
+    let (status, body) = as_token(
+        &server,
+        beta,
+        Method::POST,
+        "/v1/executions",
+        Some(start("a1")),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(!body["message"].as_str().unwrap().contains("alpha"));
+
+    // Roles: a reader reads but does not start; metrics need admin.
+    let reader = Some("alpha-reader");
+    let (status, _) = as_token(&server, reader, Method::GET, "/v1/executions/a1", None).await;
+    assert_eq!(status, 200);
+    let (status, body) = as_token(
+        &server,
+        reader,
+        Method::POST,
+        "/v1/executions",
+        Some(start("a2")),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    let (status, _) = as_token(&server, alpha, Method::GET, "/metrics", None).await;
+    assert_eq!(status, 403);
+    let response = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth("beta-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}

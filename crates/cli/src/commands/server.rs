@@ -28,15 +28,34 @@ use engine::{Engine, SystemClock};
 /// with Last-Event-ID, ?since_id= or ?since_time=), GET /healthz, GET /metrics
 /// (Prometheus).
 ///
-/// There is no authentication yet, so the server listens on loopback addresses only.
+/// Authentication: bearer tokens, each bound to a project and a role (read, run or admin),
+/// from --config FILE (YAML: `tokens: [{project, role, sha256}]`) or SKEIN_TOKENS
+/// (`PROJECT:ROLE:SHA256,…`). Only the tokens' SHA-256 hashes are configured (for example
+/// `printf %s "$TOKEN" | sha256sum`). A token sees and steers only its project's
+/// executions. Without tokens there is one project and no authentication, and the server
+/// listens on loopback addresses only.
 #[derive(ClapArgs)]
 #[command(
     after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
 )]
 pub(crate) struct Args {
-    /// The address to listen on (a loopback address: there is no authentication yet).
+    /// The address to listen on (a loopback address unless tokens are configured).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+
+    /// A YAML configuration file; today it holds the tokens: `tokens: [{project, role,
+    /// sha256}]`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Tokens as PROJECT:ROLE:SHA256 entries, comma-separated (added to the config file's).
+    #[arg(
+        long,
+        env = "SKEIN_TOKENS",
+        value_name = "LIST",
+        hide_env_values = true
+    )]
+    tokens: Option<String>,
 
     /// Where the journal lives.
     #[arg(long, value_name = "DIR", default_value = ".skein")]
@@ -83,14 +102,72 @@ pub(crate) fn run(args: Args) -> ExitCode {
     })
 }
 
+/// The configuration file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    tokens: Vec<TokenEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    project: String,
+    role: String,
+    /// The token's SHA-256, in hex.
+    sha256: String,
+}
+
+fn tokens(args: &Args) -> Result<Vec<api::auth::Token>> {
+    let mut tokens = Vec::new();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        let config: Config = serde_saphyr::from_str(&text)
+            .with_context(|| format!("{} is not a valid configuration", path.display()))?;
+        for (i, entry) in config.tokens.iter().enumerate() {
+            tokens.push(
+                api::auth::Token::new(&entry.project, &entry.role, &entry.sha256)
+                    .map_err(|e| anyhow::anyhow!("{}: tokens[{i}]: {e}", path.display()))?,
+            );
+        }
+    }
+    if let Some(list) = &args.tokens {
+        for entry in list.split(',').filter(|e| !e.trim().is_empty()) {
+            tokens.push(
+                api::auth::Token::parse(entry)
+                    .map_err(|e| anyhow::anyhow!("SKEIN_TOKENS / --tokens: {e}"))?,
+            );
+        }
+    }
+    Ok(tokens)
+}
+
 async fn serve(args: Args) -> Result<()> {
-    if !args.listen.ip().is_loopback() {
+    let tokens = tokens(&args)?;
+    if tokens.is_empty() && !args.listen.ip().is_loopback() {
         bail!(
-            "refusing to listen on {}: skein server has no authentication yet, so it listens \
-             on loopback addresses only (such as 127.0.0.1:8080)",
+            "refusing to listen on {}: no tokens are configured (--config or SKEIN_TOKENS), \
+             so there is no authentication and skein server listens on loopback addresses \
+             only (such as 127.0.0.1:8080)",
             args.listen
         );
     }
+    let auth = if tokens.is_empty() {
+        "authentication off: no tokens configured, loopback only".to_string()
+    } else {
+        let mut projects: Vec<&str> = tokens.iter().map(|t| t.project.as_str()).collect();
+        projects.sort_unstable();
+        projects.dedup();
+        format!(
+            "{} token{} for project{} {}",
+            tokens.len(),
+            if tokens.len() == 1 { "" } else { "s" },
+            if projects.len() == 1 { "" } else { "s" },
+            projects.join(", ")
+        )
+    };
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
     let metrics = api::Metrics::new();
@@ -109,6 +186,7 @@ async fn serve(args: Args) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
             max_definition_bytes: args.max_definition_bytes,
             max_input_bytes: args.max_input_bytes,
+            tokens,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -119,7 +197,7 @@ async fn serve(args: Args) -> Result<()> {
         .await
         .context("cannot read the unfinished executions")?;
     eprintln!(
-        "skein server listening on http://{} (journal {}, {resumed} execution{} resumed)",
+        "skein server listening on http://{} (journal {}, {resumed} execution{} resumed; {auth})",
         listener.local_addr()?,
         db.display(),
         if resumed == 1 { "" } else { "s" }

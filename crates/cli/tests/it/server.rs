@@ -201,3 +201,58 @@ async fn skein_exec_drives_a_server() {
     assert_eq!(code, 1);
     assert!(err.contains("already completed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_a_config_file_guard_the_server() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    // sha256("s3cret")
+    let config = dir.path().join("skein.yaml");
+    std::fs::write(
+        &config,
+        "tokens:\n  - project: alpha\n    role: run\n    sha256: 1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    healthy(&reqwest::Client::new(), &base).await;
+
+    let (code, _, err) = exec(&base, &["list"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("Bearer"), "{err}");
+    let (code, out, err) = exec(&base, &["--token", "s3cret", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ID"), "{out}");
+
+    // A broken configuration is refused at start, naming the entry.
+    std::fs::write(
+        &config,
+        "tokens:\n  - project: alpha\n    role: boss\n    sha256: 00\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tokens[0]") && stderr.contains("boss"),
+        "{stderr}"
+    );
+}

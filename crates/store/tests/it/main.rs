@@ -54,8 +54,9 @@ async fn data_survives_reopening_the_file() {
     assert_eq!(journal.last_seq, 2);
 }
 
-/// A journal of schema version 1 (no labels, events without log positions) gets empty
-/// labels and its events numbered by time when it is opened; new events continue after.
+/// A journal of schema version 1 (no labels or projects, events without log positions)
+/// gets empty labels, the default project and its events numbered by time when it is
+/// opened; new events continue after.
 #[tokio::test]
 async fn a_version_1_journal_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +68,8 @@ async fn a_version_1_journal_is_migrated() {
     let conn = rusqlite_connection(&path);
     conn.execute_batch(
         "DROP INDEX events_by_pos; ALTER TABLE events DROP COLUMN pos;
-         ALTER TABLE executions DROP COLUMN labels; PRAGMA user_version = 1;",
+         ALTER TABLE executions DROP COLUMN labels; ALTER TABLE executions DROP COLUMN project;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -88,6 +90,7 @@ async fn a_version_1_journal_is_migrated() {
         .unwrap()
         .unwrap();
     assert!(e1.labels.is_empty());
+    assert_eq!(e1.project, store::DEFAULT_PROJECT);
     let ticket = store::Store::commit(
         &store,
         store::Batch {

@@ -14,6 +14,7 @@ fn new_execution(id: &str) -> NewExecution {
         definition: "document: {}".into(),
         input: json!({"n": 1}),
         labels: [("team".to_string(), "render".to_string())].into(),
+        project: store::DEFAULT_PROJECT.into(),
         created_at: 1_000,
     }
 }
@@ -276,6 +277,7 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
         if *id == "d" {
             new.name = "other".into();
             new.labels = [("team".to_string(), "audio".to_string())].into();
+            new.project = "sound".into();
         }
         store.create(new).await.unwrap();
     }
@@ -318,6 +320,11 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
     let found = store.list(audio).await.unwrap();
     assert_eq!(found[0].labels["team"], "audio");
     assert_eq!(ids(found), ["d"]);
+    let sound = store::ListQuery {
+        project: Some("sound".into()),
+        ..query(10)
+    };
+    assert_eq!(ids(store.list(sound).await.unwrap()), ["d"]);
     let with_children = store::ListQuery {
         children: true,
         ..query(10)
