@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod metrics;
+mod openapi;
 mod service;
 mod stream;
 pub mod wire;
@@ -37,6 +38,7 @@ pub fn app(service: Arc<Service>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/executions", post(start).get(list))
         .route("/v1/events", get(stream::all_events))
         .route("/v1/executions/{id}", get(get_one))
@@ -135,6 +137,7 @@ fn too_large(what: &str, size: usize, limit: usize, flag: &str) -> ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server and its database answer")))]
 async fn healthz(State(service): State<Arc<Service>>) -> ApiResult<Json<Value>> {
     // A read through the store proves the database answers.
     service.store().execution("").await?;
@@ -224,6 +227,7 @@ pub(crate) fn parse_label(text: &str) -> ApiResult<(String, String)> {
 
 /// `POST /v1/executions[?wait=30s]`: 201 for a new execution, 200 for a repeated start
 /// (same id, same definition and input), 409 for an id taken by a different one.
+#[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = wire::StartRequest, params(("wait" = Option<String>, Query, description = "Hold the response until the execution ends, at most this long (such as 30s)")), responses((status = 201, description = "A new execution", body = wire::Execution), (status = 200, description = "The execution started before with this id, definition and input", body = wire::Execution), (status = 409, description = "The id is taken by a different execution", body = wire::Error), (status = 413, description = "Over a size limit", body = wire::Error), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn start(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -345,6 +349,7 @@ fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
 }
 
 /// `GET /v1/executions/{id}[?wait=30s]`.
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions", params(("id" = String, Path), ("wait" = Option<String>, Query, description = "Hold the response until the execution ends, at most this long")), responses((status = 200, description = "The execution, with its progress", body = wire::Execution), (status = 404, description = "No such execution in the caller's project", body = wire::Error), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn get_one(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -412,6 +417,7 @@ struct ListParams {
 }
 
 /// `GET /v1/executions[?status=…&name=…&limit=…&cursor=…]`, newest first.
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(("status" = Option<String>, Query), ("name" = Option<String>, Query, description = "The workflow's name"), ("label" = Option<String>, Query, description = "name:value"), ("limit" = Option<usize>, Query, description = "1 to 1000, default 50"), ("cursor" = Option<String>, Query, description = "The previous page's nextCursor")), responses((status = 200, description = "Executions, newest first", body = wire::ExecutionList), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn list(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -476,6 +482,7 @@ fn parse_cursor(cursor: &str) -> ApiResult<(i64, String)> {
 
 /// `POST /v1/executions/{id}/cancel`: the execution as it stands after the cancel;
 /// 409 if it had already completed or faulted.
+#[utoipa::path(post, path = "/v1/executions/{id}/cancel", tag = "executions", description = "Cancel: running tasks are dropped and processes killed", params(("id" = String, Path)), responses((status = 200, description = "The execution as it stands after the request", body = wire::Execution), (status = 404, description = "No such execution in the caller's project", body = wire::Error), (status = 409, description = "The execution has already ended", body = wire::Error), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn cancel(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -488,6 +495,7 @@ async fn cancel(
 
 /// `POST /v1/executions/{id}/pause`: no new task starts and timers hold until resumed;
 /// tasks already running finish. 409 once the execution has ended.
+#[utoipa::path(post, path = "/v1/executions/{id}/pause", tag = "executions", description = "Pause: no new task starts and timers hold", params(("id" = String, Path)), responses((status = 200, description = "The execution as it stands after the request", body = wire::Execution), (status = 404, description = "No such execution in the caller's project", body = wire::Error), (status = 409, description = "The execution has already ended", body = wire::Error), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn pause(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -499,6 +507,7 @@ async fn pause(
 }
 
 /// `POST /v1/executions/{id}/resume`. 409 once the execution has ended.
+#[utoipa::path(post, path = "/v1/executions/{id}/resume", tag = "executions", description = "Resume a paused execution", params(("id" = String, Path)), responses((status = 200, description = "The execution as it stands after the request", body = wire::Execution), (status = 404, description = "No such execution in the caller's project", body = wire::Error), (status = 409, description = "The execution has already ended", body = wire::Error), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn resume(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -535,6 +544,7 @@ fn steered(id: &str, verb: &str, outcome: Steered) -> ApiResult<Json<wire::Execu
 
 /// `POST /v1/executions/{id}/events`: delivers a CloudEvent (structured JSON, with at
 /// least a `type`) to the execution, where its `listen` tasks find it.
+#[utoipa::path(post, path = "/v1/executions/{id}/events", tag = "events", request_body(content = Object, description = "A CloudEvent in structured JSON, with a string type"), params(("id" = String, Path)), responses((status = 202, description = "Delivered to the execution's inbox", body = wire::Delivered), (status = 404, description = "No such execution in the caller's project", body = wire::Error), (status = 409, description = "The execution has already ended", body = wire::Error), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn deliver(
     State(service): State<Arc<Service>>,
     caller: Caller,

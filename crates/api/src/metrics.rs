@@ -118,6 +118,7 @@ impl Drop for SubscriberGuard {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "server", responses((status = 200, description = "Prometheus (OpenMetrics) text", content_type = "application/openmetrics-text"), (status = 403, description = "Needs the admin role", body = crate::wire::Error)))]
 pub(crate) async fn metrics(
     State(service): State<Arc<Service>>,
     caller: crate::auth::Caller,

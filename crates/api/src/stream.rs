@@ -38,6 +38,7 @@ pub(crate) struct StreamParams {
 }
 
 /// `GET /v1/executions/{id}/events`.
+#[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "events", description = "The execution's lifecycle events as a live SSE stream (text/event-stream): each with id (its sequence number) and a CloudEvent as data. Resume with the Last-Event-ID header.", params(("id" = String, Path), ("since_id" = Option<u64>, Query), ("since_time" = Option<String>, Query, description = "RFC 3339"), ("follow" = Option<bool>, Query, description = "false: end once caught up")), responses((status = 200, description = "An SSE stream", content_type = "text/event-stream"), (status = 404, description = "No such execution in the caller's project", body = crate::wire::Error)))]
 pub(crate) async fn execution_events(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -76,6 +77,7 @@ pub(crate) struct LogParams {
 
 /// `GET /v1/events`: the events of all executions, filtered, in commit order. It does
 /// not end: new executions' events follow as they are committed.
+#[utoipa::path(get, path = "/v1/events", tag = "events", description = "The events of all the caller's executions in commit order, as a live SSE stream; ids are positions in that log.", params(("execution" = Option<String>, Query), ("name" = Option<String>, Query), ("label" = Option<String>, Query, description = "name:value"), ("type" = Option<String>, Query), ("since_id" = Option<u64>, Query), ("since_time" = Option<String>, Query)), responses((status = 200, description = "An SSE stream", content_type = "text/event-stream")))]
 pub(crate) async fn all_events(
     State(service): State<Arc<Service>>,
     caller: Caller,

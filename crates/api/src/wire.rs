@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `POST /v1/executions`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// The workflow definition, as YAML or JSON text.
@@ -23,7 +24,7 @@ pub struct StartRequest {
 }
 
 /// An execution, as `GET /v1/executions/{id}` and the other endpoints return it.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Execution {
     pub id: String,
@@ -46,7 +47,7 @@ pub struct Execution {
     pub progress: Option<Progress>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     pub tasks: TaskCounts,
@@ -57,7 +58,7 @@ pub struct Progress {
 
 /// Tasks by what happened to them so far. A retried task counts once per attempt in
 /// `started`.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 pub struct TaskCounts {
     pub started: u64,
     pub completed: u64,
@@ -68,7 +69,7 @@ pub struct TaskCounts {
     pub running: u64,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct WorkflowRef {
     pub namespace: String,
     pub name: String,
@@ -76,7 +77,7 @@ pub struct WorkflowRef {
 }
 
 /// `GET /v1/executions`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionList {
     pub executions: Vec<Execution>,
@@ -86,14 +87,14 @@ pub struct ExecutionList {
 }
 
 /// `POST /v1/executions/{id}/events`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Delivered {
     /// The event's position in the execution's inbox.
     pub position: u64,
 }
 
 /// The body of every 4xx and 5xx response.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Error {
     /// A stable code, such as `not_found` or `invalid_workflow`.
     pub error: String,
@@ -103,7 +104,7 @@ pub struct Error {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Diagnostic {
     pub line: usize,
     pub column: usize,

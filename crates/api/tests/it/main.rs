@@ -1018,3 +1018,50 @@ async fn tokens_scope_everything_to_their_project() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint() {
+    let server = serve().await;
+    let (status, doc) = server.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/v1/executions", &["post", "get"][..]),
+        ("/v1/executions/{id}", &["get"]),
+        ("/v1/executions/{id}/cancel", &["post"]),
+        ("/v1/executions/{id}/pause", &["post"]),
+        ("/v1/executions/{id}/resume", &["post"]),
+        ("/v1/executions/{id}/events", &["get", "post"]),
+        ("/v1/events", &["get"]),
+        ("/healthz", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path].get(*method).is_some(),
+                "{method} {path} is missing"
+            );
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "StartRequest",
+        "Execution",
+        "ExecutionList",
+        "Error",
+        "Progress",
+    ] {
+        assert!(schemas.get(name).is_some(), "schema {name} is missing");
+    }
+    assert_eq!(
+        schemas["StartRequest"]["required"],
+        json!(["workflow"]),
+        "{}",
+        schemas["StartRequest"]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}

@@ -1,0 +1,61 @@
+//! `GET /v1/openapi.json`: the API's OpenAPI document, generated from the handlers'
+//! annotations and the `wire` types, so it cannot drift from the code.
+
+use axum::Json;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::wire;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "skein",
+        description = "Start, watch and steer durable workflow executions (CNCF Serverless Workflow)."
+    ),
+    paths(
+        crate::start,
+        crate::list,
+        crate::get_one,
+        crate::cancel,
+        crate::pause,
+        crate::resume,
+        crate::deliver,
+        crate::stream::execution_events,
+        crate::stream::all_events,
+        crate::healthz,
+        crate::metrics::metrics,
+    ),
+    components(schemas(
+        wire::StartRequest,
+        wire::Execution,
+        wire::WorkflowRef,
+        wire::ExecutionList,
+        wire::Progress,
+        wire::TaskCounts,
+        wire::Delivered,
+        wire::Error,
+        wire::Diagnostic,
+    )),
+    modifiers(&Bearer),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// Declares the bearer-token scheme.
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as JSON.
+pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
