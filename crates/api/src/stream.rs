@@ -24,6 +24,13 @@ use crate::{ApiError, ApiResult, Service};
 /// Events read from the journal at a time.
 const PAGE: usize = 256;
 
+/// The events after which an execution has no more.
+const ENDINGS: [&str; 3] = [
+    "io.serverlessworkflow.workflow.completed.v1",
+    "io.serverlessworkflow.workflow.faulted.v1",
+    "io.serverlessworkflow.workflow.cancelled.v1",
+];
+
 /// How long a client waits before it reconnects, sent once at the start.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -127,6 +134,7 @@ fn sse(
         cursor,
         scanned: cursor,
         pending: VecDeque::new(),
+        caught_up: false,
         first: true,
         done: false,
     };
@@ -183,6 +191,8 @@ struct Streaming {
     notices: tokio::sync::broadcast::Receiver<store::Committed>,
     /// Read and not yet sent: each with its cursor and its execution.
     pending: VecDeque<(u64, String, store::Event)>,
+    /// Everything committed so far was read (or came with a notice): wait for notices.
+    caught_up: bool,
     first: bool,
     done: bool,
 }
@@ -205,13 +215,15 @@ impl Streaming {
             if self.done {
                 return None;
             }
-            match self.read().await {
-                Ok(true) => continue,
-                Ok(false) if self.done || !self.follow => return None,
-                Ok(false) => {}
-                Err(e) => {
-                    eprintln!("skein: event stream: {e}");
-                    return None;
+            if !self.caught_up {
+                match self.read().await {
+                    Ok(true) => continue,
+                    Ok(false) if self.done || !self.follow => return None,
+                    Ok(false) => self.caught_up = true,
+                    Err(e) => {
+                        eprintln!("skein: event stream: {e}");
+                        return None;
+                    }
                 }
             }
             // Caught up: sleep until a commit brings something new.
@@ -220,10 +232,31 @@ impl Streaming {
                     Ok(notice) => match &self.source {
                         Source::Execution(id)
                             if *notice.execution != **id || notice.last_seq <= self.cursor => {}
-                        _ => break,
+                        Source::Execution(id) => {
+                            // The very next events: sent from the notice, without a read.
+                            // Anything else (a gap, a notice without events): read.
+                            let next = notice.events.first().map(|e| e.seq);
+                            if next == Some(self.cursor + 1) {
+                                for event in notice.events.iter() {
+                                    self.done |= ENDINGS.contains(&event.type_.as_str());
+                                    self.pending
+                                        .push_back((event.seq, id.clone(), event.clone()));
+                                }
+                            } else {
+                                self.caught_up = false;
+                            }
+                            break;
+                        }
+                        Source::Log(_) => {
+                            self.caught_up = false;
+                            break;
+                        }
                     },
                     // Notices were missed: the journal says what is new.
-                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Lagged(_)) => {
+                        self.caught_up = false;
+                        break;
+                    }
                     Err(RecvError::Closed) => return None,
                 }
             }

@@ -288,6 +288,10 @@ pub type CommitObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Se
 pub struct Committed {
     pub execution: std::sync::Arc<str>,
     pub last_seq: u64,
+    /// The execution's events in this commit, in order, so that a subscriber that has
+    /// read everything before them need not read the journal again. Filled only when
+    /// someone subscribes.
+    pub events: std::sync::Arc<[Event]>,
 }
 
 /// One atomic change to one execution: step records, events, and perhaps a new status.

@@ -248,8 +248,10 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         let opened = Instant::now();
         let mut last = 0;
         let mut replies = Vec::new();
-        // The last event of each execution in this transaction, for the notices.
-        let mut newest: Vec<(String, u64)> = Vec::new();
+        // The events of each execution in this transaction, for the notices (copied only
+        // when someone listens).
+        let listening = notices.receiver_count() > 0;
+        let mut newest: Vec<(String, u64, Vec<Event>)> = Vec::new();
         let result = (|| -> Result<usize> {
             let tx = conn.transaction()?;
             let mut next = Some(first);
@@ -260,9 +262,19 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                     Command::Batch(batch) => {
                         apply(&tx, &batch, &mut pos)?;
                         if let Some(event) = batch.events.last() {
-                            match newest.iter_mut().find(|(id, _)| *id == batch.execution) {
-                                Some((_, seq)) => *seq = (*seq).max(event.seq),
-                                None => newest.push((batch.execution, event.seq)),
+                            let copies = || {
+                                if listening {
+                                    batch.events.clone()
+                                } else {
+                                    Vec::new()
+                                }
+                            };
+                            match newest.iter_mut().find(|(id, ..)| *id == batch.execution) {
+                                Some((_, seq, events)) => {
+                                    *seq = (*seq).max(event.seq);
+                                    events.extend(copies());
+                                }
+                                None => newest.push((batch.execution.clone(), event.seq, copies())),
                             }
                         }
                     }
@@ -305,11 +317,12 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                 }
                 committed = committed.max(last);
                 progress.send_modify(|p| p.committed = committed);
-                for (execution, last_seq) in newest {
+                for (execution, last_seq, events) in newest {
                     // No subscriber is not an error.
                     let _ = notices.send(Committed {
                         execution: Arc::from(execution),
                         last_seq,
+                        events: events.into(),
                     });
                 }
             }

@@ -60,6 +60,10 @@ pub(crate) struct Args {
     /// With --api: how long W2 runs, in seconds.
     #[arg(long, default_value_t = 20, requires = "api")]
     seconds: u64,
+
+    /// With --api: event-stream subscribers in E1.
+    #[arg(long, default_value_t = 1000, requires = "api")]
+    subscribers: usize,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -82,6 +86,7 @@ async fn bench(args: Args) -> Result<()> {
             clients: args.clients,
             seconds: args.seconds,
             calls: args.calls,
+            subscribers: args.subscribers,
             fast: args.fast,
         };
         return super::bench_api::bench(plan, &base).await;

@@ -1,6 +1,7 @@
 //! `skein bench --api`: the server's figures through its REST API, measured here and
 //! now. W1 start-to-result latency, W2 throughput under concurrent clients, W3 a wide
-//! fan-out, each through `POST /v1/executions?wait=…` on a real loopback server.
+//! fan-out, each through `POST /v1/executions?wait=…` on a real loopback server; E1 the
+//! latency of events to many SSE subscribers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,7 @@ pub(crate) struct Plan {
     pub(crate) clients: usize,
     pub(crate) seconds: u64,
     pub(crate) calls: usize,
+    pub(crate) subscribers: usize,
     pub(crate) fast: bool,
 }
 
@@ -122,8 +124,100 @@ do:
         plan.calls,
         began.elapsed().as_secs_f64()
     );
+    event_latency(&client, &api, plan.subscribers).await?;
     let executions = store.count_by_status().await?;
     eprintln!("(executions by status at the end: {executions:?})");
+    Ok(())
+}
+
+/// E1: `subscribers` clients stream the events of one execution of 20 timed steps;
+/// each event's latency is from its time in the journal (when the engine recorded it)
+/// to its arrival at the client. The execution first waits while the clients connect;
+/// only events recorded after all are connected count.
+async fn event_latency(client: &reqwest::Client, api: &str, subscribers: usize) -> Result<()> {
+    let id = "latency";
+    let steps = "document: {dsl: '1.0.3', namespace: bench, name: ticks, version: '1.0.0'}
+do:
+  - connecting: { wait: { seconds: 3 } }
+  - ticks:
+      for: { in: '[range(20)]' }
+      do:
+        - nap: { wait: { milliseconds: 20 } }
+        - tick: { set: { at: '${ $item }' } }
+";
+    let body = serde_json::to_vec(&json!({"workflow": steps, "input": {}, "id": id}))?;
+    let response = client
+        .post(format!("{api}/v1/executions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("the E1 execution did not start: {}", response.status());
+    }
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let connecting = Instant::now();
+    let mut clients = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let response = client
+            .get(format!("{api}/v1/executions/{id}/events"))
+            .send()
+            .await
+            .context("a subscriber could not connect")?;
+        let latencies = latencies.clone();
+        clients.push(tokio::spawn(async move {
+            let mut response = response;
+            let mut buffer = String::new();
+            while let Some(chunk) = response.chunk().await? {
+                let arrived = jiff::Timestamp::now().as_millisecond();
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let frame: String = buffer.drain(..end + 2).collect();
+                    let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                        continue;
+                    };
+                    let event: Value = serde_json::from_str(data)?;
+                    let at: jiff::Timestamp = event["time"].as_str().unwrap_or_default().parse()?;
+                    if event["data"]["task"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("/do/1/ticks"))
+                    {
+                        latencies
+                            .lock()
+                            .expect("latencies lock")
+                            .push((arrived - at.as_millisecond()) as f64);
+                    }
+                    if event["type"] == "io.serverlessworkflow.workflow.completed.v1" {
+                        return anyhow::Ok(());
+                    }
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let connect_time = connecting.elapsed();
+    for subscriber in clients {
+        subscriber.await??;
+    }
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies lock"));
+    if latencies.is_empty() {
+        bail!("no subscriber received an event");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    println!(
+        "E1 event latency, {subscribers} subscribers, {} deliveries: p50 {:.0} ms, p99 {:.0} ms (record to arrival, 1 ms resolution)",
+        latencies.len(),
+        pct(0.50),
+        pct(0.99)
+    );
+    if connect_time > Duration::from_millis(2500) {
+        eprintln!(
+            "(E1: connecting the subscribers took {connect_time:?} of the 3 s wait; the figures may include replays)"
+        );
+    }
     Ok(())
 }
 
