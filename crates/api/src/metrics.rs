@@ -85,10 +85,13 @@ impl Metrics {
         })
     }
 
-    /// Counts an event stream's client while the guard lives.
-    pub(crate) fn subscriber(self: &Arc<Self>) -> SubscriberGuard {
-        self.subscribers.inc();
-        SubscriberGuard(self.subscribers.clone())
+    /// Counts an event stream's client while the guard lives; `None` if `max` are
+    /// connected already.
+    pub(crate) fn subscriber(self: &Arc<Self>, max: usize) -> Option<SubscriberGuard> {
+        let before = self.subscribers.inc();
+        let guard = SubscriberGuard(self.subscribers.clone());
+        // Over the limit: the guard's drop takes the count back.
+        (usize::try_from(before).unwrap_or(0) < max).then_some(guard)
     }
 }
 

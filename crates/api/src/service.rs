@@ -36,6 +36,8 @@ pub struct Options {
     pub max_definition_bytes: usize,
     /// The largest workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
+    /// The most event-stream clients at once.
+    pub max_subscribers: usize,
     /// The bearer tokens callers must present; none: no authentication, one project.
     pub tokens: Vec<crate::auth::Token>,
 }
@@ -48,6 +50,7 @@ impl Default for Options {
             max_body_bytes: 8 << 20,
             max_definition_bytes: 1 << 20,
             max_input_bytes: 4 << 20,
+            max_subscribers: 10_000,
             tokens: Vec::new(),
         }
     }

@@ -64,7 +64,7 @@ pub(crate) async fn execution_events(
         (None, None) => 0,
     };
     let follow = params.follow.unwrap_or(true);
-    Ok(sse(service, Source::Execution(id), follow, cursor))
+    sse(service, Source::Execution(id), follow, cursor)
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,7 +113,7 @@ pub(crate) async fn all_events(
         project: Some(caller.project),
         limit: PAGE,
     };
-    Ok(sse(service, Source::Log(query), true, cursor))
+    sse(service, Source::Log(query), true, cursor)
 }
 
 /// The SSE response of a stream from `source` after `cursor`.
@@ -122,10 +122,18 @@ fn sse(
     source: Source,
     follow: bool,
     cursor: u64,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let heartbeat = service.heartbeat();
+    let max = service.options().max_subscribers;
+    let counted = service.metrics().subscriber(max).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_subscribers",
+            format!("the server has {max} event-stream clients already (--max-subscribers)"),
+        )
+    })?;
     let state = Streaming {
-        _counted: service.metrics().subscriber(),
+        _counted: counted,
         // Subscribed before the first read, so that no commit falls between the two.
         notices: service.store().subscribe(),
         service,
@@ -142,7 +150,7 @@ fn sse(
         let event = state.next().await?;
         Some((Ok(event), state))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
 }
 
 fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {

@@ -1065,3 +1065,50 @@ async fn the_openapi_document_describes_every_endpoint() {
         "bearer"
     );
 }
+
+#[tokio::test]
+async fn subscribers_beyond_the_limit_get_429_and_a_freed_place_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        dir.path(),
+        api::Options {
+            max_subscribers: 2,
+            heartbeat: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+    .await;
+    let first = Sse::open(&server, "/v1/events", None).await;
+    let _second = Sse::open(&server, "/v1/events", None).await;
+    let (status, body) = server.get("/v1/events").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_subscribers"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-subscribers")
+    );
+    drop(first);
+    // The server notices the closed connection at its next write (a heartbeat here), so
+    // wait for the place instead of a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = server
+            .client
+            .get(format!("{}/v1/events", server.base))
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

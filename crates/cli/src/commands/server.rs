@@ -85,6 +85,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     max_input_bytes: usize,
 
+    /// The most event-stream (SSE) clients at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_subscribers: usize,
+
     /// How long a shutdown waits for running work to let go, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     shutdown_grace: u64,
@@ -186,6 +190,7 @@ async fn serve(args: Args) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
             max_definition_bytes: args.max_definition_bytes,
             max_input_bytes: args.max_input_bytes,
+            max_subscribers: args.max_subscribers,
             tokens,
         },
     );
