@@ -8,6 +8,7 @@
 //! publishes how far it got; [`Store::durable`] waits on that. Reads use a separate
 //! connection, which WAL lets run beside the writer.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -251,7 +252,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         // The events of each execution in this transaction, for the notices (copied only
         // when someone listens).
         let listening = notices.receiver_count() > 0;
-        let mut newest: Vec<(String, u64, Vec<Event>)> = Vec::new();
+        let mut newest: HashMap<String, (u64, Vec<Event>)> = HashMap::new();
         let result = (|| -> Result<usize> {
             let tx = conn.transaction()?;
             let mut next = Some(first);
@@ -269,13 +270,11 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                                     Vec::new()
                                 }
                             };
-                            match newest.iter_mut().find(|(id, ..)| *id == batch.execution) {
-                                Some((_, seq, events)) => {
-                                    *seq = (*seq).max(event.seq);
-                                    events.extend(copies());
-                                }
-                                None => newest.push((batch.execution.clone(), event.seq, copies())),
-                            }
+                            let (seq, events) = newest
+                                .entry(batch.execution.clone())
+                                .or_insert_with(|| (0, Vec::new()));
+                            *seq = (*seq).max(event.seq);
+                            events.extend(copies());
                         }
                     }
                     Command::Create(new, reply) => {
@@ -317,7 +316,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                 }
                 committed = committed.max(last);
                 progress.send_modify(|p| p.committed = committed);
-                for (execution, last_seq, events) in newest {
+                for (execution, (last_seq, events)) in newest {
                     // No subscriber is not an error.
                     let _ = notices.send(Committed {
                         execution: Arc::from(execution),

@@ -135,19 +135,7 @@ impl Client {
         if status.is_success() {
             return serde_json::from_slice(&body).context("the server's answer is not JSON");
         }
-        match serde_json::from_slice::<wire::Error>(&body) {
-            Ok(error) => {
-                let mut message = format!("{} ({status})", error.message);
-                for d in &error.diagnostics {
-                    message.push_str(&format!(
-                        "\n  {}:{} {}: {}",
-                        d.line, d.column, d.path, d.message
-                    ));
-                }
-                bail!(message)
-            }
-            Err(_) => bail!("the server answered {status}"),
-        }
+        Err(refusal(status, &body))
     }
 
     async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value> {
@@ -288,6 +276,23 @@ async fn steer(client: &Client, id: &str, verb: &str, json: bool) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// The server's error body as a message: what it said, the status, and each diagnostic.
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
+    match serde_json::from_slice::<wire::Error>(body) {
+        Ok(error) => {
+            let mut message = format!("{} ({status})", error.message);
+            for d in &error.diagnostics {
+                message.push_str(&format!(
+                    "\n  {}:{} {}: {}",
+                    d.line, d.column, d.path, d.message
+                ));
+            }
+            anyhow::anyhow!(message)
+        }
+        Err(_) => anyhow::anyhow!("the server answered {status}"),
+    }
+}
+
 /// Prints events as they come, reconnecting with the last id after a lost connection
 /// when following.
 async fn events(
@@ -309,13 +314,8 @@ async fn events(
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
                 // Not a stream: the server's error, as JSON.
-                client
-                    .json(client.request(
-                        reqwest::Method::GET,
-                        &format!("/v1/executions/{}", encode(id)),
-                    ))
-                    .await?;
-                bail!("the server answered {}", r.status());
+                let status = r.status();
+                return Err(refusal(status, &r.bytes().await?));
             }
             Err(e) if follow => {
                 eprintln!("skein: lost the server ({e}); reconnecting in {backoff:?}");

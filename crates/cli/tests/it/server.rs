@@ -197,6 +197,9 @@ async fn skein_exec_drives_a_server() {
     let (code, _, err) = exec(&base, &["get", "nope"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("no execution `nope`"), "{err}");
+    let (code, _, err) = exec(&base, &["events", "nope"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no execution `nope`"), "{err}");
     let (code, _, err) = exec(&base, &["cancel", "x1"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("already completed"), "{err}");
