@@ -27,7 +27,7 @@ use store::Created;
 
 use auth::{Caller, Role};
 pub use metrics::Metrics;
-pub use service::{Options, Service, Steered};
+pub use service::{Options, Secrets, Service, Steered};
 
 /// The longest `?wait` a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -269,6 +269,26 @@ async fn start(
     let Some(workflow) = parsed.workflow else {
         return Err(invalid_workflow(&request.workflow, &parsed.diagnostics));
     };
+    let secrets = limits.secrets.for_project(&caller.project);
+    let missing: Vec<&str> = workflow
+        .use_
+        .secrets
+        .iter()
+        .filter(|name| secrets.get(name.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the workflow declares {} in `use.secrets`, which this server does not hold for \
+             project `{}` (give it with `skein server --secret` or the configuration's `secrets`)",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            caller.project
+        )));
+    }
     let input = request
         .input
         .unwrap_or_else(|| Value::Object(Default::default()));
@@ -286,7 +306,7 @@ async fn start(
         .map_err(ApiError::internal)?;
     let status = match created {
         Created::New => {
-            service.launch(&id, false);
+            service.launch(&id, &caller.project, false);
             StatusCode::CREATED
         }
         // An id taken in another project is not this caller's to know about.

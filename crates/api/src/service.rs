@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::Engine;
-use serde_json::json;
 use store::{Batch, Execution, Store};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +39,47 @@ pub struct Options {
     pub max_subscribers: usize,
     /// The bearer tokens callers must present; none: no authentication, one project.
     pub tokens: Vec<crate::auth::Token>,
+    /// The secrets executions may read, by project.
+    pub secrets: Arc<Secrets>,
+}
+
+/// Secret values the server hands to executions: some to every project, some to one.
+/// An execution sees, as `$secrets`, those its workflow declares in `use.secrets`;
+/// events and results show secret text masked.
+#[derive(Default)]
+pub struct Secrets {
+    shared: serde_json::Map<String, serde_json::Value>,
+    by_project: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Secrets {
+    /// Adds secret `name`, for `project` only or (`None`) for every project. A
+    /// project's own secret wins over a shared one of the same name.
+    pub fn insert(&mut self, project: Option<&str>, name: &str, value: serde_json::Value) {
+        let map = match project {
+            Some(p) => self.by_project.entry(p.to_string()).or_default(),
+            None => &mut self.shared,
+        };
+        map.insert(name.to_string(), value);
+    }
+
+    /// The secrets an execution of `project` may be given.
+    pub fn for_project(&self, project: &str) -> serde_json::Value {
+        let mut all = self.shared.clone();
+        if let Some(own) = self.by_project.get(project) {
+            all.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        serde_json::Value::Object(all)
+    }
+
+    /// How many secrets there are, shared and per project.
+    pub fn len(&self) -> usize {
+        self.shared.len() + self.by_project.values().map(|m| m.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Default for Options {
@@ -52,6 +92,7 @@ impl Default for Options {
             max_input_bytes: 4 << 20,
             max_subscribers: 10_000,
             tokens: Vec::new(),
+            secrets: Arc::default(),
         }
     }
 }
@@ -112,9 +153,9 @@ impl Service {
         self.engine.store()
     }
 
-    /// Runs execution `id` in the background, unless it runs already; `paused` is how
-    /// it starts.
-    pub fn launch(self: &Arc<Self>, id: &str, paused: bool) {
+    /// Runs execution `id` of `project` in the background, unless it runs already;
+    /// `paused` is how it starts.
+    pub fn launch(self: &Arc<Self>, id: &str, project: &str, paused: bool) {
         let mut running = self.running.lock().expect("running lock");
         if running.contains_key(id) {
             return;
@@ -128,10 +169,9 @@ impl Service {
             cancel: cancel.clone(),
             paused,
         };
+        let secrets = self.options.secrets.for_project(project);
         let task = self.tasks.spawn(async move {
-            // Secrets for server executions come with the server's configuration (later);
-            // none for now.
-            if let Err(e) = this.engine.run_controlled(&owned, json!({}), control).await {
+            if let Err(e) = this.engine.run_controlled(&owned, secrets, control).await {
                 eprintln!("skein: execution {owned} stopped: {e}");
             }
             this.running.lock().expect("running lock").remove(&owned);
@@ -153,12 +193,9 @@ impl Service {
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, store::Error> {
         let ids = self.store().unfinished().await?;
         for id in &ids {
-            let suspended = self
-                .store()
-                .execution(id)
-                .await?
-                .is_some_and(|e| e.status == store::Status::Suspended);
-            self.launch(id, suspended);
+            if let Some(e) = self.store().execution(id).await? {
+                self.launch(id, &e.project, e.status == store::Status::Suspended);
+            }
         }
         Ok(ids.len())
     }
@@ -191,7 +228,7 @@ impl Service {
         }
         // Not final but not running here (it was created and not yet launched): run it
         // with its cancellation already requested, so that it records the cancellation.
-        self.launch(id, false);
+        self.launch(id, &execution.project, false);
         let done = {
             let running = self.running.lock().expect("running lock");
             running.get(id).map(|r| {
@@ -228,7 +265,7 @@ impl Service {
         let wanted = |e: &Execution| (e.status == store::Status::Suspended) == pause;
         // Subscribed before the flag changes, so that the run's record cannot be missed.
         let mut notices = self.store().subscribe();
-        self.launch(id, pause);
+        self.launch(id, &execution.project, pause);
         {
             let running = self.running.lock().expect("running lock");
             if let Some(r) = running.get(id) {

@@ -447,15 +447,21 @@ fn auth_failure(at: &str, detail: String) -> Interrupt {
 }
 
 fn secret(run: &Run, name: &str, at: &str) -> Res<Value> {
+    let undeclared = !run.wf.use_.secrets.iter().any(|s| s == name);
     match run.secrets.get(name) {
         Some(v) if !v.is_null() => Ok(v.clone()),
         _ => Err(Interrupt::Fault(Problem {
             type_: types::AUTHORIZATION.into(),
             status: 403,
             title: Some("Missing secret".into()),
-            detail: Some(format!(
-                "the secret `{name}` was not provided to this execution"
-            )),
+            detail: Some(if undeclared {
+                format!(
+                    "the secret `{name}` is not declared in the workflow's `use.secrets`, \
+                     so this execution cannot read it"
+                )
+            } else {
+                format!("the secret `{name}` was not provided to this execution")
+            }),
             instance: Some(at.to_string()),
         })),
     }

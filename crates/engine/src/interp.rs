@@ -350,6 +350,7 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
             if let Some(schema) = &out.schema {
                 check_schema(schema, &output, "the workflow output", "/output")?;
             }
+            run.check_size(&output, "the workflow output", "/output")?;
             Ok(output)
         }
         None => Ok(output),
@@ -625,6 +626,7 @@ async fn task_body(
             at,
         )?;
     }
+    run.check_size(&output, &format!("the output of task `{}`", nt.name), at)?;
     if let Some(export) = &task.export
         && let Some(as_) = &export.as_
     {
@@ -642,6 +644,11 @@ async fn task_body(
                 at,
             )?;
         }
+        run.check_size(
+            &context,
+            &format!("the context exported by task `{}`", nt.name),
+            at,
+        )?;
         ctx.set(context);
     }
     Ok(Stepped { output, then })
@@ -1019,7 +1026,8 @@ async fn subflow(
         journal,
         raw_input,
         started_at: run.now(),
-        secrets: run.secrets.clone(),
+        secrets: run.given_secrets.clone(),
+        max_state_bytes: run.max_state_bytes,
         wake: Arc::new(tokio::sync::Notify::new()),
         detached,
     }));

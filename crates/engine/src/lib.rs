@@ -105,7 +105,11 @@ pub struct Engine {
     observer: Option<Arc<dyn Observer>>,
     /// Wakes the listeners of executions running in this process when an event arrives.
     wakers: Mutex<HashMap<String, Weak<tokio::sync::Notify>>>,
+    max_state_bytes: usize,
 }
+
+/// The default bound on a task's output, the `$context` and a workflow's output.
+pub const DEFAULT_MAX_STATE_BYTES: usize = 16 << 20;
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, effects: Arc<dyn Effects>, clock: Arc<dyn Clock>) -> Engine {
@@ -115,7 +119,17 @@ impl Engine {
             clock,
             observer: None,
             wakers: Mutex::default(),
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
         }
+    }
+
+    /// Bounds the state of each execution: a task whose output, or whose change to
+    /// `$context`, is larger than `bytes` of JSON faults with a `runtime` error (status
+    /// 413) naming the limit, and so does a workflow whose output is. Such a value is
+    /// never stored.
+    pub fn with_max_state_bytes(mut self, bytes: usize) -> Engine {
+        self.max_state_bytes = bytes;
+        self
     }
 
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Engine {
@@ -236,6 +250,7 @@ impl Engine {
             raw_input: execution.input.clone(),
             started_at: execution.created_at,
             secrets,
+            max_state_bytes: self.max_state_bytes,
             detached: Arc::default(),
         }));
         interp::execute_detachable(run)

@@ -36,7 +36,17 @@ pub(crate) struct Run {
     /// `$workflow`, `$runtime` and `$secrets`.
     pub(crate) workflow_var: Value,
     pub(crate) runtime_var: Value,
+    /// The secrets this workflow declares in `use.secrets`, out of those given to it.
     pub(crate) secrets: Value,
+    /// Every secret given to the execution, declared or not: what sub-workflows choose
+    /// from.
+    pub(crate) given_secrets: Value,
+    /// The largest task output, `$context` or workflow output, in bytes of JSON.
+    pub(crate) max_state_bytes: usize,
+    /// The text of every secret string, longest first: what [`Run::record`] masks.
+    masks: Vec<String>,
+    /// The same texts as they appear inside JSON text, to find them there cheaply.
+    probes: Vec<String>,
     /// `{name}-{id}.{namespace}`, as lifecycle events name the workflow.
     pub(crate) qualified_name: String,
     /// Rung when an event is delivered to this execution in this process.
@@ -80,6 +90,7 @@ pub(crate) struct RunParts {
     pub(crate) raw_input: Value,
     pub(crate) started_at: i64,
     pub(crate) secrets: Value,
+    pub(crate) max_state_bytes: usize,
     pub(crate) wake: Arc<tokio::sync::Notify>,
     pub(crate) detached: Arc<AtomicBool>,
 }
@@ -100,6 +111,18 @@ impl Run {
         });
         let qualified_name = format!("{}-{}.{}", doc.name, parts.id, doc.namespace);
         let consumed = Mutex::new(crate::listen::consumed_in(&parts.journal.steps));
+        let secrets = declared(&parts.secrets, &parts.wf.use_.secrets);
+        let mut masks = Vec::new();
+        secret_texts(&secrets, &mut masks);
+        masks.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        masks.dedup();
+        let probes = masks
+            .iter()
+            .map(|m| {
+                let quoted = serde_json::to_string(m).expect("a string serializes");
+                quoted[1..quoted.len() - 1].to_string()
+            })
+            .collect();
         Run {
             wake: parts.wake,
             detached: parts.detached,
@@ -124,7 +147,11 @@ impl Run {
             project: parts.project,
             workflow_var,
             runtime_var,
-            secrets: parts.secrets,
+            secrets,
+            given_secrets: parts.secrets,
+            max_state_bytes: parts.max_state_bytes,
+            masks,
+            probes,
             qualified_name,
         }
     }
@@ -165,12 +192,31 @@ impl Run {
     }
 
     /// Queues steps, lifecycle events and perhaps a status change as one atomic batch.
+    /// Secret text in the events and the status change is masked; the steps, which
+    /// replay reads back, are stored as they are.
     pub(crate) fn record(
         &self,
         steps: Vec<Step>,
-        events: Vec<(&str, Json)>,
-        status: Option<StatusChange>,
+        mut events: Vec<(&str, Json)>,
+        mut status: Option<StatusChange>,
     ) -> Ticket {
+        if !self.masks.is_empty() {
+            for (_, data) in &mut events {
+                if self.probes.iter().any(|p| data.text().contains(p.as_str())) {
+                    let mut value = data.value();
+                    mask(&mut value, &self.masks);
+                    *data = Json::of(&value);
+                }
+            }
+            if let Some(change) = &mut status {
+                for value in [&mut change.output, &mut change.error]
+                    .into_iter()
+                    .flatten()
+                {
+                    mask(value, &self.masks);
+                }
+            }
+        }
         let now = self.clock.now_ms();
         let mut seq = self.seq.lock().expect("seq lock");
         let events: Vec<Event> = events
@@ -292,6 +338,99 @@ impl Run {
 
     pub(crate) fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Faults when `value` (`what`, at `at`) is over the execution's state limit.
+    pub(crate) fn check_size(&self, value: &Value, what: &str, at: &str) -> Result<(), Interrupt> {
+        let size = json_len(value);
+        if size <= self.max_state_bytes {
+            return Ok(());
+        }
+        Err(Interrupt::Fault(Problem {
+            type_: expr::types::RUNTIME.into(),
+            status: 413,
+            title: Some("State size limit exceeded".into()),
+            detail: Some(format!(
+                "{what} is {size} bytes of JSON, over the limit of {} bytes on a task's \
+                 output, the context and the workflow's output (--max-state-bytes)",
+                self.max_state_bytes
+            )),
+            instance: Some(at.to_string()),
+        }))
+    }
+}
+
+/// The length of `value` as JSON text, counted without building the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("counting never fails");
+    count.0
+}
+
+/// What replaces secret text in events and results.
+pub(crate) const MASK: &str = "***";
+
+/// Secrets shorter than this are not masked: masking every `1` or `ok` in a document
+/// would hide more than it protects.
+const MASK_MIN_CHARS: usize = 4;
+
+/// The secrets among `given` that `names` declares.
+fn declared(given: &Value, names: &[String]) -> Value {
+    Value::Object(
+        names
+            .iter()
+            .filter_map(|name| Some((name.clone(), given.get(name)?.clone())))
+            .collect(),
+    )
+}
+
+/// Collects the string leaves of `secrets` long enough to mask.
+fn secret_texts(secrets: &Value, out: &mut Vec<String>) {
+    match secrets {
+        Value::String(s) if s.chars().count() >= MASK_MIN_CHARS => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| secret_texts(v, out)),
+        Value::Object(map) => map.values().for_each(|v| secret_texts(v, out)),
+        _ => {}
+    }
+}
+
+/// Replaces every occurrence of the `masks` texts in the strings (keys included) of
+/// `value` with [`MASK`].
+pub(crate) fn mask(value: &mut Value, masks: &[String]) {
+    let masked = |s: &str| {
+        masks.iter().any(|m| s.contains(m.as_str())).then(|| {
+            masks
+                .iter()
+                .fold(s.to_string(), |acc, m| acc.replace(m.as_str(), MASK))
+        })
+    };
+    match value {
+        Value::String(s) => {
+            if let Some(m) = masked(s) {
+                *s = m;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| mask(v, masks)),
+        Value::Object(map) => {
+            if map.keys().any(|k| masked(k).is_some()) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (masked(&k).unwrap_or(k), v))
+                    .collect();
+            }
+            map.values_mut().for_each(|v| mask(v, masks));
+        }
+        _ => {}
     }
 }
 

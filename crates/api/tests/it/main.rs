@@ -1112,3 +1112,124 @@ async fn subscribers_beyond_the_limit_get_429_and_a_freed_place_is_reused() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An endpoint that answers every request with the `Authorization` header it got.
+async fn echo_authorization() -> String {
+    let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        axum::Json(json!({
+            "authorization": headers.get("authorization").and_then(|v| v.to_str().ok()),
+        }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn secrets_reach_their_project_s_executions_and_never_their_responses() {
+    use reqwest::Method;
+    let hex = |token: &str| {
+        api::auth::hash(token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut secrets = api::Secrets::default();
+    secrets.insert(Some("alpha"), "apiToken", json!("alpha-only-token"));
+    secrets.insert(None, "shared", json!("shared-by-all"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(
+        dir.path(),
+        api::Options {
+            tokens: vec![
+                api::auth::Token::new("alpha", "run", &hex("alpha-key")).unwrap(),
+                api::auth::Token::new("beta", "run", &hex("beta-key")).unwrap(),
+            ],
+            secrets: Arc::new(secrets),
+            ..Default::default()
+        },
+    )
+    .await;
+    let echo = echo_authorization().await;
+    let workflow = format!(
+        "document: {{dsl: '1.0.3', namespace: test, name: secretive, version: '1.0.0'}}
+use:
+  secrets: [ apiToken ]
+do:
+  - call:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: {echo}/private
+          authentication:
+            bearer:
+              token: ${{ $secrets.apiToken }}
+  - copy:
+      set:
+        heard: ${{ .authorization }}
+        shared: ${{ $secrets.shared }}
+"
+    );
+    let start = json!({"workflow": workflow, "id": "s1"});
+    let (status, body) = as_token(
+        &server,
+        Some("alpha-key"),
+        Method::POST,
+        "/v1/executions?wait=10s",
+        Some(start.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    // The endpoint heard the secret (it echoed it back, so the output held it), and the
+    // response shows it masked; the undeclared shared secret was never visible.
+    assert_eq!(
+        body["output"],
+        json!({"heard": "Bearer ***", "shared": null}),
+        "{body}"
+    );
+    let (_, fetched) = as_token(
+        &server,
+        Some("alpha-key"),
+        Method::GET,
+        "/v1/executions/s1",
+        None,
+    )
+    .await;
+    assert!(
+        !fetched.to_string().contains("alpha-only-token"),
+        "{fetched}"
+    );
+    let events = server
+        .client
+        .get(format!("{}/v1/executions/s1/events", server.base))
+        .bearer_auth("alpha-key")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(events.contains("Bearer ***"), "{events}");
+    assert!(!events.contains("alpha-only-token"), "{events}");
+
+    // Project beta has no `apiToken`: its start is refused before anything runs.
+    let mut other = start.clone();
+    other["id"] = json!("s2");
+    let (status, body) = as_token(
+        &server,
+        Some("beta-key"),
+        Method::POST,
+        "/v1/executions",
+        Some(other),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("`apiToken`") && message.contains("`beta`"),
+        "{message}"
+    );
+}

@@ -59,6 +59,11 @@ pub(crate) struct Args {
     /// Print the outcome as one JSON object: {id, status, output|error}.
     #[arg(long)]
     json: bool,
+
+    /// The largest task output, `$context` or workflow output, in bytes of JSON; a task
+    /// over it faults (a `runtime` error, status 413) and nothing that large is stored.
+    #[arg(long, value_name = "BYTES", default_value_t = engine::DEFAULT_MAX_STATE_BYTES)]
+    max_state_bytes: usize,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -81,7 +86,8 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let progress = Arc::new(crate::progress::Progress::new());
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
-        .with_observer(progress.clone());
+        .with_observer(progress.clone())
+        .with_max_state_bytes(args.max_state_bytes);
 
     let id = match (&args.resume, &args.file) {
         (Some(id), _) => {
@@ -193,15 +199,20 @@ pub(crate) fn parse_input(input: Option<&str>) -> Result<Value> {
     })
 }
 
-fn parse_secrets(pairs: &[String]) -> Result<Map<String, Value>> {
+/// Secrets given as NAME=VALUE pairs; a VALUE that is JSON (such as an object of
+/// credentials) is taken as JSON, anything else as text.
+pub(crate) fn parse_secrets(pairs: &[String]) -> Result<Map<String, Value>> {
     let mut secrets = Map::new();
     for pair in pairs {
         let Some((name, value)) = pair.split_once('=') else {
             bail!("--secret `{pair}` is not NAME=VALUE");
         };
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-        secrets.insert(name.to_string(), value);
+        secrets.insert(name.to_string(), secret_value(value));
     }
     Ok(secrets)
+}
+
+/// A secret's value from its text: JSON if it is JSON, the text itself otherwise.
+pub(crate) fn secret_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }

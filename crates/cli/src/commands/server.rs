@@ -34,6 +34,11 @@ use engine::{Engine, SystemClock};
 /// `printf %s "$TOKEN" | sha256sum`). A token sees and steers only its project's
 /// executions. Without tokens there is one project and no authentication, and the server
 /// listens on loopback addresses only.
+///
+/// Secrets: --secret NAME=VALUE (every project), or the configuration's `secrets: [{name,
+/// value | env | file, project?}]`, read at start. An execution sees, as `$secrets`, the
+/// ones its workflow declares in `use.secrets`, and a start that declares one the server
+/// lacks is refused. Events and API responses show secret text as `***`.
 #[derive(ClapArgs)]
 #[command(
     after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
@@ -43,10 +48,17 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
-    /// A YAML configuration file; today it holds the tokens: `tokens: [{project, role,
-    /// sha256}]`.
+    /// A YAML configuration file: `tokens: [{project, role, sha256}]` and `secrets:
+    /// [{name, value | env | file, project?}]` (a secret without a project is for every
+    /// project).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// A secret for every project's executions: NAME=VALUE, where VALUE is JSON or text.
+    /// Command lines are visible to other local users; prefer the configuration's `env`
+    /// or `file` secrets outside a laptop.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secrets: Vec<String>,
 
     /// Tokens as PROJECT:ROLE:SHA256 entries, comma-separated (added to the config file's).
     #[arg(
@@ -85,6 +97,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     max_input_bytes: usize,
 
+    /// The largest task output, `$context` or workflow output of an execution, in bytes
+    /// of JSON; a task over it faults (a `runtime` error, status 413, naming this limit).
+    #[arg(long, value_name = "BYTES", default_value_t = engine::DEFAULT_MAX_STATE_BYTES)]
+    max_state_bytes: usize,
+
     /// The most event-stream (SSE) clients at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_subscribers: usize,
@@ -112,6 +129,45 @@ pub(crate) fn run(args: Args) -> ExitCode {
 struct Config {
     #[serde(default)]
     tokens: Vec<TokenEntry>,
+    #[serde(default)]
+    secrets: Vec<SecretEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEntry {
+    name: String,
+    /// The value itself (text, or a mapping such as `{username, password}`).
+    value: Option<serde_json::Value>,
+    /// An environment variable holding the value.
+    env: Option<String>,
+    /// A file holding the value, such as a mounted secret volume.
+    file: Option<PathBuf>,
+    /// The one project whose executions get it; every project's when absent.
+    project: Option<String>,
+}
+
+impl SecretEntry {
+    /// The value, from wherever the entry says it is.
+    fn value(&self) -> Result<serde_json::Value> {
+        match (&self.value, &self.env, &self.file) {
+            (Some(value), None, None) => Ok(value.clone()),
+            (None, Some(var), None) => {
+                let text = std::env::var(var).with_context(|| {
+                    format!("the environment variable {var} is not set (or not UTF-8)")
+                })?;
+                Ok(super::run::secret_value(&text))
+            }
+            (None, None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Ok(super::run::secret_value(
+                    text.trim_end_matches(['\n', '\r']),
+                ))
+            }
+            _ => bail!("give exactly one of `value`, `env` or `file`"),
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -123,13 +179,38 @@ struct TokenEntry {
     sha256: String,
 }
 
-fn tokens(args: &Args) -> Result<Vec<api::auth::Token>> {
+/// The configuration file, or an empty one without `--config`.
+fn config(args: &Args) -> Result<Config> {
+    let Some(path) = &args.config else {
+        return Ok(Config {
+            tokens: Vec::new(),
+            secrets: Vec::new(),
+        });
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    serde_saphyr::from_str(&text)
+        .with_context(|| format!("{} is not a valid configuration", path.display()))
+}
+
+fn secrets(args: &Args, config: &Config) -> Result<api::Secrets> {
+    let mut secrets = api::Secrets::default();
+    for (i, entry) in config.secrets.iter().enumerate() {
+        let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
+        let value = entry
+            .value()
+            .with_context(|| format!("{}: secrets[{i}] (`{}`)", path.display(), entry.name))?;
+        secrets.insert(entry.project.as_deref(), &entry.name, value);
+    }
+    for (name, value) in super::run::parse_secrets(&args.secrets)? {
+        secrets.insert(None, &name, value);
+    }
+    Ok(secrets)
+}
+
+fn tokens(args: &Args, config: &Config) -> Result<Vec<api::auth::Token>> {
     let mut tokens = Vec::new();
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
-        let config: Config = serde_saphyr::from_str(&text)
-            .with_context(|| format!("{} is not a valid configuration", path.display()))?;
         for (i, entry) in config.tokens.iter().enumerate() {
             tokens.push(
                 api::auth::Token::new(&entry.project, &entry.role, &entry.sha256)
@@ -149,7 +230,9 @@ fn tokens(args: &Args) -> Result<Vec<api::auth::Token>> {
 }
 
 async fn serve(args: Args) -> Result<()> {
-    let tokens = tokens(&args)?;
+    let config = config(&args)?;
+    let tokens = tokens(&args, &config)?;
+    let secrets = secrets(&args, &config)?;
     if tokens.is_empty() && !args.listen.ip().is_loopback() {
         bail!(
             "refusing to listen on {}: no tokens are configured (--config or SKEIN_TOKENS), \
@@ -172,12 +255,15 @@ async fn serve(args: Args) -> Result<()> {
             projects.join(", ")
         )
     };
+    let secret_count = secrets.len();
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
     let metrics = api::Metrics::new();
     store.observe_commits(metrics.commit_observer());
     let engine = Arc::new(
-        Engine::new(store, Arc::new(effects), Arc::new(SystemClock)).with_observer(metrics.clone()),
+        Engine::new(store, Arc::new(effects), Arc::new(SystemClock))
+            .with_observer(metrics.clone())
+            .with_max_state_bytes(args.max_state_bytes),
     );
     if args.heartbeat == 0 {
         bail!("--heartbeat must be at least 1 second");
@@ -192,6 +278,7 @@ async fn serve(args: Args) -> Result<()> {
             max_input_bytes: args.max_input_bytes,
             max_subscribers: args.max_subscribers,
             tokens,
+            secrets: Arc::new(secrets),
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -202,10 +289,11 @@ async fn serve(args: Args) -> Result<()> {
         .await
         .context("cannot read the unfinished executions")?;
     eprintln!(
-        "skein server listening on http://{} (journal {}, {resumed} execution{} resumed; {auth})",
+        "skein server listening on http://{} (journal {}, {resumed} execution{} resumed; {auth}; {secret_count} secret{})",
         listener.local_addr()?,
         db.display(),
-        if resumed == 1 { "" } else { "s" }
+        if resumed == 1 { "" } else { "s" },
+        if secret_count == 1 { "" } else { "s" },
     );
     axum::serve(listener, api::app(service.clone()))
         .with_graceful_shutdown(shutdown_signal())

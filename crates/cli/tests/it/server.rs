@@ -206,14 +206,20 @@ async fn skein_exec_drives_a_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_from_a_config_file_guard_the_server() {
+async fn a_config_file_gives_tokens_and_secrets() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
+    let mounted = dir.path().join("mounted-secret");
+    std::fs::write(&mounted, "from-a-file\n").unwrap();
     // sha256("s3cret")
     let config = dir.path().join("skein.yaml");
     std::fs::write(
         &config,
-        "tokens:\n  - project: alpha\n    role: run\n    sha256: 1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0\n",
+        format!(
+            "tokens:\n  - project: alpha\n    role: run\n    sha256: 1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0\n\
+             secrets:\n  - name: fromFile\n    file: {}\n    project: alpha\n  - name: fromEnv\n    env: SKEIN_TEST_SECRET\n",
+            mounted.display()
+        ),
     )
     .unwrap();
     let port = free_port();
@@ -225,6 +231,7 @@ async fn tokens_from_a_config_file_guard_the_server() {
         .arg(&data)
         .arg("--config")
         .arg(&config)
+        .env("SKEIN_TEST_SECRET", "from-the-environment")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -238,6 +245,43 @@ async fn tokens_from_a_config_file_guard_the_server() {
     let (code, out, err) = exec(&base, &["--token", "s3cret", "list"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID"), "{out}");
+
+    // Both secrets reach the execution (its output is exactly them, hence masked) and
+    // their lengths prove which text each one was.
+    let flow = dir.path().join("secrets.yaml");
+    std::fs::write(
+        &flow,
+        "document: {dsl: '1.0.3', namespace: test, name: secrets, version: '1.0.0'}
+use:
+  secrets: [ fromFile, fromEnv ]
+do:
+  - read:
+      set:
+        file: ${ $secrets.fromFile }
+        env: ${ $secrets.fromEnv }
+        lengths: ${ [$secrets.fromFile, $secrets.fromEnv] | map(length) }
+",
+    )
+    .unwrap();
+    let (code, out, err) = exec(
+        &base,
+        &[
+            "--token",
+            "s3cret",
+            "--json",
+            "start",
+            flow.to_str().unwrap(),
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let started: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        started["output"],
+        json!({"file": "***", "env": "***", "lengths": [11, 20]}),
+        "{out}"
+    );
 
     // A broken configuration is refused at start, naming the entry.
     std::fs::write(
@@ -256,6 +300,24 @@ async fn tokens_from_a_config_file_guard_the_server() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("tokens[0]") && stderr.contains("boss"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &config,
+        "secrets:\n  - name: gone\n    file: /nonexistent/secret\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("secrets[0]") && stderr.contains("/nonexistent/secret"),
         "{stderr}"
     );
 }

@@ -651,6 +651,103 @@ do:
 }
 
 #[tokio::test]
+async fn a_workflow_reads_only_declared_secrets_and_records_none() {
+    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
+use:
+  secrets: [ token ]
+do:
+  - call:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: https://api.test/private
+          authentication:
+            bearer:
+              use: token
+  - copy:
+      set:
+        seen: ${ \"got \\($secrets.token)!\" }
+        other: ${ $secrets.other }
+";
+    let setup = Setup::new();
+    let fake = Fake::new(|_, _| json_response(200, json!("ok")));
+    let engine = setup.engine(fake.clone());
+    let (id, outcome) = run_with(
+        &engine,
+        source,
+        json!({}),
+        json!({"token": {"token": "tok-123-secret"}, "other": "undeclared-value"}),
+    )
+    .await;
+    // The workflow itself sees the secret it declared, and not the other one.
+    assert_eq!(
+        completed(outcome),
+        json!({"seen": "got {\"token\":\"tok-123-secret\"}!", "other": null})
+    );
+    let auth = &fake.requests()[0].headers;
+    assert!(auth.contains(&("authorization".into(), "Bearer tok-123-secret".into())));
+    // What is recorded for others to read shows a mask instead.
+    let events = engine.store().events(&id, 0, 10_000).await.unwrap();
+    let texts: Vec<&str> = events.iter().map(|e| e.data.text()).collect();
+    assert!(
+        texts.iter().all(|t| !t.contains("tok-123-secret")),
+        "{texts:#?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("***")), "{texts:#?}");
+    let stored = engine.store().execution(&id).await.unwrap().unwrap();
+    let output = stored.output.unwrap();
+    assert_eq!(output["seen"], json!("got {\"token\":\"***\"}!"));
+}
+
+#[tokio::test]
+async fn state_over_the_limit_faults_the_task_and_is_never_stored() {
+    let setup = Setup::new();
+    let engine = setup
+        .engine(Fake::new(|_, _| json_response(200, json!({}))))
+        .with_max_state_bytes(1_000);
+    // A small output passes; a large one faults the task that made it, naming the limit.
+    let source = doc("  - small:
+      set: '${ [range(10)] }'
+  - big:
+      set: '${ [range(1000)] }'
+");
+    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    let p = faulted(outcome);
+    assert_eq!(
+        (p.type_.as_str(), p.status, p.instance.as_deref()),
+        (expr::types::RUNTIME, 413, Some("/do/1/big"))
+    );
+    let detail = p.detail.unwrap();
+    assert!(
+        detail.contains("the output of task `big` is 3891 bytes") && detail.contains("1000 bytes"),
+        "{detail}"
+    );
+    let events = engine.store().events(&id, 0, 10_000).await.unwrap();
+    assert!(events.iter().all(|e| !e.data.text().contains("999")));
+
+    // The same for a `$context` that grows past it, caught like any other error.
+    let source = doc("  - grow:
+      for: { in: '${ [range(100)] }' }
+      do:
+        - add:
+            set: '${ $item }'
+            export:
+              as: '${ $context + { (. | tostring): \"some padding text\" } }'
+  - never:
+      set: { x: 1 }
+");
+    let p = faulted(run_with(&engine, &source, json!({}), json!({})).await.1);
+    assert_eq!(p.status, 413);
+    assert!(
+        p.detail
+            .unwrap()
+            .contains("the context exported by task `add`"),
+    );
+    assert_eq!(p.instance.as_deref(), Some("/do/0/grow/do/0/add"));
+}
+
+#[tokio::test]
 async fn cancellation_ends_the_execution_and_is_recorded() {
     let source = doc("  - nap:
       wait: PT10S
