@@ -6,6 +6,7 @@
 //! internal (5xx).
 
 pub mod auth;
+mod hub;
 mod metrics;
 mod openapi;
 mod service;

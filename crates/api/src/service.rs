@@ -19,6 +19,7 @@ pub struct Service {
     options: Options,
     running: Mutex<HashMap<String, Running>>,
     tasks: TaskTracker,
+    hub: crate::hub::Hub,
 }
 
 /// How the service behaves toward clients.
@@ -130,6 +131,7 @@ impl Service {
             options,
             running: Mutex::default(),
             tasks: TaskTracker::new(),
+            hub: crate::hub::Hub::default(),
         })
     }
 
@@ -143,6 +145,11 @@ impl Service {
 
     pub fn metrics(&self) -> &Arc<crate::Metrics> {
         &self.options.metrics
+    }
+
+    /// The reader of the log of all executions that `/v1/events` clients share.
+    pub(crate) fn log_hub(&self) -> &crate::hub::Hub {
+        &self.hub
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

@@ -16,6 +16,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
@@ -83,8 +84,9 @@ pub(crate) struct LogParams {
 }
 
 /// `GET /v1/events`: the events of all executions, filtered, in commit order. It does
-/// not end: new executions' events follow as they are committed.
-#[utoipa::path(get, path = "/v1/events", tag = "events", description = "The events of all the caller's executions in commit order, as a live SSE stream; ids are positions in that log.", params(("execution" = Option<String>, Query), ("name" = Option<String>, Query), ("label" = Option<String>, Query, description = "name:value"), ("type" = Option<String>, Query), ("since_id" = Option<u64>, Query), ("since_time" = Option<String>, Query)), responses((status = 200, description = "An SSE stream", content_type = "text/event-stream")))]
+/// not end: new executions' events follow as they are committed. Without a cursor it
+/// starts at the end of the log (`since_id=0` replays it all).
+#[utoipa::path(get, path = "/v1/events", tag = "events", description = "The events of all the caller's executions in commit order, as a live SSE stream; ids are positions in that log. Without Last-Event-ID, since_id or since_time it starts with the events committed from now on; since_id=0 replays the whole log.", params(("execution" = Option<String>, Query), ("name" = Option<String>, Query), ("label" = Option<String>, Query, description = "name:value"), ("type" = Option<String>, Query), ("since_id" = Option<u64>, Query), ("since_time" = Option<String>, Query)), responses((status = 200, description = "An SSE stream", content_type = "text/event-stream")))]
 pub(crate) async fn all_events(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -98,7 +100,14 @@ pub(crate) async fn all_events(
     ) {
         (Some(pos), _) => pos,
         (None, Some(time)) => service.store().pos_before(parse_time(time)?).await?,
-        (None, None) => 0,
+        // The live tail: what is committed from now on.
+        (None, None) => {
+            let end = store::LogQuery {
+                limit: 0,
+                ..Default::default()
+            };
+            service.store().log(end).await?.scanned
+        }
     };
     let query = store::LogQuery {
         after: 0,
@@ -132,10 +141,19 @@ fn sse(
             format!("the server has {max} event-stream clients already (--max-subscribers)"),
         )
     })?;
+    // Subscribed before the first read, so that no commit falls between the two.
+    let source = match source {
+        Source::Execution(id) => Feed::Execution {
+            id,
+            notices: service.store().subscribe(),
+        },
+        Source::Log(query) => Feed::Log {
+            query,
+            batches: service.log_hub().subscribe(service.store()),
+        },
+    };
     let state = Streaming {
         _counted: counted,
-        // Subscribed before the first read, so that no commit falls between the two.
-        notices: service.store().subscribe(),
         service,
         source,
         follow,
@@ -184,11 +202,25 @@ enum Source {
     Log(store::LogQuery),
 }
 
+/// A source, and what its stream waits for once caught up.
+enum Feed {
+    Execution {
+        id: String,
+        /// The store's commit notices, which carry the execution's events.
+        notices: broadcast::Receiver<store::Committed>,
+    },
+    Log {
+        query: store::LogQuery,
+        /// The hub's batches of the log.
+        batches: broadcast::Receiver<Arc<crate::hub::Batch>>,
+    },
+}
+
 struct Streaming {
     /// Counts this client in the metrics while the stream lives.
     _counted: crate::metrics::SubscriberGuard,
     service: Arc<Service>,
-    source: Source,
+    source: Feed,
     /// Whether to wait for new events once caught up.
     follow: bool,
     /// The cursor of the last event sent.
@@ -196,7 +228,6 @@ struct Streaming {
     /// For the log of all executions: how far reads have looked (beyond `cursor` when
     /// a filter skipped events).
     scanned: u64,
-    notices: tokio::sync::broadcast::Receiver<store::Committed>,
     /// Read and not yet sent: each with its cursor and its execution.
     pending: VecDeque<(u64, String, store::Event)>,
     /// Everything committed so far was read (or came with a notice): wait for notices.
@@ -235,38 +266,20 @@ impl Streaming {
                 }
             }
             // Caught up: sleep until a commit brings something new.
-            loop {
-                match self.notices.recv().await {
-                    Ok(notice) => match &self.source {
-                        Source::Execution(id)
-                            if *notice.execution != **id || notice.last_seq <= self.cursor => {}
-                        Source::Execution(id) => {
-                            // The very next events: sent from the notice, without a read.
-                            // Anything else (a gap, a notice without events): read.
-                            let next = notice.events.first().map(|e| e.seq);
-                            if next == Some(self.cursor + 1) {
-                                for event in notice.events.iter() {
-                                    self.done |= ENDINGS.contains(&event.type_.as_str());
-                                    self.pending
-                                        .push_back((event.seq, id.clone(), event.clone()));
-                                }
-                            } else {
-                                self.caught_up = false;
-                            }
-                            break;
-                        }
-                        Source::Log(_) => {
-                            self.caught_up = false;
-                            break;
-                        }
-                    },
-                    // Notices were missed: the journal says what is new.
-                    Err(RecvError::Lagged(_)) => {
-                        self.caught_up = false;
-                        break;
-                    }
-                    Err(RecvError::Closed) => return None,
+            let woken = match &mut self.source {
+                Feed::Execution { id, notices } => {
+                    let (pending, done) = (&mut self.pending, &mut self.done);
+                    wait_for_execution(notices, id, self.cursor, pending, done).await
                 }
+                Feed::Log { query, batches } => {
+                    wait_for_log(batches, query, &mut self.scanned, &mut self.pending).await
+                }
+            };
+            match woken {
+                Some(true) => {}
+                // Nothing to take from the notices: the journal says what is new.
+                Some(false) => self.caught_up = false,
+                None => return None,
             }
         }
     }
@@ -276,7 +289,7 @@ impl Streaming {
     async fn read(&mut self) -> Result<bool, store::Error> {
         let store = self.service.store();
         match &self.source {
-            Source::Execution(id) => {
+            Feed::Execution { id, .. } => {
                 // The status first: if it is final now, the events read next include
                 // the last one, which is committed with it.
                 let ended = store
@@ -292,7 +305,7 @@ impl Streaming {
                     .extend(events.into_iter().map(|e| (e.seq, id.clone(), e)));
                 Ok(true)
             }
-            Source::Log(query) => {
+            Feed::Log { query, .. } => {
                 let query = store::LogQuery {
                     after: self.scanned.max(self.cursor),
                     ..query.clone()
@@ -309,6 +322,68 @@ impl Streaming {
                 );
                 Ok(true)
             }
+        }
+    }
+}
+
+/// Waits for the next commit of execution `id` after `cursor`. Takes its events into
+/// `pending` when they come with the notice and follow the cursor (true); false when the
+/// journal must be read; `None` when the store has stopped.
+async fn wait_for_execution(
+    notices: &mut broadcast::Receiver<store::Committed>,
+    id: &str,
+    cursor: u64,
+    pending: &mut VecDeque<(u64, String, store::Event)>,
+    done: &mut bool,
+) -> Option<bool> {
+    loop {
+        match notices.recv().await {
+            Ok(notice) if *notice.execution != *id || notice.last_seq <= cursor => {}
+            Ok(notice) => {
+                // The very next events are sent from the notice, without a read; anything
+                // else (a gap, a notice without events) is read.
+                if notice.events.first().map(|e| e.seq) != Some(cursor + 1) {
+                    return Some(false);
+                }
+                for event in notice.events.iter() {
+                    *done |= ENDINGS.contains(&event.type_.as_str());
+                    pending.push_back((event.seq, id.to_string(), event.clone()));
+                }
+                return Some(true);
+            }
+            // Notices were missed: the journal says what is new.
+            Err(RecvError::Lagged(_)) => return Some(false),
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// Waits for the hub's next batch of the log with an event `query` lets through, and
+/// takes those events into `pending` (true); false when a gap (or lag) means the journal
+/// must be read; `None` when the hub has stopped.
+async fn wait_for_log(
+    batches: &mut broadcast::Receiver<Arc<crate::hub::Batch>>,
+    query: &store::LogQuery,
+    scanned: &mut u64,
+    pending: &mut VecDeque<(u64, String, store::Event)>,
+) -> Option<bool> {
+    loop {
+        match batches.recv().await {
+            Ok(batch) if batch.upto <= *scanned => {}
+            Ok(batch) if batch.after > *scanned => return Some(false),
+            Ok(batch) => {
+                for (pos, id, owner, event) in &batch.events {
+                    if *pos > *scanned && crate::hub::matches(query, id, owner, &event.type_) {
+                        pending.push_back((*pos, id.to_string(), event.clone()));
+                    }
+                }
+                *scanned = batch.upto;
+                if !pending.is_empty() {
+                    return Some(true);
+                }
+            }
+            Err(RecvError::Lagged(_)) => return Some(false),
+            Err(RecvError::Closed) => return None,
         }
     }
 }

@@ -699,18 +699,24 @@ impl Store for SqliteStore {
             let end: i64 =
                 snapshot.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |r| r.get(0))?;
             let (label, label_value) = query.label.clone().unzip();
-            let mut stmt = snapshot.prepare_cached(
+            // One execution's events are found through its key, not by a walk over the
+            // whole log; written without `OR` so that the planner sees it.
+            let execution = match query.execution {
+                Some(_) => "e.execution_id = ?2",
+                None => "?2 IS NULL",
+            };
+            let mut stmt = snapshot.prepare_cached(&format!(
                 "SELECT e.pos, e.execution_id, e.seq, e.time, e.type, e.data
                  FROM events e JOIN executions x ON x.id = e.execution_id
                  WHERE e.pos > ?1 AND e.pos <= ?6
-                   AND (?2 IS NULL OR e.execution_id = ?2)
+                   AND {execution}
                    AND (?3 IS NULL OR x.name = ?3)
                    AND (?4 IS NULL OR e.type = ?4)
                    AND (?7 IS NULL OR EXISTS (
                        SELECT 1 FROM json_each(x.labels) WHERE key = ?7 AND value = ?8))
                    AND (?9 IS NULL OR x.project = ?9)
-                 ORDER BY e.pos LIMIT ?5",
-            )?;
+                 ORDER BY e.pos LIMIT ?5"
+            ))?;
             let rows = stmt.query_map(
                 params![
                     query.after as i64,

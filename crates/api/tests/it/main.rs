@@ -404,13 +404,20 @@ impl Sse {
     }
 
     /// The next event, skipping comments.
+    /// Heartbeats do not count as progress: a stream that only sends them for 30 s fails
+    /// the test rather than hang it.
     async fn event(&mut self) -> Option<(u64, Value)> {
-        loop {
-            let frame = self.next().await?;
-            if let (Some(id), Some(data)) = (frame.id, frame.data) {
-                return Some((id, data));
+        let next = async {
+            loop {
+                let frame = self.next().await?;
+                if let (Some(id), Some(data)) = (frame.id, frame.data) {
+                    return Some((id, data));
+                }
             }
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(30), next)
+            .await
+            .expect("no event for 30 s")
     }
 }
 
@@ -802,8 +809,26 @@ async fn the_stream_of_all_executions_filters_and_resumes() {
     let (id, event) = again.event().await.unwrap();
     assert_eq!((id, event["subject"].as_str()), (second, Some("g2")));
 
+    // Without a cursor: only what is committed from now on.
+    let mut tail = Sse::open(&server, "/v1/events", None).await;
+    let (status, _) = server
+        .post(
+            "/v1/executions?wait=10s",
+            json!({"workflow": flow(DOUBLE), "input": {"n": 3}, "id": "g3"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, event) = tail.event().await.unwrap();
+    assert_eq!(
+        (event["subject"].as_str(), event["type"].as_str()),
+        (
+            Some("g3"),
+            Some("io.serverlessworkflow.workflow.started.v1")
+        )
+    );
+
     // One execution's events, every type, in order, through the log's positions.
-    let mut only = Sse::open(&server, "/v1/events?execution=g2", None).await;
+    let mut only = Sse::open(&server, "/v1/events?execution=g2&since_id=0", None).await;
     let (_, event) = only.event().await.unwrap();
     assert_eq!(
         (event["subject"].as_str(), event["type"].as_str()),
@@ -971,7 +996,7 @@ async fn tokens_scope_everything_to_their_project() {
     assert_eq!(status, 201);
     let response = server
         .client
-        .get(format!("{}/v1/events", server.base))
+        .get(format!("{}/v1/events?since_id=0", server.base))
         .bearer_auth("beta-secret")
         .send()
         .await
@@ -1232,4 +1257,93 @@ do:
         message.contains("`apiToken`") && message.contains("`beta`"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_of_all_executions_each_get_exactly_their_events() {
+    let server = serve().await;
+    // Connected before anything runs: everything they get comes live.
+    let filters = [
+        "/v1/events",
+        "/v1/events?name=alpha",
+        "/v1/events?label=team:red",
+        "/v1/events?type=io.serverlessworkflow.task.completed.v1",
+        "/v1/events?execution=e3&type=io.serverlessworkflow.workflow.completed.v1",
+    ];
+    let mut streams = Vec::new();
+    for filter in filters {
+        for _ in 0..4 {
+            streams.push((filter, Sse::open(&server, filter, None).await));
+        }
+    }
+    let starts = (0..8).map(|i| {
+        let name = if i % 2 == 0 { "alpha" } else { "beta" };
+        let team = if i % 3 == 0 { "red" } else { "blue" };
+        let workflow = format!(
+            "document: {{dsl: '1.0.3', namespace: test, name: {name}, version: '1.0.0'}}
+do:
+  - fan:
+      for: {{ in: '${{ [range(30)] }}', concurrency: 8 }}
+      do:
+        - step:
+            set: '${{ {{ i: $item }} }}'
+"
+        );
+        let body = json!({"workflow": workflow, "id": format!("e{i}"), "labels": {"team": team}});
+        let server = &server;
+        async move {
+            let (status, body) = server.post("/v1/executions?wait=20s", body).await;
+            assert_eq!((status, body["status"].as_str()), (201, Some("completed")));
+        }
+    });
+    futures::future::join_all(starts).await;
+
+    // Each stream got what the journal holds for its filter: the same events, in order.
+    let mut drained = Vec::new();
+    for (filter, mut sse) in streams {
+        let params: std::collections::HashMap<String, String> =
+            reqwest::Url::parse(&format!("http://x{filter}"))
+                .unwrap()
+                .query_pairs()
+                .into_owned()
+                .collect();
+        let expected = server
+            .service
+            .store()
+            .log(store::LogQuery {
+                after: 0,
+                execution: params.get("execution").cloned(),
+                name: params.get("name").cloned(),
+                label: params
+                    .get("label")
+                    .map(|l| l.split_once(':').unwrap())
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+                type_: params.get("type").cloned(),
+                project: None,
+                limit: 100_000,
+            })
+            .await
+            .unwrap()
+            .events;
+        assert!(!expected.is_empty(), "{filter}");
+        for logged in &expected {
+            let (id, event) = sse.event().await.unwrap();
+            assert_eq!(
+                (id, event["subject"].as_str(), event["sequence"].as_u64()),
+                (
+                    logged.pos,
+                    Some(logged.execution.as_str()),
+                    Some(logged.event.seq)
+                ),
+                "{filter}"
+            );
+        }
+        drained.push((filter, sse));
+    }
+    // And nothing more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (filter, mut sse) in drained {
+        let extra = tokio::time::timeout(Duration::from_millis(20), sse.event()).await;
+        assert!(extra.is_err(), "{filter}: {extra:?}");
+    }
 }

@@ -124,18 +124,44 @@ do:
         plan.calls,
         began.elapsed().as_secs_f64()
     );
-    event_latency(&client, &api, plan.subscribers).await?;
+    event_latency(&client, &api, plan.subscribers, Streams::OfExecution).await?;
+    event_latency(&client, &api, plan.subscribers, Streams::OfAll).await?;
     let executions = store.count_by_status().await?;
     eprintln!("(executions by status at the end: {executions:?})");
     Ok(())
+}
+
+/// Which event streams E1 subscribes to.
+#[derive(Clone, Copy, PartialEq)]
+enum Streams {
+    /// `/v1/executions/{id}/events`.
+    OfExecution,
+    /// `/v1/events?execution={id}`: the log of all executions, filtered by each client.
+    OfAll,
 }
 
 /// E1: `subscribers` clients stream the events of one execution of 20 timed steps;
 /// each event's latency is from its time in the journal (when the engine recorded it)
 /// to its arrival at the client. The execution first waits while the clients connect;
 /// only events recorded after all are connected count.
-async fn event_latency(client: &reqwest::Client, api: &str, subscribers: usize) -> Result<()> {
-    let id = "latency";
+async fn event_latency(
+    client: &reqwest::Client,
+    api: &str,
+    subscribers: usize,
+    streams: Streams,
+) -> Result<()> {
+    let (id, url, label) = match streams {
+        Streams::OfExecution => (
+            "latency",
+            format!("{api}/v1/executions/latency/events"),
+            "/v1/executions/{id}/events",
+        ),
+        Streams::OfAll => (
+            "latency-all",
+            format!("{api}/v1/events?execution=latency-all"),
+            "/v1/events?execution={id}",
+        ),
+    };
     let steps = "document: {dsl: '1.0.3', namespace: bench, name: ticks, version: '1.0.0'}
 do:
   - connecting: { wait: { seconds: 3 } }
@@ -160,7 +186,7 @@ do:
     let mut clients = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
         let response = client
-            .get(format!("{api}/v1/executions/{id}/events"))
+            .get(&url)
             .send()
             .await
             .context("a subscriber could not connect")?;
@@ -208,7 +234,7 @@ do:
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
     };
     println!(
-        "E1 event latency, {subscribers} subscribers, {} deliveries: p50 {:.0} ms, p99 {:.0} ms (record to arrival, 1 ms resolution)",
+        "E1 event latency, {subscribers} subscribers of {label}, {} deliveries: p50 {:.0} ms, p99 {:.0} ms (record to arrival, 1 ms resolution)",
         latencies.len(),
         pct(0.50),
         pct(0.99)
