@@ -113,6 +113,94 @@ do:
     assert!(status.success(), "{status:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_client_gets_every_event_once_across_a_killed_server() {
+    use tokio::io::AsyncBufReadExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // Six events an iteration, some 1,500 in all, over a few seconds.
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: ticks, version: '1.0.0'}
+do:
+  - ticks:
+      for: { in: '${ [range(250)] }' }
+      do:
+        - nap: { wait: { milliseconds: 8 } }
+        - tick: { set: '${ { n: $item } }' }
+";
+    let mut server = start_server(port, data);
+    healthy(&client, &base).await;
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": workflow, "id": "ticks"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["exec", "events", "ticks", "--follow", "--json"])
+        .env("SKEIN_SERVER", &base)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut sequences = Vec::new();
+    let mut read = async |sequences: &mut Vec<u64>, until: usize| {
+        while sequences.len() < until {
+            let Some(line) = lines.next_line().await.unwrap() else {
+                break;
+            };
+            let event: Value = serde_json::from_str(&line).unwrap();
+            sequences.push(event["sequence"].as_u64().unwrap());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read(&mut sequences, 300))
+        .await
+        .expect("the first 300 events");
+
+    // Killed mid-stream, and started again: the execution resumes, the client reconnects
+    // with its last id.
+    server.kill().await.unwrap();
+    let _server = start_server(port, data);
+    healthy(&client, &base).await;
+    tokio::time::timeout(Duration::from_secs(60), read(&mut sequences, usize::MAX))
+        .await
+        .expect("the stream ends with the execution");
+    let status = follower.wait().await.unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut follower.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("resuming after event"), "{stderr}");
+
+    let (_, execution) = call(
+        &client,
+        format!("{base}/v1/executions/ticks?wait=10s"),
+        None,
+    )
+    .await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    assert_eq!(execution["output"], json!({"n": 249}));
+    // Every event exactly once, in order, up to the last one the journal holds.
+    let (_, events) = exec(&base, &["events", "ticks", "--json"])
+        .await
+        .1
+        .lines()
+        .fold((0, 0u64), |(n, _), line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            (n + 1, event["sequence"].as_u64().unwrap())
+        });
+    assert!(events > 1_000, "{events}");
+    assert_eq!(sequences, (1..=events).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn the_server_refuses_a_public_address_without_authentication() {
     let dir = tempfile::tempdir().unwrap();
