@@ -26,6 +26,7 @@ enum Command {
     Server(commands::server::Args),
     Test(commands::test::Args),
     Validate(commands::validate::Args),
+    Worker(commands::worker::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,5 +38,6 @@ fn main() -> ExitCode {
         Command::Server(args) => commands::server::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Validate(args) => commands::validate::run(args),
+        Command::Worker(args) => commands::worker::run(args),
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod run;
 pub(crate) mod server;
 pub(crate) mod test;
 pub(crate) mod validate;
+pub(crate) mod worker;
 
 /// Runs a command's async body on a multi-threaded runtime with roomy thread stacks
 /// (the engine's walks over deep documents recurse).

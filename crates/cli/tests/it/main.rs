@@ -4,7 +4,8 @@
 mod crash;
 mod ctk;
 mod run;
-mod server;
+pub(crate) mod server;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

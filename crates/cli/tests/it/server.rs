@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,0 +1,316 @@
+//! One task on a worker: its process group, and the log of what it printed and how it
+//! ended, which SSE clients replay from any point and then follow.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Output is sent in pieces of at most this many bytes, cut at line ends when it can be.
+const CHUNK: usize = 8 << 10;
+
+/// A partial line waits at most this long for its end before it is sent as it is.
+const PARTIAL_LINE: Duration = Duration::from_millis(100);
+
+/// After the task's process exits, how long its output pipes may take to drain (other
+/// processes of its group may hold them) before the group is killed.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// What a task runs.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
+    /// The whole environment of the process: nothing of the worker's own leaks in.
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) stdin: Option<String>,
+    pub(crate) timeout: Duration,
+    /// The most output kept (and streamed); beyond it, a `truncated` event.
+    pub(crate) max_output_bytes: usize,
+}
+
+/// One entry of a task's log. `kind` is `output` (`{stream, text}`), `truncated`, or
+/// `exit` (`{status, code, signal, durationMs}`), always last.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+/// How a task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Ending {
+    /// Its process exited by itself (with any code, or by a signal it got elsewhere).
+    Exited,
+    /// Cancelled by a request.
+    Cancelled,
+    /// Over its time limit.
+    TimedOut,
+    /// Killed because the worker shut down before it ended.
+    Killed,
+    /// Its process could not be started.
+    FailedToStart,
+}
+
+#[derive(Default)]
+struct Log {
+    events: Vec<Event>,
+    output_bytes: usize,
+    truncated: bool,
+    ending: Option<Ending>,
+}
+
+pub(crate) struct Task {
+    pub(crate) id: String,
+    pub(crate) started_at: jiff::Timestamp,
+    log: Mutex<Log>,
+    /// The number of events in the log, for followers to wait on.
+    count: watch::Sender<usize>,
+    pub(crate) cancel: CancellationToken,
+    /// Set when a shutdown, not a request, cancels the task.
+    pub(crate) shutdown: CancellationToken,
+    /// Secret values, masked in the output.
+    masks: Arc<Vec<String>>,
+}
+
+impl Task {
+    pub(crate) fn new(id: String, masks: Arc<Vec<String>>) -> Task {
+        Task {
+            id,
+            started_at: jiff::Timestamp::now(),
+            log: Mutex::default(),
+            count: watch::Sender::new(0),
+            cancel: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            masks,
+        }
+    }
+
+    fn push(&self, kind: &'static str, data: Value) {
+        self.push_ending(kind, data, None);
+    }
+
+    /// Appends an event, and with `ending` marks the log ended in the same step.
+    fn push_ending(&self, kind: &'static str, data: Value, ending: Option<Ending>) {
+        let mut log = self.log.lock().expect("log lock");
+        let seq = log.events.len() as u64 + 1;
+        log.events.push(Event { seq, kind, data });
+        if ending.is_some() {
+            log.ending = ending;
+        }
+        let n = log.events.len();
+        drop(log);
+        self.count.send_replace(n);
+    }
+
+    /// Returns once the task has ended and its exit is logged.
+    pub(crate) async fn ended(&self) {
+        let mut count = self.count.subscribe();
+        while self.ending().is_none() {
+            if count.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn output(&self, stream: &'static str, bytes: &[u8], max: usize) {
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        for mask in self.masks.iter() {
+            if text.contains(mask.as_str()) {
+                text = text.replace(mask.as_str(), "***");
+            }
+        }
+        {
+            let mut log = self.log.lock().expect("log lock");
+            if log.truncated {
+                return;
+            }
+            if log.output_bytes + text.len() > max {
+                log.truncated = true;
+                drop(log);
+                self.push(
+                    "truncated",
+                    json!({"limitBytes": max, "message": "the output is over the worker's limit (--max-output-bytes); the rest is not kept"}),
+                );
+                return;
+            }
+            log.output_bytes += text.len();
+        }
+        self.push("output", json!({"stream": stream, "text": text}));
+    }
+
+    /// The events after `seq`, and whether the log has ended.
+    pub(crate) fn events_after(&self, seq: u64) -> (Vec<Event>, bool) {
+        let log = self.log.lock().expect("log lock");
+        let from = (seq as usize).min(log.events.len());
+        (log.events[from..].to_vec(), log.ending.is_some())
+    }
+
+    /// Waits until the log holds more than `seen` events.
+    pub(crate) async fn changed(&self, seen: usize) {
+        let mut count = self.count.subscribe();
+        let _ = count.wait_for(|n| *n > seen).await;
+    }
+
+    pub(crate) fn ending(&self) -> Option<Ending> {
+        self.log.lock().expect("log lock").ending
+    }
+
+    /// The task's state for `GET /run/{id}`: its exit event's data once it has ended.
+    pub(crate) fn state(&self) -> Value {
+        let log = self.log.lock().expect("log lock");
+        let exit = log
+            .events
+            .last()
+            .filter(|e| e.kind == "exit")
+            .map(|e| e.data.clone());
+        json!({
+            "id": self.id,
+            "status": if log.ending.is_some() { "ended" } else { "running" },
+            "startedAt": self.started_at.to_string(),
+            "events": log.events.len(),
+            "exit": exit,
+        })
+    }
+
+    fn end(&self, ending: Ending, code: Option<i32>, signal: Option<i32>, began: Instant) {
+        let data = json!({
+            "status": ending,
+            "code": code,
+            "signal": signal,
+            "durationMs": began.elapsed().as_millis() as u64,
+        });
+        self.push_ending("exit", data, Some(ending));
+    }
+
+    /// Runs `spec` to its end, logging its output and how it ended.
+    pub(crate) async fn run(self: Arc<Self>, spec: Spec) {
+        let began = Instant::now();
+        let mut command = tokio::process::Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .env_clear()
+            .envs(&spec.env)
+            .stdin(if spec.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                self.push(
+                    "output",
+                    json!({"stream": "stderr", "text": format!("cannot start `{}`: {e}\n", spec.program)}),
+                );
+                self.end(Ending::FailedToStart, None, None, began);
+                return;
+            }
+        };
+        let group = GroupGuard(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+        if let (Some(input), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
+            tokio::spawn(async move {
+                let _ = stdin.write_all(input.as_bytes()).await;
+            });
+        }
+        let max = spec.max_output_bytes;
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let reader = self.clone();
+        // Read while the process runs, on a task of its own.
+        let mut output = tokio::spawn(async move {
+            let stdout = pump(stdout.expect("piped"), "stdout", &reader, max);
+            let stderr = pump(stderr.expect("piped"), "stderr", &reader, max);
+            tokio::join!(stdout, stderr);
+        });
+        let ending = tokio::select! {
+            status = child.wait() => match status {
+                Ok(status) => {
+                    // Other processes of the group may still hold the pipes.
+                    let _ = tokio::time::timeout(DRAIN, &mut output).await;
+                    Some(status)
+                }
+                Err(_) => None,
+            },
+            _ = self.cancel.cancelled() => None,
+            _ = tokio::time::sleep(spec.timeout) => None,
+        };
+        drop(group);
+        use std::os::unix::process::ExitStatusExt;
+        match ending {
+            Some(status) => self.end(Ending::Exited, status.code(), status.signal(), began),
+            None => {
+                let _ = child.kill().await;
+                let why = if self.shutdown.is_cancelled() {
+                    Ending::Killed
+                } else if self.cancel.is_cancelled() {
+                    Ending::Cancelled
+                } else {
+                    Ending::TimedOut
+                };
+                let _ = tokio::time::timeout(DRAIN, &mut output).await;
+                self.end(why, None, Some(9), began);
+            }
+        }
+        // Whatever still holds the pipes is dead; its last words are not waited for.
+        output.abort();
+    }
+}
+
+/// Reads `reader` into the task's log: whole lines where it can, a partial line after a
+/// short pause, and never more than [`CHUNK`] bytes in one event.
+async fn pump(mut reader: impl AsyncRead + Unpin, stream: &'static str, task: &Task, max: usize) {
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let read = if pending.is_empty() {
+            reader.read(&mut chunk).await
+        } else {
+            match tokio::time::timeout(PARTIAL_LINE, reader.read(&mut chunk)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    task.output(stream, &std::mem::take(&mut pending), max);
+                    continue;
+                }
+            }
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        while pending.len() >= CHUNK {
+            let rest = pending.split_off(CHUNK);
+            task.output(stream, &std::mem::replace(&mut pending, rest), max);
+        }
+        if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+            let rest = pending.split_off(end + 1);
+            task.output(stream, &std::mem::replace(&mut pending, rest), max);
+        }
+    }
+    if !pending.is_empty() {
+        task.output(stream, &pending, max);
+    }
+}
+
+/// Sends SIGKILL to a process group when dropped.
+struct GroupGuard(Option<nix::unistd::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
