@@ -45,6 +45,9 @@ pub enum HttpError {
 /// A local process to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
+    /// Stable across re-runs of the same attempt (`{execution}:{task key}`): a worker
+    /// given the same key again finds the same task instead of starting another.
+    pub key: String,
     /// The program; a shell command runs as `sh -c COMMAND sh ARGS...`.
     pub program: String,
     pub arguments: Vec<String>,

@@ -801,7 +801,7 @@ fn kind<'a>(
                         at,
                     )?;
                     Ok((
-                        process(run, ctx.causal, spec, r.return_, r.await_, at, input).await?,
+                        process(run, key, ctx.causal, spec, r.return_, r.await_, at, input).await?,
                         then,
                     ))
                 }
@@ -847,7 +847,7 @@ fn kind<'a>(
                         at,
                     )?;
                     Ok((
-                        process(run, ctx.causal, spec, r.return_, r.await_, at, input).await?,
+                        process(run, key, ctx.causal, spec, r.return_, r.await_, at, input).await?,
                         then,
                     ))
                 }
@@ -1563,16 +1563,19 @@ async fn with_deadline<T>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn process(
     run: &Run,
+    key: &str,
     after: Ticket,
-    spec: ProcessSpec,
+    mut spec: ProcessSpec,
     return_: ProcessReturn,
     await_: bool,
     at: &str,
     input: &Value,
 ) -> Res<Value> {
     run.barrier(after).await?;
+    spec.key = format!("{}:{key}", run.id);
     let cancel = run.cancel.child_token();
     if !await_ {
         let effects = run.effects.clone();
@@ -1650,6 +1653,7 @@ fn process_spec(
         arguments.push(text(arg, input, vars, at)?);
     }
     Ok(ProcessSpec {
+        key: String::new(),
         program,
         arguments,
         environment: environment(env, input, vars, at)?,

@@ -4,7 +4,10 @@
 //!
 //! **API boundary:** knows HTTP and processes, nothing about workflows.
 
+mod workers;
+
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +19,11 @@ use tokio_util::task::AbortOnDropHandle;
 /// Largest response body read; a larger one fails the call.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
+pub use workers::Workers;
+
 pub struct Runtime {
+    /// Where processes run; `None`: here, as children of this process.
+    workers: Option<Arc<Workers>>,
     /// Where `run.workflow` finds workflows: `{catalog}/{namespace}/{name}/{version}.yaml`.
     catalog: Option<std::path::PathBuf>,
     /// Follows redirects, for calls with `redirect: true`.
@@ -36,6 +43,7 @@ impl Runtime {
                 .user_agent(concat!("skein/", env!("CARGO_PKG_VERSION")))
         };
         Runtime {
+            workers: None,
             catalog: None,
             following: builder()
                 .build()
@@ -52,6 +60,13 @@ impl Runtime {
     /// Looks up `run.workflow` targets in `dir`, as `{namespace}/{name}/{version}.yaml` (or `.json`).
     pub fn with_catalog(mut self, dir: std::path::PathBuf) -> Runtime {
         self.catalog = Some(dir);
+        self
+    }
+
+    /// Sends processes (`run: shell`, `run: script`) to `workers` instead of running
+    /// them here.
+    pub fn with_workers(mut self, workers: Arc<Workers>) -> Runtime {
+        self.workers = Some(workers);
         self
     }
 }
@@ -142,6 +157,9 @@ impl Effects for Runtime {
         spec: ProcessSpec,
         cancel: CancellationToken,
     ) -> std::io::Result<ProcessOutput> {
+        if let Some(workers) = &self.workers {
+            return workers.run(&spec, &cancel).await;
+        }
         let mut command = tokio::process::Command::new(&spec.program);
         command
             .args(&spec.arguments)

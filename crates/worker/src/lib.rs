@@ -54,6 +54,10 @@ pub struct Options {
     pub agent_command: Option<Vec<String>>,
     /// Environment variables given to every task, secrets included.
     pub env: BTreeMap<String, String>,
+    /// Whether tasks get the worker's whole environment, rather than only PATH, HOME,
+    /// LANG, LC_ALL, TMPDIR and USER: for a worker inside `skein run`, whose tasks are
+    /// the user's own.
+    pub inherit_env: bool,
     /// Secret values, shown as `***` wherever they appear in a task's output.
     pub secrets: Vec<String>,
     /// A task's time limit when its request gives none, and the most it may ask for.
@@ -72,6 +76,7 @@ impl Default for Options {
             token_sha256: None,
             agent_command: None,
             env: BTreeMap::new(),
+            inherit_env: false,
             secrets: Vec::new(),
             max_task_time: Duration::from_secs(3600),
             max_output_bytes: 8 << 20,
@@ -391,10 +396,14 @@ async fn run(
             )));
         }
     };
-    let mut env: BTreeMap<String, String> = INHERITED_ENV
-        .iter()
-        .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
-        .collect();
+    let mut env: BTreeMap<String, String> = if options.inherit_env {
+        std::env::vars().collect()
+    } else {
+        INHERITED_ENV
+            .iter()
+            .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
+            .collect()
+    };
     env.extend(options.env.clone());
     env.extend(request.env);
 

@@ -44,3 +44,57 @@ pub(crate) fn open_journal(
         .with_context(|| format!("cannot open the journal at {}", db.display()))?;
     Ok((std::sync::Arc::new(store), db))
 }
+
+/// Where `run` tasks go.
+pub(crate) struct Placement {
+    pub(crate) workers: std::sync::Arc<runtime::Workers>,
+    /// The worker inside this process, if that is where: shut it down before exiting,
+    /// so that no task outlives the process.
+    pub(crate) embedded: Option<std::sync::Arc<::worker::Worker>>,
+}
+
+impl Placement {
+    /// Kills the embedded worker's tasks (abandoned work is resumed from the journal,
+    /// and runs again there with the same key).
+    pub(crate) async fn shutdown(&self) {
+        if let Some(worker) = &self.embedded {
+            worker.shutdown(std::time::Duration::ZERO).await;
+        }
+    }
+}
+
+/// Where `run` tasks go: the workers at `urls` (reached with `token`), or, with none, a
+/// worker embedded in this process on a loopback port, with a token of its own and room
+/// for `local_tasks` tasks at once. An embedded worker's tasks inherit this process's
+/// environment when `inherit_env` (for `skein run`, whose tasks are the user's own).
+pub(crate) async fn workers(
+    urls: &[url::Url],
+    token: Option<String>,
+    local_tasks: usize,
+    inherit_env: bool,
+) -> anyhow::Result<Placement> {
+    if !urls.is_empty() {
+        return Ok(Placement {
+            workers: std::sync::Arc::new(runtime::Workers::new(urls.to_vec(), token)),
+            embedded: None,
+        });
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    let worker = ::worker::Worker::new(::worker::Options {
+        id: "embedded".into(),
+        concurrency: local_tasks.max(1),
+        token_sha256: Some(api::auth::hash(&token)),
+        inherit_env,
+        ..Default::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = url::Url::parse(&format!("http://{}", listener.local_addr()?))?;
+    let app = ::worker::app(worker.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(Placement {
+        workers: std::sync::Arc::new(runtime::Workers::new(vec![url], Some(token))),
+        embedded: Some(worker),
+    })
+}

@@ -40,6 +40,31 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DIR", default_value = ".skein")]
     data_dir: PathBuf,
 
+    /// A worker (`skein worker`) for `run` tasks; repeat for several, or list them in
+    /// SKEIN_WORKERS (comma-separated). Without any, they run on a worker inside this
+    /// process.
+    #[arg(
+        long = "worker",
+        value_name = "URL",
+        env = "SKEIN_WORKERS",
+        value_delimiter = ','
+    )]
+    workers: Vec<url::Url>,
+
+    /// The bearer token the workers expect.
+    #[arg(
+        long,
+        env = "SKEIN_WORKER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    worker_token: Option<String>,
+
+    /// Without --worker: at most this many `run` tasks at once on the worker inside this
+    /// process.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    local_tasks: usize,
+
     /// Where `run.workflow` finds sub-workflows: DIR/{namespace}/{name}/{version}.yaml (or .json).
     #[arg(long, value_name = "DIR", default_value = "workflows")]
     catalog: PathBuf,
@@ -84,7 +109,16 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let secrets = parse_secrets(&args.secrets)?;
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let progress = Arc::new(crate::progress::Progress::new());
-    let effects = runtime::Runtime::new().with_catalog(args.catalog.clone());
+    let placement = super::workers(
+        &args.workers,
+        args.worker_token.clone(),
+        args.local_tasks,
+        true,
+    )
+    .await?;
+    let effects = runtime::Runtime::new()
+        .with_catalog(args.catalog.clone())
+        .with_workers(placement.workers.clone());
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
         .with_observer(progress.clone())
         .with_max_state_bytes(args.max_state_bytes);
@@ -133,6 +167,7 @@ async fn execute(args: Args) -> Result<ExitCode> {
     });
 
     let outcome = engine.run(&id, Value::Object(secrets), cancel).await;
+    placement.shutdown().await;
     progress.finish();
     Ok(report(&id, outcome?, args.json))
 }

@@ -152,6 +152,7 @@ fn options(args: &Args) -> Result<worker::Options> {
         token_sha256: args.token.as_deref().map(|t| api::auth::hash(t.trim())),
         agent_command,
         env,
+        inherit_env: false,
         secrets,
         max_task_time: Duration::from_secs(args.max_task_seconds),
         max_output_bytes: args.max_output_bytes,

@@ -31,7 +31,7 @@ fn start_server(port: u16, data: &str) -> Child {
         .unwrap()
 }
 
-async fn healthy(client: &reqwest::Client, base: &str) {
+pub(crate) async fn healthy(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
@@ -44,7 +44,11 @@ async fn healthy(client: &reqwest::Client, base: &str) {
     }
 }
 
-async fn call(client: &reqwest::Client, url: String, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    client: &reqwest::Client,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
     let request = match body {
         Some(body) => client
             .post(url)

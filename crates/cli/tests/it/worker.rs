@@ -88,3 +88,133 @@ async fn a_worker_runs_tasks_and_a_sigterm_reports_what_it_killed() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SKEIN_WORKER_TOKEN"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sends_run_tasks_to_a_worker_and_a_cancel_kills_them_at_once() {
+    use super::server::{call, free_port, healthy};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let worker_port = free_port();
+    let worker_url = format!("http://127.0.0.1:{worker_port}");
+    let _worker = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["worker", "--listen", &format!("127.0.0.1:{worker_port}")])
+        .env("SKEIN_WORKER_TOKEN", "wt")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--worker", &worker_url])
+        .env("SKEIN_WORKER_TOKEN", "wt")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+
+    // Two tasks at once on a worker that takes one: the second waits its turn (429,
+    // Retry-After) and both finish, each with its own output.
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: pair, version: '1.0.0'}
+do:
+  - both:
+      fork:
+        branches:
+          - a:
+              run: { shell: { command: 'sleep 0.3; echo from-a' } }
+          - b:
+              run: { shell: { command: 'sleep 0.3; echo from-b' } }
+";
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions?wait=30s"),
+        Some(json!({"workflow": workflow})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("completed")),
+        "{body}"
+    );
+    assert_eq!(body["output"], json!(["from-a\n", "from-b\n"]), "{body}");
+    let hello: Value = serde_json::from_str(
+        &client
+            .get(format!("{worker_url}/hello"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(hello["totalTasksExecuted"], 2, "{hello}");
+
+    // A cancel through the API reaches the worker at once: the process dies within a
+    // second.
+    let pid_file = dir.path().join("pid");
+    let workflow = format!(
+        "document: {{dsl: '1.0.3', namespace: test, name: long, version: '1.0.0'}}
+do:
+  - long:
+      run: {{ shell: {{ command: 'echo $$ > {}; sleep 30' }} }}
+",
+        pid_file.display()
+    );
+    let (status, _) = call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": workflow, "id": "long"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let began = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break nix::unistd::Pid::from_raw(pid);
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "the task never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let alive = |pid: nix::unistd::Pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(alive(pid));
+    let cancelled_at = std::time::Instant::now();
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions/long/cancel"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    while alive(pid) {
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(1),
+            "the worker's process outlived the cancel by a second: {:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,312 @@
+//! Dispatch of processes to workers (`skein worker`, or one embedded in this process):
+//! a task goes to the next worker that has room, its output is followed over SSE
+//! (resumed by `Last-Event-ID` when the stream breaks), and a cancel is sent on at once.
+//!
+//! A worker that is busy (429) or shutting down (503) is passed over; when every one is,
+//! the task waits for `Retry-After`. A worker that cannot be reached, or is lost in the
+//! middle of a task, is passed over too, and the task starts again on another. The task
+//! id is the engine's key for the attempt, so a worker asked again for a task it has
+//! (after a restart of the engine, say) follows that task instead of starting it twice.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use engine::{ProcessOutput, ProcessSpec};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// How long a task waits for room on some worker before it fails.
+const PLACEMENT_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Reconnects to a task's stream before its worker counts as lost.
+const RECONNECTS: usize = 3;
+
+/// Where processes run.
+pub struct Workers {
+    client: reqwest::Client,
+    urls: Vec<url::Url>,
+    token: Option<String>,
+    next: AtomicUsize,
+}
+
+/// What one attempt on one worker came to.
+enum Attempt {
+    Done(ProcessOutput),
+    /// No room there (429 or 503), with the wait it asked for.
+    Busy(Duration),
+    /// Unreachable, or lost during the task.
+    Lost(String),
+}
+
+impl Workers {
+    /// Workers at `urls` (base URLs such as `http://10.0.0.5:8081`), reached with the
+    /// bearer `token` when given.
+    pub fn new(urls: Vec<url::Url>, token: Option<String>) -> Workers {
+        // The process-wide TLS provider; a second install is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("skein/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client with default TLS settings");
+        Workers {
+            client,
+            urls,
+            token,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn urls(&self) -> &[url::Url] {
+        &self.urls
+    }
+
+    fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Runs `spec` on some worker to its end, or until `cancel`.
+    pub(crate) async fn run(
+        &self,
+        spec: &ProcessSpec,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<ProcessOutput> {
+        if self.urls.is_empty() {
+            return Err(std::io::Error::other("no workers are configured"));
+        }
+        let body = json!({
+            "id": spec.key,
+            "command": spec.program,
+            "args": spec.arguments,
+            "env": spec
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<serde_json::Map<String, Value>>(),
+            "stdin": spec.stdin.as_ref().map(|s| String::from_utf8_lossy(s).into_owned()),
+        });
+        let began = tokio::time::Instant::now();
+        let mut lost = Vec::new();
+        loop {
+            // One round over the workers, starting at the next in turn.
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            let mut wait = None;
+            for i in 0..self.urls.len() {
+                let base = &self.urls[(start + i) % self.urls.len()];
+                match self.attempt(base, &spec.key, &body, cancel).await? {
+                    Attempt::Done(output) => return Ok(output),
+                    Attempt::Busy(after) => {
+                        wait = Some(wait.map_or(after, |w: Duration| w.min(after)))
+                    }
+                    Attempt::Lost(why) => lost.push(format!("{base}: {why}")),
+                }
+                if cancel.is_cancelled() {
+                    return Ok(cancelled());
+                }
+            }
+            let Some(wait) = wait else {
+                return Err(std::io::Error::other(format!(
+                    "no worker could run the task: {}",
+                    lost.join("; ")
+                )));
+            };
+            if began.elapsed() > PLACEMENT_PATIENCE {
+                return Err(std::io::Error::other(format!(
+                    "every worker stayed busy for {PLACEMENT_PATIENCE:?}"
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Ok(cancelled()),
+            }
+        }
+    }
+
+    /// One attempt on the worker at `base`, cancelled there when `cancel` fires or when
+    /// it is dropped unfinished, also while the task is being started.
+    async fn attempt(
+        &self,
+        base: &url::Url,
+        id: &str,
+        body: &Value,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Attempt> {
+        let stop = Stop {
+            request: Some(self.request(reqwest::Method::POST, join(base, &["run", id, "cancel"]))),
+        };
+        let mut stop = stop;
+        tokio::select! {
+            attempt = self.follow(base, id, body) => {
+                stop.request = None;
+                attempt
+            }
+            _ = cancel.cancelled() => {
+                // Sent at once, not left to a heartbeat; the worker kills the group. The
+                // guard stays armed meanwhile: the cancel that fired here may also drop
+                // this future, and then the guard sends it.
+                if let Some(request) = stop.request.as_ref().and_then(|r| r.try_clone()) {
+                    send_stop(request).await;
+                }
+                stop.request = None;
+                Ok(Attempt::Done(cancelled()))
+            }
+        }
+    }
+
+    /// Starts the task on the worker at `base` and follows it to its end.
+    async fn follow(&self, base: &url::Url, id: &str, body: &Value) -> std::io::Result<Attempt> {
+        let started = self
+            .request(reqwest::Method::POST, join(base, &["run"]))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        let response = match started {
+            Ok(r) => r,
+            Err(e) => return Ok(Attempt::Lost(e.to_string())),
+        };
+        let status = response.status().as_u16();
+        match status {
+            200 | 202 => {}
+            429 | 503 => {
+                let after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                return Ok(Attempt::Busy(Duration::from_secs(after.clamp(1, 60))));
+            }
+            500..=599 => return Ok(Attempt::Lost(format!("answered {status}"))),
+            _ => {
+                let text = response.text().await.unwrap_or_default();
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(String::from))
+                    .unwrap_or(text);
+                return Err(std::io::Error::other(format!(
+                    "the worker {base} refused the task ({status}): {message}"
+                )));
+            }
+        }
+        let events = join(base, &["run", id, "events"]);
+        let followed = async {
+            let mut output = ProcessOutput {
+                code: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            let mut last: Option<String> = None;
+            let mut failures = 0;
+            loop {
+                let mut request = self.request(reqwest::Method::GET, events.clone());
+                if let Some(last) = &last {
+                    request = request.header("last-event-id", last);
+                }
+                let stream = match request.send().await {
+                    Ok(r) if r.status().is_success() => r.bytes_stream().eventsource(),
+                    Ok(r) => {
+                        // The worker no longer knows the task: it restarted.
+                        return Attempt::Lost(format!("the task's events answered {}", r.status()));
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures > RECONNECTS {
+                            return Attempt::Lost(e.to_string());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                        continue;
+                    }
+                };
+                futures::pin_mut!(stream);
+                while let Some(event) = stream.next().await {
+                    let Ok(event) = event else {
+                        break;
+                    };
+                    last = Some(event.id.clone());
+                    failures = 0;
+                    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+                    match event.event.as_str() {
+                        "output" => {
+                            let text = data["text"].as_str().unwrap_or_default().as_bytes();
+                            match data["stream"].as_str() {
+                                Some("stderr") => output.stderr.extend_from_slice(text),
+                                _ => output.stdout.extend_from_slice(text),
+                            }
+                        }
+                        "exit" => {
+                            output.code = data["code"].as_i64().map(|c| c as i32);
+                            if data["status"] == "killed" {
+                                // The worker shut down under the task: run it elsewhere.
+                                return Attempt::Lost("it shut down during the task".into());
+                            }
+                            return Attempt::Done(output);
+                        }
+                        _ => {}
+                    }
+                }
+                failures += 1;
+                if failures > RECONNECTS {
+                    return Attempt::Lost("its event stream kept breaking".into());
+                }
+            }
+        };
+        Ok(followed.await)
+    }
+}
+
+/// A task's cancel request, sent on a task of its own if dropped unsent: the attempt
+/// was dropped (its branch lost a race, say) before the task ended.
+struct Stop {
+    request: Option<reqwest::RequestBuilder>,
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(request) = self.request.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(send_stop(request));
+        }
+    }
+}
+
+/// Sends a cancel. A 404 may mean the start is still on its way: it is tried again for
+/// a few seconds.
+async fn send_stop(request: reqwest::RequestBuilder) {
+    for _ in 0..15 {
+        let Some(attempt) = request.try_clone() else {
+            return;
+        };
+        match attempt.send().await {
+            Ok(r) if r.status().as_u16() == 404 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+fn cancelled() -> ProcessOutput {
+    ProcessOutput {
+        code: None,
+        stdout: Vec::new(),
+        stderr: b"cancelled".to_vec(),
+    }
+}
+
+/// `base` with `segments` appended, each percent-encoded.
+fn join(base: &url::Url, segments: &[&str]) -> url::Url {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .expect("a worker URL is http(s)")
+        .pop_if_empty()
+        .extend(segments);
+    url
+}
