@@ -63,22 +63,50 @@ impl Placement {
     }
 }
 
-/// Where `run` tasks go: the workers at `urls` (reached with `token`), or, with none, a
-/// worker embedded in this process on a loopback port, with a token of its own and room
-/// for `local_tasks` tasks at once. An embedded worker's tasks inherit this process's
-/// environment when `inherit_env` (for `skein run`, whose tasks are the user's own).
-pub(crate) async fn workers(
-    urls: &[url::Url],
-    token: Option<String>,
+/// Where `run` tasks go, as `skein run` and `skein server` take it.
+#[derive(clap::Args)]
+pub(crate) struct PlacementArgs {
+    /// A worker (`skein worker`) for `run` tasks; repeat for several, or list them in
+    /// SKEIN_WORKERS (comma-separated). Without any, they run on a worker inside this
+    /// process.
+    #[arg(
+        long = "worker",
+        value_name = "URL",
+        env = "SKEIN_WORKERS",
+        value_delimiter = ','
+    )]
+    workers: Vec<url::Url>,
+
+    /// The bearer token the workers expect.
+    #[arg(
+        long,
+        env = "SKEIN_WORKER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    worker_token: Option<String>,
+
+    /// Without --worker: at most this many `run` tasks at once on the worker inside this
+    /// process.
+    #[arg(long, value_name = "N", default_value_t = 256)]
     local_tasks: usize,
-    inherit_env: bool,
-) -> anyhow::Result<Placement> {
-    if !urls.is_empty() {
+}
+
+/// Where `run` tasks go: the workers `args` names, or, with none, a worker embedded in
+/// this process on a loopback port, with a token of its own. An embedded worker's tasks
+/// inherit this process's environment when `inherit_env` (for `skein run`, whose tasks
+/// are the user's own).
+pub(crate) async fn workers(args: &PlacementArgs, inherit_env: bool) -> anyhow::Result<Placement> {
+    if !args.workers.is_empty() {
         return Ok(Placement {
-            workers: std::sync::Arc::new(runtime::Workers::new(urls.to_vec(), token)),
+            workers: std::sync::Arc::new(runtime::Workers::new(
+                args.workers.clone(),
+                args.worker_token.clone(),
+            )),
             embedded: None,
         });
     }
+    let local_tasks = args.local_tasks;
     let token = uuid::Uuid::new_v4().to_string();
     let worker = ::worker::Worker::new(::worker::Options {
         id: "embedded".into(),

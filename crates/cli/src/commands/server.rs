@@ -73,30 +73,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DIR", default_value = ".skein")]
     data_dir: PathBuf,
 
-    /// A worker (`skein worker`) for `run` tasks; repeat for several, or list them in
-    /// SKEIN_WORKERS (comma-separated). Without any, they run on a worker inside this
-    /// process.
-    #[arg(
-        long = "worker",
-        value_name = "URL",
-        env = "SKEIN_WORKERS",
-        value_delimiter = ','
-    )]
-    workers: Vec<url::Url>,
-
-    /// The bearer token the workers expect.
-    #[arg(
-        long,
-        env = "SKEIN_WORKER_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    worker_token: Option<String>,
-
-    /// Without --worker: at most this many `run` tasks at once on the worker inside this
-    /// process.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    local_tasks: usize,
+    #[command(flatten)]
+    placement: super::PlacementArgs,
 
     /// Where `run.workflow` finds sub-workflows: DIR/{namespace}/{name}/{version}.yaml (or .json).
     #[arg(long, value_name = "DIR", default_value = "workflows")]
@@ -282,13 +260,7 @@ async fn serve(args: Args) -> Result<()> {
     };
     let secret_count = secrets.len();
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
-    let placement = super::workers(
-        &args.workers,
-        args.worker_token.clone(),
-        args.local_tasks,
-        false,
-    )
-    .await?;
+    let placement = super::workers(&args.placement, false).await?;
     let effects = runtime::Runtime::new()
         .with_catalog(args.catalog.clone())
         .with_workers(placement.workers.clone());
