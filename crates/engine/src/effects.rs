@@ -63,15 +63,22 @@ pub struct ProcessOutput {
     pub stderr: Vec<u8>,
 }
 
+/// Where a process's output goes as it comes, piece by piece: `(stream, text)`, the
+/// stream being `stdout` or `stderr`. The whole output is in the result as well.
+pub type OutputSink = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 #[async_trait]
 pub trait Effects: Send + Sync {
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
 
-    /// Runs a process to its end. When `cancel` fires, the process (and its group) is killed.
+    /// Runs a process to its end. When `cancel` fires, the process (and its group) is
+    /// killed. Output may be handed to `output` as it comes; an implementation that
+    /// cannot stream it need not.
     async fn process(
         &self,
         spec: ProcessSpec,
         cancel: CancellationToken,
+        output: OutputSink,
     ) -> std::io::Result<ProcessOutput>;
 
     /// The text of the workflow `namespace/name` at `version` from the catalog, for

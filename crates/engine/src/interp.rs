@@ -1565,7 +1565,7 @@ async fn with_deadline<T>(
 
 #[allow(clippy::too_many_arguments)]
 async fn process(
-    run: &Run,
+    run: &Arc<Run>,
     key: &str,
     after: Ticket,
     mut spec: ProcessSpec,
@@ -1577,16 +1577,30 @@ async fn process(
     run.barrier(after).await?;
     spec.key = format!("{}:{key}", run.id);
     let cancel = run.cancel.child_token();
+    // Output is journaled as it comes, as events that nothing waits for.
+    let sink: crate::OutputSink = {
+        let (run, task) = (run.clone(), at.to_string());
+        Arc::new(move |stream: &str, text: &str| {
+            let data = json!({
+                "workflow": run.qualified_name, "task": task, "stream": stream, "text": text,
+            });
+            run.record(
+                vec![],
+                vec![("dev.skein.task.output.v1", Json::of(&data))],
+                None,
+            );
+        })
+    };
     if !await_ {
         let effects = run.effects.clone();
         tokio::spawn(async move {
-            let _ = effects.process(spec, cancel).await;
+            let _ = effects.process(spec, cancel, sink).await;
         });
         return Ok(input.clone());
     }
     let out = run
         .effects
-        .process(spec, cancel)
+        .process(spec, cancel, sink)
         .await
         .map_err(|e| Problem {
             type_: types::RUNTIME.into(),

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use engine::{Effects, HttpError, HttpRequest, HttpResponse, ProcessOutput, ProcessSpec};
+use engine::{
+    Effects, HttpError, HttpRequest, HttpResponse, OutputSink, ProcessOutput, ProcessSpec,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -156,9 +158,10 @@ impl Effects for Runtime {
         &self,
         spec: ProcessSpec,
         cancel: CancellationToken,
+        output: OutputSink,
     ) -> std::io::Result<ProcessOutput> {
         if let Some(workers) = &self.workers {
-            return workers.run(&spec, &cancel).await;
+            return workers.run(&spec, &cancel, &output).await;
         }
         let mut command = tokio::process::Command::new(&spec.program);
         command
@@ -291,8 +294,9 @@ impl<E: Effects> Effects for HostMap<E> {
         &self,
         spec: ProcessSpec,
         cancel: CancellationToken,
+        output: OutputSink,
     ) -> std::io::Result<ProcessOutput> {
-        self.inner.process(spec, cancel).await
+        self.inner.process(spec, cancel, output).await
     }
 
     async fn load_workflow(

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use engine::{ProcessOutput, ProcessSpec};
+use engine::{OutputSink, ProcessOutput, ProcessSpec};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -76,6 +76,7 @@ impl Workers {
         &self,
         spec: &ProcessSpec,
         cancel: &CancellationToken,
+        output: &OutputSink,
     ) -> std::io::Result<ProcessOutput> {
         if self.urls.is_empty() {
             return Err(std::io::Error::other("no workers are configured"));
@@ -99,7 +100,7 @@ impl Workers {
             let mut wait = None;
             for i in 0..self.urls.len() {
                 let base = &self.urls[(start + i) % self.urls.len()];
-                match self.attempt(base, &spec.key, &body, cancel).await? {
+                match self.attempt(base, &spec.key, &body, cancel, output).await? {
                     Attempt::Done(output) => return Ok(output),
                     Attempt::Busy(after) => {
                         wait = Some(wait.map_or(after, |w: Duration| w.min(after)))
@@ -136,13 +137,14 @@ impl Workers {
         id: &str,
         body: &Value,
         cancel: &CancellationToken,
+        sink: &OutputSink,
     ) -> std::io::Result<Attempt> {
         let stop = Stop {
             request: Some(self.request(reqwest::Method::POST, join(base, &["run", id, "cancel"]))),
         };
         let mut stop = stop;
         tokio::select! {
-            attempt = self.follow(base, id, body) => {
+            attempt = self.follow(base, id, body, sink) => {
                 stop.request = None;
                 attempt
             }
@@ -160,7 +162,13 @@ impl Workers {
     }
 
     /// Starts the task on the worker at `base` and follows it to its end.
-    async fn follow(&self, base: &url::Url, id: &str, body: &Value) -> std::io::Result<Attempt> {
+    async fn follow(
+        &self,
+        base: &url::Url,
+        id: &str,
+        body: &Value,
+        sink: &OutputSink,
+    ) -> std::io::Result<Attempt> {
         let started = self
             .request(reqwest::Method::POST, join(base, &["run"]))
             .header("content-type", "application/json")
@@ -234,11 +242,18 @@ impl Workers {
                     let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
                     match event.event.as_str() {
                         "output" => {
-                            let text = data["text"].as_str().unwrap_or_default().as_bytes();
-                            match data["stream"].as_str() {
-                                Some("stderr") => output.stderr.extend_from_slice(text),
-                                _ => output.stdout.extend_from_slice(text),
-                            }
+                            let text = data["text"].as_str().unwrap_or_default();
+                            let stream = match data["stream"].as_str() {
+                                Some("stderr") => {
+                                    output.stderr.extend_from_slice(text.as_bytes());
+                                    "stderr"
+                                }
+                                _ => {
+                                    output.stdout.extend_from_slice(text.as_bytes());
+                                    "stdout"
+                                }
+                            };
+                            sink(stream, text);
                         }
                         "exit" => {
                             output.code = data["code"].as_i64().map(|c| c as i32);

@@ -144,6 +144,43 @@ do:
         "{body}"
     );
     assert_eq!(body["output"], json!(["from-a\n", "from-b\n"]), "{body}");
+    // The output is in the execution's event log too, with the task it came from.
+    let id = body["id"].as_str().unwrap();
+    let events = client
+        .get(format!("{base}/v1/executions/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut outputs: Vec<(String, String)> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter(|e| e["type"] == "dev.skein.task.output.v1")
+        .map(|e| {
+            (
+                e["data"]["task"].as_str().unwrap().to_string(),
+                e["data"]["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    outputs.sort();
+    assert_eq!(
+        outputs,
+        [
+            (
+                "/do/0/both/fork/branches/0/a".to_string(),
+                "from-a\n".to_string()
+            ),
+            (
+                "/do/0/both/fork/branches/1/b".to_string(),
+                "from-b\n".to_string()
+            )
+        ],
+        "{events}"
+    );
     let hello: Value = serde_json::from_str(
         &client
             .get(format!("{worker_url}/hello"))

@@ -106,6 +106,7 @@ impl Effects for Fake {
         &self,
         spec: ProcessSpec,
         _cancel: CancellationToken,
+        _output: engine::OutputSink,
     ) -> std::io::Result<ProcessOutput> {
         Ok(ProcessOutput {
             code: Some(0),
