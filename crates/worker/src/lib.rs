@@ -303,7 +303,8 @@ async fn hello(State(worker): State<Arc<Worker>>) -> Json<Value> {
 
 async fn pty_status(State(worker): State<Arc<Worker>>) -> Json<Value> {
     Json(json!({
-        "executorType": "process-group",
+        "executorType": "pty",
+        "executors": ["process-group", "pty"],
         "streamingType": "sse",
         "activeProcesses": worker.active(),
     }))
@@ -326,7 +327,8 @@ struct RunRequest {
     timeout_seconds: Option<f64>,
     /// Text for the agent command, instead of a `command`.
     prompt: Option<String>,
-    /// Run in a pseudo-terminal.
+    /// Run in a pseudo-terminal (for programs that want one); stdout and stderr then
+    /// come as one stream.
     #[serde(default)]
     pty: bool,
     /// Accepted for compatibility; tasks run in arrival order.
@@ -344,13 +346,6 @@ async fn run(
     {
         return Err(Refusal::bad_request(
             "`id` must be 1 to 256 visible ASCII characters",
-        ));
-    }
-    if request.pty {
-        return Err(Refusal::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_supported",
-            "this worker does not run tasks in a pseudo-terminal yet; leave `pty` out",
         ));
     }
     let options = &worker.options;
@@ -449,6 +444,7 @@ async fn run(
         args,
         env,
         stdin: request.stdin,
+        pty: request.pty,
         timeout,
         max_output_bytes: options.max_output_bytes,
     };

@@ -30,6 +30,8 @@ pub(crate) struct Spec {
     /// The whole environment of the process: nothing of the worker's own leaks in.
     pub(crate) env: BTreeMap<String, String>,
     pub(crate) stdin: Option<String>,
+    /// In a pseudo-terminal: stdout and stderr then come as one stream, `stdout`.
+    pub(crate) pty: bool,
     pub(crate) timeout: Duration,
     /// The most output kept (and streamed); beyond it, a `truncated` event.
     pub(crate) max_output_bytes: usize,
@@ -194,22 +196,13 @@ impl Task {
     /// Runs `spec` to its end, logging its output and how it ended.
     pub(crate) async fn run(self: Arc<Self>, spec: Spec) {
         let began = Instant::now();
-        let mut command = tokio::process::Command::new(&spec.program);
-        command
-            .args(&spec.args)
-            .env_clear()
-            .envs(&spec.env)
-            .stdin(if spec.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = match command.spawn() {
-            Ok(child) => child,
+        let spawned = if spec.pty {
+            spawn_in_pty(&spec)
+        } else {
+            spawn_piped(&spec)
+        };
+        let (mut child, readers) = match spawned {
+            Ok(spawned) => spawned,
             Err(e) => {
                 self.push(
                     "output",
@@ -220,19 +213,16 @@ impl Task {
             }
         };
         let group = GroupGuard(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
-        if let (Some(input), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
-            tokio::spawn(async move {
-                let _ = stdin.write_all(input.as_bytes()).await;
-            });
-        }
         let max = spec.max_output_bytes;
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let reader = self.clone();
         // Read while the process runs, on a task of its own.
         let mut output = tokio::spawn(async move {
-            let stdout = pump(stdout.expect("piped"), "stdout", &reader, max);
-            let stderr = pump(stderr.expect("piped"), "stderr", &reader, max);
-            tokio::join!(stdout, stderr);
+            futures::future::join_all(
+                readers
+                    .into_iter()
+                    .map(|(stream, r)| pump(r, stream, &reader, max)),
+            )
+            .await;
         });
         let ending = tokio::select! {
             status = child.wait() => match status {
@@ -266,6 +256,63 @@ impl Task {
         // Whatever still holds the pipes is dead; its last words are not waited for.
         output.abort();
     }
+}
+
+/// A task's output streams, by name.
+type Readers = Vec<(&'static str, Box<dyn AsyncRead + Send + Unpin>)>;
+
+/// Starts the process with pipes for its stdin, stdout and stderr, in a process group of
+/// its own.
+fn spawn_piped(spec: &Spec) -> std::io::Result<(tokio::process::Child, Readers)> {
+    let mut child = tokio::process::Command::new(&spec.program)
+        .args(&spec.args)
+        .env_clear()
+        .envs(&spec.env)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    if let (Some(input), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(input.as_bytes()).await;
+        });
+    }
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    Ok((
+        child,
+        vec![("stdout", Box::new(stdout)), ("stderr", Box::new(stderr))],
+    ))
+}
+
+/// Starts the process in a new pseudo-terminal, as the leader of a session (and so of a
+/// process group) of its own; its terminal output is one stream.
+fn spawn_in_pty(spec: &Spec) -> std::io::Result<(tokio::process::Child, Readers)> {
+    let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+    pty.resize(pty_process::Size::new(40, 120))
+        .map_err(std::io::Error::other)?;
+    let child = pty_process::Command::new(&spec.program)
+        .args(&spec.args)
+        .env_clear()
+        .envs(&spec.env)
+        .kill_on_drop(true)
+        .spawn(pts)
+        .map_err(std::io::Error::other)?;
+    let (read, mut write) = pty.into_split();
+    if let Some(input) = spec.stdin.clone() {
+        tokio::spawn(async move {
+            let _ = write.write_all(input.as_bytes()).await;
+            // Kept open: a closed terminal would hang up the task.
+            std::future::pending::<()>().await;
+        });
+    }
+    Ok((child, vec![("stdout", Box::new(read))]))
 }
 
 /// Reads `reader` into the task's log: whole lines where it can, a partial line after a

@@ -345,3 +345,35 @@ async fn a_shutdown_lets_short_tasks_finish_and_kills_the_rest() {
         (503, Some("shutting_down"))
     );
 }
+
+#[tokio::test]
+async fn a_task_can_run_in_a_pseudo_terminal() {
+    let running = serve(worker::Options::default()).await;
+    let mut body = sh("test -t 1 && echo is-a-terminal; read x; echo got $x; sleep 30 & wait");
+    body["pty"] = json!(true);
+    body["stdin"] = json!("hello\n");
+    let id = running.start(body).await;
+    // Output arrives while the task runs.
+    let mut response = running
+        .client
+        .get(format!("{}/run/{id}/events", running.base))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("got hello") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no output: {seen:?}"))
+            .unwrap()
+            .expect("more output");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("is-a-terminal"), "{seen:?}");
+    // A cancel kills it, terminal and all.
+    let (status, state, _) = running.post(&format!("/run/{id}/cancel"), json!({})).await;
+    assert_eq!(
+        (status, state["exit"]["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+}
