@@ -67,18 +67,27 @@ pub struct ProcessOutput {
 /// stream being `stdout` or `stderr`. The whole output is in the result as well.
 pub type OutputSink = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
 
+/// How the engine steers a running process.
+#[derive(Clone)]
+pub struct ProcessControl {
+    /// When it fires, the process (and its group) is killed.
+    pub cancel: CancellationToken,
+    /// While true, the process (and its group) is stopped, to continue when it falls.
+    pub paused: tokio::sync::watch::Receiver<bool>,
+    /// Output may be handed here as it comes; an implementation that cannot stream it
+    /// need not.
+    pub output: OutputSink,
+}
+
 #[async_trait]
 pub trait Effects: Send + Sync {
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
 
-    /// Runs a process to its end. When `cancel` fires, the process (and its group) is
-    /// killed. Output may be handed to `output` as it comes; an implementation that
-    /// cannot stream it need not.
+    /// Runs a process to its end, under `control`.
     async fn process(
         &self,
         spec: ProcessSpec,
-        cancel: CancellationToken,
-        output: OutputSink,
+        control: ProcessControl,
     ) -> std::io::Result<ProcessOutput>;
 
     /// The text of the workflow `namespace/name` at `version` from the catalog, for

@@ -1591,16 +1591,21 @@ async fn process(
             );
         })
     };
+    let control = crate::ProcessControl {
+        cancel,
+        paused: run.paused.clone(),
+        output: sink,
+    };
     if !await_ {
         let effects = run.effects.clone();
         tokio::spawn(async move {
-            let _ = effects.process(spec, cancel, sink).await;
+            let _ = effects.process(spec, control).await;
         });
         return Ok(input.clone());
     }
     let out = run
         .effects
-        .process(spec, cancel, sink)
+        .process(spec, control)
         .await
         .map_err(|e| Problem {
             type_: types::RUNTIME.into(),

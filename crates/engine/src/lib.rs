@@ -29,8 +29,8 @@ use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use effects::{
-    Clock, Effects, HttpError, HttpRequest, HttpResponse, OutputSink, ProcessOutput, ProcessSpec,
-    SystemClock,
+    Clock, Effects, HttpError, HttpRequest, HttpResponse, OutputSink, ProcessControl,
+    ProcessOutput, ProcessSpec, SystemClock,
 };
 
 /// Why a step stopped before finishing.

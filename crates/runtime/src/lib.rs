@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::{
-    Effects, HttpError, HttpRequest, HttpResponse, OutputSink, ProcessOutput, ProcessSpec,
+    Effects, HttpError, HttpRequest, HttpResponse, ProcessControl, ProcessOutput, ProcessSpec,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 /// Largest response body read; a larger one fails the call.
@@ -157,11 +156,10 @@ impl Effects for Runtime {
     async fn process(
         &self,
         spec: ProcessSpec,
-        cancel: CancellationToken,
-        output: OutputSink,
+        control: ProcessControl,
     ) -> std::io::Result<ProcessOutput> {
         if let Some(workers) = &self.workers {
-            return workers.run(&spec, &cancel, &output).await;
+            return workers.run(&spec, &control).await;
         }
         let mut command = tokio::process::Command::new(&spec.program);
         command
@@ -202,9 +200,10 @@ impl Effects for Runtime {
                 group.0 = None;
                 Ok(ProcessOutput { code: status.code(), stdout, stderr })
             }
-            _ = cancel.cancelled() => {
+            _ = control.cancel.cancelled() => {
                 Ok(ProcessOutput { code: None, stdout: Vec::new(), stderr: b"cancelled".to_vec() })
             }
+            never = stop_while_paused(group.0, control.paused.clone()) => match never {},
         }
     }
 
@@ -234,6 +233,35 @@ impl Effects for Runtime {
             }
         }
         Ok(None)
+    }
+}
+
+/// Stops the process group `group` (SIGSTOP) while `paused` is true and continues it
+/// (SIGCONT) when it falls; never returns.
+async fn stop_while_paused(
+    group: Option<nix::unistd::Pid>,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) -> std::convert::Infallible {
+    use nix::sys::signal::{Signal, killpg};
+    let mut stopped = false;
+    loop {
+        let pause = *paused.borrow_and_update();
+        if let Some(group) = group
+            && pause != stopped
+        {
+            let _ = killpg(
+                group,
+                if pause {
+                    Signal::SIGSTOP
+                } else {
+                    Signal::SIGCONT
+                },
+            );
+            stopped = pause;
+        }
+        if paused.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 
@@ -293,10 +321,9 @@ impl<E: Effects> Effects for HostMap<E> {
     async fn process(
         &self,
         spec: ProcessSpec,
-        cancel: CancellationToken,
-        output: OutputSink,
+        control: ProcessControl,
     ) -> std::io::Result<ProcessOutput> {
-        self.inner.process(spec, cancel, output).await
+        self.inner.process(spec, control).await
     }
 
     async fn load_workflow(

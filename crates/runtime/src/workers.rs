@@ -11,11 +11,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use engine::{OutputSink, ProcessOutput, ProcessSpec};
+use engine::{OutputSink, ProcessControl, ProcessOutput, ProcessSpec};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// How long a task waits for room on some worker before it fails.
 const PLACEMENT_PATIENCE: Duration = Duration::from_secs(600);
@@ -75,9 +74,9 @@ impl Workers {
     pub(crate) async fn run(
         &self,
         spec: &ProcessSpec,
-        cancel: &CancellationToken,
-        output: &OutputSink,
+        control: &ProcessControl,
     ) -> std::io::Result<ProcessOutput> {
+        let cancel = &control.cancel;
         if self.urls.is_empty() {
             return Err(std::io::Error::other("no workers are configured"));
         }
@@ -100,7 +99,7 @@ impl Workers {
             let mut wait = None;
             for i in 0..self.urls.len() {
                 let base = &self.urls[(start + i) % self.urls.len()];
-                match self.attempt(base, &spec.key, &body, cancel, output).await? {
+                match self.attempt(base, &spec.key, &body, control).await? {
                     Attempt::Done(output) => return Ok(output),
                     Attempt::Busy(after) => {
                         wait = Some(wait.map_or(after, |w: Duration| w.min(after)))
@@ -136,27 +135,50 @@ impl Workers {
         base: &url::Url,
         id: &str,
         body: &Value,
-        cancel: &CancellationToken,
-        sink: &OutputSink,
+        control: &ProcessControl,
     ) -> std::io::Result<Attempt> {
         let stop = Stop {
             request: Some(self.request(reqwest::Method::POST, join(base, &["run", id, "cancel"]))),
         };
         let mut stop = stop;
         tokio::select! {
-            attempt = self.follow(base, id, body, sink) => {
+            attempt = self.follow(base, id, body, &control.output) => {
                 stop.request = None;
                 attempt
             }
-            _ = cancel.cancelled() => {
+            never = self.forward_pauses(base, id, control.paused.clone()) => match never {},
+            _ = control.cancel.cancelled() => {
                 // Sent at once, not left to a heartbeat; the worker kills the group. The
                 // guard stays armed meanwhile: the cancel that fired here may also drop
                 // this future, and then the guard sends it.
                 if let Some(request) = stop.request.as_ref().and_then(|r| r.try_clone()) {
-                    send_stop(request).await;
+                    send_retrying(request).await;
                 }
                 stop.request = None;
                 Ok(Attempt::Done(cancelled()))
+            }
+        }
+    }
+
+    /// Pauses the task on the worker at `base` while `paused` is true, and resumes it when
+    /// it falls; never returns.
+    async fn forward_pauses(
+        &self,
+        base: &url::Url,
+        id: &str,
+        mut paused: tokio::sync::watch::Receiver<bool>,
+    ) -> std::convert::Infallible {
+        let mut sent = false;
+        loop {
+            let pause = *paused.borrow_and_update();
+            if pause != sent {
+                let verb = if pause { "pause" } else { "resume" };
+                let request = self.request(reqwest::Method::POST, join(base, &["run", id, verb]));
+                send_retrying(request).await;
+                sent = pause;
+            }
+            if paused.changed().await.is_err() {
+                return std::future::pending().await;
             }
         }
     }
@@ -287,14 +309,14 @@ impl Drop for Stop {
         if let Some(request) = self.request.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            handle.spawn(send_stop(request));
+            handle.spawn(send_retrying(request));
         }
     }
 }
 
-/// Sends a cancel. A 404 may mean the start is still on its way: it is tried again for
-/// a few seconds.
-async fn send_stop(request: reqwest::RequestBuilder) {
+/// Sends a cancel, pause or resume. A 404 may mean the start is still on its way: it is
+/// tried again for a few seconds.
+async fn send_retrying(request: reqwest::RequestBuilder) {
     for _ in 0..15 {
         let Some(attempt) = request.try_clone() else {
             return;

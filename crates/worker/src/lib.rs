@@ -7,7 +7,7 @@
 //! - `POST /run`: starts a task (202), or says where the same task already is (200,
 //!   by its `id`); at capacity a `429` with `Retry-After`.
 //! - `GET /run/{id}`, `GET /run/{id}/events` (SSE; `Last-Event-ID` replays), `POST
-//!   /run/{id}/cancel`.
+//!   /run/{id}/cancel`, `POST /run/{id}/pause` and `/resume` (SIGSTOP and SIGCONT).
 //!
 //! **API boundary:** knows HTTP and processes; nothing of workflows or the journal.
 
@@ -207,6 +207,8 @@ pub fn app(worker: Arc<Worker>) -> Router {
         .route("/run/{id}", get(status))
         .route("/run/{id}/events", get(events))
         .route("/run/{id}/cancel", post(cancel))
+        .route("/run/{id}/pause", post(pause))
+        .route("/run/{id}/resume", post(resume))
         .route_layer(axum::middleware::from_fn_with_state(
             worker.clone(),
             authenticate,
@@ -473,6 +475,27 @@ async fn cancel(
     task.cancel.cancel();
     // Until the kill is logged, so that the answer says how the task ended.
     task.ended().await;
+    Ok(Json(task.state()))
+}
+
+/// `POST /run/{id}/pause`: stops the task's processes (SIGSTOP) until a resume. Its time
+/// limit keeps running.
+async fn pause(
+    State(worker): State<Arc<Worker>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Refusal> {
+    let task = worker.task(&id).ok_or_else(|| Refusal::not_found(&id))?;
+    task.pause(true);
+    Ok(Json(task.state()))
+}
+
+/// `POST /run/{id}/resume`: continues a paused task (SIGCONT).
+async fn resume(
+    State(worker): State<Arc<Worker>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Refusal> {
+    let task = worker.task(&id).ok_or_else(|| Refusal::not_found(&id))?;
+    task.pause(false);
     Ok(Json(task.state()))
 }
 

@@ -81,6 +81,8 @@ pub(crate) struct Task {
     pub(crate) shutdown: CancellationToken,
     /// Secret values, masked in the output.
     masks: Arc<Vec<String>>,
+    /// The task's process group once started, and whether it is stopped (paused).
+    group: Mutex<(Option<nix::unistd::Pid>, bool)>,
 }
 
 impl Task {
@@ -93,6 +95,7 @@ impl Task {
             cancel: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             masks,
+            group: Mutex::new((None, false)),
         }
     }
 
@@ -149,6 +152,33 @@ impl Task {
         self.push("output", json!({"stream": stream, "text": text}));
     }
 
+    /// Stops (`true`) or continues (`false`) the task's process group, and logs it as a
+    /// `paused` or `resumed` event. Asking for the state it is in changes nothing; an
+    /// ended task is left alone.
+    pub(crate) fn pause(&self, pause: bool) {
+        use nix::sys::signal::{Signal, killpg};
+        let mut group = self.group.lock().expect("group lock");
+        let (Some(pid), stopped) = *group else {
+            // Not started yet: it starts stopped.
+            group.1 = pause;
+            return;
+        };
+        if stopped == pause || self.ending().is_some() {
+            return;
+        }
+        let _ = killpg(
+            pid,
+            if pause {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            },
+        );
+        group.1 = pause;
+        drop(group);
+        self.push(if pause { "paused" } else { "resumed" }, json!({}));
+    }
+
     /// The events after `seq`, and whether the log has ended.
     pub(crate) fn events_after(&self, seq: u64) -> (Vec<Event>, bool) {
         let log = self.log.lock().expect("log lock");
@@ -174,9 +204,14 @@ impl Task {
             .last()
             .filter(|e| e.kind == "exit")
             .map(|e| e.data.clone());
+        let paused = self.group.lock().expect("group lock").1;
         json!({
             "id": self.id,
-            "status": if log.ending.is_some() { "ended" } else { "running" },
+            "status": match (log.ending.is_some(), paused) {
+                (true, _) => "ended",
+                (false, true) => "paused",
+                (false, false) => "running",
+            },
             "startedAt": self.started_at.to_string(),
             "events": log.events.len(),
             "exit": exit,
@@ -212,7 +247,16 @@ impl Task {
                 return;
             }
         };
-        let group = GroupGuard(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+        let pid = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
+        let group = GroupGuard(pid);
+        let paused_early = {
+            let mut group = self.group.lock().expect("group lock");
+            group.0 = pid;
+            std::mem::take(&mut group.1)
+        };
+        if paused_early {
+            self.pause(true);
+        }
         let max = spec.max_output_bytes;
         let reader = self.clone();
         // Read while the process runs, on a task of its own.

@@ -194,6 +194,60 @@ do:
     .unwrap();
     assert_eq!(hello["totalTasksExecuted"], 2, "{hello}");
 
+    // A pause through the API stops the task on the worker; a resume continues it.
+    let ticker = "document: {dsl: '1.0.3', namespace: test, name: ticker, version: '1.0.0'}
+do:
+  - tick:
+      run: { shell: { command: 'while true; do echo tick; sleep 0.05; done' } }
+";
+    let (status, _) = call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": ticker, "id": "ticker"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let task_state = async || -> Value {
+        let response = client
+            .get(format!("{worker_url}/run/ticker:%2Fdo%2F0%2Ftick"))
+            .bearer_auth("wt")
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null)
+    };
+    let began = std::time::Instant::now();
+    while task_state().await["status"] != "running" {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "the ticker never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (verb, expected) in [("pause", "paused"), ("resume", "running")] {
+        let (status, _) = call(
+            &client,
+            format!("{base}/v1/executions/ticker/{verb}"),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 200, "{verb}");
+        let began = std::time::Instant::now();
+        while task_state().await["status"] != expected {
+            assert!(
+                began.elapsed() < Duration::from_secs(1),
+                "{verb} did not reach the worker"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    call(
+        &client,
+        format!("{base}/v1/executions/ticker/cancel"),
+        Some(json!({})),
+    )
+    .await;
+
     // A cancel through the API reaches the worker at once: the process dies within a
     // second.
     let pid_file = dir.path().join("pid");

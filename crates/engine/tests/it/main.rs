@@ -105,8 +105,7 @@ impl Effects for Fake {
     async fn process(
         &self,
         spec: ProcessSpec,
-        _cancel: CancellationToken,
-        _output: engine::OutputSink,
+        _control: engine::ProcessControl,
     ) -> std::io::Result<ProcessOutput> {
         Ok(ProcessOutput {
             code: Some(0),

@@ -377,3 +377,45 @@ async fn a_task_can_run_in_a_pseudo_terminal() {
         (200, Some("cancelled"))
     );
 }
+
+#[tokio::test]
+async fn a_paused_task_stops_and_a_resumed_one_goes_on() {
+    let running = serve(worker::Options::default()).await;
+    let id = running
+        .start(sh(
+            "i=0; while true; do i=$((i+1)); echo $i; sleep 0.02; done",
+        ))
+        .await;
+    let count = async |running: &Running| {
+        running.get(&format!("/run/{id}")).await["events"]
+            .as_u64()
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, state, _) = running.post(&format!("/run/{id}/pause"), json!({})).await;
+    assert_eq!((status, state["status"].as_str()), (200, Some("paused")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let paused_at = count(&running).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(count(&running).await, paused_at, "output while paused");
+
+    let (_, state, _) = running.post(&format!("/run/{id}/resume"), json!({})).await;
+    assert_eq!(state["status"], "running");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        count(&running).await > paused_at + 3,
+        "no output after the resume"
+    );
+    // Paused and then cancelled: still killed at once.
+    running.post(&format!("/run/{id}/pause"), json!({})).await;
+    let (_, state, _) = running.post(&format!("/run/{id}/cancel"), json!({})).await;
+    assert_eq!(state["exit"]["status"], "cancelled");
+    let kinds: Vec<String> = running
+        .events(&id, None)
+        .await
+        .into_iter()
+        .map(|(_, kind, _)| kind)
+        .filter(|k| k != "output")
+        .collect();
+    assert_eq!(kinds, ["paused", "resumed", "paused", "exit"]);
+}
