@@ -25,6 +25,7 @@ enum Command {
     Run(commands::run::Args),
     Server(commands::server::Args),
     Test(commands::test::Args),
+    Upload(commands::upload::Args),
     Validate(commands::validate::Args),
     Worker(commands::worker::Args),
 }
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Server(args) => commands::server::run(args),
         Command::Test(args) => commands::test::run(args),
+        Command::Upload(args) => commands::upload::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Worker(args) => commands::worker::run(args),
     }

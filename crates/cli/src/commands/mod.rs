@@ -6,6 +6,7 @@ pub(crate) mod exec;
 pub(crate) mod run;
 pub(crate) mod server;
 pub(crate) mod test;
+pub(crate) mod upload;
 pub(crate) mod validate;
 pub(crate) mod worker;
 

@@ -258,3 +258,74 @@ fn standard_input_is_read_with_a_dash() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("-: valid (examples/hello 1.0.0"));
 }
+
+#[test]
+fn upload_sends_a_directory_once_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("css")).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>hi</h1>").unwrap();
+    std::fs::write(site.join("css/site.css"), "h1 {}").unwrap();
+    let to = dir.path().join("bucket");
+    let upload = |extra: &[&str]| {
+        let mut args = vec![
+            "upload",
+            site.to_str().unwrap(),
+            "--json",
+            "--to",
+            to.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+            .args(&args)
+            .env("SKEIN_OBJECT_ALLOWLIST", "*")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr(&out),
+        )
+    };
+    let (code, out, err) = upload(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let first: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (first["files"].as_u64(), first["alreadyThere"].as_bool()),
+        (Some(2), Some(false))
+    );
+    let hash = first["sha256"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(to.join(hash).join("css/site.css")).unwrap(),
+        "h1 {}"
+    );
+    let (_, out, _) = upload(&[]);
+    let second: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (second["sha256"].as_str(), second["alreadyThere"].as_bool()),
+        (Some(hash), Some(true))
+    );
+
+    // Outside the allowlist: refused, nothing written.
+    let elsewhere = dir.path().join("elsewhere");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "upload",
+            site.to_str().unwrap(),
+            "--to",
+            elsewhere.to_str().unwrap(),
+        ])
+        .env(
+            "SKEIN_OBJECT_ALLOWLIST",
+            url::Url::from_directory_path(&to).unwrap().as_str(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("outside the storage allowlist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!elsewhere.exists());
+}
