@@ -57,8 +57,19 @@ enum Command {
         #[arg(long = "label", value_name = "NAME=VALUE")]
         labels: Vec<String>,
         /// Wait for the end (at most this long, such as 30s; 300s when given bare).
-        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "300s")]
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "300s", conflicts_with = "batch")]
         wait: Option<String>,
+        /// Start one execution per line of this JSON Lines file, each line an input. Their
+        /// ids are ID-LINE (ID from --id, else from the SHA-256 of the workflow and the
+        /// file), so starting the same batch again starts nothing twice.
+        #[arg(long, value_name = "FILE", conflicts_with = "input")]
+        batch: Option<PathBuf>,
+        /// With --batch: at most this many starts in flight.
+        #[arg(long, value_name = "N", default_value_t = 8, requires = "batch")]
+        max_concurrent: usize,
+        /// With --batch: print what would be started, and start nothing.
+        #[arg(long, requires = "batch")]
+        dry_run: bool,
     },
     /// List executions, newest first.
     List {
@@ -107,14 +118,14 @@ pub(crate) fn run(args: Args) -> ExitCode {
     })
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base.trim_end_matches('/')));
@@ -164,6 +175,9 @@ async fn exec(args: Args) -> Result<ExitCode> {
             input,
             labels,
             wait,
+            batch,
+            max_concurrent,
+            dry_run,
         } => {
             let workflow = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -173,6 +187,18 @@ async fn exec(args: Args) -> Result<ExitCode> {
                     bail!("--label `{pair}` is not NAME=VALUE");
                 };
                 label_map.insert(name.into(), Value::String(value.into()));
+            }
+            if let Some(batch) = batch {
+                let plan = super::batch::Batch {
+                    workflow,
+                    inputs: batch,
+                    id,
+                    labels: label_map,
+                    max_concurrent,
+                    dry_run,
+                    json,
+                };
+                return super::batch::start(&client, plan).await;
             }
             let body = serde_json::json!({
                 "workflow": workflow,

@@ -1,5 +1,6 @@
 //! One module per `skein` command.
 
+pub(crate) mod batch;
 pub(crate) mod bench;
 pub(crate) mod bench_api;
 pub(crate) mod exec;

@@ -413,3 +413,95 @@ do:
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_starts_one_execution_per_line_once() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = start_server(port, dir.path().to_str().unwrap());
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+    let flow = dir.path().join("double.yaml");
+    std::fs::write(
+        &flow,
+        "document: {dsl: '1.0.3', namespace: test, name: double, version: '1.0.0'}\ndo:\n  - d:\n      set: '${ { n: (.n * 2) } }'\n",
+    )
+    .unwrap();
+    let inputs = dir.path().join("inputs.jsonl");
+    std::fs::write(&inputs, "{\"n\": 1}\n\n{\"n\": 2}\n{\"n\": 3}\n").unwrap();
+    let batch = |extra: &'static [&'static str]| {
+        let (flow, inputs, base) = (flow.clone(), inputs.clone(), base.clone());
+        async move {
+            let mut args = vec![
+                "--json".to_string(),
+                "start".into(),
+                flow.to_str().unwrap().into(),
+                "--batch".into(),
+                inputs.to_str().unwrap().into(),
+                "--id".into(),
+                "b".into(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            exec(&base, &args).await
+        }
+    };
+    let (code, out, _) = batch(&["--dry-run"]).await;
+    assert_eq!(code, 0);
+    assert!(out.lines().all(|l| l.contains("would start")), "{out}");
+    let (_, list) = call(&client, format!("{base}/v1/executions"), None).await;
+    assert_eq!(
+        list["executions"].as_array().map(Vec::len),
+        Some(0),
+        "a dry run started something"
+    );
+
+    let (code, out, err) = batch(&["--max-concurrent", "2"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (
+                l["line"].as_u64().unwrap(),
+                l["id"].as_str().unwrap().to_string(),
+                l["outcome"].as_str().unwrap().to_string()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (1, "b-1".to_string(), "created".to_string()),
+            (3, "b-3".into(), "created".into()),
+            (4, "b-4".into(), "created".into())
+        ]
+    );
+    let (_, done) = call(&client, format!("{base}/v1/executions/b-4?wait=10s"), None).await;
+    assert_eq!(done["output"], json!({"n": 6}));
+    // Again: nothing new.
+    let (code, out, _) = batch(&[]).await;
+    assert_eq!(code, 0);
+    assert!(out.lines().all(|l| l.contains("existing")), "{out}");
+
+    // A broken line starts nothing and says where.
+    std::fs::write(&inputs, "{\"n\": 5}\nnot json\n").unwrap();
+    let (code, _, err) = exec(
+        &base,
+        &[
+            "start",
+            flow.to_str().unwrap(),
+            "--batch",
+            inputs.to_str().unwrap(),
+            "--id",
+            "c",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("inputs.jsonl:2"), "{err}");
+    let (status, _) = call(&client, format!("{base}/v1/executions/c-1"), None).await;
+    assert_eq!(status, 404);
+}
