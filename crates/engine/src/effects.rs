@@ -55,12 +55,21 @@ pub struct ProcessSpec {
     pub stdin: Option<Vec<u8>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a process used, as its worker measured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub memory_gib_seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProcessOutput {
     /// The exit code; `None` if a signal ended the process.
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// What it used, when that was measured.
+    pub usage: Option<Usage>,
 }
 
 /// Where a process's output goes as it comes, piece by piece: `(stream, text)`, the

@@ -1576,6 +1576,7 @@ async fn process(
 ) -> Res<Value> {
     run.barrier(after).await?;
     spec.key = format!("{}:{key}", run.id);
+    let spec_key = spec.key.clone();
     let cancel = run.cancel.child_token();
     // Output is journaled as it comes, as events that nothing waits for.
     let sink: crate::OutputSink = {
@@ -1614,6 +1615,19 @@ async fn process(
             detail: Some(e.to_string()),
             instance: Some(at.to_string()),
         })?;
+    // Every attempt's use is recorded, the failed ones too: cost counts them all.
+    if let Some(usage) = out.usage {
+        let data = json!({
+            "workflow": run.qualified_name, "task": at, "key": spec_key,
+            "code": out.code,
+            "cpuSeconds": usage.cpu_seconds, "memoryGibSeconds": usage.memory_gib_seconds,
+        });
+        run.record(
+            vec![],
+            vec![("dev.skein.task.usage.v1", Json::of(&data))],
+            None,
+        );
+    }
     if run.cancel.is_cancelled() {
         return Err(Interrupt::Cancelled);
     }

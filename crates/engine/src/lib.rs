@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use effects::{
     Clock, Effects, HttpError, HttpRequest, HttpResponse, OutputSink, ProcessControl,
-    ProcessOutput, ProcessSpec, SystemClock,
+    ProcessOutput, ProcessSpec, SystemClock, Usage,
 };
 
 /// Why a step stopped before finishing.

@@ -198,10 +198,10 @@ impl Effects for Runtime {
             result = finished => {
                 let (status, stdout, stderr) = result?;
                 group.0 = None;
-                Ok(ProcessOutput { code: status.code(), stdout, stderr })
+                Ok(ProcessOutput { code: status.code(), stdout, stderr, usage: None })
             }
             _ = control.cancel.cancelled() => {
-                Ok(ProcessOutput { code: None, stdout: Vec::new(), stderr: b"cancelled".to_vec() })
+                Ok(ProcessOutput { stderr: b"cancelled".to_vec(), ..ProcessOutput::default() })
             }
             never = stop_while_paused(group.0, control.paused.clone()) => match never {},
         }

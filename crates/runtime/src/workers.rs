@@ -227,11 +227,7 @@ impl Workers {
         }
         let events = join(base, &["run", id, "events"]);
         let followed = async {
-            let mut output = ProcessOutput {
-                code: None,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-            };
+            let mut output = ProcessOutput::default();
             let mut last: Option<String> = None;
             let mut failures = 0;
             loop {
@@ -279,6 +275,13 @@ impl Workers {
                         }
                         "exit" => {
                             output.code = data["code"].as_i64().map(|c| c as i32);
+                            let usage = &data["usage"];
+                            output.usage = usage.is_object().then(|| engine::Usage {
+                                cpu_seconds: usage["cpuSeconds"].as_f64().unwrap_or(0.0),
+                                memory_gib_seconds: usage["memoryGibSeconds"]
+                                    .as_f64()
+                                    .unwrap_or(0.0),
+                            });
                             if data["status"] == "killed" {
                                 // The worker shut down under the task: run it elsewhere.
                                 return Attempt::Lost("it shut down during the task".into());
@@ -332,9 +335,8 @@ async fn send_retrying(request: reqwest::RequestBuilder) {
 
 fn cancelled() -> ProcessOutput {
     ProcessOutput {
-        code: None,
-        stdout: Vec::new(),
         stderr: b"cancelled".to_vec(),
+        ..ProcessOutput::default()
     }
 }
 

@@ -12,6 +12,7 @@
 //! **API boundary:** knows HTTP and processes; nothing of workflows or the journal.
 
 mod task;
+mod usage;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 
 pub use task::{Ending, Event};
 use task::{Spec, Task};
+pub use usage::Usage;
 
 /// Finished tasks kept for `GET /run/{id}` and replay; the oldest go first.
 const KEPT_FINISHED: usize = 1000;

@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::usage::{Sampler, Usage};
+
 /// Output is sent in pieces of at most this many bytes, cut at line ends when it can be.
 const CHUNK: usize = 8 << 10;
 
@@ -37,8 +39,9 @@ pub(crate) struct Spec {
     pub(crate) max_output_bytes: usize,
 }
 
-/// One entry of a task's log. `kind` is `output` (`{stream, text}`), `truncated`, or
-/// `exit` (`{status, code, signal, durationMs}`), always last.
+/// One entry of a task's log. `kind` is `output` (`{stream, text}`), `truncated`,
+/// `paused`, `resumed`, or `exit` (`{status, code, signal, durationMs, usage}`), always
+/// last.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
     pub seq: u64,
@@ -218,12 +221,20 @@ impl Task {
         })
     }
 
-    fn end(&self, ending: Ending, code: Option<i32>, signal: Option<i32>, began: Instant) {
+    fn end(
+        &self,
+        ending: Ending,
+        code: Option<i32>,
+        signal: Option<i32>,
+        began: Instant,
+        usage: Usage,
+    ) {
         let data = json!({
             "status": ending,
             "code": code,
             "signal": signal,
             "durationMs": began.elapsed().as_millis() as u64,
+            "usage": usage,
         });
         self.push_ending("exit", data, Some(ending));
     }
@@ -243,7 +254,7 @@ impl Task {
                     "output",
                     json!({"stream": "stderr", "text": format!("cannot start `{}`: {e}\n", spec.program)}),
                 );
-                self.end(Ending::FailedToStart, None, None, began);
+                self.end(Ending::FailedToStart, None, None, began, Usage::default());
                 return;
             }
         };
@@ -268,7 +279,15 @@ impl Task {
             )
             .await;
         });
+        let mut sampler = Sampler::new(pid.map_or(0, |p| p.as_raw()));
+        let sampling = async {
+            loop {
+                sampler.sample();
+                tokio::time::sleep(crate::usage::INTERVAL).await;
+            }
+        };
         let ending = tokio::select! {
+            never = sampling => match never {},
             status = child.wait() => match status {
                 Ok(status) => {
                     // Other processes of the group may still hold the pipes.
@@ -283,7 +302,13 @@ impl Task {
         drop(group);
         use std::os::unix::process::ExitStatusExt;
         match ending {
-            Some(status) => self.end(Ending::Exited, status.code(), status.signal(), began),
+            Some(status) => self.end(
+                Ending::Exited,
+                status.code(),
+                status.signal(),
+                began,
+                sampler.usage,
+            ),
             None => {
                 let _ = child.kill().await;
                 let why = if self.shutdown.is_cancelled() {
@@ -294,7 +319,7 @@ impl Task {
                     Ending::TimedOut
                 };
                 let _ = tokio::time::timeout(DRAIN, &mut output).await;
-                self.end(why, None, Some(9), began);
+                self.end(why, None, Some(9), began, sampler.usage);
             }
         }
         // Whatever still holds the pipes is dead; its last words are not waited for.

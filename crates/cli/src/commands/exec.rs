@@ -71,6 +71,17 @@ enum Command {
         #[arg(long, requires = "batch")]
         dry_run: bool,
     },
+    /// Follow an execution's progress (tasks, each fan-out's done/total) until it ends.
+    Progress { id: String },
+    /// What an execution cost: its workers' CPU and memory for every attempt (failed and
+    /// retried ones too), a request per attempt and a step per task, priced by a rate
+    /// card (default: Cloud Run's and Cloud Workflows' list prices).
+    Cost {
+        id: String,
+        /// A YAML rate card: vcpu_second, gib_second, request, step (dollars per unit).
+        #[arg(long, value_name = "FILE")]
+        rates: Option<PathBuf>,
+    },
     /// List executions, newest first.
     List {
         #[arg(long)]
@@ -136,7 +147,7 @@ impl Client {
     }
 
     /// Sends `request` and returns the JSON body of a success, or the server's message.
-    async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+    pub(crate) async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value> {
         let response = request
             .send()
             .await
@@ -259,6 +270,11 @@ async fn exec(args: Args) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Progress { id } => super::report::progress(&client, &id, json).await,
+        Command::Cost { id, rates } => {
+            let rates = super::report::Rates::load(rates.as_ref())?;
+            super::report::cost(&client, &id, rates, json).await
+        }
         Command::Get { id } => {
             let path = format!("/v1/executions/{}", encode(&id));
             let execution = client
@@ -303,7 +319,7 @@ async fn steer(client: &Client, id: &str, verb: &str, json: bool) -> Result<Exit
 }
 
 /// The server's error body as a message: what it said, the status, and each diagnostic.
-fn refusal(status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
+pub(crate) fn refusal(status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
     match serde_json::from_slice::<wire::Error>(body) {
         Ok(error) => {
             let mut message = format!("{} ({status})", error.message);
@@ -470,6 +486,6 @@ fn show_execution(execution: &Value, json: bool) {
 }
 
 /// An id as one path segment.
-fn encode(id: &str) -> String {
+pub(crate) fn encode(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }

@@ -4,6 +4,7 @@ pub(crate) mod batch;
 pub(crate) mod bench;
 pub(crate) mod bench_api;
 pub(crate) mod exec;
+pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod server;
 pub(crate) mod test;

@@ -309,3 +309,106 @@ do:
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_counts_every_attempt_and_progress_follows_to_the_end() {
+    use super::server::{call, free_port, healthy};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // The embedded worker: nothing but the server.
+    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+    // Burns about 0.4 s of CPU per attempt; the first attempt then fails.
+    let marker = dir.path().join("marker");
+    let workflow = format!(
+        "document: {{dsl: '1.0.3', namespace: test, name: costly, version: '1.0.0'}}
+do:
+  - work:
+      try:
+        - burn:
+            run:
+              shell:
+                command: >-
+                  end=$(($(date +%s%N) + 400000000)); while [ $(date +%s%N) -lt $end ]; do :; done;
+                  if [ -f {m} ]; then echo ok; else touch {m}; exit 3; fi
+      catch:
+        retry:
+          delay: {{ milliseconds: 10 }}
+          limit: {{ attempt: {{ count: 2 }} }}
+",
+        m = marker.display()
+    );
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions?wait=30s"),
+        Some(json!({"workflow": workflow, "id": "costly"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("completed")),
+        "{body}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["exec", "--json", "cost", "costly"])
+        .env("SKEIN_SERVER", &base)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cost: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (cost["attempts"].as_u64(), cost["failedAttempts"].as_u64()),
+        (Some(2), Some(1)),
+        "{cost}"
+    );
+    let item = |name: &str| {
+        cost["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["item"] == name)
+            .unwrap()
+            .clone()
+    };
+    let cpu = item("vCPU-seconds")["quantity"].as_f64().unwrap();
+    assert!(
+        (0.4..5.0).contains(&cpu),
+        "both attempts' CPU is counted: {cost}"
+    );
+    assert!(
+        item("GiB-seconds")["quantity"].as_f64().unwrap() > 0.0,
+        "{cost}"
+    );
+    assert_eq!(item("requests")["quantity"], 2.0);
+    assert!(cost["total"].as_f64().unwrap() > 0.0);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["exec", "progress", "costly"])
+        .env("SKEIN_SERVER", &base)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("completed"),
+        "{text}"
+    );
+    assert!(text.contains("1 retries"), "{text}");
+}

@@ -110,7 +110,7 @@ impl Effects for Fake {
         Ok(ProcessOutput {
             code: Some(0),
             stdout: spec.arguments.join(" ").into_bytes(),
-            stderr: Vec::new(),
+            ..ProcessOutput::default()
         })
     }
 

@@ -419,3 +419,25 @@ async fn a_paused_task_stops_and_a_resumed_one_goes_on() {
         .collect();
     assert_eq!(kinds, ["paused", "resumed", "paused", "exit"]);
 }
+
+#[tokio::test]
+async fn the_exit_reports_what_the_task_used() {
+    let running = serve(worker::Options::default()).await;
+    // About half a second of CPU in a child of the shell, which the shell reaps.
+    let id = running
+        .start(sh("sh -c 'end=$(($(date +%s%N) + 500000000)); while [ $(date +%s%N) -lt $end ]; do :; done'; sleep 0.2"))
+        .await;
+    let exit = exit_of(&running.events(&id, None).await);
+    let usage = &exit["usage"];
+    let cpu = usage["cpuSeconds"].as_f64().unwrap();
+    assert!((0.2..5.0).contains(&cpu), "{exit}");
+    assert!(usage["memoryGibSeconds"].as_f64().unwrap() > 0.0, "{exit}");
+    assert!(usage["peakRssBytes"].as_u64().unwrap() > 100_000, "{exit}");
+    // A sleeping task uses next to no CPU.
+    let id = running.start(sh("sleep 0.5")).await;
+    let exit = exit_of(&running.events(&id, None).await);
+    assert!(
+        exit["usage"]["cpuSeconds"].as_f64().unwrap() < 0.1,
+        "{exit}"
+    );
+}
