@@ -164,6 +164,16 @@ pub struct Rendered {
     pub sha256: String,
     pub frames: u32,
     pub bytes: u64,
+    /// The CPU time the rendering took, for cost.
+    #[serde(default)]
+    pub cpu_seconds: f64,
+}
+
+/// The CPU time of the calling thread so far, in seconds (0 where it cannot be read).
+fn thread_cpu_seconds() -> f64 {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
 }
 
 #[derive(Deserialize)]
@@ -230,9 +240,12 @@ pub fn service(store: Objects) -> sdk::Service {
                     .into());
                 }
                 let params = request.params.clone();
-                let bytes =
-                    tokio::task::spawn_blocking(move || frames::render(&params, start, end))
-                        .await?;
+                let (bytes, cpu_seconds) = tokio::task::spawn_blocking(move || {
+                    let before = thread_cpu_seconds();
+                    let bytes = frames::render(&params, start, end);
+                    (bytes, thread_cpu_seconds() - before)
+                })
+                .await?;
                 let key = format!("{}/chunk-{index:05}.y4mf", request.job_id);
                 let sha256 = sha256(&bytes);
                 let len = bytes.len() as u64;
@@ -243,6 +256,7 @@ pub fn service(store: Objects) -> sdk::Service {
                     sha256,
                     frames: end - start,
                     bytes: len,
+                    cpu_seconds,
                 })
             }
         })

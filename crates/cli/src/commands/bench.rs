@@ -64,6 +64,12 @@ pub(crate) struct Args {
     /// With --api: event-stream subscribers in E1.
     #[arg(long, default_value_t = 1000, requires = "api")]
     subscribers: usize,
+
+    /// Measure the render example instead: its speed-up over a single-process render of
+    /// the same plan, and the overhead of a `run` task dispatched to a worker beside
+    /// running the same command directly (`--rounds` rounds).
+    #[arg(long, conflicts_with = "api")]
+    render: bool,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -79,6 +85,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 async fn bench(args: Args) -> Result<()> {
+    if args.render {
+        return super::bench_render::bench(args.rounds).await;
+    }
     if args.api {
         let base = noop_server().await?;
         let plan = super::bench_api::Plan {
@@ -133,7 +142,7 @@ async fn bench(args: Args) -> Result<()> {
 }
 
 /// Sorts `values` and returns the median.
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {
@@ -148,7 +157,7 @@ async fn noop_server() -> Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(super::no_delay(listener), app).await;
     });
     Ok(base)
 }

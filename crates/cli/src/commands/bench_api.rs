@@ -37,7 +37,7 @@ pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
     let api = format!("http://{}", listener.local_addr()?);
     let app = api::app(service.clone());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(super::no_delay(listener), app).await;
     });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

@@ -3,6 +3,8 @@
 pub(crate) mod batch;
 pub(crate) mod bench;
 pub(crate) mod bench_api;
+pub(crate) mod bench_render;
+pub(crate) mod demo;
 pub(crate) mod exec;
 pub(crate) mod report;
 pub(crate) mod run;
@@ -109,7 +111,15 @@ pub(crate) async fn workers(args: &PlacementArgs, inherit_env: bool) -> anyhow::
             embedded: None,
         });
     }
-    let local_tasks = args.local_tasks;
+    embedded(args.local_tasks, inherit_env).await
+}
+
+/// A worker embedded in this process, with the default room.
+pub(crate) async fn workers_embedded(inherit_env: bool) -> anyhow::Result<Placement> {
+    embedded(256, inherit_env).await
+}
+
+async fn embedded(local_tasks: usize, inherit_env: bool) -> anyhow::Result<Placement> {
     let token = uuid::Uuid::new_v4().to_string();
     let worker = ::worker::Worker::new(::worker::Options {
         id: "embedded".into(),
@@ -122,10 +132,22 @@ pub(crate) async fn workers(args: &PlacementArgs, inherit_env: bool) -> anyhow::
     let url = url::Url::parse(&format!("http://{}", listener.local_addr()?))?;
     let app = ::worker::app(worker.clone());
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(no_delay(listener), app).await;
     });
     Ok(Placement {
         workers: std::sync::Arc::new(runtime::Workers::new(vec![url], Some(token))),
         embedded: Some(worker),
+    })
+}
+
+/// `listener` with Nagle's algorithm off on every connection it accepts: an SSE event
+/// or a response written in pieces goes out at once, instead of waiting up to 40 ms for
+/// the peer's delayed acknowledgement.
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
     })
 }

@@ -301,7 +301,7 @@ async fn serve(args: Args) -> Result<()> {
         if resumed == 1 { "" } else { "s" },
         if secret_count == 1 { "" } else { "s" },
     );
-    axum::serve(listener, api::app(service.clone()))
+    axum::serve(super::no_delay(listener), api::app(service.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the server failed")?;

@@ -211,7 +211,7 @@ async fn serve(args: Args) -> Result<()> {
             report.killed
         );
     };
-    axum::serve(listener, worker::app(worker))
+    axum::serve(super::no_delay(listener), worker::app(worker))
         .with_graceful_shutdown(shutdown)
         .await
         .context("the worker failed")?;

@@ -18,7 +18,40 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 #[test]
-fn the_readme_main_job_runs_the_bundled_fan_out() {
+fn the_readme_main_job_renders_a_video_equal_to_a_single_process_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(&[
+        "demo",
+        "render",
+        "--frames",
+        "10",
+        "--width",
+        "48",
+        "--height",
+        "32",
+        "--frames-per-chunk",
+        "3",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let url = url::Url::parse(stdout.lines().next().unwrap()).unwrap();
+    let video = std::fs::read(url.to_file_path().unwrap()).unwrap();
+    let params = render::Params {
+        frames: 10,
+        width: 48,
+        height: 32,
+        ..Default::default()
+    };
+    assert_eq!(video, render::render_whole(&params));
+    assert!(
+        stderr.contains("10 frames") && stderr.contains("cost $"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_bundled_fan_out_runs() {
     let dir = tempfile::tempdir().unwrap();
     let example = super::repo().join("examples/fan-out.yaml");
     let (code, stdout, stderr) = run(&[

@@ -1,0 +1,204 @@
+//! `skein demo render`: the distributed render on the embedded defaults. It starts the
+//! render service (`crates/render`) on a loopback port, runs the render workflow on the
+//! embedded engine with live per-chunk progress, and reports the video, its frames and
+//! what it cost.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use engine::{Engine, Outcome, SystemClock};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// The render workflow, built in, so that the demo runs from anywhere.
+const RENDER_WORKFLOW: &str = include_str!("../../../../examples/render/render.yaml");
+
+/// Run a bundled demonstration on the embedded defaults.
+#[derive(ClapArgs)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    demo: Demo,
+}
+
+#[derive(Subcommand)]
+enum Demo {
+    /// Render a Mandelbrot zoom in parallel chunks (plan -> chunks -> assemble), through
+    /// a render service on the action-handler SDK and the workflow in
+    /// examples/render/render.yaml; print the video's path, its frames and its cost.
+    Render(RenderArgs),
+}
+
+#[derive(ClapArgs)]
+struct RenderArgs {
+    /// Frames of the video.
+    #[arg(long, default_value_t = 48)]
+    frames: u32,
+    #[arg(long, default_value_t = 320)]
+    width: u32,
+    #[arg(long, default_value_t = 180)]
+    height: u32,
+    /// Frames in each chunk (the last chunk takes the remainder).
+    #[arg(long, default_value_t = 8)]
+    frames_per_chunk: u32,
+    /// Chunks rendered at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: u32,
+    /// Where the journal and the objects (chunks, video) go.
+    #[arg(long, value_name = "DIR", default_value = ".skein")]
+    data_dir: PathBuf,
+}
+
+pub(crate) fn run(args: Args) -> ExitCode {
+    super::block_on(async {
+        let Demo::Render(args) = args.demo;
+        match render(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("skein: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// A render on the embedded defaults under `data_dir`; the workflow's output, the
+/// events of its execution, and how long it took.
+pub(crate) async fn render_job(
+    params: &render::Params,
+    frames_per_chunk: u32,
+    concurrency: u32,
+    data_dir: &std::path::Path,
+    progress: Option<Arc<crate::progress::Progress>>,
+) -> Result<(serde_json::Value, Vec<store::Event>, std::time::Duration)> {
+    let objects_dir = data_dir.join("objects").join("render");
+    let store = objects::Objects::open(
+        objects_dir
+            .to_str()
+            .context("the data directory is not UTF-8")?,
+        objects::Allowlist::everything(),
+    )?;
+    // The render service, logging to a file rather than over the progress line.
+    std::fs::create_dir_all(data_dir)?;
+    let log = std::fs::File::create(data_dir.join("render-service.log"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let service = format!("http://{}", listener.local_addr()?);
+    let app = render::service(store).log_to(log).router();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(super::no_delay(listener), app).await;
+    });
+    let (journal, _) = super::open_journal(data_dir, false)?;
+    let mut engine = Engine::new(
+        journal.clone(),
+        Arc::new(runtime::Runtime::new()),
+        Arc::new(SystemClock),
+    );
+    if let Some(progress) = progress {
+        engine = engine.with_observer(progress);
+    }
+    let parsed = dsl::parse(RENDER_WORKFLOW, &dsl::Options::default());
+    let Some(workflow) = parsed.workflow else {
+        bail!("the built-in render workflow does not validate");
+    };
+    if let Some(why) = params.problem() {
+        bail!("{why}");
+    }
+    let job = format!("job-{}", jiff::Timestamp::now().as_millisecond());
+    let input = json!({
+        "service": service, "jobId": job, "params": params,
+        "framesPerChunk": frames_per_chunk, "concurrency": concurrency,
+    });
+    let started = std::time::Instant::now();
+    let id = engine
+        .create(RENDER_WORKFLOW, &workflow, None, input)
+        .await?;
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    let outcome = engine.run(&id, json!({}), cancel).await;
+    let elapsed = started.elapsed();
+    ctrl_c.abort();
+    server.abort();
+    let output = match outcome? {
+        Outcome::Completed(output) => output,
+        Outcome::Faulted(problem) => {
+            bail!(
+                "the render failed at {}: {}",
+                problem.instance.unwrap_or_default(),
+                problem.detail.or(problem.title).unwrap_or_default()
+            )
+        }
+        Outcome::Cancelled => bail!("the render was cancelled"),
+    };
+    let events = journal.events(&id, 0, usize::MAX).await?;
+    Ok((output, events, elapsed))
+}
+
+async fn render(args: RenderArgs) -> Result<ExitCode> {
+    let params = render::Params {
+        width: args.width,
+        height: args.height,
+        frames: args.frames,
+        ..Default::default()
+    };
+    eprintln!(
+        "skein: rendering {} frames of {}x{} in chunks of {}, {} at a time",
+        args.frames, args.width, args.height, args.frames_per_chunk, args.concurrency
+    );
+    let progress = Arc::new(crate::progress::Progress::new());
+    let result = render_job(
+        &params,
+        args.frames_per_chunk,
+        args.concurrency,
+        &args.data_dir,
+        Some(progress.clone()),
+    )
+    .await;
+    progress.finish();
+    let (output, events, elapsed) = result?;
+
+    // What it cost: every chunk's rendering CPU (attempts that failed after rendering
+    // included, as their replies were stored), a request per call attempt, a step per
+    // task attempt, at Cloud Run's and Cloud Workflows' list prices.
+    let started_tasks = events
+        .iter()
+        .filter(|e| e.type_ == "io.serverlessworkflow.task.started.v1")
+        .count();
+    let requests = events
+        .iter()
+        .filter(|e| e.type_ == "io.serverlessworkflow.task.started.v1")
+        .filter(|e| {
+            let task = e.data.value()["task"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            ["/ask", "/call", "/join"].iter().any(|s| task.ends_with(s))
+        })
+        .count();
+    // Each chunk's reply once: the calls', not those of the `try` tasks around them.
+    let cpu: f64 = events
+        .iter()
+        .filter(|e| e.type_ == "io.serverlessworkflow.task.completed.v1")
+        .map(|e| e.data.value())
+        .filter(|d| d["task"].as_str().is_some_and(|t| t.ends_with("/call")))
+        .filter_map(|d| d["output"]["cpuSeconds"].as_f64())
+        .sum();
+    let cost = cpu * 0.000024 + requests as f64 * 0.0000004 + started_tasks as f64 * 0.00001;
+    println!("{}", output["output"].as_str().unwrap_or_default());
+    if let Some(mp4) = output["mp4"].as_str() {
+        println!("{mp4}");
+    }
+    eprintln!(
+        "skein: {} frames, {} bytes, in {:.1} s; cost ${cost:.6} ({cpu:.2} vCPU-s, {requests} requests, {started_tasks} steps)",
+        output["frames"],
+        output["bytes"],
+        elapsed.as_secs_f64(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
