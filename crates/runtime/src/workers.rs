@@ -143,7 +143,11 @@ impl Workers {
         let mut stop = stop;
         tokio::select! {
             attempt = self.follow(base, id, body, &control.output) => {
-                stop.request = None;
+                // A task given up on as lost may still run there: the guard, kept armed,
+                // tells the worker to stop it.
+                if !matches!(attempt, Ok(Attempt::Lost(_))) {
+                    stop.request = None;
+                }
                 attempt
             }
             never = self.forward_pauses(base, id, control.paused.clone()) => match never {},

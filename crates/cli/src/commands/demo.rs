@@ -189,7 +189,10 @@ async fn render(args: RenderArgs) -> Result<ExitCode> {
         .filter(|d| d["task"].as_str().is_some_and(|t| t.ends_with("/call")))
         .filter_map(|d| d["output"]["cpuSeconds"].as_f64())
         .sum();
-    let cost = cpu * 0.000024 + requests as f64 * 0.0000004 + started_tasks as f64 * 0.00001;
+    let rates = super::report::Rates::load(None)?;
+    let cost = cpu * rates.vcpu_second
+        + requests as f64 * rates.request
+        + started_tasks as f64 * rates.step;
     println!("{}", output["output"].as_str().unwrap_or_default());
     if let Some(mp4) = output["mp4"].as_str() {
         println!("{mp4}");

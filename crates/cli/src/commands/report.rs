@@ -70,13 +70,13 @@ fn progress_line(execution: &Value) -> String {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub(crate) struct Rates {
     #[serde(default = "Rates::vcpu_second")]
-    vcpu_second: f64,
+    pub(crate) vcpu_second: f64,
     #[serde(default = "Rates::gib_second")]
-    gib_second: f64,
+    pub(crate) gib_second: f64,
     #[serde(default = "Rates::request")]
-    request: f64,
+    pub(crate) request: f64,
     #[serde(default = "Rates::step")]
-    step: f64,
+    pub(crate) step: f64,
 }
 
 /// Cloud Run's and Cloud Workflows' list prices.

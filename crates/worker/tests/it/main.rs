@@ -423,9 +423,12 @@ async fn a_paused_task_stops_and_a_resumed_one_goes_on() {
 #[tokio::test]
 async fn the_exit_reports_what_the_task_used() {
     let running = serve(worker::Options::default()).await;
-    // About half a second of CPU in a child of the shell, which the shell reaps.
+    // A fixed amount of work (about 0.3 s of CPU here) in a child of the shell, which the
+    // shell reaps.
     let id = running
-        .start(sh("sh -c 'end=$(($(date +%s%N) + 500000000)); while [ $(date +%s%N) -lt $end ]; do :; done'; sleep 0.2"))
+        .start(sh(
+            "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'; sleep 0.2",
+        ))
         .await;
     let exit = exit_of(&running.events(&id, None).await);
     let usage = &exit["usage"];
