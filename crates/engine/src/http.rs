@@ -105,6 +105,16 @@ async fn send(
         _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
     };
     let response = response.map_err(|e| unreachable_problem(&request, &e, at))?;
+    // A service that meters its work (the SDK's do) says so in a header, with every
+    // reply, failed ones too.
+    if let Some(usage) = reported_usage(&response) {
+        let key = request
+            .headers
+            .iter()
+            .find(|(k, _)| k == "idempotency-key")
+            .map_or("", |(_, v)| v.as_str());
+        run.record_usage(at, key, json!(response.status), usage);
+    }
     let ok = (200..300).contains(&response.status)
         || (redirect && (300..400).contains(&response.status));
     if !ok {
@@ -127,6 +137,32 @@ async fn send(
         }),
     })
 }
+
+/// The `skein-usage` header of a reply: `cpu-seconds=0.41; memory-gib-seconds=0.002`.
+fn reported_usage(response: &crate::HttpResponse) -> Option<crate::Usage> {
+    let (_, value) = response.headers.iter().find(|(k, _)| k == USAGE_HEADER)?;
+    let mut usage = crate::Usage::default();
+    for pair in value.split(';') {
+        let Some((name, number)) = pair.split_once('=') else {
+            continue;
+        };
+        let Ok(number) = number.trim().parse::<f64>() else {
+            continue;
+        };
+        if !number.is_finite() || number < 0.0 {
+            continue;
+        }
+        match name.trim() {
+            "cpu-seconds" => usage.cpu_seconds = number,
+            "memory-gib-seconds" => usage.memory_gib_seconds = number,
+            _ => {}
+        }
+    }
+    Some(usage)
+}
+
+/// The reply header in which a service reports what a request used.
+pub const USAGE_HEADER: &str = "skein-usage";
 
 fn default_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
     if !headers.iter().any(|(k, _)| k == name) {

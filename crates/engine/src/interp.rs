@@ -1617,16 +1617,7 @@ async fn process(
         })?;
     // Every attempt's use is recorded, the failed ones too: cost counts them all.
     if let Some(usage) = out.usage {
-        let data = json!({
-            "workflow": run.qualified_name, "task": at, "key": spec_key,
-            "code": out.code,
-            "cpuSeconds": usage.cpu_seconds, "memoryGibSeconds": usage.memory_gib_seconds,
-        });
-        run.record(
-            vec![],
-            vec![("dev.skein.task.usage.v1", Json::of(&data))],
-            None,
-        );
+        run.record_usage(at, &spec_key, json!(out.code), usage);
     }
     if run.cancel.is_cancelled() {
         return Err(Interrupt::Cancelled);

@@ -15,6 +15,7 @@
 
 pub mod effects;
 mod http;
+pub use http::USAGE_HEADER;
 mod interp;
 mod listen;
 mod run;

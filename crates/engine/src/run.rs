@@ -244,6 +244,21 @@ impl Run {
         })
     }
 
+    /// Records what one attempt of the task at `at` used (`key` is the attempt's
+    /// idempotency key, `code` its exit code or HTTP status), failed attempts included:
+    /// cost counts them all.
+    pub(crate) fn record_usage(&self, at: &str, key: &str, code: Value, usage: crate::Usage) {
+        let data = json!({
+            "workflow": self.qualified_name, "task": at, "key": key, "code": code,
+            "cpuSeconds": usage.cpu_seconds, "memoryGibSeconds": usage.memory_gib_seconds,
+        });
+        self.record(
+            vec![],
+            vec![("dev.skein.task.usage.v1", Json::of(&data))],
+            None,
+        );
+    }
+
     /// Returns at once unless the run is paused; then when it is resumed, or with
     /// [`Interrupt::Cancelled`] if it is cancelled first.
     pub(crate) async fn gate(&self) -> Result<(), Interrupt> {

@@ -164,9 +164,6 @@ pub struct Rendered {
     pub sha256: String,
     pub frames: u32,
     pub bytes: u64,
-    /// The CPU time the rendering took, for cost.
-    #[serde(default)]
-    pub cpu_seconds: f64,
 }
 
 /// The CPU time of the calling thread so far, in seconds (0 where it cannot be read).
@@ -226,40 +223,44 @@ pub fn service(store: Objects) -> sdk::Service {
                 job_id: request.job_id,
             })
         })
-        .action("renderChunk", move |_ctx, request: ChunkRequest| {
-            let store = chunk_store.clone();
-            async move {
-                check_job(&request.job_id)?;
-                check_plan(&request.params, &request.plan_hash)?;
-                let Chunk { index, start, end } = request.chunk;
-                if start >= end || end > request.params.frames {
-                    return Err(RenderError::BadChunk(format!(
-                        "frames {start}..{end} of {}",
-                        request.params.frames
-                    ))
-                    .into());
+        .action(
+            "renderChunk",
+            move |ctx: sdk::Context, request: ChunkRequest| {
+                let store = chunk_store.clone();
+                async move {
+                    check_job(&request.job_id)?;
+                    check_plan(&request.params, &request.plan_hash)?;
+                    let Chunk { index, start, end } = request.chunk;
+                    if start >= end || end > request.params.frames {
+                        return Err(RenderError::BadChunk(format!(
+                            "frames {start}..{end} of {}",
+                            request.params.frames
+                        ))
+                        .into());
+                    }
+                    let params = request.params.clone();
+                    let (bytes, cpu_seconds) = tokio::task::spawn_blocking(move || {
+                        let before = thread_cpu_seconds();
+                        let bytes = frames::render(&params, start, end);
+                        (bytes, thread_cpu_seconds() - before)
+                    })
+                    .await?;
+                    // Reported even if storing the chunk fails next: the work was done.
+                    ctx.add_cpu_seconds(cpu_seconds);
+                    let key = format!("{}/chunk-{index:05}.y4mf", request.job_id);
+                    let sha256 = sha256(&bytes);
+                    let len = bytes.len() as u64;
+                    store.put(&key, bytes).await?;
+                    Ok(Rendered {
+                        index,
+                        key,
+                        sha256,
+                        frames: end - start,
+                        bytes: len,
+                    })
                 }
-                let params = request.params.clone();
-                let (bytes, cpu_seconds) = tokio::task::spawn_blocking(move || {
-                    let before = thread_cpu_seconds();
-                    let bytes = frames::render(&params, start, end);
-                    (bytes, thread_cpu_seconds() - before)
-                })
-                .await?;
-                let key = format!("{}/chunk-{index:05}.y4mf", request.job_id);
-                let sha256 = sha256(&bytes);
-                let len = bytes.len() as u64;
-                store.put(&key, bytes).await?;
-                Ok(Rendered {
-                    index,
-                    key,
-                    sha256,
-                    frames: end - start,
-                    bytes: len,
-                    cpu_seconds,
-                })
-            }
-        })
+            },
+        )
         .action("assemble", move |_ctx, request: AssembleRequest| {
             let store = assemble_store.clone();
             async move { assemble(&store, request).await }

@@ -27,6 +27,9 @@
 //! - A request repeating the `Idempotency-Key` of one that succeeded or failed for good
 //!   gets the stored reply, and the work is not done again; one that arrives while the
 //!   first is running waits for its reply.
+//! - Each computed reply reports the CPU time its handler declared
+//!   (`Context::add_cpu_seconds`) in a `skein-usage` header, so that cost counts every
+//!   attempt, failed ones too.
 //! - `GET /healthz` answers with the service's name and actions.
 
 use std::collections::{HashMap, VecDeque};
@@ -46,6 +49,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+/// The reply header that reports what a request used, as skein reads it:
+/// `cpu-seconds=0.41`. Every reply the service computes carries it; a stored reply sent
+/// again for a repeated idempotency key does not, as no work was done.
+pub const USAGE_HEADER: &str = "skein-usage";
+
 /// How deep `Payload`/`Input` envelopes may nest.
 pub const MAX_ENVELOPE_DEPTH: usize = 4;
 
@@ -61,9 +69,20 @@ pub struct Context {
     pub task: Option<String>,
     pub idempotency_key: Option<String>,
     log: Log,
+    /// CPU seconds the handler reports for this request.
+    cpu_seconds: Arc<Mutex<f64>>,
 }
 
 impl Context {
+    /// Adds CPU time this request used (for example around a blocking computation);
+    /// the reply reports the total to skein in its `skein-usage` header, which cost
+    /// counts for every attempt, failed ones too.
+    pub fn add_cpu_seconds(&self, seconds: f64) {
+        if seconds.is_finite() && seconds > 0.0 {
+            *self.cpu_seconds.lock().expect("usage lock") += seconds;
+        }
+    }
+
     /// Writes one structured log line for this request.
     pub fn log(&self, severity: Severity, message: &str) {
         self.log.write(severity, message, self);
@@ -262,9 +281,16 @@ async fn dispatch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
+    let metered = |(status, body): Reply, cpu: f64| {
+        let mut response = (status, Json(body)).into_response();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("cpu-seconds={cpu:.6}")) {
+            response.headers_mut().insert(USAGE_HEADER, value);
+        }
+        response
+    };
     let Some(key) = key else {
-        let (status, body) = handle(&shared, None, &body).await;
-        return (status, Json(body)).into_response();
+        let (reply, cpu) = handle(&shared, None, &body).await;
+        return metered(reply, cpu);
     };
     // The first request with a key does the work; the others wait for its reply.
     let (first, mut reply) = {
@@ -284,9 +310,9 @@ async fn dispatch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
             }
         }
     };
-    let (status, body) = match first {
+    match first {
         Some(tx) => {
-            let reply = handle(&shared, Some(&key), &body).await;
+            let (reply, cpu) = handle(&shared, Some(&key), &body).await;
             if reply.0.is_server_error() {
                 // Worth retrying: the next request with this key does the work again.
                 shared
@@ -297,20 +323,36 @@ async fn dispatch(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
                     .remove(&key);
             }
             let _ = tx.send(Some(reply.clone()));
-            reply
+            metered(reply, cpu)
         }
-        None => match reply.wait_for(Option::is_some).await {
-            Ok(r) => r.clone().expect("waited for"),
-            Err(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"error": "internal", "message": "the first request with this key was dropped"}),
-            ),
-        },
-    };
-    (status, Json(body)).into_response()
+        // A stored reply: no work done, so no usage reported.
+        None => {
+            let (status, body) = match reply.wait_for(Option::is_some).await {
+                Ok(r) => r.clone().expect("waited for"),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal", "message": "the first request with this key was dropped"}),
+                ),
+            };
+            (status, Json(body)).into_response()
+        }
+    }
 }
 
-async fn handle(shared: &Shared, key: Option<&str>, body: &[u8]) -> Reply {
+/// Handles one request; the reply, and the CPU seconds its handler reported.
+async fn handle(shared: &Shared, key: Option<&str>, body: &[u8]) -> (Reply, f64) {
+    let cpu = Arc::new(Mutex::new(0.0));
+    let reply = handle_metered(shared, key, body, cpu.clone()).await;
+    let seconds = *cpu.lock().expect("usage lock");
+    (reply, seconds)
+}
+
+async fn handle_metered(
+    shared: &Shared,
+    key: Option<&str>,
+    body: &[u8],
+    cpu_seconds: Arc<Mutex<f64>>,
+) -> Reply {
     let service = &shared.service;
     let (execution_id, task) = match key.and_then(|k| k.split_once(':')) {
         Some((e, t)) => (Some(e.to_string()), Some(t.to_string())),
@@ -322,6 +364,7 @@ async fn handle(shared: &Shared, key: Option<&str>, body: &[u8]) -> Reply {
         task,
         idempotency_key: key.map(String::from),
         log: service.log.clone(),
+        cpu_seconds,
     };
     let body: Value = match serde_json::from_slice(body) {
         Ok(body) => body,

@@ -163,45 +163,27 @@ async fn render(args: RenderArgs) -> Result<ExitCode> {
     progress.finish();
     let (output, events, elapsed) = result?;
 
-    // What it cost: every chunk's rendering CPU (attempts that failed after rendering
-    // included, as their replies were stored), a request per call attempt, a step per
-    // task attempt, at Cloud Run's and Cloud Workflows' list prices.
-    let started_tasks = events
+    // What it cost: the CPU of every chunk rendering the service reported (failed and
+    // retried attempts too), a request per metered call, a step per task attempt.
+    let data: Vec<(String, serde_json::Value)> = events
         .iter()
-        .filter(|e| e.type_ == "io.serverlessworkflow.task.started.v1")
-        .count();
-    let requests = events
-        .iter()
-        .filter(|e| e.type_ == "io.serverlessworkflow.task.started.v1")
-        .filter(|e| {
-            let task = e.data.value()["task"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            ["/ask", "/call", "/join"].iter().any(|s| task.ends_with(s))
-        })
-        .count();
-    // Each chunk's reply once: the calls', not those of the `try` tasks around them.
-    let cpu: f64 = events
-        .iter()
-        .filter(|e| e.type_ == "io.serverlessworkflow.task.completed.v1")
-        .map(|e| e.data.value())
-        .filter(|d| d["task"].as_str().is_some_and(|t| t.ends_with("/call")))
-        .filter_map(|d| d["output"]["cpuSeconds"].as_f64())
-        .sum();
-    let rates = super::report::Rates::load(None)?;
-    let cost = cpu * rates.vcpu_second
-        + requests as f64 * rates.request
-        + started_tasks as f64 * rates.step;
+        .map(|e| (e.type_.clone(), e.data.value()))
+        .collect();
+    let costing = super::report::Costing::of(data.iter().map(|(t, d)| (t.as_str(), d)));
+    let cost = costing.total(&super::report::Rates::load(None)?);
     println!("{}", output["output"].as_str().unwrap_or_default());
     if let Some(mp4) = output["mp4"].as_str() {
         println!("{mp4}");
     }
     eprintln!(
-        "skein: {} frames, {} bytes, in {:.1} s; cost ${cost:.6} ({cpu:.2} vCPU-s, {requests} requests, {started_tasks} steps)",
+        "skein: {} frames, {} bytes, in {:.1} s; cost ${cost:.6} ({:.2} vCPU-s, {} requests of which {} failed, {} steps)",
         output["frames"],
         output["bytes"],
         elapsed.as_secs_f64(),
+        costing.cpu_seconds,
+        costing.attempts,
+        costing.failed,
+        costing.steps,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -105,9 +105,56 @@ impl Rates {
     }
 }
 
-/// Prices an execution from its event log: the CPU and memory its workers measured for
-/// every attempt of every `run` task (failed and retried ones included), one request per
-/// attempt, and one step per task attempt.
+/// What an execution used, from its events: the CPU and memory measured for every
+/// metered attempt (each `run` task attempt, and each call to a service that reports its
+/// use, such as one built on the SDK), failed and retried ones included; one request per
+/// metered attempt; one step per task attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Costing {
+    pub(crate) cpu_seconds: f64,
+    pub(crate) memory_gib_seconds: f64,
+    pub(crate) attempts: u64,
+    pub(crate) failed: u64,
+    pub(crate) steps: u64,
+}
+
+impl Costing {
+    /// Tallies `(type, data)` events.
+    pub(crate) fn of<'a>(events: impl Iterator<Item = (&'a str, &'a Value)>) -> Costing {
+        let mut c = Costing::default();
+        for (type_, data) in events {
+            match type_ {
+                "dev.skein.task.usage.v1" => {
+                    c.cpu_seconds += data["cpuSeconds"].as_f64().unwrap_or(0.0);
+                    c.memory_gib_seconds += data["memoryGibSeconds"].as_f64().unwrap_or(0.0);
+                    c.attempts += 1;
+                    // An exit code of 0, or an HTTP status of 2xx, is a success.
+                    let code = data["code"].as_i64();
+                    c.failed += u64::from(!matches!(code, Some(0) | Some(200..=299)));
+                }
+                "io.serverlessworkflow.task.started.v1" => c.steps += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// `(item, quantity, rate)`, in the order they are printed.
+    pub(crate) fn items(&self, rates: &Rates) -> [(&'static str, f64, f64); 4] {
+        [
+            ("vCPU-seconds", self.cpu_seconds, rates.vcpu_second),
+            ("GiB-seconds", self.memory_gib_seconds, rates.gib_second),
+            ("requests", self.attempts as f64, rates.request),
+            ("steps", self.steps as f64, rates.step),
+        ]
+    }
+
+    pub(crate) fn total(&self, rates: &Rates) -> f64 {
+        self.items(rates).iter().map(|(_, q, r)| q * r).sum()
+    }
+}
+
+/// Prices an execution from its event log (see [`Costing`]).
 pub(crate) async fn cost(client: &Client, id: &str, rates: Rates, json: bool) -> Result<ExitCode> {
     let path = format!(
         "/v1/executions/{}/events?follow=false",
@@ -123,28 +170,15 @@ pub(crate) async fn cost(client: &Client, id: &str, rates: Rates, json: bool) ->
         return Err(super::exec::refusal(status, &response.bytes().await?));
     }
     let text = response.text().await?;
-    let (mut cpu, mut memory, mut attempts, mut failed, mut steps) = (0.0, 0.0, 0u64, 0u64, 0u64);
+    let mut events = Vec::new();
     for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
         let event: Value = serde_json::from_str(data).context("an event is not JSON")?;
-        match event["type"].as_str().unwrap_or_default() {
-            "dev.skein.task.usage.v1" => {
-                let d = &event["data"];
-                cpu += d["cpuSeconds"].as_f64().unwrap_or(0.0);
-                memory += d["memoryGibSeconds"].as_f64().unwrap_or(0.0);
-                attempts += 1;
-                failed += u64::from(d["code"].as_i64() != Some(0));
-            }
-            "io.serverlessworkflow.task.started.v1" => steps += 1,
-            _ => {}
-        }
+        let type_ = event["type"].as_str().unwrap_or_default().to_string();
+        events.push((type_, event["data"].clone()));
     }
-    let items = [
-        ("vCPU-seconds", cpu, rates.vcpu_second),
-        ("GiB-seconds", memory, rates.gib_second),
-        ("requests", attempts as f64, rates.request),
-        ("steps", steps as f64, rates.step),
-    ];
-    let total: f64 = items.iter().map(|(_, q, r)| q * r).sum();
+    let costing = Costing::of(events.iter().map(|(t, d)| (t.as_str(), d)));
+    let items = costing.items(&rates);
+    let total = costing.total(&rates);
     if json {
         let lines: Vec<Value> = items
             .iter()
@@ -154,7 +188,7 @@ pub(crate) async fn cost(client: &Client, id: &str, rates: Rates, json: bool) ->
             .collect();
         println!(
             "{}",
-            json!({"items": lines, "total": total, "attempts": attempts, "failedAttempts": failed})
+            json!({"items": lines, "total": total, "attempts": costing.attempts, "failedAttempts": costing.failed})
         );
     } else {
         println!(
@@ -176,8 +210,10 @@ pub(crate) async fn cost(client: &Client, id: &str, rates: Rates, json: bool) ->
             format!("${total:.7}")
         );
         eprintln!(
-            "({attempts} run attempt{}, {failed} of them failed, all counted)",
-            if attempts == 1 { "" } else { "s" }
+            "({} metered attempt{}, {} of them failed, all counted)",
+            costing.attempts,
+            if costing.attempts == 1 { "" } else { "s" },
+            costing.failed
         );
     }
     Ok(ExitCode::SUCCESS)

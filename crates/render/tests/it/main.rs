@@ -30,7 +30,7 @@ async fn service(dir: &std::path::Path) -> String {
         objects::Objects::open(dir.to_str().unwrap(), objects::Allowlist::everything()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = render::service(store).router();
+    let app = render::service(store).log_to(std::io::sink()).router();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
 }
@@ -154,6 +154,20 @@ async fn the_distributed_render_equals_the_single_process_one_byte_for_byte() {
         .map(|e| e.data.value()["done"].as_u64().unwrap())
         .collect();
     assert_eq!(done, [1, 2, 3]);
+    // Every call the service answered is metered; each chunk's reports its rendering CPU.
+    let usage: Vec<Value> = events
+        .iter()
+        .filter(|e| e.type_ == "dev.skein.task.usage.v1")
+        .map(|e| e.data.value())
+        .collect();
+    assert_eq!(usage.len(), 5, "plan, three chunks, assemble: {usage:?}");
+    let chunk_cpu: Vec<f64> = usage
+        .iter()
+        .filter(|u| u["task"].as_str().unwrap().contains("renderChunk"))
+        .map(|u| u["cpuSeconds"].as_f64().unwrap())
+        .collect();
+    assert_eq!(chunk_cpu.len(), 3);
+    assert!(chunk_cpu.iter().all(|c| *c > 0.0), "{chunk_cpu:?}");
     for (index, frames) in [(0, 6), (1, 6), (2, 8)] {
         let chunk =
             std::fs::read(objects.path().join(format!("job-1/chunk-{index:05}.y4mf"))).unwrap();

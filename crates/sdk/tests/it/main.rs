@@ -57,6 +57,7 @@ async fn serve() -> Running {
             let counted = counted.clone();
             async move {
                 counted.fetch_add(1, Ordering::SeqCst);
+                ctx.add_cpu_seconds(0.25);
                 ctx.log(sdk::Severity::Info, "working");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 Ok(json!({"done": true}))
@@ -182,13 +183,39 @@ async fn actions_dispatch_through_envelopes_and_errors_split_by_one_classifier()
 async fn a_repeated_idempotency_key_gets_the_stored_reply_without_the_work() {
     let running = serve().await;
     let slow = json!({"action": "slow"}).to_string();
-    // Two at once and one after: the work is done once.
-    let key = Some("exec-1:/do/0/render#1");
-    let (first, second) = tokio::join!(running.post(&slow, key), running.post(&slow, key));
-    let third = running.post(&slow, key).await;
+    // Two at once and one after: the work is done once, and reported once.
+    let key = "exec-1:/do/0/render#1";
+    let send = || {
+        running
+            .client
+            .post(format!("{}/", running.base))
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(slow.clone())
+            .send()
+    };
+    let (first, second) = tokio::join!(send(), send());
+    let third = send().await;
+    let mut usage = Vec::new();
     for reply in [first, second, third] {
-        assert_eq!(reply, (200, json!({"done": true})));
+        let reply = reply.unwrap();
+        usage.push(
+            reply
+                .headers()
+                .get(sdk::USAGE_HEADER)
+                .map(|v| v.to_str().unwrap().to_string()),
+        );
+        assert_eq!(reply.status().as_u16(), 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&reply.text().await.unwrap()).unwrap(),
+            json!({"done": true})
+        );
     }
+    usage.sort();
+    assert_eq!(
+        usage,
+        [None, None, Some("cpu-seconds=0.250000".to_string())]
+    );
     assert_eq!(running.calls.load(Ordering::SeqCst), 1);
     // Another key is other work.
     running.post(&slow, Some("exec-1:/do/0/render#2")).await;
