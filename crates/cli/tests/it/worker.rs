@@ -413,3 +413,95 @@ do:
     );
     assert!(text.contains("1 retries"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_on_a_killed_worker_runs_again_on_another() {
+    use super::server::{call, free_port, healthy};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let spawn_worker = |port: u16| {
+        Command::new(env!("CARGO_BIN_EXE_skein"))
+            .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let ports = [free_port(), free_port()];
+    let mut workers = [spawn_worker(ports[0]), spawn_worker(ports[1])];
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--worker", &urls.join(",")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: once, version: '1.0.0'}
+do:
+  - work:
+      run: { shell: { command: 'sleep 1; echo done' } }
+";
+    let (status, _) = call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": workflow, "id": "w"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Find the worker running it, and kill that worker outright.
+    let began = std::time::Instant::now();
+    let busy = loop {
+        let mut busy = None;
+        for (i, url) in urls.iter().enumerate() {
+            if let Ok(r) = client.get(format!("{url}/hello")).send().await {
+                let hello: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+                if hello["activeTasks"] == 1 {
+                    busy = Some(i);
+                }
+            }
+        }
+        if let Some(i) = busy {
+            break i;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "no worker took the task"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    workers[busy].kill().await.unwrap();
+
+    // The task runs again on the other worker, and the execution completes.
+    let (status, body) = call(&client, format!("{base}/v1/executions/w?wait=30s"), None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("completed")),
+        "{body}"
+    );
+    assert_eq!(body["output"], "done\n");
+    let other = &urls[1 - busy];
+    let hello: Value = serde_json::from_str(
+        &client
+            .get(format!("{other}/hello"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(hello["totalTasksExecuted"], 1, "{hello}");
+}
