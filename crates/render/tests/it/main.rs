@@ -239,3 +239,39 @@ async fn a_plan_hash_mismatch_fails_at_once_without_retries() {
     assert!(!seen.iter().any(|a| a == "assemble"), "{seen:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assembly_also_writes_an_mp4_when_ffmpeg_is_installed() {
+    let found = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("SKEIN_REQUIRE_FFMPEG").as_deref() != Ok("1"),
+            "SKEIN_REQUIRE_FFMPEG=1 but ffmpeg is not installed"
+        );
+        eprintln!("SKIPPED: ffmpeg is not installed, so the MP4 path is not tested here");
+        return;
+    }
+    let objects = tempfile::tempdir().unwrap();
+    let url = service(objects.path()).await;
+    let params = small();
+    let (outcome, _) = run(&url, &params, 10).await;
+    let Outcome::Completed(output) = outcome else {
+        panic!("the render did not complete: {outcome:?}");
+    };
+    let mp4 = output["mp4"].as_str().expect("an MP4 beside the Y4M");
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(mp4)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "64,36,20");
+}
