@@ -294,13 +294,17 @@ pub fn hash_files(files: &[(String, PathBuf)]) -> Result<(String, u64)> {
         digest.update(&bytes);
         total += bytes.len() as u64;
     }
-    let hex = digest
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((hex, total))
+    Ok((hex(digest.finish().as_ref()), total))
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// `bytes` in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Uploads `dir` under `to`, content-addressed: to `{hash}/{relative path}`, with the

@@ -72,11 +72,7 @@ impl std::error::Error for RenderError {}
 
 /// The SHA-256 of `bytes`, in hex.
 pub fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    objects::sha256_hex(bytes)
 }
 
 /// The plan hash: SHA-256 of the parameters as JSON, in their declared order.

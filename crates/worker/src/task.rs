@@ -201,13 +201,14 @@ impl Task {
 
     /// The task's state for `GET /run/{id}`: its exit event's data once it has ended.
     pub(crate) fn state(&self) -> Value {
+        // `group` before `log`, never while holding it: `pause` takes them in that order.
+        let paused = self.group.lock().expect("group lock").1;
         let log = self.log.lock().expect("log lock");
         let exit = log
             .events
             .last()
             .filter(|e| e.kind == "exit")
             .map(|e| e.data.clone());
-        let paused = self.group.lock().expect("group lock").1;
         json!({
             "id": self.id,
             "status": match (log.ending.is_some(), paused) {

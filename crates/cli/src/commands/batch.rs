@@ -50,14 +50,10 @@ pub(crate) async fn start(client: &Client, batch: Batch) -> Result<ExitCode> {
         bail!("{} holds no inputs", batch.inputs.display());
     }
     let prefix = batch.id.clone().unwrap_or_else(|| {
-        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        digest.update(batch.workflow.as_bytes());
-        digest.update(&[0]);
-        digest.update(text.as_bytes());
-        let hex: String = digest.finish().as_ref()[..6]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let mut content = batch.workflow.as_bytes().to_vec();
+        content.push(0);
+        content.extend_from_slice(text.as_bytes());
+        let hex = &objects::sha256_hex(&content)[..12];
         format!("batch-{hex}")
     });
     let results: Vec<Started> = futures::stream::iter(inputs)

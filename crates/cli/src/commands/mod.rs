@@ -32,6 +32,22 @@ pub(crate) fn block_on(
     }
 }
 
+/// Runs `body` on the async runtime: exit 0 when it succeeds; otherwise its error chain
+/// on stderr and exit 1.
+pub(crate) fn run_to_exit(
+    body: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    block_on(async {
+        match body.await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("skein: {e:#}");
+                std::process::ExitCode::from(1)
+            }
+        }
+    })
+}
+
 /// Opens the journal under `data_dir`: with `fast`, commits do not wait for the disk.
 /// Returns it with the database file's path, for messages.
 pub(crate) fn open_journal(

@@ -115,15 +115,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    super::block_on(async {
-        match serve(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("skein: {e:#}");
-                ExitCode::from(1)
-            }
-        }
-    })
+    super::run_to_exit(serve(args))
 }
 
 /// The configuration file.

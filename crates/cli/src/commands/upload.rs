@@ -45,15 +45,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    super::block_on(async {
-        match upload(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("skein: {e:#}");
-                ExitCode::from(1)
-            }
-        }
-    })
+    super::run_to_exit(upload(args))
 }
 
 async fn upload(args: Args) -> Result<()> {

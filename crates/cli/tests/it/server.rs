@@ -15,6 +15,17 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// `skein ARGS` to run in the background: output discarded, killed when dropped.
+pub(crate) fn background(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
+    command
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 fn start_server(port: u16, data: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_skein"))
         .args([

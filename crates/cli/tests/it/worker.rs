@@ -91,30 +91,22 @@ async fn a_worker_runs_tasks_and_a_sigterm_reports_what_it_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_sends_run_tasks_to_a_worker_and_a_cancel_kills_them_at_once() {
-    use super::server::{call, free_port, healthy};
+    use super::server::{background, call, free_port, healthy};
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let worker_port = free_port();
     let worker_url = format!("http://127.0.0.1:{worker_port}");
-    let _worker = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["worker", "--listen", &format!("127.0.0.1:{worker_port}")])
+    let _worker = background(&["worker", "--listen", &format!("127.0.0.1:{worker_port}")])
         .env("SKEIN_WORKER_TOKEN", "wt")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+    let _server = background(&["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--worker", &worker_url])
         .env("SKEIN_WORKER_TOKEN", "wt")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
@@ -312,19 +304,15 @@ do:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cost_counts_every_attempt_and_progress_follows_to_the_end() {
-    use super::server::{call, free_port, healthy};
+    use super::server::{background, call, free_port, healthy};
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // The embedded worker: nothing but the server.
-    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+    let _server = background(&["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
@@ -416,15 +404,11 @@ do:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_on_a_killed_worker_runs_again_on_another() {
-    use super::server::{call, free_port, healthy};
+    use super::server::{background, call, free_port, healthy};
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let spawn_worker = |port: u16| {
-        Command::new(env!("CARGO_BIN_EXE_skein"))
-            .args(["worker", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
+        background(&["worker", "--listen", &format!("127.0.0.1:{port}")])
             .spawn()
             .unwrap()
     };
@@ -436,14 +420,10 @@ async fn a_task_on_a_killed_worker_runs_again_on_another() {
         .collect();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+    let _server = background(&["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--worker", &urls.join(",")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
