@@ -122,6 +122,21 @@ impl FromRequestParts<Arc<Service>> for Caller {
         parts: &mut Parts,
         service: &Arc<Service>,
     ) -> Result<Caller, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Caller::from_authorization(service, header)
+    }
+}
+
+impl Caller {
+    /// The caller presenting `authorization` (the header's value, `Bearer <token>`),
+    /// over REST or gRPC.
+    pub(crate) fn from_authorization(
+        service: &Service,
+        authorization: Option<&str>,
+    ) -> Result<Caller, ApiError> {
         let tokens = &service.options().tokens;
         if tokens.is_empty() {
             return Ok(Caller {
@@ -136,10 +151,7 @@ impl FromRequestParts<Arc<Service>> for Caller {
                 message.to_string(),
             )
         };
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let presented = authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("this server needs `Authorization: Bearer <token>`"))?;
         let presented = hash(presented.trim());

@@ -6,6 +6,8 @@
 //! internal (5xx).
 
 pub mod auth;
+pub mod callbacks;
+pub mod grpc;
 mod hub;
 mod metrics;
 mod openapi;
@@ -24,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
-use store::Created;
+use store::{Created, Execution};
 
 use auth::{Caller, Role};
 pub use metrics::Metrics;
@@ -238,6 +240,28 @@ async fn start(
     caller.require(Role::Run)?;
     let wait = wait.duration()?;
     let Json(request) = body?;
+    let (id, created) = start_execution(&service, &caller, request).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let execution = service
+        .wait(&id, wait.unwrap_or(Duration::ZERO))
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("the execution `{id}` vanished")))?;
+    Ok((status, Json(execution.into())))
+}
+
+/// Validates a start request and creates (and launches) its execution, or finds the one
+/// started before with the same id, definition and input. Returns the id, and whether
+/// the execution is new. Shared by REST and gRPC.
+pub(crate) async fn start_execution(
+    service: &Arc<Service>,
+    caller: &Caller,
+    request: wire::StartRequest,
+) -> ApiResult<(String, bool)> {
+    caller.require(Role::Run)?;
     if let Some(id) = &request.id {
         check_id(id)?;
     }
@@ -305,10 +329,10 @@ async fn start(
         )
         .await
         .map_err(ApiError::internal)?;
-    let status = match created {
+    let created = match created {
         Created::New => {
             service.launch(&id, &caller.project, false);
-            StatusCode::CREATED
+            true
         }
         // An id taken in another project is not this caller's to know about.
         Created::Existing(existing) if existing.project != caller.project => {
@@ -327,14 +351,10 @@ async fn start(
                     }
                 )));
             }
-            StatusCode::OK
+            false
         }
     };
-    let execution = service
-        .wait(&id, wait.unwrap_or(Duration::ZERO))
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("the execution `{id}` vanished")))?;
-    Ok((status, Json(execution.into())))
+    Ok((id, created))
 }
 
 fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
@@ -389,7 +409,7 @@ async fn get_one(
 }
 
 /// Task counters and fan-out progress, from the execution's events.
-async fn progress(service: &Service, id: &str) -> ApiResult<wire::Progress> {
+pub(crate) async fn progress(service: &Service, id: &str) -> ApiResult<wire::Progress> {
     let mut tasks = wire::TaskCounts::default();
     for (type_, n) in service.store().event_counts(id).await? {
         match type_.as_str() {
@@ -553,8 +573,13 @@ pub(crate) async fn owned(
 }
 
 fn steered(id: &str, verb: &str, outcome: Steered) -> ApiResult<Json<wire::Execution>> {
+    steered_to(id, verb, outcome).map(|e| Json(e.into()))
+}
+
+/// The execution a cancel, pause or resume left, or why there is none.
+pub(crate) fn steered_to(id: &str, verb: &str, outcome: Steered) -> ApiResult<Execution> {
     match outcome {
-        Steered::Now(execution) => Ok(Json(execution.into())),
+        Steered::Now(execution) => Ok(execution),
         Steered::Ended(execution) => Err(ApiError::conflict(format!(
             "cannot {verb} the execution `{id}`: it has already {}",
             execution.status.as_str()

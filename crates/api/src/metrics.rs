@@ -36,6 +36,12 @@ pub struct Metrics {
     lifecycle: Family<EventLabel, Counter>,
     subscribers: Gauge,
     commit_seconds: Histogram,
+    /// Progress reports the callback service accepted.
+    pub(crate) callbacks_sent: Counter,
+    /// Failed attempts to deliver a progress report (each retried).
+    pub(crate) callbacks_failed: Counter,
+    /// Progress reports given up on: still failing past `--callback-max-age`.
+    pub(crate) callbacks_dropped: Counter,
 }
 
 impl Metrics {
@@ -68,12 +74,33 @@ impl Metrics {
              the end of the commit",
             commit_seconds.clone(),
         );
+        let callbacks_sent = Counter::default();
+        registry.register(
+            "callback_reports_sent",
+            "Progress reports the callback service accepted",
+            callbacks_sent.clone(),
+        );
+        let callbacks_failed = Counter::default();
+        registry.register(
+            "callback_attempts_failed",
+            "Attempts to deliver a progress report that failed (and were retried)",
+            callbacks_failed.clone(),
+        );
+        let callbacks_dropped = Counter::default();
+        registry.register(
+            "callback_reports_dropped",
+            "Progress reports given up on after failing for longer than --callback-max-age",
+            callbacks_dropped.clone(),
+        );
         Arc::new(Metrics {
             registry,
             executions,
             lifecycle,
             subscribers,
             commit_seconds,
+            callbacks_sent,
+            callbacks_failed,
+            callbacks_dropped,
         })
     }
 

@@ -23,7 +23,7 @@ use crate::auth::{Caller, Role};
 use crate::{ApiError, ApiResult, Service};
 
 /// Events read from the journal at a time.
-const PAGE: usize = 256;
+pub(crate) const PAGE: usize = 256;
 
 /// The events after which an execution has no more.
 const ENDINGS: [&str; 3] = [
@@ -133,6 +133,28 @@ fn sse(
     cursor: u64,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let heartbeat = service.heartbeat();
+    let state = (open(service, source, follow, cursor)?, true);
+    let stream = futures::stream::unfold(state, |(mut state, first)| async move {
+        let (cursor, execution, event) = state.next().await?;
+        let mut sse = SseEvent::default()
+            .id(cursor.to_string())
+            .data(cloud_event(&execution, &event));
+        if first {
+            sse = sse.retry(RETRY);
+        }
+        Some((Ok(sse), (state, false)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
+}
+
+/// A stream of the events of `source` after `cursor`, counted as a subscriber (429 when
+/// the server has its most already). SSE and gRPC streams both read through one.
+pub(crate) fn open(
+    service: Arc<Service>,
+    source: Source,
+    follow: bool,
+    cursor: u64,
+) -> ApiResult<Streaming> {
     let max = service.options().max_subscribers;
     let counted = service.metrics().subscriber(max).ok_or_else(|| {
         ApiError::new(
@@ -152,7 +174,7 @@ fn sse(
             batches: service.log_hub().subscribe(service.store()),
         },
     };
-    let state = Streaming {
+    Ok(Streaming {
         _counted: counted,
         service,
         source,
@@ -161,14 +183,8 @@ fn sse(
         scanned: cursor,
         pending: VecDeque::new(),
         caught_up: false,
-        first: true,
         done: false,
-    };
-    let stream = futures::stream::unfold(state, |mut state| async move {
-        let event = state.next().await?;
-        Some((Ok(event), state))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
+    })
 }
 
 fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
@@ -195,7 +211,7 @@ fn parse_time(time: &str) -> ApiResult<i64> {
 }
 
 /// Where a stream's events come from.
-enum Source {
+pub(crate) enum Source {
     /// One execution's log; the cursor is a sequence number. Ends with the execution.
     Execution(String),
     /// The log of all executions, filtered; the cursor is a position. Never ends.
@@ -216,7 +232,7 @@ enum Feed {
     },
 }
 
-struct Streaming {
+pub(crate) struct Streaming {
     /// Counts this client in the metrics while the stream lives.
     _counted: crate::metrics::SubscriberGuard,
     service: Arc<Service>,
@@ -232,24 +248,17 @@ struct Streaming {
     pending: VecDeque<(u64, String, store::Event)>,
     /// Everything committed so far was read (or came with a notice): wait for notices.
     caught_up: bool,
-    first: bool,
     done: bool,
 }
 
 impl Streaming {
-    /// The next event to send, or `None` once the execution has ended and its last
-    /// event was sent (or the store failed).
-    async fn next(&mut self) -> Option<SseEvent> {
+    /// The next event to send, with its cursor and execution, or `None` once the
+    /// execution has ended and its last event was sent (or the store failed).
+    pub(crate) async fn next(&mut self) -> Option<(u64, String, store::Event)> {
         loop {
             if let Some((cursor, execution, event)) = self.pending.pop_front() {
                 self.cursor = cursor;
-                let mut sse = SseEvent::default()
-                    .id(cursor.to_string())
-                    .data(cloud_event(&execution, &event));
-                if std::mem::take(&mut self.first) {
-                    sse = sse.retry(RETRY);
-                }
-                return Some(sse);
+                return Some((cursor, execution, event));
             }
             if self.done {
                 return None;

@@ -21,6 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Bench(commands::bench::Args),
+    Bridge(commands::bridge::Args),
+    CallbackSink(commands::callback_sink::Args),
     Demo(commands::demo::Args),
     Exec(commands::exec::Args),
     Run(commands::run::Args),
@@ -33,8 +35,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for every client and server of the process (reqwest and tonic
+    // are built without a default one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
+        Command::Bridge(args) => commands::bridge::run(args),
+        Command::CallbackSink(args) => commands::callback_sink::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Exec(args) => commands::exec::run(args),
         Command::Run(args) => commands::run::run(args),

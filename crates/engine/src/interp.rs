@@ -306,10 +306,23 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
                         context: None,
                     },
                 }],
-                vec![(
-                    "io.serverlessworkflow.workflow.started.v1",
-                    Json::of(&started),
-                )],
+                // The definition was validated when the execution was accepted, and
+                // parsed again (with its validation) when this run loaded it: reported
+                // as two events, as a workflow runner's progress callbacks expect.
+                vec![
+                    (
+                        "io.serverlessworkflow.workflow.started.v1",
+                        Json::of(&started),
+                    ),
+                    (
+                        "dev.skein.workflow.validating.v1",
+                        Json::of(&json!({"name": run.qualified_name})),
+                    ),
+                    (
+                        "dev.skein.workflow.validated.v1",
+                        Json::of(&json!({"name": run.qualified_name, "tasks": wf.do_.tasks.len()})),
+                    ),
+                ],
                 Some(StatusChange {
                     status: Status::Running,
                     output: None,

@@ -1,5 +1,5 @@
-//! The durable journal: executions, their step records, their event logs and
-//! their inboxes, behind the [`Store`] trait.
+//! The durable journal: executions, their step records, their event logs, their
+//! inboxes and the named cursors of the log's readers, behind the [`Store`] trait.
 //!
 //! The engine writes through [`Store::commit`], which only queues a [`Batch`]
 //! and returns its [`Ticket`]. Queued batches are committed in order, several
@@ -397,4 +397,11 @@ pub trait Store: Send + Sync {
 
     /// Inbox events of an execution after position `after`, in order.
     async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>>;
+
+    /// The value of the named cursor, if it was ever set: how far a reader of the log
+    /// (such as the progress callbacks) got.
+    async fn cursor(&self, name: &str) -> Result<Option<Value>>;
+
+    /// Sets named cursors, all in one transaction; returns once they are committed.
+    async fn set_cursors(&self, cursors: Vec<(String, Value)>) -> Result<()>;
 }

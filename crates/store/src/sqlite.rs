@@ -78,6 +78,10 @@ CREATE TABLE inbox (
     event TEXT NOT NULL,
     PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE cursors (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Schema version 1 to 2: executions get labels and a project (`default` for those
@@ -96,13 +100,22 @@ DROP TABLE temp.numbered;
 CREATE UNIQUE INDEX events_by_pos ON events (pos);
 ";
 
+/// Schema version 2 to 3: named cursors (how far the progress callbacks got).
+const MIGRATE_3: &str = "
+CREATE TABLE cursors (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 /// The schema version this build writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 enum Command {
     Batch(Batch),
     Create(NewExecution, oneshot::Sender<Result<Created>>),
     Deliver(String, Value, oneshot::Sender<Result<u64>>),
+    SetCursors(Vec<(String, Value)>, oneshot::Sender<Result<()>>),
     /// Someone waits for the batches up to the ticket in [`Wanted`]: commit now.
     Flush,
 }
@@ -203,8 +216,9 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
-        0 => SCHEMA,
-        1 => MIGRATE_2,
+        0 => SCHEMA.to_string(),
+        1 => format!("{MIGRATE_2}{MIGRATE_3}"),
+        2 => MIGRATE_3.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -283,6 +297,9 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                     Command::Deliver(id, event, reply) => {
                         replies.push(Reply::Deliver(deliver(&tx, &id, &event), reply))
                     }
+                    Command::SetCursors(cursors, reply) => {
+                        replies.push(Reply::SetCursors(set_cursors(&tx, &cursors), reply))
+                    }
                     Command::Flush => {}
                 }
                 last = last.max(ticket);
@@ -342,6 +359,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
 enum Reply {
     Create(Result<Created>, oneshot::Sender<Result<Created>>),
     Deliver(Result<u64>, oneshot::Sender<Result<u64>>),
+    SetCursors(Result<()>, oneshot::Sender<Result<()>>),
 }
 
 impl Reply {
@@ -349,6 +367,7 @@ impl Reply {
         match self {
             Reply::Create(r, tx) => drop(tx.send(r)),
             Reply::Deliver(r, tx) => drop(tx.send(r)),
+            Reply::SetCursors(r, tx) => drop(tx.send(r)),
         }
     }
 
@@ -357,6 +376,7 @@ impl Reply {
         match self {
             Reply::Create(_, tx) => drop(tx.send(Err(e()))),
             Reply::Deliver(_, tx) => drop(tx.send(Err(e()))),
+            Reply::SetCursors(_, tx) => drop(tx.send(Err(e()))),
         }
     }
 }
@@ -464,6 +484,17 @@ fn deliver(tx: &rusqlite::Transaction, id: &str, event: &Value) -> Result<u64> {
         params![id, next, json(event)],
     )?;
     Ok(next as u64)
+}
+
+fn set_cursors(tx: &rusqlite::Transaction, cursors: &[(String, Value)]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO cursors (name, value) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?;
+    for (name, value) in cursors {
+        stmt.execute(params![name, json(value)])?;
+    }
+    Ok(())
 }
 
 fn parse_json(text: &str) -> Result<Value> {
@@ -881,6 +912,25 @@ impl Store for SqliteStore {
     async fn deliver(&self, id: &str, event: Value) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
         let ticket = self.send(Command::Deliver(id.to_string(), event, tx));
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped(ticket)),
+        }
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<Value>> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT value FROM cursors WHERE name = ?1")?;
+            let text: Option<String> = stmt.query_row(params![name], |r| r.get(0)).optional()?;
+            text.as_deref().map(parse_json).transpose()
+        })
+        .await
+    }
+
+    async fn set_cursors(&self, cursors: Vec<(String, Value)>) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let ticket = self.send(Command::SetCursors(cursors, tx));
         match rx.await {
             Ok(result) => result,
             Err(_) => Err(self.stopped(ticket)),

@@ -172,7 +172,6 @@ impl Client {
 }
 
 async fn exec(args: Args) -> Result<ExitCode> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client {
         http: reqwest::Client::new(),
         base: args.server.clone(),

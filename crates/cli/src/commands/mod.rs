@@ -4,6 +4,8 @@ pub(crate) mod batch;
 pub(crate) mod bench;
 pub(crate) mod bench_api;
 pub(crate) mod bench_render;
+pub(crate) mod bridge;
+pub(crate) mod callback_sink;
 pub(crate) mod demo;
 pub(crate) mod exec;
 pub(crate) mod report;

@@ -1,5 +1,6 @@
-//! `skein server`: the REST API over the embedded store, running executions in the
-//! background and resuming, at start, those a previous server left unfinished.
+//! `skein server`: the REST and gRPC APIs over the embedded store, running executions in
+//! the background and resuming, at start, those a previous server left unfinished;
+//! and, when configured, reporting their progress to a callback service.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use engine::{Engine, SystemClock};
 
-/// Serve the REST API (under /v1) for starting, watching and cancelling executions.
+/// Serve the REST API (under /v1) and the gRPC API for starting, watching and steering
+/// executions.
 ///
 /// Executions run inside the server and are journaled in a SQLite file under the data
 /// directory. At start the server resumes every execution that was unfinished when it
@@ -28,6 +30,21 @@ use engine::{Engine, SystemClock};
 /// with Last-Event-ID, ?since_id= or ?since_time=), GET /healthz, GET /metrics
 /// (Prometheus).
 ///
+/// gRPC (--grpc-listen, default 127.0.0.1:9090): service skein.v1.Runner (ExecuteAsync,
+/// Get, Cancel, Pause, Resume, Watch; proto/skein/v1/runner.proto), with the standard
+/// health service and server reflection, so `grpcurl -plaintext 127.0.0.1:9090 list`
+/// works. The same tokens as REST, in `authorization: Bearer …` metadata. TLS with
+/// --grpc-tls-cert and --grpc-tls-key; plaintext is refused on a non-loopback address
+/// unless --grpc-plaintext.
+///
+/// Progress callbacks (--callback-endpoint): each execution's progress (workflow started,
+/// validating, validated, task started, task completed, workflow completed, failed,
+/// cancelled, paused, resumed) is reported to a skein.v1.ProgressCallback service
+/// (proto/skein/v1/callback.proto; `skein callback-sink` is one), in order per
+/// execution, numbered 1, 2, 3… Reports are made from the journal, so none is lost to a
+/// crash; a service that is down is retried with backoff, for --callback-max-age, and
+/// never slows an execution.
+///
 /// Authentication: bearer tokens, each bound to a project and a role (read, run or admin),
 /// from --config FILE (YAML: `tokens: [{project, role, sha256}]`) or SKEIN_TOKENS
 /// (`PROJECT:ROLE:SHA256,…`). Only the tokens' SHA-256 hashes are configured (for example
@@ -41,12 +58,70 @@ use engine::{Engine, SystemClock};
 /// lacks is refused. Events and API responses show secret text as `***`.
 #[derive(ClapArgs)]
 #[command(
-    after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
+    after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  skein server --callback-endpoint progress.example.com:443 --callback-api-key \"$KEY\"\n  grpcurl -plaintext 127.0.0.1:9090 list\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
 )]
 pub(crate) struct Args {
     /// The address to listen on (a loopback address unless tokens are configured).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+
+    /// The address of the gRPC API (a loopback address unless tokens are configured).
+    #[arg(
+        long,
+        env = "SKEIN_GRPC_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
+    grpc_listen: SocketAddr,
+
+    /// Serve no gRPC API.
+    #[arg(long, conflicts_with_all = ["grpc_tls_cert", "grpc_plaintext"])]
+    no_grpc: bool,
+
+    /// The gRPC API's TLS certificate chain (PEM); with --grpc-tls-key.
+    #[arg(long, value_name = "FILE", requires = "grpc_tls_key")]
+    grpc_tls_cert: Option<PathBuf>,
+
+    /// The gRPC API's TLS private key (PEM); with --grpc-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "grpc_tls_cert")]
+    grpc_tls_key: Option<PathBuf>,
+
+    /// Serve gRPC without TLS on a non-loopback address (behind a proxy that terminates
+    /// TLS, say).
+    #[arg(long)]
+    grpc_plaintext: bool,
+
+    /// Report progress to this skein.v1.ProgressCallback service: HOST:PORT (TLS unless
+    /// --callback-plaintext) or a URL (https://… or http://…).
+    #[arg(long, env = "SKEIN_CALLBACK_ENDPOINT", value_name = "ENDPOINT")]
+    callback_endpoint: Option<String>,
+
+    /// The key sent with each report, as `authorization: Bearer <key>`.
+    #[arg(
+        long,
+        env = "SKEIN_CALLBACK_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    callback_api_key: Option<String>,
+
+    /// Reach a HOST:PORT callback endpoint without TLS.
+    #[arg(long)]
+    callback_plaintext: bool,
+
+    /// Certificates (PEM) to trust for the callback endpoint, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    callback_ca: Option<PathBuf>,
+
+    /// How long an undeliverable progress report is retried before it is dropped (and
+    /// counted in skein_callback_reports_dropped), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    callback_max_age: u64,
+
+    /// The longest wait between two attempts to deliver a progress report, in seconds
+    /// (the first wait is 0.2 s, doubled after each failure, with jitter).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    callback_max_backoff: u64,
 
     /// A YAML configuration file: `tokens: [{project, role, sha256}]` and `secrets:
     /// [{name, value | env | file, project?}]` (a secret without a project is for every
@@ -236,6 +311,34 @@ async fn serve(args: Args) -> Result<()> {
             args.listen
         );
     }
+    if tokens.is_empty() && !args.no_grpc && !args.grpc_listen.ip().is_loopback() {
+        bail!(
+            "refusing to serve gRPC on {}: no tokens are configured (--config or SKEIN_TOKENS), \
+             so there is no authentication and the gRPC API listens on loopback addresses \
+             only (such as 127.0.0.1:9090)",
+            args.grpc_listen
+        );
+    }
+    let grpc_tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+        (Some(cert), Some(key)) => Some(api::grpc::Tls {
+            cert_pem: std::fs::read(cert)
+                .with_context(|| format!("cannot read --grpc-tls-cert {}", cert.display()))?,
+            key_pem: std::fs::read(key)
+                .with_context(|| format!("cannot read --grpc-tls-key {}", key.display()))?,
+        }),
+        _ => None,
+    };
+    if !args.no_grpc
+        && grpc_tls.is_none()
+        && !args.grpc_plaintext
+        && !args.grpc_listen.ip().is_loopback()
+    {
+        bail!(
+            "refusing to serve gRPC without TLS on {}: give --grpc-tls-cert and --grpc-tls-key, \
+             or --grpc-plaintext if a proxy in front terminates TLS",
+            args.grpc_listen
+        );
+    }
     let auth = if tokens.is_empty() {
         "authentication off: no tokens configured, loopback only".to_string()
     } else {
@@ -282,27 +385,117 @@ async fn serve(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let grpc_listener = match args.no_grpc {
+        true => None,
+        false => Some(
+            tokio::net::TcpListener::bind(args.grpc_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} for gRPC (--grpc-listen; --no-grpc to serve none)",
+                        args.grpc_listen
+                    )
+                })?,
+        ),
+    };
+    // Before any execution runs, so that reporting starts before their first events.
+    let callbacks = match &args.callback_endpoint {
+        Some(endpoint) => Some(callbacks(&args, endpoint, &service).await?),
+        None => None,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut background = tokio::task::JoinSet::new();
+    let mut grpc_note = "gRPC off".to_string();
+    if let Some(grpc_listener) = grpc_listener {
+        grpc_note = format!(
+            "gRPC on {}{}",
+            grpc_listener.local_addr()?,
+            if grpc_tls.is_some() { " with TLS" } else { "" }
+        );
+        let (service, stop) = (service.clone(), stop.clone());
+        background.spawn(async move {
+            api::grpc::serve(service, grpc_listener, grpc_tls, stop.cancelled_owned())
+                .await
+                .context("the gRPC server failed")
+        });
+    }
+    let callback_note = match callbacks {
+        Some(callbacks) => {
+            let stop = stop.clone();
+            background.spawn(async move {
+                callbacks
+                    .run(stop)
+                    .await
+                    .context("progress callbacks stopped")
+            });
+            format!(
+                "; progress reported to {}",
+                args.callback_endpoint.as_deref().unwrap_or_default()
+            )
+        }
+        None => String::new(),
+    };
     let resumed = service
         .resume_all()
         .await
         .context("cannot read the unfinished executions")?;
     eprintln!(
-        "skein server listening on http://{} (journal {}, {resumed} execution{} resumed; {auth}; {secret_count} secret{})",
+        "skein server listening on http://{} ({grpc_note}; journal {}, {resumed} execution{} resumed; {auth}; {secret_count} secret{}{callback_note})",
         listener.local_addr()?,
         db.display(),
         if resumed == 1 { "" } else { "s" },
         if secret_count == 1 { "" } else { "s" },
     );
-    axum::serve(super::no_delay(listener), api::app(service.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the server failed")?;
+    let http = axum::serve(super::no_delay(listener), api::app(service.clone()))
+        .with_graceful_shutdown(shutdown_signal());
+    tokio::select! {
+        served = http => served.context("the server failed")?,
+        // A background part that stops on its own is a failure of the server.
+        Some(ended) = background.join_next() => {
+            ended.context("a part of the server panicked")??;
+            bail!("a part of the server stopped unexpectedly");
+        }
+    }
     eprintln!("skein server: shutting down");
+    stop.cancel();
+    while let Some(ended) = background.join_next().await {
+        if let Ok(Err(e)) = ended {
+            eprintln!("skein server: {e:#}");
+        }
+    }
     service
         .shutdown(Duration::from_secs(args.shutdown_grace))
         .await;
     placement.shutdown().await;
     Ok(())
+}
+
+/// The progress callbacks of the arguments, ready to run.
+async fn callbacks(
+    args: &Args,
+    endpoint: &str,
+    service: &api::Service,
+) -> Result<api::callbacks::Callbacks> {
+    let mut options = api::callbacks::Options::new(endpoint);
+    options.api_key = args.callback_api_key.clone();
+    options.tls = !args.callback_plaintext;
+    options.max_age = Duration::from_secs(args.callback_max_age);
+    options.max_backoff = Duration::from_secs(args.callback_max_backoff.max(1));
+    if let Some(ca) = &args.callback_ca {
+        options.ca_pem = Some(
+            std::fs::read(ca)
+                .with_context(|| format!("cannot read --callback-ca {}", ca.display()))?,
+        );
+    }
+    if options.url().starts_with("http://") && !args.callback_plaintext {
+        eprintln!(
+            "skein server: progress reports to {endpoint} travel without TLS (the endpoint says http://)"
+        );
+    }
+    Ok(
+        api::callbacks::Callbacks::new(service.store().clone(), service.metrics().clone(), options)
+            .await?,
+    )
 }
 
 /// SIGTERM or Ctrl-C.

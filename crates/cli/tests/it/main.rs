@@ -3,6 +3,7 @@
 
 mod crash;
 mod ctk;
+mod grpc;
 mod run;
 pub(crate) mod server;
 mod worker;

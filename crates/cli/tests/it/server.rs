@@ -20,6 +20,8 @@ pub(crate) fn background(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
     command
         .args(args)
+        // Servers pick their own gRPC port, so that tests side by side do not clash.
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -35,6 +37,7 @@ fn start_server(port: u16, data: &str) -> Child {
             "--data-dir",
             data,
         ])
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -334,6 +337,7 @@ async fn a_config_file_gives_tokens_and_secrets() {
         .arg(&data)
         .arg("--config")
         .arg(&config)
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .env("SKEIN_TEST_SECRET", "from-the-environment")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -394,6 +398,7 @@ do:
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_skein"))
         .args(["server", "--listen", "127.0.0.1:0"])
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(&config)
         .output()
@@ -412,6 +417,7 @@ do:
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_skein"))
         .args(["server", "--listen", "127.0.0.1:0"])
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .arg("--config")
         .arg(&config)
         .output()

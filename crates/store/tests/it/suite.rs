@@ -453,3 +453,26 @@ pub(crate) async fn the_inbox_keeps_delivery_order(store: &dyn Store) {
     );
     assert!(store.inbox("other", 0).await.unwrap().is_empty());
 }
+
+pub(crate) async fn named_cursors_are_set_together_and_overwritten(store: &dyn Store) {
+    assert_eq!(store.cursor("callbacks").await.unwrap(), None);
+    store
+        .set_cursors(vec![
+            ("callbacks".into(), json!({"pos": 7})),
+            ("callbacks/e1".into(), json!({"seq": 3, "sent": 2})),
+        ])
+        .await
+        .unwrap();
+    store
+        .set_cursors(vec![("callbacks".into(), json!({"pos": 9}))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cursor("callbacks").await.unwrap(),
+        Some(json!({"pos": 9}))
+    );
+    assert_eq!(
+        store.cursor("callbacks/e1").await.unwrap(),
+        Some(json!({"seq": 3, "sent": 2}))
+    );
+}

@@ -1,0 +1,329 @@
+//! skein's gRPC API (`proto/skein/v1/runner.proto`): the same commands, auth and project
+//! scoping as REST, with the standard health service and server reflection beside it
+//! so that grpcurl-style tools work without the proto files.
+//!
+//! Handlers share their logic with the REST ones ([`crate::start_execution`],
+//! [`Service::cancel`], the event [`crate::stream::Streaming`]); this module only turns
+//! protobuf messages into those calls and [`ApiError`]s into gRPC statuses.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use futures::Stream;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Caller, Role};
+use crate::stream::Source;
+use crate::{ApiError, Service, wire};
+
+/// The generated messages, servers and clients of package `skein.v1`.
+pub mod pb {
+    tonic::include_proto!("skein.v1");
+}
+
+/// The encoded descriptors of skein's proto files (with their imports), for reflection.
+pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skein_v1.bin"));
+
+/// A certificate chain and its private key, both PEM.
+#[derive(Clone)]
+pub struct Tls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// Serves the gRPC API over `listener` until `shutdown` completes: TLS with `tls`,
+/// plaintext without (the caller decides whether plaintext is acceptable).
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::runner_server::RunnerServer<Runner>>()
+        .await;
+    // Only the services served here (the callback service is in the same file, and
+    // is served by the callback receiver, not by skein).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(DESCRIPTORS)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("skein.v1.Runner")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_alpha = reflection()
+        .build_v1alpha()
+        .expect("skein's own descriptors are valid");
+    let reflection = reflection()
+        .build_v1()
+        .expect("skein's own descriptors are valid");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let identity = tonic::transport::Identity::from_pem(tls.cert_pem, tls.key_pem);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let max = service.options().max_body_bytes;
+    let runner = pb::runner_server::RunnerServer::new(Runner { service })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(runner)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// The `skein.v1.Runner` service.
+pub struct Runner {
+    service: Arc<Service>,
+}
+
+impl Runner {
+    fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let caller = Caller::from_authorization(&self.service, header)?;
+        caller.require(role)?;
+        Ok(caller)
+    }
+
+    /// The execution as a message, with its task counters.
+    async fn view(&self, id: &str) -> Result<pb::Execution, Status> {
+        let execution = self
+            .service
+            .store()
+            .execution(id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found(id))?;
+        let progress = crate::progress(&self.service, id).await?;
+        Ok(execution_message(execution, Some(progress.tasks)))
+    }
+
+    async fn steer(
+        &self,
+        request: Request<pb::ExecutionRef>,
+        verb: &str,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let id = request.into_inner().execution_id;
+        crate::owned(&self.service, &caller, &id).await?;
+        let outcome = match verb {
+            "cancel" => self.service.cancel(&id).await,
+            verb => self.service.set_paused(&id, verb == "pause").await,
+        }
+        .map_err(ApiError::from)?;
+        let execution = crate::steered_to(&id, verb, outcome)?;
+        Ok(Response::new(execution_message(execution, None)))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::runner_server::Runner for Runner {
+    async fn execute_async(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let request = request.into_inner();
+        let start = wire::StartRequest {
+            workflow: request.workflow_yaml,
+            input: request.input.map(to_json),
+            id: (!request.execution_id.is_empty()).then_some(request.execution_id),
+            labels: request.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        };
+        let (id, created) = crate::start_execution(&self.service, &caller, start).await?;
+        Ok(Response::new(pb::ExecuteResponse {
+            execution: Some(self.view(&id).await?),
+            created,
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::ExecutionRef>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let id = request.into_inner().execution_id;
+        crate::owned(&self.service, &caller, &id).await?;
+        Ok(Response::new(self.view(&id).await?))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::ExecutionRef>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        self.steer(request, "cancel").await
+    }
+
+    async fn pause(
+        &self,
+        request: Request<pb::ExecutionRef>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        self.steer(request, "pause").await
+    }
+
+    async fn resume(
+        &self,
+        request: Request<pb::ExecutionRef>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        self.steer(request, "resume").await
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let request = request.into_inner();
+        let type_ = (!request.r#type.is_empty()).then_some(request.r#type);
+        let source = if request.execution_id.is_empty() {
+            Source::Log(store::LogQuery {
+                project: Some(caller.project.clone()),
+                type_: type_.clone(),
+                limit: crate::stream::PAGE,
+                ..Default::default()
+            })
+        } else {
+            crate::owned(&self.service, &caller, &request.execution_id).await?;
+            Source::Execution(request.execution_id)
+        };
+        let streaming = crate::stream::open(self.service.clone(), source, true, request.after)?;
+        let stream = futures::stream::unfold(streaming, move |mut streaming| {
+            let type_ = type_.clone();
+            async move {
+                loop {
+                    let (cursor, execution, event) = streaming.next().await?;
+                    if type_.as_ref().is_some_and(|t| *t != event.type_) {
+                        continue;
+                    }
+                    let message = pb::Event {
+                        cursor,
+                        id: format!("{execution}/{}", event.seq),
+                        execution_id: execution,
+                        sequence: event.seq,
+                        r#type: event.type_,
+                        time_ms: event.time,
+                        data: Some(to_value(event.data.value())),
+                    };
+                    return Some((Ok(message), streaming));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let code = match e.status {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::InvalidArgument,
+            StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+            StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::CONFLICT if e.body.message.contains("has already") => {
+                tonic::Code::FailedPrecondition
+            }
+            StatusCode::CONFLICT => tonic::Code::AlreadyExists,
+            StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+            _ => tonic::Code::Internal,
+        };
+        let mut message = e.body.message;
+        for d in &e.body.diagnostics {
+            message.push_str(&format!(
+                "\n{}:{}: {} ({})",
+                d.line, d.column, d.message, d.path
+            ));
+        }
+        Status::new(code, message)
+    }
+}
+
+/// An execution as a message; `tasks` when known.
+pub(crate) fn execution_message(
+    e: store::Execution,
+    tasks: Option<wire::TaskCounts>,
+) -> pb::Execution {
+    pb::Execution {
+        workflow: qualified_name(&e.namespace, &e.name, &e.version),
+        status: e.status.as_str().to_string(),
+        input: Some(to_value(e.input)),
+        output: e.output.map(to_value),
+        error: e.error.map(to_value),
+        labels: e.labels.into_iter().collect(),
+        created_at_ms: e.created_at,
+        updated_at_ms: e.updated_at,
+        tasks: tasks.map(|t| pb::TaskCounts {
+            started: t.started,
+            completed: t.completed,
+            faulted: t.faulted,
+            cancelled: t.cancelled,
+            running: t.running,
+            retries: t.retries,
+        }),
+        id: e.id,
+    }
+}
+
+/// `namespace/name:version`, how reports and messages name a workflow.
+pub(crate) fn qualified_name(namespace: &str, name: &str, version: &str) -> String {
+    format!("{namespace}/{name}:{version}")
+}
+
+/// A JSON value as a protobuf `Value`.
+pub fn to_value(json: Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match json {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(to_value).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(prost_types::Struct {
+            fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// A protobuf `Value` as JSON. Whole numbers come back as integers, so that `3` stays
+/// `3` and not `3.0`.
+pub fn to_json(value: prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match value.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(b),
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+                Value::from(n as i64)
+            } else {
+                serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+            }
+        }
+        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::ListValue(list)) => Value::Array(list.values.into_iter().map(to_json).collect()),
+        Some(Kind::StructValue(s)) => Value::Object(
+            s.fields
+                .into_iter()
+                .map(|(k, v)| (k, to_json(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        ),
+    }
+}

@@ -1,0 +1,365 @@
+//! The gRPC API driven by a client that is not skein's (Python grpcio), and progress
+//! callbacks received by `skein callback-sink` through outages of the sink and of the
+//! server.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::server::{call, free_port, healthy};
+
+/// The Python with grpcio, grpcio-tools, grpcio-reflection and grpcio-health-checking
+/// (`.ci/run` makes a virtualenv and names it in SKEIN_GRPC_PYTHON); `None`, said
+/// aloud, where there is none, unless SKEIN_REQUIRE_GRPCIO=1 makes that a failure.
+fn grpc_python() -> Option<PathBuf> {
+    let python = std::env::var_os("SKEIN_GRPC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_reflection, grpc_health",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    let message = format!(
+        "{} lacks grpcio, grpcio-tools, grpcio-reflection or grpcio-health-checking \
+         (set SKEIN_GRPC_PYTHON to a Python that has them, as .ci/run does)",
+        python.display()
+    );
+    assert!(
+        std::env::var("SKEIN_REQUIRE_GRPCIO").as_deref() != Ok("1"),
+        "{message}"
+    );
+    eprintln!("SKIPPED: the Python gRPC client test: {message}");
+    None
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_grpc_client_starts_watches_pauses_resumes_and_cancels() {
+    let Some(python) = grpc_python() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, grpc_port) = (free_port(), free_port());
+    let token = "python-client-token";
+    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env(
+            "SKEIN_TOKENS",
+            format!("alpha:run:{}", hex(&api::auth::hash(token))),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    healthy(&client, &format!("http://127.0.0.1:{port}")).await;
+
+    let proto = crate::repo().join("proto");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/grpc_client.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(format!("127.0.0.1:{grpc_port}"))
+        .arg(token)
+        .arg(&proto)
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let events: Vec<&str> = summary["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for kind in [
+        "io.serverlessworkflow.workflow.started.v1",
+        "io.serverlessworkflow.workflow.suspended.v1",
+        "io.serverlessworkflow.workflow.resumed.v1",
+        "io.serverlessworkflow.workflow.cancelled.v1",
+    ] {
+        assert!(events.contains(&kind), "{kind} not in {events:?}");
+    }
+    assert!(
+        summary["invalid"].as_str().unwrap().contains("2:"),
+        "the invalid workflow's error names its line: {summary}"
+    );
+
+    // What the Python client did, seen over REST with the same token.
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/v1/executions/py-1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "cancelled", "{body}");
+    assert_eq!(body["input"], json!({"n": 41}), "{body}");
+}
+
+/// `skein callback-sink` on `port`, appending to `file`.
+fn start_sink(port: u16, file: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["callback-sink", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--output")
+        .arg(file)
+        .args(["--api-key", "sink-key"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn start_reporting_server(
+    port: u16,
+    sink_port: u16,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--callback-endpoint", &format!("127.0.0.1:{sink_port}")])
+        .args(["--callback-plaintext", "--callback-api-key", "sink-key"])
+        .args(["--callback-max-backoff", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The event types of an execution's log, in order.
+async fn event_types(client: &reqwest::Client, base: &str, id: &str) -> Vec<String> {
+    let text = client
+        .get(format!("{base}/v1/executions/{id}/events?follow=false"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| {
+            let event: Value = serde_json::from_str(d.trim()).unwrap();
+            event["type"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The report type each event makes, if any (the mapping the server documents).
+fn report_type(event: &str) -> Option<&'static str> {
+    Some(match event {
+        "io.serverlessworkflow.workflow.started.v1" => "workflow_started",
+        "dev.skein.workflow.validating.v1" => "workflow_validating",
+        "dev.skein.workflow.validated.v1" => "workflow_validated",
+        "io.serverlessworkflow.task.started.v1" => "task_started",
+        "io.serverlessworkflow.task.completed.v1" => "task_completed",
+        "io.serverlessworkflow.workflow.completed.v1" => "workflow_completed",
+        "io.serverlessworkflow.workflow.faulted.v1" => "workflow_failed",
+        "io.serverlessworkflow.workflow.cancelled.v1" => "workflow_cancelled",
+        "io.serverlessworkflow.workflow.suspended.v1" => "workflow_paused",
+        "io.serverlessworkflow.workflow.resumed.v1" => "workflow_resumed",
+        _ => return None,
+    })
+}
+
+fn reports(file: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reports_survive_a_sink_outage_and_a_killed_server_in_order_once_each() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sink_file = dir.path().join("reports.jsonl");
+    let (port, sink_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: relay, version: '1.0.0'}
+do:
+  - before:
+      for: {in: '${ [1, 2, 3] }'}
+      do:
+        - step:
+            set: {x: 1}
+  - gate:
+      listen:
+        to:
+          one: {with: {type: go}}
+  - after:
+      set: {done: true}
+";
+
+    // The sink is down for the first half: everything up to the `listen`, and a kill.
+    let mut server = start_reporting_server(port, sink_port, &data, &[]);
+    healthy(&client, &base).await;
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": workflow, "id": "relay-1"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Five tasks started (`before`, three `step`s, `gate`): the execution waits.
+    while event_types(&client, &base, "relay-1")
+        .await
+        .iter()
+        .filter(|t| *t == "io.serverlessworkflow.task.started.v1")
+        .count()
+        < 5
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the execution never reached its listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().await.unwrap();
+    let _server = start_reporting_server(port, sink_port, &data, &[]);
+    healthy(&client, &base).await;
+
+    // The sink comes up; the execution goes on and ends.
+    let _sink = start_sink(sink_port, &sink_file);
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions/relay-1/events"),
+        Some(json!({"specversion": "1.0", "id": "go-1", "source": "test", "type": "go"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, body) = call(
+        &client,
+        format!("{base}/v1/executions/relay-1?wait=20s"),
+        None,
+    )
+    .await;
+    assert_eq!(body["status"], "completed", "{body}");
+
+    let expected: Vec<&str> = event_types(&client, &base, "relay-1")
+        .await
+        .iter()
+        .filter_map(|t| report_type(t))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = reports(&sink_file);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        got = reports(&sink_file);
+    }
+    // Anything late or doubled would show now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    got = reports(&sink_file);
+    let types: Vec<&str> = got
+        .iter()
+        .map(|r| r["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, expected);
+    let sequences: Vec<i64> = got
+        .iter()
+        .map(|r| r["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=expected.len() as i64).collect::<Vec<_>>());
+    assert!(got.iter().all(|r| r["executionId"] == "relay-1"
+        && r["workflowName"] == "test/relay:1.0.0"
+        && r["project"] == "default"));
+    assert_eq!(got[3]["task"], "/do/0/before", "{}", got[3]);
+    assert_eq!(got.last().unwrap()["status"], "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_older_than_the_max_age_are_dropped_and_counted() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, sink_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // Nothing ever listens on the sink's port.
+    let _server = start_reporting_server(
+        port,
+        sink_port,
+        &dir.path().join("data"),
+        &["--callback-max-age", "1"],
+    );
+    healthy(&client, &base).await;
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: lone, version: '1.0.0'}
+do:
+  - only:
+      set: {x: 1}
+";
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions?wait=10s"),
+        Some(json!({"workflow": workflow, "id": "lone-1"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("completed")),
+        "{body}"
+    );
+    let expected = event_types(&client, &base, "lone-1")
+        .await
+        .iter()
+        .filter(|t| report_type(t).is_some())
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let dropped = text
+            .lines()
+            .find_map(|l| l.strip_prefix("skein_callback_reports_dropped_total "))
+            .map(|n| n.trim().parse::<usize>().unwrap());
+        if dropped == Some(expected) {
+            assert!(
+                text.contains("skein_callback_reports_sent_total 0"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dropped {dropped:?} of {expected} reports:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

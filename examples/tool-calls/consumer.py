@@ -1,0 +1,78 @@
+"""A tiny consumer of tool calls for `skein bridge`, with nothing but Python's standard
+library: POST /sessions/stream takes a CloudEvent whose data holds a `tool_call`, runs
+it, and answers {"result": ...}. A repeated Idempotency-Key gets the stored answer, and
+the tool does not run again.
+
+usage: python3 consumer.py [--port 7000] [--log FILE] [--delay-ms N] [--token TOKEN]
+
+--log appends one JSON line per request: {"key", "call", "repeat"} (repeat: the key
+was answered before).
+"""
+
+import argparse
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, default=7000)
+parser.add_argument("--log")
+parser.add_argument("--delay-ms", type=int, default=0)
+parser.add_argument("--token")
+args = parser.parse_args()
+
+answers = {}
+lock = threading.Lock()
+log = open(args.log, "a", buffering=1) if args.log else None
+
+TOOLS = {
+    "add": lambda a, b: a + b,
+    "echo": lambda **kw: kw,
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        if self.path != "/sessions/stream":
+            return self.reply(404, {"error": "not_found", "message": self.path})
+        if args.token and self.headers.get("authorization") != f"Bearer {args.token}":
+            return self.reply(401, {"error": "unauthorized", "message": "bad token"})
+        length = int(self.headers.get("content-length", 0))
+        try:
+            event = json.loads(self.rfile.read(length))
+            call = event["data"]["tool_call"]
+        except (ValueError, KeyError, TypeError) as e:
+            return self.reply(400, {"error": "bad_request", "message": str(e)})
+        key = self.headers.get("idempotency-key") or event.get("id")
+        with lock:
+            repeat = key in answers
+            if not repeat:
+                if args.delay_ms:
+                    time.sleep(args.delay_ms / 1000)
+                tool = TOOLS.get(call.get("name"))
+                if tool is None:
+                    answer = {"error": f"no tool {call.get('name')}"}
+                else:
+                    answer = {"result": tool(**call.get("arguments", {}))}
+                answers[key] = answer
+            answer = answers[key]
+            if log:
+                log.write(json.dumps({"key": key, "call": call.get("id"), "repeat": repeat}) + "\n")
+        self.reply(200, answer)
+
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+print(f"consumer listening on http://127.0.0.1:{args.port}", flush=True)
+server.serve_forever()
