@@ -4,9 +4,12 @@ it, and answers {"result": ...}. A repeated Idempotency-Key gets the stored answ
 the tool does not run again.
 
 usage: python3 consumer.py [--port 7000] [--log FILE] [--delay-ms N] [--token TOKEN]
+                          [--hold-at N --hold-ms MS]
 
 --log appends one JSON line per request: {"key", "call", "repeat"} (repeat: the key
-was answered before).
+was answered before). --delay-ms makes each tool call take that long. --hold-at N
+holds the answer to the Nth tool call for --hold-ms, the moment to kill the bridge
+and see that a restarted one loses nothing and repeats nothing already answered.
 """
 
 import argparse
@@ -20,6 +23,8 @@ parser.add_argument("--port", type=int, default=7000)
 parser.add_argument("--log")
 parser.add_argument("--delay-ms", type=int, default=0)
 parser.add_argument("--token")
+parser.add_argument("--hold-at", type=int, default=0)
+parser.add_argument("--hold-ms", type=int, default=3000)
 args = parser.parse_args()
 
 answers = {}
@@ -45,6 +50,7 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError) as e:
             return self.reply(400, {"error": "bad_request", "message": str(e)})
         key = self.headers.get("idempotency-key") or event.get("id")
+        hold = False
         with lock:
             repeat = key in answers
             if not repeat:
@@ -56,9 +62,12 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     answer = {"result": tool(**call.get("arguments", {}))}
                 answers[key] = answer
+                hold = len(answers) == args.hold_at
             answer = answers[key]
             if log:
                 log.write(json.dumps({"key": key, "call": call.get("id"), "repeat": repeat}) + "\n")
+        if hold:
+            time.sleep(args.hold_ms / 1000)
         self.reply(200, answer)
 
     def reply(self, status, body):

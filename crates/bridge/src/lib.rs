@@ -226,18 +226,25 @@ impl Bridge {
             Ok(None) => {}
             Err(e) => return Stop::Failed(e.to_string()),
         }
+        // A server that accepts the connection and then says nothing is as good as gone.
         let response = tokio::select! {
             _ = shutdown.cancelled() => return Stop::Shutdown,
-            response = request.send() => response,
+            response = tokio::time::timeout(self.config.heartbeat, request.send()) => response,
         };
         let response = match response {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
+            Err(_) => {
+                return Stop::Failed(format!(
+                    "no answer within {} ms (EVENTS_HEARTBEAT_MS)",
+                    self.config.heartbeat.as_millis()
+                ));
+            }
+            Ok(Ok(r)) if r.status().is_success() => r,
+            Ok(Ok(r)) => {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
                 return Stop::Failed(format!("skein answered {status}: {}", body.trim()));
             }
-            Err(e) => return Stop::Failed(format!("cannot reach skein: {e}")),
+            Ok(Err(e)) => return Stop::Failed(format!("cannot reach skein: {e}")),
         };
         // Every chunk, heartbeats included, must come within the heartbeat timeout.
         let heartbeat = self.config.heartbeat;

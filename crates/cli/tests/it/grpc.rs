@@ -363,3 +363,157 @@ do:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_progress_callbacks_speak_tls_with_a_given_certificate() {
+    use api::grpc::pb;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (key.cert.pem(), key.signing_key.serialize_pem());
+    let (cert, private) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&private, &key_pem).unwrap();
+    let (port, grpc_port, sink_port) = (free_port(), free_port(), free_port());
+    let sink_file = dir.path().join("reports.jsonl");
+    let _sink = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "callback-sink",
+            "--listen",
+            &format!("127.0.0.1:{sink_port}"),
+        ])
+        .arg("--output")
+        .arg(&sink_file)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&private)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // TLS to the callback service is the default; the sink's certificate is trusted
+    // through --callback-ca.
+    let _server = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
+        .arg("--grpc-tls-cert")
+        .arg(&cert)
+        .arg("--grpc-tls-key")
+        .arg(&private)
+        .args(["--callback-endpoint", &format!("localhost:{sink_port}")])
+        .arg("--callback-ca")
+        .arg(&cert)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cert_pem))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut runner = pb::runner_client::RunnerClient::new(channel);
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: tls, version: '1.0.0'}
+do:
+  - only:
+      set: {secure: true}
+";
+    let started = runner
+        .execute_async(pb::ExecuteRequest {
+            execution_id: "tls-1".into(),
+            workflow_yaml: workflow.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(started.created);
+    let mut watch = runner
+        .watch(pb::WatchRequest {
+            execution_id: "tls-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut types = Vec::new();
+    while let Some(event) = watch.message().await.unwrap() {
+        types.push(event.r#type);
+    }
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("io.serverlessworkflow.workflow.completed.v1")
+    );
+    let done = runner
+        .get(pb::ExecutionRef {
+            execution_id: "tls-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        done.output.map(api::grpc::to_json),
+        Some(json!({"secure": true}))
+    );
+
+    // Plaintext to a TLS port gets nowhere.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let refused = pb::runner_client::RunnerClient::new(plain)
+            .get(pb::ExecutionRef {
+                execution_id: "tls-1".into(),
+            })
+            .await;
+        assert!(refused.is_err());
+    }
+
+    let expected = types.iter().filter(|t| report_type(t).is_some()).count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reports(&sink_file).len() < expected {
+        assert!(Instant::now() < deadline, "reports over TLS did not arrive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reports(&sink_file).len(), expected);
+}
+
+#[tokio::test]
+async fn public_grpc_needs_tokens_and_tls_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let hash = hex(&api::auth::hash("t"));
+    let tokens = format!("p:run:{hash}");
+    for (envs, says) in [
+        (vec![], "no tokens are configured"),
+        (
+            vec![("SKEIN_TOKENS", tokens.as_str())],
+            "refusing to serve gRPC without TLS",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir", data])
+            .args(["--grpc-listen", "0.0.0.0:0"])
+            .envs(envs)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

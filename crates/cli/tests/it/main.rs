@@ -6,6 +6,7 @@ mod ctk;
 mod grpc;
 mod run;
 pub(crate) mod server;
+mod tool_calls;
 mod worker;
 
 use std::path::{Path, PathBuf};
