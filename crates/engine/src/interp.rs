@@ -737,9 +737,11 @@ fn kind<'a>(
                 for (name, template) in &emit.event {
                     event.insert(name.clone(), eval(template, input, &vars, at)?);
                 }
+                // The same on a re-run after a crash (the step key holds the iteration
+                // and attempt), so that whoever acts on the event once can tell.
                 event
                     .entry("id")
-                    .or_insert_with(|| Value::String(uuid::Uuid::new_v4().to_string()));
+                    .or_insert_with(|| Value::String(format!("{}:{key}", run.id)));
                 event.insert("specversion".into(), json!("1.0"));
                 event
                     .entry("time")

@@ -980,6 +980,45 @@ async fn events_have_a_strictly_increasing_sequence() {
 }
 
 #[tokio::test]
+async fn emitted_events_get_ids_a_rerun_repeats_and_the_start_reports_validation() {
+    let source = doc("  - ask:
+      for: { in: '[range(2)]' }
+      do:
+        - say:
+            emit:
+              event:
+                with: { type: dev.test.said, source: test, data: '${ {n: $item} }' }
+");
+    let setup = Setup::new();
+    let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
+    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    completed(outcome);
+    let events = engine.store().events(&id, 0, 10_000).await.unwrap();
+    let ids: Vec<Value> = events
+        .iter()
+        .filter(|e| e.type_ == "dev.test.said")
+        .map(|e| e.data.value()["id"].clone())
+        .collect();
+    // Made from the execution and the step's key, which a re-run after a crash shares.
+    assert_eq!(
+        ids,
+        vec![
+            json!(format!("{id}:/do/0/ask/for/0/do/0/say")),
+            json!(format!("{id}:/do/0/ask/for/1/do/0/say")),
+        ]
+    );
+    let first: Vec<&str> = events.iter().take(3).map(|e| e.type_.as_str()).collect();
+    assert_eq!(
+        first,
+        [
+            "io.serverlessworkflow.workflow.started.v1",
+            "dev.skein.workflow.validating.v1",
+            "dev.skein.workflow.validated.v1",
+        ]
+    );
+}
+
+#[tokio::test]
 async fn listen_consumes_delivered_events_once_each() {
     let source = doc("  - first:
       listen:
