@@ -266,6 +266,11 @@ impl Bridge {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Stop::Shutdown,
                 next = events.next() => next,
+                // Quiet for a while after events without tool calls: save how far.
+                _ = tokio::time::sleep(SAVE_EVERY), if self.dirty => {
+                    self.save();
+                    continue;
+                }
             };
             let event = match next {
                 None => return Stop::Failed("skein closed the stream".into()),
