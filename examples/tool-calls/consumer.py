@@ -4,12 +4,15 @@ it, and answers {"result": ...}. A repeated Idempotency-Key gets the stored answ
 the tool does not run again.
 
 usage: python3 consumer.py [--port 7000] [--log FILE] [--delay-ms N] [--token TOKEN]
-                          [--hold-at N --hold-ms MS]
+                          [--hold-at N --hold-ms MS] [--fail-first N]
 
 --log appends one JSON line per request: {"key", "call", "repeat"} (repeat: the key
 was answered before). --delay-ms makes each tool call take that long. --hold-at N
 holds the answer to the Nth tool call for --hold-ms, the moment to kill the bridge
 and see that a restarted one loses nothing and repeats nothing already answered.
+--fail-first N answers the first N requests with 503, to see the bridge send again.
+The log's lines also carry the context headers the bridge sent (user, project,
+workspace, session), and failed requests appear with "failed": true.
 """
 
 import argparse
@@ -25,9 +28,11 @@ parser.add_argument("--delay-ms", type=int, default=0)
 parser.add_argument("--token")
 parser.add_argument("--hold-at", type=int, default=0)
 parser.add_argument("--hold-ms", type=int, default=3000)
+parser.add_argument("--fail-first", type=int, default=0)
 args = parser.parse_args()
 
 answers = {}
+failed = [0]
 lock = threading.Lock()
 log = open(args.log, "a", buffering=1) if args.log else None
 
@@ -50,8 +55,17 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError) as e:
             return self.reply(400, {"error": "bad_request", "message": str(e)})
         key = self.headers.get("idempotency-key") or event.get("id")
+        context = {
+            name: self.headers.get(f"x-{name}-id")
+            for name in ("user", "project", "workspace", "session")
+        }
         hold = False
         with lock:
+            if failed[0] < args.fail_first:
+                failed[0] += 1
+                if log:
+                    log.write(json.dumps({"key": key, "call": call.get("id"), "failed": True}) + "\n")
+                return self.reply(503, {"error": "unavailable", "message": "failing on purpose"})
             repeat = key in answers
             if not repeat:
                 if args.delay_ms:
@@ -65,7 +79,10 @@ class Handler(BaseHTTPRequestHandler):
                 hold = len(answers) == args.hold_at
             answer = answers[key]
             if log:
-                log.write(json.dumps({"key": key, "call": call.get("id"), "repeat": repeat}) + "\n")
+                log.write(
+                    json.dumps({"key": key, "call": call.get("id"), "repeat": repeat, **context})
+                    + "\n"
+                )
         if hold:
             time.sleep(args.hold_ms / 1000)
         self.reply(200, answer)

@@ -208,7 +208,12 @@ async fn the_bridge_authenticates_with_metadata_id_tokens_and_rides_out_server_t
     let heartbeat = ["--heartbeat", "1"];
     let mut server = start_server(port, &data, &heartbeat, &server_env);
     let consumer_file = dir.path().join("consumer.jsonl");
-    let _consumer = start_consumer(consumer_port, &consumer_file, &["--token", &token]);
+    // The consumer fails its first two requests: the bridge sends the call again.
+    let _consumer = start_consumer(
+        consumer_port,
+        &consumer_file,
+        &["--token", &token, "--fail-first", "2"],
+    );
     let client = reqwest::Client::new();
     healthy(&client, &base).await;
     let work = dir.path().join("work");
@@ -240,6 +245,23 @@ async fn the_bridge_authenticates_with_metadata_id_tokens_and_rides_out_server_t
     assert_eq!(body["output"], json!({"calls": 3, "sum": 6}), "{body}");
     // One token per audience (skein's and the consumer's), then the cache.
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let log = consumer_log(&consumer_file);
+    assert_eq!(log[0]["failed"], true);
+    assert_eq!(log[1]["failed"], true);
+    assert_eq!(
+        log[0]["key"], log[2]["key"],
+        "the failed call came again: {log:?}"
+    );
+    assert_eq!(
+        (
+            &log[2]["user"],
+            &log[2]["project"],
+            &log[2]["workspace"],
+            &log[2]["session"]
+        ),
+        (&json!("u1"), &json!("p1"), &json!("w1"), &Value::Null),
+        "the context headers"
+    );
 
     // A stalled server (no heartbeats) makes the bridge reconnect; a restarted one too.
     let pid = nix::unistd::Pid::from_raw(server.id().unwrap() as i32);
@@ -262,7 +284,7 @@ async fn the_bridge_authenticates_with_metadata_id_tokens_and_rides_out_server_t
     start_example(&authed, &base, "meta-2", 4).await;
     let body = wait_done(&authed, &base, "meta-2", 30).await;
     assert_eq!(body["output"], json!({"calls": 4, "sum": 10}), "{body}");
-    assert_eq!(consumer_log(&consumer_file).len(), 7);
+    assert_eq!(consumer_log(&consumer_file).len(), 2 + 7);
 }
 
 #[tokio::test]
