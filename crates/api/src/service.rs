@@ -301,7 +301,7 @@ impl Service {
             loop {
                 match tokio::time::timeout_at(deadline, notices.recv()).await {
                     Err(_) => return Ok(Steered::Now(execution)),
-                    Ok(Ok(notice)) if *notice.execution != *id => continue,
+                    Ok(Ok(notice)) if !notice.concerns(id) => continue,
                     Ok(_) => break,
                 }
             }

@@ -347,7 +347,7 @@ async fn wait_for_execution(
 ) -> Option<bool> {
     loop {
         match notices.recv().await {
-            Ok(notice) if *notice.execution != *id || notice.last_seq <= cursor => {}
+            Ok(notice) if !notice.concerns(id) || notice.last_seq <= cursor => {}
             Ok(notice) => {
                 // The very next events are sent from the notice, without a read; anything
                 // else (a gap, a notice without events) is read.

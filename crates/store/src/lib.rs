@@ -9,8 +9,14 @@
 //! land together or not at all.
 //!
 //! **API boundary:** this crate knows SQL and JSON values, nothing of the
-//! workflow model. One implementation per database ([`sqlite::SqliteStore`] today).
+//! workflow model. One implementation per database: [`sqlite::SqliteStore`] (embedded,
+//! one process) and [`postgres::PostgresStore`] (several processes sharing the work).
+//!
+//! Several processes share one database through leases: a process runs an execution
+//! only while it holds its lease ([`Store::claim`], [`Store::renew`]), and requests to
+//! steer an execution ([`Store::request`]) reach whichever process holds it.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -24,6 +30,10 @@ pub type Millis = i64;
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("PostgreSQL migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped: {0}")]
     WriterStopped(String),
     #[error("stored data is corrupt: {0}")]
@@ -33,6 +43,21 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when the database could not be reached (as opposed to refusing the work):
+    /// trying again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Postgres(e) => postgres::is_transient(e),
+            Error::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +146,69 @@ pub struct Execution {
     pub error: Option<Value>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The last cancel, pause or resume asked for, which the process running it obeys.
+    pub requested: Option<Request>,
+}
+
+/// What a user asked of a running execution, kept until it is obeyed (and after), so
+/// that whichever process runs the execution, now or after a takeover, obeys it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+impl Request {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Request::Cancel => "cancel",
+            Request::Pause => "pause",
+            Request::Resume => "resume",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Request> {
+        Some(match s {
+            "cancel" => Request::Cancel,
+            "pause" => Request::Pause,
+            "resume" => Request::Resume,
+            _ => return None,
+        })
+    }
+}
+
+/// An execution a process holds the lease of, as [`Store::claim`] and [`Store::renew`]
+/// return it: what the process needs to run it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    pub id: String,
+    pub project: String,
+    pub status: Status,
+    pub requested: Option<Request>,
+    /// When the lease was taken over from another process whose lease had expired: that
+    /// process, and how long after the expiry the takeover came.
+    pub taken_from: Option<(String, Millis)>,
+}
+
+impl Lease {
+    /// Whether a run of it starts paused: as last requested, else as it stood.
+    pub fn paused(&self) -> bool {
+        match self.requested {
+            Some(Request::Pause) => true,
+            Some(Request::Resume) => false,
+            _ => self.status == Status::Suspended,
+        }
+    }
+}
+
+/// Which executions [`Store::claim`] takes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// This one, if it is free (new, or its lease expired).
+    One(String),
+    /// Free ones, oldest first, at most this many.
+    Any(usize),
 }
 
 /// Which executions [`Store::list`] returns.
@@ -294,6 +382,24 @@ pub struct Committed {
     pub events: std::sync::Arc<[Event]>,
 }
 
+impl Committed {
+    /// A notice that something may have been committed that no notice told of (notices
+    /// from another process were lost with a connection): every subscriber reads the
+    /// journal.
+    pub fn unknown() -> Committed {
+        Committed {
+            execution: std::sync::Arc::from(""),
+            last_seq: u64::MAX,
+            events: std::sync::Arc::from([]),
+        }
+    }
+
+    /// Whether the notice may concern execution `id`.
+    pub fn concerns(&self, id: &str) -> bool {
+        self.execution.is_empty() || *self.execution == *id
+    }
+}
+
 /// One atomic change to one execution: step records, events, and perhaps a new status.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -404,4 +510,24 @@ pub trait Store: Send + Sync {
 
     /// Sets named cursors, all in one transaction; returns once they are committed.
     async fn set_cursors(&self, cursors: Vec<(String, Value)>) -> Result<()>;
+
+    /// Takes the leases of unfinished top-level executions that nobody holds (new ones,
+    /// or those whose holder let its lease expire) for `owner`, for `lease_ms`. Several
+    /// processes may claim at once: each execution goes to one of them.
+    async fn claim(&self, owner: &str, lease_ms: Millis, which: Claim) -> Result<Vec<Lease>>;
+
+    /// Extends `owner`'s leases of unfinished executions by `lease_ms` from now, and
+    /// returns them: everything `owner` may run. One that is missing was taken over.
+    async fn renew(&self, owner: &str, lease_ms: Millis) -> Result<Vec<Lease>>;
+
+    /// Gives up `owner`'s leases at once (at a shutdown), so that others take the
+    /// executions over without waiting for the leases to expire.
+    async fn release(&self, owner: &str) -> Result<()>;
+
+    /// Records a request to cancel, pause or resume `id` and tells the process that
+    /// runs it ([`Store::requests`]). False if `id` does not exist or has ended.
+    async fn request(&self, id: &str, request: Request) -> Result<bool>;
+
+    /// The ids of executions for which a request was recorded, by any process.
+    fn requests(&self) -> tokio::sync::broadcast::Receiver<String>;
 }

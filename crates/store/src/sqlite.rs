@@ -20,9 +20,9 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::{
-    Batch, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal, Json,
-    ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Result, Status, Step, StepState,
-    Store, Ticket,
+    Batch, Claim, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal,
+    Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Result,
+    Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -50,7 +50,10 @@ CREATE TABLE executions (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     labels TEXT NOT NULL DEFAULT '{}',
-    project TEXT NOT NULL DEFAULT 'default'
+    project TEXT NOT NULL DEFAULT 'default',
+    owner TEXT,
+    lease_until INTEGER,
+    requested TEXT
 );
 CREATE INDEX executions_by_status ON executions (status, created_at);
 CREATE TABLE steps (
@@ -108,17 +111,32 @@ CREATE TABLE cursors (
 ) WITHOUT ROWID;
 ";
 
-/// The schema version this build writes.
-const VERSION: i64 = 3;
+/// Schema version 3 to 4: leases (which process runs an execution) and requests.
+const MIGRATE_4: &str = "
+ALTER TABLE executions ADD COLUMN owner TEXT;
+ALTER TABLE executions ADD COLUMN lease_until INTEGER;
+ALTER TABLE executions ADD COLUMN requested TEXT;
+";
 
+/// The schema version this build writes.
+const VERSION: i64 = 4;
+
+// Batches are most commands; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Batch(Batch),
-    Create(NewExecution, oneshot::Sender<Result<Created>>),
-    Deliver(String, Value, oneshot::Sender<Result<u64>>),
-    SetCursors(Vec<(String, Value)>, oneshot::Sender<Result<()>>),
+    /// Work whose caller waits for its result: run in the transaction, answered after
+    /// the commit (or told why it failed).
+    Job(Job),
     /// Someone waits for the batches up to the ticket in [`Wanted`]: commit now.
     Flush,
 }
+
+type Job = Box<dyn FnOnce(&rusqlite::Transaction) -> Answer + Send>;
+
+/// Sends a job's result once its transaction's fate is known: `None` committed, or why
+/// it failed.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// The highest ticket anyone waits for, shared by the store and its writer.
 type Wanted = Arc<AtomicU64>;
@@ -139,6 +157,7 @@ pub struct SqliteStore {
     notices: broadcast::Sender<Committed>,
     observer: Arc<Mutex<Option<CommitObserver>>>,
     reader: Arc<Mutex<Connection>>,
+    requests: broadcast::Sender<String>,
 }
 
 impl SqliteStore {
@@ -178,6 +197,7 @@ impl SqliteStore {
             notices,
             observer,
             reader: Arc::new(Mutex::new(reader)),
+            requests: broadcast::channel(NOTICES).0,
         })
     }
 
@@ -188,6 +208,29 @@ impl SqliteStore {
         // If the writer is gone, `durable` reports why; nothing else to do here.
         let _ = queue.0.send((ticket, command));
         Ticket(ticket)
+    }
+
+    /// Runs `work` in the writer's next transaction and returns its result once that
+    /// transaction is committed.
+    async fn job<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |t| {
+            let result = work(t);
+            Box::new(move |failure: Option<&str>| {
+                let _ = tx.send(match failure {
+                    None => result,
+                    Some(message) => Err(Error::WriterStopped(message.to_string())),
+                });
+            })
+        });
+        let ticket = self.send(Command::Job(job));
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped(ticket)),
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -217,8 +260,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
         0 => SCHEMA.to_string(),
-        1 => format!("{MIGRATE_2}{MIGRATE_3}"),
-        2 => MIGRATE_3.to_string(),
+        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}"),
+        2 => format!("{MIGRATE_3}{MIGRATE_4}"),
+        3 => MIGRATE_4.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -291,15 +335,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                             events.extend(copies());
                         }
                     }
-                    Command::Create(new, reply) => {
-                        replies.push(Reply::Create(create(&tx, &new), reply))
-                    }
-                    Command::Deliver(id, event, reply) => {
-                        replies.push(Reply::Deliver(deliver(&tx, &id, &event), reply))
-                    }
-                    Command::SetCursors(cursors, reply) => {
-                        replies.push(Reply::SetCursors(set_cursors(&tx, &cursors), reply))
-                    }
+                    Command::Job(job) => replies.push(job(&tx)),
                     Command::Flush => {}
                 }
                 last = last.max(ticket);
@@ -329,7 +365,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                     observe(opened.elapsed(), folded);
                 }
                 for reply in replies {
-                    reply.send();
+                    reply(None);
                 }
                 committed = committed.max(last);
                 progress.send_modify(|p| p.committed = committed);
@@ -345,38 +381,13 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
             Err(e) => {
                 let message: Arc<str> = Arc::from(e.to_string());
                 for reply in replies {
-                    reply.fail(&message);
+                    reply(Some(&message));
                 }
                 progress.send_modify(|p| p.failure = Some(message));
                 // A failed group leaves the journal without batches the engine already
                 // counts on, so the store stops accepting work rather than drift.
                 break;
             }
-        }
-    }
-}
-
-enum Reply {
-    Create(Result<Created>, oneshot::Sender<Result<Created>>),
-    Deliver(Result<u64>, oneshot::Sender<Result<u64>>),
-    SetCursors(Result<()>, oneshot::Sender<Result<()>>),
-}
-
-impl Reply {
-    fn send(self) {
-        match self {
-            Reply::Create(r, tx) => drop(tx.send(r)),
-            Reply::Deliver(r, tx) => drop(tx.send(r)),
-            Reply::SetCursors(r, tx) => drop(tx.send(r)),
-        }
-    }
-
-    fn fail(self, message: &str) {
-        let e = || Error::WriterStopped(message.to_string());
-        match self {
-            Reply::Create(_, tx) => drop(tx.send(Err(e()))),
-            Reply::Deliver(_, tx) => drop(tx.send(Err(e()))),
-            Reply::SetCursors(_, tx) => drop(tx.send(Err(e()))),
         }
     }
 }
@@ -501,7 +512,7 @@ fn parse_json(text: &str) -> Result<Value> {
     crate::parse(text)
 }
 
-const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at, labels, project";
+const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at, labels, project, requested";
 
 /// The columns of [`EXECUTION_COLUMNS`], as text, before their JSON is parsed.
 type ExecutionRow = (
@@ -518,6 +529,7 @@ type ExecutionRow = (
     i64,
     String,
     String,
+    Option<String>,
 );
 
 fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
@@ -535,6 +547,7 @@ fn execution_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
         r.get(10)?,
         r.get(11)?,
         r.get(12)?,
+        r.get(13)?,
     ))
 }
 
@@ -553,6 +566,7 @@ fn execution_of(row: ExecutionRow) -> Result<Execution> {
         updated_at,
         labels,
         project,
+        requested,
     ) = row;
     Ok(Execution {
         id,
@@ -569,7 +583,30 @@ fn execution_of(row: ExecutionRow) -> Result<Execution> {
         error: error.as_deref().map(parse_json).transpose()?,
         created_at,
         updated_at,
+        requested: requested.as_deref().and_then(Request::parse),
     })
+}
+
+/// A row of `id, project, status, requested` as a lease (not taken over).
+fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Lease>> {
+    let status: String = r.get(2)?;
+    let requested: Option<String> = r.get(3)?;
+    Ok(Status::parse(&status)
+        .ok_or_else(|| Error::Corrupt(format!("unknown status `{status}`")))
+        .map(|status| Lease {
+            id: r.get_unwrap(0),
+            project: r.get_unwrap(1),
+            status,
+            requested: requested.as_deref().and_then(Request::parse),
+            taken_from: None,
+        }))
+}
+
+/// The local clock, for leases: one process has only its own.
+fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
@@ -586,12 +623,7 @@ fn load_execution(conn: &Connection, id: &str) -> Result<Option<Execution>> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create(&self, new: NewExecution) -> Result<Created> {
-        let (tx, rx) = oneshot::channel();
-        let ticket = self.send(Command::Create(new, tx));
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(self.stopped(ticket)),
-        }
+        self.job(move |tx| create(tx, &new)).await
     }
 
     async fn execution(&self, id: &str) -> Result<Option<Execution>> {
@@ -910,12 +942,8 @@ impl Store for SqliteStore {
     }
 
     async fn deliver(&self, id: &str, event: Value) -> Result<u64> {
-        let (tx, rx) = oneshot::channel();
-        let ticket = self.send(Command::Deliver(id.to_string(), event, tx));
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(self.stopped(ticket)),
-        }
+        let id = id.to_string();
+        self.job(move |tx| deliver(tx, &id, &event)).await
     }
 
     async fn cursor(&self, name: &str) -> Result<Option<Value>> {
@@ -929,12 +957,98 @@ impl Store for SqliteStore {
     }
 
     async fn set_cursors(&self, cursors: Vec<(String, Value)>) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        let ticket = self.send(Command::SetCursors(cursors, tx));
-        match rx.await {
-            Ok(result) => result,
-            Err(_) => Err(self.stopped(ticket)),
+        self.job(move |tx| set_cursors(tx, &cursors)).await
+    }
+
+    async fn claim(&self, owner: &str, lease_ms: Millis, which: Claim) -> Result<Vec<Lease>> {
+        let owner = owner.to_string();
+        self.job(move |tx| {
+            let now = now_ms();
+            let (one, limit) = match which {
+                Claim::One(id) => (Some(id), 1),
+                Claim::Any(limit) => (None, limit.min(i64::MAX as usize) as i64),
+            };
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, owner, lease_until FROM executions
+                 WHERE status NOT IN ('completed', 'faulted', 'cancelled') AND instr(id, '/') = 0
+                   AND (owner IS NULL OR (owner <> ?1 AND lease_until < ?2))
+                   AND (?3 IS NULL OR id = ?3)
+                 ORDER BY created_at, id LIMIT ?4",
+            )?;
+            let free = stmt
+                .query_map(params![owner, now, one, limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut take = tx.prepare_cached(
+                "UPDATE executions SET owner = ?1, lease_until = ?2 WHERE id = ?3
+                 RETURNING id, project, status, requested",
+            )?;
+            let mut leases = Vec::new();
+            for (id, previous, until) in free {
+                let mut lease = take.query_row(params![owner, now + lease_ms, id], lease_row)??;
+                lease.taken_from = previous.map(|p| (p, now - until.unwrap_or(now)));
+                leases.push(lease);
+            }
+            Ok(leases)
+        })
+        .await
+    }
+
+    async fn renew(&self, owner: &str, lease_ms: Millis) -> Result<Vec<Lease>> {
+        let owner = owner.to_string();
+        self.job(move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE executions SET lease_until = ?2
+                 WHERE owner = ?1 AND status NOT IN ('completed', 'faulted', 'cancelled')
+                 RETURNING id, project, status, requested",
+            )?;
+            let rows = stmt.query_map(params![owner, now_ms() + lease_ms], lease_row)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<()> {
+        let owner = owner.to_string();
+        self.job(move |tx| {
+            tx.execute(
+                "UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = ?1",
+                params![owner],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn request(&self, id: &str, request: Request) -> Result<bool> {
+        let id = id.to_string();
+        let requested = self
+            .job({
+                let id = id.clone();
+                move |tx| {
+                    let n = tx.execute(
+                        "UPDATE executions SET requested = ?2
+                         WHERE id = ?1 AND status NOT IN ('completed', 'faulted', 'cancelled')",
+                        params![id, request.as_str()],
+                    )?;
+                    Ok(n > 0)
+                }
+            })
+            .await?;
+        if requested {
+            // No receiver is not an error.
+            let _ = self.requests.send(id);
         }
+        Ok(requested)
+    }
+
+    fn requests(&self) -> broadcast::Receiver<String> {
+        self.requests.subscribe()
     }
 
     async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>> {

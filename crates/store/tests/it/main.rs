@@ -1,5 +1,8 @@
-//! The store test suite, run against every implementation (SQLite today).
+//! The store test suite, run against every implementation: SQLite, and PostgreSQL on a
+//! throwaway cluster started from the system's binaries (skipped, saying so, where there
+//! are none; failing instead when `SKEIN_REQUIRE_POSTGRES=1`).
 
+mod postgres;
 mod suite;
 
 use store::Durability;
@@ -22,6 +25,17 @@ macro_rules! for_each_store {
                 }
             )*
         }
+        mod postgres_suite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::postgres::store(stringify!($name)).await else {
+                        return;
+                    };
+                    super::suite::$name(&store).await;
+                }
+            )*
+        }
     };
 }
 
@@ -39,6 +53,8 @@ for_each_store!(
     the_log_of_all_executions_is_in_commit_order,
     the_inbox_keeps_delivery_order,
     named_cursors_are_set_together_and_overwritten,
+    leases_go_to_one_owner_and_are_taken_over_when_they_expire,
+    requests_are_kept_and_announced,
 );
 
 #[tokio::test]
@@ -70,7 +86,9 @@ async fn a_version_1_journal_is_migrated() {
     conn.execute_batch(
         "DROP INDEX events_by_pos; ALTER TABLE events DROP COLUMN pos;
          ALTER TABLE executions DROP COLUMN labels; ALTER TABLE executions DROP COLUMN project;
-         DROP TABLE cursors; PRAGMA user_version = 1;",
+         DROP TABLE cursors; ALTER TABLE executions DROP COLUMN owner;
+         ALTER TABLE executions DROP COLUMN lease_until; ALTER TABLE executions DROP COLUMN requested;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);

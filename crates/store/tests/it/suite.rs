@@ -476,3 +476,102 @@ pub(crate) async fn named_cursors_are_set_together_and_overwritten(store: &dyn S
         Some(json!({"seq": 3, "sent": 2}))
     );
 }
+
+/// Leases: one owner per execution; children, ended executions and leases still held
+/// are not claimable; an expired lease is taken over and says from whom.
+pub(crate) async fn leases_go_to_one_owner_and_are_taken_over_when_they_expire(store: &dyn Store) {
+    use store::Claim;
+    for id in ["e1", "e2", "e1/do/0/child", "done"] {
+        store.create(new_execution(id)).await.unwrap();
+    }
+    let ticket = store.commit(Batch {
+        execution: "done".into(),
+        status: Some(StatusChange {
+            status: Status::Completed,
+            output: Some(json!(1)),
+            error: None,
+            at: 2_000,
+        }),
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+
+    let ids = |leases: Vec<store::Lease>| leases.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    let a = store.claim("a", 60_000, Claim::Any(10)).await.unwrap();
+    assert_eq!(
+        a.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        ["e1", "e2"]
+    );
+    assert!(
+        a.iter()
+            .all(|l| l.taken_from.is_none() && l.project == "default")
+    );
+    assert!(ids(store.claim("b", 60_000, Claim::Any(10)).await.unwrap()).is_empty());
+    assert!(
+        ids(store
+            .claim("b", 60_000, Claim::One("e1".into()))
+            .await
+            .unwrap())
+        .is_empty()
+    );
+    assert_eq!(ids(store.renew("a", 60_000).await.unwrap()), ["e1", "e2"]);
+
+    // A lease of 1 ms lapses at once; another owner takes it, and the first owner's
+    // renewal no longer returns it.
+    store.create(new_execution("e3")).await.unwrap();
+    let short = store.claim("a", 1, Claim::One("e3".into())).await.unwrap();
+    assert_eq!(ids(short), ["e3"]);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let taken = store.claim("b", 60_000, Claim::Any(10)).await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    let (from, overdue) = taken[0].taken_from.clone().expect("a takeover");
+    assert_eq!((taken[0].id.as_str(), from.as_str()), ("e3", "a"));
+    assert!(overdue >= 0, "{overdue}");
+    assert_eq!(ids(store.renew("a", 60_000).await.unwrap()), ["e1", "e2"]);
+    assert_eq!(ids(store.renew("b", 60_000).await.unwrap()), ["e3"]);
+
+    // Released leases go at once.
+    store.release("a").await.unwrap();
+    assert!(store.renew("a", 60_000).await.unwrap().is_empty());
+    let taken = store.claim("b", 60_000, Claim::Any(10)).await.unwrap();
+    assert_eq!(ids(taken), ["e1", "e2"]);
+}
+
+/// A request is kept on the execution (so a later owner obeys it too) and announced.
+pub(crate) async fn requests_are_kept_and_announced(store: &dyn Store) {
+    let mut requests = store.requests();
+    store.create(new_execution("e1")).await.unwrap();
+    assert!(store.request("e1", store::Request::Pause).await.unwrap());
+    let id = tokio::time::timeout(std::time::Duration::from_secs(10), requests.recv())
+        .await
+        .expect("the request is announced")
+        .unwrap();
+    assert_eq!(id, "e1");
+    let e1 = store.execution("e1").await.unwrap().unwrap();
+    assert_eq!(e1.requested, Some(store::Request::Pause));
+    let lease = &store
+        .claim("a", 60_000, store::Claim::Any(1))
+        .await
+        .unwrap()[0];
+    assert!(lease.paused(), "{lease:?}");
+    assert!(store.request("e1", store::Request::Resume).await.unwrap());
+    assert!(!store.renew("a", 60_000).await.unwrap()[0].paused());
+    assert!(!store.request("nope", store::Request::Cancel).await.unwrap());
+    seed(store, "e2").await;
+    let ticket = store.commit(Batch {
+        execution: "e2".into(),
+        events: vec![event(3, "workflow.cancelled")],
+        status: Some(StatusChange {
+            status: Status::Cancelled,
+            output: None,
+            error: None,
+            at: 3_000,
+        }),
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    assert!(
+        !store.request("e2", store::Request::Cancel).await.unwrap(),
+        "an ended execution takes no request"
+    );
+}

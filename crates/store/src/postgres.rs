@@ -1,0 +1,1656 @@
+//! The shared store: PostgreSQL, for several skein processes on one database.
+//!
+//! Writes of the journal go through one writer task per process, which folds queued
+//! batches into one transaction (group commit), as the SQLite store does. What changes
+//! with several processes:
+//!
+//! - **The log of all executions is numbered in commit order across processes.** A
+//!   transaction with events takes its positions from the one row of `log_head`
+//!   (`UPDATE … RETURNING`) just before it commits, so the row's lock orders the
+//!   transactions that append events, and a reader that sees position `n` sees every
+//!   position before it.
+//! - **Leases fence the writes.** A batch is applied only if its execution (or, for a
+//!   child, its top-level execution) has no owner or is owned by this process; the
+//!   rows are share-locked for the transaction, so a takeover (`FOR UPDATE SKIP
+//!   LOCKED`) cannot slip in between the check and the commit. The batches of an
+//!   execution this process lost are dropped and logged: its new owner re-runs what was
+//!   in flight.
+//! - **Notices cross processes.** Each commit with events sends `NOTIFY skein_events`
+//!   listing the executions and their last sequence numbers; a listener task turns the
+//!   notices of other processes into [`Committed`] notices (without events: a subscriber
+//!   reads them from the journal). When the listener's connection drops, notices may
+//!   have been lost, so it announces [`Committed::unknown`].
+//! - **A lost connection is retried, and nothing is applied twice.** A group that
+//!   fails for want of the database is retried with backoff until the database is back
+//!   (meanwhile [`Store::durable`] waits: executions stall). Each group records its
+//!   number in `writers` in the same transaction, so when a commit's outcome is unknown
+//!   (the connection dropped during `COMMIT`) the retry first looks there.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Postgres, Row};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::{
+    Batch, Claim, CommitObserver, Committed, Created, Error, Event, Execution, Journal, Json,
+    Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Result, Status,
+    Step, StepState, Store, Ticket,
+};
+
+/// Most commands folded into one transaction.
+const MAX_GROUP: usize = 4096;
+
+/// Commit notices kept for subscribers that have not read them yet.
+const NOTICES: usize = 4096;
+
+/// Longest a batch nobody waits for stays uncommitted (see the SQLite store).
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Longest wait between two attempts of a group while the database is away.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How many times a read is tried when the database does not answer.
+const READ_ATTEMPTS: u32 = 3;
+
+/// The largest `NOTIFY` payload sent; PostgreSQL takes up to 8000 bytes.
+const MAX_PAYLOAD: usize = 7000;
+
+const EVENTS_CHANNEL: &str = "skein_events";
+const REQUESTS_CHANNEL: &str = "skein_requests";
+
+/// The migrations, in order. Several processes may run them at once at start: sqlx
+/// takes an advisory lock, and refuses a database migrated by a newer skein.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "journal",
+    "
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    input TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    project TEXT NOT NULL DEFAULT 'default',
+    owner TEXT,
+    lease_until BIGINT,
+    requested TEXT
+);
+CREATE INDEX executions_by_status ON executions (status, created_at);
+CREATE INDEX executions_by_creation ON executions (created_at DESC, id DESC);
+CREATE INDEX executions_unfinished ON executions (created_at, id)
+    WHERE status NOT IN ('completed', 'faulted', 'cancelled');
+CREATE INDEX executions_by_owner ON executions (owner) WHERE owner IS NOT NULL;
+CREATE TABLE steps (
+    execution_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT,
+    context TEXT,
+    deadline BIGINT,
+    PRIMARY KEY (execution_id, key)
+);
+CREATE TABLE events (
+    execution_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    time BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    pos BIGINT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE UNIQUE INDEX events_by_pos ON events (pos);
+CREATE TABLE inbox (
+    execution_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE TABLE cursors (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE log_head (
+    one INT PRIMARY KEY CHECK (one = 1),
+    pos BIGINT NOT NULL
+);
+INSERT INTO log_head VALUES (1, 0);
+CREATE TABLE writers (
+    node TEXT PRIMARY KEY,
+    last_group BIGINT NOT NULL,
+    seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+",
+)];
+
+/// The database's clock in milliseconds: leases are measured by it, so that processes
+/// with skewed clocks agree.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// How to reach the database and behave on it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `postgres://user:password@host:port/database?…`
+    pub url: String,
+    /// Connections kept open to the database (the writer, the listener and reads).
+    pub pool_size: u32,
+    /// This process's name among those sharing the database: the owner of its leases.
+    /// Unique per process start.
+    pub node: String,
+    /// Longest wait for a free connection (or for the database) before a read fails.
+    pub acquire_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(url: &str) -> Options {
+        Options {
+            url: url.to_string(),
+            pool_size: 16,
+            node: format!("node-{}", uuid::Uuid::new_v4().simple()),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+enum Command {
+    Batch(Batch),
+    Create(NewExecution, oneshot::Sender<Result<Created>>),
+    Deliver(String, Value, oneshot::Sender<Result<u64>>),
+    SetCursors(Vec<(String, Value)>, oneshot::Sender<Result<()>>),
+    /// Someone waits for the batches up to the ticket in `wanted`: commit now.
+    Flush,
+}
+
+/// How far the writer has committed, or why it stopped.
+#[derive(Clone, Debug)]
+struct Progress {
+    committed: u64,
+    failure: Option<Arc<str>>,
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+    node: Arc<str>,
+    /// The queue to the writer, with the number of the last batch queued.
+    queue: Mutex<(mpsc::UnboundedSender<(u64, Command)>, u64)>,
+    progress: watch::Receiver<Progress>,
+    wanted: Arc<AtomicU64>,
+    notices: broadcast::Sender<Committed>,
+    requests: broadcast::Sender<String>,
+    observer: Arc<Mutex<Option<CommitObserver>>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects (trying again for `patience` while the database does not answer),
+    /// applies the migrations, and starts the writer and the listener.
+    pub async fn connect(options: Options, patience: Duration) -> Result<PostgresStore> {
+        let pool_options = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(3))
+            .acquire_timeout(options.acquire_timeout);
+        let deadline = Instant::now() + patience;
+        let mut delay = Duration::from_millis(100);
+        let pool = loop {
+            match pool_options.clone().connect(&options.url).await {
+                Ok(pool) => break pool,
+                Err(e) if is_transient(&e) && Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                sqlx::migrate::Migration::new(
+                    *version,
+                    (*name).into(),
+                    sqlx::migrate::MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(*sql),
+                    false,
+                )
+            })
+            .collect();
+        sqlx::migrate::Migrator::with_migrations(migrations)
+            .run(&pool)
+            .await?;
+
+        let node: Arc<str> = Arc::from(options.node.as_str());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (progress_tx, progress) = watch::channel(Progress {
+            committed: 0,
+            failure: None,
+        });
+        let wanted = Arc::new(AtomicU64::new(0));
+        let (notices, _) = broadcast::channel(NOTICES);
+        let (requests, _) = broadcast::channel(NOTICES);
+        let observer = Arc::new(Mutex::new(None));
+        let writer = tokio::spawn(write_loop(
+            Writer {
+                pool: pool.clone(),
+                node: node.clone(),
+                progress: progress_tx,
+                wanted: wanted.clone(),
+                notices: notices.clone(),
+                observer: observer.clone(),
+                lost: HashSet::new(),
+            },
+            rx,
+        ));
+        let (listening, ready) = oneshot::channel();
+        let listener = tokio::spawn(listen_loop(
+            pool.clone(),
+            node.clone(),
+            notices.clone(),
+            requests.clone(),
+            listening,
+        ));
+        // Notices sent before the listener listens would be lost to this process.
+        let _ = tokio::time::timeout(options.acquire_timeout, ready).await;
+        Ok(PostgresStore {
+            pool,
+            node,
+            queue: Mutex::new((tx, 0)),
+            progress,
+            wanted,
+            notices,
+            requests,
+            observer,
+            tasks: vec![writer.abort_handle(), listener.abort_handle()],
+        })
+    }
+
+    /// This process's name: the owner of the leases it takes.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn send(&self, command: Command) -> Ticket {
+        let mut queue = self.queue.lock().expect("queue lock");
+        queue.1 += 1;
+        let ticket = queue.1;
+        // If the writer is gone, `durable` reports why.
+        let _ = queue.0.send((ticket, command));
+        Ticket(ticket)
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(command(tx));
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> Error {
+        let failure = self.progress.borrow().failure.clone();
+        Error::WriterStopped(
+            failure.map_or_else(|| "the writer task is gone".into(), |m| m.to_string()),
+        )
+    }
+
+    /// Runs a read, trying it again a few times while the database does not answer.
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match read().await {
+                Err(e) if e.is_unavailable() && attempt < READ_ATTEMPTS => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// True for errors that say the database could not be reached or asked to try again
+/// (connection lost, shutting down, starting up, deadlock, serialization failure), as
+/// opposed to errors in the work itself.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(&*code, "40001" | "40P01" | "53300" | "55P03")
+        }),
+        _ => false,
+    }
+}
+
+/// What the writer task owns.
+struct Writer {
+    pool: PgPool,
+    node: Arc<str>,
+    progress: watch::Sender<Progress>,
+    wanted: Arc<AtomicU64>,
+    notices: broadcast::Sender<Committed>,
+    observer: Arc<Mutex<Option<CommitObserver>>>,
+    /// Top-level executions whose batches were dropped because another process holds
+    /// them now (each logged once).
+    lost: HashSet<String>,
+}
+
+/// What a group's transaction produced, kept until its commit is known.
+#[derive(Default)]
+struct Outcome {
+    /// The results of the commands that wait for one, in queue order.
+    answers: Vec<Answer>,
+    /// Per execution, the last sequence number committed and the events.
+    newest: HashMap<String, (u64, Vec<Event>)>,
+    /// Top-level executions whose batches were dropped.
+    lost: Vec<String>,
+}
+
+enum Answer {
+    Created(Result<Created>),
+    Delivered(Result<u64>),
+    Cursors,
+}
+
+async fn write_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<(u64, Command)>) {
+    let mut committed = 0;
+    let mut group: i64 = 0;
+    while let Some(first) = rx.recv().await {
+        let opened = Instant::now();
+        let waits = |c: &Command| !matches!(c, Command::Batch(_) | Command::Flush);
+        let mut answered = waits(&first.1);
+        let mut commands = vec![first];
+        while commands.len() < MAX_GROUP {
+            let next = match rx.try_recv() {
+                Ok(command) => Some(command),
+                Err(_) if answered || w.wanted.load(Ordering::Acquire) > committed => None,
+                Err(_) => tokio::time::timeout_at((opened + LINGER).into(), rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            let Some(command) = next else { break };
+            answered |= waits(&command.1);
+            commands.push(command);
+        }
+        group += 1;
+        let last = commands.iter().map(|(t, _)| *t).max().unwrap_or(0);
+        match commit_group(&mut w, group, &commands).await {
+            Ok(outcome) => {
+                let observer = w.observer.lock().expect("observer lock").clone();
+                if let Some(observe) = observer {
+                    observe(opened.elapsed(), commands.len());
+                }
+                let mut answers = outcome.answers.into_iter();
+                for (_, command) in commands {
+                    match (command, answers.next()) {
+                        (Command::Create(_, tx), Some(Answer::Created(r))) => drop(tx.send(r)),
+                        (Command::Deliver(_, _, tx), Some(Answer::Delivered(r))) => {
+                            drop(tx.send(r))
+                        }
+                        (Command::SetCursors(_, tx), Some(Answer::Cursors)) => {
+                            drop(tx.send(Ok(())))
+                        }
+                        (Command::Batch(_) | Command::Flush, _) => {}
+                        _ => unreachable!("one answer per command that waits"),
+                    }
+                }
+                for root in outcome.lost {
+                    if w.lost.insert(root.clone()) {
+                        eprintln!(
+                            "skein: execution {root} is run by another process now; this one's late writes to it were dropped"
+                        );
+                    }
+                }
+                committed = committed.max(last as u64);
+                w.progress.send_modify(|p| p.committed = committed);
+                for (execution, (last_seq, events)) in outcome.newest {
+                    let _ = w.notices.send(Committed {
+                        execution: Arc::from(execution),
+                        last_seq,
+                        events: events.into(),
+                    });
+                }
+            }
+            Err(e) => {
+                let message: Arc<str> = Arc::from(e.to_string());
+                for (_, command) in commands {
+                    let e = || Error::WriterStopped(message.to_string());
+                    match command {
+                        Command::Create(_, tx) => drop(tx.send(Err(e()))),
+                        Command::Deliver(_, _, tx) => drop(tx.send(Err(e()))),
+                        Command::SetCursors(_, tx) => drop(tx.send(Err(e()))),
+                        Command::Batch(_) | Command::Flush => {}
+                    }
+                }
+                w.progress.send_modify(|p| p.failure = Some(message));
+                // As on SQLite: a group that fails for a reason other than the database's
+                // absence leaves the journal without batches the engine counts on.
+                break;
+            }
+        }
+    }
+}
+
+/// Commits one group, trying again while the database is away; never applies it twice.
+async fn commit_group(w: &mut Writer, group: i64, commands: &[(u64, Command)]) -> Result<Outcome> {
+    let mut delay = Duration::from_millis(50);
+    let mut told = false;
+    // The outcome of an attempt whose COMMIT was sent but not acknowledged.
+    let mut maybe: Option<Outcome> = None;
+    loop {
+        if let Some(outcome) = maybe.take() {
+            match last_group(&w.pool, &w.node).await {
+                Ok(last) if last >= group => return Ok(outcome),
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {
+                    maybe = Some(outcome);
+                    wait(&mut delay, &mut told, &e).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match attempt(w, group, commands).await {
+            Ok(outcome) => {
+                if told {
+                    eprintln!("skein: the database answers again; the journal writes go on");
+                }
+                return Ok(outcome);
+            }
+            Err((e, outcome)) if is_transient(&e) => {
+                maybe = outcome;
+                wait(&mut delay, &mut told, &e).await;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+async fn wait(delay: &mut Duration, told: &mut bool, e: &sqlx::Error) {
+    if !*told {
+        eprintln!(
+            "skein: the database does not answer ({e}); executions wait, and the journal writes are retried"
+        );
+        *told = true;
+    }
+    tokio::time::sleep(*delay).await;
+    *delay = (*delay * 2).min(MAX_RETRY_DELAY);
+}
+
+async fn last_group(pool: &PgPool, node: &str) -> Result<i64, sqlx::Error> {
+    let last: Option<i64> = sqlx::query_scalar("SELECT last_group FROM writers WHERE node = $1")
+        .bind(node)
+        .fetch_optional(pool)
+        .await?;
+    Ok(last.unwrap_or(0))
+}
+
+/// The root of an execution id: a child's id is its top-level execution's id plus a
+/// path.
+fn root(id: &str) -> &str {
+    id.split('/').next().unwrap_or(id)
+}
+
+/// One attempt at a group. On failure, the outcome is returned too when the failure
+/// came at the COMMIT (so the group may have been committed).
+async fn attempt(
+    w: &Writer,
+    group: i64,
+    commands: &[(u64, Command)],
+) -> std::result::Result<Outcome, (sqlx::Error, Option<Outcome>)> {
+    let mut tx = w.pool.begin().await.map_err(|e| (e, None))?;
+    let mut outcome = Outcome::default();
+    let batches: Vec<&Batch> = commands
+        .iter()
+        .filter_map(|(_, c)| match c {
+            Command::Batch(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+
+    // Fencing: the batches of executions another process holds are dropped.
+    let mut roots: Vec<&str> = batches.iter().map(|b| root(&b.execution)).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    let mut lost = HashSet::new();
+    if !roots.is_empty() {
+        let owners: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT id, owner FROM executions WHERE id = ANY($1) ORDER BY id FOR SHARE",
+        )
+        .bind(&roots)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| (e, None))?;
+        for (id, owner) in owners {
+            if owner.is_some_and(|o| *o != *w.node) {
+                lost.insert(id);
+            }
+        }
+    }
+
+    for (_, command) in commands {
+        let answer = match command {
+            Command::Create(new, _) => Answer::Created(
+                in_savepoint(&mut tx, async |tx| create(tx, new).await)
+                    .await
+                    .map_err(|e| (e, None))?,
+            ),
+            Command::Deliver(id, event, _) => Answer::Delivered(
+                in_savepoint(&mut tx, async |tx| deliver(tx, id, event).await)
+                    .await
+                    .map_err(|e| (e, None))?,
+            ),
+            Command::SetCursors(cursors, _) => {
+                for (name, value) in cursors {
+                    sqlx::query(
+                        "INSERT INTO cursors (name, value) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(name)
+                    .bind(json(value))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| (e, None))?;
+                }
+                Answer::Cursors
+            }
+            Command::Batch(_) | Command::Flush => continue,
+        };
+        outcome.answers.push(answer);
+    }
+
+    // The batches, folded: the last record of each step and the last status of each
+    // execution win, as they would one after the other.
+    let mut steps: HashMap<(&str, &str), &StepState> = HashMap::new();
+    let mut statuses: HashMap<&str, StatusRow> = HashMap::new();
+    let mut events: Vec<(&str, &Event)> = Vec::new();
+    let listening = w.notices.receiver_count() > 0;
+    for batch in &batches {
+        if lost.contains(root(&batch.execution)) {
+            continue;
+        }
+        for step in &batch.steps {
+            steps.insert((&batch.execution, &step.key), &step.state);
+        }
+        if let Some(change) = &batch.status {
+            let row = statuses.entry(&batch.execution).or_default();
+            row.status = Some(change.status.as_str());
+            row.output = change.output.as_ref().map(json).or(row.output.take());
+            row.error = change.error.as_ref().map(json).or(row.error.take());
+            row.at = change.at;
+        }
+        if let Some(last) = batch.events.last() {
+            let (seq, copies) = outcome
+                .newest
+                .entry(batch.execution.clone())
+                .or_insert_with(|| (0, Vec::new()));
+            *seq = (*seq).max(last.seq);
+            if listening {
+                copies.extend(batch.events.iter().cloned());
+            }
+        }
+        events.extend(batch.events.iter().map(|e| (batch.execution.as_str(), e)));
+    }
+    outcome.lost = lost.into_iter().collect();
+
+    if !steps.is_empty() {
+        let mut executions: Vec<&str> = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
+        let mut states: Vec<&str> = Vec::new();
+        let mut payloads: Vec<Option<String>> = Vec::new();
+        let mut contexts: Vec<Option<String>> = Vec::new();
+        let mut deadlines: Vec<Option<i64>> = Vec::new();
+        for ((execution, key), state) in &steps {
+            let (name, payload, context, deadline) = match state {
+                StepState::Started => ("started", None, None, None),
+                StepState::Completed { output, context } => (
+                    "completed",
+                    Some(json(output)),
+                    context.as_ref().map(json),
+                    None,
+                ),
+                StepState::Faulted { error, context } => (
+                    "faulted",
+                    Some(json(error)),
+                    context.as_ref().map(json),
+                    None,
+                ),
+                StepState::Timer { deadline } => ("timer", None, None, Some(*deadline)),
+            };
+            executions.push(execution);
+            keys.push(key);
+            states.push(name);
+            payloads.push(payload);
+            contexts.push(context);
+            deadlines.push(deadline);
+        }
+        sqlx::query(
+            "INSERT INTO steps (execution_id, key, state, payload, context, deadline)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
+             ON CONFLICT (execution_id, key) DO UPDATE SET state = excluded.state,
+                payload = excluded.payload, context = excluded.context, deadline = excluded.deadline",
+        )
+        .bind(&executions)
+        .bind(&keys)
+        .bind(&states)
+        .bind(&payloads)
+        .bind(&contexts)
+        .bind(&deadlines)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| (e, None))?;
+    }
+
+    if !statuses.is_empty() {
+        let mut ids: Vec<&str> = Vec::new();
+        let mut states: Vec<&str> = Vec::new();
+        let mut outputs: Vec<Option<String>> = Vec::new();
+        let mut errors: Vec<Option<String>> = Vec::new();
+        let mut ats: Vec<i64> = Vec::new();
+        for (id, row) in statuses {
+            ids.push(id);
+            states.push(row.status.unwrap_or("running"));
+            outputs.push(row.output);
+            errors.push(row.error);
+            ats.push(row.at);
+        }
+        sqlx::query(
+            "UPDATE executions x SET status = c.status, output = COALESCE(c.output, x.output),
+                error = COALESCE(c.error, x.error), updated_at = c.at
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
+                AS c(id, status, output, error, at)
+             WHERE x.id = c.id",
+        )
+        .bind(&ids)
+        .bind(&states)
+        .bind(&outputs)
+        .bind(&errors)
+        .bind(&ats)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| (e, None))?;
+    }
+
+    if !events.is_empty() {
+        // Taken last, so that the row that orders all processes' appends is held only
+        // for the insert and the commit.
+        let end: i64 = sqlx::query_scalar("UPDATE log_head SET pos = pos + $1 RETURNING pos")
+            .bind(events.len() as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| (e, None))?;
+        let first = end - events.len() as i64 + 1;
+        let mut executions: Vec<&str> = Vec::new();
+        let mut seqs: Vec<i64> = Vec::new();
+        let mut times: Vec<i64> = Vec::new();
+        let mut types: Vec<&str> = Vec::new();
+        let mut datas: Vec<&str> = Vec::new();
+        let mut positions: Vec<i64> = Vec::new();
+        for (i, (execution, event)) in events.iter().enumerate() {
+            executions.push(execution);
+            seqs.push(event.seq as i64);
+            times.push(event.time);
+            types.push(&event.type_);
+            datas.push(event.data.text());
+            positions.push(first + i as i64);
+        }
+        sqlx::query(
+            "INSERT INTO events (execution_id, seq, time, type, data, pos)
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[])",
+        )
+        .bind(&executions)
+        .bind(&seqs)
+        .bind(&times)
+        .bind(&types)
+        .bind(&datas)
+        .bind(&positions)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| (e, None))?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(EVENTS_CHANNEL)
+            .bind(notice_payload(&w.node, &outcome.newest))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| (e, None))?;
+    }
+
+    sqlx::query(
+        "INSERT INTO writers (node, last_group) VALUES ($1, $2)
+         ON CONFLICT (node) DO UPDATE SET last_group = excluded.last_group, seen_at = now()",
+    )
+    .bind(&*w.node)
+    .bind(group)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| (e, None))?;
+
+    match tx.commit().await {
+        Ok(()) => Ok(outcome),
+        Err(e) => Err((e, Some(outcome))),
+    }
+}
+
+#[derive(Default)]
+struct StatusRow {
+    status: Option<&'static str>,
+    output: Option<String>,
+    error: Option<String>,
+    at: Millis,
+}
+
+/// Runs `work` inside a savepoint: an error in it (other than the database's absence)
+/// is that command's answer, and the rest of the group goes on.
+async fn in_savepoint<T>(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    work: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<Result<T>, sqlx::Error> {
+    sqlx::query("SAVEPOINT command").execute(&mut **tx).await?;
+    match work(&mut **tx).await {
+        Ok(value) => {
+            sqlx::query("RELEASE SAVEPOINT command")
+                .execute(&mut **tx)
+                .await?;
+            Ok(Ok(value))
+        }
+        Err(e) if is_transient(&e) => Err(e),
+        Err(e) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT command")
+                .execute(&mut **tx)
+                .await?;
+            Ok(Err(e.into()))
+        }
+    }
+}
+
+/// `{"n": node, "e": [[execution, last_seq], …]}`, or without `e` when that would not
+/// fit in a notice: every listener then reads the journal.
+fn notice_payload(node: &str, newest: &HashMap<String, (u64, Vec<Event>)>) -> String {
+    let list: Vec<(&str, u64)> = newest
+        .iter()
+        .map(|(id, (seq, _))| (id.as_str(), *seq))
+        .collect();
+    let full = serde_json::json!({"n": node, "e": list}).to_string();
+    if full.len() <= MAX_PAYLOAD {
+        full
+    } else {
+        serde_json::json!({"n": node}).to_string()
+    }
+}
+
+/// Follows the notices of other processes: new events, and requests.
+async fn listen_loop(
+    pool: PgPool,
+    node: Arc<str>,
+    notices: broadcast::Sender<Committed>,
+    requests: broadcast::Sender<String>,
+    listening: oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+                continue;
+            }
+        };
+        if listener
+            .listen_all([EVENTS_CHANNEL, REQUESTS_CHANNEL])
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(delay).await;
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        if let Some(listening) = listening.take() {
+            let _ = listening.send(());
+        }
+        // Whatever was committed while nobody listened was not announced.
+        let _ = notices.send(Committed::unknown());
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) if notification.channel() == REQUESTS_CHANNEL => {
+                    let _ = requests.send(notification.payload().to_string());
+                }
+                Ok(Some(notification)) => {
+                    for notice in notices_of(&node, notification.payload()) {
+                        let _ = notices.send(notice);
+                    }
+                }
+                // The connection dropped (the next call reconnects): notices were lost.
+                Ok(None) => {
+                    let _ = notices.send(Committed::unknown());
+                }
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// The commit notices in an events notification from another process (none for one
+/// from this process: its own commits are announced by its writer, with their events).
+fn notices_of(node: &str, payload: &str) -> Vec<Committed> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        n: String,
+        e: Option<Vec<(String, u64)>>,
+    }
+    match serde_json::from_str::<Payload>(payload) {
+        Ok(p) if p.n == node => Vec::new(),
+        Ok(Payload { e: Some(list), .. }) => list
+            .into_iter()
+            .map(|(execution, last_seq)| Committed {
+                execution: Arc::from(execution),
+                last_seq,
+                events: Arc::from([]),
+            })
+            .collect(),
+        _ => vec![Committed::unknown()],
+    }
+}
+
+async fn create(conn: &mut sqlx::PgConnection, new: &NewExecution) -> Result<Created, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO executions (id, namespace, name, version, definition, input, status, created_at, updated_at, labels, project)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $8, $9)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.id)
+    .bind(&new.namespace)
+    .bind(&new.name)
+    .bind(&new.version)
+    .bind(&new.definition)
+    .bind(json(&new.input))
+    .bind(new.created_at)
+    .bind(serde_json::to_string(&new.labels).expect("labels serialize"))
+    .bind(&new.project)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Created::New);
+    }
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+    )))
+    .bind(&new.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    execution_of(&row)
+        .map(|e| Created::Existing(Box::new(e)))
+        .map_err(|e| sqlx::Error::Decode(e.to_string().into()))
+}
+
+async fn deliver(
+    conn: &mut sqlx::PgConnection,
+    id: &str,
+    event: &Value,
+) -> Result<u64, sqlx::Error> {
+    // Deliveries to one execution from several processes take their turns.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO inbox (execution_id, seq, event)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM inbox WHERE execution_id = $1
+         RETURNING seq",
+    )
+    .bind(id)
+    .bind(json(event))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(seq as u64)
+}
+
+fn json(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value always serializes")
+}
+
+const EXECUTION_COLUMNS: &str = "id, namespace, name, version, definition, input, status, output, error, created_at, updated_at, labels, project, requested";
+
+fn execution_of(row: &sqlx::postgres::PgRow) -> Result<Execution> {
+    let status: String = row.try_get("status")?;
+    let output: Option<String> = row.try_get("output")?;
+    let error: Option<String> = row.try_get("error")?;
+    let requested: Option<String> = row.try_get("requested")?;
+    Ok(Execution {
+        id: row.try_get("id")?,
+        namespace: row.try_get("namespace")?,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        definition: row.try_get("definition")?,
+        input: crate::parse(row.try_get("input")?)?,
+        labels: crate::parse(row.try_get("labels")?)?,
+        project: row.try_get("project")?,
+        status: parse_status(&status)?,
+        output: output.as_deref().map(crate::parse).transpose()?,
+        error: error.as_deref().map(crate::parse).transpose()?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        requested: requested.as_deref().and_then(Request::parse),
+    })
+}
+
+fn parse_status(status: &str) -> Result<Status> {
+    Status::parse(status).ok_or_else(|| Error::Corrupt(format!("unknown status `{status}`")))
+}
+
+fn lease_of(row: &sqlx::postgres::PgRow) -> Result<Lease> {
+    let status: String = row.try_get("status")?;
+    let requested: Option<String> = row.try_get("requested")?;
+    Ok(Lease {
+        id: row.try_get("id")?,
+        project: row.try_get("project")?,
+        status: parse_status(&status)?,
+        requested: requested.as_deref().and_then(Request::parse),
+        taken_from: None,
+    })
+}
+
+fn event_of(row: &sqlx::postgres::PgRow, type_: Option<&str>) -> Result<Event> {
+    let seq: i64 = row.try_get("seq")?;
+    Ok(Event {
+        seq: seq as u64,
+        time: row.try_get("time")?,
+        type_: match type_ {
+            Some(t) => t.to_string(),
+            None => row.try_get("type")?,
+        },
+        data: Json::from_text(row.try_get("data")?)?,
+    })
+}
+
+const FINAL: &str = "('completed', 'faulted', 'cancelled')";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create(&self, new: NewExecution) -> Result<Created> {
+        self.ask(|tx| Command::Create(new, tx)).await
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+        let (sql, pool) = (&sql, &self.pool);
+        self.read(move || async move {
+            let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(execution_of).transpose()
+        })
+        .await
+    }
+
+    async fn unfinished(&self) -> Result<Vec<String>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM executions
+                 WHERE status NOT IN ('completed', 'faulted', 'cancelled') AND strpos(id, '/') = 0
+                 ORDER BY created_at, id",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+        .await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<Vec<Execution>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions
+             WHERE ($1::text IS NULL OR status = $1)
+               AND ($2::text IS NULL OR name = $2)
+               AND ($3::int8 IS NULL OR (created_at, id) < ($3, $4::text))
+               AND ($5 OR strpos(id, '/') = 0)
+               AND ($7::text IS NULL OR (labels::jsonb ->> $7) = $8)
+               AND ($9::text IS NULL OR project = $9)
+             ORDER BY created_at DESC, id DESC
+             LIMIT $6"
+        );
+        let (sql, pool, query) = (&sql, &self.pool, &query);
+        self.read(move || async move {
+            let (before_at, before_id) = query.before.clone().unzip();
+            let (label, label_value) = query.label.clone().unzip();
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(query.status.map(Status::as_str))
+                .bind(query.name.as_deref())
+                .bind(before_at)
+                .bind(before_id)
+                .bind(query.children)
+                .bind(query.limit.min(i64::MAX as usize) as i64)
+                .bind(label)
+                .bind(label_value)
+                .bind(query.project.as_deref())
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(execution_of).collect()
+        })
+        .await
+    }
+
+    async fn journal(&self, id: &str) -> Result<Journal> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let rows = sqlx::query(
+                "SELECT key, state, payload, context, deadline FROM steps WHERE execution_id = $1",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            let mut steps = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let key: String = row.try_get("key")?;
+                let state: &str = row.try_get("state")?;
+                let payload = || -> Result<Value> {
+                    let text: Option<&str> = row.try_get("payload")?;
+                    Ok(text.map(crate::parse).transpose()?.unwrap_or_default())
+                };
+                let context: Option<&str> = row.try_get("context")?;
+                let context = context.map(crate::parse).transpose()?;
+                let state = match state {
+                    "started" => StepState::Started,
+                    "completed" => StepState::Completed {
+                        output: payload()?,
+                        context,
+                    },
+                    "faulted" => StepState::Faulted {
+                        error: payload()?,
+                        context,
+                    },
+                    "timer" => StepState::Timer {
+                        deadline: row.try_get::<Option<i64>, _>("deadline")?.ok_or_else(|| {
+                            Error::Corrupt(format!("timer `{key}` has no deadline"))
+                        })?,
+                    },
+                    other => return Err(Error::Corrupt(format!("unknown step state `{other}`"))),
+                };
+                steps.push(Step { key, state });
+            }
+            let last_seq: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(seq), 0)::int8 FROM events WHERE execution_id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+            Ok(Journal {
+                steps,
+                last_seq: last_seq as u64,
+            })
+        })
+        .await
+    }
+
+    async fn events(&self, id: &str, after_seq: u64, limit: usize) -> Result<Vec<Event>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let rows = sqlx::query(
+                "SELECT seq, time, type, data FROM events
+                 WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(id)
+            .bind(after_seq as i64)
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| event_of(r, None)).collect()
+        })
+        .await
+    }
+
+    async fn log(&self, query: LogQuery) -> Result<LogPage> {
+        // One execution's events are found through its key: two texts, so that the
+        // planner sees which.
+        let execution = match query.execution {
+            Some(_) => "e.execution_id = $2",
+            None => "$2::text IS NULL",
+        };
+        let sql = format!(
+            "SELECT e.pos, e.execution_id, e.seq, e.time, e.type, e.data
+             FROM events e JOIN executions x ON x.id = e.execution_id
+             WHERE e.pos > $1 AND e.pos <= $6
+               AND {execution}
+               AND ($3::text IS NULL OR x.name = $3)
+               AND ($4::text IS NULL OR e.type = $4)
+               AND ($7::text IS NULL OR (x.labels::jsonb ->> $7) = $8)
+               AND ($9::text IS NULL OR x.project = $9)
+             ORDER BY e.pos LIMIT $5"
+        );
+        let (sql, pool, query) = (&sql, &self.pool, &query);
+        self.read(move || async move {
+            // Every position up to the head was committed before the head was read (the
+            // head moves in the transaction that appends), so the second statement sees
+            // all of them.
+            let end: i64 = sqlx::query_scalar("SELECT pos FROM log_head")
+                .fetch_one(pool)
+                .await?;
+            let (label, label_value) = query.label.clone().unzip();
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(query.after as i64)
+                .bind(query.execution.as_deref())
+                .bind(query.name.as_deref())
+                .bind(query.type_.as_deref())
+                .bind(query.limit.min(i64::MAX as usize) as i64)
+                .bind(end)
+                .bind(label)
+                .bind(label_value)
+                .bind(query.project.as_deref())
+                .fetch_all(pool)
+                .await?;
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let pos: i64 = row.try_get("pos")?;
+                events.push(Logged {
+                    pos: pos as u64,
+                    execution: row.try_get("execution_id")?,
+                    event: event_of(row, None)?,
+                });
+            }
+            let scanned = match events.last() {
+                Some(last) if events.len() >= query.limit => last.pos,
+                _ => (end as u64).max(query.after),
+            };
+            Ok(LogPage { events, scanned })
+        })
+        .await
+    }
+
+    async fn pos_before(&self, time: Millis) -> Result<u64> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let pos: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(pos) FROM events WHERE time < $1")
+                    .bind(time)
+                    .fetch_one(pool)
+                    .await?;
+            Ok(pos.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn event_counts(&self, id: &str) -> Result<Vec<(String, u64)>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT type, COUNT(*) FROM events WHERE execution_id = $1 GROUP BY type ORDER BY type",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(t, n)| (t, n as u64)).collect())
+        })
+        .await
+    }
+
+    async fn events_of_type(&self, id: &str, type_: &str) -> Result<Vec<Event>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let rows = sqlx::query(
+                "SELECT seq, time, data FROM events WHERE execution_id = $1 AND type = $2 ORDER BY seq",
+            )
+            .bind(id)
+            .bind(type_)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| event_of(r, Some(type_))).collect()
+        })
+        .await
+    }
+
+    async fn seq_before(&self, id: &str, time: Millis) -> Result<u64> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let seq: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(seq) FROM events WHERE execution_id = $1 AND time < $2",
+            )
+            .bind(id)
+            .bind(time)
+            .fetch_one(pool)
+            .await?;
+            Ok(seq.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT status, COUNT(*) FROM executions GROUP BY status")
+                    .fetch_all(pool)
+                    .await?;
+            rows.into_iter()
+                .map(|(s, n)| Ok((parse_status(&s)?, n as u64)))
+                .collect()
+        })
+        .await
+    }
+
+    fn observe_commits(&self, observer: CommitObserver) {
+        *self.observer.lock().expect("observer lock") = Some(observer);
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.notices.subscribe()
+    }
+
+    fn commit(&self, batch: Batch) -> Ticket {
+        self.send(Command::Batch(batch))
+    }
+
+    async fn durable(&self, ticket: Ticket) -> Result<()> {
+        let mut progress = self.progress.clone();
+        if progress.borrow().committed < ticket.0
+            && self.wanted.fetch_max(ticket.0, Ordering::AcqRel) < ticket.0
+        {
+            // Wake the writer if it lingers; queued after the batch of `ticket`.
+            let queue = self.queue.lock().expect("queue lock");
+            let _ = queue.0.send((0, Command::Flush));
+        }
+        let reached = progress
+            .wait_for(|p| p.committed >= ticket.0 || p.failure.is_some())
+            .await
+            .map_err(|_| Error::WriterStopped("the writer task is gone".into()))?;
+        match &reached.failure {
+            Some(message) if reached.committed < ticket.0 => {
+                Err(Error::WriterStopped(message.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn deliver(&self, id: &str, event: Value) -> Result<u64> {
+        let id = id.to_string();
+        self.ask(|tx| Command::Deliver(id, event, tx)).await
+    }
+
+    async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT seq, event FROM inbox WHERE execution_id = $1 AND seq > $2 ORDER BY seq",
+            )
+            .bind(id)
+            .bind(after as i64)
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .map(|(seq, event)| Ok((seq as u64, crate::parse(&event)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<Value>> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let text: Option<String> =
+                sqlx::query_scalar("SELECT value FROM cursors WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?;
+            text.as_deref().map(crate::parse).transpose()
+        })
+        .await
+    }
+
+    async fn set_cursors(&self, cursors: Vec<(String, Value)>) -> Result<()> {
+        self.ask(|tx| Command::SetCursors(cursors, tx)).await
+    }
+
+    async fn claim(&self, owner: &str, lease_ms: Millis, which: Claim) -> Result<Vec<Lease>> {
+        let (one, limit) = match &which {
+            Claim::One(id) => (Some(id.as_str()), 1),
+            Claim::Any(limit) => (None, (*limit).min(i64::MAX as usize) as i64),
+        };
+        let sql = format!(
+            "WITH now AS (SELECT {NOW_MS} AS ms),
+             free AS (
+                SELECT id, owner AS previous, lease_until AS until FROM executions, now
+                WHERE status NOT IN {FINAL} AND strpos(id, '/') = 0
+                  AND (owner IS NULL OR (owner <> $1 AND lease_until < now.ms))
+                  AND ($3::text IS NULL OR id = $3)
+                ORDER BY created_at, id LIMIT $4
+                FOR UPDATE OF executions SKIP LOCKED)
+             UPDATE executions x SET owner = $1, lease_until = now.ms + $2
+             FROM free, now WHERE x.id = free.id
+             RETURNING x.id, x.project, x.status, x.requested, free.previous,
+                now.ms - free.until AS overdue"
+        );
+        let (sql, pool) = (&sql, &self.pool);
+        self.read(move || async move {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(lease_ms)
+                .bind(one)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            let mut leases = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut lease = lease_of(row)?;
+                let previous: Option<String> = row.try_get("previous")?;
+                let overdue: Option<i64> = row.try_get("overdue")?;
+                lease.taken_from = previous.map(|p| (p, overdue.unwrap_or(0)));
+                leases.push(lease);
+            }
+            Ok(leases)
+        })
+        .await
+    }
+
+    async fn renew(&self, owner: &str, lease_ms: Millis) -> Result<Vec<Lease>> {
+        let sql = format!(
+            "UPDATE executions SET lease_until = {NOW_MS} + $2
+             WHERE owner = $1 AND status NOT IN {FINAL}
+             RETURNING id, project, status, requested"
+        );
+        let (sql, pool) = (&sql, &self.pool);
+        self.read(move || async move {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(lease_ms)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(lease_of).collect()
+        })
+        .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<()> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            sqlx::query("UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = $1")
+                .bind(owner)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn request(&self, id: &str, request: Request) -> Result<bool> {
+        let sql = format!(
+            "WITH u AS (UPDATE executions SET requested = $2
+                        WHERE id = $1 AND status NOT IN {FINAL} RETURNING id)
+             SELECT pg_notify('{REQUESTS_CHANNEL}', id) FROM u"
+        );
+        let (sql, pool) = (&sql, &self.pool);
+        self.read(move || async move {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(id)
+                .bind(request.as_str())
+                .fetch_all(pool)
+                .await?;
+            Ok(!rows.is_empty())
+        })
+        .await
+    }
+
+    fn requests(&self) -> broadcast::Receiver<String> {
+        self.requests.subscribe()
+    }
+}
+
+/// A throwaway PostgreSQL cluster, for tests and benchmarks: `initdb` in a temporary
+/// directory and a server on a free loopback port, stopped and deleted when dropped.
+/// Started from the system's binaries (`SKEIN_PG_BIN`, else `initdb` on the `PATH`,
+/// else the newest `/usr/lib/postgresql/*/bin`). As root, the server runs as the
+/// `postgres` user (PostgreSQL refuses to run as root).
+pub struct TempCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    user: Option<(u32, u32)>,
+}
+
+impl TempCluster {
+    /// The directory of the system's PostgreSQL server binaries, if there is one.
+    pub fn binaries() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("SKEIN_PG_BIN") {
+            return Some(PathBuf::from(dir));
+        }
+        let on_path = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        });
+        if on_path.is_some() {
+            return on_path;
+        }
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let version = entry.file_name().to_str()?.parse().ok()?;
+                let bin = entry.path().join("bin");
+                bin.join("initdb").is_file().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, bin)| bin)
+    }
+
+    /// Creates and starts a cluster, or `None` when the system has no PostgreSQL.
+    pub fn start() -> std::io::Result<Option<TempCluster>> {
+        let Some(bin) = TempCluster::binaries() else {
+            return Ok(None);
+        };
+        let dir = std::env::temp_dir().join(format!("skein-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let user = if nix::unistd::Uid::effective().is_root() {
+            let account = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .or_else(|| nix::unistd::User::from_name("nobody").ok().flatten())
+                .ok_or_else(|| std::io::Error::other("running as root, and there is no `postgres` or `nobody` user to run PostgreSQL as"))?;
+            let ids = (account.uid.as_raw(), account.gid.as_raw());
+            std::os::unix::fs::chown(&dir, Some(ids.0), Some(ids.1))?;
+            Some(ids)
+        } else {
+            None
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let cluster = TempCluster {
+            dir,
+            bin,
+            port,
+            user,
+        };
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        )?;
+        cluster.pg_ctl_start()?;
+        cluster.reap_after(std::process::id())?;
+        Ok(Some(cluster))
+    }
+
+    /// Starts a watchdog that stops the server and deletes the directory once process
+    /// `pid` is gone, for a cluster that is never dropped (a test binary's shared one,
+    /// or one whose process was killed).
+    fn reap_after(&self, pid: u32) -> std::io::Result<()> {
+        let dir = self.dir.display();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             kill -QUIT $(head -n 1 '{dir}/data/postmaster.pid' 2>/dev/null) 2>/dev/null; \
+             sleep 2; rm -rf '{dir}'"
+        );
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(())
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new(self.bin.join(program));
+        command.args(args).stdin(std::process::Stdio::null());
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        let output = command.output()?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "{program} failed ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )))
+        }
+    }
+
+    fn pg_ctl_start(&self) -> std::io::Result<()> {
+        let options = format!(
+            "-h 127.0.0.1 -p {} -k {} -c fsync=on -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+    }
+
+    /// Stops the server at once (`immediate`: as a crash would), keeping its data.
+    pub fn stop(&self) -> std::io::Result<()> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+    }
+
+    /// Starts the server again after [`TempCluster::stop`].
+    pub fn restart(&self) -> std::io::Result<()> {
+        self.pg_ctl_start()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `name` on this cluster.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates database `name` and returns its URL.
+    pub async fn database(&self, name: &str) -> Result<String> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await?;
+        Ok(self.url(name))
+    }
+
+    /// A cluster for a test, or `None` (after saying so) where the system has no
+    /// PostgreSQL; with `SKEIN_REQUIRE_POSTGRES=1` (as in CI) a missing PostgreSQL
+    /// fails the test instead.
+    pub fn for_test(test: &str) -> Option<TempCluster> {
+        match TempCluster::start() {
+            Ok(Some(cluster)) => Some(cluster),
+            Ok(None) if std::env::var_os("SKEIN_REQUIRE_POSTGRES").is_some_and(|v| v == "1") => {
+                panic!(
+                    "{test}: SKEIN_REQUIRE_POSTGRES=1 but no PostgreSQL server binaries were found (set SKEIN_PG_BIN, or install the postgresql package)"
+                )
+            }
+            Ok(None) => {
+                eprintln!(
+                    "{test}: SKIPPED, no PostgreSQL server binaries here (initdb, pg_ctl); set SKEIN_PG_BIN or install the postgresql package"
+                );
+                None
+            }
+            Err(e) => panic!("{test}: could not start a throwaway PostgreSQL: {e}"),
+        }
+    }
+
+    /// The server's log so far, to show when a test fails.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
