@@ -163,14 +163,12 @@ impl Callbacks {
         loop {
             let mut more = false;
             if outstanding.len() < READ_AHEAD {
-                let page = self
-                    .store
-                    .log(store::LogQuery {
-                        after: scanned,
-                        limit: crate::stream::PAGE,
-                        ..Default::default()
-                    })
-                    .await?;
+                let query = store::LogQuery {
+                    after: scanned,
+                    limit: crate::stream::PAGE,
+                    ..Default::default()
+                };
+                let page = patiently(|| self.store.log(query.clone())).await?;
                 more = page.events.len() == crate::stream::PAGE;
                 scanned = page.scanned;
                 for logged in page.events {
@@ -197,9 +195,11 @@ impl Callbacks {
             }
             let safe = outstanding.first().map_or(scanned, |p| p - 1);
             if safe > saved && (outstanding.is_empty() || saved_at.elapsed() >= SAVE_EVERY) {
-                self.store
-                    .set_cursors(vec![(LOG_CURSOR.into(), json!({"pos": safe}))])
-                    .await?;
+                patiently(|| {
+                    self.store
+                        .set_cursors(vec![(LOG_CURSOR.into(), json!({"pos": safe}))])
+                })
+                .await?;
                 saved = safe;
                 saved_at = tokio::time::Instant::now();
             }
@@ -269,16 +269,19 @@ struct Lane {
 impl Lane {
     async fn run(self, mut items: mpsc::UnboundedReceiver<Item>) -> Result<(), store::Error> {
         let name = format!("{LOG_CURSOR}/{}", self.execution);
-        let cursor = self.store.cursor(&name).await?.unwrap_or(Value::Null);
+        let cursor = patiently(|| self.store.cursor(&name))
+            .await?
+            .unwrap_or(Value::Null);
         let mut reported_seq = cursor["seq"].as_u64().unwrap_or(0);
         let mut sent = cursor["sent"].as_i64().unwrap_or(0);
-        let (workflow_name, project) = match self.store.execution(&self.execution).await? {
-            Some(e) => (
-                crate::grpc::qualified_name(&e.namespace, &e.name, &e.version),
-                e.project,
-            ),
-            None => (String::new(), String::new()),
-        };
+        let (workflow_name, project) =
+            match patiently(|| self.store.execution(&self.execution)).await? {
+                Some(e) => (
+                    crate::grpc::qualified_name(&e.namespace, &e.name, &e.version),
+                    e.project,
+                ),
+                None => (String::new(), String::new()),
+            };
         while let Some(item) = items.recv().await {
             // Reported before a restart.
             if item.seq <= reported_seq {
@@ -302,12 +305,8 @@ impl Lane {
             }
             sent += 1;
             reported_seq = item.seq;
-            self.store
-                .set_cursors(vec![(
-                    name.clone(),
-                    json!({"seq": reported_seq, "sent": sent}),
-                )])
-                .await?;
+            let cursor = json!({"seq": reported_seq, "sent": sent});
+            patiently(|| self.store.set_cursors(vec![(name.clone(), cursor.clone())])).await?;
             let _ = self.done.send(item.pos);
         }
         Ok(())
@@ -445,4 +444,18 @@ pub fn report_of(event: &store::Event) -> Option<Report> {
         message,
         task,
     })
+}
+
+/// Runs a store operation until it succeeds or fails for another reason than the
+/// database's absence: a database that restarts delays the reports, and loses none.
+async fn patiently<T, Fut>(mut op: impl FnMut() -> Fut) -> Result<T, store::Error>
+where
+    Fut: std::future::Future<Output = Result<T, store::Error>>,
+{
+    loop {
+        match op().await {
+            Err(e) if e.is_unavailable() => tokio::time::sleep(Duration::from_secs(1)).await,
+            result => return result,
+        }
+    }
 }

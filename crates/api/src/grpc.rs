@@ -241,6 +241,7 @@ impl From<ApiError> for Status {
             }
             StatusCode::CONFLICT => tonic::Code::AlreadyExists,
             StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
             _ => tonic::Code::Internal,
         };
         let mut message = e.body.message;

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod callbacks;
+mod cluster;
 pub mod grpc;
 mod hub;
 mod metrics;
@@ -30,7 +31,7 @@ use store::{Created, Execution};
 
 use auth::{Caller, Role};
 pub use metrics::Metrics;
-pub use service::{Options, Secrets, Service, Steered};
+pub use service::{Cluster, Options, Secrets, Service, Steered};
 
 /// The longest `?wait` a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -94,6 +95,14 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    fn unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer; try again shortly",
+        )
+    }
+
     /// A failure of ours. The cause goes to the log, not to the client.
     fn internal(cause: impl std::fmt::Display) -> ApiError {
         eprintln!("skein: internal error: {cause}");
@@ -113,6 +122,10 @@ impl IntoResponse for ApiError {
 
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
+        if e.is_unavailable() {
+            eprintln!("skein: the database does not answer: {e}");
+            return ApiError::unavailable();
+        }
         ApiError::internal(e)
     }
 }
@@ -140,10 +153,16 @@ fn too_large(what: &str, size: usize, limit: usize, flag: &str) -> ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server and its database answer")))]
+/// The longest `/healthz` waits for the database.
+const HEALTH_WAIT: Duration = Duration::from_secs(2);
+
+#[utoipa::path(get, path = "/healthz", tag = "server", responses((status = 200, description = "The server and its database answer"), (status = 503, description = "The database does not answer", body = crate::wire::Error)))]
 async fn healthz(State(service): State<Arc<Service>>) -> ApiResult<Json<Value>> {
-    // A read through the store proves the database answers.
-    service.store().execution("").await?;
+    // A read through the store proves the database answers, soon enough for a probe.
+    match tokio::time::timeout(HEALTH_WAIT, service.store().execution("")).await {
+        Ok(read) => read?,
+        Err(_) => return Err(ApiError::unavailable()),
+    };
     Ok(Json(serde_json::json!({"status": "ok"})))
 }
 
@@ -331,7 +350,7 @@ pub(crate) async fn start_execution(
         .map_err(ApiError::internal)?;
     let created = match created {
         Created::New => {
-            service.launch(&id, &caller.project, false);
+            service.start(&id, &caller.project).await;
             true
         }
         // An id taken in another project is not this caller's to know about.

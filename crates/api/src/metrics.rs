@@ -42,6 +42,14 @@ pub struct Metrics {
     pub(crate) callbacks_failed: Counter,
     /// Progress reports given up on: still failing past `--callback-max-age`.
     pub(crate) callbacks_dropped: Counter,
+    /// Executions taken over from a server whose lease expired.
+    pub(crate) lease_takeovers: Counter,
+    /// Executions this server was running when another took them over.
+    pub(crate) leases_lost: Counter,
+    /// Time of one claim of free executions in the database.
+    pub(crate) lease_claim_seconds: Histogram,
+    /// From the expiry of a dead server's lease to its takeover.
+    pub(crate) takeover_delay_seconds: Histogram,
 }
 
 impl Metrics {
@@ -92,8 +100,38 @@ impl Metrics {
             "Progress reports given up on after failing for longer than --callback-max-age",
             callbacks_dropped.clone(),
         );
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "lease_takeovers",
+            "Executions this server took over from a server whose lease had expired",
+            lease_takeovers.clone(),
+        );
+        let leases_lost = Counter::default();
+        registry.register(
+            "leases_lost",
+            "Executions this server stopped running because another server took them over \
+             (its leases were not renewed in time)",
+            leases_lost.clone(),
+        );
+        let lease_claim_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "lease_claim_seconds",
+            "Time of one claim of free executions in the database",
+            lease_claim_seconds.clone(),
+        );
+        // 10 ms to about 5 min.
+        let takeover_delay_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "lease_takeover_delay_seconds",
+            "Time from the expiry of a lease to its takeover by this server",
+            takeover_delay_seconds.clone(),
+        );
         Arc::new(Metrics {
             registry,
+            lease_takeovers,
+            leases_lost,
+            lease_claim_seconds,
+            takeover_delay_seconds,
             executions,
             lifecycle,
             subscribers,

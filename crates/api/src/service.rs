@@ -1,5 +1,9 @@
 //! The service behind the API: it runs executions in the background, one task each,
 //! and lets requests wait for an execution's end, cancel it, pause it or resume it.
+//!
+//! With [`Cluster`] options, several servers share one database: each runs the
+//! executions it holds the lease of (`crate::cluster`), and a request about an
+//! execution another server runs is recorded in the store, which tells that server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,29 @@ pub struct Options {
     pub tokens: Vec<crate::auth::Token>,
     /// The secrets executions may read, by project.
     pub secrets: Arc<Secrets>,
+    /// Sharing the database with other servers; `None`: this server runs everything.
+    pub cluster: Option<Cluster>,
+}
+
+/// How a server shares its database with others.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// This server's name among those sharing the database: the owner of its leases.
+    pub node: String,
+    /// How long a lease lasts unrenewed: how long the executions of a server that died
+    /// wait before another takes them over.
+    pub lease: Duration,
+    /// How often leases are renewed and free executions looked for.
+    pub renew_every: Duration,
+    /// The most executions this server runs at once; beyond that, new ones wait for a
+    /// server with room.
+    pub capacity: usize,
+}
+
+impl Cluster {
+    pub(crate) fn lease_ms(&self) -> store::Millis {
+        self.lease.as_millis().min(i64::MAX as u128) as store::Millis
+    }
 }
 
 /// Secret values the server hands to executions: some to every project, some to one.
@@ -94,6 +121,7 @@ impl Default for Options {
             max_subscribers: 10_000,
             tokens: Vec::new(),
             secrets: Arc::default(),
+            cluster: None,
         }
     }
 }
@@ -106,6 +134,8 @@ struct Running {
     /// Becomes true when its task ends.
     done: watch::Receiver<bool>,
     task: tokio::task::AbortHandle,
+    /// When it was launched: a lease renewal asked earlier does not know of it yet.
+    pub(crate) since: tokio::time::Instant,
 }
 
 /// What a cancel, pause or resume request found.
@@ -160,6 +190,84 @@ impl Service {
         self.engine.store()
     }
 
+    pub(crate) fn cluster(&self) -> Option<&Cluster> {
+        self.options.cluster.as_ref()
+    }
+
+    /// Runs a new execution: here, unless this server shares its database and is full
+    /// (then the first server with room claims it).
+    pub async fn start(self: &Arc<Self>, id: &str, project: &str) {
+        let Some(cluster) = self.cluster() else {
+            return self.launch(id, project, false);
+        };
+        if self.running_count() >= cluster.capacity {
+            return;
+        }
+        let claim = store::Claim::One(id.to_string());
+        match self
+            .store()
+            .claim(&cluster.node, cluster.lease_ms(), claim)
+            .await
+        {
+            Ok(leases) => {
+                for lease in leases {
+                    self.launch_lease(&lease);
+                }
+            }
+            // The next look for free executions finds it.
+            Err(e) => eprintln!("skein: execution {id} waits for a server: {e}"),
+        }
+    }
+
+    /// Runs an execution this server holds the lease of, as its last request says.
+    pub(crate) fn launch_lease(self: &Arc<Self>, lease: &store::Lease) {
+        self.launch(&lease.id, &lease.project, lease.paused());
+        if lease.requested == Some(store::Request::Cancel) {
+            self.obey_here(&lease.id, store::Request::Cancel);
+        }
+    }
+
+    pub(crate) fn running_count(&self) -> usize {
+        self.running.lock().expect("running lock").len()
+    }
+
+    /// The executions running here, with when each was launched.
+    pub(crate) fn running_since(&self) -> Vec<(String, tokio::time::Instant)> {
+        let running = self.running.lock().expect("running lock");
+        running
+            .iter()
+            .map(|(id, r)| (id.clone(), r.since))
+            .collect()
+    }
+
+    /// Stops running `id` here without recording anything (another server runs it
+    /// now, or may); true if it ran here.
+    pub(crate) fn abandon(&self, id: &str) -> bool {
+        let removed = self.running.lock().expect("running lock").remove(id);
+        if let Some(running) = &removed {
+            running.task.abort();
+        }
+        removed.is_some()
+    }
+
+    /// Applies `request` to `id` if it runs here; false if it does not.
+    pub(crate) fn obey_here(&self, id: &str, request: store::Request) -> bool {
+        let running = self.running.lock().expect("running lock");
+        let Some(r) = running.get(id) else {
+            return false;
+        };
+        match request {
+            store::Request::Cancel => r.cancel.cancel(),
+            store::Request::Pause => {
+                r.pause.send_replace(true);
+            }
+            store::Request::Resume => {
+                r.pause.send_replace(false);
+            }
+        }
+        true
+    }
+
     /// Runs execution `id` of `project` in the background, unless it runs already;
     /// `paused` is how it starts.
     pub fn launch(self: &Arc<Self>, id: &str, project: &str, paused: bool) {
@@ -170,6 +278,7 @@ impl Service {
         let cancel = CancellationToken::new();
         let (pause, paused) = watch::channel(paused);
         let (done_tx, done) = watch::channel(false);
+        let done_rx = done.clone();
         let this = self.clone();
         let owned = id.to_string();
         let control = engine::Control {
@@ -181,7 +290,16 @@ impl Service {
             if let Err(e) = this.engine.run_controlled(&owned, secrets, control).await {
                 eprintln!("skein: execution {owned} stopped: {e}");
             }
-            this.running.lock().expect("running lock").remove(&owned);
+            {
+                // Only its own entry: after an abandon, a new run may hold the id.
+                let mut running = this.running.lock().expect("running lock");
+                if running
+                    .get(&owned)
+                    .is_some_and(|r| r.done.same_channel(&done_rx))
+                {
+                    running.remove(&owned);
+                }
+            }
             let _ = done_tx.send(true);
         });
         running.insert(
@@ -191,17 +309,28 @@ impl Service {
                 pause,
                 done,
                 task: task.abort_handle(),
+                since: tokio::time::Instant::now(),
             },
         );
     }
 
     /// Launches every execution that had not ended when the store was last used,
-    /// suspended ones paused; returns how many.
+    /// as their last requests say (suspended ones paused); returns how many. With a
+    /// shared database, the executions are claimed by the servers instead.
     pub async fn resume_all(self: &Arc<Self>) -> Result<usize, store::Error> {
+        if self.cluster().is_some() {
+            return Ok(0);
+        }
         let ids = self.store().unfinished().await?;
         for id in &ids {
             if let Some(e) = self.store().execution(id).await? {
-                self.launch(id, &e.project, e.status == store::Status::Suspended);
+                self.launch_lease(&store::Lease {
+                    id: e.id,
+                    project: e.project,
+                    status: e.status,
+                    requested: e.requested,
+                    taken_from: None,
+                });
             }
         }
         Ok(ids.len())
@@ -217,8 +346,76 @@ impl Service {
     pub async fn wait(&self, id: &str, wait: Duration) -> Result<Option<Execution>, store::Error> {
         if let Some(mut done) = self.done(id) {
             let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
+            return self.store().execution(id).await;
         }
-        self.store().execution(id).await
+        // Not running here: perhaps on another server, whose commits are announced.
+        self.until(id, wait, |e| e.status.is_final()).await
+    }
+
+    /// Execution `id` once `wanted` holds for it, or as it stands after `wait`; read
+    /// again at each commit notice that may concern it.
+    async fn until(
+        &self,
+        id: &str,
+        wait: Duration,
+        wanted: impl Fn(&Execution) -> bool,
+    ) -> Result<Option<Execution>, store::Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before the read, so that no commit falls between the two.
+        let mut notices = self.store().subscribe();
+        loop {
+            let execution = self.store().execution(id).await?;
+            match &execution {
+                Some(e) if !wanted(e) => {}
+                _ => return Ok(execution),
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, notices.recv()).await {
+                    Err(_) => return Ok(execution),
+                    Ok(Ok(notice)) if !notice.concerns(id) => continue,
+                    Ok(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Records `request` for `id` (so that whoever runs it, now or later, obeys) and
+    /// applies it here if it runs here. With a shared database, an execution nobody
+    /// holds is claimed and run here to obey it.
+    async fn steer(self: &Arc<Self>, execution: &Execution, request: store::Request) {
+        if let Err(e) = self.store().request(&execution.id, request).await {
+            eprintln!(
+                "skein: the {} of {} is not recorded: {e}",
+                request.as_str(),
+                execution.id
+            );
+        }
+        if self.obey_here(&execution.id, request) {
+            return;
+        }
+        match self.cluster() {
+            // Not running, not final: created and not launched yet.
+            None => {
+                self.launch(
+                    &execution.id,
+                    &execution.project,
+                    request == store::Request::Pause,
+                );
+                self.obey_here(&execution.id, request);
+            }
+            Some(cluster) => {
+                let claim = store::Claim::One(execution.id.clone());
+                if let Ok(leases) = self
+                    .store()
+                    .claim(&cluster.node, cluster.lease_ms(), claim)
+                    .await
+                {
+                    for lease in leases {
+                        self.launch_lease(&lease);
+                    }
+                }
+            }
+        }
     }
 
     /// Cancels execution `id`: its running tasks are dropped (processes killed) and it
@@ -233,20 +430,11 @@ impl Service {
                 _ => Steered::Ended(execution),
             });
         }
-        // Not final but not running here (it was created and not yet launched): run it
-        // with its cancellation already requested, so that it records the cancellation.
-        self.launch(id, &execution.project, false);
-        let done = {
-            let running = self.running.lock().expect("running lock");
-            running.get(id).map(|r| {
-                r.cancel.cancel();
-                r.done.clone()
-            })
-        };
-        if let Some(mut done) = done {
-            let _ = tokio::time::timeout(CANCEL_GRACE, done.wait_for(|d| *d)).await;
-        }
-        Ok(match self.store().execution(id).await? {
+        self.steer(&execution, store::Request::Cancel).await;
+        let ended = self
+            .until(id, CANCEL_GRACE, |e| e.status.is_final())
+            .await?;
+        Ok(match ended {
             None => Steered::NotFound,
             Some(e) if e.status.is_final() && e.status != store::Status::Cancelled => {
                 Steered::Ended(e)
@@ -269,43 +457,21 @@ impl Service {
         if execution.status.is_final() {
             return Ok(Steered::Ended(execution));
         }
-        let wanted = |e: &Execution| (e.status == store::Status::Suspended) == pause;
-        // Subscribed before the flag changes, so that the run's record cannot be missed.
-        let mut notices = self.store().subscribe();
-        self.launch(id, &execution.project, pause);
-        {
-            let running = self.running.lock().expect("running lock");
-            if let Some(r) = running.get(id) {
-                r.pause.send_replace(pause);
-            }
-        }
-        let deadline = tokio::time::Instant::now() + STEER_WAIT;
-        loop {
-            let Some(execution) = self.store().execution(id).await? else {
-                return Ok(Steered::NotFound);
-            };
+        let request = match pause {
+            true => store::Request::Pause,
+            false => store::Request::Resume,
+        };
+        self.steer(&execution, request).await;
+        // Woken by the commit of the new status (with its lifecycle event).
+        let wanted =
+            |e: &Execution| e.status.is_final() || (e.status == store::Status::Suspended) == pause;
+        Ok(match self.until(id, STEER_WAIT, wanted).await? {
+            None => Steered::NotFound,
             // A resumed run may end before this read: that is the resume's doing. A run
             // that ended before the pause took hold was not paused.
-            if execution.status.is_final() {
-                return Ok(if pause {
-                    Steered::Ended(execution)
-                } else {
-                    Steered::Now(execution)
-                });
-            }
-            if wanted(&execution) {
-                return Ok(Steered::Now(execution));
-            }
-            // Woken by the commit of this execution's next events (the new status is
-            // committed with its lifecycle event).
-            loop {
-                match tokio::time::timeout_at(deadline, notices.recv()).await {
-                    Err(_) => return Ok(Steered::Now(execution)),
-                    Ok(Ok(notice)) if !notice.concerns(id) => continue,
-                    Ok(_) => break,
-                }
-            }
-        }
+            Some(e) if e.status.is_final() && pause => Steered::Ended(e),
+            Some(e) => Steered::Now(e),
+        })
     }
 
     /// Stops for a shutdown: running executions are abandoned, not cancelled (they
@@ -325,6 +491,12 @@ impl Service {
         let ticket = self.store().commit(Batch::default());
         if let Err(e) = self.store().durable(ticket).await {
             eprintln!("skein: the last writes may not be on disk: {e}");
+        }
+        // Others take over at once rather than when the leases expire.
+        if let Some(cluster) = self.cluster()
+            && let Err(e) = self.store().release(&cluster.node).await
+        {
+            eprintln!("skein: the leases were not released (they expire): {e}");
         }
     }
 }

@@ -17,6 +17,7 @@
 //! steer an execution ([`Store::request`]) reach whichever process holds it.
 
 pub mod postgres;
+mod progress;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -39,6 +39,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Postgres, Row};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::progress::Progress;
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Error, Event, Execution, Journal, Json,
     Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Result, Status,
@@ -175,13 +176,6 @@ enum Command {
     Flush,
 }
 
-/// How far the writer has committed, or why it stopped.
-#[derive(Clone, Debug)]
-struct Progress {
-    committed: u64,
-    failure: Option<Arc<str>>,
-}
-
 pub struct PostgresStore {
     pool: PgPool,
     node: Arc<str>,
@@ -310,10 +304,7 @@ impl PostgresStore {
     }
 
     fn stopped(&self) -> Error {
-        let failure = self.progress.borrow().failure.clone();
-        Error::WriterStopped(
-            failure.map_or_else(|| "the writer task is gone".into(), |m| m.to_string()),
-        )
+        crate::progress::stopped(&self.progress)
     }
 
     /// Runs a read, trying it again a few times while the database does not answer.
@@ -418,7 +409,11 @@ async fn write_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<(u64, Command
                 }
                 let mut answers = outcome.answers.into_iter();
                 for (_, command) in commands {
-                    match (command, answers.next()) {
+                    let answer = match &command {
+                        Command::Batch(_) | Command::Flush => continue,
+                        _ => answers.next(),
+                    };
+                    match (command, answer) {
                         (Command::Create(_, tx), Some(Answer::Created(r))) => drop(tx.send(r)),
                         (Command::Deliver(_, _, tx), Some(Answer::Delivered(r))) => {
                             drop(tx.send(r))
@@ -426,8 +421,7 @@ async fn write_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<(u64, Command
                         (Command::SetCursors(_, tx), Some(Answer::Cursors)) => {
                             drop(tx.send(Ok(())))
                         }
-                        (Command::Batch(_) | Command::Flush, _) => {}
-                        _ => unreachable!("one answer per command that waits"),
+                        _ => unreachable!("one answer per command that waits, in order"),
                     }
                 }
                 for root in outcome.lost {
@@ -1280,24 +1274,12 @@ impl Store for PostgresStore {
     }
 
     async fn durable(&self, ticket: Ticket) -> Result<()> {
-        let mut progress = self.progress.clone();
-        if progress.borrow().committed < ticket.0
-            && self.wanted.fetch_max(ticket.0, Ordering::AcqRel) < ticket.0
-        {
-            // Wake the writer if it lingers; queued after the batch of `ticket`.
+        crate::progress::durable(&self.progress, &self.wanted, ticket, || {
+            // Queued under the queue lock, and so after the batch of `ticket`.
             let queue = self.queue.lock().expect("queue lock");
             let _ = queue.0.send((0, Command::Flush));
-        }
-        let reached = progress
-            .wait_for(|p| p.committed >= ticket.0 || p.failure.is_some())
-            .await
-            .map_err(|_| Error::WriterStopped("the writer task is gone".into()))?;
-        match &reached.failure {
-            Some(message) if reached.committed < ticket.0 => {
-                Err(Error::WriterStopped(message.to_string()))
-            }
-            _ => Ok(()),
-        }
+        })
+        .await
     }
 
     async fn deliver(&self, id: &str, event: Value) -> Result<u64> {

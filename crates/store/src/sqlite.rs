@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot, watch};
 
+use crate::progress::Progress;
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal,
     Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Result,
@@ -140,13 +141,6 @@ type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// The highest ticket anyone waits for, shared by the store and its writer.
 type Wanted = Arc<AtomicU64>;
-
-/// How far the writer has committed, or why it stopped.
-#[derive(Clone, Debug)]
-struct Progress {
-    committed: u64,
-    failure: Option<Arc<str>>,
-}
 
 pub struct SqliteStore {
     /// The queue to the writer, with the number of the last batch queued:
@@ -920,25 +914,12 @@ impl Store for SqliteStore {
     }
 
     async fn durable(&self, ticket: Ticket) -> Result<()> {
-        let mut progress = self.progress.clone();
-        if progress.borrow().committed < ticket.0
-            && self.wanted.fetch_max(ticket.0, Ordering::AcqRel) < ticket.0
-        {
-            // Wake the writer if it lingers. Sent under the queue lock, and so after
-            // the batch of `ticket`.
+        crate::progress::durable(&self.progress, &self.wanted, ticket, || {
+            // Queued under the queue lock, and so after the batch of `ticket`.
             let queue = self.queue.lock().expect("queue lock");
             let _ = queue.0.send((0, Command::Flush));
-        }
-        let reached = progress
-            .wait_for(|p| p.committed >= ticket.0 || p.failure.is_some())
-            .await
-            .map_err(|_| Error::WriterStopped("the writer thread is gone".into()))?;
-        match &reached.failure {
-            Some(message) if reached.committed < ticket.0 => {
-                Err(Error::WriterStopped(message.to_string()))
-            }
-            _ => Ok(()),
-        }
+        })
+        .await
     }
 
     async fn deliver(&self, id: &str, event: Value) -> Result<u64> {
@@ -1073,9 +1054,6 @@ impl Store for SqliteStore {
 
 impl SqliteStore {
     fn stopped(&self, _ticket: Ticket) -> Error {
-        let failure = self.progress.borrow().failure.clone();
-        Error::WriterStopped(
-            failure.map_or_else(|| "the writer thread is gone".into(), |m| m.to_string()),
-        )
+        crate::progress::stopped(&self.progress)
     }
 }

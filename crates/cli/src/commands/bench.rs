@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 /// journaled, the result on disk before it is reported) and reports steps per second.
 /// (b) runs a `for` fan-out of HTTP calls to a no-op server on 127.0.0.1, and the same
 /// requests sent directly with reqwest at the same concurrency, and reports the ratio.
-/// Each is run several times; medians are printed last.
+/// Each is run several times; medians are printed last. With --postgres, (a) and (b) run
+/// on PostgreSQL too, next to SQLite. With --replicas, the figure is executions/s through
+/// the REST API of one, two, three… `skein server` processes sharing one PostgreSQL.
 #[derive(ClapArgs)]
 pub(crate) struct Args {
     /// Rounds of each measurement.
@@ -70,6 +72,25 @@ pub(crate) struct Args {
     /// running the same command directly (`--rounds` rounds).
     #[arg(long, conflicts_with = "api")]
     render: bool,
+
+    /// Run (a) and (b) on PostgreSQL as well: on this database URL, or, with no URL, on a
+    /// throwaway cluster started from the system's PostgreSQL binaries.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["api", "render"])]
+    postgres: Option<String>,
+
+    /// Measure executions/s through the REST API of this many `skein server` replicas
+    /// sharing one PostgreSQL (--postgres URL, or a throwaway cluster), for each count
+    /// given, such as 1,2,3: `--clients` clients spread over the replicas for `--seconds`.
+    #[arg(long, value_name = "N,…", value_delimiter = ',', conflicts_with_all = ["api", "render"])]
+    replicas: Vec<usize>,
+
+    /// With --replicas: concurrent clients.
+    #[arg(long = "replica-clients", value_name = "N", default_value_t = 32)]
+    replica_clients: usize,
+
+    /// With --replicas: how long each count is measured, in seconds.
+    #[arg(long = "replica-seconds", value_name = "SECONDS", default_value_t = 15)]
+    replica_seconds: u64,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -103,42 +124,96 @@ async fn bench(args: Args) -> Result<()> {
     if args.rounds == 0 || args.steps == 0 || args.calls == 0 || args.concurrency == 0 {
         bail!("--rounds, --steps, --calls and --concurrency must be at least 1");
     }
-    let base = noop_server().await?;
-    let (mut rates, mut ratios) = (Vec::new(), Vec::new());
-    for round in 1..=args.rounds {
-        let durability = if args.fast {
-            Durability::Process
-        } else {
-            Durability::Full
-        };
-        let elapsed = sequential_steps(args.steps, durability).await?;
-        let rate = args.steps as f64 / elapsed.as_secs_f64();
-        let fan_out = fan_out(&base, args.calls, args.concurrency, durability).await?;
-        let floor = direct(&base, args.calls, args.concurrency).await?;
-        let ratio = fan_out.as_secs_f64() / floor.as_secs_f64();
-        println!(
-            "round {round}: (a) {} steps in {:.3} s = {:.0} steps/s; (b) fan-out {:.3} s, direct {:.3} s, ratio {:.2}",
-            args.steps,
-            elapsed.as_secs_f64(),
-            rate,
-            fan_out.as_secs_f64(),
-            floor.as_secs_f64(),
-            ratio,
-        );
-        rates.push(rate);
-        ratios.push(ratio);
+    let postgres = match (&args.postgres, args.replicas.is_empty()) {
+        (None, true) => None,
+        (url, _) => Some(super::bench_cluster::Postgres::new(url.as_deref().unwrap_or("")).await?),
+    };
+    if !args.replicas.is_empty() {
+        let postgres = postgres.as_ref().expect("made above");
+        return super::bench_cluster::replicas(
+            postgres,
+            &args.replicas,
+            args.replica_clients,
+            args.replica_seconds,
+        )
+        .await;
     }
-    println!(
-        "median of {} rounds: (a) {:.0} durable steps/s (range {:.0} to {:.0}); (b) fan-out/direct ratio {:.2} (range {:.2} to {:.2})",
-        args.rounds,
-        median(&mut rates),
-        rates[0],
-        rates[rates.len() - 1],
-        median(&mut ratios),
-        ratios[0],
-        ratios[ratios.len() - 1],
-    );
+    let base = noop_server().await?;
+    let mut backends = vec![Backend::Sqlite(if args.fast {
+        Durability::Process
+    } else {
+        Durability::Full
+    })];
+    if let Some(postgres) = &postgres {
+        backends.push(Backend::Postgres(postgres));
+    }
+    let mut medians = Vec::new();
+    for backend in &backends {
+        let (mut rates, mut ratios, mut throughputs) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=args.rounds {
+            let elapsed = sequential_steps(args.steps, backend).await?;
+            let rate = args.steps as f64 / elapsed.as_secs_f64();
+            let fan_out = fan_out(&base, args.calls, args.concurrency, backend).await?;
+            let floor = direct(&base, args.calls, args.concurrency).await?;
+            let ratio = fan_out.as_secs_f64() / floor.as_secs_f64();
+            println!(
+                "{} round {round}: (a) {} steps in {:.3} s = {:.0} steps/s; (b) fan-out {:.3} s, direct {:.3} s, ratio {:.2}",
+                backend.name(),
+                args.steps,
+                elapsed.as_secs_f64(),
+                rate,
+                fan_out.as_secs_f64(),
+                floor.as_secs_f64(),
+                ratio,
+            );
+            rates.push(rate);
+            ratios.push(ratio);
+            throughputs.push(args.calls as f64 / fan_out.as_secs_f64());
+        }
+        medians.push(format!(
+            "{}: (a) {:.0} durable steps/s (range {:.0} to {:.0}); (b) fan-out/direct ratio {:.2} (range {:.2} to {:.2}), fan-out {:.0} calls/s",
+            backend.name(),
+            median(&mut rates),
+            rates[0],
+            rates[rates.len() - 1],
+            median(&mut ratios),
+            ratios[0],
+            ratios[ratios.len() - 1],
+            median(&mut throughputs),
+        ));
+    }
+    println!("median of {} rounds:", args.rounds);
+    for line in medians {
+        println!("  {line}");
+    }
     Ok(())
+}
+
+/// Where (a) and (b) journal.
+enum Backend<'a> {
+    Sqlite(Durability),
+    Postgres(&'a super::bench_cluster::Postgres),
+}
+
+impl Backend<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// A fresh store, and what must live as long as it.
+    async fn open(&self) -> Result<(Arc<dyn store::Store>, Option<tempfile::TempDir>)> {
+        Ok(match self {
+            Backend::Sqlite(durability) => {
+                let dir = tempfile::tempdir()?;
+                let store = SqliteStore::open(&dir.path().join("skein.db"), *durability)?;
+                (Arc::new(store), Some(dir))
+            }
+            Backend::Postgres(postgres) => (postgres.store().await?, None),
+        })
+    }
 }
 
 /// Sorts `values` and returns the median.
@@ -152,7 +227,7 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-async fn noop_server() -> Result<String> {
+pub(crate) async fn noop_server() -> Result<String> {
     let app = axum::Router::new().fallback(|| async { axum::Json(json!({"ok": true})) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -162,10 +237,9 @@ async fn noop_server() -> Result<String> {
     Ok(base)
 }
 
-/// Runs `source` to completion on a fresh, fully durable store and returns the wall time.
-async fn timed_run(source: &str, input: Value, durability: Durability) -> Result<Duration> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("skein.db"), durability)?);
+/// Runs `source` to completion on a fresh store and returns the wall time.
+async fn timed_run(source: &str, input: Value, backend: &Backend<'_>) -> Result<Duration> {
+    let (store, _dir) = backend.open().await?;
     let engine = Engine::new(
         store,
         Arc::new(runtime::Runtime::new()),
@@ -189,7 +263,7 @@ async fn timed_run(source: &str, input: Value, durability: Durability) -> Result
     }
 }
 
-async fn sequential_steps(steps: usize, durability: Durability) -> Result<Duration> {
+async fn sequential_steps(steps: usize, backend: &Backend<'_>) -> Result<Duration> {
     let mut source = String::from(
         "document: {dsl: '1.0.3', namespace: bench, name: steps, version: '1.0.0'}\ndo:\n",
     );
@@ -198,14 +272,14 @@ async fn sequential_steps(steps: usize, durability: Durability) -> Result<Durati
             "  - s{i}:\n      set: '${{ {{ n: (.n + 1) }} }}'\n"
         ));
     }
-    timed_run(&source, json!({"n": 0}), durability).await
+    timed_run(&source, json!({"n": 0}), backend).await
 }
 
 async fn fan_out(
     base: &str,
     calls: usize,
     concurrency: usize,
-    durability: Durability,
+    backend: &Backend<'_>,
 ) -> Result<Duration> {
     let source = format!(
         "document: {{dsl: '1.0.3', namespace: bench, name: fan-out, version: '1.0.0'}}
@@ -220,7 +294,7 @@ do:
               endpoint: '${{ \"{base}/noop/\\($item)\" }}'
 "
     );
-    timed_run(&source, json!({}), durability).await
+    timed_run(&source, json!({}), backend).await
 }
 
 /// The floor: the same requests, sent directly with reqwest at the same concurrency.

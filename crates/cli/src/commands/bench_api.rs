@@ -248,7 +248,7 @@ do:
 }
 
 /// Starts an execution and waits for its end; fails unless it completed.
-async fn start(client: &reqwest::Client, api: &str, body: Vec<u8>) -> Result<()> {
+pub(crate) async fn start(client: &reqwest::Client, api: &str, body: Vec<u8>) -> Result<()> {
     let response = client
         .post(format!("{api}/v1/executions?wait=60s"))
         .header("content-type", "application/json")

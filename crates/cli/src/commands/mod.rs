@@ -3,6 +3,7 @@
 pub(crate) mod batch;
 pub(crate) mod bench;
 pub(crate) mod bench_api;
+pub(crate) mod bench_cluster;
 pub(crate) mod bench_render;
 pub(crate) mod bridge;
 pub(crate) mod callback_sink;

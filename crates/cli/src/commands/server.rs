@@ -21,6 +21,18 @@ use engine::{Engine, SystemClock};
 /// lets queued journal writes commit, and exits; running executions resume at the next
 /// start.
 ///
+/// Scaling out (--database postgres://…): several servers share one PostgreSQL database.
+/// Each runs the executions it holds a lease of: those it started (while it has room,
+/// --max-executions), and free ones it claims every --renew-every seconds (new ones no
+/// server took, and those of a server whose lease expired: a server that died is taken
+/// over after at most --lease seconds, and its executions resume from the journal
+/// without re-running completed tasks). Any server accepts every request: cancel, pause
+/// and resume reach the server that runs the execution, and event streams show the
+/// events of executions running anywhere. The servers migrate the database themselves
+/// at start (safely, several at once). A lost database connection stalls executions
+/// until it is back; nothing is applied twice. /healthz fails while the database does
+/// not answer; /metrics shows lease takeovers and claim latency.
+///
 /// Endpoints: POST /v1/executions (body {workflow, input?, id?}; ?wait=30s holds the
 /// response until the end), GET /v1/executions[?status=&name=&limit=&cursor=],
 /// GET /v1/executions/{id}[?wait=30s], POST /v1/executions/{id}/cancel (and /pause,
@@ -144,9 +156,54 @@ pub(crate) struct Args {
     )]
     tokens: Option<String>,
 
-    /// Where the journal lives.
+    /// Where the journal lives (without --database).
     #[arg(long, value_name = "DIR", default_value = ".skein")]
     data_dir: PathBuf,
+
+    /// A PostgreSQL database shared with other servers (postgres://USER:PASSWORD@HOST:PORT/DB),
+    /// instead of the SQLite file under --data-dir.
+    #[arg(
+        long,
+        env = "SKEIN_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+
+    /// Connections to the database this server keeps open (the journal writer, the
+    /// listener for notifications, and reads).
+    #[arg(long, value_name = "N", default_value_t = 16, requires = "database")]
+    pool_size: u32,
+
+    /// How long a lease on an execution lasts without renewal, in seconds: the longest
+    /// the executions of a server that died wait before another server takes them over.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15.0,
+        requires = "database"
+    )]
+    lease: f64,
+
+    /// How often leases are renewed and free executions claimed, in seconds (default: a
+    /// third of --lease).
+    #[arg(long, value_name = "SECONDS", requires = "database")]
+    renew_every: Option<f64>,
+
+    /// The most executions this server runs at once (with --database); beyond that, new
+    /// ones wait for a server with room.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        requires = "database"
+    )]
+    max_executions: usize,
+
+    /// This server's name among those sharing the database, in logs and as the owner of
+    /// its leases (default: the host name, the process id and a random suffix).
+    #[arg(long, value_name = "NAME", requires = "database")]
+    node_name: Option<String>,
 
     #[command(flatten)]
     placement: super::PlacementArgs,
@@ -354,7 +411,23 @@ async fn serve(args: Args) -> Result<()> {
         )
     };
     let secret_count = secrets.len();
-    let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
+    let cluster = cluster(&args)?;
+    let (store, db) = match (&args.database, &cluster) {
+        (Some(url), Some(cluster)) => {
+            let mut options = store::postgres::Options::new(url);
+            options.pool_size = args.pool_size;
+            options.node = cluster.node.clone();
+            let store = store::postgres::PostgresStore::connect(options, Duration::from_secs(60))
+                .await
+                .with_context(|| format!("cannot use the database {}", redacted(url)))?;
+            let store: Arc<dyn store::Store> = Arc::new(store);
+            (store, format!("{} as {}", redacted(url), cluster.node))
+        }
+        _ => {
+            let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
+            (store, db.display().to_string())
+        }
+    };
     let placement = super::workers(&args.placement, false).await?;
     let effects = runtime::Runtime::new()
         .with_catalog(args.catalog.clone())
@@ -380,6 +453,7 @@ async fn serve(args: Args) -> Result<()> {
             max_subscribers: args.max_subscribers,
             tokens,
             secrets: Arc::new(secrets),
+            cluster,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -439,11 +513,25 @@ async fn serve(args: Args) -> Result<()> {
         .resume_all()
         .await
         .context("cannot read the unfinished executions")?;
+    let resumed = match service.options().cluster {
+        Some(_) => "executions claimed by lease".to_string(),
+        None => format!(
+            "{resumed} execution{} resumed",
+            if resumed == 1 { "" } else { "s" }
+        ),
+    };
+    {
+        let (service, stop) = (service.clone(), stop.clone());
+        background.spawn(async move {
+            service.run_cluster(stop.clone()).await;
+            // It returns at once on one machine; elsewhere only when told to stop.
+            stop.cancelled().await;
+            Ok(())
+        });
+    }
     eprintln!(
-        "skein server listening on http://{} ({grpc_note}; journal {}, {resumed} execution{} resumed; {auth}; {secret_count} secret{}{callback_note})",
+        "skein server listening on http://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note})",
         listener.local_addr()?,
-        db.display(),
-        if resumed == 1 { "" } else { "s" },
         if secret_count == 1 { "" } else { "s" },
     );
     let http = axum::serve(super::no_delay(listener), api::app(service.clone()))
@@ -468,6 +556,65 @@ async fn serve(args: Args) -> Result<()> {
         .await;
     placement.shutdown().await;
     Ok(())
+}
+
+/// The lease settings of a server on a shared database, `None` on SQLite.
+fn cluster(args: &Args) -> Result<Option<api::Cluster>> {
+    let Some(url) = &args.database else {
+        return Ok(None);
+    };
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        bail!(
+            "--database must be a postgres:// URL (without it, the journal is the SQLite file under --data-dir)"
+        );
+    }
+    let seconds = |name: &str, value: f64| -> Result<Duration> {
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|d| *d >= Duration::from_millis(100))
+            .with_context(|| format!("--{name} must be at least 0.1 seconds, not {value}"))
+    };
+    let lease = seconds("lease", args.lease)?;
+    let renew_every = match args.renew_every {
+        Some(value) => seconds("renew-every", value)?,
+        None => lease / 3,
+    };
+    if renew_every >= lease {
+        bail!(
+            "--renew-every ({renew_every:?}) must be shorter than --lease ({lease:?}), or leases lapse between renewals"
+        );
+    }
+    if args.max_executions == 0 {
+        bail!("--max-executions must be at least 1");
+    }
+    let node = match &args.node_name {
+        Some(name) => name.clone(),
+        None => {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "skein".into());
+            let suffix = uuid::Uuid::new_v4().simple().to_string();
+            format!("{host}-{}-{}", std::process::id(), &suffix[..6])
+        }
+    };
+    Ok(Some(api::Cluster {
+        node,
+        lease,
+        renew_every,
+        capacity: args.max_executions,
+    }))
+}
+
+/// A database URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The progress callbacks of the arguments, ready to run.

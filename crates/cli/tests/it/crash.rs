@@ -12,16 +12,18 @@ use tokio::process::Command;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    key: String,
-    at: Instant,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) key: String,
+    pub(crate) at: Instant,
+    /// When the answer was sent; never for a request the client gave up on.
+    pub(crate) answered: Option<Instant>,
 }
 
-type Log = Arc<Mutex<Vec<Seen>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
 /// A server that logs every request, holds it for `hold`, then answers `{"path": …}`.
-async fn server(hold: Duration) -> (String, Log) {
+pub(crate) async fn server(hold: Duration) -> (String, Log) {
     let log: Log = Arc::default();
     let app_log = log.clone();
     let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
@@ -32,12 +34,18 @@ async fn server(hold: Duration) -> (String, Log) {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            log.lock().unwrap().push(Seen {
-                path: uri.path().to_string(),
-                key,
-                at: Instant::now(),
-            });
+            let index = {
+                let mut log = log.lock().unwrap();
+                log.push(Seen {
+                    path: uri.path().to_string(),
+                    key,
+                    at: Instant::now(),
+                    answered: None,
+                });
+                log.len() - 1
+            };
             tokio::time::sleep(hold).await;
+            log.lock().unwrap()[index].answered = Some(Instant::now());
             axum::Json(json!({"path": uri.path()}))
         }
     });
@@ -250,6 +258,7 @@ async fn flaky_server(failures: usize) -> (String, Log) {
                     path: uri.path().to_string(),
                     key,
                     at: Instant::now(),
+                    answered: Some(Instant::now()),
                 });
                 log.len()
             };

@@ -1,9 +1,10 @@
 //! The `skein` binary, run as a real process: output format, exit codes and
 //! hostile files, as a user meets them.
 
-mod crash;
+pub(crate) mod crash;
 mod ctk;
 mod grpc;
+mod replicas;
 mod run;
 pub(crate) mod server;
 mod tool_calls;

@@ -1,0 +1,390 @@
+//! Several `skein server` replicas on one PostgreSQL database (a throwaway cluster from
+//! the system's binaries): they share the executions, take over those of a replica
+//! killed with SIGKILL within the lease, show every execution's events on every
+//! replica, and ride out a restart of the database.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use store::postgres::TempCluster;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+use crate::crash::{Seen, server};
+use crate::server::{call, free_port, healthy};
+
+/// A replica: `skein server` on `database`, its log in `dir/NAME.log`.
+struct Replica {
+    base: String,
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Replica {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn replica(dir: &Path, name: &str, database: &str, lease: &str) -> Replica {
+    let port = free_port();
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database",
+            database,
+            "--lease",
+            lease,
+            "--renew-every",
+            "0.5",
+            "--node-name",
+            name,
+            "--pool-size",
+            "8",
+        ])
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    Replica {
+        base: format!("http://127.0.0.1:{port}"),
+        child,
+        log: log_path,
+    }
+}
+
+fn replica_log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+}
+
+/// A workflow that calls the endpoint once, naps, then fans out over four calls, two
+/// at a time; its output is the four paths.
+fn fan_workflow(base: &str) -> String {
+    format!(
+        "document: {{dsl: '1.0.3', namespace: test, name: fan, version: '1.0.0'}}
+do:
+  - first:
+      call: http
+      with: {{ method: get, endpoint: '${{ \"{base}/item/\\(.id)/first\" }}' }}
+      output: {{ as: '$input' }}
+  - nap:
+      wait: {{ milliseconds: 1200 }}
+  - fan:
+      for: {{ in: '[range(4)]', concurrency: 2 }}
+      do:
+        - hit:
+            call: http
+            with: {{ method: get, endpoint: '${{ \"{base}/item/\\($input.id)/\\($item)\" }}' }}
+            output: {{ as: .path }}
+"
+    )
+}
+
+/// Starts an execution of `workflow` for each id, on the replicas in turn.
+async fn start_all(client: &reqwest::Client, replicas: &[Replica], workflow: &str, ids: &[String]) {
+    for (n, id) in ids.iter().enumerate() {
+        let replica = &replicas[n % replicas.len()];
+        let (status, body) = call(
+            client,
+            format!("{}/v1/executions", replica.base),
+            Some(json!({"workflow": workflow, "id": id, "input": {"id": id}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}\n{}", replica.log());
+    }
+}
+
+/// Waits, through `replica`, for each execution to end, and checks that it completed
+/// with its four paths.
+async fn all_completed(client: &reqwest::Client, replica: &Replica, ids: &[String], dir: &Path) {
+    for id in ids {
+        let (status, body) = call(
+            client,
+            format!("{}/v1/executions/{id}?wait=60s", replica.base),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let logs: String = ["ra", "rb", "rc"]
+            .iter()
+            .map(|n| replica_log(dir, n))
+            .collect();
+        assert_eq!(body["status"], "completed", "{id}: {body}\n{logs}");
+        let paths: Vec<String> = (0..4).map(|i| format!("/item/{id}/{i}")).collect();
+        assert_eq!(body["output"], json!(paths), "{id}");
+    }
+}
+
+async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `skein exec events ID --follow --json` against `base`, collecting the sequence
+/// numbers and types of the events it prints, until the stream ends.
+fn follow(base: &str, id: &str) -> tokio::task::JoinHandle<(Vec<u64>, Vec<String>, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["exec", "events", id, "--follow", "--json"])
+        .env("SKEIN_SERVER", base)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::spawn(async move {
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+            text
+        });
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut seqs, mut types) = (Vec::new(), Vec::new());
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let event: Value = serde_json::from_str(&line).unwrap();
+            seqs.push(event["sequence"].as_u64().unwrap());
+            types.push(event["type"].as_str().unwrap().to_string());
+        }
+        let status = child.wait().await.unwrap();
+        (seqs, types, format!("{status}: {}", stderr.await.unwrap()))
+    })
+}
+
+/// The number of events of `id` in the journal, through `base`.
+async fn journal_events(client: &reqwest::Client, base: &str, id: &str) -> usize {
+    let text = client
+        .get(format!("{base}/v1/executions/{id}/events?follow=false"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines().filter(|l| l.starts_with("data:")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
+    let Some(cluster) = TempCluster::for_test("three_replicas") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = cluster.database("replicas").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, log) = server(Duration::from_millis(200)).await;
+    let lease = Duration::from_secs(2);
+    let mut replicas: Vec<Replica> = ["ra", "rb", "rc"]
+        .iter()
+        .map(|name| replica(dir.path(), name, &database, "2"))
+        .collect();
+    let client = reqwest::Client::new();
+    for r in &replicas {
+        healthy(&client, &r.base).await;
+    }
+
+    let workflow = fan_workflow(&endpoint);
+    let ids: Vec<String> = (0..200).map(|n| format!("x{n}")).collect();
+    start_all(&client, &replicas, &workflow, &ids).await;
+    // Subscribers on replica A to an execution started on B (the one killed below) and
+    // to one started on C.
+    let followers = [
+        ("x1", follow(&replicas[0].base, "x1")),
+        ("x2", follow(&replicas[0].base, "x2")),
+    ];
+
+    // Killed in the middle: every execution started and some of the fan-out done.
+    until("the fan-outs to start", Duration::from_secs(60), || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| !s.path.ends_with("first"))
+            .count()
+            >= 150
+    })
+    .await;
+    replicas[1].child.kill().await.unwrap();
+    let killed = Instant::now();
+    let calls_at_kill = log.lock().unwrap().len();
+    assert!(
+        calls_at_kill < 200 + 800,
+        "the work was over before the kill"
+    );
+
+    all_completed(&client, &replicas[0], &ids, dir.path()).await;
+
+    // Each call ran once, but for those in flight at the kill (answered too shortly
+    // before it for their completion to be committed, or not at all), which ran again
+    // with the same key.
+    let log = log.lock().unwrap().clone();
+    let mut by_path: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for seen in &log {
+        by_path.entry(&seen.path).or_default().push(seen);
+    }
+    assert_eq!(by_path.len(), 200 * 5, "every call was made");
+    let mut repeated = 0;
+    for (path, seen) in &by_path {
+        if seen.len() == 1 {
+            continue;
+        }
+        repeated += 1;
+        assert_eq!(seen.len(), 2, "{path} ran {} times", seen.len());
+        assert_eq!(seen[0].key, seen[1].key, "{path}: the same Idempotency-Key");
+        let first = seen[0];
+        let in_flight = first.at < killed
+            && first
+                .answered
+                .is_none_or(|t| t + Duration::from_millis(500) > killed);
+        assert!(
+            in_flight,
+            "{path} had completed before the kill, yet ran again"
+        );
+    }
+    eprintln!("{repeated} calls in flight at the kill ran again");
+
+    // The killed replica's executions were taken over within the lease of its death
+    // (plus one renewal period for the claim).
+    let logs: String = ["ra", "rc"]
+        .iter()
+        .map(|n| replica_log(dir.path(), n))
+        .collect();
+    let takeovers: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("over from rb"))
+        .collect();
+    assert!(!takeovers.is_empty(), "no takeover in the logs:\n{logs}");
+    for line in &takeovers {
+        let overdue: u64 = line
+            .rsplit_once('(')
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(|| panic!("no delay in `{line}`"));
+        assert!(overdue <= lease.as_millis() as u64, "{line}");
+    }
+    let resumed_after = log
+        .iter()
+        .filter(|s| s.at > killed)
+        .map(|s| s.at - killed)
+        .min()
+        .expect("calls after the kill");
+    assert!(
+        resumed_after < lease + Duration::from_secs(3),
+        "{resumed_after:?}"
+    );
+
+    // The subscribers on A saw each event once, in order, across the kill.
+    for (id, follower) in followers {
+        let (seqs, types, stderr) = tokio::time::timeout(Duration::from_secs(30), follower)
+            .await
+            .expect("the stream ends with the execution")
+            .unwrap();
+        let total = journal_events(&client, &replicas[2].base, id).await;
+        assert_eq!(
+            seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "{id}: {stderr}"
+        );
+        assert_eq!(
+            types.last().map(String::as_str),
+            Some("io.serverlessworkflow.workflow.completed.v1"),
+            "{id}"
+        );
+    }
+
+    let metrics = client
+        .get(format!("{}/metrics", replicas[0].base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("skein_lease_takeovers_total"), "{metrics}");
+    assert!(metrics.contains("skein_lease_claim_seconds"), "{metrics}");
+    for r in &mut replicas {
+        let _ = r.child.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_wait_out_a_restart_of_the_database() {
+    let Some(cluster) = TempCluster::for_test("database_restart") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = cluster.database("restart").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, log) = server(Duration::from_millis(100)).await;
+    let replicas: Vec<Replica> = ["ra", "rb"]
+        .iter()
+        .map(|name| replica(dir.path(), name, &database, "2"))
+        .collect();
+    let client = reqwest::Client::new();
+    for r in &replicas {
+        healthy(&client, &r.base).await;
+    }
+    let workflow = fan_workflow(&endpoint);
+    let ids: Vec<String> = (0..20).map(|n| format!("y{n}")).collect();
+    start_all(&client, &replicas, &workflow, &ids).await;
+    until("the first calls", Duration::from_secs(30), || {
+        log.lock().unwrap().len() >= 20
+    })
+    .await;
+
+    cluster.stop().unwrap();
+    let stopped = Instant::now();
+    let health = client
+        .get(format!("{}/healthz", replicas[0].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        503,
+        "/healthz fails while the database is away"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls_while_down = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.at > stopped + Duration::from_secs(1))
+        .count();
+    cluster.restart().unwrap();
+    healthy(&client, &replicas[0].base).await;
+
+    all_completed(&client, &replicas[1], &ids, dir.path()).await;
+    // A call in flight when the database went away may run again (its completion could
+    // not be committed); none that was answered well before runs again.
+    let log = log.lock().unwrap().clone();
+    let mut by_path: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for seen in &log {
+        by_path.entry(&seen.path).or_default().push(seen);
+    }
+    assert_eq!(by_path.len(), 20 * 5, "every call was made");
+    for (path, seen) in &by_path {
+        if seen.len() > 1 {
+            assert_eq!(seen.len(), 2, "{path} ran {} times", seen.len());
+            // Unanswered: abandoned mid-call (a server that cannot renew its leases
+            // lets its runs go, for another server may take them over).
+            let in_flight = seen[0]
+                .answered
+                .is_none_or(|t| t + Duration::from_millis(500) > stopped);
+            assert!(
+                in_flight,
+                "{path} was answered well before the database went away, yet ran again"
+            );
+        }
+    }
+    eprintln!("{calls_while_down} calls started while the database was away");
+}
