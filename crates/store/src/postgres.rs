@@ -69,10 +69,11 @@ const REQUESTS_CHANNEL: &str = "skein_requests";
 
 /// The migrations, in order. Several processes may run them at once at start: sqlx
 /// takes an advisory lock, and refuses a database migrated by a newer skein.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "journal",
-    "
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "journal",
+        "
 CREATE TABLE executions (
     id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
@@ -136,7 +137,65 @@ CREATE TABLE writers (
     seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 ",
-)];
+    ),
+    (
+        2,
+        "apply a group in one statement",
+        // A group of batches in one round trip: the writer's commit latency is most of an
+        // execution's, so its statements run inside the database.
+        "
+CREATE FUNCTION skein_apply(
+    p_node text, p_group bigint, p_roots text[],
+    s_exec text[], s_key text[], s_state text[], s_payload text[], s_context text[],
+    s_deadline bigint[],
+    x_id text[], x_status text[], x_output text[], x_error text[], x_at bigint[],
+    e_exec text[], e_seq bigint[], e_time bigint[], e_type text[], e_data text[],
+    p_notice text
+) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+    lost text[];
+    n bigint;
+    head bigint;
+BEGIN
+    -- Fencing: executions another process holds keep their rows as they are. The rows
+    -- stay share-locked to the commit, so no takeover slips in between.
+    SELECT coalesce(array_agg(r.id), '{}') INTO lost FROM (
+        SELECT id, owner FROM executions WHERE id = ANY(p_roots) ORDER BY id FOR SHARE
+    ) r WHERE r.owner IS NOT NULL AND r.owner <> p_node;
+
+    INSERT INTO steps (execution_id, key, state, payload, context, deadline)
+        SELECT u.e, u.k, u.st, u.p, u.c, u.d
+        FROM unnest(s_exec, s_key, s_state, s_payload, s_context, s_deadline)
+            AS u(e, k, st, p, c, d)
+        WHERE split_part(u.e, '/', 1) <> ALL(lost)
+    ON CONFLICT (execution_id, key) DO UPDATE SET state = excluded.state,
+        payload = excluded.payload, context = excluded.context, deadline = excluded.deadline;
+
+    UPDATE executions x SET status = c.st, output = COALESCE(c.o, x.output),
+        error = COALESCE(c.er, x.error), updated_at = c.at
+    FROM unnest(x_id, x_status, x_output, x_error, x_at) AS c(id, st, o, er, at)
+    WHERE x.id = c.id AND split_part(c.id, '/', 1) <> ALL(lost);
+
+    SELECT count(*) INTO n FROM unnest(e_exec) AS u(e) WHERE split_part(u.e, '/', 1) <> ALL(lost);
+    IF n > 0 THEN
+        -- Last, so that the row that orders every process's appends is held briefly.
+        UPDATE log_head SET pos = pos + n RETURNING pos INTO head;
+        INSERT INTO events (execution_id, seq, time, type, data, pos)
+            SELECT u.e, u.s, u.t, u.ty, u.d, head - n + row_number() OVER (ORDER BY u.o)
+            FROM unnest(e_exec, e_seq, e_time, e_type, e_data) WITH ORDINALITY
+                AS u(e, s, t, ty, d, o)
+            WHERE split_part(u.e, '/', 1) <> ALL(lost);
+        PERFORM pg_notify('skein_events', p_notice);
+    END IF;
+
+    INSERT INTO writers (node, last_group) VALUES (p_node, p_group)
+    ON CONFLICT (node) DO UPDATE SET last_group = excluded.last_group, seen_at = now();
+    RETURN lost;
+END
+$$;
+",
+    ),
+];
 
 /// The database's clock in milliseconds: leases are measured by it, so that processes
 /// with skewed clocks agree.
@@ -521,43 +580,28 @@ fn root(id: &str) -> &str {
     id.split('/').next().unwrap_or(id)
 }
 
-/// One attempt at a group. On failure, the outcome is returned too when the failure
-/// came at the COMMIT (so the group may have been committed).
+/// One attempt at a group. On failure, the outcome is returned too when the group may
+/// have been committed all the same (the failure came with or after the COMMIT).
 async fn attempt(
     w: &Writer,
     group: i64,
     commands: &[(u64, Command)],
 ) -> std::result::Result<Outcome, (sqlx::Error, Option<Outcome>)> {
-    let mut tx = w.pool.begin().await.map_err(|e| (e, None))?;
     let mut outcome = Outcome::default();
-    let batches: Vec<&Batch> = commands
+    let columns = Columns::of(commands, w.notices.receiver_count() > 0, &mut outcome);
+    let payload = notice_payload(&w.node, &outcome.newest);
+    let waits = commands
         .iter()
-        .filter_map(|(_, c)| match c {
-            Command::Batch(b) => Some(b),
-            _ => None,
-        })
-        .collect();
-
-    // Fencing: the batches of executions another process holds are dropped.
-    let mut roots: Vec<&str> = batches.iter().map(|b| root(&b.execution)).collect();
-    roots.sort_unstable();
-    roots.dedup();
-    let mut lost = HashSet::new();
-    if !roots.is_empty() {
-        let owners: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT id, owner FROM executions WHERE id = ANY($1) ORDER BY id FOR SHARE",
-        )
-        .bind(&roots)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| (e, None))?;
-        for (id, owner) in owners {
-            if owner.is_some_and(|o| *o != *w.node) {
-                lost.insert(id);
-            }
-        }
+        .any(|(_, c)| !matches!(c, Command::Batch(_) | Command::Flush));
+    if !waits {
+        // Batches only: one statement, atomic by itself, one round trip.
+        let mut conn = w.pool.acquire().await.map_err(|e| (e, None))?;
+        return match columns.apply(&mut conn, &w.node, group, &payload).await {
+            Ok(lost) => Ok(outcome.without(lost)),
+            Err(e) => Err((e, Some(outcome))),
+        };
     }
-
+    let mut tx = w.pool.begin().await.map_err(|e| (e, None))?;
     for (_, command) in commands {
         let answer = match command {
             Command::Create(new, _) => Answer::Created(
@@ -588,50 +632,104 @@ async fn attempt(
         };
         outcome.answers.push(answer);
     }
+    let lost = columns
+        .apply(&mut tx, &w.node, group, &payload)
+        .await
+        .map_err(|e| (e, None))?;
+    let outcome = outcome.without(lost);
+    match tx.commit().await {
+        Ok(()) => Ok(outcome),
+        Err(e) => Err((e, Some(outcome))),
+    }
+}
 
-    // The batches, folded: the last record of each step and the last status of each
-    // execution win, as they would one after the other.
-    let mut steps: HashMap<(&str, &str), &StepState> = HashMap::new();
-    let mut statuses: HashMap<&str, StatusRow> = HashMap::new();
-    let mut events: Vec<(&str, &Event)> = Vec::new();
-    let listening = w.notices.receiver_count() > 0;
-    for batch in &batches {
-        if lost.contains(root(&batch.execution)) {
-            continue;
+impl Outcome {
+    /// The outcome once the batches of `lost` executions were dropped: no notices for them.
+    fn without(mut self, lost: Vec<String>) -> Outcome {
+        if !lost.is_empty() {
+            self.newest
+                .retain(|id, _| !lost.iter().any(|l| l == root(id)));
         }
-        for step in &batch.steps {
-            steps.insert((&batch.execution, &step.key), &step.state);
-        }
-        if let Some(change) = &batch.status {
-            let row = statuses.entry(&batch.execution).or_default();
-            row.status = Some(change.status.as_str());
-            row.output = change.output.as_ref().map(json).or(row.output.take());
-            row.error = change.error.as_ref().map(json).or(row.error.take());
-            row.at = change.at;
-        }
-        if let Some(last) = batch.events.last() {
-            let (seq, copies) = outcome
-                .newest
-                .entry(batch.execution.clone())
-                .or_insert_with(|| (0, Vec::new()));
-            *seq = (*seq).max(last.seq);
-            if listening {
-                copies.extend(batch.events.iter().cloned());
+        self.lost = lost;
+        self
+    }
+}
+
+/// The batches of a group as the columns `skein_apply` takes: the last record of each
+/// step and the last status of each execution win, as they would one after the other.
+#[derive(Default)]
+struct Columns<'a> {
+    roots: Vec<&'a str>,
+    step_executions: Vec<&'a str>,
+    step_keys: Vec<&'a str>,
+    step_states: Vec<&'static str>,
+    step_payloads: Vec<Option<String>>,
+    step_contexts: Vec<Option<String>>,
+    step_deadlines: Vec<Option<i64>>,
+    status_ids: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    status_outputs: Vec<Option<String>>,
+    status_errors: Vec<Option<String>>,
+    status_times: Vec<i64>,
+    event_executions: Vec<&'a str>,
+    event_seqs: Vec<i64>,
+    event_times: Vec<i64>,
+    event_types: Vec<&'a str>,
+    event_data: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of the batches in `commands`; fills `outcome.newest` (with copies of
+    /// the events when `listening`).
+    fn of(commands: &'a [(u64, Command)], listening: bool, outcome: &mut Outcome) -> Columns<'a> {
+        let mut c = Columns::default();
+        let mut steps: HashMap<(&str, &str), &StepState> = HashMap::new();
+        let mut step_order = Vec::new();
+        let mut statuses: HashMap<&str, StatusRow> = HashMap::new();
+        let mut status_order = Vec::new();
+        for (_, command) in commands {
+            let Command::Batch(batch) = command else {
+                continue;
+            };
+            c.roots.push(root(&batch.execution));
+            for step in &batch.steps {
+                let key = (batch.execution.as_str(), step.key.as_str());
+                if steps.insert(key, &step.state).is_none() {
+                    step_order.push(key);
+                }
+            }
+            if let Some(change) = &batch.status {
+                let row = statuses.entry(&batch.execution).or_insert_with(|| {
+                    status_order.push(batch.execution.as_str());
+                    StatusRow::default()
+                });
+                row.status = Some(change.status.as_str());
+                row.output = change.output.as_ref().map(json).or(row.output.take());
+                row.error = change.error.as_ref().map(json).or(row.error.take());
+                row.at = change.at;
+            }
+            if let Some(last) = batch.events.last() {
+                let (seq, copies) = outcome
+                    .newest
+                    .entry(batch.execution.clone())
+                    .or_insert_with(|| (0, Vec::new()));
+                *seq = (*seq).max(last.seq);
+                if listening {
+                    copies.extend(batch.events.iter().cloned());
+                }
+            }
+            for event in &batch.events {
+                c.event_executions.push(&batch.execution);
+                c.event_seqs.push(event.seq as i64);
+                c.event_times.push(event.time);
+                c.event_types.push(&event.type_);
+                c.event_data.push(event.data.text());
             }
         }
-        events.extend(batch.events.iter().map(|e| (batch.execution.as_str(), e)));
-    }
-    outcome.lost = lost.into_iter().collect();
-
-    if !steps.is_empty() {
-        let mut executions: Vec<&str> = Vec::new();
-        let mut keys: Vec<&str> = Vec::new();
-        let mut states: Vec<&str> = Vec::new();
-        let mut payloads: Vec<Option<String>> = Vec::new();
-        let mut contexts: Vec<Option<String>> = Vec::new();
-        let mut deadlines: Vec<Option<i64>> = Vec::new();
-        for ((execution, key), state) in &steps {
-            let (name, payload, context, deadline) = match state {
+        c.roots.sort_unstable();
+        c.roots.dedup();
+        for key in step_order {
+            let (state, payload, context, deadline) = match steps[&key] {
                 StepState::Started => ("started", None, None, None),
                 StepState::Completed { output, context } => (
                     "completed",
@@ -647,117 +745,60 @@ async fn attempt(
                 ),
                 StepState::Timer { deadline } => ("timer", None, None, Some(*deadline)),
             };
-            executions.push(execution);
-            keys.push(key);
-            states.push(name);
-            payloads.push(payload);
-            contexts.push(context);
-            deadlines.push(deadline);
+            c.step_executions.push(key.0);
+            c.step_keys.push(key.1);
+            c.step_states.push(state);
+            c.step_payloads.push(payload);
+            c.step_contexts.push(context);
+            c.step_deadlines.push(deadline);
         }
-        sqlx::query(
-            "INSERT INTO steps (execution_id, key, state, payload, context, deadline)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
-             ON CONFLICT (execution_id, key) DO UPDATE SET state = excluded.state,
-                payload = excluded.payload, context = excluded.context, deadline = excluded.deadline",
-        )
-        .bind(&executions)
-        .bind(&keys)
-        .bind(&states)
-        .bind(&payloads)
-        .bind(&contexts)
-        .bind(&deadlines)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| (e, None))?;
+        for id in status_order {
+            let row = statuses.remove(id).unwrap_or_default();
+            c.status_ids.push(id);
+            c.statuses.push(row.status.unwrap_or("running"));
+            c.status_outputs.push(row.output);
+            c.status_errors.push(row.error);
+            c.status_times.push(row.at);
+        }
+        c
     }
 
-    if !statuses.is_empty() {
-        let mut ids: Vec<&str> = Vec::new();
-        let mut states: Vec<&str> = Vec::new();
-        let mut outputs: Vec<Option<String>> = Vec::new();
-        let mut errors: Vec<Option<String>> = Vec::new();
-        let mut ats: Vec<i64> = Vec::new();
-        for (id, row) in statuses {
-            ids.push(id);
-            states.push(row.status.unwrap_or("running"));
-            outputs.push(row.output);
-            errors.push(row.error);
-            ats.push(row.at);
-        }
-        sqlx::query(
-            "UPDATE executions x SET status = c.status, output = COALESCE(c.output, x.output),
-                error = COALESCE(c.error, x.error), updated_at = c.at
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])
-                AS c(id, status, output, error, at)
-             WHERE x.id = c.id",
+    /// Applies the columns with `skein_apply` (fencing, steps, statuses, events with
+    /// their log positions, the notice, and the group's number); returns the top-level
+    /// executions whose batches were dropped.
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        node: &str,
+        group: i64,
+        payload: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT skein_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                $15, $16, $17, $18, $19, $20)",
         )
-        .bind(&ids)
-        .bind(&states)
-        .bind(&outputs)
-        .bind(&errors)
-        .bind(&ats)
-        .execute(&mut *tx)
+        .bind(node)
+        .bind(group)
+        .bind(&self.roots)
+        .bind(&self.step_executions)
+        .bind(&self.step_keys)
+        .bind(&self.step_states)
+        .bind(&self.step_payloads)
+        .bind(&self.step_contexts)
+        .bind(&self.step_deadlines)
+        .bind(&self.status_ids)
+        .bind(&self.statuses)
+        .bind(&self.status_outputs)
+        .bind(&self.status_errors)
+        .bind(&self.status_times)
+        .bind(&self.event_executions)
+        .bind(&self.event_seqs)
+        .bind(&self.event_times)
+        .bind(&self.event_types)
+        .bind(&self.event_data)
+        .bind(payload)
+        .fetch_one(conn)
         .await
-        .map_err(|e| (e, None))?;
-    }
-
-    if !events.is_empty() {
-        // Taken last, so that the row that orders all processes' appends is held only
-        // for the insert and the commit.
-        let end: i64 = sqlx::query_scalar("UPDATE log_head SET pos = pos + $1 RETURNING pos")
-            .bind(events.len() as i64)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| (e, None))?;
-        let first = end - events.len() as i64 + 1;
-        let mut executions: Vec<&str> = Vec::new();
-        let mut seqs: Vec<i64> = Vec::new();
-        let mut times: Vec<i64> = Vec::new();
-        let mut types: Vec<&str> = Vec::new();
-        let mut datas: Vec<&str> = Vec::new();
-        let mut positions: Vec<i64> = Vec::new();
-        for (i, (execution, event)) in events.iter().enumerate() {
-            executions.push(execution);
-            seqs.push(event.seq as i64);
-            times.push(event.time);
-            types.push(&event.type_);
-            datas.push(event.data.text());
-            positions.push(first + i as i64);
-        }
-        sqlx::query(
-            "INSERT INTO events (execution_id, seq, time, type, data, pos)
-             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[])",
-        )
-        .bind(&executions)
-        .bind(&seqs)
-        .bind(&times)
-        .bind(&types)
-        .bind(&datas)
-        .bind(&positions)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| (e, None))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(EVENTS_CHANNEL)
-            .bind(notice_payload(&w.node, &outcome.newest))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| (e, None))?;
-    }
-
-    sqlx::query(
-        "INSERT INTO writers (node, last_group) VALUES ($1, $2)
-         ON CONFLICT (node) DO UPDATE SET last_group = excluded.last_group, seen_at = now()",
-    )
-    .bind(&*w.node)
-    .bind(group)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| (e, None))?;
-
-    match tx.commit().await {
-        Ok(()) => Ok(outcome),
-        Err(e) => Err((e, Some(outcome))),
     }
 }
 
@@ -1326,13 +1367,18 @@ impl Store for PostgresStore {
             Claim::One(id) => (Some(id.as_str()), 1),
             Claim::Any(limit) => (None, (*limit).min(i64::MAX as usize) as i64),
         };
+        // Two texts, so that a claim of one execution is planned as a key lookup.
+        let which = match one {
+            Some(_) => "id = $3",
+            None => "$3::text IS NULL",
+        };
         let sql = format!(
             "WITH now AS (SELECT {NOW_MS} AS ms),
              free AS (
                 SELECT id, owner AS previous, lease_until AS until FROM executions, now
                 WHERE status NOT IN {FINAL} AND strpos(id, '/') = 0
                   AND (owner IS NULL OR (owner <> $1 AND lease_until < now.ms))
-                  AND ($3::text IS NULL OR id = $3)
+                  AND {which}
                 ORDER BY created_at, id LIMIT $4
                 FOR UPDATE OF executions SKIP LOCKED)
              UPDATE executions x SET owner = $1, lease_until = now.ms + $2
@@ -1364,8 +1410,10 @@ impl Store for PostgresStore {
 
     async fn renew(&self, owner: &str, lease_ms: Millis) -> Result<Vec<Lease>> {
         let sql = format!(
+            // Locked in id order, as the writer locks them: no deadlock between the two.
             "UPDATE executions SET lease_until = {NOW_MS} + $2
-             WHERE owner = $1 AND status NOT IN {FINAL}
+             WHERE id IN (SELECT id FROM executions WHERE owner = $1 AND status NOT IN {FINAL}
+                          ORDER BY id FOR UPDATE)
              RETURNING id, project, status, requested"
         );
         let (sql, pool) = (&sql, &self.pool);
@@ -1383,10 +1431,13 @@ impl Store for PostgresStore {
     async fn release(&self, owner: &str) -> Result<()> {
         let pool = &self.pool;
         self.read(move || async move {
-            sqlx::query("UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = $1")
-                .bind(owner)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE executions SET owner = NULL, lease_until = NULL
+                 WHERE id IN (SELECT id FROM executions WHERE owner = $1 ORDER BY id FOR UPDATE)",
+            )
+            .bind(owner)
+            .execute(pool)
+            .await?;
             Ok(())
         })
         .await
