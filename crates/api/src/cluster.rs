@@ -83,8 +83,14 @@ impl Service {
             }
             let running: HashSet<String> =
                 self.running_since().into_iter().map(|(id, _)| id).collect();
-            for lease in held.iter().filter(|l| !running.contains(&l.id)) {
-                self.launch_lease(lease);
+            for lease in &held {
+                if !running.contains(&lease.id) {
+                    self.launch_lease(lease);
+                } else if lease.requested == Some(store::Request::Cancel) {
+                    // Also when its notice was lost (cancelling twice does no harm; a
+                    // pause or resume read here could be older than one obeyed since).
+                    self.obey_here(&lease.id, store::Request::Cancel);
+                }
             }
             let room = cluster.capacity.saturating_sub(self.running_count());
             if room == 0 {

@@ -388,3 +388,101 @@ async fn executions_wait_out_a_restart_of_the_database() {
     }
     eprintln!("{calls_while_down} calls started while the database was away");
 }
+
+/// Requests sent to one replica reach the execution another runs: an event completes
+/// its `listen`, and pause, resume and cancel take effect there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_any_replica_reach_the_execution() {
+    let Some(cluster) = TempCluster::for_test("requests_to_any_replica") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = cluster.database("requests").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Replica> = ["ra", "rb"]
+        .iter()
+        .map(|name| replica(dir.path(), name, &database, "5"))
+        .collect();
+    let client = reqwest::Client::new();
+    for r in &replicas {
+        healthy(&client, &r.base).await;
+    }
+    let (a, b) = (&replicas[0].base, &replicas[1].base);
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: steer, version: '1.0.0'}
+do:
+  - hold:
+      listen:
+        to:
+          one: {with: {type: go}}
+  - nap:
+      wait: {seconds: 3}
+  - after:
+      set: {done: true}
+";
+    for id in ["s1", "s2"] {
+        let (status, body) = call(
+            &client,
+            format!("{a}/v1/executions"),
+            Some(json!({"workflow": workflow, "id": id})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let status_on = async |base: &str, id: &str| {
+        call(&client, format!("{base}/v1/executions/{id}"), None)
+            .await
+            .1["status"]
+            .clone()
+    };
+
+    // The event for s1 goes to B; A runs s1, whose `listen` takes it.
+    let (status, body) = call(
+        &client,
+        format!("{b}/v1/executions/s1/events"),
+        Some(json!({"specversion": "1.0", "id": "go-1", "source": "test", "type": "go"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, body) = call(&client, format!("{b}/v1/executions/s1?wait=30s"), None).await;
+    assert_eq!(body["status"], "completed", "{body}\n{}", replicas[0].log());
+
+    // s2 waits for its event on A; B pauses it, resumes it, and cancels it.
+    let (status, body) = call(
+        &client,
+        format!("{b}/v1/executions/s2/pause"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("suspended")),
+        "{body}"
+    );
+    assert_eq!(status_on(a, "s2").await, "suspended");
+    let (status, body) = call(
+        &client,
+        format!("{b}/v1/executions/s2/resume"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["status"], "suspended", "{body}");
+    let (status, body) = call(
+        &client,
+        format!("{b}/v1/executions/s2/cancel"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(status_on(a, "s2").await, "cancelled");
+    // It ran on A all along: B took none of it over.
+    assert!(
+        !replicas[1].log().contains("took execution"),
+        "{}",
+        replicas[1].log()
+    );
+}
