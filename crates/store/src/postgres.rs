@@ -209,7 +209,8 @@ pub struct Options {
     /// Connections kept open to the database (the writer, the listener and reads).
     pub pool_size: u32,
     /// This process's name among those sharing the database: the owner of its leases.
-    /// Unique per process start.
+    /// No two processes running at once may share it; a process started again under
+    /// the name of one that stopped takes that one's leases over at once.
     pub node: String,
     /// Longest wait for a free connection (or for the database) before a read fails.
     pub acquire_timeout: Duration,
@@ -301,7 +302,11 @@ impl PostgresStore {
         let (notices, _) = broadcast::channel(NOTICES);
         let (requests, _) = broadcast::channel(NOTICES);
         let observer = Arc::new(Mutex::new(None));
+        // Group numbers go on from where a process of the same name left them, so that a
+        // group is never taken for an earlier one that was committed.
+        let group = last_group(&pool, &node).await?;
         let writer = tokio::spawn(write_loop(
+            group,
             Writer {
                 pool: pool.clone(),
                 node: node.clone(),
@@ -437,9 +442,12 @@ enum Answer {
     Cursors,
 }
 
-async fn write_loop(mut w: Writer, mut rx: mpsc::UnboundedReceiver<(u64, Command)>) {
+async fn write_loop(
+    mut group: i64,
+    mut w: Writer,
+    mut rx: mpsc::UnboundedReceiver<(u64, Command)>,
+) {
     let mut committed = 0;
-    let mut group: i64 = 0;
     while let Some(first) = rx.recv().await {
         let opened = Instant::now();
         let waits = |c: &Command| !matches!(c, Command::Batch(_) | Command::Flush);

@@ -201,7 +201,9 @@ pub(crate) struct Args {
     max_executions: usize,
 
     /// This server's name among those sharing the database, in logs and as the owner of
-    /// its leases (default: the host name, the process id and a random suffix).
+    /// its leases (default: the host name, the process id and a random suffix). No two
+    /// servers running at once may share a name; a server restarted under its old name
+    /// resumes that one's executions at once instead of after --lease.
     #[arg(long, value_name = "NAME", requires = "database")]
     node_name: Option<String>,
 

@@ -486,3 +486,42 @@ do:
         replicas[1].log()
     );
 }
+
+/// A replica killed and started again under its name takes its executions back at
+/// once, without waiting for its leases to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_under_its_name_resumes_its_executions_at_once() {
+    let Some(cluster) = TempCluster::for_test("restarted_replica") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = cluster.database("restarted").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, log) = server(Duration::from_millis(50)).await;
+    // Leases of a minute: a takeover by expiry would fail the wait below.
+    let mut first = replica(dir.path(), "ra", &database, "60");
+    let client = reqwest::Client::new();
+    healthy(&client, &first.base).await;
+    let ids: Vec<String> = (0..5).map(|n| format!("r{n}")).collect();
+    start_all(
+        &client,
+        std::slice::from_ref(&first),
+        &fan_workflow(&endpoint),
+        &ids,
+    )
+    .await;
+    until("the first calls", Duration::from_secs(30), || {
+        log.lock().unwrap().len() >= 5
+    })
+    .await;
+    first.child.kill().await.unwrap();
+    let again = replica(dir.path(), "ra", &database, "60");
+    healthy(&client, &again.base).await;
+    let restarted = Instant::now();
+    all_completed(&client, &again, &ids, dir.path()).await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(20),
+        "resumed after {:?}, as if waiting for the leases",
+        restarted.elapsed()
+    );
+}
