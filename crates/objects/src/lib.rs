@@ -162,8 +162,24 @@ pub struct Objects {
 
 impl Objects {
     /// The objects under `url` (`file:///srv/objects`, `s3://bucket/prefix`, …). A path
-    /// without a scheme is a local directory.
+    /// without a scheme is a local directory. A cloud store is configured as its SDKs
+    /// are, from the environment: `AWS_*` (`AWS_ACCESS_KEY_ID`, `AWS_REGION`,
+    /// `AWS_ENDPOINT` for an S3-compatible service…), `GOOGLE_*`
+    /// (`GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_APPLICATION_CREDENTIALS`…) and `AZURE_*`
+    /// (`AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`…); without keys, the
+    /// platform's own credentials (instance metadata, workload identity) are used.
     pub fn open(url: &str, allow: Allowlist) -> Result<Objects> {
+        Objects::open_with(url, allow, cloud_environment())
+    }
+
+    /// Like [`Objects::open`], configured by `options` (`aws_endpoint`,
+    /// `google_base_url`, `azure_storage_account_key`…: the environment variables'
+    /// names in lower case) instead of the environment.
+    pub fn open_with(
+        url: &str,
+        allow: Allowlist,
+        options: Vec<(String, String)>,
+    ) -> Result<Objects> {
         let url = match url::Url::parse(url) {
             Ok(url) => url,
             Err(_) => {
@@ -181,7 +197,7 @@ impl Objects {
                 .map_err(|_| Error::Url(url.to_string(), "not a local path".into()))?;
             std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e))?;
         }
-        let (store, prefix) = object_store::parse_url(&url).map_err(|e| {
+        let (store, prefix) = object_store::parse_url_opts(&url, options).map_err(|e| {
             Error::Url(
                 url.to_string(),
                 format!("{e} (s3://, gs:// and az:// need skein built with the s3, gcs or azure feature)"),
@@ -295,6 +311,14 @@ pub fn hash_files(files: &[(String, PathBuf)]) -> Result<(String, u64)> {
         total += bytes.len() as u64;
     }
     Ok((hex(digest.finish().as_ref()), total))
+}
+
+/// The environment variables that configure cloud stores, as `object_store` options.
+fn cloud_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
 }
 
 /// The SHA-256 of `bytes`, in lower-case hex.

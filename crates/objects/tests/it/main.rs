@@ -1,4 +1,7 @@
-//! Object storage on real local directories.
+//! Object storage on real local directories, and on cloud emulators (`cloud`).
+
+#[cfg(feature = "s3")]
+mod cloud;
 
 use objects::{Allowlist, Objects, check_key, upload_dir};
 
