@@ -316,7 +316,11 @@ pub fn hash_files(files: &[(String, PathBuf)]) -> Result<(String, u64)> {
 /// The environment variables that configure cloud stores, as `object_store` options.
 fn cloud_environment() -> Vec<(String, String)> {
     std::env::vars()
-        .filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect()
 }

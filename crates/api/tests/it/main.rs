@@ -1347,3 +1347,51 @@ do:
         assert!(extra.is_err(), "{filter}: {extra:?}");
     }
 }
+
+/// Progress shows while the execution runs (the seed's adapter reported 0 until the
+/// end), per task and per fan-out, and never goes backwards.
+#[tokio::test]
+async fn progress_grows_while_the_fan_out_runs_and_never_goes_back() {
+    let server = serve().await;
+    let (endpoint, _count) = counting_endpoint(Duration::from_millis(30)).await;
+    let fan_out = flow(&format!(
+        "  - fan:
+      for: {{ in: '[range(40)]', concurrency: 4 }}
+      do:
+        - call:
+            call: http
+            with: {{ method: get, endpoint: '{endpoint}/item' }}
+"
+    ));
+    server
+        .post("/v1/executions", json!({"workflow": fan_out, "id": "g1"}))
+        .await;
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    loop {
+        let (_, body) = server.get("/v1/executions/g1").await;
+        let done = body["progress"]["fanOuts"][0]["done"].as_u64().unwrap_or(0);
+        let completed = body["progress"]["tasks"]["completed"].as_u64().unwrap();
+        seen.push((done, completed));
+        if body["status"] == "completed" {
+            break;
+        }
+        assert_eq!(body["status"], "running", "{body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+        "progress went back: {seen:?}"
+    );
+    let mut partial: Vec<u64> = seen
+        .iter()
+        .map(|s| s.0)
+        .filter(|d| (1..40).contains(d))
+        .collect();
+    partial.dedup();
+    assert!(
+        partial.len() >= 3,
+        "too little progress while running: {seen:?}"
+    );
+    assert_eq!(seen.last().unwrap(), &(40, 41));
+}

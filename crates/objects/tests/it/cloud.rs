@@ -49,7 +49,9 @@ fn emulator(test: &str, name: &str, args: impl Fn(u16) -> Vec<String>) -> Option
         if std::env::var_os("SKEIN_REQUIRE_CLOUD_EMULATORS").is_some_and(|v| v == "1") {
             panic!("{test}: SKEIN_REQUIRE_CLOUD_EMULATORS=1 but `{name}` is not installed");
         }
-        eprintln!("{test}: SKIPPED, `{name}` is not installed (see .ci/run for how CI installs it)");
+        eprintln!(
+            "{test}: SKIPPED, `{name}` is not installed (see .ci/run for how CI installs it)"
+        );
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,14 +69,20 @@ fn emulator(test: &str, name: &str, args: impl Fn(u16) -> Vec<String>) -> Option
     let emulator = Emulator { child, port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{name} did not start on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not start on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Some(emulator)
 }
 
 fn options(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 /// What every store must do: put, get, exists, a content-addressed upload done once,
@@ -95,7 +103,10 @@ async fn exercise(url: &str, options: Vec<(String, String)>) {
     let first = upload_dir(site.path(), &objects).await.unwrap();
     assert_eq!((first.files, first.already_there), (2, false));
     let again = upload_dir(site.path(), &objects).await.unwrap();
-    assert_eq!((again.hash, again.already_there), (first.hash.clone(), true));
+    assert_eq!(
+        (again.hash, again.already_there),
+        (first.hash.clone(), true)
+    );
     assert_eq!(
         objects
             .get(&format!("{}/assets/app.js", first.hash))
@@ -115,7 +126,12 @@ async fn exercise(url: &str, options: Vec<(String, String)>) {
 #[tokio::test]
 async fn s3_through_an_s3_compatible_endpoint() {
     let Some(moto) = emulator("s3", "moto_server", |port| {
-        vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()]
+        vec![
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ]
     }) else {
         return;
     };
