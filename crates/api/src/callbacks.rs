@@ -14,6 +14,10 @@
 //! report is younger than `max_age`; then it is dropped, counted and logged. The
 //! engine never waits for any of this: a callback service that is down or slow delays
 //! only the reports.
+//!
+//! Servers that share a database take turns ([`Turn`]): the one holding the store's
+//! named lease `callbacks` reports for all, and when it stops renewing it another
+//! takes over from the saved cursors (resending at most what was in flight).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -56,6 +60,19 @@ pub struct Options {
     pub max_backoff: Duration,
     /// How long one call may take.
     pub timeout: Duration,
+    /// With a database shared by several servers: report only while this server holds
+    /// the turn.
+    pub turn: Option<Turn>,
+}
+
+/// Which server reports, among several on one database.
+#[derive(Clone, Debug)]
+pub struct Turn {
+    /// This server's name: the owner of the `callbacks` lease while it reports.
+    pub owner: String,
+    /// How long the lease lasts unrenewed: how long reports wait after the reporting
+    /// server died. It is renewed every third of that.
+    pub lease: Duration,
 }
 
 impl Options {
@@ -69,6 +86,7 @@ impl Options {
             first_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            turn: None,
         }
     }
 
@@ -149,16 +167,65 @@ impl Callbacks {
         })
     }
 
-    /// Delivers reports until `shutdown`. Reports in flight then are delivered again at
-    /// the next start.
+    /// Delivers reports until `shutdown` (with a [`Turn`], while this server's turn
+    /// lasts). Reports in flight then are delivered again at the next start.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), store::Error> {
+        let Some(turn) = self.options.turn.clone() else {
+            return self.deliver(self.start, shutdown).await;
+        };
+        let lease_ms = turn.lease.as_millis().min(i64::MAX as u128) as store::Millis;
+        let renew = turn.lease / 3;
+        loop {
+            while !patiently(|| self.store.hold(LOG_CURSOR, &turn.owner, lease_ms)).await? {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(renew) => {}
+                }
+            }
+            eprintln!("skein: progress callbacks: {} reports now", turn.owner);
+            // Another server may have moved the cursor since.
+            let start = patiently(|| self.store.cursor(LOG_CURSOR))
+                .await?
+                .and_then(|c| c["pos"].as_u64())
+                .unwrap_or(self.start);
+            let stint = shutdown.child_token();
+            let keep = async {
+                let mut held = tokio::time::Instant::now();
+                loop {
+                    tokio::time::sleep(renew).await;
+                    match self.store.hold(LOG_CURSOR, &turn.owner, lease_ms).await {
+                        Ok(true) => held = tokio::time::Instant::now(),
+                        Ok(false) => return,
+                        // Past the lease another server may report already.
+                        Err(_) if held.elapsed() >= turn.lease => return,
+                        Err(_) => {}
+                    }
+                }
+            };
+            tokio::select! {
+                delivered = self.deliver(start, stint.clone()) => delivered?,
+                () = keep => {
+                    // The lanes stop with their token; the next holder resends what
+                    // they had in flight.
+                    stint.cancel();
+                    eprintln!("skein: progress callbacks: {} no longer reports", turn.owner);
+                }
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Delivers reports from log position `start` until `shutdown`.
+    async fn deliver(&self, start: u64, shutdown: CancellationToken) -> Result<(), store::Error> {
         let mut notices = self.store.subscribe();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
         let mut lanes: HashMap<String, mpsc::UnboundedSender<Item>> = HashMap::new();
         // Positions of reports queued and not yet delivered or dropped.
         let mut outstanding = BTreeSet::new();
-        let mut scanned = self.start;
-        let mut saved = self.start;
+        let mut scanned = start;
+        let mut saved = start;
         let mut saved_at = tokio::time::Instant::now();
         loop {
             let mut more = false;

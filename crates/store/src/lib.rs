@@ -521,9 +521,14 @@ pub trait Store: Send + Sync {
     /// returns them: everything `owner` may run. One that is missing was taken over.
     async fn renew(&self, owner: &str, lease_ms: Millis) -> Result<Vec<Lease>>;
 
-    /// Gives up `owner`'s leases at once (at a shutdown), so that others take the
-    /// executions over without waiting for the leases to expire.
+    /// Gives up `owner`'s leases at once (at a shutdown), named ones too, so that others
+    /// take over without waiting for the leases to expire.
     async fn release(&self, owner: &str) -> Result<()>;
+
+    /// Takes or keeps the named lease `name` (a job one process does for all, such as
+    /// reporting progress) for `owner`, for `lease_ms` from now, unless another owner
+    /// holds it unexpired. True if `owner` holds it now.
+    async fn hold(&self, name: &str, owner: &str, lease_ms: Millis) -> Result<bool>;
 
     /// Records a request to cancel, pause or resume `id` and tells the process that
     /// runs it ([`Store::requests`]). False if `id` does not exist or has ended.

@@ -195,6 +195,17 @@ END
 $$;
 ",
     ),
+    (
+        3,
+        "named leases",
+        "
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease_until BIGINT NOT NULL
+);
+",
+    ),
 ];
 
 /// The database's clock in milliseconds: leases are measured by it, so that processes
@@ -1446,7 +1457,32 @@ impl Store for PostgresStore {
             .bind(owner)
             .execute(pool)
             .await?;
+            sqlx::query("DELETE FROM leases WHERE owner = $1")
+                .bind(owner)
+                .execute(pool)
+                .await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn hold(&self, name: &str, owner: &str, lease_ms: Millis) -> Result<bool> {
+        let sql = format!(
+            "INSERT INTO leases (name, owner, lease_until) VALUES ($1, $2, {NOW_MS} + $3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,
+                lease_until = excluded.lease_until
+             WHERE leases.owner = excluded.owner OR leases.lease_until < {NOW_MS}
+             RETURNING owner"
+        );
+        let (sql, pool) = (&sql, &self.pool);
+        self.read(move || async move {
+            let held = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(name)
+                .bind(owner)
+                .bind(lease_ms)
+                .fetch_optional(pool)
+                .await?;
+            Ok(held.is_some())
         })
         .await
     }

@@ -86,6 +86,11 @@ CREATE TABLE cursors (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease_until INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Schema version 1 to 2: executions get labels and a project (`default` for those
@@ -119,8 +124,17 @@ ALTER TABLE executions ADD COLUMN lease_until INTEGER;
 ALTER TABLE executions ADD COLUMN requested TEXT;
 ";
 
+/// Schema version 4 to 5: named leases (which process reports progress).
+const MIGRATE_5: &str = "
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease_until INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// The schema version this build writes.
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 // Batches are most commands; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -254,9 +268,10 @@ fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
         0 => SCHEMA.to_string(),
-        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}"),
-        2 => format!("{MIGRATE_3}{MIGRATE_4}"),
-        3 => MIGRATE_4.to_string(),
+        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}"),
+        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}"),
+        3 => format!("{MIGRATE_4}{MIGRATE_5}"),
+        4 => MIGRATE_5.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -1001,7 +1016,27 @@ impl Store for SqliteStore {
                 "UPDATE executions SET owner = NULL, lease_until = NULL WHERE owner = ?1",
                 params![owner],
             )?;
+            tx.execute("DELETE FROM leases WHERE owner = ?1", params![owner])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn hold(&self, name: &str, owner: &str, lease_ms: Millis) -> Result<bool> {
+        let (name, owner) = (name.to_string(), owner.to_string());
+        self.job(move |tx| {
+            let now = now_ms();
+            let held = tx
+                .prepare_cached(
+                    "INSERT INTO leases (name, owner, lease_until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,
+                        lease_until = excluded.lease_until
+                     WHERE leases.owner = excluded.owner OR leases.lease_until < ?4
+                     RETURNING owner",
+                )?
+                .query_row(params![name, owner, now + lease_ms, now], |_| Ok(()))
+                .optional()?;
+            Ok(held.is_some())
         })
         .await
     }

@@ -626,6 +626,15 @@ async fn callbacks(
     service: &api::Service,
 ) -> Result<api::callbacks::Callbacks> {
     let mut options = api::callbacks::Options::new(endpoint);
+    // Servers on one database take turns reporting for all.
+    options.turn = service
+        .options()
+        .cluster
+        .as_ref()
+        .map(|c| api::callbacks::Turn {
+            owner: c.node.clone(),
+            lease: c.lease,
+        });
     options.api_key = args.callback_api_key.clone();
     options.tls = !args.callback_plaintext;
     options.max_age = Duration::from_secs(args.callback_max_age);

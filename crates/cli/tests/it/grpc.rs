@@ -119,7 +119,7 @@ async fn a_python_grpc_client_starts_watches_pauses_resumes_and_cancels() {
 }
 
 /// `skein callback-sink` on `port`, appending to `file`.
-fn start_sink(port: u16, file: &std::path::Path) -> Child {
+pub(crate) fn start_sink(port: u16, file: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_skein"))
         .args(["callback-sink", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--output")
@@ -155,7 +155,7 @@ fn start_reporting_server(
 }
 
 /// The event types of an execution's log, in order.
-async fn event_types(client: &reqwest::Client, base: &str, id: &str) -> Vec<String> {
+pub(crate) async fn event_types(client: &reqwest::Client, base: &str, id: &str) -> Vec<String> {
     let text = client
         .get(format!("{base}/v1/executions/{id}/events?follow=false"))
         .send()
@@ -174,7 +174,7 @@ async fn event_types(client: &reqwest::Client, base: &str, id: &str) -> Vec<Stri
 }
 
 /// The report type each event makes, if any (the mapping the server documents).
-fn report_type(event: &str) -> Option<&'static str> {
+pub(crate) fn report_type(event: &str) -> Option<&'static str> {
     Some(match event {
         "io.serverlessworkflow.workflow.started.v1" => "workflow_started",
         "dev.skein.workflow.validating.v1" => "workflow_validating",
@@ -190,7 +190,7 @@ fn report_type(event: &str) -> Option<&'static str> {
     })
 }
 
-fn reports(file: &std::path::Path) -> Vec<Value> {
+pub(crate) fn reports(file: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()

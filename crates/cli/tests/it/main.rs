@@ -3,7 +3,7 @@
 
 pub(crate) mod crash;
 mod ctk;
-mod grpc;
+pub(crate) mod grpc;
 mod replicas;
 mod run;
 pub(crate) mod server;

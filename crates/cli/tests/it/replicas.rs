@@ -29,6 +29,10 @@ impl Replica {
 }
 
 fn replica(dir: &Path, name: &str, database: &str, lease: &str) -> Replica {
+    replica_with(dir, name, database, lease, &[])
+}
+
+fn replica_with(dir: &Path, name: &str, database: &str, lease: &str, extra: &[&str]) -> Replica {
     let port = free_port();
     let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -48,6 +52,7 @@ fn replica(dir: &Path, name: &str, database: &str, lease: &str) -> Replica {
             "--pool-size",
             "8",
         ])
+        .args(extra)
         .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(log)
@@ -524,4 +529,106 @@ async fn a_replica_restarted_under_its_name_resumes_its_executions_at_once() {
         "resumed after {:?}, as if waiting for the leases",
         restarted.elapsed()
     );
+}
+
+/// Replicas with progress callbacks take turns: one reports for all (each report
+/// once), and when it is killed another takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_take_turns_reporting_progress() {
+    use crate::grpc::{event_types, report_type, reports, start_sink};
+    let Some(cluster) = TempCluster::for_test("replicas_take_turns") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = cluster.database("turns").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sink_port = free_port();
+    let sink_file = dir.path().join("reports.jsonl");
+    let _sink = start_sink(sink_port, &sink_file);
+    let endpoint = format!("127.0.0.1:{sink_port}");
+    let callbacks = [
+        "--callback-endpoint",
+        &endpoint,
+        "--callback-plaintext",
+        "--callback-api-key",
+        "sink-key",
+        "--callback-max-backoff",
+        "1",
+    ];
+    let mut replicas: Vec<Replica> = ["ra", "rb"]
+        .iter()
+        .map(|name| replica_with(dir.path(), name, &database, "2", &callbacks))
+        .collect();
+    let client = reqwest::Client::new();
+    for r in &replicas {
+        healthy(&client, &r.base).await;
+    }
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: turns, version: '1.0.0'}
+do:
+  - nap:
+      wait: {milliseconds: 300}
+  - done:
+      set: {done: true}
+";
+    // Every report of `ids` arrives, once each, in order.
+    let all_reported = async |ids: &[String], base: &str| {
+        let mut expected = HashMap::new();
+        for id in ids {
+            let (_, body) =
+                call(&client, format!("{base}/v1/executions/{id}?wait=30s"), None).await;
+            assert_eq!(body["status"], "completed", "{body}");
+            let types: Vec<&str> = event_types(&client, base, id)
+                .await
+                .iter()
+                .filter_map(|t| report_type(t))
+                .collect();
+            expected.insert(id.clone(), types);
+        }
+        let of = |id: &str| -> Vec<Value> {
+            reports(&sink_file)
+                .into_iter()
+                .filter(|r| r["executionId"] == id)
+                .collect()
+        };
+        let want: usize = expected.values().map(Vec::len).sum();
+        until("the reports", Duration::from_secs(30), || {
+            ids.iter().map(|id| of(id).len()).sum::<usize>() >= want
+        })
+        .await;
+        // Anything doubled would show now.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for id in ids {
+            let got = of(id);
+            let types: Vec<&str> = got
+                .iter()
+                .map(|r| r["eventType"].as_str().unwrap())
+                .collect();
+            assert_eq!(types, expected[id], "{id}");
+            let seqs: Vec<i64> = got
+                .iter()
+                .map(|r| r["sequence"].as_i64().unwrap())
+                .collect();
+            assert_eq!(seqs, (1..=got.len() as i64).collect::<Vec<_>>(), "{id}");
+        }
+    };
+
+    let first: Vec<String> = (0..6).map(|n| format!("t{n}")).collect();
+    start_all(&client, &replicas, workflow, &first).await;
+    all_reported(&first, &replicas[0].base).await;
+
+    // The reporting replica dies; the other takes its turn once the lease lapses.
+    let reporter = replicas
+        .iter()
+        .position(|r| r.log().contains("reports now"))
+        .expect("one replica reports");
+    assert!(
+        !replicas[1 - reporter].log().contains("reports now"),
+        "both report"
+    );
+    replicas[reporter].child.kill().await.unwrap();
+    let survivor = &replicas[1 - reporter];
+    let second: Vec<String> = (0..3).map(|n| format!("u{n}")).collect();
+    start_all(&client, std::slice::from_ref(survivor), workflow, &second).await;
+    all_reported(&second, &survivor.base).await;
+    assert!(survivor.log().contains("reports now"), "{}", survivor.log());
 }

@@ -55,6 +55,7 @@ for_each_store!(
     named_cursors_are_set_together_and_overwritten,
     leases_go_to_one_owner_and_are_taken_over_when_they_expire,
     requests_are_kept_and_announced,
+    named_leases_have_one_holder_at_a_time,
 );
 
 #[tokio::test]
@@ -88,6 +89,7 @@ async fn a_version_1_journal_is_migrated() {
          ALTER TABLE executions DROP COLUMN labels; ALTER TABLE executions DROP COLUMN project;
          DROP TABLE cursors; ALTER TABLE executions DROP COLUMN owner;
          ALTER TABLE executions DROP COLUMN lease_until; ALTER TABLE executions DROP COLUMN requested;
+         DROP TABLE leases;
          PRAGMA user_version = 1;",
     )
     .unwrap();

@@ -575,3 +575,25 @@ pub(crate) async fn requests_are_kept_and_announced(store: &dyn Store) {
         "an ended execution takes no request"
     );
 }
+
+/// A named lease has one holder at a time; it passes on when released or expired.
+pub(crate) async fn named_leases_have_one_holder_at_a_time(store: &dyn Store) {
+    assert!(store.hold("callbacks", "a", 60_000).await.unwrap());
+    assert!(!store.hold("callbacks", "b", 60_000).await.unwrap());
+    assert!(
+        store.hold("callbacks", "a", 60_000).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        store.hold("other", "b", 60_000).await.unwrap(),
+        "names are apart"
+    );
+    store.release("a").await.unwrap();
+    assert!(store.hold("callbacks", "b", 60_000).await.unwrap());
+    assert!(!store.hold("callbacks", "a", 60_000).await.unwrap());
+
+    assert!(store.hold("short", "a", 1).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(store.hold("short", "b", 60_000).await.unwrap(), "expired");
+    assert!(!store.hold("short", "a", 60_000).await.unwrap());
+}
