@@ -452,32 +452,25 @@ do:
     assert_eq!(body["status"], "completed", "{body}\n{}", replicas[0].log());
 
     // s2 waits for its event on A; B pauses it, resumes it, and cancels it.
-    let (status, body) = call(
-        &client,
-        format!("{b}/v1/executions/s2/pause"),
-        Some(json!({})),
-    )
-    .await;
+    let steer = async |verb: &str| {
+        call(
+            &client,
+            format!("{b}/v1/executions/s2/{verb}"),
+            Some(json!({})),
+        )
+        .await
+    };
+    let (status, body) = steer("pause").await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("suspended")),
         "{body}"
     );
     assert_eq!(status_on(a, "s2").await, "suspended");
-    let (status, body) = call(
-        &client,
-        format!("{b}/v1/executions/s2/resume"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, body) = steer("resume").await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(body["status"], "suspended", "{body}");
-    let (status, body) = call(
-        &client,
-        format!("{b}/v1/executions/s2/cancel"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, body) = steer("cancel").await;
     assert_eq!(
         (status, body["status"].as_str()),
         (200, Some("cancelled")),
