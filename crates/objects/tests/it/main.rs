@@ -1,6 +1,6 @@
 //! Object storage on real local directories, and on cloud emulators (`cloud`).
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "azure"))]
 mod cloud;
 
 use objects::{Allowlist, Objects, check_key, upload_dir};
