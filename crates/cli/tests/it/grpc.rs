@@ -190,9 +190,12 @@ pub(crate) fn report_type(event: &str) -> Option<&'static str> {
     })
 }
 
+/// The reports the sink has written so far: whole lines only (the sink may be writing
+/// the next one).
 pub(crate) fn reports(file: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
