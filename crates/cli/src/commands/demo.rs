@@ -29,6 +29,35 @@ enum Demo {
     /// a render service on the action-handler SDK and the workflow in
     /// examples/render/render.yaml; print the video's path, its frames and its cost.
     Render(RenderArgs),
+
+    /// Serve the render example's worker service alone (POST / with the actions plan,
+    /// renderChunk and assemble; GET /healthz), to deploy on a container platform
+    /// (examples/render/deploy) and run examples/render/render.yaml against it from any
+    /// skein: `skein run examples/render/render.yaml --input '{"service": URL, …}'`.
+    /// Listens on 0.0.0.0:$PORT when PORT is set (as Cloud Run asks), else on --listen;
+    /// stops on SIGTERM once the requests in flight are answered.
+    RenderService(RenderServiceArgs),
+}
+
+#[derive(ClapArgs)]
+struct RenderServiceArgs {
+    /// Where to listen when PORT is not set.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    listen: std::net::SocketAddr,
+    /// Where chunks and videos go: a directory or file://, or s3://, gs://, az:// with
+    /// skein built with the s3, gcs or azure feature (configured from the environment:
+    /// AWS_*, GOOGLE_*, AZURE_*).
+    #[arg(
+        long,
+        env = "SKEIN_RENDER_OBJECTS",
+        value_name = "URL",
+        default_value = ".skein/objects/render"
+    )]
+    objects: String,
+    /// Where objects may be written: URL prefixes (bucket and key prefix),
+    /// comma-separated, or `*`; the plan's and chunks' URLs are checked against it.
+    #[arg(long, env = "SKEIN_OBJECT_ALLOWLIST", value_name = "LIST")]
+    allowlist: Option<String>,
 }
 
 #[derive(ClapArgs)]
@@ -53,8 +82,11 @@ struct RenderArgs {
 
 pub(crate) fn run(args: Args) -> ExitCode {
     super::block_on(async {
-        let Demo::Render(args) = args.demo;
-        match render(args).await {
+        let result = match args.demo {
+            Demo::Render(args) => render(args).await,
+            Demo::RenderService(args) => render_service(args).await,
+        };
+        match result {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("skein: {e:#}");
@@ -138,6 +170,34 @@ pub(crate) async fn render_job(
     };
     let events = journal.events(&id, 0, usize::MAX).await?;
     Ok((output, events, elapsed))
+}
+
+async fn render_service(args: RenderServiceArgs) -> Result<ExitCode> {
+    let listen = match std::env::var("PORT") {
+        Ok(port) => std::net::SocketAddr::from((
+            [0, 0, 0, 0],
+            port.parse::<u16>()
+                .with_context(|| format!("PORT must be a port number, not `{port}`"))?,
+        )),
+        Err(_) => args.listen,
+    };
+    let allow = objects::Allowlist::parse(args.allowlist.as_deref())?;
+    let store = objects::Objects::open(&args.objects, allow)
+        .with_context(|| format!("cannot use {} for the render's objects", args.objects))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!(
+        "skein render service listening on http://{} (objects in {})",
+        listener.local_addr()?,
+        args.objects
+    );
+    let app = render::service(store).router();
+    axum::serve(super::no_delay(listener), app)
+        .with_graceful_shutdown(super::server::shutdown_signal())
+        .await
+        .context("the render service failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn render(args: RenderArgs) -> Result<ExitCode> {

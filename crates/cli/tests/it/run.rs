@@ -50,6 +50,68 @@ fn the_readme_main_job_renders_a_video_equal_to_a_single_process_render() {
     );
 }
 
+/// The render service as it is deployed (`skein demo render-service`, its own process,
+/// listening on $PORT), and the render workflow run against it by `skein run`: the same
+/// video as a single-process render.
+#[test]
+fn the_render_workflow_runs_against_the_deployable_render_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    let port = crate::server::free_port();
+    let mut service = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["demo", "render-service", "--objects"])
+        .arg(&objects)
+        .env("PORT", port.to_string())
+        .env("SKEIN_OBJECT_ALLOWLIST", "*")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let params = render::Params {
+        frames: 7,
+        width: 40,
+        height: 24,
+        ..Default::default()
+    };
+    let input = serde_json::json!({
+        "service": format!("http://127.0.0.1:{port}"),
+        "jobId": "deployed",
+        "params": params,
+        "framesPerChunk": 3,
+        "concurrency": 3,
+    });
+    let workflow = crate::repo().join("examples/render/render.yaml");
+    let (code, stdout, stderr) = run(&[
+        "run",
+        workflow.to_str().unwrap(),
+        "--input",
+        &input.to_string(),
+        "--data-dir",
+        dir.path().join("journal").to_str().unwrap(),
+        "--json",
+    ]);
+    let _ = service.kill();
+    let _ = service.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    let output = &result["output"];
+    assert_eq!(
+        (result["status"].as_str(), &output["frames"]),
+        (Some("completed"), &serde_json::json!(7)),
+        "{result}"
+    );
+    let url = url::Url::parse(output["output"].as_str().unwrap()).unwrap();
+    let video = std::fs::read(url.to_file_path().unwrap()).unwrap();
+    assert_eq!(video, render::render_whole(&params));
+}
+
 #[test]
 fn the_bundled_fan_out_runs() {
     let dir = tempfile::tempdir().unwrap();
