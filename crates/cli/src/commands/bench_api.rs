@@ -43,14 +43,7 @@ pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
 
-    let three = format!(
-        "document: {{dsl: '1.0.3', namespace: bench, name: three, version: '1.0.0'}}
-do:
-  - one: {{ call: http, with: {{ method: get, endpoint: '{noop}/1' }} }}
-  - two: {{ call: http, with: {{ method: get, endpoint: '{noop}/2' }} }}
-  - three: {{ call: http, with: {{ method: get, endpoint: '{noop}/3' }} }}
-"
-    );
+    let three = three_calls(noop);
     let start_body = serde_json::to_vec(&json!({"workflow": three, "input": {}}))?;
 
     // W1: one at a time, after 20 warm-ups.
@@ -245,6 +238,18 @@ do:
         );
     }
     Ok(())
+}
+
+/// W1's and W2's workflow: three sequential calls to the no-op server at `noop`.
+pub(crate) fn three_calls(noop: &str) -> String {
+    format!(
+        "document: {{dsl: '1.0.3', namespace: bench, name: three, version: '1.0.0'}}
+do:
+  - one: {{ call: http, with: {{ method: get, endpoint: '{noop}/1' }} }}
+  - two: {{ call: http, with: {{ method: get, endpoint: '{noop}/2' }} }}
+  - three: {{ call: http, with: {{ method: get, endpoint: '{noop}/3' }} }}
+"
+    )
 }
 
 /// Starts an execution and waits for its end; fails unless it completed.

@@ -75,14 +75,7 @@ pub(crate) async fn replicas(
         bail!("--replicas counts, --replica-clients and --replica-seconds must be at least 1");
     }
     let noop = super::bench::noop_server().await?;
-    let three = format!(
-        "document: {{dsl: '1.0.3', namespace: bench, name: three, version: '1.0.0'}}
-do:
-  - one: {{ call: http, with: {{ method: get, endpoint: '{noop}/1' }} }}
-  - two: {{ call: http, with: {{ method: get, endpoint: '{noop}/2' }} }}
-  - three: {{ call: http, with: {{ method: get, endpoint: '{noop}/3' }} }}
-"
-    );
+    let three = super::bench_api::three_calls(&noop);
     let body = serde_json::to_vec(&json!({"workflow": three, "input": {}}))?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

@@ -66,6 +66,40 @@ fn replica_with(dir: &Path, name: &str, database: &str, lease: &str, extra: &[&s
     }
 }
 
+/// What a replica test stands on: a throwaway cluster with a database, a directory for
+/// the replicas' logs, and a client.
+struct Ground {
+    cluster: TempCluster,
+    database: String,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+/// The ground for `test`, or `None` where it is skipped (no PostgreSQL here).
+async fn ground(test: &str) -> Option<Ground> {
+    let cluster = TempCluster::for_test(test)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let database = cluster.database("skein").await.unwrap();
+    Some(Ground {
+        cluster,
+        database,
+        dir: tempfile::tempdir().unwrap(),
+        client: reqwest::Client::new(),
+    })
+}
+
+/// Replicas named `names` (with `extra` arguments), once each answers.
+async fn up(ground: &Ground, names: &[&str], lease: &str, extra: &[&str]) -> Vec<Replica> {
+    let replicas: Vec<Replica> = names
+        .iter()
+        .map(|name| replica_with(ground.dir.path(), name, &ground.database, lease, extra))
+        .collect();
+    for r in &replicas {
+        healthy(&ground.client, &r.base).await;
+    }
+    replicas
+}
+
 fn replica_log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
@@ -181,26 +215,17 @@ async fn journal_events(client: &reqwest::Client, base: &str, id: &str) -> usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
-    let Some(cluster) = TempCluster::for_test("three_replicas") else {
+    let Some(ground) = ground("three_replicas").await else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let database = cluster.database("replicas").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Ground { dir, client, .. } = &ground;
     let (endpoint, log) = server(Duration::from_millis(200)).await;
     let lease = Duration::from_secs(2);
-    let mut replicas: Vec<Replica> = ["ra", "rb", "rc"]
-        .iter()
-        .map(|name| replica(dir.path(), name, &database, "2"))
-        .collect();
-    let client = reqwest::Client::new();
-    for r in &replicas {
-        healthy(&client, &r.base).await;
-    }
+    let mut replicas = up(&ground, &["ra", "rb", "rc"], "2", &[]).await;
 
     let workflow = fan_workflow(&endpoint);
     let ids: Vec<String> = (0..200).map(|n| format!("x{n}")).collect();
-    start_all(&client, &replicas, &workflow, &ids).await;
+    start_all(client, &replicas, &workflow, &ids).await;
     // Subscribers on replica A to an execution started on B (the one killed below) and
     // to one started on C.
     let followers = [
@@ -226,7 +251,7 @@ async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
         "the work was over before the kill"
     );
 
-    all_completed(&client, &replicas[0], &ids, dir.path()).await;
+    all_completed(client, &replicas[0], &ids, dir.path()).await;
 
     // Each call ran once, but for those in flight at the kill (answered too shortly
     // before it for their completion to be committed, or not at all), which ran again
@@ -293,7 +318,7 @@ async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
             .await
             .expect("the stream ends with the execution")
             .unwrap();
-        let total = journal_events(&client, &replicas[2].base, id).await;
+        let total = journal_events(client, &replicas[2].base, id).await;
         assert_eq!(
             seqs,
             (1..=total as u64).collect::<Vec<_>>(),
@@ -323,24 +348,20 @@ async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_wait_out_a_restart_of_the_database() {
-    let Some(cluster) = TempCluster::for_test("database_restart") else {
+    let Some(ground) = ground("database_restart").await else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let database = cluster.database("restart").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Ground {
+        cluster,
+        dir,
+        client,
+        ..
+    } = &ground;
     let (endpoint, log) = server(Duration::from_millis(100)).await;
-    let replicas: Vec<Replica> = ["ra", "rb"]
-        .iter()
-        .map(|name| replica(dir.path(), name, &database, "2"))
-        .collect();
-    let client = reqwest::Client::new();
-    for r in &replicas {
-        healthy(&client, &r.base).await;
-    }
+    let replicas = up(&ground, &["ra", "rb"], "2", &[]).await;
     let workflow = fan_workflow(&endpoint);
     let ids: Vec<String> = (0..20).map(|n| format!("y{n}")).collect();
-    start_all(&client, &replicas, &workflow, &ids).await;
+    start_all(client, &replicas, &workflow, &ids).await;
     until("the first calls", Duration::from_secs(30), || {
         log.lock().unwrap().len() >= 20
     })
@@ -366,9 +387,9 @@ async fn executions_wait_out_a_restart_of_the_database() {
         .filter(|s| s.at > stopped + Duration::from_secs(1))
         .count();
     cluster.restart().unwrap();
-    healthy(&client, &replicas[0].base).await;
+    healthy(client, &replicas[0].base).await;
 
-    all_completed(&client, &replicas[1], &ids, dir.path()).await;
+    all_completed(client, &replicas[1], &ids, dir.path()).await;
     // A call in flight when the database went away may run again (its completion could
     // not be committed); none that was answered well before runs again.
     let log = log.lock().unwrap().clone();
@@ -398,20 +419,12 @@ async fn executions_wait_out_a_restart_of_the_database() {
 /// its `listen`, and pause, resume and cancel take effect there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_to_any_replica_reach_the_execution() {
-    let Some(cluster) = TempCluster::for_test("requests_to_any_replica") else {
+    let Some(ground) = ground("requests_to_any_replica").await else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let database = cluster.database("requests").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let replicas: Vec<Replica> = ["ra", "rb"]
-        .iter()
-        .map(|name| replica(dir.path(), name, &database, "5"))
-        .collect();
-    let client = reqwest::Client::new();
-    for r in &replicas {
-        healthy(&client, &r.base).await;
-    }
+    let Ground { client, .. } = &ground;
+
+    let replicas = up(&ground, &["ra", "rb"], "5", &[]).await;
     let (a, b) = (&replicas[0].base, &replicas[1].base);
     let workflow = "document: {dsl: '1.0.3', namespace: test, name: steer, version: '1.0.0'}
 do:
@@ -426,7 +439,7 @@ do:
 ";
     for id in ["s1", "s2"] {
         let (status, body) = call(
-            &client,
+            client,
             format!("{a}/v1/executions"),
             Some(json!({"workflow": workflow, "id": id})),
         )
@@ -434,7 +447,7 @@ do:
         assert_eq!(status, 201, "{body}");
     }
     let status_on = async |base: &str, id: &str| {
-        call(&client, format!("{base}/v1/executions/{id}"), None)
+        call(client, format!("{base}/v1/executions/{id}"), None)
             .await
             .1["status"]
             .clone()
@@ -442,19 +455,19 @@ do:
 
     // The event for s1 goes to B; A runs s1, whose `listen` takes it.
     let (status, body) = call(
-        &client,
+        client,
         format!("{b}/v1/executions/s1/events"),
         Some(json!({"specversion": "1.0", "id": "go-1", "source": "test", "type": "go"})),
     )
     .await;
     assert_eq!(status, 202, "{body}");
-    let (_, body) = call(&client, format!("{b}/v1/executions/s1?wait=30s"), None).await;
+    let (_, body) = call(client, format!("{b}/v1/executions/s1?wait=30s"), None).await;
     assert_eq!(body["status"], "completed", "{body}\n{}", replicas[0].log());
 
     // s2 waits for its event on A; B pauses it, resumes it, and cancels it.
     let steer = async |verb: &str| {
         call(
-            &client,
+            client,
             format!("{b}/v1/executions/s2/{verb}"),
             Some(json!({})),
         )
@@ -489,20 +502,21 @@ do:
 /// once, without waiting for its leases to expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restarted_under_its_name_resumes_its_executions_at_once() {
-    let Some(cluster) = TempCluster::for_test("restarted_replica") else {
+    let Some(ground) = ground("restarted_replica").await else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let database = cluster.database("restarted").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Ground {
+        database,
+        dir,
+        client,
+        ..
+    } = &ground;
     let (endpoint, log) = server(Duration::from_millis(50)).await;
     // Leases of a minute: a takeover by expiry would fail the wait below.
-    let mut first = replica(dir.path(), "ra", &database, "60");
-    let client = reqwest::Client::new();
-    healthy(&client, &first.base).await;
+    let mut first = up(&ground, &["ra"], "60", &[]).await.remove(0);
     let ids: Vec<String> = (0..5).map(|n| format!("r{n}")).collect();
     start_all(
-        &client,
+        client,
         std::slice::from_ref(&first),
         &fan_workflow(&endpoint),
         &ids,
@@ -513,10 +527,10 @@ async fn a_replica_restarted_under_its_name_resumes_its_executions_at_once() {
     })
     .await;
     first.child.kill().await.unwrap();
-    let again = replica(dir.path(), "ra", &database, "60");
-    healthy(&client, &again.base).await;
+    let again = replica(dir.path(), "ra", database, "60");
+    healthy(client, &again.base).await;
     let restarted = Instant::now();
-    all_completed(&client, &again, &ids, dir.path()).await;
+    all_completed(client, &again, &ids, dir.path()).await;
     assert!(
         restarted.elapsed() < Duration::from_secs(20),
         "resumed after {:?}, as if waiting for the leases",
@@ -529,12 +543,10 @@ async fn a_replica_restarted_under_its_name_resumes_its_executions_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_take_turns_reporting_progress() {
     use crate::grpc::{event_types, report_type, reports, start_sink};
-    let Some(cluster) = TempCluster::for_test("replicas_take_turns") else {
+    let Some(ground) = ground("replicas_take_turns").await else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let database = cluster.database("turns").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Ground { dir, client, .. } = &ground;
     let sink_port = free_port();
     let sink_file = dir.path().join("reports.jsonl");
     let _sink = start_sink(sink_port, &sink_file);
@@ -548,14 +560,7 @@ async fn replicas_take_turns_reporting_progress() {
         "--callback-max-backoff",
         "1",
     ];
-    let mut replicas: Vec<Replica> = ["ra", "rb"]
-        .iter()
-        .map(|name| replica_with(dir.path(), name, &database, "2", &callbacks))
-        .collect();
-    let client = reqwest::Client::new();
-    for r in &replicas {
-        healthy(&client, &r.base).await;
-    }
+    let mut replicas = up(&ground, &["ra", "rb"], "2", &callbacks).await;
     let workflow = "document: {dsl: '1.0.3', namespace: test, name: turns, version: '1.0.0'}
 do:
   - nap:
@@ -567,10 +572,9 @@ do:
     let all_reported = async |ids: &[String], base: &str| {
         let mut expected = HashMap::new();
         for id in ids {
-            let (_, body) =
-                call(&client, format!("{base}/v1/executions/{id}?wait=30s"), None).await;
+            let (_, body) = call(client, format!("{base}/v1/executions/{id}?wait=30s"), None).await;
             assert_eq!(body["status"], "completed", "{body}");
-            let types: Vec<&str> = event_types(&client, base, id)
+            let types: Vec<&str> = event_types(client, base, id)
                 .await
                 .iter()
                 .filter_map(|t| report_type(t))
@@ -606,7 +610,7 @@ do:
     };
 
     let first: Vec<String> = (0..6).map(|n| format!("t{n}")).collect();
-    start_all(&client, &replicas, workflow, &first).await;
+    start_all(client, &replicas, workflow, &first).await;
     all_reported(&first, &replicas[0].base).await;
 
     // The reporting replica dies; the other takes its turn once the lease lapses.
@@ -621,7 +625,7 @@ do:
     replicas[reporter].child.kill().await.unwrap();
     let survivor = &replicas[1 - reporter];
     let second: Vec<String> = (0..3).map(|n| format!("u{n}")).collect();
-    start_all(&client, std::slice::from_ref(survivor), workflow, &second).await;
+    start_all(client, std::slice::from_ref(survivor), workflow, &second).await;
     all_reported(&second, &survivor.base).await;
     assert!(survivor.log().contains("reports now"), "{}", survivor.log());
 }
