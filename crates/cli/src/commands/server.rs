@@ -55,7 +55,8 @@ use engine::{Engine, SystemClock};
 /// (proto/skein/v1/callback.proto; `skein callback-sink` is one), in order per
 /// execution, numbered 1, 2, 3… Reports are made from the journal, so none is lost to a
 /// crash; a service that is down is retried with backoff, for --callback-max-age, and
-/// never slows an execution.
+/// never slows an execution. With --database the servers take turns: one reports for all,
+/// and another takes over when it stops.
 ///
 /// Authentication: bearer tokens, each bound to a project and a role (read, run or admin),
 /// from --config FILE (YAML: `tokens: [{project, role, sha256}]`) or SKEIN_TOKENS
