@@ -80,7 +80,8 @@ pub(crate) struct Args {
 
     /// Measure executions/s through the REST API of this many `skein server` replicas
     /// sharing one PostgreSQL (--postgres URL, or a throwaway cluster), for each count
-    /// given, such as 1,2,3: `--clients` clients spread over the replicas for `--seconds`.
+    /// given, such as 1,2,3: `--replica-clients` clients spread over the replicas for
+    /// `--replica-seconds`, each starting an execution of three HTTP calls and waiting.
     #[arg(long, value_name = "N,…", value_delimiter = ',', conflicts_with_all = ["api", "render"])]
     replicas: Vec<usize>,
 
