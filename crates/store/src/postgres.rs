@@ -249,7 +249,6 @@ enum Command {
 
 pub struct PostgresStore {
     pool: PgPool,
-    node: Arc<str>,
     /// The queue to the writer, with the number of the last batch queued.
     queue: Mutex<(mpsc::UnboundedSender<(u64, Command)>, u64)>,
     progress: watch::Receiver<Progress>,
@@ -341,7 +340,6 @@ impl PostgresStore {
         let _ = tokio::time::timeout(options.acquire_timeout, ready).await;
         Ok(PostgresStore {
             pool,
-            node,
             queue: Mutex::new((tx, 0)),
             progress,
             wanted,
@@ -350,11 +348,6 @@ impl PostgresStore {
             observer,
             tasks: vec![writer.abort_handle(), listener.abort_handle()],
         })
-    }
-
-    /// This process's name: the owner of the leases it takes.
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     fn send(&self, command: Command) -> Ticket {

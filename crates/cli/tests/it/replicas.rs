@@ -200,19 +200,6 @@ fn follow(base: &str, id: &str) -> tokio::task::JoinHandle<(Vec<u64>, Vec<String
     })
 }
 
-/// The number of events of `id` in the journal, through `base`.
-async fn journal_events(client: &reqwest::Client, base: &str, id: &str) -> usize {
-    let text = client
-        .get(format!("{base}/v1/executions/{id}/events?follow=false"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines().filter(|l| l.starts_with("data:")).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
     let Some(ground) = ground("three_replicas").await else {
@@ -320,7 +307,9 @@ async fn three_replicas_share_the_work_and_take_over_from_a_killed_one() {
             .await
             .expect("the stream ends with the execution")
             .unwrap();
-        let total = journal_events(client, &replicas[2].base, id).await;
+        let total = crate::grpc::event_types(client, &replicas[2].base, id)
+            .await
+            .len();
         assert_eq!(
             seqs,
             (1..=total as u64).collect::<Vec<_>>(),
