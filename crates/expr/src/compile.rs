@@ -14,6 +14,7 @@ use jaq_core::{Ctx, Exn, Native, Vars as JaqVars, box_iter::box_once, data::Just
 use jaq_json::Val;
 use serde_json::Value;
 
+use crate::interpolation::Interpolation;
 use crate::value::{from_val, is_truthy, to_val};
 use crate::{CompileError, EvalError, guard};
 
@@ -46,6 +47,8 @@ struct Inner {
     /// Whether the text mentions each global; unmentioned ones are passed as `null`
     /// so that evaluation does not convert values nobody reads.
     used: Box<[bool]>,
+    /// Set when the text is a string with simple interpolations, evaluated without jq.
+    interpolation: Option<Interpolation>,
 }
 
 impl fmt::Debug for Expr {
@@ -126,6 +129,7 @@ impl Expr {
             filter,
             globals: globals.iter().map(|n| Box::<str>::from(*n)).collect(),
             used,
+            interpolation: Interpolation::recognise(text),
         })))
     }
 
@@ -142,6 +146,11 @@ impl Expr {
     /// Runs the expression on `input`. No output is `null`; more than one output is an error.
     pub fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
         let inner = &*self.0;
+        if let Some(interpolation) = &inner.interpolation
+            && let Some(text) = interpolation.eval(input, vars)
+        {
+            return Ok(Value::String(text));
+        }
         let values =
             inner
                 .globals

@@ -11,6 +11,7 @@
 
 mod compile;
 mod guard;
+mod interpolation;
 mod problem;
 mod template;
 mod uri;

@@ -279,34 +279,54 @@ pub struct Event {
 /// sent on, so they are serialized once, where they are made, and parsed only by a
 /// reader that needs their fields.
 #[derive(Clone, Debug)]
-pub struct Json(Box<RawValue>);
+pub struct Json(Box<str>);
 
 impl Json {
     /// Serializes `value`.
     pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Json {
         // Serializing to JSON text fails only for maps with non-string keys and for
         // types whose `Serialize` fails by design; none reaches an event.
-        Json(serde_json::value::to_raw_value(value).expect("an event serializes to JSON"))
+        Json(
+            serde_json::to_string(value)
+                .expect("an event serializes to JSON")
+                .into_boxed_str(),
+        )
+    }
+
+    /// Takes text that the caller wrote as JSON piece by piece (a lifecycle event from
+    /// a prepared head, say), without parsing it again: on the hot path, checking costs
+    /// more than writing. Debug builds, and so every test, check it; a reader checks
+    /// what it reads back ([`Json::from_text`]).
+    pub fn from_written(text: String) -> Json {
+        debug_assert!(
+            parse::<serde::de::IgnoredAny>(&text).is_ok(),
+            "not JSON: {text}"
+        );
+        Json(text.into_boxed_str())
     }
 
     /// Takes JSON text, as stored, checking that it is JSON.
     pub fn from_text(text: &str) -> Result<Json> {
-        parse::<Box<RawValue>>(text).map(Json)
+        parse::<serde::de::IgnoredAny>(text)?;
+        Ok(Json(text.into()))
     }
 
     pub fn text(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// The document as a raw JSON value, to embed in a larger document as it is.
     pub fn raw(&self) -> &RawValue {
-        &self.0
+        let mut de = serde_json::Deserializer::from_str(&self.0);
+        de.disable_recursion_limit();
+        // The text was checked when it was made or read.
+        <&RawValue as serde::Deserialize>::deserialize(&mut de).unwrap_or(RawValue::NULL)
     }
 
     /// Parses the document, for a reader that needs its fields.
     pub fn value(&self) -> Value {
         // The text was checked when it was made or read.
-        parse(self.0.get()).unwrap_or(Value::Null)
+        parse(&self.0).unwrap_or(Value::Null)
     }
 }
 
@@ -314,7 +334,7 @@ impl Json {
 /// allows results 256 levels deep (and events wrap them once more), so the limit is
 /// lifted here. What the store reads back it wrote itself, from bounded values, so the
 /// depth stays small enough for any thread's stack.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+pub(crate) fn parse<'de, T: serde::Deserialize<'de>>(text: &'de str) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
     T::deserialize(&mut de)

@@ -67,15 +67,14 @@ CREATE TABLE steps (
     PRIMARY KEY (execution_id, key)
 ) WITHOUT ROWID;
 CREATE TABLE events (
+    pos INTEGER PRIMARY KEY,
     execution_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     time INTEGER NOT NULL,
     type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    pos INTEGER,
-    PRIMARY KEY (execution_id, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX events_by_pos ON events (pos);
+    data TEXT NOT NULL
+);
+CREATE UNIQUE INDEX events_by_execution ON events (execution_id, seq);
 CREATE TABLE inbox (
     execution_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -133,8 +132,27 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 ";
 
+/// Schema version 5 to 6: events are kept in log order, keyed by their position, with
+/// an index by execution. Each event used to be stored in its execution's order with an
+/// index by position: two full-width inserts per event where one now appends.
+const MIGRATE_6: &str = "
+CREATE TABLE events_v6 (
+    pos INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+INSERT INTO events_v6 (pos, execution_id, seq, time, type, data)
+    SELECT pos, execution_id, seq, time, type, data FROM events ORDER BY pos;
+DROP TABLE events;
+ALTER TABLE events_v6 RENAME TO events;
+CREATE UNIQUE INDEX events_by_execution ON events (execution_id, seq);
+";
+
 /// The schema version this build writes.
-const VERSION: i64 = 5;
+const VERSION: i64 = 6;
 
 // Batches are most commands; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -268,10 +286,11 @@ fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
         0 => SCHEMA.to_string(),
-        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}"),
-        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}"),
-        3 => format!("{MIGRATE_4}{MIGRATE_5}"),
-        4 => MIGRATE_5.to_string(),
+        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}"),
+        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}"),
+        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}"),
+        4 => format!("{MIGRATE_5}{MIGRATE_6}"),
+        5 => MIGRATE_6.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -322,13 +341,14 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         let mut newest: HashMap<String, (u64, Vec<Event>)> = HashMap::new();
         let result = (|| -> Result<usize> {
             let tx = conn.transaction()?;
+            let mut writes = Writes::default();
             let mut next = Some(first);
             let mut folded = 0;
             while let Some((ticket, command)) = next.take() {
                 folded += 1;
                 match command {
                     Command::Batch(batch) => {
-                        apply(&tx, &batch, &mut pos)?;
+                        apply(&tx, &mut writes, &batch, &mut pos)?;
                         if let Some(event) = batch.events.last() {
                             let copies = || {
                                 if listening {
@@ -337,9 +357,13 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                                     Vec::new()
                                 }
                             };
-                            let (seq, events) = newest
-                                .entry(batch.execution.clone())
-                                .or_insert_with(|| (0, Vec::new()));
+                            // Looked up before inserting: most batches are of an
+                            // execution already seen in this group.
+                            if !newest.contains_key(&batch.execution) {
+                                newest.insert(batch.execution.clone(), (0, Vec::new()));
+                            }
+                            let (seq, events) =
+                                newest.get_mut(&batch.execution).expect("inserted above");
                             *seq = (*seq).max(event.seq);
                             events.extend(copies());
                         }
@@ -364,6 +388,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                         .and_then(|left| rx.recv_timeout(left).ok()),
                 };
             }
+            drop(writes);
             tx.commit()?;
             Ok(folded)
         })();
@@ -407,10 +432,36 @@ fn json(value: &Value) -> String {
     serde_json::to_string(value).expect("a JSON value always serializes")
 }
 
-fn apply(tx: &rusqlite::Transaction, batch: &Batch, pos: &mut i64) -> Result<()> {
-    // Statements are fetched only when used: many batches hold events and no steps.
+/// The statements that write batches, prepared once per transaction (on first use:
+/// many groups hold events and no steps) rather than fetched from the cache per batch.
+#[derive(Default)]
+struct Writes<'t> {
+    put_step: Option<rusqlite::CachedStatement<'t>>,
+    put_event: Option<rusqlite::CachedStatement<'t>>,
+    set_status: Option<rusqlite::CachedStatement<'t>>,
+}
+
+fn statement<'s, 't>(
+    slot: &'s mut Option<rusqlite::CachedStatement<'t>>,
+    tx: &'t rusqlite::Transaction,
+    sql: &str,
+) -> Result<&'s mut rusqlite::CachedStatement<'t>> {
+    if slot.is_none() {
+        *slot = Some(tx.prepare_cached(sql)?);
+    }
+    Ok(slot.as_mut().expect("prepared above"))
+}
+
+fn apply<'t>(
+    tx: &'t rusqlite::Transaction,
+    writes: &mut Writes<'t>,
+    batch: &Batch,
+    pos: &mut i64,
+) -> Result<()> {
     if !batch.steps.is_empty() {
-        let mut put_step = tx.prepare_cached(
+        let put_step = statement(
+            &mut writes.put_step,
+            tx,
             "INSERT OR REPLACE INTO steps (execution_id, key, state, payload, context, deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for step in &batch.steps {
@@ -441,23 +492,27 @@ fn apply(tx: &rusqlite::Transaction, batch: &Batch, pos: &mut i64) -> Result<()>
         }
     }
     if !batch.events.is_empty() {
-        let mut put_event = tx.prepare_cached(
-            "INSERT INTO events (execution_id, seq, time, type, data, pos) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        let put_event = statement(
+            &mut writes.put_event,
+            tx,
+            "INSERT INTO events (pos, execution_id, seq, time, type, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for event in &batch.events {
             *pos += 1;
             put_event.execute(params![
+                *pos,
                 batch.execution,
                 event.seq as i64,
                 event.time,
                 event.type_,
                 event.data.text(),
-                *pos
             ])?;
         }
     }
     if let Some(change) = &batch.status {
-        tx.prepare_cached(
+        statement(
+            &mut writes.set_status,
+            tx,
             "UPDATE executions SET status = ?2, output = COALESCE(?3, output), error = COALESCE(?4, error), updated_at = ?5 WHERE id = ?1",
         )?
         .execute(params![

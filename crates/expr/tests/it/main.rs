@@ -506,3 +506,46 @@ fn standard_library_definitions_reached_indirectly_still_work() {
         assert_eq!(run(text, &[], input, &[]), Ok(expected), "{text}");
     }
 }
+
+#[test]
+fn interpolated_strings_give_what_jq_gives() {
+    // Each expression is evaluated as written (a string with simple interpolations,
+    // which skips jq where it can) and behind `| .` (which always runs jq).
+    let expressions = [
+        r#""http://h/items/\($item)""#,
+        r#""\(.name)-\($item)/\(.missing)""#,
+        r#""a\"b\\c\/d\te\n\($item)""#,
+        r#""(\( $item ))""#,
+    ];
+    let values = [
+        json!("plain"),
+        json!("needs \"quotes\" and \\ and é"),
+        json!(0),
+        json!(-17),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(1.5),
+        json!(1e300),
+        json!(true),
+        json!(null),
+        json!([1, "two"]),
+        json!({"k": [1]}),
+    ];
+    let inputs = [
+        json!({"name": "n"}),
+        json!({"name": 3}),
+        json!(null),
+        json!(7),
+        json!("s"),
+    ];
+    for text in expressions {
+        for value in &values {
+            for input in &inputs {
+                let vars = [("item", value.clone())];
+                let fast = run(text, &["item"], input.clone(), &vars);
+                let jq = run(&format!("{text} | ."), &["item"], input.clone(), &vars);
+                assert_eq!(fast, jq, "{text} with $item = {value} on {input}");
+            }
+        }
+    }
+}

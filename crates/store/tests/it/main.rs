@@ -85,7 +85,11 @@ async fn a_version_1_journal_is_migrated() {
     }
     let conn = rusqlite_connection(&path);
     conn.execute_batch(
-        "DROP INDEX events_by_pos; ALTER TABLE events DROP COLUMN pos;
+        "CREATE TABLE events_v1 (execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
+             time INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL,
+             PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;
+         INSERT INTO events_v1 SELECT execution_id, seq, time, type, data FROM events;
+         DROP TABLE events; ALTER TABLE events_v1 RENAME TO events;
          ALTER TABLE executions DROP COLUMN labels; ALTER TABLE executions DROP COLUMN project;
          DROP TABLE cursors; ALTER TABLE executions DROP COLUMN owner;
          ALTER TABLE executions DROP COLUMN lease_until; ALTER TABLE executions DROP COLUMN requested;
@@ -138,6 +142,77 @@ async fn a_version_1_journal_is_migrated() {
     .unwrap()
     .events;
     assert_eq!((log[0].pos, log[0].event.seq), (3, 3));
+}
+
+/// A journal of schema version 5 (events in execution order, with an index by
+/// position) keeps every event, its position and its sequence number; new events
+/// continue after.
+#[tokio::test]
+async fn a_version_5_journal_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("skein.db");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        suite::seed(&store, "e1").await;
+        suite::seed(&store, "e2").await;
+    }
+    let conn = rusqlite_connection(&path);
+    conn.execute_batch(
+        "CREATE TABLE events_v5 (execution_id TEXT NOT NULL, seq INTEGER NOT NULL,
+             time INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, pos INTEGER,
+             PRIMARY KEY (execution_id, seq)) WITHOUT ROWID;
+         INSERT INTO events_v5 SELECT execution_id, seq, time, type, data, pos FROM events;
+         DROP TABLE events; ALTER TABLE events_v5 RENAME TO events;
+         CREATE UNIQUE INDEX events_by_pos ON events (pos);
+         PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let log = |after| {
+        store::Store::log(
+            &store,
+            store::LogQuery {
+                after,
+                limit: 10,
+                ..Default::default()
+            },
+        )
+    };
+    let before: Vec<_> = log(0)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|l| (l.pos, l.execution.clone(), l.event.seq))
+        .collect();
+    assert_eq!(
+        before,
+        [
+            (1, "e1".to_string(), 1),
+            (2, "e1".to_string(), 2),
+            (3, "e2".to_string(), 1),
+            (4, "e2".to_string(), 2)
+        ]
+    );
+    let e2 = store::Store::events(&store, "e2", 1, 10).await.unwrap();
+    assert_eq!(e2.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+    let ticket = store::Store::commit(
+        &store,
+        store::Batch {
+            execution: "e1".into(),
+            events: vec![store::Event {
+                seq: 3,
+                time: 5,
+                type_: "x".into(),
+                data: store::Json::of(&serde_json::json!(null)),
+            }],
+            ..Default::default()
+        },
+    );
+    store::Store::durable(&store, ticket).await.unwrap();
+    let after = log(4).await.unwrap().events;
+    assert_eq!((after[0].pos, after[0].event.seq), (5, 3));
 }
 
 #[test]
