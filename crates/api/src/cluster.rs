@@ -33,9 +33,9 @@ impl Service {
                 _ = stop.cancelled() => return,
                 request = requests.recv() => {
                     match request {
-                        Ok(id) => self.obey(&id).await,
+                        Ok(store::Requested::For(id)) => self.obey(&id).await,
                         // Missed some: the running ones' requests are read again.
-                        Err(RecvError::Lagged(_)) => {
+                        Ok(store::Requested::Unknown) | Err(RecvError::Lagged(_)) => {
                             for (id, _) in self.running_since() {
                                 self.obey(&id).await;
                             }

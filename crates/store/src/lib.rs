@@ -160,6 +160,17 @@ pub enum Request {
     Resume,
 }
 
+/// What [`Store::requests`] announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requested {
+    /// A request was recorded for this execution.
+    For(String),
+    /// Requests may have been recorded without being announced here (the store lost its
+    /// connection to other processes' notices for a while): read again those of the
+    /// executions you run.
+    Unknown,
+}
+
 impl Request {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -554,6 +565,6 @@ pub trait Store: Send + Sync {
     /// runs it ([`Store::requests`]). False if `id` does not exist or has ended.
     async fn request(&self, id: &str, request: Request) -> Result<bool>;
 
-    /// The ids of executions for which a request was recorded, by any process.
-    fn requests(&self) -> tokio::sync::broadcast::Receiver<String>;
+    /// Announces the executions for which a request was recorded, by any process.
+    fn requests(&self) -> tokio::sync::broadcast::Receiver<Requested>;
 }

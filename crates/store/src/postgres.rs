@@ -42,8 +42,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::progress::Progress;
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Error, Event, Execution, Journal, Json,
-    Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Result, Status,
-    Step, StepState, Store, Ticket,
+    Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Requested, Result,
+    Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -254,7 +254,7 @@ pub struct PostgresStore {
     progress: watch::Receiver<Progress>,
     wanted: Arc<AtomicU64>,
     notices: broadcast::Sender<Committed>,
-    requests: broadcast::Sender<String>,
+    requests: broadcast::Sender<Requested>,
     observer: Arc<Mutex<Option<CommitObserver>>>,
     tasks: Vec<tokio::task::AbortHandle>,
 }
@@ -866,7 +866,7 @@ async fn listen_loop(
     pool: PgPool,
     node: Arc<str>,
     notices: broadcast::Sender<Committed>,
-    requests: broadcast::Sender<String>,
+    requests: broadcast::Sender<Requested>,
     listening: oneshot::Sender<()>,
 ) {
     let mut listening = Some(listening);
@@ -889,15 +889,21 @@ async fn listen_loop(
             continue;
         }
         delay = Duration::from_millis(100);
-        if let Some(listening) = listening.take() {
-            let _ = listening.send(());
+        match listening.take() {
+            Some(listening) => {
+                let _ = listening.send(());
+            }
+            // A reconnection: requests recorded while nobody listened were not announced.
+            None => {
+                let _ = requests.send(Requested::Unknown);
+            }
         }
         // Whatever was committed while nobody listened was not announced.
         let _ = notices.send(Committed::unknown());
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) if notification.channel() == REQUESTS_CHANNEL => {
-                    let _ = requests.send(notification.payload().to_string());
+                    let _ = requests.send(Requested::For(notification.payload().to_string()));
                 }
                 Ok(Some(notification)) => {
                     for notice in notices_of(&node, notification.payload()) {
@@ -907,6 +913,7 @@ async fn listen_loop(
                 // The connection dropped (the next call reconnects): notices were lost.
                 Ok(None) => {
                     let _ = notices.send(Committed::unknown());
+                    let _ = requests.send(Requested::Unknown);
                 }
                 Err(_) => break,
             }
@@ -1498,7 +1505,7 @@ impl Store for PostgresStore {
         .await
     }
 
-    fn requests(&self) -> broadcast::Receiver<String> {
+    fn requests(&self) -> broadcast::Receiver<Requested> {
         self.requests.subscribe()
     }
 }

@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::progress::Progress;
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal,
-    Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Result,
-    Status, Step, StepState, Store, Ticket,
+    Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Requested,
+    Result, Status, Step, StepState, Store, Ticket,
 };
 
 /// Most commands folded into one transaction.
@@ -183,7 +183,7 @@ pub struct SqliteStore {
     notices: broadcast::Sender<Committed>,
     observer: Arc<Mutex<Option<CommitObserver>>>,
     reader: Arc<Mutex<Connection>>,
-    requests: broadcast::Sender<String>,
+    requests: broadcast::Sender<Requested>,
 }
 
 impl SqliteStore {
@@ -1113,12 +1113,12 @@ impl Store for SqliteStore {
             .await?;
         if requested {
             // No receiver is not an error.
-            let _ = self.requests.send(id);
+            let _ = self.requests.send(Requested::For(id));
         }
         Ok(requested)
     }
 
-    fn requests(&self) -> broadcast::Receiver<String> {
+    fn requests(&self) -> broadcast::Receiver<Requested> {
         self.requests.subscribe()
     }
 

@@ -243,3 +243,37 @@ async fn writes_wait_out_a_restart_of_the_database() {
     let delivered = store.deliver("e1", json!({"type": "t"})).await.unwrap();
     assert_eq!(delivered, 1);
 }
+
+/// Requests recorded while the store's listener is disconnected are not announced one by
+/// one; after it reconnects it says so, and whoever runs executions reads theirs again.
+#[tokio::test]
+async fn a_reconnected_listener_says_requests_may_have_been_missed() {
+    let Some(cluster) = TempCluster::for_test("requests_missed") else {
+        return;
+    };
+    let url = cluster.database("requests_missed").await.unwrap();
+    let store = connect(&url).await;
+    let mut requests = store.requests();
+    cluster.stop().unwrap();
+    cluster.restart().unwrap();
+    let unknown = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match requests.recv().await {
+                Ok(store::Requested::Unknown) => return true,
+                Ok(store::Requested::For(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .expect("the reconnected listener announces that requests may have been missed");
+    assert!(unknown);
+    // Requests recorded after that are announced one by one again.
+    store.create(new_execution("e1")).await.unwrap();
+    assert!(store.request("e1", store::Request::Cancel).await.unwrap());
+    let next = tokio::time::timeout(Duration::from_secs(10), requests.recv())
+        .await
+        .expect("the request is announced")
+        .unwrap();
+    assert_eq!(next, store::Requested::For("e1".into()));
+}

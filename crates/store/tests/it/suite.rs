@@ -546,7 +546,7 @@ pub(crate) async fn requests_are_kept_and_announced(store: &dyn Store) {
         .await
         .expect("the request is announced")
         .unwrap();
-    assert_eq!(id, "e1");
+    assert_eq!(id, store::Requested::For("e1".into()));
     let e1 = store.execution("e1").await.unwrap().unwrap();
     assert_eq!(e1.requested, Some(store::Request::Pause));
     let lease = &store
