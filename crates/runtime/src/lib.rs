@@ -1,9 +1,11 @@
-//! Performs the engine's effects for real: HTTP requests (reqwest, rustls) and
+//! Performs the engine's effects for real: HTTP requests (reqwest, rustls; plain HTTP
+//! on hyper directly, see `plain`) and
 //! local processes (tokio, each in its own process group so that cancelling
 //! kills everything it started).
 //!
 //! **API boundary:** knows HTTP and processes, nothing about workflows.
 
+mod plain;
 mod workers;
 
 use std::process::Stdio;
@@ -22,6 +24,8 @@ pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 pub use workers::Workers;
 
+use plain::Plain;
+
 pub struct Runtime {
     /// Where processes run; `None`: here, as children of this process.
     workers: Option<Arc<Workers>>,
@@ -31,7 +35,16 @@ pub struct Runtime {
     following: reqwest::Client,
     /// Returns 3xx responses as they are.
     direct: reqwest::Client,
+    /// Sends what it serves ([`Plain::serves`]) instead of `direct`; `None` with a proxy
+    /// for plain HTTP in the environment.
+    plain: Option<Plain>,
 }
+
+/// How skein introduces itself to the services it calls.
+const USER_AGENT: &str = concat!("skein/", env!("CARGO_PKG_VERSION"));
+
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Runtime {
     pub fn new() -> Runtime {
@@ -39,9 +52,9 @@ impl Runtime {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let builder = || {
             reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .pool_max_idle_per_host(256)
-                .user_agent(concat!("skein/", env!("CARGO_PKG_VERSION")))
+                .user_agent(USER_AGENT)
         };
         Runtime {
             workers: None,
@@ -53,6 +66,7 @@ impl Runtime {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("an HTTP client with default TLS settings"),
+            plain: Plain::from_env(CONNECT_TIMEOUT),
         }
     }
 }
@@ -148,7 +162,12 @@ impl Effects for Runtime {
         } else {
             &self.direct
         };
-        let task = AbortOnDropHandle::new(tokio::spawn(perform(client.clone(), request)));
+        let task = match &self.plain {
+            Some(plain) if Plain::serves(&request) => {
+                AbortOnDropHandle::new(tokio::spawn(plain.clone().perform(request)))
+            }
+            _ => AbortOnDropHandle::new(tokio::spawn(perform(client.clone(), request))),
+        };
         task.await
             .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
     }
