@@ -93,12 +93,7 @@ impl Default for Runtime {
 }
 
 fn http_error(e: &reqwest::Error) -> HttpError {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
+    let message = error_chain(e);
     if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_connect() {
@@ -106,6 +101,30 @@ fn http_error(e: &reqwest::Error) -> HttpError {
     } else {
         HttpError::Other(message)
     }
+}
+
+/// An error with its sources, as one message.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}
+
+/// A response's headers as the engine reads them.
+fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Sends `request` with `client` and reads the whole response.
@@ -124,16 +143,7 @@ async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpRe
     }
     let mut response = builder.send().await.map_err(|e| http_error(&e))?;
     let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(response.headers());
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| http_error(&e))? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {

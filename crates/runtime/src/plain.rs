@@ -13,7 +13,7 @@ use engine::{HttpError, HttpRequest, HttpResponse};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 
-use crate::MAX_RESPONSE_BYTES;
+use crate::{MAX_RESPONSE_BYTES, error_chain, header_pairs};
 
 /// The environment variables through which reqwest would send a plain `http://` request
 /// to a proxy; with any of them set, every request goes through reqwest.
@@ -81,16 +81,7 @@ impl Plain {
             .await
             .map_err(|e| failure(&e))?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(response.headers());
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
@@ -101,7 +92,7 @@ impl Plain {
                         MAX_RESPONSE_BYTES >> 20
                     ))
                 } else {
-                    HttpError::Other(chain(&*e))
+                    HttpError::Other(error_chain(&*e))
                 }
             })?
             .to_bytes()
@@ -124,21 +115,10 @@ fn proxied(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
 /// A failed exchange as the engine tells them apart: no connection, or anything else.
 fn failure(e: &hyper_util::client::legacy::Error) -> HttpError {
     if e.is_connect() {
-        HttpError::Connect(chain(e))
+        HttpError::Connect(error_chain(e))
     } else {
-        HttpError::Other(chain(e))
+        HttpError::Other(error_chain(e))
     }
-}
-
-/// An error with its sources, as one message.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -116,20 +116,7 @@ async fn a_version_1_journal_is_migrated() {
         .unwrap();
     assert!(e1.labels.is_empty());
     assert_eq!(e1.project, store::DEFAULT_PROJECT);
-    let ticket = store::Store::commit(
-        &store,
-        store::Batch {
-            execution: "e1".into(),
-            events: vec![store::Event {
-                seq: 3,
-                time: 5,
-                type_: "x".into(),
-                data: store::Json::of(&serde_json::json!(null)),
-            }],
-            ..Default::default()
-        },
-    );
-    store::Store::durable(&store, ticket).await.unwrap();
+    append_third_event(&store, "e1").await;
     let log = store::Store::log(
         &store,
         store::LogQuery {
@@ -197,20 +184,7 @@ async fn a_version_5_journal_is_migrated() {
     );
     let e2 = store::Store::events(&store, "e2", 1, 10).await.unwrap();
     assert_eq!(e2.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
-    let ticket = store::Store::commit(
-        &store,
-        store::Batch {
-            execution: "e1".into(),
-            events: vec![store::Event {
-                seq: 3,
-                time: 5,
-                type_: "x".into(),
-                data: store::Json::of(&serde_json::json!(null)),
-            }],
-            ..Default::default()
-        },
-    );
-    store::Store::durable(&store, ticket).await.unwrap();
+    append_third_event(&store, "e1").await;
     let after = log(4).await.unwrap().events;
     assert_eq!((after[0].pos, after[0].event.seq), (5, 3));
 }
@@ -225,6 +199,24 @@ fn a_newer_schema_is_refused() {
     drop(conn);
     let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
     assert!(err.to_string().contains("schema version 9"), "{err}");
+}
+
+/// Appends event 3 of `id` and waits until it is durable.
+async fn append_third_event(store: &SqliteStore, id: &str) {
+    let ticket = store::Store::commit(
+        store,
+        store::Batch {
+            execution: id.into(),
+            events: vec![store::Event {
+                seq: 3,
+                time: 5,
+                type_: "x".into(),
+                data: store::Json::of(&serde_json::json!(null)),
+            }],
+            ..Default::default()
+        },
+    );
+    store::Store::durable(store, ticket).await.unwrap();
 }
 
 fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
