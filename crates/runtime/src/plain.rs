@@ -40,9 +40,16 @@ impl Plain {
         Plain { client }
     }
 
-    /// Whether this client sends `request`: plain HTTP, redirects returned as they are.
+    /// Whether this client sends `request`: plain HTTP, redirects returned as they are,
+    /// and a URL without credentials or fragment (reqwest turns the one into an
+    /// `Authorization` header and drops the other).
     pub(crate) fn serves(request: &HttpRequest) -> bool {
-        request.url.scheme() == "http" && !request.follow_redirects
+        let url = &request.url;
+        url.scheme() == "http"
+            && !request.follow_redirects
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.fragment().is_none()
     }
 
     /// Sends `request` and reads the whole response, within the request's timeout.
@@ -230,6 +237,8 @@ mod tests {
     fn only_plain_http_without_redirects_is_served_here() {
         assert!(Plain::serves(&request("http://h/")));
         assert!(!Plain::serves(&request("https://h/")));
+        assert!(!Plain::serves(&request("http://user:secret@h/")));
+        assert!(!Plain::serves(&request("http://h/#part")));
         let mut following = request("http://h/");
         following.follow_redirects = true;
         assert!(!Plain::serves(&following));
