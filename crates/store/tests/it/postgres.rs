@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use store::postgres::{Options, PostgresStore, TempCluster};
-use store::{Batch, Claim, Event, Json, NewExecution, Status, StatusChange, Store};
+use store::{Batch, Claim, Event, Json, Status, StatusChange, Store};
+
+use crate::suite::new_execution;
 
 static CLUSTER: OnceLock<Option<TempCluster>> = OnceLock::new();
 
@@ -31,20 +33,6 @@ async fn connect(url: &str) -> PostgresStore {
 /// A store on a fresh database, or `None` where the test is skipped.
 pub(crate) async fn store(test: &str) -> Option<PostgresStore> {
     Some(connect(&database(test).await?).await)
-}
-
-fn new_execution(id: &str) -> NewExecution {
-    NewExecution {
-        id: id.into(),
-        namespace: "test".into(),
-        name: "flow".into(),
-        version: "1.0.0".into(),
-        definition: "document: {}".into(),
-        input: json!(null),
-        labels: Default::default(),
-        project: store::DEFAULT_PROJECT.into(),
-        created_at: 1_000,
-    }
 }
 
 fn events(execution: &str, seqs: std::ops::RangeInclusive<u64>) -> Batch {

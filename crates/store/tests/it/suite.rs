@@ -5,7 +5,7 @@ use store::{
     Batch, Created, Event, Json, NewExecution, Status, StatusChange, Step, StepState, Store,
 };
 
-fn new_execution(id: &str) -> NewExecution {
+pub(crate) fn new_execution(id: &str) -> NewExecution {
     NewExecution {
         id: id.into(),
         namespace: "test".into(),
@@ -17,6 +17,21 @@ fn new_execution(id: &str) -> NewExecution {
         project: store::DEFAULT_PROJECT.into(),
         created_at: 1_000,
     }
+}
+
+/// Records `id` as completed (output `1`) and waits until that is durable.
+async fn complete(store: &dyn Store, id: &str) {
+    let ticket = store.commit(Batch {
+        execution: id.into(),
+        status: Some(StatusChange {
+            status: Status::Completed,
+            output: Some(json!(1)),
+            error: None,
+            at: 2_000,
+        }),
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
 }
 
 fn event(seq: u64, type_: &str) -> Event {
@@ -281,17 +296,7 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
         }
         store.create(new).await.unwrap();
     }
-    let ticket = store.commit(Batch {
-        execution: "b".into(),
-        status: Some(StatusChange {
-            status: Status::Completed,
-            output: Some(json!(1)),
-            error: None,
-            at: 2_000,
-        }),
-        ..Default::default()
-    });
-    store.durable(ticket).await.unwrap();
+    complete(store, "b").await;
     let ids = |list: Vec<store::Execution>| list.into_iter().map(|e| e.id).collect::<Vec<_>>();
     let query = |limit| store::ListQuery {
         limit,
@@ -484,17 +489,7 @@ pub(crate) async fn leases_go_to_one_owner_and_are_taken_over_when_they_expire(s
     for id in ["e1", "e2", "e1/do/0/child", "done"] {
         store.create(new_execution(id)).await.unwrap();
     }
-    let ticket = store.commit(Batch {
-        execution: "done".into(),
-        status: Some(StatusChange {
-            status: Status::Completed,
-            output: Some(json!(1)),
-            error: None,
-            at: 2_000,
-        }),
-        ..Default::default()
-    });
-    store.durable(ticket).await.unwrap();
+    complete(store, "done").await;
 
     let ids = |leases: Vec<store::Lease>| leases.into_iter().map(|l| l.id).collect::<Vec<_>>();
     let a = store.claim("a", 60_000, Claim::Any(10)).await.unwrap();
