@@ -32,6 +32,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::Metrics;
 use crate::grpc::pb;
 use crate::grpc::pb::progress_callback_client::ProgressCallbackClient;
+use engine::events::Lifecycle;
 
 /// The cursor of the whole log: every event before `pos` was handled.
 const LOG_CURSOR: &str = "callbacks";
@@ -465,22 +466,17 @@ pub struct Report {
 /// The report an event makes, if it is progress: the workflow's lifecycle, and tasks
 /// starting and completing.
 pub fn report_of(event: &store::Event) -> Option<Report> {
-    let kind = event
-        .type_
-        .strip_prefix("io.serverlessworkflow.")
-        .or_else(|| event.type_.strip_prefix("dev.skein."))?
-        .strip_suffix(".v1")?;
-    let (event_type, status) = match kind {
-        "workflow.started" => ("workflow_started", "running"),
-        "workflow.validating" => ("workflow_validating", "running"),
-        "workflow.validated" => ("workflow_validated", "running"),
-        "task.started" => ("task_started", "running"),
-        "task.completed" => ("task_completed", "completed"),
-        "workflow.completed" => ("workflow_completed", "completed"),
-        "workflow.faulted" => ("workflow_failed", "failed"),
-        "workflow.cancelled" => ("workflow_cancelled", "cancelled"),
-        "workflow.suspended" => ("workflow_paused", "paused"),
-        "workflow.resumed" => ("workflow_resumed", "running"),
+    let (event_type, status) = match Lifecycle::parse(&event.type_)? {
+        Lifecycle::WorkflowStarted => ("workflow_started", "running"),
+        Lifecycle::WorkflowValidating => ("workflow_validating", "running"),
+        Lifecycle::WorkflowValidated => ("workflow_validated", "running"),
+        Lifecycle::TaskStarted => ("task_started", "running"),
+        Lifecycle::TaskCompleted => ("task_completed", "completed"),
+        Lifecycle::WorkflowCompleted => ("workflow_completed", "completed"),
+        Lifecycle::WorkflowFaulted => ("workflow_failed", "failed"),
+        Lifecycle::WorkflowCancelled => ("workflow_cancelled", "cancelled"),
+        Lifecycle::WorkflowSuspended => ("workflow_paused", "paused"),
+        Lifecycle::WorkflowResumed => ("workflow_resumed", "running"),
         _ => return None,
     };
     let data = event.data.value();

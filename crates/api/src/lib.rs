@@ -30,6 +30,7 @@ use serde_json::Value;
 use store::{Created, Execution};
 
 use auth::{Caller, Role};
+use engine::events::Lifecycle;
 pub use metrics::Metrics;
 pub use service::{Cluster, Options, Secrets, Service, Steered};
 
@@ -431,12 +432,12 @@ async fn get_one(
 pub(crate) async fn progress(service: &Service, id: &str) -> ApiResult<wire::Progress> {
     let mut tasks = wire::TaskCounts::default();
     for (type_, n) in service.store().event_counts(id).await? {
-        match type_.as_str() {
-            "io.serverlessworkflow.task.started.v1" => tasks.started = n,
-            "io.serverlessworkflow.task.completed.v1" => tasks.completed = n,
-            "io.serverlessworkflow.task.faulted.v1" => tasks.faulted = n,
-            "io.serverlessworkflow.task.cancelled.v1" => tasks.cancelled = n,
-            "io.serverlessworkflow.task.retried.v1" => tasks.retries = n,
+        match Lifecycle::parse(&type_) {
+            Some(Lifecycle::TaskStarted) => tasks.started = n,
+            Some(Lifecycle::TaskCompleted) => tasks.completed = n,
+            Some(Lifecycle::TaskFaulted) => tasks.faulted = n,
+            Some(Lifecycle::TaskCancelled) => tasks.cancelled = n,
+            Some(Lifecycle::TaskRetried) => tasks.retries = n,
             _ => {}
         }
     }
@@ -447,7 +448,7 @@ pub(crate) async fn progress(service: &Service, id: &str) -> ApiResult<wire::Pro
     let mut fan_outs: Vec<(String, Value)> = Vec::new();
     for event in service
         .store()
-        .events_of_type(id, "dev.skein.task.progress.v1")
+        .events_of_type(id, Lifecycle::TaskProgress.as_str())
         .await?
     {
         let mut data = event.data.value();

@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::{ApiError, ApiResult, Service};
+use engine::events::Lifecycle;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
@@ -162,11 +163,12 @@ impl Metrics {
 
 impl engine::Observer for Metrics {
     fn event(&self, _execution: &str, event: &store::Event) {
-        // `io.serverlessworkflow.task.started.v1` counts as `task.started`.
-        let kind = event
-            .type_
-            .strip_prefix("io.serverlessworkflow.")
-            .and_then(|t| t.strip_suffix(".v1"));
+        // The spec's lifecycle events, by short name: `io.serverlessworkflow.task.started.v1`
+        // counts as `task.started`. Emitted events are not counted: their types are the
+        // workflow's, and unbounded.
+        let kind = Lifecycle::parse(&event.type_)
+            .filter(|l| l.is_standard())
+            .map(Lifecycle::short);
         if let Some(kind) = kind {
             self.lifecycle
                 .get_or_create(&EventLabel {

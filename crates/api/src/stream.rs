@@ -21,16 +21,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
 use crate::{ApiError, ApiResult, Service};
+use engine::events::Lifecycle;
 
 /// Events read from the journal at a time.
 pub(crate) const PAGE: usize = 256;
-
-/// The events after which an execution has no more.
-const ENDINGS: [&str; 3] = [
-    "io.serverlessworkflow.workflow.completed.v1",
-    "io.serverlessworkflow.workflow.faulted.v1",
-    "io.serverlessworkflow.workflow.cancelled.v1",
-];
 
 /// How long a client waits before it reconnects, sent once at the start.
 const RETRY: Duration = Duration::from_secs(2);
@@ -355,7 +349,7 @@ async fn wait_for_execution(
                     return Some(false);
                 }
                 for event in notice.events.iter() {
-                    *done |= ENDINGS.contains(&event.type_.as_str());
+                    *done |= Lifecycle::parse(&event.type_).is_some_and(Lifecycle::is_final);
                     pending.push_back((event.seq, id.to_string(), event.clone()));
                 }
                 return Some(true);

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use engine::events::Lifecycle;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Watches an execution's events and keeps a one-line summary on stderr.
@@ -57,17 +58,17 @@ impl Progress {
 
 impl engine::Observer for Progress {
     fn event(&self, _execution: &str, event: &store::Event) {
-        match event.type_.as_str() {
-            "io.serverlessworkflow.task.completed.v1" => {
+        match Lifecycle::parse(&event.type_) {
+            Some(Lifecycle::TaskCompleted) => {
                 self.tasks.fetch_add(1, Ordering::Relaxed);
             }
-            "io.serverlessworkflow.task.faulted.v1" => {
+            Some(Lifecycle::TaskFaulted) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
-            "io.serverlessworkflow.task.retried.v1" => {
+            Some(Lifecycle::TaskRetried) => {
                 self.retries.fetch_add(1, Ordering::Relaxed);
             }
-            "dev.skein.task.progress.v1" => {
+            Some(Lifecycle::TaskProgress) => {
                 let data = event.data.value();
                 let task = data["task"]
                     .as_str()

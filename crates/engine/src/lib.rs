@@ -14,10 +14,9 @@
 //! **API boundary:** no IO here; no HTTP client, no SQL, no files.
 
 pub mod effects;
-mod http;
-pub use http::USAGE_HEADER;
+pub mod events;
 mod interp;
-mod listen;
+pub use interp::http::USAGE_HEADER;
 mod run;
 
 use std::collections::HashMap;

@@ -12,6 +12,7 @@ use store::{Batch, Event, Json, StatusChange, Step, StepState, Store, Ticket};
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::{Clock, Effects};
+use crate::events::Lifecycle;
 use crate::{Interrupt, Observer};
 
 pub(crate) struct Run {
@@ -112,7 +113,7 @@ impl Run {
             "metadata": {},
         });
         let qualified_name = format!("{}-{}.{}", doc.name, parts.id, doc.namespace);
-        let consumed = Mutex::new(crate::listen::consumed_in(&parts.journal.steps));
+        let consumed = Mutex::new(crate::interp::listen::consumed_in(&parts.journal.steps));
         let secrets = declared(&parts.secrets, &parts.wf.use_.secrets);
         let mut masks = Vec::new();
         secret_texts(&secrets, &mut masks);
@@ -262,7 +263,7 @@ impl Run {
         });
         self.record(
             vec![],
-            vec![("dev.skein.task.usage.v1", Json::of(&data))],
+            vec![(Lifecycle::TaskUsage.as_str(), Json::of(&data))],
             None,
         );
     }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use engine::events::Lifecycle;
 use engine::{Engine, SystemClock};
 use serde_json::{Value, json};
 
@@ -206,7 +207,7 @@ do:
                             .expect("latencies lock")
                             .push((arrived - at.as_millisecond()) as f64);
                     }
-                    if event["type"] == "io.serverlessworkflow.workflow.completed.v1" {
+                    if event["type"] == Lifecycle::WorkflowCompleted.as_str() {
                         return anyhow::Ok(());
                     }
                 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use store::postgres::{Options, PostgresStore, TempCluster};
+use store::postgres::{Options, PostgresStore};
+use testkit::postgres::TempCluster;
 
 /// The PostgreSQL the benchmark uses.
 pub(crate) struct Postgres {
@@ -49,7 +50,7 @@ impl Postgres {
             (Some(url), _) => Ok(url.clone()),
             (None, Some(cluster)) => {
                 let n = self.made.fetch_add(1, Ordering::Relaxed);
-                Ok(cluster.database(&format!("bench{n}")).await?)
+                Ok(cluster.database(&format!("bench{n}"))?)
             }
             (None, None) => unreachable!("a URL or a cluster"),
         }

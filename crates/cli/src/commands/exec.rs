@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use api::wire;
 use clap::{Args as ClapArgs, Subcommand};
+use engine::events::Lifecycle;
 use serde_json::Value;
 
 /// Start, watch and steer executions on a running `skein server`.
@@ -405,10 +406,10 @@ async fn read_stream(
                 data.clone()
             } else {
                 let type_ = event["type"].as_str().unwrap_or_default();
-                let short = type_
-                    .strip_prefix("io.serverlessworkflow.")
-                    .and_then(|t| t.strip_suffix(".v1"))
-                    .unwrap_or(type_);
+                // The spec's lifecycle events by their short names; others as they are.
+                let short = Lifecycle::parse(type_)
+                    .filter(|l| l.is_standard())
+                    .map_or(type_, |l| l.short());
                 let task = event["data"]["task"].as_str().unwrap_or_default();
                 format!(
                     "{:>6}  {}  {:<20} {task}",

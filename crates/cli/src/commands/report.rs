@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::exec::Client;
+use engine::events::Lifecycle;
 
 /// Follows an execution's progress, a line per change, until it ends.
 pub(crate) async fn progress(client: &Client, id: &str, json: bool) -> Result<ExitCode> {
@@ -123,8 +124,8 @@ impl Costing {
     pub(crate) fn of<'a>(events: impl Iterator<Item = (&'a str, &'a Value)>) -> Costing {
         let mut c = Costing::default();
         for (type_, data) in events {
-            match type_ {
-                "dev.skein.task.usage.v1" => {
+            match Lifecycle::parse(type_) {
+                Some(Lifecycle::TaskUsage) => {
                     c.cpu_seconds += data["cpuSeconds"].as_f64().unwrap_or(0.0);
                     c.memory_gib_seconds += data["memoryGibSeconds"].as_f64().unwrap_or(0.0);
                     c.attempts += 1;
@@ -132,7 +133,7 @@ impl Costing {
                     let code = data["code"].as_i64();
                     c.failed += u64::from(!matches!(code, Some(0) | Some(200..=299)));
                 }
-                "io.serverlessworkflow.task.started.v1" => c.steps += 1,
+                Some(Lifecycle::TaskStarted) => c.steps += 1,
                 _ => {}
             }
         }

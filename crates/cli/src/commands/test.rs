@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
+use engine::events::Lifecycle;
 use engine::{Engine, Outcome, SystemClock};
 use serde_json::Value;
 use store::Durability;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 /// 1 if any failed, 2 on usage errors.
 #[derive(ClapArgs)]
 #[command(
-    after_help = "Example:\n  skein test ../shared/spec/serverless-workflow-1.0.3/ctk/features \\\n    --map-host petstore.swagger.io=http://127.0.0.1:8080"
+    after_help = "Example, the spec's conformance kit (scripts/fetch-spec.sh puts it in spec/):\n  skein test spec/ctk/features \\\n    --map-host petstore.swagger.io=http://127.0.0.1:8080"
 )]
 pub(crate) struct Args {
     /// Feature files, or directories searched for `*.feature` files.
@@ -338,7 +339,7 @@ async fn execute(engine: &Engine, state: &mut State) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     state.started = events
         .iter()
-        .filter(|e| e.type_ == "io.serverlessworkflow.task.started.v1")
+        .filter(|e| e.type_ == Lifecycle::TaskStarted.as_str())
         .filter_map(|e| {
             e.data.value()["task"]
                 .as_str()

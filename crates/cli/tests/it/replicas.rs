@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use store::postgres::TempCluster;
+use testkit::postgres::TempCluster;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
@@ -79,7 +79,7 @@ struct Ground {
 async fn ground(test: &str) -> Option<Ground> {
     let cluster = TempCluster::for_test(test)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let database = cluster.database("skein").await.unwrap();
+    let database = cluster.database("skein").unwrap();
     Some(Ground {
         cluster,
         database,

@@ -3,8 +3,8 @@
 //!
 //! A value of these types exists only for a document without errors; the
 //! decoder (`crate::decode`) builds it and reports everything it rejects.
-//! Names and JSON pointers follow the DSL reference
-//! (`../shared/spec/serverless-workflow-1.0.3/dsl-reference.md`).
+//! Names and JSON pointers follow the DSL reference (`dsl-reference.md` of the
+//! specification at v1.0.3; `scripts/fetch-spec.sh` fetches it into `spec/`).
 
 mod auth;
 mod call;

@@ -54,6 +54,8 @@ fn broken_documents_fail_with_the_right_message_at_the_right_place() {
         "at least 40 broken documents, found {}",
         files.len()
     );
+    let judged =
+        oracle::available("broken_documents_fail_with_the_right_message_at_the_right_place");
     let mut failures = String::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -95,13 +97,15 @@ fn broken_documents_fail_with_the_right_message_at_the_right_place() {
             ));
         }
 
-        let verdict = oracle::verdict(&source);
-        match (schema.as_deref(), &verdict) {
-            (Some("invalid"), Err(_)) | (Some("valid"), Ok(())) => {}
-            (Some("unparsable"), Err(e)) if e.starts_with("not parsable") => {}
-            (stated, actual) => problems.push(format!(
-                "stated `# schema: {stated:?}`, the schema says {actual:?}"
-            )),
+        if judged {
+            let verdict = oracle::verdict(&source);
+            match (schema.as_deref(), &verdict) {
+                (Some("invalid"), Err(_)) | (Some("valid"), Ok(())) => {}
+                (Some("unparsable"), Err(e)) if e.starts_with("not parsable") => {}
+                (stated, actual) => problems.push(format!(
+                    "stated `# schema: {stated:?}`, the schema says {actual:?}"
+                )),
+            }
         }
 
         if !problems.is_empty() {

@@ -10,17 +10,9 @@ mod valid;
 
 use std::path::{Path, PathBuf};
 
-/// The spec folder beside the project (`../shared/spec/serverless-workflow-1.0.3`).
-fn spec_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/spec/serverless-workflow-1.0.3");
-    assert!(
-        dir.is_dir(),
-        "the spec folder is missing at {}: these tests read the examples, the conformance kit and the \
-         JSON schema from ../shared beside the project",
-        dir.display()
-    );
-    dir
+/// The spec's data (`testkit::spec`), or `None` after saying that `test` was skipped.
+fn spec_dir(test: &str) -> Option<PathBuf> {
+    testkit::spec::dir(test)
 }
 
 fn data_dir(kind: &str) -> PathBuf {

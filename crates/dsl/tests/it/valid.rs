@@ -5,7 +5,10 @@ use super::{data_dir, documents, oracle, parse, rendered, spec_dir};
 
 #[test]
 fn every_spec_example_validates() {
-    let examples = documents(&spec_dir().join("examples"));
+    let Some(spec) = spec_dir("every_spec_example_validates") else {
+        return;
+    };
+    let examples = documents(&spec.join("examples"));
     assert!(
         examples.len() >= 60,
         "expected the spec's examples, found {}",
@@ -30,9 +33,9 @@ fn every_spec_example_validates() {
 }
 
 /// The workflows embedded in the conformance kit's feature files.
-fn ctk_workflows() -> Vec<(String, String)> {
+fn ctk_workflows(spec: &std::path::Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for path in documents_with_ext(&spec_dir().join("ctk/features"), "feature") {
+    for path in documents_with_ext(&spec.join("ctk/features"), "feature") {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut lines = text.lines().enumerate().peekable();
         while let Some((n, line)) = lines.next() {
@@ -67,7 +70,10 @@ fn documents_with_ext(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBu
 
 #[test]
 fn every_conformance_kit_workflow_validates() {
-    let workflows = ctk_workflows();
+    let Some(spec) = spec_dir("every_conformance_kit_workflow_validates") else {
+        return;
+    };
+    let workflows = ctk_workflows(&spec);
     assert_eq!(
         workflows.len(),
         21,
@@ -93,12 +99,16 @@ fn our_own_documents_validate() {
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
     ));
     assert!(!files.is_empty());
+    let judged = oracle::available("our_own_documents_validate");
     let mut failures = String::new();
     for path in &files {
         let source = std::fs::read_to_string(path).unwrap();
         let parsed = parse(&source);
         if parsed.workflow.is_none() || !parsed.diagnostics.is_empty() {
             failures += &rendered(&path.display().to_string(), &source, &parsed);
+        }
+        if !judged {
+            continue;
         }
         // A document that uses an extension says so; the schema must then reject it,
         // and accept every other one.

@@ -1,7 +1,7 @@
 //! Compile and evaluation cases for runtime expressions, driven by tables.
 //!
 //! The evaluation table includes every expression shape that the conformance
-//! kit's feature files use (`../shared/spec/…/ctk/features`), each with the
+//! kit's feature files use (`ctk/features` of the spec's data), each with the
 //! input and result its scenario implies.
 
 use expr::{Expr, Template, UriTemplate, Vars, strict_expression};

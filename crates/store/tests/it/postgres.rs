@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::json;
-use store::postgres::{Options, PostgresStore, TempCluster};
+use store::postgres::{Options, PostgresStore};
 use store::{Batch, Claim, Event, Json, Status, StatusChange, Store};
+use testkit::postgres::TempCluster;
 
 use crate::suite::new_execution;
 
@@ -21,7 +22,7 @@ fn cluster(test: &str) -> Option<&'static TempCluster> {
 /// A fresh database on the shared cluster.
 async fn database(test: &str) -> Option<String> {
     let cluster = cluster(test)?;
-    Some(cluster.database(test).await.unwrap())
+    Some(cluster.database(test).unwrap())
 }
 
 async fn connect(url: &str) -> PostgresStore {
@@ -199,7 +200,7 @@ async fn writes_wait_out_a_restart_of_the_database() {
     let Some(cluster) = TempCluster::for_test("restart") else {
         return;
     };
-    let url = cluster.database("restart").await.unwrap();
+    let url = cluster.database("restart").unwrap();
     let store = connect(&url).await;
     store.create(new_execution("e1")).await.unwrap();
     store
@@ -239,7 +240,7 @@ async fn a_reconnected_listener_says_requests_may_have_been_missed() {
     let Some(cluster) = TempCluster::for_test("requests_missed") else {
         return;
     };
-    let url = cluster.database("requests_missed").await.unwrap();
+    let url = cluster.database("requests_missed").unwrap();
     let store = connect(&url).await;
     let mut requests = store.requests();
     cluster.stop().unwrap();

@@ -1,0 +1,115 @@
+//! Evaluating a task's expressions and templates, checking values against their
+//! schemas, and the errors those raise.
+
+use dsl::model::{ErrorDef, Schema, SchemaSource};
+use expr::{Problem, Template, types};
+use serde_json::Value;
+
+use super::Res;
+use crate::Interrupt;
+
+/// A value as text: strings as they are, anything else as JSON.
+pub(crate) fn plain_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn eval(template: &Template, input: &Value, vars: &expr::Vars, at: &str) -> Res<Value> {
+    template
+        .eval(input, vars)
+        .map_err(|e| Interrupt::Fault(e.into_problem(at)))
+}
+
+pub(crate) fn text(template: &Template, input: &Value, vars: &expr::Vars, at: &str) -> Res<String> {
+    Ok(plain_string(&eval(template, input, vars, at)?))
+}
+
+pub(super) fn raised(def: &ErrorDef, input: &Value, vars: &expr::Vars, at: &str) -> Res<Problem> {
+    let opt = |t: &Option<Template>| t.as_ref().map(|t| text(t, input, vars, at)).transpose();
+    Ok(Problem {
+        type_: text(&def.type_, input, vars, at)?,
+        status: def.status,
+        title: opt(&def.title)?,
+        detail: opt(&def.detail)?,
+        instance: Some(opt(&def.instance)?.unwrap_or_else(|| at.to_string())),
+    })
+}
+
+pub(super) fn check_schema(schema: &Schema, value: &Value, what: &str, at: &str) -> Res<()> {
+    let (SchemaSource::Inline(_), Some(validator)) = (&schema.source, &schema.compiled) else {
+        return Err(not_supported(at, "schemas from external resources"));
+    };
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .take(5)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("{path}: {e}")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Interrupt::Fault(Problem {
+        type_: types::VALIDATION.into(),
+        status: 400,
+        title: Some(format!("{} does not match its schema", capitalize(what))),
+        detail: Some(errors.join("; ")),
+        instance: Some(at.to_string()),
+    }))
+}
+
+pub(super) fn stored_problem(error: &Value) -> Problem {
+    serde_json::from_value(error.clone()).unwrap_or_else(|_| Problem {
+        type_: types::RUNTIME.into(),
+        status: 500,
+        title: Some("A journaled error could not be read".into()),
+        detail: Some(error.to_string()),
+        instance: None,
+    })
+}
+
+pub(super) fn expression_problem(at: &str, detail: String) -> Interrupt {
+    crate::fault(
+        types::EXPRESSION,
+        400,
+        "Expression evaluation failed",
+        detail,
+        at,
+    )
+}
+
+pub(super) fn not_supported(at: &str, what: &str) -> Interrupt {
+    crate::fault(
+        types::RUNTIME,
+        501,
+        "Not supported yet",
+        format!("skein does not run {what} yet"),
+        at,
+    )
+}
+
+pub(super) fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}

@@ -1,0 +1,146 @@
+//! The interpreter: runs an execution from its definition and its journal, replaying
+//! what the journal holds and running the rest.
+//!
+//! One concern per file:
+//! - here: the state that travels along a path of execution ([`Ctx`]) and the per-task
+//!   context ([`TaskCx`]);
+//! - `workflow`: a run's start and end (workflow input, timeout and output, the final
+//!   status and event, pauses) and what a dropped run records;
+//! - `task`: task lists, the data flow around each task, and dispatch on its kind;
+//! - `fanout`: `for` (with the `for.concurrency` bound) and `fork`;
+//! - `retry`: `try`/`catch`, retry policies and their backoff;
+//! - `timers`: durable timers, `wait`, task and workflow timeouts;
+//! - `process`: `run.shell` and `run.script`;
+//! - `subflow`: `run.workflow`, child executions;
+//! - `events`: `emit`, and `listen` with its `foreach` (the inbox itself in `listen`);
+//! - `http`: `call: http` and `call: openapi`, with authentication;
+//! - `data`: evaluating expressions and templates, schemas, the errors they raise.
+
+mod data;
+mod events;
+mod fanout;
+pub(crate) mod http;
+pub(crate) mod listen;
+mod process;
+mod retry;
+mod subflow;
+mod task;
+mod timers;
+mod workflow;
+
+use std::sync::Arc;
+
+use dsl::model::{FlowDirective, NamedTask};
+use expr::Template;
+use serde_json::Value;
+use store::Ticket;
+
+use crate::Interrupt;
+use crate::run::{Run, Scope};
+
+pub(crate) use data::{eval, plain_string, text};
+pub(crate) use workflow::execute_detachable;
+use workflow::{Detaching, Unfinished, execute};
+
+type Res<T> = Result<T, Interrupt>;
+
+/// What travels along one path of execution: `$context`, a count of its changes (so
+/// a task records the context only when it changed), and the path's causal ticket:
+/// the last journal write this path's data depends on.
+pub(crate) struct Ctx {
+    value: Value,
+    changes: u64,
+    causal: Ticket,
+}
+
+impl Ctx {
+    fn set(&mut self, value: Value) {
+        self.value = value;
+        self.changes += 1;
+    }
+
+    fn advance(&mut self, ticket: Ticket) {
+        self.causal = self.causal.max(ticket);
+    }
+
+    /// A copy for a concurrent branch.
+    fn branch(&self) -> Ctx {
+        Ctx {
+            value: self.value.clone(),
+            changes: 0,
+            causal: self.causal,
+        }
+    }
+
+    /// Takes the contexts of finished branches in order: the last that changed wins;
+    /// the causal history is all of theirs.
+    fn join(&mut self, branches: impl IntoIterator<Item = Ctx>) {
+        for b in branches {
+            self.advance(b.causal);
+            if b.changes > 0 {
+                self.set(b.value);
+            }
+        }
+    }
+}
+
+/// Where a list ended: at its last task (or an `exit`), or at an `end` for the whole workflow.
+enum Flow {
+    Done(Value),
+    End(Value),
+}
+
+impl Flow {
+    fn value(self) -> Value {
+        match self {
+            Flow::Done(v) | Flow::End(v) => v,
+        }
+    }
+}
+
+/// A finished task: its output and where the flow goes next.
+struct Stepped {
+    output: Value,
+    then: FlowDirective,
+}
+
+/// One task's place in a run: what every part of running it reads and nothing in it
+/// changes. What does change along the way (`$context`, the causal ticket) is the
+/// path's [`Ctx`], passed beside it.
+#[derive(Clone, Copy)]
+struct TaskCx<'a> {
+    run: &'a Arc<Run>,
+    task: &'a NamedTask,
+    /// The task's step key: its position, with iteration, visit and attempt marks.
+    key: &'a str,
+    /// Loop and catch variables in scope.
+    scope: &'a Scope,
+    /// `$task`, or null when no expression of the task reads it.
+    task_var: &'a Value,
+}
+
+impl<'a> TaskCx<'a> {
+    /// The task's reference (its JSON pointer), the `instance` of the errors it raises.
+    fn at(&self) -> &'a str {
+        &self.task.reference
+    }
+
+    /// The variables the task's expressions see, on `input` in `context`.
+    fn vars<'v>(&self, context: &'v Value, input: &'v Value) -> expr::Vars<'v>
+    where
+        'a: 'v,
+    {
+        self.run
+            .vars(self.scope, context, input, self.task_var, None)
+    }
+
+    /// Evaluates one of the task's templates on `input`.
+    fn eval(&self, template: &Template, input: &Value, context: &Value) -> Res<Value> {
+        eval(template, input, &self.vars(context, input), self.at())
+    }
+
+    /// The same task, with more variables in scope.
+    fn within(&self, scope: &'a Scope) -> TaskCx<'a> {
+        TaskCx { scope, ..*self }
+    }
+}

@@ -1,0 +1,230 @@
+//! `run.shell` and `run.script`: the process a task asks for, handed to
+//! [`crate::Effects::process`] under the run's cancel token and pause flag, with its
+//! output journaled as it comes and its use recorded for cost. The process's key is
+//! the task's idempotency key, `{execution}:{key}`.
+
+use std::sync::Arc;
+
+use dsl::model::{Process, ProcessReturn, Run as RunTask, ScriptSource};
+use expr::{Problem, Template, types};
+use serde_json::{Value, json};
+use store::{Json, Ticket};
+
+use super::data::{eval, not_supported, plain_string, text};
+use super::{Ctx, Res, TaskCx};
+use crate::events::Lifecycle;
+use crate::{Interrupt, ProcessSpec};
+
+/// Runs a `run.shell` or `run.script` task.
+pub(super) async fn run_process(
+    cx: TaskCx<'_>,
+    how: &RunTask,
+    input: &Value,
+    ctx: &Ctx,
+) -> Res<Value> {
+    let at = cx.at();
+    let spec = match &how.process {
+        Process::Shell(shell) => {
+            let vars = cx.vars(&ctx.value, input);
+            let command = text(&shell.command, input, &vars, at)?;
+            process_spec(
+                (
+                    "sh".into(),
+                    vec!["-c".to_string(), command, "sh".to_string()],
+                ),
+                (
+                    &shell.arguments,
+                    shell.environment.as_ref(),
+                    shell.stdin.as_ref(),
+                ),
+                input,
+                &vars,
+                at,
+            )?
+        }
+        Process::Script(script) => {
+            let ScriptSource::Code(code) = &script.source else {
+                return Err(not_supported(at, "scripts from external resources"));
+            };
+            let vars = cx.vars(&ctx.value, input);
+            // The code is passed on the command line, so the engine writes no file.
+            let command = match script.language.to_ascii_lowercase().as_str() {
+                "python" | "python3" => {
+                    ("python3".to_string(), vec!["-c".to_string(), code.clone()])
+                }
+                "js" | "javascript" | "node" => {
+                    let mut args = Vec::new();
+                    if code.lines().any(|l| l.trim_start().starts_with("import ")) {
+                        args.push("--input-type=module".to_string());
+                    }
+                    // `skein` stands where a script's path would, so arguments start at argv[2].
+                    args.extend(["-e".to_string(), code.clone(), "skein".to_string()]);
+                    ("node".to_string(), args)
+                }
+                other => {
+                    return Err(not_supported(
+                        at,
+                        &format!("scripts in `{other}` (only python and js)"),
+                    ));
+                }
+            };
+            process_spec(
+                command,
+                (
+                    &script.arguments,
+                    script.environment.as_ref(),
+                    script.stdin.as_ref(),
+                ),
+                input,
+                &vars,
+                at,
+            )?
+        }
+        Process::Container(_) | Process::Workflow(_) => {
+            unreachable!("containers and workflows are not processes")
+        }
+    };
+    process(cx, ctx.causal, spec, how, input).await
+}
+
+/// Starts the process `spec` once the path's history (`after`) is durable, and, when
+/// the task awaits it, turns its end into the task's output as `return` says.
+async fn process(
+    cx: TaskCx<'_>,
+    after: Ticket,
+    mut spec: ProcessSpec,
+    how: &RunTask,
+    input: &Value,
+) -> Res<Value> {
+    let (run, key, at) = (cx.run, cx.key, cx.at());
+    let (return_, await_) = (how.return_, how.await_);
+    run.barrier(after).await?;
+    spec.key = format!("{}:{key}", run.id);
+    let spec_key = spec.key.clone();
+    let cancel = run.cancel.child_token();
+    // Output is journaled as it comes, as events that nothing waits for.
+    let sink: crate::OutputSink = {
+        let (run, task) = (run.clone(), at.to_string());
+        Arc::new(move |stream: &str, text: &str| {
+            let data = json!({
+                "workflow": run.qualified_name, "task": task, "stream": stream, "text": text,
+            });
+            run.record(
+                vec![],
+                vec![(Lifecycle::TaskOutput.as_str(), Json::of(&data))],
+                None,
+            );
+        })
+    };
+    let control = crate::ProcessControl {
+        cancel,
+        paused: run.paused.clone(),
+        output: sink,
+    };
+    if !await_ {
+        let effects = run.effects.clone();
+        tokio::spawn(async move {
+            let _ = effects.process(spec, control).await;
+        });
+        return Ok(input.clone());
+    }
+    let out = run
+        .effects
+        .process(spec, control)
+        .await
+        .map_err(|e| Problem {
+            type_: types::RUNTIME.into(),
+            status: 500,
+            title: Some("The process could not start".into()),
+            detail: Some(e.to_string()),
+            instance: Some(at.to_string()),
+        })?;
+    // Every attempt's use is recorded, the failed ones too: cost counts them all.
+    if let Some(usage) = out.usage {
+        run.record_usage(at, &spec_key, json!(out.code), usage);
+    }
+    if run.cancel.is_cancelled() {
+        return Err(Interrupt::Cancelled);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let failed = out.code != Some(0);
+    if failed
+        && matches!(
+            return_,
+            ProcessReturn::Stdout | ProcessReturn::Stderr | ProcessReturn::None
+        )
+    {
+        let how = out.code.map_or_else(
+            || "was killed by a signal".to_string(),
+            |c| format!("exited with code {c}"),
+        );
+        let tail: String = stderr
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(Interrupt::Fault(Problem {
+            type_: types::RUNTIME.into(),
+            status: 500,
+            title: Some(format!("The process {how}")),
+            detail: Some(if tail.is_empty() {
+                "no output on stderr".into()
+            } else {
+                tail
+            }),
+            instance: Some(at.to_string()),
+        }));
+    }
+    Ok(match return_ {
+        ProcessReturn::Stdout => Value::String(stdout),
+        ProcessReturn::Stderr => Value::String(stderr),
+        ProcessReturn::Code => json!(out.code),
+        ProcessReturn::All => json!({"code": out.code, "stdout": stdout, "stderr": stderr}),
+        ProcessReturn::None => Value::Null,
+    })
+}
+
+/// A process to start: `program` and its leading arguments, then the task's own
+/// arguments, environment and stdin, evaluated.
+fn process_spec(
+    (program, mut arguments): (String, Vec<String>),
+    (extra, env, stdin): (&[Template], Option<&Template>, Option<&Template>),
+    input: &Value,
+    vars: &expr::Vars,
+    at: &str,
+) -> Res<ProcessSpec> {
+    for arg in extra {
+        arguments.push(text(arg, input, vars, at)?);
+    }
+    Ok(ProcessSpec {
+        key: String::new(),
+        program,
+        arguments,
+        environment: environment(env, input, vars, at)?,
+        stdin: stdin
+            .map(|s| text(s, input, vars, at).map(String::into_bytes))
+            .transpose()?,
+    })
+}
+
+fn environment(
+    env: Option<&Template>,
+    input: &Value,
+    vars: &expr::Vars,
+    at: &str,
+) -> Res<Vec<(String, String)>> {
+    let Some(env) = env else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(map) = eval(env, input, vars, at)? else {
+        return Ok(Vec::new());
+    };
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, plain_string(&v)))
+        .collect())
+}

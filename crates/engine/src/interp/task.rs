@@ -1,0 +1,445 @@
+//! Task lists and tasks: the walk over a list (with `then` and visit marks), the
+//! journal lookup before each task, the DSL's data flow around it (`if`, `input`,
+//! `output`, `export`, `timeout`), its lifecycle events and records, and dispatch on
+//! its kind to the file that runs it.
+
+use std::sync::Arc;
+
+use dsl::model::{
+    Call, CallTarget, ErrorDef, ErrorRef, FlowDirective, NamedTask, TaskKind, TaskList,
+};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use store::{Step, StepState};
+
+use super::data::{check_schema, not_supported, raised, stored_problem};
+use super::{
+    Ctx, Flow, Res, Stepped, TaskCx, Unfinished, eval, events, fanout, process, retry, subflow,
+    timers,
+};
+use crate::Interrupt;
+use crate::events::Lifecycle;
+use crate::run::{Run, Scope, date_time, problem_json};
+
+/// Runs the tasks of `list` (keyed under `key`) from the first, following `then`.
+pub(super) fn run_list<'a>(
+    run: &'a Arc<Run>,
+    list: &'a TaskList,
+    key: String,
+    scope: &'a Scope,
+    mut input: Value,
+    ctx: &'a mut Ctx,
+) -> BoxFuture<'a, Res<Flow>> {
+    async move {
+        let mut i = 0;
+        let mut visits = vec![0u32; list.tasks.len()];
+        while i < list.tasks.len() {
+            if run.cancel.is_cancelled() {
+                return Err(Interrupt::Cancelled);
+            }
+            let nt = &list.tasks[i];
+            visits[i] += 1;
+            // A task reached again through `then` gets a new key for each visit.
+            let task_key = match visits[i] {
+                1 => format!("{key}/{i}/{}", nt.name),
+                n => format!("{key}/{i}/{}@{n}", nt.name),
+            };
+            let stepped = run_task(run, nt, task_key, scope, input, ctx).await?;
+            input = stepped.output;
+            match stepped.then {
+                FlowDirective::Continue => i += 1,
+                FlowDirective::Exit => break,
+                FlowDirective::End => return Ok(Flow::End(input)),
+                FlowDirective::Goto(name) => {
+                    i = list
+                        .position(&name)
+                        .expect("`then` targets are checked when the workflow is loaded")
+                }
+            }
+        }
+        Ok(Flow::Done(input))
+    }
+    .boxed()
+}
+
+fn directive_json(d: &FlowDirective) -> Value {
+    Value::String(match d {
+        FlowDirective::Continue => "continue".into(),
+        FlowDirective::Exit => "exit".into(),
+        FlowDirective::End => "end".into(),
+        FlowDirective::Goto(name) => name.clone(),
+    })
+}
+
+fn directive_from(v: &Value, fallback: &FlowDirective) -> FlowDirective {
+    match v.as_str() {
+        Some("continue") => FlowDirective::Continue,
+        Some("exit") => FlowDirective::Exit,
+        Some("end") => FlowDirective::End,
+        Some(name) => FlowDirective::Goto(name.to_string()),
+        None => fallback.clone(),
+    }
+}
+
+/// Runs one task at step `key`, or replays its journaled end; records its lifecycle
+/// events and its end (output or error, the context if it changed, the flow if it
+/// differs from the task's `then`).
+pub(super) fn run_task<'a>(
+    run: &'a Arc<Run>,
+    nt: &'a NamedTask,
+    key: String,
+    scope: &'a Scope,
+    raw_input: Value,
+    ctx: &'a mut Ctx,
+) -> BoxFuture<'a, Res<Stepped>> {
+    async move {
+        let task = &nt.task;
+        match run.replayed(&key) {
+            Some(StepState::Completed { output, context }) => {
+                if let Some(c) = context {
+                    ctx.set(c.clone());
+                }
+                let then = match run.replayed(&format!("{key}/then")) {
+                    Some(StepState::Completed { output, .. }) => directive_from(output, &task.then),
+                    _ => task.then.clone(),
+                };
+                return Ok(Stepped {
+                    output: output.clone(),
+                    then,
+                });
+            }
+            Some(StepState::Faulted { error, context }) => {
+                if let Some(c) = context {
+                    ctx.set(c.clone());
+                }
+                return Err(Interrupt::Fault(stored_problem(error)));
+            }
+            _ => {}
+        }
+
+        // A paused run starts no new task.
+        run.gate().await?;
+        // `$task`, built only for tasks whose expressions read it.
+        let task_var = if task.reads_task {
+            json!({
+                "name": nt.name,
+                "reference": nt.reference,
+                "definition": run.wf.definition.pointer(&nt.reference).cloned().unwrap_or(Value::Null),
+                "input": raw_input,
+                "startedAt": date_time(run.now()),
+            })
+        } else {
+            Value::Null
+        };
+        // Created and started at once: this engine queues no task before running it.
+        run.record(
+            vec![],
+            vec![
+                (
+                    Lifecycle::TaskCreated.as_str(),
+                    run.task_event(&nt.reference, "createdAt", None),
+                ),
+                (
+                    Lifecycle::TaskStarted.as_str(),
+                    run.task_event(&nt.reference, "startedAt", None),
+                ),
+            ],
+            None,
+        );
+        let mut unfinished = Unfinished {
+            run,
+            task: Some(&nt.reference),
+            armed: true,
+        };
+        let changes_before = ctx.changes;
+        let cx = TaskCx {
+            run,
+            task: nt,
+            key: &key,
+            scope,
+            task_var: &task_var,
+        };
+        let result = task_body(cx, raw_input, ctx).await;
+        // A cancelled task's record is left to the guard, which also covers a drop.
+        unfinished.armed = matches!(result, Err(Interrupt::Cancelled));
+        match result {
+            Ok(stepped) => {
+                let context = (ctx.changes != changes_before).then(|| ctx.value.clone());
+                let mut steps = vec![Step {
+                    key: key.clone(),
+                    state: StepState::Completed {
+                        output: stepped.output.clone(),
+                        context,
+                    },
+                }];
+                if stepped.then != task.then {
+                    steps.push(Step {
+                        key: format!("{key}/then"),
+                        state: StepState::Completed {
+                            output: directive_json(&stepped.then),
+                            context: None,
+                        },
+                    });
+                }
+                let event = run.task_event(
+                    &nt.reference,
+                    "completedAt",
+                    Some(("output", &stepped.output)),
+                );
+                let ticket = run.record(
+                    steps,
+                    vec![(Lifecycle::TaskCompleted.as_str(), event)],
+                    None,
+                );
+                ctx.advance(ticket);
+                Ok(stepped)
+            }
+            Err(Interrupt::Fault(problem)) => {
+                let context = (ctx.changes != changes_before).then(|| ctx.value.clone());
+                let error = problem_json(&problem);
+                let event =
+                    run.task_event(&nt.reference, "faultedAt", Some(("error", &error)));
+                let ticket = run.record(
+                    vec![Step {
+                        key,
+                        state: StepState::Faulted { error, context },
+                    }],
+                    vec![(Lifecycle::TaskFaulted.as_str(), event)],
+                    None,
+                );
+                ctx.advance(ticket);
+                Err(Interrupt::Fault(problem))
+            }
+            Err(other) => Err(other),
+        }
+    }
+    .boxed()
+}
+
+/// The DSL's data flow around one task: `if`, input, the task itself, output, export.
+async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepped> {
+    let (run, nt, at) = (cx.run, cx.task, cx.at());
+    let task = &nt.task;
+    if let Some(cond) = &task.if_ {
+        let run_it = cond
+            .eval_bool(&raw_input, &cx.vars(&ctx.value, &raw_input))
+            .map_err(|e| e.into_problem(at))?;
+        if !run_it {
+            // A skipped task outputs its raw input.
+            return Ok(Stepped {
+                output: raw_input,
+                then: task.then.clone(),
+            });
+        }
+    }
+    let input = match &task.input {
+        Some(spec) => {
+            if let Some(schema) = &spec.schema {
+                check_schema(
+                    schema,
+                    &raw_input,
+                    &format!("the input of task `{}`", nt.name),
+                    at,
+                )?;
+            }
+            match &spec.from {
+                Some(from) => cx.eval(from, &raw_input, &ctx.value)?,
+                None => raw_input,
+            }
+        }
+        None => raw_input,
+    };
+
+    let body = kind(cx, &input, ctx);
+    let (raw_output, then) = match &task.timeout {
+        Some(timeout) => {
+            timers::with_timeout(
+                run,
+                &format!("{}/timeout", cx.key),
+                timeout,
+                at,
+                &format!("Task `{}`", nt.name),
+                body,
+            )
+            .await?
+        }
+        None => body.await?,
+    };
+
+    let mut task_var = cx.task_var.clone();
+    if task.reads_task {
+        task_var["output"] = raw_output.clone();
+    }
+    let cx = TaskCx {
+        task_var: &task_var,
+        ..cx
+    };
+    let output = match task.output.as_ref().and_then(|o| o.as_.as_ref()) {
+        Some(as_) => eval(as_, &raw_output, &cx.vars(&ctx.value, &input), at)?,
+        None => raw_output,
+    };
+    if let Some(schema) = task.output.as_ref().and_then(|o| o.schema.as_ref()) {
+        check_schema(
+            schema,
+            &output,
+            &format!("the output of task `{}`", nt.name),
+            at,
+        )?;
+    }
+    run.check_size(&output, &format!("the output of task `{}`", nt.name), at)?;
+    if let Some(export) = &task.export
+        && let Some(as_) = &export.as_
+    {
+        let context = eval(
+            as_,
+            &output,
+            &run.vars(cx.scope, &ctx.value, &input, &task_var, Some(&output)),
+            at,
+        )?;
+        if let Some(schema) = &export.schema {
+            check_schema(
+                schema,
+                &context,
+                &format!("the context exported by task `{}`", nt.name),
+                at,
+            )?;
+        }
+        run.check_size(
+            &context,
+            &format!("the context exported by task `{}`", nt.name),
+            at,
+        )?;
+        ctx.set(context);
+    }
+    Ok(Stepped { output, then })
+}
+
+/// Runs the kind-specific part of a task on its transformed input: its raw output, and
+/// where the flow goes next.
+fn kind<'a>(
+    cx: TaskCx<'a>,
+    input: &'a Value,
+    ctx: &'a mut Ctx,
+) -> BoxFuture<'a, Res<(Value, FlowDirective)>> {
+    async move {
+        let (run, key, at) = (cx.run, cx.key, cx.at());
+        let task = &cx.task.task;
+        let then = task.then.clone();
+        match &task.kind {
+            TaskKind::Set(template) => Ok((cx.eval(template, input, &ctx.value)?, then)),
+            TaskKind::Do(list) => Ok(flow_result(
+                run_list(run, list, format!("{key}/do"), cx.scope, input.clone(), ctx).await?,
+                then,
+            )),
+            TaskKind::Switch(switch) => {
+                let vars = cx.vars(&ctx.value, input);
+                let mut default = None;
+                for case in &switch.cases {
+                    match &case.when {
+                        None => default = default.or(Some(&case.then)),
+                        Some(when) => {
+                            if when
+                                .eval_bool(input, &vars)
+                                .map_err(|e| e.into_problem(at))?
+                            {
+                                return Ok((input.clone(), case.then.clone()));
+                            }
+                        }
+                    }
+                }
+                Ok((input.clone(), default.cloned().unwrap_or(then)))
+            }
+            TaskKind::Raise(raise) => {
+                let def: &ErrorDef = match &raise.error {
+                    ErrorRef::Inline(def) => def,
+                    ErrorRef::Use(name) => &run.wf.use_.errors[name],
+                };
+                let vars = cx.vars(&ctx.value, input);
+                Err(Interrupt::Fault(raised(def, input, &vars, at)?))
+            }
+            TaskKind::Wait(duration) => {
+                timers::wait(cx, duration, input, ctx).await?;
+                Ok((input.clone(), then))
+            }
+            TaskKind::For(f) => Ok(flow_result(
+                fanout::for_loop(cx, f, input, ctx).await?,
+                then,
+            )),
+            TaskKind::Fork(f) => Ok((fanout::fork(cx, f, input, ctx).await?, then)),
+            TaskKind::Try(t) => Ok(flow_result(
+                retry::try_catch(cx, t, input, ctx).await?,
+                then,
+            )),
+            TaskKind::Emit(emit) => Ok((events::emit(cx, emit, input, ctx)?, then)),
+            TaskKind::Call(call) => Ok((self::call(cx, call, input, ctx).await?, then)),
+            TaskKind::Run(r) => match &r.process {
+                dsl::model::Process::Container(_) => Err(not_supported(
+                    at,
+                    "`run.container` (it needs a container runtime)",
+                )),
+                dsl::model::Process::Workflow(sub) => {
+                    Ok((subflow::run_workflow(cx, sub, r, input, ctx).await?, then))
+                }
+                dsl::model::Process::Shell(_) | dsl::model::Process::Script(_) => {
+                    Ok((process::run_process(cx, r, input, ctx).await?, then))
+                }
+            },
+            TaskKind::Listen(l) => Ok((events::listen(cx, l, input, ctx).await?, then)),
+        }
+    }
+    .boxed()
+}
+
+/// Runs a `call` task: HTTP and OpenAPI calls, or a function of `use.functions` (run as
+/// a task of its own under `{key}/call`).
+async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<Value> {
+    let (run, key, at) = (cx.run, cx.key, cx.at());
+    match call {
+        Call::Http(http) => {
+            let vars = cx.vars(&ctx.value, input);
+            super::http::call(run, ctx.causal, http, key, at, input, &vars).await
+        }
+        Call::OpenApi(openapi) => {
+            let vars = cx.vars(&ctx.value, input);
+            super::http::openapi(run, ctx.causal, openapi, key, at, input, &vars).await
+        }
+        Call::Function(function) => {
+            let CallTarget::Use(name) = &function.target else {
+                return Err(not_supported(at, "calling cataloged or remote functions"));
+            };
+            let body = &run.wf.use_.functions[name];
+            let args = match &function.with {
+                Some(with) => cx.eval(with, input, &ctx.value)?,
+                None => input.clone(),
+            };
+            let callee = NamedTask {
+                name: name.clone(),
+                reference: format!("/use/functions/{name}"),
+                task: body.clone(),
+            };
+            let stepped =
+                run_task(run, &callee, format!("{key}/call"), cx.scope, args, ctx).await?;
+            Ok(stepped.output)
+        }
+        other => Err(not_supported(at, call_name(other))),
+    }
+}
+
+fn call_name(call: &Call) -> &'static str {
+    match call {
+        Call::Grpc(_) => "`call: grpc`",
+        Call::OpenApi(_) => "`call: openapi`",
+        Call::AsyncApi(_) => "`call: asyncapi`",
+        Call::A2a(_) => "`call: a2a`",
+        Call::Mcp(_) => "`call: mcp`",
+        _ => "this call",
+    }
+}
+
+fn flow_result(flow: Flow, then: FlowDirective) -> (Value, FlowDirective) {
+    match flow {
+        Flow::Done(v) => (v, then),
+        Flow::End(v) => (v, FlowDirective::End),
+    }
+}

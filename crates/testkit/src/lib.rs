@@ -1,0 +1,26 @@
+//! Test support shared by the crates' test binaries and by `skein bench`: where the
+//! DSL specification's data lives ([`spec`]), throwaway PostgreSQL clusters
+//! ([`postgres`]), and the rule every optional test dependency follows ([`required`]):
+//! missing, a test says it was skipped and how to get what it needs; in CI, where an
+//! environment variable requires it, a missing dependency fails instead.
+//!
+//! Nothing here is used by a running server.
+
+pub mod postgres;
+pub mod spec;
+
+/// Whether the environment variable `var` is `1`: the dependency it names must be
+/// present, so that a test that would skip fails instead (as in CI).
+pub fn required(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| v == "1")
+}
+
+/// What a test does when something it needs is missing: panics with `why` when `var`
+/// requires it, else prints one line saying the test was skipped, why, and how to get
+/// what it needs.
+pub fn skip(test: &str, var: &str, why: &str, how: &str) {
+    if required(var) {
+        panic!("{test}: {var}=1 but {why}; {how}");
+    }
+    eprintln!("{test}: SKIPPED, {why}; {how}");
+}
