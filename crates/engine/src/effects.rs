@@ -2,9 +2,13 @@
 //!
 //! The engine never performs IO itself: it builds an [`HttpRequest`] or a
 //! [`ProcessSpec`] and hands it to an [`Effects`] implementation (the `runtime`
-//! crate in production, fakes in tests). Time comes through [`Clock`], so tests
-//! can drive timers.
+//! crate in production, fakes in tests). Time comes through [`Clock`], and new ids and
+//! random numbers through [`Entropy`]: with a [`ManualClock`] and [`Seeded`] entropy a
+//! test drives timers and gets the same ids and jitter on every run.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -137,5 +141,158 @@ impl Clock for SystemClock {
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         }
+    }
+}
+
+/// Time that tests move by hand: it stands still until [`ManualClock::advance`] or
+/// [`ManualClock::set`] moves it, and wakes the sleepers whose deadlines it passes. It
+/// knows who sleeps until when, so a test can jump straight to the next deadline
+/// ([`ManualClock::next_deadline`]): an hour of backoff takes microseconds.
+pub struct ManualClock {
+    state: Mutex<Sleepers>,
+    /// Rung (with the time) whenever the time moves or a sleeper comes or goes.
+    changed: tokio::sync::watch::Sender<i64>,
+}
+
+#[derive(Default)]
+struct Sleepers {
+    now: i64,
+    /// How many sleep until each deadline.
+    until: BTreeMap<i64, usize>,
+}
+
+impl ManualClock {
+    /// A clock that reads `start` (milliseconds since the epoch) until it is moved.
+    pub fn new(start: i64) -> ManualClock {
+        ManualClock {
+            state: Mutex::new(Sleepers {
+                now: start,
+                until: BTreeMap::new(),
+            }),
+            changed: tokio::sync::watch::channel(start).0,
+        }
+    }
+
+    /// Moves the time forward by `ms`.
+    pub fn advance(&self, ms: i64) {
+        let now = self.now_ms() + ms;
+        self.set(now);
+    }
+
+    /// Sets the time; it never goes back.
+    pub fn set(&self, to: i64) {
+        let now = {
+            let mut state = self.state.lock().expect("clock lock");
+            state.now = state.now.max(to);
+            state.now
+        };
+        self.changed.send_replace(now);
+    }
+
+    /// The earliest deadline anyone sleeps until, once someone sleeps.
+    pub async fn next_deadline(&self) -> i64 {
+        let mut changed = self.changed.subscribe();
+        loop {
+            if let Some((&deadline, _)) = self
+                .state
+                .lock()
+                .expect("clock lock")
+                .until
+                .first_key_value()
+            {
+                return deadline;
+            }
+            if changed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    fn sleeper(&self, deadline: i64, delta: isize) {
+        let mut state = self.state.lock().expect("clock lock");
+        let count = state.until.entry(deadline).or_default();
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            state.until.remove(&deadline);
+        }
+        let now = state.now;
+        drop(state);
+        self.changed.send_replace(now);
+    }
+}
+
+#[async_trait]
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.state.lock().expect("clock lock").now
+    }
+
+    async fn sleep_until(&self, deadline: i64) {
+        /// Takes the sleeper off the books however the sleep ends (a timeout's body
+        /// that finished first drops it).
+        struct Asleep<'a>(&'a ManualClock, i64);
+        impl Drop for Asleep<'_> {
+            fn drop(&mut self) {
+                self.0.sleeper(self.1, -1);
+            }
+        }
+        let mut changed = self.changed.subscribe();
+        if self.now_ms() >= deadline {
+            return;
+        }
+        self.sleeper(deadline, 1);
+        let _asleep = Asleep(self, deadline);
+        while self.now_ms() < deadline {
+            if changed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// Where new execution ids and random numbers come from.
+pub trait Entropy: Send + Sync {
+    /// An id for an execution whose client chose none.
+    fn execution_id(&self) -> String;
+
+    /// A number in `from..=to` (`from <= to`), such as a retry's jitter.
+    fn between(&self, from: i64, to: i64) -> i64;
+}
+
+/// Time-ordered UUIDs (v7) and a random generator seeded by the system.
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn execution_id(&self) -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    fn between(&self, from: i64, to: i64) -> i64 {
+        fastrand::i64(from..=to)
+    }
+}
+
+/// The same ids (`exec-1`, `exec-2`, …) and numbers on every run, for tests.
+pub struct Seeded {
+    next_id: AtomicU64,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl Seeded {
+    pub fn new(seed: u64) -> Seeded {
+        Seeded {
+            next_id: AtomicU64::new(1),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+        }
+    }
+}
+
+impl Entropy for Seeded {
+    fn execution_id(&self) -> String {
+        format!("exec-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn between(&self, from: i64, to: i64) -> i64 {
+        self.rng.lock().expect("rng lock").i64(from..=to)
     }
 }

@@ -29,8 +29,8 @@ use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use effects::{
-    Clock, Effects, HttpError, HttpRequest, HttpResponse, OutputSink, ProcessControl,
-    ProcessOutput, ProcessSpec, SystemClock, Usage,
+    Clock, Effects, Entropy, HttpError, HttpRequest, HttpResponse, ManualClock, OutputSink,
+    ProcessControl, ProcessOutput, ProcessSpec, Seeded, SystemClock, SystemEntropy, Usage,
 };
 
 /// Why a step stopped before finishing.
@@ -103,6 +103,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     effects: Arc<dyn Effects>,
     clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
     observer: Option<Arc<dyn Observer>>,
     /// Wakes the listeners of executions running in this process when an event arrives.
     wakers: Mutex<HashMap<String, Weak<tokio::sync::Notify>>>,
@@ -118,6 +119,7 @@ impl Engine {
             store,
             effects,
             clock,
+            entropy: Arc::new(SystemEntropy),
             observer: None,
             wakers: Mutex::default(),
             max_state_bytes: DEFAULT_MAX_STATE_BYTES,
@@ -130,6 +132,13 @@ impl Engine {
     /// never stored.
     pub fn with_max_state_bytes(mut self, bytes: usize) -> Engine {
         self.max_state_bytes = bytes;
+        self
+    }
+
+    /// Takes new execution ids and random numbers (retry jitter) from `entropy`
+    /// instead of the system's.
+    pub fn with_entropy(mut self, entropy: Arc<dyn Entropy>) -> Engine {
+        self.entropy = entropy;
         self
     }
 
@@ -175,7 +184,7 @@ impl Engine {
         labels: store::Labels,
         project: &str,
     ) -> Result<(String, Created), Error> {
-        let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let id = id.unwrap_or_else(|| self.entropy.execution_id());
         let doc = &workflow.document;
         let created = self
             .store
@@ -242,6 +251,7 @@ impl Engine {
             store: self.store.clone(),
             effects: self.effects.clone(),
             clock: self.clock.clone(),
+            entropy: self.entropy.clone(),
             observer: self.observer.clone(),
             cancel,
             paused,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use store::{Batch, Event, Json, StatusChange, Step, StepState, Store, Ticket};
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::{Clock, Effects};
+use crate::effects::{Clock, Effects, Entropy};
 use crate::events::Lifecycle;
 use crate::{Interrupt, Observer};
 
@@ -21,6 +21,7 @@ pub(crate) struct Run {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) effects: Arc<dyn Effects>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) cancel: CancellationToken,
     /// True while the run is paused.
@@ -84,6 +85,7 @@ pub(crate) struct RunParts {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) effects: Arc<dyn Effects>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) paused: tokio::sync::watch::Receiver<bool>,
@@ -143,6 +145,7 @@ impl Run {
             store: parts.store,
             effects: parts.effects,
             clock: parts.clock,
+            entropy: parts.entropy,
             observer: parts.observer,
             cancel: parts.cancel,
             paused: parts.paused,

@@ -20,7 +20,7 @@ use crate::run::Run;
 type Res<T> = Result<T, Interrupt>;
 
 /// How often the inbox is read when no in-process delivery wakes the listener.
-const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+const POLL_MS: i64 = 250;
 
 /// Waits until the strategy is satisfied; returns the consumed events (read as `read`
 /// says) and the ticket of the record of what was consumed, if it was recorded now.
@@ -98,7 +98,7 @@ pub(crate) async fn listen(
         }
         tokio::select! {
             _ = notified => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = run.clock.sleep_until(run.now() + POLL_MS) => {}
             _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
         }
     }

@@ -239,7 +239,7 @@ fn retry_delay(
     if let Some(jitter) = &policy.jitter {
         let from = duration_ms(&jitter.from, error, vars, at)?;
         let to = duration_ms(&jitter.to, error, vars, at)?.max(from);
-        delay += fastrand::i64(from..=to);
+        delay += run.entropy.between(from, to);
     }
     if let Some(limit) = &policy.limit.duration {
         let limit = duration_ms(limit, error, vars, at)?;

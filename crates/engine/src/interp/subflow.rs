@@ -125,6 +125,7 @@ async fn subflow(
         store: run.store.clone(),
         effects: run.effects.clone(),
         clock: run.clock.clone(),
+        entropy: run.entropy.clone(),
         observer: run.observer.clone(),
         cancel: run.cancel.child_token(),
         paused: run.paused.clone(),

@@ -2,6 +2,9 @@
 //! every control-flow task, retries, timeouts, cancellation, and replay after an
 //! interruption (the crash test with a real process lives in the cli crate).
 
+mod timers;
+mod trace;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -336,99 +339,6 @@ async fn fork_branches_run_concurrently_or_compete() {
     assert!(
         out == json!({"from": "a"}) || out == json!({"from": "b"}),
         "{out}"
-    );
-}
-
-#[tokio::test]
-async fn try_catch_retries_with_backoff_then_succeeds() {
-    let source = doc("  - guarded:
-      try:
-        - get:
-            call: http
-            with: { method: get, endpoint: 'https://api.test/flaky' }
-      catch:
-        errors:
-          with: { type: https://serverlessworkflow.io/dsl/errors/types/communication }
-        when: ${ $error.status >= 500 }
-        retry:
-          delay: { milliseconds: 20 }
-          backoff: { exponential: {} }
-          limit: { attempt: { count: 5 } }
-");
-    let setup = Setup::new();
-    let fake = Fake::new(|_, n| {
-        if n < 3 {
-            json_response(503, json!("busy"))
-        } else {
-            json_response(200, json!({"ok": n}))
-        }
-    });
-    let engine = setup.engine(fake.clone());
-    let started = std::time::Instant::now();
-    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
-    assert_eq!(completed(outcome), json!({"ok": 3}));
-    assert!(
-        started.elapsed() >= Duration::from_millis(60),
-        "20 ms then 40 ms of backoff"
-    );
-    let keys = idempotency_keys(&fake.requests());
-    assert_eq!(
-        keys,
-        [
-            format!("{id}:/do/0/guarded/try/0/get"),
-            format!("{id}:/do/0/guarded/try#2/0/get"),
-            format!("{id}:/do/0/guarded/try#3/0/get"),
-        ],
-        "each attempt has its own stable key"
-    );
-}
-
-#[tokio::test]
-async fn an_attempt_past_its_time_limit_times_out_and_is_retried() {
-    let source = doc("  - guarded:
-      try:
-        - get:
-            call: http
-            with: { method: get, endpoint: 'https://api.test/slow' }
-      catch:
-        errors:
-          with: { type: https://serverlessworkflow.io/spec/1.0.0/errors/timeout }
-        retry:
-          delay: { milliseconds: 10 }
-          limit: { attempt: { count: 2, duration: { milliseconds: 100 } } }
-");
-    let setup = Setup::new();
-    let fake = Fake::new(|_, _| json_response(200, json!("late"))).slow(Duration::from_secs(3));
-    let engine = setup.engine(fake.clone());
-    let started = std::time::Instant::now();
-    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
-    let problem = faulted(outcome);
-    assert_eq!(
-        (problem.type_.as_str(), problem.status),
-        (expr::types::TIMEOUT, 408)
-    );
-    assert_eq!(problem.instance.as_deref(), Some("/do/0/guarded"));
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "no attempt ran to the server's 3 s: {:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        fake.requests().len(),
-        3,
-        "the first attempt and two retries"
-    );
-    let types = event_types(&engine, &id).await;
-    let count = |t: &str| types.iter().filter(|x| x.as_str() == t).count();
-    assert_eq!(
-        count("io.serverlessworkflow.task.cancelled.v1"),
-        3,
-        "{types:?}"
-    );
-    assert_eq!(
-        count("io.serverlessworkflow.task.retried.v1"),
-        2,
-        "{types:?}"
     );
 }
 
