@@ -114,17 +114,11 @@ impl Runner {
     async fn steer(
         &self,
         request: Request<pb::ExecutionRef>,
-        verb: &str,
+        steering: store::Request,
     ) -> Result<Response<pb::Execution>, Status> {
         let caller = self.caller(&request, Role::Run)?;
         let id = request.into_inner().execution_id;
-        crate::owned(&self.service, &caller, &id).await?;
-        let outcome = match verb {
-            "cancel" => self.service.cancel(&id).await,
-            verb => self.service.set_paused(&id, verb == "pause").await,
-        }
-        .map_err(ApiError::from)?;
-        let execution = crate::steered_to(&id, verb, outcome)?;
+        let execution = crate::steer(&self.service, &caller, &id, steering).await?;
         Ok(Response::new(execution_message(execution, None)))
     }
 }
@@ -166,21 +160,21 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ExecutionRef>,
     ) -> Result<Response<pb::Execution>, Status> {
-        self.steer(request, "cancel").await
+        self.steer(request, store::Request::Cancel).await
     }
 
     async fn pause(
         &self,
         request: Request<pb::ExecutionRef>,
     ) -> Result<Response<pb::Execution>, Status> {
-        self.steer(request, "pause").await
+        self.steer(request, store::Request::Pause).await
     }
 
     async fn resume(
         &self,
         request: Request<pb::ExecutionRef>,
     ) -> Result<Response<pb::Execution>, Status> {
-        self.steer(request, "resume").await
+        self.steer(request, store::Request::Resume).await
     }
 
     type WatchStream = EventStream;

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod callbacks;
 mod cluster;
+mod error;
 pub mod grpc;
 mod hub;
 mod metrics;
@@ -19,10 +20,12 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use error::ApiError;
+use error::{ApiResult, too_large};
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -60,99 +63,6 @@ pub fn app(service: Arc<Service>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(service)
 }
-
-/// A failed request: a status, a stable code and a message for the client.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    body: wire::Error,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: wire::Error {
-                error: code.into(),
-                message: message.into(),
-                diagnostics: Vec::new(),
-            },
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn not_found(id: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no execution `{id}`"),
-        )
-    }
-
-    fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    fn unavailable() -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the database does not answer; try again shortly",
-        )
-    }
-
-    /// A failure of ours. The cause goes to the log, not to the client.
-    fn internal(cause: impl std::fmt::Display) -> ApiError {
-        eprintln!("skein: internal error: {cause}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the server failed to handle the request; see its log",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
-impl From<store::Error> for ApiError {
-    fn from(e: store::Error) -> ApiError {
-        if e.is_unavailable() {
-            eprintln!("skein: the database does not answer: {e}");
-            return ApiError::unavailable();
-        }
-        ApiError::internal(e)
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "the request body is larger than the server's limit (--max-body-bytes)",
-            );
-        }
-        ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-    }
-}
-
-fn too_large(what: &str, size: usize, limit: usize, flag: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!("{what} is {size} bytes, more than the limit of {limit} ({flag})"),
-    )
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// The longest `/healthz` waits for the database.
 const HEALTH_WAIT: Duration = Duration::from_secs(2);
@@ -549,9 +459,9 @@ async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
-    caller.require(Role::Run)?;
-    owned(&service, &caller, &id).await?;
-    steered(&id, "cancel", service.cancel(&id).await?)
+    steer(&service, &caller, &id, store::Request::Cancel)
+        .await
+        .map(|e| Json(e.into()))
 }
 
 /// `POST /v1/executions/{id}/pause`: no new task starts and timers hold until resumed;
@@ -562,9 +472,9 @@ async fn pause(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
-    caller.require(Role::Run)?;
-    owned(&service, &caller, &id).await?;
-    steered(&id, "pause", service.set_paused(&id, true).await?)
+    steer(&service, &caller, &id, store::Request::Pause)
+        .await
+        .map(|e| Json(e.into()))
 }
 
 /// `POST /v1/executions/{id}/resume`. 409 once the execution has ended.
@@ -574,9 +484,9 @@ async fn resume(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<wire::Execution>> {
-    caller.require(Role::Run)?;
-    owned(&service, &caller, &id).await?;
-    steered(&id, "resume", service.set_paused(&id, false).await?)
+    steer(&service, &caller, &id, store::Request::Resume)
+        .await
+        .map(|e| Json(e.into()))
 }
 
 /// Execution `id` if it belongs to the caller's project; otherwise 404, as if it did not
@@ -592,16 +502,21 @@ pub(crate) async fn owned(
     }
 }
 
-fn steered(id: &str, verb: &str, outcome: Steered) -> ApiResult<Json<wire::Execution>> {
-    steered_to(id, verb, outcome).map(|e| Json(e.into()))
-}
-
-/// The execution a cancel, pause or resume left, or why there is none.
-pub(crate) fn steered_to(id: &str, verb: &str, outcome: Steered) -> ApiResult<Execution> {
-    match outcome {
+/// A cancel, pause or resume of `id` by `caller` (REST and gRPC): the execution it
+/// left, or why there is none.
+pub(crate) async fn steer(
+    service: &Arc<Service>,
+    caller: &Caller,
+    id: &str,
+    request: store::Request,
+) -> ApiResult<Execution> {
+    caller.require(Role::Run)?;
+    owned(service, caller, id).await?;
+    match service.steer(id, request).await? {
         Steered::Now(execution) => Ok(execution),
         Steered::Ended(execution) => Err(ApiError::conflict(format!(
-            "cannot {verb} the execution `{id}`: it has already {}",
+            "cannot {} the execution `{id}`: it has already {}",
+            request.as_str(),
             execution.status.as_str()
         ))),
         Steered::NotFound => Err(ApiError::not_found(id)),

@@ -382,7 +382,7 @@ impl Service {
     /// Records `request` for `id` (so that whoever runs it, now or later, obeys) and
     /// applies it here if it runs here. With a shared database, an execution nobody
     /// holds is claimed and run here to obey it.
-    async fn steer(self: &Arc<Self>, execution: &Execution, request: store::Request) {
+    async fn apply(self: &Arc<Self>, execution: &Execution, request: store::Request) {
         if let Err(e) = self.store().request(&execution.id, request).await {
             eprintln!(
                 "skein: the {} of {} is not recorded: {e}",
@@ -418,9 +418,24 @@ impl Service {
         }
     }
 
-    /// Cancels execution `id`: its running tasks are dropped (processes killed) and it
-    /// ends `cancelled`. Cancelling a cancelled execution is not an error.
-    pub async fn cancel(self: &Arc<Self>, id: &str) -> Result<Steered, store::Error> {
+    /// Steers execution `id`, for REST and gRPC alike:
+    /// - `Cancel`: its running tasks are dropped (processes killed) and it ends
+    ///   `cancelled`; cancelling a cancelled execution is not an error;
+    /// - `Pause` and `Resume`: returns it once the run has recorded its new status;
+    ///   asking for the state it is in is not an error.
+    pub async fn steer(
+        self: &Arc<Self>,
+        id: &str,
+        request: store::Request,
+    ) -> Result<Steered, store::Error> {
+        match request {
+            store::Request::Cancel => self.cancel(id).await,
+            store::Request::Pause => self.set_paused(id, true).await,
+            store::Request::Resume => self.set_paused(id, false).await,
+        }
+    }
+
+    async fn cancel(self: &Arc<Self>, id: &str) -> Result<Steered, store::Error> {
         let Some(execution) = self.store().execution(id).await? else {
             return Ok(Steered::NotFound);
         };
@@ -430,7 +445,7 @@ impl Service {
                 _ => Steered::Ended(execution),
             });
         }
-        self.steer(&execution, store::Request::Cancel).await;
+        self.apply(&execution, store::Request::Cancel).await;
         let ended = self
             .until(id, CANCEL_GRACE, |e| e.status.is_final())
             .await?;
@@ -444,13 +459,7 @@ impl Service {
         })
     }
 
-    /// Pauses (`true`) or resumes (`false`) execution `id`, and returns it once the run
-    /// has recorded its new status. Asking for the state it is in is not an error.
-    pub async fn set_paused(
-        self: &Arc<Self>,
-        id: &str,
-        pause: bool,
-    ) -> Result<Steered, store::Error> {
+    async fn set_paused(self: &Arc<Self>, id: &str, pause: bool) -> Result<Steered, store::Error> {
         let Some(execution) = self.store().execution(id).await? else {
             return Ok(Steered::NotFound);
         };
@@ -461,7 +470,7 @@ impl Service {
             true => store::Request::Pause,
             false => store::Request::Resume,
         };
-        self.steer(&execution, request).await;
+        self.apply(&execution, request).await;
         // Woken by the commit of the new status (with its lifecycle event).
         let wanted =
             |e: &Execution| e.status.is_final() || (e.status == store::Status::Suspended) == pause;
