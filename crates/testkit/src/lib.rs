@@ -17,10 +17,12 @@ pub fn required(var: &str) -> bool {
 
 /// What a test does when something it needs is missing: panics with `why` when `var`
 /// requires it, else prints one line saying the test was skipped, why, and how to get
-/// what it needs.
+/// what it needs. The line goes to stderr as is, past the test harness's capture of
+/// `eprintln!`, so that `cargo test` shows it although the test passes.
 pub fn skip(test: &str, var: &str, why: &str, how: &str) {
+    use std::io::Write;
     if required(var) {
         panic!("{test}: {var}=1 but {why}; {how}");
     }
-    eprintln!("{test}: SKIPPED, {why}; {how}");
+    let _ = writeln!(std::io::stderr(), "{test}: SKIPPED, {why}; {how}");
 }
