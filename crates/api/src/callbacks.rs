@@ -23,6 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use engine::events::Lifecycle;
 use serde_json::{Value, json};
 use store::Store;
 use tokio::sync::mpsc;
@@ -32,7 +33,6 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::Metrics;
 use crate::grpc::pb;
 use crate::grpc::pb::progress_callback_client::ProgressCallbackClient;
-use engine::events::Lifecycle;
 
 /// The cursor of the whole log: every event before `pos` was handled.
 const LOG_CURSOR: &str = "callbacks";

@@ -20,20 +20,19 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use error::ApiError;
-use error::{ApiResult, too_large};
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use engine::events::Lifecycle;
 use serde::Deserialize;
 use serde_json::Value;
 use store::{Created, Execution};
 
 use auth::{Caller, Role};
-use engine::events::Lifecycle;
+pub use error::ApiError;
+use error::{ApiResult, too_large};
 pub use metrics::Metrics;
 pub use service::{Cluster, Options, Secrets, Service, Steered};
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use engine::events::Lifecycle;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -21,7 +22,6 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
 use crate::{ApiError, ApiResult, Service};
-use engine::events::Lifecycle;
 
 /// Events read from the journal at a time.
 pub(crate) const PAGE: usize = 256;

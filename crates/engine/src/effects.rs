@@ -144,9 +144,9 @@ impl Clock for SystemClock {
     }
 }
 
-/// Time that tests move by hand: it stands still until [`ManualClock::advance`] or
-/// [`ManualClock::set`] moves it, and wakes the sleepers whose deadlines it passes. It
-/// knows who sleeps until when, so a test can jump straight to the next deadline
+/// Time that tests move by hand: it stands still until [`ManualClock::set`] moves it,
+/// and then wakes the sleepers whose deadlines it passed. It knows who sleeps until
+/// when, so a test can jump straight to the next deadline
 /// ([`ManualClock::next_deadline`]): an hour of backoff takes microseconds.
 pub struct ManualClock {
     state: Mutex<Sleepers>,
@@ -154,7 +154,6 @@ pub struct ManualClock {
     changed: tokio::sync::watch::Sender<i64>,
 }
 
-#[derive(Default)]
 struct Sleepers {
     now: i64,
     /// How many sleep until each deadline.
@@ -171,12 +170,6 @@ impl ManualClock {
             }),
             changed: tokio::sync::watch::channel(start).0,
         }
-    }
-
-    /// Moves the time forward by `ms`.
-    pub fn advance(&self, ms: i64) {
-        let now = self.now_ms() + ms;
-        self.set(now);
     }
 
     /// Sets the time; it never goes back.

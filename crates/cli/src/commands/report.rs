@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use engine::events::Lifecycle;
 use serde_json::{Value, json};
 
 use super::exec::Client;
-use engine::events::Lifecycle;
 
 /// Follows an execution's progress, a line per change, until it ends.
 pub(crate) async fn progress(client: &Client, id: &str, json: bool) -> Result<ExitCode> {

@@ -10,11 +10,6 @@ mod valid;
 
 use std::path::{Path, PathBuf};
 
-/// The spec's data (`testkit::spec`), or `None` after saying that `test` was skipped.
-fn spec_dir(test: &str) -> Option<PathBuf> {
-    testkit::spec::dir(test)
-}
-
 fn data_dir(kind: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")

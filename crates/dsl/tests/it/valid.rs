@@ -1,11 +1,11 @@
 //! Documents that must validate: every example of the spec, every workflow of
 //! the conformance kit, and our own (including the skein extensions).
 
-use super::{data_dir, documents, oracle, parse, rendered, spec_dir};
+use super::{data_dir, documents, oracle, parse, rendered};
 
 #[test]
 fn every_spec_example_validates() {
-    let Some(spec) = spec_dir("every_spec_example_validates") else {
+    let Some(spec) = testkit::spec::dir("every_spec_example_validates") else {
         return;
     };
     let examples = documents(&spec.join("examples"));
@@ -70,7 +70,7 @@ fn documents_with_ext(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBu
 
 #[test]
 fn every_conformance_kit_workflow_validates() {
-    let Some(spec) = spec_dir("every_conformance_kit_workflow_validates") else {
+    let Some(spec) = testkit::spec::dir("every_conformance_kit_workflow_validates") else {
         return;
     };
     let workflows = ctk_workflows(&spec);

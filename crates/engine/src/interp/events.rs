@@ -78,12 +78,7 @@ pub(super) async fn listen(cx: TaskCx<'_>, l: &Listen, input: &Value, ctx: &mut 
             out = eval(as_, &out, &cx_i.vars(&ctx.value, input), at)?;
         }
         if let Some(as_) = each.export.as_ref().and_then(|e| e.as_.as_ref()) {
-            let context = eval(
-                as_,
-                &out,
-                &run.vars(&scope_i, &ctx.value, input, cx.task_var, Some(&out)),
-                at,
-            )?;
+            let context = eval(as_, &out, &cx_i.export_vars(&ctx.value, input, &out), at)?;
             ctx.set(context);
         }
         outputs.push(out);

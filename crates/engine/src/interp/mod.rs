@@ -134,6 +134,20 @@ impl<'a> TaskCx<'a> {
             .vars(self.scope, context, input, self.task_var, None)
     }
 
+    /// The variables of an `export.as`: those of [`TaskCx::vars`] and `$output`.
+    fn export_vars<'v>(
+        &self,
+        context: &'v Value,
+        input: &'v Value,
+        output: &'v Value,
+    ) -> expr::Vars<'v>
+    where
+        'a: 'v,
+    {
+        self.run
+            .vars(self.scope, context, input, self.task_var, Some(output))
+    }
+
     /// Evaluates one of the task's templates on `input`.
     fn eval(&self, template: &Template, input: &Value, context: &Value) -> Res<Value> {
         eval(template, input, &self.vars(context, input), self.at())

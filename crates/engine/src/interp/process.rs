@@ -23,30 +23,28 @@ pub(super) async fn run_process(
     ctx: &Ctx,
 ) -> Res<Value> {
     let at = cx.at();
-    let spec = match &how.process {
+    let vars = cx.vars(&ctx.value, input);
+    // The program with its leading arguments, then the task's own arguments,
+    // environment and stdin.
+    let (command, extra) = match &how.process {
         Process::Shell(shell) => {
-            let vars = cx.vars(&ctx.value, input);
             let command = text(&shell.command, input, &vars, at)?;
-            process_spec(
+            (
                 (
-                    "sh".into(),
+                    "sh".to_string(),
                     vec!["-c".to_string(), command, "sh".to_string()],
                 ),
                 (
-                    &shell.arguments,
+                    shell.arguments.as_slice(),
                     shell.environment.as_ref(),
                     shell.stdin.as_ref(),
                 ),
-                input,
-                &vars,
-                at,
-            )?
+            )
         }
         Process::Script(script) => {
             let ScriptSource::Code(code) = &script.source else {
                 return Err(not_supported(at, "scripts from external resources"));
             };
-            let vars = cx.vars(&ctx.value, input);
             // The code is passed on the command line, so the engine writes no file.
             let command = match script.language.to_ascii_lowercase().as_str() {
                 "python" | "python3" => {
@@ -68,22 +66,20 @@ pub(super) async fn run_process(
                     ));
                 }
             };
-            process_spec(
+            (
                 command,
                 (
-                    &script.arguments,
+                    script.arguments.as_slice(),
                     script.environment.as_ref(),
                     script.stdin.as_ref(),
                 ),
-                input,
-                &vars,
-                at,
-            )?
+            )
         }
         Process::Container(_) | Process::Workflow(_) => {
             unreachable!("containers and workflows are not processes")
         }
     };
+    let spec = process_spec(command, extra, input, &vars, at)?;
     process(cx, ctx.causal, spec, how, input).await
 }
 

@@ -294,7 +294,7 @@ async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepp
         let context = eval(
             as_,
             &output,
-            &run.vars(cx.scope, &ctx.value, &input, &task_var, Some(&output)),
+            &cx.export_vars(&ctx.value, &input, &output),
             at,
         )?;
         if let Some(schema) = &export.schema {
