@@ -1,23 +1,29 @@
 //! The engine against a real SQLite journal and scripted effects: data flow,
 //! every control-flow task, retries, timeouts, cancellation, and replay after an
-//! interruption (the crash test with a real process lives in the cli crate).
+//! interruption (the crash test with a real process lives in the cli crate). Every run
+//! is on the manual clock: time moves only when all that runs is asleep on it.
 
 mod timers;
 mod trace;
+mod watched;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::{
-    Effects, Engine, HttpError, HttpRequest, HttpResponse, Outcome, ProcessOutput, ProcessSpec,
-    SystemClock,
+    Clock, Effects, Engine, HttpError, HttpRequest, HttpResponse, ManualClock, Outcome,
+    ProcessOutput, ProcessSpec,
 };
 use serde_json::{Value, json};
 use store::Durability;
 use store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
+
+use engine::events::Lifecycle;
+
+use crate::trace::Recorder;
+use crate::watched::Watched;
 
 type Responder = dyn Fn(&HttpRequest, usize) -> Result<HttpResponse, HttpError> + Send + Sync;
 
@@ -27,8 +33,8 @@ struct Fake {
     respond: Box<Responder>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
-    /// How long each request takes.
-    latency: Duration,
+    /// How long each request takes on the manual clock, in milliseconds.
+    latency: Option<(Arc<ManualClock>, i64)>,
     /// Workflows for `run.workflow`, by `namespace/name/version`.
     catalog: std::collections::HashMap<String, String>,
 }
@@ -42,7 +48,7 @@ impl Fake {
             respond: Box::new(respond),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
-            latency: Duration::from_millis(0),
+            latency: None,
             catalog: Default::default(),
         })
     }
@@ -55,8 +61,8 @@ impl Fake {
         self
     }
 
-    fn slow(mut self: Arc<Self>, latency: Duration) -> Arc<Self> {
-        Arc::get_mut(&mut self).expect("not shared yet").latency = latency;
+    fn slow(mut self: Arc<Self>, setup: &Setup, ms: i64) -> Arc<Self> {
+        Arc::get_mut(&mut self).expect("not shared yet").latency = Some((setup.clock.clone(), ms));
         self
     }
 
@@ -98,8 +104,8 @@ impl Effects for Fake {
         };
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        if let Some((clock, ms)) = &self.latency {
+            clock.sleep_until(clock.now_ms() + ms).await;
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         (self.respond)(&request, n)
@@ -130,46 +136,87 @@ impl Effects for Fake {
     }
 }
 
+/// One journal file, one manual clock and one event recorder, shared by every engine a
+/// test opens on them (a second engine is a restart).
 struct Setup {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
+    clock: Arc<ManualClock>,
+    recorder: Arc<Recorder>,
+    /// The store of the engine opened last.
+    store: Mutex<Option<Arc<Watched>>>,
 }
 
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("skein.db");
-        Setup { _dir: dir, path }
+        Setup {
+            _dir: dir,
+            path,
+            clock: Arc::new(ManualClock::new(trace::START)),
+            recorder: Arc::default(),
+            store: Mutex::default(),
+        }
     }
 
     fn engine(&self, effects: Arc<Fake>) -> Engine {
-        let store = Arc::new(SqliteStore::open(&self.path, Durability::Full).unwrap());
-        Engine::new(store, effects, Arc::new(SystemClock))
+        let sqlite = SqliteStore::open(&self.path, Durability::Full).unwrap();
+        let store = Arc::new(Watched::new(Arc::new(sqlite)));
+        *self.store.lock().unwrap() = Some(store.clone());
+        Engine::new(store, effects, self.clock.clone()).with_observer(self.recorder.clone())
     }
-}
 
-async fn run_with(
-    engine: &Engine,
-    source: &str,
-    input: Value,
-    secrets: Value,
-) -> (String, Outcome) {
-    let parsed = dsl::parse(source, &dsl::Options::default());
-    let workflow = parsed
-        .workflow
-        .unwrap_or_else(|| panic!("invalid test workflow: {:#?}", parsed.diagnostics));
-    let id = engine.create(source, &workflow, None, input).await.unwrap();
-    let outcome = engine
-        .run(&id, secrets, CancellationToken::new())
-        .await
-        .unwrap();
-    (id, outcome)
+    /// Polls `work`, a run of execution `id` or anything waiting on one, to its end on
+    /// the manual clock.
+    async fn drive<T>(&self, work: impl Future<Output = T>) -> T {
+        let store = self.store();
+        trace::drive(work, &self.clock, &store, &self.recorder).await
+    }
+
+    fn store(&self) -> Arc<Watched> {
+        let store = self.store.lock().unwrap();
+        store.clone().expect("an engine was opened")
+    }
+
+    /// Polls `work` until everything waits on the clock; says when the next sleeper wakes.
+    async fn until_settled<T: std::fmt::Debug>(
+        &self,
+        work: &mut std::pin::Pin<&mut impl Future<Output = T>>,
+    ) -> i64 {
+        let store = self.store();
+        trace::until_settled(work, &self.clock, &store, &self.recorder).await
+    }
+
+    /// Runs execution `id` to its end.
+    async fn run(&self, engine: &Engine, id: &str) -> Outcome {
+        let run = engine.run(id, json!({}), CancellationToken::new());
+        self.drive(run).await.unwrap()
+    }
+
+    /// Creates an execution of `source` and runs it to its end.
+    async fn run_with(
+        &self,
+        engine: &Engine,
+        source: &str,
+        input: Value,
+        secrets: Value,
+    ) -> (String, Outcome) {
+        let parsed = dsl::parse(source, &dsl::Options::default());
+        let workflow = parsed
+            .workflow
+            .unwrap_or_else(|| panic!("invalid test workflow: {:#?}", parsed.diagnostics));
+        let id = engine.create(source, &workflow, None, input).await.unwrap();
+        let run = engine.run(&id, secrets, CancellationToken::new());
+        let outcome = self.drive(run).await.unwrap();
+        (id, outcome)
+    }
 }
 
 async fn run(source: &str, input: Value) -> Outcome {
     let setup = Setup::new();
     let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
-    run_with(&engine, source, input, json!({})).await.1
+    setup.run_with(&engine, source, input, json!({})).await.1
 }
 
 fn doc(tasks: &str) -> String {
@@ -283,10 +330,11 @@ async fn loops_run_sequentially_or_fan_out_in_index_order() {
             .unwrap();
         json_response(200, json!(n * n))
     })
-    .slow(Duration::from_millis(20));
+    .slow(&setup, 20);
     let engine = setup.engine(fake.clone());
     let out = completed(
-        run_with(&engine, &source, json!({"xs": [1, 2, 3, 4]}), json!({}))
+        setup
+            .run_with(&engine, &source, json!({"xs": [1, 2, 3, 4]}), json!({}))
             .await
             .1,
     );
@@ -316,7 +364,12 @@ async fn a_fault_in_one_iteration_faults_the_fan_out() {
         }
     });
     let engine = setup.engine(fake);
-    let problem = faulted(run_with(&engine, &source, json!({}), json!({})).await.1);
+    let problem = faulted(
+        setup
+            .run_with(&engine, &source, json!({}), json!({}))
+            .await
+            .1,
+    );
     assert_eq!(problem.status, 500);
     assert_eq!(problem.type_, expr::types::COMMUNICATION);
     assert_eq!(problem.instance.as_deref(), Some("/do/0/fan/do/0/call"));
@@ -371,24 +424,23 @@ async fn a_backoff_decided_before_a_resume_stands_after_it() {
             .create(&source, &parsed, None, json!({}))
             .await
             .unwrap();
-        // Interrupt the run during its backoff.
-        let interrupted = tokio::time::timeout(
-            Duration::from_millis(100),
-            engine.run(&id, json!({}), CancellationToken::new()),
-        )
-        .await;
-        assert!(interrupted.is_err(), "the run was interrupted");
-        id
+        // Interrupt the run during its backoff: it is dropped, as in a crash.
+        let run = engine.run(&id, json!({}), CancellationToken::new());
+        tokio::pin!(run);
+        let wakes = setup.until_settled(&mut run).await;
+        assert_eq!(wakes, trace::START + 300, "asleep in the backoff");
+        id.clone()
     };
     // Resume when the retry window, counted from the first attempt, has closed: the
     // retry was decided within it, so it still happens.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    setup.clock.set(trace::START + 500);
     let engine = setup.engine(fake.clone());
-    let outcome = engine
-        .run(&id, json!({}), CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(completed(outcome), json!({"ok": 2}));
+    assert_eq!(completed(setup.run(&engine, &id).await), json!({"ok": 2}));
+    assert_eq!(
+        setup.clock.now_ms(),
+        trace::START + 500,
+        "the backoff had passed: no new wait"
+    );
     let window = engine
         .store()
         .journal(&id)
@@ -425,14 +477,16 @@ async fn caught_errors_run_the_catch_block_and_uncaught_ones_fault() {
         }
     }));
     let out = completed(
-        run_with(&engine, &source, json!({"name": "missing"}), json!({}))
+        setup
+            .run_with(&engine, &source, json!({"name": "missing"}), json!({}))
             .await
             .1,
     );
     assert_eq!(out["error"]["status"], 404);
     assert_eq!(out["error"]["instance"], "/do/0/guarded/try/0/get");
     let problem = faulted(
-        run_with(&engine, &source, json!({"name": "other"}), json!({}))
+        setup
+            .run_with(&engine, &source, json!({"name": "other"}), json!({}))
             .await
             .1,
     );
@@ -456,7 +510,12 @@ async fn exhausted_retries_without_a_handler_fault() {
     let setup = Setup::new();
     let fake = Fake::new(|_, _| Err(HttpError::Connect("connection refused".into())));
     let engine = setup.engine(fake.clone());
-    let problem = faulted(run_with(&engine, &source, json!({}), json!({})).await.1);
+    let problem = faulted(
+        setup
+            .run_with(&engine, &source, json!({}), json!({}))
+            .await
+            .1,
+    );
     assert_eq!(problem.status, 503);
     assert!(problem.detail.unwrap().contains("connection refused"));
     assert_eq!(
@@ -536,13 +595,14 @@ do:
     let setup = Setup::new();
     let fake = Fake::new(|_, _| json_response(200, json!("ok")));
     let engine = setup.engine(fake.clone());
-    let (_, outcome) = run_with(
-        &engine,
-        source,
-        json!({}),
-        json!({"creds": {"username": "ada", "password": "pw"}}),
-    )
-    .await;
+    let (_, outcome) = setup
+        .run_with(
+            &engine,
+            source,
+            json!({}),
+            json!({"creds": {"username": "ada", "password": "pw"}}),
+        )
+        .await;
     assert_eq!(completed(outcome), json!("ok"));
     let auth = fake.requests()[0]
         .headers
@@ -552,7 +612,12 @@ do:
         .1
         .clone();
     assert_eq!(auth, "Basic YWRhOnB3");
-    let p = faulted(run_with(&engine, source, json!({}), json!({})).await.1);
+    let p = faulted(
+        setup
+            .run_with(&engine, source, json!({}), json!({}))
+            .await
+            .1,
+    );
     assert_eq!(
         (p.type_.as_str(), p.status),
         (expr::types::AUTHORIZATION, 403)
@@ -583,13 +648,14 @@ do:
     let setup = Setup::new();
     let fake = Fake::new(|_, _| json_response(200, json!("ok")));
     let engine = setup.engine(fake.clone());
-    let (id, outcome) = run_with(
-        &engine,
-        source,
-        json!({}),
-        json!({"token": {"token": "tok-123-secret"}, "other": "undeclared-value"}),
-    )
-    .await;
+    let (id, outcome) = setup
+        .run_with(
+            &engine,
+            source,
+            json!({}),
+            json!({"token": {"token": "tok-123-secret"}, "other": "undeclared-value"}),
+        )
+        .await;
     // The workflow itself sees the secret it declared, and not the other one.
     assert_eq!(
         completed(outcome),
@@ -622,7 +688,7 @@ async fn state_over_the_limit_faults_the_task_and_is_never_stored() {
   - big:
       set: '${ [range(1000)] }'
 ");
-    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    let (id, outcome) = setup.run_with(&engine, &source, json!({}), json!({})).await;
     let p = faulted(outcome);
     assert_eq!(
         (p.type_.as_str(), p.status, p.instance.as_deref()),
@@ -647,7 +713,12 @@ async fn state_over_the_limit_faults_the_task_and_is_never_stored() {
   - never:
       set: { x: 1 }
 ");
-    let p = faulted(run_with(&engine, &source, json!({}), json!({})).await.1);
+    let p = faulted(
+        setup
+            .run_with(&engine, &source, json!({}), json!({}))
+            .await
+            .1,
+    );
     assert_eq!(p.status, 413);
     assert!(
         p.detail
@@ -672,15 +743,12 @@ async fn cancellation_ends_the_execution_and_is_recorded() {
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let canceller = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        canceller.cancel();
-    });
-    assert_eq!(
-        engine.run(&id, json!({}), cancel).await.unwrap(),
-        Outcome::Cancelled
-    );
+    let run = engine.run(&id, json!({}), cancel.clone());
+    tokio::pin!(run);
+    // Cancelled while it waits.
+    setup.until_settled(&mut run).await;
+    cancel.cancel();
+    assert_eq!(run.await.unwrap(), Outcome::Cancelled);
     let stored = engine.store().execution("c1").await.unwrap().unwrap();
     assert_eq!(stored.status, store::Status::Cancelled);
     let types = event_types(&engine, "c1").await;
@@ -718,11 +786,11 @@ do:
     let engine = setup.engine(
         Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/slow/1.0.0", child),
     );
-    let started = std::time::Instant::now();
-    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    let (id, outcome) = setup.run_with(&engine, &source, json!({}), json!({})).await;
     assert_eq!(completed(outcome), json!({"winner": "quick"}));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
+    assert_eq!(
+        setup.clock.now_ms(),
+        trace::START + 200,
         "the losers were not awaited"
     );
     let events = engine.store().events(&id, 0, 10_000).await.unwrap();
@@ -790,7 +858,7 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
     let setup = Setup::new();
     let fake =
         Fake::new(|req, _| json_response(200, json!(req.url.as_str().rsplit('/').next().unwrap())))
-            .slow(Duration::from_millis(150));
+            .slow(&setup, 150);
     let parsed = dsl::parse(&source, &dsl::Options::default())
         .workflow
         .unwrap();
@@ -801,24 +869,19 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
             .await
             .unwrap();
         // Interrupt the run while `second` is in flight: its future is dropped, as in a crash.
-        let interrupted = tokio::time::timeout(
-            Duration::from_millis(220),
-            engine.run(&id, json!({}), CancellationToken::new()),
-        )
-        .await;
-        assert!(interrupted.is_err(), "the run was interrupted");
-        id
+        let run = engine.run(&id, json!({}), CancellationToken::new());
+        tokio::pin!(run);
+        loop {
+            let wakes = setup.until_settled(&mut run).await;
+            if fake.requests().len() == 2 {
+                break;
+            }
+            setup.clock.set(wakes);
+        }
+        id.clone()
     };
     let engine = setup.engine(fake.clone());
-    assert_eq!(
-        completed(
-            engine
-                .run(&id, json!({}), CancellationToken::new())
-                .await
-                .unwrap()
-        ),
-        json!("third")
-    );
+    assert_eq!(completed(setup.run(&engine, &id).await), json!("third"));
     assert_eq!(
         event_types(&engine, &id)
             .await
@@ -845,15 +908,7 @@ async fn an_interrupted_execution_resumes_without_repeating_finished_calls() {
         "a re-run of the same attempt carries the same idempotency key"
     );
     // A finished execution runs no more.
-    assert_eq!(
-        completed(
-            engine
-                .run(&id, json!({}), CancellationToken::new())
-                .await
-                .unwrap()
-        ),
-        json!("third")
-    );
+    assert_eq!(completed(setup.run(&engine, &id).await), json!("third"));
     assert_eq!(fake.requests().len(), 4);
 }
 
@@ -867,7 +922,7 @@ async fn events_have_a_strictly_increasing_sequence() {
 ");
     let setup = Setup::new();
     let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
-    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    let (id, outcome) = setup.run_with(&engine, &source, json!({}), json!({})).await;
     completed(outcome);
     let events = engine.store().events(&id, 0, 10_000).await.unwrap();
     assert!(
@@ -901,7 +956,7 @@ async fn emitted_events_get_ids_a_rerun_repeats_and_the_start_reports_validation
 ");
     let setup = Setup::new();
     let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
-    let (id, outcome) = run_with(&engine, &source, json!({}), json!({})).await;
+    let (id, outcome) = setup.run_with(&engine, &source, json!({}), json!({})).await;
     completed(outcome);
     let events = engine.store().events(&id, 0, 10_000).await.unwrap();
     let ids: Vec<Value> = events
@@ -979,17 +1034,11 @@ async fn listen_consumes_delivered_events_once_each() {
         )
         .await
         .unwrap();
-    let runner = {
-        let engine = engine.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            engine
-                .run(&id, json!({}), CancellationToken::new())
-                .await
-                .unwrap()
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let run = engine.run(&id, json!({}), CancellationToken::new());
+    tokio::pin!(run);
+    // Delivered while `both` listens, then while `many` does; each listener sees its
+    // events at its next poll.
+    let poll = setup.until_settled(&mut run).await;
     engine
         .deliver(
             "l1",
@@ -1004,17 +1053,16 @@ async fn listen_consumes_delivered_events_once_each() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    setup.clock.set(poll);
+    let poll = setup.until_settled(&mut run).await;
     for n in [10, 20, 30] {
         engine
             .deliver("l1", json!({"type": "com.example.tick", "data": {"n": n}}))
             .await
             .unwrap();
     }
-    let outcome = tokio::time::timeout(Duration::from_secs(5), runner)
-        .await
-        .expect("finished")
-        .unwrap();
+    setup.clock.set(poll);
+    let outcome = setup.drive(run).await.unwrap();
     assert_eq!(completed(outcome), json!({"first": null}));
     let journal = engine.store().journal("l1").await.unwrap();
     let output_of = |key: &str| match journal
@@ -1130,7 +1178,12 @@ do:
         }
     });
     let engine = setup.engine(fake.clone());
-    completed(run_with(&engine, source, json!({}), json!({})).await.1);
+    completed(
+        setup
+            .run_with(&engine, source, json!({}), json!({}))
+            .await
+            .1,
+    );
     let requests = fake.requests();
     let urls: Vec<&str> = requests.iter().map(|r| r.url.as_str()).collect();
     assert_eq!(
@@ -1165,7 +1218,12 @@ do:
     });
     let refusing_setup = Setup::new();
     let engine = refusing_setup.engine(refusing);
-    let p = faulted(run_with(&engine, source, json!({}), json!({})).await.1);
+    let p = faulted(
+        setup
+            .run_with(&engine, source, json!({}), json!({}))
+            .await
+            .1,
+    );
     assert_eq!(
         (p.type_.as_str(), p.status, p.instance.as_deref()),
         (expr::types::AUTHENTICATION, 401, Some("/do/0/one"))
@@ -1205,7 +1263,8 @@ do:
         "scopes": ["read"],
     });
     completed(
-        run_with(&engine, source, json!({}), json!({"creds": creds}))
+        setup
+            .run_with(&engine, source, json!({}), json!({"creds": creds}))
             .await
             .1,
     );
@@ -1237,14 +1296,15 @@ do:
     let quiet = Fake::new(|_, _| json_response(200, json!(1)));
     let engine = setup.engine(quiet.clone());
     let p = faulted(
-        run_with(
-            &engine,
-            source,
-            json!({}),
-            json!({"creds": {"grant": "client_credentials"}}),
-        )
-        .await
-        .1,
+        setup
+            .run_with(
+                &engine,
+                source,
+                json!({}),
+                json!({"creds": {"grant": "client_credentials"}}),
+            )
+            .await
+            .1,
     );
     assert_eq!(
         (p.status, p.title.as_deref(), p.instance.as_deref()),
@@ -1274,7 +1334,9 @@ do:
     let engine = setup.engine(
         Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/double/1.0.0", child),
     );
-    let (id, outcome) = run_with(&engine, &parent, json!({"value": 21}), json!({})).await;
+    let (id, outcome) = setup
+        .run_with(&engine, &parent, json!({"value": 21}), json!({}))
+        .await;
     assert_eq!(completed(outcome), json!({"doubled": 42}));
     // The child is an execution of its own, with its own journal, named after its parent's step.
     let child = engine
@@ -1446,30 +1508,34 @@ do:
     let engine = setup.engine(
         Fake::new(|_, _| json_response(200, json!({}))).with_workflow("lib/slow/1.0.0", child),
     );
-    let started = std::time::Instant::now();
-    let (id, outcome) = run_with(&engine, &parent, json!({"n": 1}), json!({})).await;
+    let (id, outcome) = setup
+        .run_with(&engine, &parent, json!({"n": 1}), json!({}))
+        .await;
     assert_eq!(completed(outcome), json!({"n": 1, "parentDone": true}));
-    assert!(
-        started.elapsed() < Duration::from_millis(200),
+    assert_eq!(
+        setup.clock.now_ms(),
+        trace::START,
         "the parent did not wait for the child"
     );
     let child_id = format!("{id}/do/0/start");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let child = engine.store().execution(&child_id).await.unwrap();
-        if child
-            .as_ref()
-            .is_some_and(|c| c.status == store::Status::Completed)
-        {
-            assert_eq!(child.unwrap().output, Some(json!({"finished": true})));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the child never finished: {child:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let child_ended = setup.recorder.wait_for(&child_id, |e| {
+        e.type_ == Lifecycle::WorkflowCompleted.as_str()
+    });
+    setup.drive(child_ended).await;
+    // Recorded as it was queued: durable once a later batch is.
+    let later = engine.store().commit(store::Batch {
+        execution: child_id.clone(),
+        steps: vec![],
+        events: vec![],
+        status: None,
+    });
+    engine.store().durable(later).await.unwrap();
+    let child = engine.store().execution(&child_id).await.unwrap().unwrap();
+    assert_eq!(
+        (child.status, child.output),
+        (store::Status::Completed, Some(json!({"finished": true})))
+    );
+    assert_eq!(setup.clock.now_ms(), trace::START + 200);
 }
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 //! calls return go in; the calls made, the events recorded, the journal and the outcome
 //! come out as one text, compared with an `expect!` snapshot (`UPDATE_EXPECT=1`
 //! rewrites them). Time moves only when the run waits for it: the harness jumps to the
-//! next deadline once the run has settled (its writes durable and nothing new recorded
-//! across a settle round), so an hour of backoff or a day of
+//! next deadline once the run has settled (no store call in flight, its writes durable,
+//! and nothing new recorded across a settle round), so an hour of backoff or a day of
 //! `wait` costs microseconds, and every time in the trace is exact.
 
 use std::sync::{Arc, Mutex};
@@ -15,12 +15,14 @@ use engine::{
 };
 use expect_test::Expect;
 use serde_json::{Value, json};
-use store::Durability;
 use store::sqlite::SqliteStore;
+use store::{Durability, Store};
 use tokio_util::sync::CancellationToken;
 
-/// 2026-01-01T00:00:00Z, where every traced run starts.
-const START: i64 = 1_767_225_600_000;
+use crate::watched::Watched;
+
+/// 2026-01-01T00:00:00Z, where every run on the manual clock starts.
+pub(crate) const START: i64 = 1_767_225_600_000;
 
 /// What one call gets, in the order calls are made.
 #[derive(Clone, Debug)]
@@ -87,13 +89,73 @@ fn answer(reply: Option<&Reply>) -> String {
     }
 }
 
-/// Every event as it is recorded, in order.
+/// Every event as it is recorded, in order, of every execution the engine runs.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<store::Event>>);
+pub(crate) struct Recorder {
+    /// Each with the execution it belongs to.
+    events: Mutex<Vec<(String, store::Event)>>,
+    /// Woken on each event, for tests that wait for one.
+    recorded: tokio::sync::Notify,
+}
+
+impl Recorder {
+    fn len(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+
+    /// Waits until an event satisfies `until`, however long that takes on the clock.
+    pub(crate) async fn wait_for(&self, execution: &str, until: impl Fn(&store::Event) -> bool) {
+        loop {
+            let recorded = self.recorded.notified();
+            let seen =
+                (self.events.lock().unwrap().iter()).any(|(id, e)| id == execution && until(e));
+            if seen {
+                return;
+            }
+            recorded.await;
+        }
+    }
+}
 
 impl Observer for Recorder {
-    fn event(&self, _execution: &str, event: &store::Event) {
-        self.0.lock().unwrap().push(event.clone());
+    fn event(&self, execution: &str, event: &store::Event) {
+        let recorded = (execution.to_string(), event.clone());
+        self.events.lock().unwrap().push(recorded);
+        self.recorded.notify_waiters();
+    }
+}
+
+/// Polls `work` to its end, moving the manual clock to the next deadline each time
+/// everything has settled with someone asleep on it.
+pub(crate) async fn drive<T>(
+    work: impl Future<Output = T>,
+    clock: &ManualClock,
+    store: &Watched,
+    recorder: &Recorder,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            deadline = settled(clock, store, recorder) => clock.set(deadline),
+        }
+    }
+}
+
+/// Polls `work` until everything has settled with someone asleep on the clock, and
+/// says when the next sleeper wakes; the clock does not move. Panics if `work` ends
+/// first: the caller expected it to wait.
+pub(crate) async fn until_settled<T: std::fmt::Debug>(
+    work: &mut std::pin::Pin<&mut impl Future<Output = T>>,
+    clock: &ManualClock,
+    store: &Watched,
+    recorder: &Recorder,
+) -> i64 {
+    tokio::select! {
+        biased;
+        done = work => panic!("expected a wait, but the run ended: {done:?}"),
+        deadline = settled(clock, store, recorder) => deadline,
     }
 }
 
@@ -153,8 +215,8 @@ impl<'a> Case<'a> {
             .workflow
             .unwrap_or_else(|| panic!("invalid test workflow: {:#?}", parsed.diagnostics));
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn store::Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("skein.db"), Durability::Full).unwrap());
+        let sqlite = SqliteStore::open(&dir.path().join("skein.db"), Durability::Full).unwrap();
+        let store = Arc::new(Watched::new(Arc::new(sqlite)));
         let clock = Arc::new(ManualClock::new(START));
         let effects = Arc::new(Scripted {
             clock: clock.clone(),
@@ -170,14 +232,7 @@ impl<'a> Case<'a> {
             .await
             .unwrap();
         let run = engine.run(&id, json!({}), CancellationToken::new());
-        tokio::pin!(run);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                outcome = &mut run => break outcome.unwrap(),
-                deadline = settled(&clock, &*store, &id, &recorder) => clock.set(deadline),
-            }
-        };
+        let outcome = drive(run, &clock, &store, &recorder).await.unwrap();
 
         let mut out = String::new();
         out += "calls:\n";
@@ -185,7 +240,7 @@ impl<'a> Case<'a> {
             out += &format!("  {call}\n");
         }
         out += "events:\n";
-        for e in recorder.0.lock().unwrap().iter() {
+        for (_, e) in recorder.events.lock().unwrap().iter() {
             out += &format!("  {}\n", event_line(e));
         }
         out += "journal:\n";
@@ -199,30 +254,19 @@ impl<'a> Case<'a> {
     }
 }
 
-/// The next deadline, once the run has settled with someone asleep: everything it
-/// recorded is durable, and a further round recorded nothing and woke nobody. (The
-/// script's calls answer at once, or sleep on the clock, so none is left in flight.)
-async fn settled(
-    clock: &ManualClock,
-    store: &dyn store::Store,
-    id: &str,
-    recorder: &Recorder,
-) -> i64 {
+/// The next deadline, once the run has settled with someone asleep: no store call is in
+/// flight (a run that waits for a read or a commit is busy, not asleep), and a further
+/// round of yields, which lets every spawned task run, recorded nothing and woke
+/// nobody. (The script's calls answer at once, or sleep on the clock.)
+async fn settled(clock: &ManualClock, store: &Watched, recorder: &Recorder) -> i64 {
     loop {
         let deadline = clock.next_deadline().await;
-        let before = recorder.0.lock().unwrap().len();
-        // An empty batch is committed after everything queued before it.
-        let ticket = store.commit(store::Batch {
-            execution: id.to_string(),
-            steps: vec![],
-            events: vec![],
-            status: None,
-        });
-        store.durable(ticket).await.unwrap();
-        for _ in 0..64 {
+        store.idle().await;
+        let before = recorder.len();
+        for _ in 0..16 {
             tokio::task::yield_now().await;
         }
-        let quiet = recorder.0.lock().unwrap().len() == before;
+        let quiet = recorder.len() == before && store.is_idle();
         if quiet && clock.next_deadline().await == deadline {
             return deadline;
         }
