@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use engine::events::Lifecycle;
 use engine::{Engine, SystemClock};
+use eventsource_stream::Eventsource as _;
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 /// How the API benchmark runs.
@@ -186,30 +188,26 @@ do:
             .context("a subscriber could not connect")?;
         let latencies = latencies.clone();
         clients.push(tokio::spawn(async move {
-            let mut response = response;
-            let mut buffer = String::new();
-            while let Some(chunk) = response.chunk().await? {
+            let mut frames = response.bytes_stream().eventsource();
+            while let Some(frame) = frames.next().await {
+                let frame = frame?;
                 let arrived = jiff::Timestamp::now().as_millisecond();
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let frame: String = buffer.drain(..end + 2).collect();
-                    let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                        continue;
-                    };
-                    let event: Value = serde_json::from_str(data)?;
-                    let at: jiff::Timestamp = event["time"].as_str().unwrap_or_default().parse()?;
-                    if event["data"]["task"]
-                        .as_str()
-                        .is_some_and(|t| t.starts_with("/do/1/ticks"))
-                    {
-                        latencies
-                            .lock()
-                            .expect("latencies lock")
-                            .push((arrived - at.as_millisecond()) as f64);
-                    }
-                    if event["type"] == Lifecycle::WorkflowCompleted.as_str() {
-                        return anyhow::Ok(());
-                    }
+                if frame.data.is_empty() {
+                    continue;
+                }
+                let event: Value = serde_json::from_str(&frame.data)?;
+                let at: jiff::Timestamp = event["time"].as_str().unwrap_or_default().parse()?;
+                if event["data"]["task"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("/do/1/ticks"))
+                {
+                    latencies
+                        .lock()
+                        .expect("latencies lock")
+                        .push((arrived - at.as_millisecond()) as f64);
+                }
+                if event["type"] == Lifecycle::WorkflowCompleted.as_str() {
+                    return anyhow::Ok(());
                 }
             }
             anyhow::Ok(())

@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use api::wire;
 use clap::{Args as ClapArgs, Subcommand};
 use engine::events::Lifecycle;
+use eventsource_stream::Eventsource as _;
+use futures::StreamExt as _;
 use serde_json::Value;
 
 /// Start, watch and steer executions on a running `skein server`.
@@ -380,51 +382,40 @@ async fn events(
 
 /// Prints the events of one SSE response until the server ends it.
 async fn read_stream(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     last: &mut Option<u64>,
     json: bool,
 ) -> Result<()> {
-    let mut buffer = String::new();
-    while let Some(chunk) = response.chunk().await? {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = String::new();
-            for line in frame.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().parse::<u64>().ok();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                }
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let event: Value = serde_json::from_str(&data).context("an event is not JSON")?;
-            let line = if json {
-                data.clone()
-            } else {
-                let type_ = event["type"].as_str().unwrap_or_default();
-                // The spec's lifecycle events by their short names; others as they are.
-                let short = Lifecycle::parse(type_)
-                    .filter(|l| l.is_standard())
-                    .map_or(type_, |l| l.short());
-                let task = event["data"]["task"].as_str().unwrap_or_default();
-                format!(
-                    "{:>6}  {}  {:<20} {task}",
-                    id.map_or_else(String::new, |i| i.to_string()),
-                    event["time"].as_str().unwrap_or_default(),
-                    short
-                )
-            };
-            // A reader that went away (`| head`) ends the listing, quietly.
-            if writeln!(std::io::stdout().lock(), "{line}").is_err() {
-                return Ok(());
-            }
-            if id.is_some() {
-                *last = id;
-            }
+    let mut frames = response.bytes_stream().eventsource();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.context("the event stream broke")?;
+        let (id, data) = (frame.id.parse::<u64>().ok(), frame.data);
+        if data.is_empty() {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&data).context("an event is not JSON")?;
+        let line = if json {
+            data.clone()
+        } else {
+            let type_ = event["type"].as_str().unwrap_or_default();
+            // The spec's lifecycle events by their short names; others as they are.
+            let short = Lifecycle::parse(type_)
+                .filter(|l| l.is_standard())
+                .map_or(type_, |l| l.short());
+            let task = event["data"]["task"].as_str().unwrap_or_default();
+            format!(
+                "{:>6}  {}  {:<20} {task}",
+                id.map_or_else(String::new, |i| i.to_string()),
+                event["time"].as_str().unwrap_or_default(),
+                short
+            )
+        };
+        // A reader that went away (`| head`) ends the listing, quietly.
+        if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+            return Ok(());
+        }
+        if id.is_some() {
+            *last = id;
         }
     }
     Ok(())

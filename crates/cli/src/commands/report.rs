@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use engine::events::Lifecycle;
+use eventsource_stream::Eventsource as _;
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use super::exec::Client;
@@ -170,10 +172,14 @@ pub(crate) async fn cost(client: &Client, id: &str, rates: Rates, json: bool) ->
         let status = response.status();
         return Err(super::exec::refusal(status, &response.bytes().await?));
     }
-    let text = response.text().await?;
+    let mut frames = response.bytes_stream().eventsource();
     let mut events = Vec::new();
-    for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
-        let event: Value = serde_json::from_str(data).context("an event is not JSON")?;
+    while let Some(frame) = frames.next().await {
+        let frame = frame.context("the event stream broke")?;
+        if frame.data.is_empty() {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&frame.data).context("an event is not JSON")?;
         let type_ = event["type"].as_str().unwrap_or_default().to_string();
         events.push((type_, event["data"].clone()));
     }
