@@ -1,21 +1,21 @@
-//! The Serverless Workflow model: parse a YAML or JSON document into typed
-//! structs, validate it, and report every problem with its position.
+//! The Serverless Workflow front-end: parse a YAML or JSON document, validate it,
+//! report every problem with its position, and lower it into the [`Program`] the
+//! engine runs.
 //!
-//! [`parse`] returns the [`Workflow`] (when the document has no errors) together
+//! [`parse`] returns the program (when the document has no errors) together
 //! with all [`Diagnostic`]s: unknown and misspelled keys, wrong types, tasks
 //! with no kind or two, dangling `then` targets and `use` references, bad
-//! durations, expressions that do not compile. Expressions are compiled here,
-//! once, so the engine only evaluates them.
+//! durations, expressions that do not compile. Expressions are compiled here, as
+//! jq, once, so the engine only evaluates them.
 //!
 //! **API boundary:** no IO. Callers read files; this crate reads text.
 
 mod decode;
 pub mod diagnostic;
-pub mod model;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, LineIndex, Severity};
-pub use model::Workflow;
+pub use program::Program;
 pub use yaml::{MAX_DEPTH, MAX_NODES};
 
 /// The largest document accepted by default: 4 MiB.
@@ -39,10 +39,11 @@ impl Default for Options {
     }
 }
 
-/// The outcome of [`parse`]: the workflow if there is no error, and every diagnostic.
+/// The outcome of [`parse`]: the workflow's program if there is no error, and every
+/// diagnostic.
 #[derive(Debug)]
 pub struct Parsed {
-    pub workflow: Option<Workflow>,
+    pub workflow: Option<Program>,
     pub diagnostics: Vec<Diagnostic>,
 }
 

@@ -22,8 +22,8 @@ mod run;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use dsl::Workflow;
 use expr::Problem;
+use program::Program;
 use serde_json::Value;
 use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
@@ -104,6 +104,7 @@ pub struct Engine {
     effects: Arc<dyn Effects>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
+    frontend: Arc<dyn Frontend>,
     observer: Option<Arc<dyn Observer>>,
     /// Wakes the listeners of executions running in this process when an event arrives.
     wakers: Mutex<HashMap<String, Weak<tokio::sync::Notify>>>,
@@ -120,6 +121,7 @@ impl Engine {
             effects,
             clock,
             entropy: Arc::new(SystemEntropy),
+            frontend: Arc::new(Dsl),
             observer: None,
             wakers: Mutex::default(),
             max_state_bytes: DEFAULT_MAX_STATE_BYTES,
@@ -142,6 +144,12 @@ impl Engine {
         self
     }
 
+    /// Reads stored and cataloged definitions with `frontend` instead of the DSL's.
+    pub fn with_frontend(mut self, frontend: Arc<dyn Frontend>) -> Engine {
+        self.frontend = frontend;
+        self
+    }
+
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Engine {
         self.observer = Some(observer);
         self
@@ -156,7 +164,7 @@ impl Engine {
     pub async fn create(
         &self,
         source: &str,
-        workflow: &Workflow,
+        workflow: &Program,
         id: Option<String>,
         input: Value,
     ) -> Result<String, Error> {
@@ -178,7 +186,7 @@ impl Engine {
     pub async fn create_or_get(
         &self,
         source: &str,
-        workflow: &Workflow,
+        workflow: &Program,
         id: Option<String>,
         input: Value,
         labels: store::Labels,
@@ -235,7 +243,7 @@ impl Engine {
         if execution.status.is_final() {
             return Ok(stored_outcome(&execution));
         }
-        let workflow = parse_definition(&execution.definition)
+        let workflow = (self.frontend.lower(&execution.definition))
             .map_err(|first| Error::Definition(id.to_string(), first))?;
         let journal = self.store.journal(id).await?;
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -252,6 +260,7 @@ impl Engine {
             effects: self.effects.clone(),
             clock: self.clock.clone(),
             entropy: self.entropy.clone(),
+            frontend: self.frontend.clone(),
             observer: self.observer.clone(),
             cancel,
             paused,
@@ -296,16 +305,28 @@ impl Engine {
     }
 }
 
-/// A stored or cataloged definition as a workflow, or the first of its diagnostics.
-pub(crate) fn parse_definition(source: &str) -> Result<dsl::Workflow, String> {
-    let parsed = dsl::parse(source, &dsl::Options::default());
-    parsed.workflow.ok_or_else(|| {
-        parsed
-            .diagnostics
-            .first()
-            .map(|d| d.message.clone())
-            .unwrap_or_default()
-    })
+/// How the engine reads a definition: the text stored with an execution (read again
+/// at each run, so a resumed execution runs what it started with) or found in the
+/// catalog for `run.workflow`, lowered into the program it runs.
+pub trait Frontend: Send + Sync {
+    /// The program of `definition`, or what is wrong with it, in one line.
+    fn lower(&self, definition: &str) -> Result<Program, String>;
+}
+
+/// The Serverless Workflow front-end (`dsl`), the engine's default.
+pub struct Dsl;
+
+impl Frontend for Dsl {
+    fn lower(&self, definition: &str) -> Result<Program, String> {
+        let parsed = dsl::parse(definition, &dsl::Options::default());
+        parsed.workflow.ok_or_else(|| {
+            parsed
+                .diagnostics
+                .first()
+                .map(|d| d.message.clone())
+                .unwrap_or_default()
+        })
+    }
 }
 
 pub(crate) fn stored_outcome(execution: &store::Execution) -> Outcome {

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dsl::Workflow;
 use expr::{Problem, Vars};
+use program::Program;
 use serde_json::{Value, json};
 use store::{Batch, Event, Json, StatusChange, Step, StepState, Store, Ticket};
 use tokio_util::sync::CancellationToken;
@@ -17,11 +17,12 @@ use crate::{Interrupt, Observer};
 
 pub(crate) struct Run {
     pub(crate) id: String,
-    pub(crate) wf: Arc<Workflow>,
+    pub(crate) wf: Arc<Program>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) effects: Arc<dyn Effects>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) entropy: Arc<dyn Entropy>,
+    pub(crate) frontend: Arc<dyn crate::Frontend>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) cancel: CancellationToken,
     /// True while the run is paused.
@@ -81,11 +82,12 @@ impl Scope {
 
 pub(crate) struct RunParts {
     pub(crate) id: String,
-    pub(crate) wf: Arc<Workflow>,
+    pub(crate) wf: Arc<Program>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) effects: Arc<dyn Effects>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) entropy: Arc<dyn Entropy>,
+    pub(crate) frontend: Arc<dyn crate::Frontend>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) paused: tokio::sync::watch::Receiver<bool>,
@@ -146,6 +148,7 @@ impl Run {
             effects: parts.effects,
             clock: parts.clock,
             entropy: parts.entropy,
+            frontend: parts.frontend,
             observer: parts.observer,
             cancel: parts.cancel,
             paused: parts.paused,

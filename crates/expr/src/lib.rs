@@ -1,4 +1,5 @@
-//! Runtime expressions of the Serverless Workflow DSL: jq, through the jaq crates.
+//! Runtime expressions: the [`Expression`] interface the engine evaluates through, and
+//! jq (the Serverless Workflow DSL's language, through the jaq crates) behind it.
 //!
 //! An [`Expr`] is compiled once, when a workflow is loaded, and evaluated many
 //! times against JSON values with the DSL's arguments (`$input`, `$context`,
@@ -9,9 +10,10 @@
 //! **API boundary:** this crate knows jq and JSON, nothing about workflows,
 //! files or IO. Evaluation is pure apart from jq's `now`.
 
-mod compile;
+mod expression;
 mod guard;
 mod interpolation;
+mod jq;
 mod problem;
 mod template;
 mod uri;
@@ -19,8 +21,9 @@ mod value;
 
 use std::ops::Range;
 
-pub use compile::{Expr, STANDARD_VARS, Vars};
+pub use expression::{Expr, Expression, Vars};
 pub use guard::{MAX_NESTING, MAX_TOKENS};
+pub use jq::STANDARD_VARS;
 pub use problem::{Problem, types};
 pub use template::{Mode, Template, strict_expression};
 pub use uri::{UriTemplate, UriTemplateError};
@@ -72,5 +75,5 @@ impl EvalError {
 
 /// Suggests the candidate closest to `name`, for "did you mean" hints.
 pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
-    compile::closest(name, candidates.into_iter())
+    jq::closest(name, candidates.into_iter())
 }

@@ -2,11 +2,11 @@
 
 use super::workflow::Section;
 use super::{At, Cx, Obj};
-use crate::model::{
+use crate::yaml::Kind;
+use program::{
     AuthPolicy, AuthRef, BasicAuth, ClientAuthentication, OAuth2, OAuth2Client, OAuth2Endpoints,
     OAuth2Token, Secretable,
 };
-use crate::yaml::Kind;
 
 const SCHEMES: [&str; 5] = ["basic", "bearer", "digest", "oauth2", "oidc"];
 

@@ -3,12 +3,12 @@
 use super::task::subscription_iterator;
 use super::workflow::{Section, endpoint, external_resource, has_scheme};
 use super::{At, Cx, Obj, auth};
-use crate::model::{
+use crate::yaml::Kind;
+use program::{
     A2aCall, AsyncApiCall, AsyncApiConsume, AsyncApiMessage, AsyncApiServer, AsyncApiSubscription,
     Call, CallTarget, FunctionCall, GrpcCall, GrpcService, HttpCall, HttpOutput, McpCall,
     McpClient, McpTransport, OpenApiCall,
 };
-use crate::yaml::Kind;
 
 const PROTOCOLS: [&str; 6] = ["http", "grpc", "openapi", "asyncapi", "a2a", "mcp"];
 

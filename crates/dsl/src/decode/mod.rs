@@ -16,8 +16,8 @@ use expr::{Expr, Mode, Template};
 use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, Severity};
-use crate::model::{Duration, ExtensionUse};
 use crate::yaml::{Kind, Node};
+use program::{Duration, ExtensionUse};
 
 pub(crate) use workflow::workflow;
 

@@ -9,13 +9,13 @@ use super::workflow::{
     error_ref, export, external_resource, input, output, retry_ref, single_entry, timeout_ref,
 };
 use super::{At, Cx, Goto, Obj, Ptr};
-use crate::model::{
+use crate::yaml::Kind;
+use program::{
     Catch, Concurrency, ConsumptionStrategy, Container, ContainerLifetime, Correlation, Emit,
     ErrorFilter, EventFilter, ExtensionUse, FlowDirective, For, Fork, Listen, ListenRead,
     NamedTask, Process, ProcessReturn, PullPolicy, Raise, Run, Script, ScriptSource, Shell,
     SubflowRef, SubscriptionIterator, Switch, SwitchCase, Task, TaskKind, TaskList, Try, Until,
 };
-use crate::yaml::Kind;
 
 /// The keys that give a task its kind.
 const KINDS: [&str; 12] = [

@@ -8,17 +8,17 @@ use indexmap::IndexMap;
 
 use super::task::{task, task_list};
 use super::{At, Cx, Obj, auth};
-use crate::model::{
-    Backoff, Catalog, Document, Endpoint, ErrorDef, ErrorRef, Evaluate, Export, Extension,
-    ExternalResource, Input, Jitter, Output, RetryLimit, RetryPolicy, RetryRef, Schedule, Schema,
-    SchemaSource, Timeout, TimeoutRef, Uri, Use, Workflow,
-};
 use crate::yaml::Kind;
+use program::{
+    Backoff, Catalog, Document, Endpoint, ErrorDef, ErrorRef, Evaluate, Export, Extension,
+    ExternalResource, Input, Jitter, Output, Program, RetryLimit, RetryPolicy, RetryRef, Schedule,
+    Schema, SchemaSource, Timeout, TimeoutRef, Uri, Use,
+};
 
 /// The DSL versions skein reads.
 const DSL_VERSIONS: std::ops::RangeInclusive<(u64, u64, u64)> = (1, 0, 0)..=(1, 0, 3);
 
-pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Workflow> {
+pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
     if matches!(at.node.kind, Kind::Null) {
         cx.error_help(
             at.node.range.clone(),
@@ -49,7 +49,7 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Workflow> {
     let schedule = obj.opt(cx, "schedule", schedule);
     obj.finish(cx);
 
-    Some(Workflow {
+    Some(Program {
         document: document?,
         input: input?,
         use_: use_?.unwrap_or_default(),
@@ -185,7 +185,7 @@ fn use_(cx: &mut Cx, at: &At) -> Option<Use> {
     let extensions = obj.opt(cx, "extensions", extensions);
     let functions = obj.opt(cx, "functions", |cx, at| {
         let entries = cx.entries(at)?;
-        let decoded: Vec<Option<(String, crate::model::Task)>> = entries
+        let decoded: Vec<Option<(String, program::Task)>> = entries
             .into_iter()
             .map(|(name, at)| {
                 // A function is a single task: `then` has no sibling to name.

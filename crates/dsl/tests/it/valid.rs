@@ -160,7 +160,7 @@ fn strict_mode_reports_every_extension_use() {
 
 #[test]
 fn the_model_holds_what_the_document_says() {
-    use dsl::model::{Concurrency, FlowDirective, TaskKind};
+    use program::{Concurrency, FlowDirective, TaskKind};
     let source =
         std::fs::read_to_string(data_dir("valid").join("fan-out-concurrency.yaml")).unwrap();
     let w = parse(&source).workflow.unwrap();
@@ -182,7 +182,7 @@ fn the_model_holds_what_the_document_says() {
 
 #[test]
 fn runtime_errors_carry_the_task_path_and_become_expression_errors() {
-    use dsl::model::TaskKind;
+    use program::TaskKind;
     let source = "document: {dsl: '1.0.3', namespace: t, name: t, version: '1.0.0'}\n\
                   do:\n  - outer:\n      do:\n        - price:\n            set:\n              total: ${ .items | map(.price) | add * 1.2 }\n";
     let w = parse(source).workflow.unwrap();

@@ -1,8 +1,8 @@
 //! Evaluating a task's expressions and templates, checking values against their
 //! schemas, and the errors those raise.
 
-use dsl::model::{ErrorDef, Schema, SchemaSource};
 use expr::{Problem, Template, types};
+use program::{ErrorDef, Schema, SchemaSource};
 use serde_json::Value;
 
 use super::Res;

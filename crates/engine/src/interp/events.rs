@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dsl::model::{Emit, Listen};
+use program::{Emit, Listen};
 use serde_json::{Value, json};
 use store::Json;
 

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use dsl::model::{Concurrency, For, Fork};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
+use program::{Concurrency, For, Fork};
 use serde_json::{Value, json};
 use store::Json;
 

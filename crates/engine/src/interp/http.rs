@@ -2,8 +2,8 @@
 //! as the task's output or as a `communication` error.
 
 use base64::Engine as _;
-use dsl::model::{AuthPolicy, AuthRef, HttpCall, HttpOutput, OAuth2, Secretable, Uri};
 use expr::{Problem, Template, Vars, types};
+use program::{AuthPolicy, AuthRef, HttpCall, HttpOutput, OAuth2, Secretable, Uri};
 use serde_json::{Value, json};
 
 use crate::interp::{eval, plain_string, text};
@@ -305,13 +305,13 @@ async fn authorization(
 async fn token(
     run: &Run,
     after: Ticket,
-    oauth: &dsl::model::OAuth2,
+    oauth: &program::OAuth2,
     discover: bool,
     input: &Value,
     vars: &Vars<'_>,
     at: &str,
 ) -> Res<String> {
-    use dsl::model::ClientAuthentication;
+    use program::ClientAuthentication;
     if !matches!(oauth.grant.as_str(), "client_credentials" | "password") {
         return Err(unsupported_auth(
             at,
@@ -508,7 +508,7 @@ fn secret(run: &Run, name: &str, at: &str) -> Res<Value> {
 /// `audiences`, `issuers`, `username`, `password`). Its values are taken literally: a
 /// secret is data, never an expression.
 fn oauth2_from_secret(secret: &Value, name: &str, at: &str) -> Res<OAuth2> {
-    use dsl::model::{ClientAuthentication, OAuth2Client, OAuth2Endpoints};
+    use program::{ClientAuthentication, OAuth2Client, OAuth2Endpoints};
     let literal = |v: &Value| Template::Const(Value::String(plain_string(v)));
     let at_path = |path: &[&str]| path.iter().try_fold(secret, |v, key| v.get(key));
     let list = |key: &str| match secret.get(key) {
@@ -603,7 +603,7 @@ fn unsupported_auth(at: &str, scheme: &str) -> Interrupt {
 pub(crate) async fn openapi(
     run: &Run,
     after: Ticket,
-    call: &dsl::model::OpenApiCall,
+    call: &program::OpenApiCall,
     key: &str,
     at: &str,
     input: &Value,

@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use dsl::model::{ConsumptionStrategy, EventFilter, Listen, ListenRead, Until};
 use expr::{Template, Vars};
+use program::{ConsumptionStrategy, EventFilter, Listen, ListenRead, Until};
 use serde_json::{Value, json};
 use store::{Step, StepState};
 

@@ -30,8 +30,8 @@ mod workflow;
 
 use std::sync::Arc;
 
-use dsl::model::{FlowDirective, NamedTask};
 use expr::Template;
+use program::{FlowDirective, NamedTask};
 use serde_json::Value;
 use store::Ticket;
 

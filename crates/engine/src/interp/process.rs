@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use dsl::model::{Process, ProcessReturn, Run as RunTask, ScriptSource};
 use expr::{Problem, Template, types};
+use program::{Process, ProcessReturn, Run as RunTask, ScriptSource};
 use serde_json::{Value, json};
 use store::{Json, Ticket};
 

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use dsl::model::{Backoff, Catch, RetryPolicy, RetryRef, Try};
 use expr::Problem;
+use program::{Backoff, Catch, RetryPolicy, RetryRef, Try};
 use serde_json::{Value, json};
 use store::{Step, StepState};
 

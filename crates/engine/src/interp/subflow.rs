@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use dsl::model::{ProcessReturn, SubflowRef};
+use program::{ProcessReturn, SubflowRef};
 use serde_json::Value;
 use store::Status;
 
@@ -18,7 +18,7 @@ use crate::{Interrupt, Outcome};
 pub(super) async fn run_workflow(
     cx: TaskCx<'_>,
     sub: &SubflowRef,
-    how: &dsl::model::Run,
+    how: &program::Run,
     input: &Value,
     ctx: &Ctx,
 ) -> Res<Value> {
@@ -78,7 +78,7 @@ async fn subflow(
             return outcome_result(crate::stored_outcome(&done));
         }
         Some(existing) => (
-            crate::parse_definition(&existing.definition).map_err(invalid)?,
+            run.frontend.lower(&existing.definition).map_err(invalid)?,
             existing.input,
         ),
         None => {
@@ -100,7 +100,7 @@ async fn subflow(
                         format!("the catalog has no workflow `{reference}`"),
                     )
                 })?;
-            let workflow = crate::parse_definition(&source).map_err(invalid)?;
+            let workflow = run.frontend.lower(&source).map_err(invalid)?;
             run.store
                 .create(store::NewExecution {
                     id: child_id.clone(),
@@ -126,6 +126,7 @@ async fn subflow(
         effects: run.effects.clone(),
         clock: run.clock.clone(),
         entropy: run.entropy.clone(),
+        frontend: run.frontend.clone(),
         observer: run.observer.clone(),
         cancel: run.cancel.child_token(),
         paused: run.paused.clone(),

@@ -5,11 +5,9 @@
 
 use std::sync::Arc;
 
-use dsl::model::{
-    Call, CallTarget, ErrorDef, ErrorRef, FlowDirective, NamedTask, TaskKind, TaskList,
-};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use program::{Call, CallTarget, ErrorDef, ErrorRef, FlowDirective, NamedTask, TaskKind, TaskList};
 use serde_json::{Value, json};
 use store::{Step, StepState};
 
@@ -374,14 +372,14 @@ fn kind<'a>(
             TaskKind::Emit(emit) => Ok((events::emit(cx, emit, input, ctx)?, then)),
             TaskKind::Call(call) => Ok((self::call(cx, call, input, ctx).await?, then)),
             TaskKind::Run(r) => match &r.process {
-                dsl::model::Process::Container(_) => Err(not_supported(
+                program::Process::Container(_) => Err(not_supported(
                     at,
                     "`run.container` (it needs a container runtime)",
                 )),
-                dsl::model::Process::Workflow(sub) => {
+                program::Process::Workflow(sub) => {
                     Ok((subflow::run_workflow(cx, sub, r, input, ctx).await?, then))
                 }
-                dsl::model::Process::Shell(_) | dsl::model::Process::Script(_) => {
+                program::Process::Shell(_) | program::Process::Script(_) => {
                     Ok((process::run_process(cx, r, input, ctx).await?, then))
                 }
             },

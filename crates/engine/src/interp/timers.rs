@@ -2,8 +2,8 @@
 //! workflow timeouts. A deadline is journaled before the wait, so a resumed execution
 //! waits only for what is left; a paused run holds timers that come due.
 
-use dsl::model::{Duration, TimeoutRef};
 use expr::{Problem, types};
+use program::{Duration, TimeoutRef};
 use serde_json::Value;
 use store::{Step, StepState};
 

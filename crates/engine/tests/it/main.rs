@@ -3,6 +3,7 @@
 //! interruption (the crash test with a real process lives in the cli crate). Every run
 //! is on the manual clock: time moves only when all that runs is asleep on it.
 
+mod program;
 mod timers;
 mod trace;
 mod watched;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use engine::{
-    Clock, Effects, Engine, HttpError, HttpRequest, HttpResponse, ManualClock, Observer, Outcome,
-    ProcessOutput, ProcessSpec, Seeded,
+    Clock, Effects, Engine, Frontend, HttpError, HttpRequest, HttpResponse, ManualClock, Observer,
+    Outcome, ProcessOutput, ProcessSpec, Seeded,
 };
 use expect_test::Expect;
 use serde_json::{Value, json};
@@ -176,19 +176,35 @@ fn offset(ms: i64) -> String {
     }
 }
 
-/// A traced run: the workflow (a task list under `do:`, or a whole document; its input
-/// is `{}`) and the replies its calls get.
+/// A traced run: the workflow (a task list under `do:`, or a whole document, read by
+/// the DSL front-end unless told otherwise), its input (`{}` unless told otherwise) and
+/// the replies its calls get.
 pub(crate) struct Case<'a> {
     workflow: &'a str,
+    input: Value,
     replies: Vec<Reply>,
+    frontend: Option<Arc<dyn Frontend>>,
 }
 
 impl<'a> Case<'a> {
     pub(crate) fn new(workflow: &'a str) -> Case<'a> {
         Case {
             workflow,
+            input: json!({}),
             replies: Vec::new(),
+            frontend: None,
         }
+    }
+
+    pub(crate) fn input(mut self, input: Value) -> Case<'a> {
+        self.input = input;
+        self
+    }
+
+    /// Reads the workflow, as it is, with `frontend`.
+    pub(crate) fn frontend(mut self, frontend: Arc<dyn Frontend>) -> Case<'a> {
+        self.frontend = Some(frontend);
+        self
     }
 
     pub(crate) fn replies(mut self, replies: impl IntoIterator<Item = Reply>) -> Case<'a> {
@@ -202,7 +218,9 @@ impl<'a> Case<'a> {
     }
 
     async fn trace(self) -> String {
-        let source = if self.workflow.trim_start().starts_with("document:") {
+        let is_dsl = self.frontend.is_none();
+        let frontend = self.frontend.unwrap_or_else(|| Arc::new(engine::Dsl));
+        let source = if !is_dsl || self.workflow.trim_start().starts_with("document:") {
             self.workflow.to_string()
         } else {
             format!(
@@ -210,10 +228,8 @@ impl<'a> Case<'a> {
                 self.workflow
             )
         };
-        let parsed = dsl::parse(&source, &dsl::Options::default());
-        let workflow = parsed
-            .workflow
-            .unwrap_or_else(|| panic!("invalid test workflow: {:#?}", parsed.diagnostics));
+        let workflow =
+            (frontend.lower(&source)).unwrap_or_else(|e| panic!("invalid test workflow: {e}"));
         let dir = tempfile::tempdir().unwrap();
         let sqlite = SqliteStore::open(&dir.path().join("skein.db"), Durability::Full).unwrap();
         let store = Arc::new(Watched::new(Arc::new(sqlite)));
@@ -225,10 +241,11 @@ impl<'a> Case<'a> {
         });
         let recorder = Arc::new(Recorder::default());
         let engine = Engine::new(store.clone(), effects.clone(), clock.clone())
+            .with_frontend(frontend)
             .with_entropy(Arc::new(Seeded::new(7)))
             .with_observer(recorder.clone());
         let id = engine
-            .create(&source, &workflow, None, json!({}))
+            .create(&source, &workflow, None, self.input)
             .await
             .unwrap();
         let run = engine.run(&id, json!({}), CancellationToken::new());

@@ -1,4 +1,5 @@
-//! Compiling jq text into an [`Expr`] and running it.
+//! jq, the DSL's expression language, through the jaq crates: the one
+//! [`Expression`] implementation today.
 //!
 //! Every expression is compiled once, when its workflow is loaded, with the
 //! names of every variable it may read declared up front: the eight runtime
@@ -6,7 +7,6 @@
 //! position. An undefined variable or filter is therefore a load-time error
 //! with a position, never a surprise at run time.
 
-use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use jaq_core::load::{Arena, File, Loader, parse};
@@ -15,8 +15,8 @@ use jaq_json::Val;
 use serde_json::Value;
 
 use crate::interpolation::Interpolation;
-use crate::value::{from_val, is_truthy, to_val};
-use crate::{CompileError, EvalError, guard};
+use crate::value::{from_val, to_val};
+use crate::{CompileError, EvalError, Expr, Expression, Vars, guard};
 
 type Data = JustLut<Val>;
 type Filter = jaq_core::Filter<Data>;
@@ -33,11 +33,8 @@ pub const STANDARD_VARS: [&str; 8] = [
     "authorization",
 ];
 
-/// A compiled jq expression. Cheap to clone; safe to share between threads.
-#[derive(Clone)]
-pub struct Expr(Arc<Inner>);
-
-struct Inner {
+/// A compiled jq expression.
+struct Jq {
     text: Box<str>,
     /// Where the expression sits in its document (a JSON pointer), for error messages.
     origin: Box<str>,
@@ -49,45 +46,6 @@ struct Inner {
     used: Box<[bool]>,
     /// Set when the text is a string with simple interpolations, evaluated without jq.
     interpolation: Option<Interpolation>,
-}
-
-impl fmt::Debug for Expr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Expr").field(&self.0.text).finish()
-    }
-}
-
-/// Values for the variables of an evaluation, by name without `$`.
-/// A later binding of a name shadows an earlier one, as inner scopes do.
-#[derive(Clone, Debug, Default)]
-pub struct Vars<'a> {
-    entries: Vec<(&'a str, &'a Value)>,
-}
-
-impl<'a> Vars<'a> {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Binds `name` (without `$`) to `value`, shadowing any earlier binding.
-    pub fn set(&mut self, name: &'a str, value: &'a Value) -> &mut Self {
-        self.entries.push((name, value));
-        self
-    }
-
-    /// Like [`Vars::set`], for building in one expression.
-    pub fn with(mut self, name: &'a str, value: &'a Value) -> Self {
-        self.set(name, value);
-        self
-    }
-
-    pub fn get(&self, name: &str) -> Option<&'a Value> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-    }
 }
 
 impl Expr {
@@ -123,7 +81,7 @@ impl Expr {
             .iter()
             .map(|name| mentions_var(text, name))
             .collect();
-        Ok(Expr(Arc::new(Inner {
+        Ok(Expr::new(Arc::new(Jq {
             text: text.into(),
             origin: origin.into(),
             filter,
@@ -132,36 +90,44 @@ impl Expr {
             interpolation: Interpolation::recognise(text),
         })))
     }
+}
 
-    /// The jq text as written (without any `${ }`).
-    pub fn text(&self) -> &str {
-        &self.0.text
+impl Jq {
+    fn error(&self, message: String) -> EvalError {
+        EvalError {
+            message,
+            expression: self.text.to_string(),
+            origin: self.origin.to_string(),
+        }
+    }
+}
+
+impl Expression for Jq {
+    fn text(&self) -> &str {
+        &self.text
     }
 
-    /// The JSON pointer of the field the expression was written in, if known.
-    pub fn origin(&self) -> &str {
-        &self.0.origin
+    fn origin(&self) -> &str {
+        &self.origin
     }
 
-    /// Runs the expression on `input`. No output is `null`; more than one output is an error.
-    pub fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
-        let inner = &*self.0;
-        if let Some(interpolation) = &inner.interpolation
+    /// No output is `null`; more than one output is an error.
+    fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
+        if let Some(interpolation) = &self.interpolation
             && let Some(text) = interpolation.eval(input, vars)
         {
             return Ok(Value::String(text));
         }
-        let values =
-            inner
-                .globals
-                .iter()
-                .zip(&inner.used)
-                .map(|(name, used)| match vars.get(name) {
-                    Some(value) if *used => to_val(value),
-                    _ => Val::Null,
-                });
-        let ctx = Ctx::<Data>::new(&inner.filter.lut, JaqVars::new(values));
-        let mut outputs = inner.filter.id.run((ctx, to_val(input)));
+        let values = self
+            .globals
+            .iter()
+            .zip(&self.used)
+            .map(|(name, used)| match vars.get(name) {
+                Some(value) if *used => to_val(value),
+                _ => Val::Null,
+            });
+        let ctx = Ctx::<Data>::new(&self.filter.lut, JaqVars::new(values));
+        let mut outputs = self.filter.id.run((ctx, to_val(input)));
         let first = match outputs.next() {
             None => return Ok(Value::Null),
             Some(result) => result.map_err(|exn| self.error(exception(exn)))?,
@@ -178,19 +144,6 @@ impl Expr {
             }
         }
         from_val(&first).map_err(|message| self.error(message))
-    }
-
-    /// Runs the expression as a condition, with jq's notion of truth (`false` and `null` are false).
-    pub fn eval_bool(&self, input: &Value, vars: &Vars<'_>) -> Result<bool, EvalError> {
-        self.eval(input, vars).map(|v| is_truthy(&v))
-    }
-
-    fn error(&self, message: String) -> EvalError {
-        EvalError {
-            message,
-            expression: self.0.text.to_string(),
-            origin: self.0.origin.to_string(),
-        }
     }
 }
 

@@ -1,10 +1,26 @@
-//! The typed workflow model: what a Serverless Workflow 1.0.x document means,
-//! with every expression compiled and every reference checked.
+//! The program the engine runs: what a workflow means once a front-end has read it.
 //!
-//! A value of these types exists only for a document without errors; the
-//! decoder (`crate::decode`) builds it and reports everything it rejects.
-//! Names and JSON pointers follow the DSL reference (`dsl-reference.md` of the
-//! specification at v1.0.3; `scripts/fetch-spec.sh` fetches it into `spec/`).
+//! A front-end checks a document's syntax, compiles its expressions and lowers it into
+//! these types; the engine walks them and knows no syntax. Today the one front-end is
+//! `dsl` (Serverless Workflow 1.0.x), whose decoder builds a [`Program`] directly from
+//! the positioned YAML tree, so the program's vocabulary is the DSL's: twelve task
+//! kinds, the same flow directives and data-flow steps, and names and JSON pointers as
+//! the DSL reference has them. A front-end for another syntax maps its constructs onto
+//! the same nodes (ARCHITECTURE.md has the table for Cloud Workflows).
+//!
+//! The shape, from the top:
+//! - [`Program`]: the document's identity, the workflow's own input and output steps and
+//!   timeout, the [`Use`] tables that tasks refer to by name, and the top [`TaskList`].
+//! - [`NamedTask`]: a name, the task's `reference` (a JSON pointer into the source, the
+//!   `instance` of the errors it raises) and the [`Task`].
+//! - [`Task`]: the data-flow steps around one [`TaskKind`] (`if_`, then `input`, the
+//!   kind, `output`, `export`), its timeout, and its flow directive (`then`).
+//! - Every computed value is an [`expr::Expr`] or an [`expr::Template`]: expressions sit
+//!   behind the [`expr::Expression`] interface, so a program's expressions may be of any
+//!   language its front-end compiled them in.
+//!
+//! A value of these types exists only for a document its front-end accepted: every
+//! reference into the [`Use`] tables resolves, and every `then` target exists.
 
 mod auth;
 mod call;
@@ -33,9 +49,9 @@ pub use task::{
     SwitchCase, Task, TaskKind, TaskList, Try, Until,
 };
 
-/// A whole workflow definition.
+/// A whole workflow, as the engine runs it.
 #[derive(Clone, Debug)]
-pub struct Workflow {
+pub struct Program {
     pub document: Document,
     pub input: Option<Input>,
     pub use_: Use,
