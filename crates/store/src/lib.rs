@@ -16,8 +16,11 @@
 //! only while it holds its lease ([`Store::claim`], [`Store::renew`]), and requests to
 //! steer an execution ([`Store::request`]) reach whichever process holds it.
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod progress;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -29,10 +32,13 @@ pub type Millis = i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[cfg(feature = "sqlite")]
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[cfg(feature = "postgres")]
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] sqlx::Error),
+    #[cfg(feature = "postgres")]
     #[error("PostgreSQL migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store's writer has stopped: {0}")]
@@ -50,7 +56,9 @@ impl Error {
     /// trying again later may succeed.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            #[cfg(feature = "postgres")]
             Error::Postgres(e) => postgres::is_transient(e),
+            #[cfg(feature = "sqlite")]
             Error::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
