@@ -16,10 +16,10 @@
 //! only while it holds its lease ([`Store::claim`], [`Store::renew`]), and requests to
 //! steer an execution ([`Store::request`]) reach whichever process holds it.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod front;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod progress;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

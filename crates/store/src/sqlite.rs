@@ -8,34 +8,21 @@
 //! publishes how far it got; [`Store::durable`] waits on that. Reads use a separate
 //! connection, which WAL lets run beside the writer.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, oneshot};
 
-use crate::progress::Progress;
+use crate::front::{Front, LINGER, MAX_GROUP, Newest, Publisher};
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal,
     Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Requested,
     Result, Status, Step, StepState, Store, Ticket,
 };
-
-/// Most commands folded into one transaction.
-const MAX_GROUP: usize = 4096;
-
-/// Commit notices kept for subscribers that have not read them yet.
-const NOTICES: usize = 4096;
-
-/// Longest a batch nobody waits for stays uncommitted. A crash loses at most this
-/// much such work, which the engine re-runs from the journal: nothing outside the
-/// process depended on it, or it would have been waited for.
-const LINGER: Duration = Duration::from_millis(5);
 
 const SCHEMA: &str = "
 CREATE TABLE executions (
@@ -161,7 +148,7 @@ enum Command {
     /// Work whose caller waits for its result: run in the transaction, answered after
     /// the commit (or told why it failed).
     Job(Job),
-    /// Someone waits for the batches up to the ticket in [`Wanted`]: commit now.
+    /// Someone waits for the batches folded in: commit now.
     Flush,
 }
 
@@ -171,19 +158,9 @@ type Job = Box<dyn FnOnce(&rusqlite::Transaction) -> Answer + Send>;
 /// it failed.
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
-/// The highest ticket anyone waits for, shared by the store and its writer.
-type Wanted = Arc<AtomicU64>;
-
 pub struct SqliteStore {
-    /// The queue to the writer, with the number of the last batch queued:
-    /// taken together so that ticket order is queue order.
-    queue: Mutex<(mpsc::Sender<(u64, Command)>, u64)>,
-    progress: watch::Receiver<Progress>,
-    wanted: Wanted,
-    notices: broadcast::Sender<Committed>,
-    observer: Arc<Mutex<Option<CommitObserver>>>,
+    front: Front<mpsc::Sender<(u64, Command)>>,
     reader: Arc<Mutex<Connection>>,
-    requests: broadcast::Sender<Requested>,
 }
 
 impl SqliteStore {
@@ -199,41 +176,14 @@ impl SqliteStore {
         configure(&reader, durability)?;
 
         let (tx, rx) = mpsc::channel();
-        let (progress_tx, progress) = watch::channel(Progress {
-            committed: 0,
-            failure: None,
-        });
-        let wanted = Wanted::default();
-        let (notices, _) = broadcast::channel(NOTICES);
-        let observer = Arc::new(Mutex::new(None));
-        let writer = Writer {
-            conn: writer,
-            progress: progress_tx,
-            wanted: wanted.clone(),
-            notices: notices.clone(),
-            observer: observer.clone(),
-        };
+        let (front, publisher) = Front::new(tx);
         std::thread::Builder::new()
             .name("skein-store-writer".into())
-            .spawn(move || write_loop(writer, rx))?;
+            .spawn(move || write_loop(writer, publisher, rx))?;
         Ok(SqliteStore {
-            queue: Mutex::new((tx, 0)),
-            progress,
-            wanted,
-            notices,
-            observer,
+            front,
             reader: Arc::new(Mutex::new(reader)),
-            requests: broadcast::channel(NOTICES).0,
         })
-    }
-
-    fn send(&self, command: Command) -> Ticket {
-        let mut queue = self.queue.lock().expect("queue lock");
-        queue.1 += 1;
-        let ticket = queue.1;
-        // If the writer is gone, `durable` reports why; nothing else to do here.
-        let _ = queue.0.send((ticket, command));
-        Ticket(ticket)
     }
 
     /// Runs `work` in the writer's next transaction and returns its result once that
@@ -252,10 +202,10 @@ impl SqliteStore {
                 });
             })
         });
-        let ticket = self.send(Command::Job(job));
+        self.front.send(Command::Job(job));
         match rx.await {
             Ok(result) => result,
-            Err(_) => Err(self.stopped(ticket)),
+            Err(_) => Err(self.front.stopped()),
         }
     }
 
@@ -304,30 +254,15 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// What the writer thread owns.
-struct Writer {
-    conn: Connection,
-    progress: watch::Sender<Progress>,
-    wanted: Wanted,
-    notices: broadcast::Sender<Committed>,
-    observer: Arc<Mutex<Option<CommitObserver>>>,
-}
-
-fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
-    let Writer {
-        mut conn,
-        progress,
-        wanted,
-        notices,
-        observer,
-    } = writer;
-    let mut committed = 0;
+/// The writer thread: owns the write connection, folds queued commands into one
+/// transaction, and tells `publisher` what it committed.
+fn write_loop(mut conn: Connection, mut publisher: Publisher, rx: mpsc::Receiver<(u64, Command)>) {
     // The position of the last event in the log of all executions.
     let mut pos: i64 =
         match conn.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |r| r.get(0)) {
             Ok(pos) => pos,
             Err(e) => {
-                progress.send_modify(|p| p.failure = Some(Arc::from(e.to_string())));
+                publisher.failed(Arc::from(e.to_string()));
                 return;
             }
         };
@@ -335,10 +270,8 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         let opened = Instant::now();
         let mut last = 0;
         let mut replies = Vec::new();
-        // The events of each execution in this transaction, for the notices (copied only
-        // when someone listens).
-        let listening = notices.receiver_count() > 0;
-        let mut newest: HashMap<String, (u64, Vec<Event>)> = HashMap::new();
+        let listening = publisher.listening();
+        let mut newest = Newest::default();
         let result = (|| -> Result<usize> {
             let tx = conn.transaction()?;
             let mut writes = Writes::default();
@@ -349,24 +282,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                 match command {
                     Command::Batch(batch) => {
                         apply(&tx, &mut writes, &batch, &mut pos)?;
-                        if let Some(event) = batch.events.last() {
-                            let copies = || {
-                                if listening {
-                                    batch.events.clone()
-                                } else {
-                                    Vec::new()
-                                }
-                            };
-                            // Looked up before inserting: most batches are of an
-                            // execution already seen in this group.
-                            if !newest.contains_key(&batch.execution) {
-                                newest.insert(batch.execution.clone(), (0, Vec::new()));
-                            }
-                            let (seq, events) =
-                                newest.get_mut(&batch.execution).expect("inserted above");
-                            *seq = (*seq).max(event.seq);
-                            events.extend(copies());
-                        }
+                        newest.note(&batch, listening);
                     }
                     Command::Job(job) => replies.push(job(&tx)),
                     Command::Flush => {}
@@ -379,9 +295,7 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
                     Ok(command) => Some(command),
                     // The queue is empty: commit if anyone waits for what is folded in,
                     // else linger for more.
-                    Err(_) if !replies.is_empty() || wanted.load(Ordering::Acquire) > committed => {
-                        None
-                    }
+                    Err(_) if !replies.is_empty() || !publisher.may_linger() => None,
                     Err(_) => opened
                         .checked_add(LINGER)
                         .and_then(|end| end.checked_duration_since(Instant::now()))
@@ -394,32 +308,17 @@ fn write_loop(writer: Writer, rx: mpsc::Receiver<(u64, Command)>) {
         })();
         match result {
             Ok(folded) => {
-                let observer = observer.lock().expect("observer lock").clone();
-                if let Some(observe) = observer {
-                    observe(opened.elapsed(), folded);
-                }
                 for reply in replies {
                     reply(None);
                 }
-                committed = committed.max(last);
-                progress.send_modify(|p| p.committed = committed);
-                for (execution, (last_seq, events)) in newest {
-                    // No subscriber is not an error.
-                    let _ = notices.send(Committed {
-                        execution: Arc::from(execution),
-                        last_seq,
-                        events: events.into(),
-                    });
-                }
+                publisher.committed(last, opened, folded, newest);
             }
             Err(e) => {
                 let message: Arc<str> = Arc::from(e.to_string());
                 for reply in replies {
                     reply(Some(&message));
                 }
-                progress.send_modify(|p| p.failure = Some(message));
-                // A failed group leaves the journal without batches the engine already
-                // counts on, so the store stops accepting work rather than drift.
+                publisher.failed(message);
                 break;
             }
         }
@@ -972,24 +871,19 @@ impl Store for SqliteStore {
     }
 
     fn observe_commits(&self, observer: CommitObserver) {
-        *self.observer.lock().expect("observer lock") = Some(observer);
+        self.front.observe(observer);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Committed> {
-        self.notices.subscribe()
+        self.front.notices().subscribe()
     }
 
     fn commit(&self, batch: Batch) -> Ticket {
-        self.send(Command::Batch(batch))
+        self.front.send(Command::Batch(batch))
     }
 
     async fn durable(&self, ticket: Ticket) -> Result<()> {
-        crate::progress::durable(&self.progress, &self.wanted, ticket, || {
-            // Queued under the queue lock, and so after the batch of `ticket`.
-            let queue = self.queue.lock().expect("queue lock");
-            let _ = queue.0.send((0, Command::Flush));
-        })
-        .await
+        self.front.durable(ticket, || Command::Flush).await
     }
 
     async fn deliver(&self, id: &str, event: Value) -> Result<u64> {
@@ -1113,13 +1007,13 @@ impl Store for SqliteStore {
             .await?;
         if requested {
             // No receiver is not an error.
-            let _ = self.requests.send(Requested::For(id));
+            let _ = self.front.requests().send(Requested::For(id));
         }
         Ok(requested)
     }
 
     fn requests(&self) -> broadcast::Receiver<Requested> {
-        self.requests.subscribe()
+        self.front.requests().subscribe()
     }
 
     async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>> {
@@ -1139,11 +1033,5 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
-    }
-}
-
-impl SqliteStore {
-    fn stopped(&self, _ticket: Ticket) -> Error {
-        crate::progress::stopped(&self.progress)
     }
 }
