@@ -1,14 +1,13 @@
 //! Performs the engine's effects for real: HTTP requests (reqwest, rustls; plain HTTP
-//! on hyper directly, see `plain`) and
-//! local processes (tokio, each in its own process group so that cancelling
-//! kills everything it started).
+//! on hyper directly, see `plain`), processes on workers (`workers`: remote ones, or
+//! one embedded in this process; the worker crate is the one place processes are
+//! spawned), and the catalog of workflows for `run.workflow`.
 //!
-//! **API boundary:** knows HTTP and processes, nothing about workflows.
+//! **API boundary:** knows HTTP, nothing about workflows.
 
 mod plain;
 mod workers;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use async_trait::async_trait;
 use engine::{
     Effects, HttpError, HttpRequest, HttpResponse, ProcessControl, ProcessOutput, ProcessSpec,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::task::AbortOnDropHandle;
 
 /// Largest response body read; a larger one fails the call.
@@ -27,7 +25,7 @@ pub use workers::Workers;
 use plain::Plain;
 
 pub struct Runtime {
-    /// Where processes run; `None`: here, as children of this process.
+    /// Where processes run; `None`: nowhere, and a `run` task fails saying so.
     workers: Option<Arc<Workers>>,
     /// Where `run.workflow` finds workflows: `{catalog}/{namespace}/{name}/{version}.yaml`.
     catalog: Option<std::path::PathBuf>,
@@ -78,8 +76,8 @@ impl Runtime {
         self
     }
 
-    /// Sends processes (`run: shell`, `run: script`) to `workers` instead of running
-    /// them here.
+    /// Runs processes (`run: shell`, `run: script`) on `workers`, which may be one
+    /// embedded in this process; without them, a `run` task fails.
     pub fn with_workers(mut self, workers: Arc<Workers>) -> Runtime {
         self.workers = Some(workers);
         self
@@ -187,52 +185,12 @@ impl Effects for Runtime {
         spec: ProcessSpec,
         control: ProcessControl,
     ) -> std::io::Result<ProcessOutput> {
-        if let Some(workers) = &self.workers {
-            return workers.run(&spec, &control).await;
-        }
-        let mut command = tokio::process::Command::new(&spec.program);
-        command
-            .args(&spec.arguments)
-            .envs(spec.environment.iter().map(|(k, v)| (k, v)))
-            .stdin(if spec.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn()?;
-        // Kills the whole group when this future ends early (cancelled, or dropped
-        // because its task was), so that grandchildren do not outlive the task.
-        let mut group = GroupGuard(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
-        if let (Some(input), Some(mut stdin)) = (spec.stdin, child.stdin.take()) {
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&input).await;
-            });
-        }
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let read_out = async {
-            let mut buf = Vec::new();
-            stdout.read_to_end(&mut buf).await.map(|_| buf)
-        };
-        let read_err = async {
-            let mut buf = Vec::new();
-            stderr.read_to_end(&mut buf).await.map(|_| buf)
-        };
-        let finished = async { tokio::try_join!(child.wait(), read_out, read_err) };
-        tokio::select! {
-            result = finished => {
-                let (status, stdout, stderr) = result?;
-                group.0 = None;
-                Ok(ProcessOutput { code: status.code(), stdout, stderr, usage: None })
-            }
-            _ = control.cancel.cancelled() => {
-                Ok(ProcessOutput { stderr: b"cancelled".to_vec(), ..ProcessOutput::default() })
-            }
-            never = stop_while_paused(group.0, control.paused.clone()) => match never {},
+        match &self.workers {
+            Some(workers) => workers.run(&spec, &control).await,
+            None => Err(std::io::Error::other(format!(
+                "no worker to run `{}` on: this runtime was given none",
+                spec.program
+            ))),
         }
     }
 
@@ -262,46 +220,6 @@ impl Effects for Runtime {
             }
         }
         Ok(None)
-    }
-}
-
-/// Stops the process group `group` (SIGSTOP) while `paused` is true and continues it
-/// (SIGCONT) when it falls; never returns.
-async fn stop_while_paused(
-    group: Option<nix::unistd::Pid>,
-    mut paused: tokio::sync::watch::Receiver<bool>,
-) -> std::convert::Infallible {
-    use nix::sys::signal::{Signal, killpg};
-    let mut stopped = false;
-    loop {
-        let pause = *paused.borrow_and_update();
-        if let Some(group) = group
-            && pause != stopped
-        {
-            let _ = killpg(
-                group,
-                if pause {
-                    Signal::SIGSTOP
-                } else {
-                    Signal::SIGCONT
-                },
-            );
-            stopped = pause;
-        }
-        if paused.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-    }
-}
-
-/// Sends SIGKILL to a process group when dropped, unless emptied first.
-struct GroupGuard(Option<nix::unistd::Pid>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        }
     }
 }
 

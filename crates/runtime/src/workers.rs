@@ -14,7 +14,8 @@ use std::time::Duration;
 use engine::{OutputSink, ProcessControl, ProcessOutput, ProcessSpec};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
+use worker::wire::{self, Ending, RunRequest, kind};
 
 /// How long a task waits for room on some worker before it fails.
 const PLACEMENT_PATIENCE: Duration = Duration::from_secs(600);
@@ -80,17 +81,18 @@ impl Workers {
         if self.urls.is_empty() {
             return Err(std::io::Error::other("no workers are configured"));
         }
-        let body = json!({
-            "id": spec.key,
-            "command": spec.program,
-            "args": spec.arguments,
-            "env": spec
-                .environment
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect::<serde_json::Map<String, Value>>(),
-            "stdin": spec.stdin.as_ref().map(|s| String::from_utf8_lossy(s).into_owned()),
-        });
+        let body = serde_json::to_string(&RunRequest {
+            id: Some(spec.key.clone()),
+            command: Some(spec.program.clone()),
+            args: spec.arguments.clone(),
+            env: spec.environment.iter().cloned().collect(),
+            stdin: spec
+                .stdin
+                .as_ref()
+                .map(|s| String::from_utf8_lossy(s).into_owned()),
+            ..RunRequest::default()
+        })
+        .map_err(std::io::Error::other)?;
         let began = tokio::time::Instant::now();
         let mut lost = Vec::new();
         loop {
@@ -134,7 +136,7 @@ impl Workers {
         &self,
         base: &url::Url,
         id: &str,
-        body: &Value,
+        body: &str,
         control: &ProcessControl,
     ) -> std::io::Result<Attempt> {
         let stop = Stop {
@@ -192,7 +194,7 @@ impl Workers {
         &self,
         base: &url::Url,
         id: &str,
-        body: &Value,
+        body: &str,
         sink: &OutputSink,
     ) -> std::io::Result<Attempt> {
         let started = self
@@ -261,32 +263,36 @@ impl Workers {
                     };
                     last = Some(event.id.clone());
                     failures = 0;
-                    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
                     match event.event.as_str() {
-                        "output" => {
-                            let text = data["text"].as_str().unwrap_or_default();
-                            let stream = match data["stream"].as_str() {
-                                Some("stderr") => {
-                                    output.stderr.extend_from_slice(text.as_bytes());
-                                    "stderr"
-                                }
-                                _ => {
-                                    output.stdout.extend_from_slice(text.as_bytes());
-                                    "stdout"
+                        kind::OUTPUT => {
+                            let piece = match serde_json::from_str::<wire::Output>(&event.data) {
+                                Ok(piece) => piece,
+                                Err(e) => {
+                                    return Attempt::Lost(format!("a malformed output event: {e}"));
                                 }
                             };
-                            sink(stream, text);
+                            let stream = if piece.stream == "stderr" {
+                                output.stderr.extend_from_slice(piece.text.as_bytes());
+                                "stderr"
+                            } else {
+                                output.stdout.extend_from_slice(piece.text.as_bytes());
+                                "stdout"
+                            };
+                            sink(stream, &piece.text);
                         }
-                        "exit" => {
-                            output.code = data["code"].as_i64().map(|c| c as i32);
-                            let usage = &data["usage"];
-                            output.usage = usage.is_object().then(|| engine::Usage {
-                                cpu_seconds: usage["cpuSeconds"].as_f64().unwrap_or(0.0),
-                                memory_gib_seconds: usage["memoryGibSeconds"]
-                                    .as_f64()
-                                    .unwrap_or(0.0),
+                        kind::EXIT => {
+                            let exit = match serde_json::from_str::<wire::Exit>(&event.data) {
+                                Ok(exit) => exit,
+                                Err(e) => {
+                                    return Attempt::Lost(format!("a malformed exit event: {e}"));
+                                }
+                            };
+                            output.code = exit.code;
+                            output.usage = Some(engine::Usage {
+                                cpu_seconds: exit.usage.cpu_seconds,
+                                memory_gib_seconds: exit.usage.memory_gib_seconds,
                             });
-                            if data["status"] == "killed" {
+                            if exit.status == Ending::Killed {
                                 // The worker shut down under the task: run it elsewhere.
                                 return Attempt::Lost("it shut down during the task".into());
                             }

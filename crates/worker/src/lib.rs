@@ -13,6 +13,7 @@
 
 mod task;
 mod usage;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
@@ -27,12 +28,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use task::{Ending, Event};
+pub use task::Event;
 use task::{Spec, Task};
-pub use usage::Usage;
+use wire::RunRequest;
+pub use wire::{Ending, Usage};
 
 /// Finished tasks kept for `GET /run/{id}` and replay; the oldest go first.
 const KEPT_FINISHED: usize = 1000;
@@ -312,32 +313,6 @@ async fn pty_status(State(worker): State<Arc<Worker>>) -> Json<Value> {
         "streamingType": "sse",
         "activeProcesses": worker.active(),
     }))
-}
-
-/// `POST /run`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RunRequest {
-    /// A client-chosen id: the same id again finds the same task instead of a new one.
-    id: Option<String>,
-    /// A program (found on `PATH`), run without a shell.
-    command: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    stdin: Option<String>,
-    /// At most the worker's limit, which is also the default.
-    timeout_seconds: Option<f64>,
-    /// Text for the agent command, instead of a `command`.
-    prompt: Option<String>,
-    /// Run in a pseudo-terminal (for programs that want one); stdout and stderr then
-    /// come as one stream.
-    #[serde(default)]
-    pty: bool,
-    /// Accepted for compatibility; tasks run in arrival order.
-    #[allow(dead_code)]
-    priority: Option<i64>,
 }
 
 async fn run(

@@ -12,7 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::usage::{Sampler, Usage};
+use crate::usage::Sampler;
+use crate::wire::{self, Ending, Exit, Usage, kind};
 
 /// Output is sent in pieces of at most this many bytes, cut at line ends when it can be.
 const CHUNK: usize = 8 << 10;
@@ -39,30 +40,13 @@ pub(crate) struct Spec {
     pub(crate) max_output_bytes: usize,
 }
 
-/// One entry of a task's log. `kind` is `output` (`{stream, text}`), `truncated`,
-/// `paused`, `resumed`, or `exit` (`{status, code, signal, durationMs, usage}`), always
-/// last.
+/// One entry of a task's log: its `kind` (one of [`wire::kind`]) and its data (the
+/// `wire` type of that kind); `exit` is always last.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
     pub seq: u64,
     pub kind: &'static str,
     pub data: Value,
-}
-
-/// How a task ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Ending {
-    /// Its process exited by itself (with any code, or by a signal it got elsewhere).
-    Exited,
-    /// Cancelled by a request.
-    Cancelled,
-    /// Over its time limit.
-    TimedOut,
-    /// Killed because the worker shut down before it ended.
-    Killed,
-    /// Its process could not be started.
-    FailedToStart,
 }
 
 #[derive(Default)]
@@ -145,14 +129,20 @@ impl Task {
                 log.truncated = true;
                 drop(log);
                 self.push(
-                    "truncated",
-                    json!({"limitBytes": max, "message": "the output is over the worker's limit (--max-output-bytes); the rest is not kept"}),
+                    kind::TRUNCATED,
+                    data(wire::Truncated {
+                        limit_bytes: max,
+                        message: "the output is over the worker's limit (--max-output-bytes); \
+                                  the rest is not kept"
+                            .into(),
+                    }),
                 );
                 return;
             }
             log.output_bytes += text.len();
         }
-        self.push("output", json!({"stream": stream, "text": text}));
+        let stream = stream.to_string();
+        self.push(kind::OUTPUT, data(wire::Output { stream, text }));
     }
 
     /// Stops (`true`) or continues (`false`) the task's process group, and logs it as a
@@ -179,7 +169,7 @@ impl Task {
         );
         group.1 = pause;
         drop(group);
-        self.push(if pause { "paused" } else { "resumed" }, json!({}));
+        self.push(if pause { kind::PAUSED } else { kind::RESUMED }, json!({}));
     }
 
     /// The events after `seq`, and whether the log has ended.
@@ -207,7 +197,7 @@ impl Task {
         let exit = log
             .events
             .last()
-            .filter(|e| e.kind == "exit")
+            .filter(|e| e.kind == kind::EXIT)
             .map(|e| e.data.clone());
         json!({
             "id": self.id,
@@ -230,14 +220,14 @@ impl Task {
         began: Instant,
         usage: Usage,
     ) {
-        let data = json!({
-            "status": ending,
-            "code": code,
-            "signal": signal,
-            "durationMs": began.elapsed().as_millis() as u64,
-            "usage": usage,
+        let exit = data(Exit {
+            status: ending,
+            code,
+            signal,
+            duration_ms: began.elapsed().as_millis() as u64,
+            usage,
         });
-        self.push_ending("exit", data, Some(ending));
+        self.push_ending(kind::EXIT, exit, Some(ending));
     }
 
     /// Runs `spec` to its end, logging its output and how it ended.
@@ -251,10 +241,9 @@ impl Task {
         let (mut child, readers) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
-                self.push(
-                    "output",
-                    json!({"stream": "stderr", "text": format!("cannot start `{}`: {e}\n", spec.program)}),
-                );
+                let text = format!("cannot start `{}`: {e}\n", spec.program);
+                let stream = "stderr".into();
+                self.push(kind::OUTPUT, data(wire::Output { stream, text }));
                 self.end(Ending::FailedToStart, None, None, began, Usage::default());
                 return;
             }
@@ -326,6 +315,11 @@ impl Task {
         // Whatever still holds the pipes is dead; its last words are not waited for.
         output.abort();
     }
+}
+
+/// An event's data, from its wire type.
+fn data(of: impl Serialize) -> Value {
+    serde_json::to_value(of).expect("wire types are JSON")
 }
 
 /// A task's output streams, by name.

@@ -11,19 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use crate::wire::Usage;
 
 /// How often the group is sampled.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
-
-/// Accumulated use of one task.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Usage {
-    pub cpu_seconds: f64,
-    pub memory_gib_seconds: f64,
-    pub peak_rss_bytes: u64,
-}
 
 /// Samples one process group.
 pub(crate) struct Sampler {

@@ -24,13 +24,10 @@ async fn serve_at(dir: &std::path::Path) -> Server {
 async fn serve_with(dir: &std::path::Path, options: api::Options) -> Server {
     let store = Arc::new(SqliteStore::open(&dir.join("skein.db"), Durability::Full).unwrap());
     store::Store::observe_commits(&*store, options.metrics.commit_observer());
+    let runtime = runtime::Runtime::new().with_workers(worker().await);
     let engine = Arc::new(
-        Engine::new(
-            store,
-            Arc::new(runtime::Runtime::new()),
-            Arc::new(SystemClock),
-        )
-        .with_observer(options.metrics.clone()),
+        Engine::new(store, Arc::new(runtime), Arc::new(SystemClock))
+            .with_observer(options.metrics.clone()),
     );
     let service = api::Service::with_options(engine, options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -43,6 +40,18 @@ async fn serve_with(dir: &std::path::Path, options: api::Options) -> Server {
         client: reqwest::Client::new(),
         _dir: None,
     }
+}
+
+/// A worker for `run` tasks, on a loopback port of its own.
+async fn worker() -> Arc<runtime::Workers> {
+    let worker = worker::Worker::new(worker::Options {
+        id: "api-tests".into(),
+        ..Default::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, worker::app(worker)).await.unwrap() });
+    Arc::new(runtime::Workers::new(vec![url], None))
 }
 
 async fn serve() -> Server {

@@ -86,7 +86,11 @@ async fn run_all(args: Args) -> Result<(usize, usize)> {
         &scratch.path().join("skein.db"),
         Durability::Process,
     )?);
-    let effects = Arc::new(runtime::HostMap::new(runtime::Runtime::new(), map));
+    // `run` tasks go to a worker in this process, as with `skein run`; they are the
+    // user's own, so they see this process's environment.
+    let placement = super::workers_embedded(true).await?;
+    let runtime = runtime::Runtime::new().with_workers(placement.workers.clone());
+    let effects = Arc::new(runtime::HostMap::new(runtime, map));
     let engine = Engine::new(store, effects, Arc::new(SystemClock));
 
     let (mut passed, mut failed) = (0, 0);
@@ -116,6 +120,7 @@ async fn run_all(args: Args) -> Result<(usize, usize)> {
             }
         }
     }
+    placement.shutdown().await;
     Ok((passed, failed))
 }
 
