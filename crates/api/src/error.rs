@@ -14,6 +14,9 @@ use crate::wire;
 pub struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) body: wire::Error,
+    /// A conflict with the state of an execution that has ended, rather than with an
+    /// id that is taken: gRPC's `FAILED_PRECONDITION` rather than `ALREADY_EXISTS`.
+    pub(crate) ended: bool,
 }
 
 impl ApiError {
@@ -25,6 +28,7 @@ impl ApiError {
                 message: message.into(),
                 diagnostics: Vec::new(),
             },
+            ended: false,
         }
     }
 
@@ -42,6 +46,14 @@ impl ApiError {
 
     pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// A request an execution that has ended can no longer take.
+    pub(crate) fn ended(message: impl Into<String>) -> ApiError {
+        ApiError {
+            ended: true,
+            ..ApiError::conflict(message)
+        }
     }
 
     pub(crate) fn unavailable() -> ApiError {

@@ -230,9 +230,7 @@ impl From<ApiError> for Status {
             StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
             StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
             StatusCode::NOT_FOUND => tonic::Code::NotFound,
-            StatusCode::CONFLICT if e.body.message.contains("has already") => {
-                tonic::Code::FailedPrecondition
-            }
+            StatusCode::CONFLICT if e.ended => tonic::Code::FailedPrecondition,
             StatusCode::CONFLICT => tonic::Code::AlreadyExists,
             StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
             StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,

@@ -513,7 +513,7 @@ pub(crate) async fn steer(
     owned(service, caller, id).await?;
     match service.steer(id, request).await? {
         Steered::Now(execution) => Ok(execution),
-        Steered::Ended(execution) => Err(ApiError::conflict(format!(
+        Steered::Ended(execution) => Err(ApiError::ended(format!(
             "cannot {} the execution `{id}`: it has already {}",
             request.as_str(),
             execution.status.as_str()
@@ -540,7 +540,7 @@ async fn deliver(
     }
     let execution = owned(&service, &caller, &id).await?;
     if execution.status.is_final() {
-        return Err(ApiError::conflict(format!(
+        return Err(ApiError::ended(format!(
             "the execution `{id}` has already {}",
             execution.status.as_str()
         )));

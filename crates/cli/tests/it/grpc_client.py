@@ -143,6 +143,15 @@ wait_for("workflow.resumed.v1")
 cancelled = runner.Cancel(runner_pb2.ExecutionRef(execution_id="py-1"), metadata=auth)
 check(cancelled.status == "cancelled", f"after cancel: {cancelled.status}")
 check(watch_done.wait(20), "the watch did not end after the execution ended")
+# A second cancel is answered as the first; a pause is refused: the execution's state
+# forbids it (FAILED_PRECONDITION), not a taken id (ALREADY_EXISTS).
+again = runner.Cancel(runner_pb2.ExecutionRef(execution_id="py-1"), metadata=auth)
+check(again.status == "cancelled", f"after a second cancel: {again.status}")
+try:
+    runner.Pause(runner_pb2.ExecutionRef(execution_id="py-1"), metadata=auth)
+    check(False, "an ended execution was paused")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.FAILED_PRECONDITION, f"pause after the end: {e.code()}")
 types = [t for _, _, t in events]
 check(types[-1].endswith("workflow.cancelled.v1"), f"last event {types[-1]}")
 sequences = [s for _, s, _ in events]
