@@ -1,14 +1,17 @@
-//! The engine against a real SQLite journal and scripted effects: data flow,
-//! every control-flow task, retries, timeouts, cancellation, and replay after an
-//! interruption (the crash test with a real process lives in the cli crate). Every run
-//! is on the manual clock: time moves only when all that runs is asleep on it.
+//! The engine against a real SQLite journal and scripted effects. The traced cases
+//! (`flow`, `timers`, `program`: a workflow and its replies in, a snapshot of calls,
+//! events, journal and outcome out) cover data flow, control flow, retries and timers;
+//! the tests here check what a snapshot of one run cannot show: interruptions and
+//! resumes, cancellation, races, children, listeners fed while they wait, secrets and
+//! limits (the crash test with a real process lives in the cli crate). Every run is on
+//! the manual clock: time moves only when all that runs is asleep on it.
 
+mod flow;
 mod program;
 mod timers;
 mod trace;
 mod watched;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -32,8 +35,6 @@ type Responder = dyn Fn(&HttpRequest, usize) -> Result<HttpResponse, HttpError> 
 struct Fake {
     requests: Mutex<Vec<HttpRequest>>,
     respond: Box<Responder>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
     /// How long each request takes on the manual clock, in milliseconds.
     latency: Option<(Arc<ManualClock>, i64)>,
     /// Workflows for `run.workflow`, by `namespace/name/version`.
@@ -47,8 +48,6 @@ impl Fake {
         Arc::new(Fake {
             requests: Mutex::new(Vec::new()),
             respond: Box::new(respond),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
             latency: None,
             catalog: Default::default(),
         })
@@ -103,12 +102,9 @@ impl Effects for Fake {
             requests.push(request.clone());
             requests.len()
         };
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if let Some((clock, ms)) = &self.latency {
             clock.sleep_until(clock.now_ms() + ms).await;
         }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         (self.respond)(&request, n)
     }
 
@@ -241,113 +237,6 @@ fn faulted(outcome: Outcome) -> expr::Problem {
 }
 
 #[tokio::test]
-async fn data_flows_through_input_output_and_export() {
-    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
-input:
-  from: '${ { user: .user, seed: 1 } }'
-do:
-  - pick:
-      input:
-        from: .user
-      set:
-        name: ${ .name }
-        seeded: ${ $context.seed }
-      output:
-        as: '. + { picked: true }'
-      export:
-        as: '$context + { lastName: .name }'
-  - useContext:
-      set:
-        greeting: ${ \"hi \\($context.lastName)\" }
-        before: ${ $input.picked }
-output:
-  as: '{ greeting, before }'
-";
-    let out = completed(run(source, json!({"user": {"name": "Ada"}, "noise": 1})).await);
-    assert_eq!(out, json!({"greeting": "hi Ada", "before": true}));
-}
-
-#[tokio::test]
-async fn flow_directives_switch_and_skipped_tasks() {
-    let source = doc("  - decide:
-      switch:
-        - big:
-            when: .n > 10
-            then: big
-        - other:
-            then: small
-  - small:
-      set: { size: small }
-      then: end
-  - big:
-      if: .n > 100
-      set: { size: huge }
-  - after:
-      set: '${ . + { after: true } }'
-");
-    assert_eq!(
-        completed(run(&source, json!({"n": 1})).await),
-        json!({"size": "small"})
-    );
-    // `big` is skipped (its raw input becomes its output), then `after` runs.
-    assert_eq!(
-        completed(run(&source, json!({"n": 50})).await),
-        json!({"n": 50, "after": true})
-    );
-    assert_eq!(
-        completed(run(&source, json!({"n": 500})).await),
-        json!({"size": "huge", "after": true})
-    );
-}
-
-#[tokio::test]
-async fn loops_run_sequentially_or_fan_out_in_index_order() {
-    let source = doc("  - sum:
-      for: { each: x, in: .xs }
-      while: $index < 3
-      do:
-        - add:
-            set: '${ . + { total: ((.total // 0) + $x) } }'
-  - fan:
-      for: { in: '[range(12)]', concurrency: 3 }
-      do:
-        - call:
-            call: http
-            with:
-              method: get
-              endpoint: https://api.test/square/{item}
-              query:
-                n: ${ $item | tostring }
-");
-    let setup = Setup::new();
-    let fake = Fake::new(|req, _| {
-        let n: i64 = req
-            .url
-            .as_str()
-            .rsplit('=')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        json_response(200, json!(n * n))
-    })
-    .slow(&setup, 20);
-    let engine = setup.engine(fake.clone());
-    let out = completed(
-        setup
-            .run_with(&engine, &source, json!({"xs": [1, 2, 3, 4]}), json!({}))
-            .await
-            .1,
-    );
-    assert_eq!(out, json!([0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121]));
-    assert_eq!(
-        fake.max_in_flight.load(Ordering::SeqCst),
-        3,
-        "at most `concurrency` calls at once"
-    );
-}
-
-#[tokio::test]
 async fn a_fault_in_one_iteration_faults_the_fan_out() {
     let source = doc("  - fan:
       for: { in: '[range(8)]', concurrency: 4 }
@@ -451,130 +340,6 @@ async fn a_backoff_decided_before_a_resume_stands_after_it() {
         .into_iter()
         .find(|s| s.key == "/do/0/guarded/retry-window");
     assert!(window.is_some(), "the window's start is journaled");
-}
-
-#[tokio::test]
-async fn caught_errors_run_the_catch_block_and_uncaught_ones_fault() {
-    let source = doc("  - guarded:
-      try:
-        - get:
-            call: http
-            with: { method: get, endpoint: 'https://api.test/pets/{name}' }
-      catch:
-        errors:
-          with: { status: 404 }
-        as: err
-        do:
-          - note:
-              set:
-                error: ${ $err }
-");
-    let setup = Setup::new();
-    let engine = setup.engine(Fake::new(|req, _| {
-        if req.url.as_str().ends_with("/missing") {
-            json_response(404, json!("nope"))
-        } else {
-            json_response(503, json!("down"))
-        }
-    }));
-    let out = completed(
-        setup
-            .run_with(&engine, &source, json!({"name": "missing"}), json!({}))
-            .await
-            .1,
-    );
-    assert_eq!(out["error"]["status"], 404);
-    assert_eq!(out["error"]["instance"], "/do/0/guarded/try/0/get");
-    let problem = faulted(
-        setup
-            .run_with(&engine, &source, json!({"name": "other"}), json!({}))
-            .await
-            .1,
-    );
-    assert_eq!(
-        (problem.status, problem.instance.as_deref()),
-        (503, Some("/do/0/guarded/try/0/get"))
-    );
-}
-
-#[tokio::test]
-async fn exhausted_retries_without_a_handler_fault() {
-    let source = doc("  - guarded:
-      try:
-        - get:
-            call: http
-            with: { method: get, endpoint: 'https://api.test/down' }
-      catch:
-        retry:
-          limit: { attempt: { count: 2 } }
-");
-    let setup = Setup::new();
-    let fake = Fake::new(|_, _| Err(HttpError::Connect("connection refused".into())));
-    let engine = setup.engine(fake.clone());
-    let problem = faulted(
-        setup
-            .run_with(&engine, &source, json!({}), json!({}))
-            .await
-            .1,
-    );
-    assert_eq!(problem.status, 503);
-    assert!(problem.detail.unwrap().contains("connection refused"));
-    assert_eq!(
-        fake.requests().len(),
-        3,
-        "the first attempt and two retries"
-    );
-}
-
-#[tokio::test]
-async fn raise_timeouts_and_schema_checks_fault_with_the_task_path() {
-    let raise = doc("  - check:
-      raise:
-        error:
-          type: https://example.com/errors/bad
-          status: 422
-          title: ${ \"bad \\(.n)\" }
-");
-    let p = faulted(run(&raise, json!({"n": 7})).await);
-    assert_eq!(
-        (
-            p.type_.as_str(),
-            p.status,
-            p.title.as_deref(),
-            p.instance.as_deref()
-        ),
-        (
-            "https://example.com/errors/bad",
-            422,
-            Some("bad 7"),
-            Some("/do/0/check")
-        )
-    );
-
-    let timeout = doc("  - slow:
-      wait: { milliseconds: 2000 }
-      timeout:
-        after: { milliseconds: 50 }
-");
-    let p = faulted(run(&timeout, json!({})).await);
-    assert_eq!(
-        (p.type_.as_str(), p.status, p.instance.as_deref()),
-        (expr::types::TIMEOUT, 408, Some("/do/0/slow"))
-    );
-
-    let schema = doc("  - typed:
-      input:
-        schema:
-          format: json
-          document: { type: object, required: [id] }
-      set: { ok: true }
-");
-    let p = faulted(run(&schema, json!({"name": "x"})).await);
-    assert_eq!(
-        (p.type_.as_str(), p.status, p.instance.as_deref()),
-        (expr::types::VALIDATION, 400, Some("/do/0/typed"))
-    );
-    assert!(p.detail.unwrap().contains("\"id\" is a required property"));
 }
 
 #[tokio::test]

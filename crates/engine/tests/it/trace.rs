@@ -31,12 +31,19 @@ pub(crate) enum Reply {
     Json(u16, Value),
     /// This reply, after this many milliseconds of the manual clock.
     Late(i64, Box<Reply>),
+    /// No connection: the server refused it.
+    Refused,
 }
+
+/// Replies by request, for calls whose order the script cannot know.
+type Responder = dyn Fn(&HttpRequest) -> Reply + Send + Sync;
 
 /// The script's effects: calls answered in order, each noted with the time it was made.
 struct Scripted {
     clock: Arc<ManualClock>,
     replies: Mutex<std::collections::VecDeque<Reply>>,
+    /// Answers every call when set, instead of `replies`.
+    respond: Option<Box<Responder>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -48,7 +55,10 @@ impl Effects for Scripted {
             .iter()
             .find(|(k, _)| k == "idempotency-key")
             .map_or("", |(_, v)| v.as_str());
-        let mut reply = self.replies.lock().unwrap().pop_front();
+        let mut reply = match &self.respond {
+            Some(respond) => Some(respond(&request)),
+            None => self.replies.lock().unwrap().pop_front(),
+        };
         self.calls.lock().unwrap().push(format!(
             "{} {} {} [{key}] -> {}",
             offset(self.clock.now_ms()),
@@ -67,6 +77,7 @@ impl Effects for Scripted {
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: serde_json::to_vec(&body).unwrap(),
             }),
+            Some(Reply::Refused) => Err(HttpError::Connect("connection refused".into())),
             Some(Reply::Late(..)) => unreachable!("taken apart above"),
             None => panic!("a call the script does not answer: {}", request.url),
         }
@@ -85,6 +96,7 @@ fn answer(reply: Option<&Reply>) -> String {
     match reply {
         Some(Reply::Json(status, _)) => status.to_string(),
         Some(Reply::Late(ms, reply)) => format!("{} after {ms}ms", answer(Some(reply))),
+        Some(Reply::Refused) => "refused".into(),
         None => "not in the script".into(),
     }
 }
@@ -159,6 +171,24 @@ pub(crate) async fn until_settled<T: std::fmt::Debug>(
     }
 }
 
+/// Milliseconds since [`START`] of an instant as [`offset`] writes it.
+fn instant_ms(offset: &str) -> i64 {
+    let digits = offset.trim_start_matches('+');
+    let (number, unit) = digits.split_at(
+        digits
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(digits.len()),
+    );
+    let n: i64 = number.parse().unwrap_or(0);
+    n * match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1000,
+        _ => 1,
+    }
+}
+
 /// Time since [`START`], in the largest unit that divides it.
 fn offset(ms: i64) -> String {
     let d = ms - START;
@@ -183,7 +213,9 @@ pub(crate) struct Case<'a> {
     workflow: &'a str,
     input: Value,
     replies: Vec<Reply>,
+    respond: Option<Box<Responder>>,
     frontend: Option<Arc<dyn Frontend>>,
+    unordered: bool,
 }
 
 impl<'a> Case<'a> {
@@ -192,8 +224,26 @@ impl<'a> Case<'a> {
             workflow,
             input: json!({}),
             replies: Vec::new(),
+            respond: None,
             frontend: None,
+            unordered: false,
         }
+    }
+
+    /// Lists the calls and events of one instant in sorted order rather than as they
+    /// came: for concurrent work, whose order within an instant is not defined.
+    pub(crate) fn unordered(mut self) -> Case<'a> {
+        self.unordered = true;
+        self
+    }
+
+    /// Answers each call with `respond(request)`, whatever the order of the calls.
+    pub(crate) fn respond(
+        mut self,
+        respond: impl Fn(&HttpRequest) -> Reply + Send + Sync + 'static,
+    ) -> Case<'a> {
+        self.respond = Some(Box::new(respond));
+        self
     }
 
     pub(crate) fn input(mut self, input: Value) -> Case<'a> {
@@ -237,6 +287,7 @@ impl<'a> Case<'a> {
         let effects = Arc::new(Scripted {
             clock: clock.clone(),
             replies: Mutex::new(self.replies.into()),
+            respond: self.respond,
             calls: Mutex::default(),
         });
         let recorder = Arc::new(Recorder::default());
@@ -251,14 +302,25 @@ impl<'a> Case<'a> {
         let run = engine.run(&id, json!({}), CancellationToken::new());
         let outcome = drive(run, &clock, &store, &recorder).await.unwrap();
 
+        let mut calls = effects.calls.lock().unwrap().clone();
+        let mut events: Vec<String> = (recorder.events.lock().unwrap().iter())
+            .map(|(_, e)| event_line(e))
+            .collect();
+        if self.unordered {
+            // Each line starts with its instant; a stable sort by instant, then text.
+            let instant = |line: &String| line.split(' ').next().unwrap_or_default().to_string();
+            for lines in [&mut calls, &mut events] {
+                lines.sort_by_cached_key(|line| (instant_ms(&instant(line)), line.clone()));
+            }
+        }
         let mut out = String::new();
         out += "calls:\n";
-        for call in effects.calls.lock().unwrap().iter() {
+        for call in calls {
             out += &format!("  {call}\n");
         }
         out += "events:\n";
-        for (_, e) in recorder.events.lock().unwrap().iter() {
-            out += &format!("  {}\n", event_line(e));
+        for event in events {
+            out += &format!("  {event}\n");
         }
         out += "journal:\n";
         let mut steps = store.journal(&id).await.unwrap().steps;
