@@ -171,35 +171,30 @@ pub(crate) async fn until_settled<T: std::fmt::Debug>(
     }
 }
 
+/// The units of times in a trace, largest first.
+const UNITS: [(i64, &str); 4] = [
+    (86_400_000, "d"),
+    (3_600_000, "h"),
+    (60_000, "m"),
+    (1000, "s"),
+];
+
 /// Milliseconds since [`START`] of an instant as [`offset`] writes it.
 fn instant_ms(offset: &str) -> i64 {
     let digits = offset.trim_start_matches('+');
-    let (number, unit) = digits.split_at(
-        digits
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(digits.len()),
-    );
+    let end = (digits.find(|c: char| !c.is_ascii_digit())).unwrap_or(digits.len());
+    let (number, unit) = digits.split_at(end);
     let n: i64 = number.parse().unwrap_or(0);
-    n * match unit {
-        "d" => 86_400_000,
-        "h" => 3_600_000,
-        "m" => 60_000,
-        "s" => 1000,
-        _ => 1,
-    }
+    n * UNITS
+        .iter()
+        .find(|(_, u)| *u == unit)
+        .map_or(1, |(ms, _)| *ms)
 }
 
 /// Time since [`START`], in the largest unit that divides it.
 fn offset(ms: i64) -> String {
     let d = ms - START;
-    let unit = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1000, "s"),
-    ]
-    .into_iter()
-    .find(|(n, _)| d != 0 && d % n == 0);
+    let unit = UNITS.into_iter().find(|(n, _)| d != 0 && d % n == 0);
     match unit {
         Some((n, u)) => format!("+{}{u}", d / n),
         None => format!("+{d}ms"),
