@@ -1,5 +1,6 @@
-//! Data flow and control flow, traced: each case is a workflow, its input and what its
-//! calls return, and the snapshot of the calls, events, journal and outcome.
+//! Data flow, control flow, errors and listeners, traced: each case is a workflow, its
+//! input, what its calls return and the events waiting in its inbox, and the snapshot
+//! of the calls, events, journal and outcome.
 
 use expect_test::expect;
 use serde_json::json;
@@ -510,6 +511,176 @@ async fn an_input_against_its_schema_faults_as_a_validation_error() {
           /do/0/typed faulted validation
           /input completed {"name":"x"}
         outcome: faulted validation 400 at /do/0/typed ("id" is a required property)
+    "#]])
+    .await;
+}
+
+#[tokio::test]
+async fn extensions_are_refused_rather_than_silently_skipped() {
+    Case::new(
+        "use:
+  extensions:
+    - logging:
+        extend: all
+        before:
+          - log: { set: { logged: true } }
+do:
+  - a: { set: { x: 1 } }
+",
+    )
+    .check(expect![[r#"
+        calls:
+        events:
+          +0ms workflow.faulted error="runtime"
+        journal:
+        outcome: faulted runtime 501 at /use/extensions/0/logging (skein does not run `use.extensions` yet)
+    "#]])
+    .await;
+}
+
+#[tokio::test]
+async fn the_task_descriptor_is_there_for_tasks_that_read_it() {
+    Case::new(
+        "do:
+  - named:
+      set:
+        me: ${ $task.name }
+        at: ${ $task.reference }
+        raw: ${ $task.input.n }
+      output:
+        as: '. + { rawOutputMe: $task.output.me }'
+  - plain:
+      set: '${ . + { task: $input.me } }'
+",
+    )
+    .input(json!({"n": 3}))
+    .check(expect![[r#"
+        calls:
+        events:
+          +0ms workflow.started
+          +0ms workflow.validating
+          +0ms workflow.validated
+          +0ms task.created /do/0/named
+          +0ms task.started /do/0/named
+          +0ms task.completed /do/0/named output={"me":"named","at":"/do/0/named","raw":3,"rawOutputMe":"named"}
+          +0ms task.created /do/1/plain
+          +0ms task.started /do/1/plain
+          +0ms task.completed /do/1/plain output={"me":"named","at":"/do/0/named","raw":3,"rawOutputMe":"named","task":"named"}
+          +0ms workflow.completed output={"me":"named","at":"/do/0/named","raw":3,"rawOutputMe":"named","task":"named"}
+        journal:
+          /do/0/named completed {"me":"named","at":"/do/0/named","raw":3,"rawOutputMe":"named"}
+          /do/1/plain completed {"me":"named","at":"/do/0/named","raw":3,"rawOutputMe":"named","task":"named"}
+          /input completed {"n":3}
+        outcome: completed {"me":"named","at":"/do/0/named","raw":3,"rawOutputMe":"named","task":"named"}
+    "#]])
+    .await;
+}
+
+/// Delivered before anything listens: the events wait in the inbox. `all` pairs a
+/// temperature and a humidity of the same room (the other room's stays); `one` takes
+/// the order whose number the workflow's input expects.
+#[tokio::test]
+async fn listen_correlates_events_by_first_value_or_by_expectation() {
+    Case::new(
+        "do:
+  - pair:
+      listen:
+        to:
+          all:
+            - with: { type: reading.temperature }
+              correlate: { room: { from: .data.room } }
+            - with: { type: reading.humidity }
+              correlate: { room: { from: .data.room } }
+      export:
+        as: '{ pair: . }'
+  - mine:
+      listen:
+        to:
+          one:
+            with: { type: order.paid }
+            correlate: { order: { from: .data.order, expect: '${ $workflow.input.order }' } }
+  - done:
+      set:
+        pair: ${ $context.pair }
+        mine: ${ . }
+",
+    )
+    .input(json!({"order": 9}))
+    .deliver([
+        json!({"type": "reading.temperature", "data": {"room": "a", "value": 20}}),
+        json!({"type": "reading.humidity", "data": {"room": "b", "value": 50}}),
+        json!({"type": "reading.humidity", "data": {"room": "a", "value": 40}}),
+        json!({"type": "order.paid", "data": {"order": 7}}),
+        json!({"type": "order.paid", "data": {"order": 9}}),
+    ])
+    .check(expect![[r#"
+        calls:
+        events:
+          +0ms workflow.started
+          +0ms workflow.validating
+          +0ms workflow.validated
+          +0ms task.created /do/0/pair
+          +0ms task.started /do/0/pair
+          +0ms task.completed /do/0/pair output=[{"room":"a","value":20},{"room":"a","value":40}]
+          +0ms task.created /do/1/mine
+          +0ms task.started /do/1/mine
+          +0ms task.completed /do/1/mine output=[{"order":9}]
+          +0ms task.created /do/2/done
+          +0ms task.started /do/2/done
+          +0ms task.completed /do/2/done output={"pair":[{"room":"a","value":20},{"room":"a","value":40}],"mine":[{"order":9}]}
+          +0ms workflow.completed output={"pair":[{"room":"a","value":20},{"room":"a","value":40}],"mine":[{"order":9}]}
+        journal:
+          /do/0/pair completed [{"room":"a","value":20},{"room":"a","value":40}] context={"pair":[{"room":"a","value":20},{"room":"a","value":40}]}
+          /do/0/pair/consumed completed [1,3]
+          /do/1/mine completed [{"order":9}]
+          /do/1/mine/consumed completed [5]
+          /do/2/done completed {"pair":[{"room":"a","value":20},{"room":"a","value":40}],"mine":[{"order":9}]}
+          /input completed {"order":9}
+        outcome: completed {"pair":[{"room":"a","value":20},{"room":"a","value":40}],"mine":[{"order":9}]}
+    "#]])
+    .await;
+}
+
+#[tokio::test]
+async fn listen_foreach_exports_into_the_context() {
+    Case::new(
+        "do:
+  - collect:
+      listen:
+        to:
+          any: []
+          until: '( . | length ) >= 2'
+      foreach:
+        item: e
+        export:
+          as: '$context + { seen: (($context.seen // 0) + 1) }'
+  - report:
+      set: '${ $context.seen }'
+",
+    )
+    .deliver([
+        json!({"type": "a", "data": 1}),
+        json!({"type": "b", "data": 2}),
+    ])
+    .check(expect![[r#"
+        calls:
+        events:
+          +0ms workflow.started
+          +0ms workflow.validating
+          +0ms workflow.validated
+          +0ms task.created /do/0/collect
+          +0ms task.started /do/0/collect
+          +0ms task.completed /do/0/collect output=[1,2]
+          +0ms task.created /do/1/report
+          +0ms task.started /do/1/report
+          +0ms task.completed /do/1/report output=2
+          +0ms workflow.completed output=2
+        journal:
+          /do/0/collect completed [1,2] context={"seen":2}
+          /do/0/collect/consumed completed [1,2]
+          /do/1/report completed 2
+          /input completed {}
+        outcome: completed 2
     "#]])
     .await;
 }

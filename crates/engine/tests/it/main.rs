@@ -853,61 +853,6 @@ async fn listen_consumes_delivered_events_once_each() {
 }
 
 #[tokio::test]
-async fn listen_correlates_events_by_first_value_or_by_expectation() {
-    let source = doc("  - pair:
-      listen:
-        to:
-          all:
-            - with: { type: reading.temperature }
-              correlate: { room: { from: .data.room } }
-            - with: { type: reading.humidity }
-              correlate: { room: { from: .data.room } }
-      export:
-        as: '{ pair: . }'
-  - mine:
-      listen:
-        to:
-          one:
-            with: { type: order.paid }
-            correlate: { order: { from: .data.order, expect: '${ $workflow.input.order }' } }
-  - done:
-      set:
-        pair: ${ $context.pair }
-        mine: ${ . }
-");
-    let setup = Setup::new();
-    let engine = setup.engine(Fake::new(|_, _| json_response(200, json!({}))));
-    let parsed = dsl::parse(&source, &dsl::Options::default())
-        .workflow
-        .unwrap();
-    let id = engine
-        .create(&source, &parsed, None, json!({"order": 9}))
-        .await
-        .unwrap();
-    for event in [
-        json!({"type": "reading.temperature", "data": {"room": "a", "value": 20}}),
-        // Another room: not the pair's, so it stays in the inbox.
-        json!({"type": "reading.humidity", "data": {"room": "b", "value": 50}}),
-        json!({"type": "reading.humidity", "data": {"room": "a", "value": 40}}),
-        json!({"type": "order.paid", "data": {"order": 7}}),
-        json!({"type": "order.paid", "data": {"order": 9}}),
-    ] {
-        engine.deliver(&id, event).await.unwrap();
-    }
-    let outcome = engine
-        .run(&id, json!({}), CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        completed(outcome),
-        json!({
-            "pair": [{"room": "a", "value": 20}, {"room": "a", "value": 40}],
-            "mine": [{"order": 9}],
-        })
-    );
-}
-
-#[tokio::test]
 async fn oauth2_client_credentials_fetch_a_token_once_and_use_it() {
     let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
 use:
@@ -1218,45 +1163,6 @@ do:
 }
 
 #[tokio::test]
-async fn extensions_are_refused_rather_than_silently_skipped() {
-    let source = "document: {dsl: '1.0.3', namespace: test, name: flow, version: '1.0.0'}
-use:
-  extensions:
-    - logging:
-        extend: all
-        before:
-          - log: { set: { logged: true } }
-do:
-  - a: { set: { x: 1 } }
-";
-    let p = faulted(run(source, json!({})).await);
-    assert_eq!(
-        (p.status, p.instance.as_deref()),
-        (501, Some("/use/extensions/0/logging"))
-    );
-    assert!(p.detail.unwrap().contains("`use.extensions`"));
-}
-
-#[tokio::test]
-async fn the_task_descriptor_is_there_for_tasks_that_read_it() {
-    let source = doc("  - named:
-      set:
-        me: ${ $task.name }
-        at: ${ $task.reference }
-        raw: ${ $task.input.n }
-      output:
-        as: '. + { rawOutputMe: $task.output.me }'
-  - plain:
-      set: '${ . + { task: $input.me } }'
-");
-    let out = completed(run(&source, json!({"n": 3})).await);
-    assert_eq!(
-        out,
-        json!({"me": "named", "at": "/do/0/named", "raw": 3, "rawOutputMe": "named", "task": "named"})
-    );
-}
-
-#[tokio::test]
 async fn a_subflow_not_awaited_starts_and_the_parent_moves_on() {
     let child = "document: {dsl: '1.0.3', namespace: lib, name: slow, version: '1.0.0'}
 do:
@@ -1302,46 +1208,4 @@ do:
         (store::Status::Completed, Some(json!({"finished": true})))
     );
     assert_eq!(setup.clock.now_ms(), trace::START + 200);
-}
-
-#[tokio::test]
-async fn listen_foreach_exports_into_the_context() {
-    let source = doc("  - collect:
-      listen:
-        to:
-          any: []
-          until: '( . | length ) >= 2'
-      foreach:
-        item: e
-        export:
-          as: '$context + { seen: (($context.seen // 0) + 1) }'
-  - report:
-      set: '${ $context.seen }'
-");
-    let setup = Setup::new();
-    let engine = Arc::new(setup.engine(Fake::new(|_, _| json_response(200, json!({})))));
-    let parsed = dsl::parse(&source, &dsl::Options::default())
-        .workflow
-        .unwrap();
-    let id = engine
-        .create(&source, &parsed, None, json!({}))
-        .await
-        .unwrap();
-    engine
-        .deliver(&id, json!({"type": "a", "data": 1}))
-        .await
-        .unwrap();
-    engine
-        .deliver(&id, json!({"type": "b", "data": 2}))
-        .await
-        .unwrap();
-    assert_eq!(
-        completed(
-            engine
-                .run(&id, json!({}), CancellationToken::new())
-                .await
-                .unwrap()
-        ),
-        json!(2)
-    );
 }

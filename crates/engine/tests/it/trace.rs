@@ -211,6 +211,8 @@ pub(crate) struct Case<'a> {
     respond: Option<Box<Responder>>,
     frontend: Option<Arc<dyn Frontend>>,
     unordered: bool,
+    /// Events in the execution's inbox before it runs.
+    delivered: Vec<Value>,
 }
 
 impl<'a> Case<'a> {
@@ -222,7 +224,14 @@ impl<'a> Case<'a> {
             respond: None,
             frontend: None,
             unordered: false,
+            delivered: Vec::new(),
         }
+    }
+
+    /// Delivers `events` (CloudEvents) to the execution before it runs, for `listen`.
+    pub(crate) fn deliver(mut self, events: impl IntoIterator<Item = Value>) -> Case<'a> {
+        self.delivered = events.into_iter().collect();
+        self
     }
 
     /// Lists the calls and events of one instant in sorted order rather than as they
@@ -294,6 +303,9 @@ impl<'a> Case<'a> {
             .create(&source, &workflow, None, self.input)
             .await
             .unwrap();
+        for event in self.delivered {
+            engine.deliver(&id, event).await.unwrap();
+        }
         let run = engine.run(&id, json!({}), CancellationToken::new());
         let outcome = drive(run, &clock, &store, &recorder).await.unwrap();
 
