@@ -430,8 +430,7 @@ impl Service {
     ) -> Result<Steered, store::Error> {
         match request {
             store::Request::Cancel => self.cancel(id).await,
-            store::Request::Pause => self.set_paused(id, true).await,
-            store::Request::Resume => self.set_paused(id, false).await,
+            store::Request::Pause | store::Request::Resume => self.set_paused(id, request).await,
         }
     }
 
@@ -459,17 +458,19 @@ impl Service {
         })
     }
 
-    async fn set_paused(self: &Arc<Self>, id: &str, pause: bool) -> Result<Steered, store::Error> {
+    /// A pause or a resume (`request`).
+    async fn set_paused(
+        self: &Arc<Self>,
+        id: &str,
+        request: store::Request,
+    ) -> Result<Steered, store::Error> {
         let Some(execution) = self.store().execution(id).await? else {
             return Ok(Steered::NotFound);
         };
         if execution.status.is_final() {
             return Ok(Steered::Ended(execution));
         }
-        let request = match pause {
-            true => store::Request::Pause,
-            false => store::Request::Resume,
-        };
+        let pause = request == store::Request::Pause;
         self.apply(&execution, request).await;
         // Woken by the commit of the new status (with its lifecycle event).
         let wanted =

@@ -1,6 +1,7 @@
 //! The engine against a real SQLite journal and scripted effects. The traced cases
 //! (`flow`, `timers`, `program`: a workflow and its replies in, a snapshot of calls,
-//! events, journal and outcome out) cover data flow, control flow, retries and timers;
+//! events, journal and outcome out) cover data flow, control flow, retries, timers and
+//! listeners whose events wait in the inbox;
 //! the tests here check what a snapshot of one run cannot show: interruptions and
 //! resumes, cancellation, races, children, listeners fed while they wait, secrets and
 //! limits (the crash test with a real process lives in the cli crate). Every run is on
@@ -164,8 +165,7 @@ impl Setup {
         Engine::new(store, effects, self.clock.clone()).with_observer(self.recorder.clone())
     }
 
-    /// Polls `work`, a run of execution `id` or anything waiting on one, to its end on
-    /// the manual clock.
+    /// Polls `work` (a run, or anything waiting on runs) to its end on the manual clock.
     async fn drive<T>(&self, work: impl Future<Output = T>) -> T {
         let store = self.store();
         trace::drive(work, &self.clock, &store, &self.recorder).await
@@ -1195,12 +1195,7 @@ do:
     });
     setup.drive(child_ended).await;
     // Recorded as it was queued: durable once a later batch is.
-    let later = engine.store().commit(store::Batch {
-        execution: child_id.clone(),
-        steps: vec![],
-        events: vec![],
-        status: None,
-    });
+    let later = engine.store().commit(store::Batch::default());
     engine.store().durable(later).await.unwrap();
     let child = engine.store().execution(&child_id).await.unwrap().unwrap();
     assert_eq!(
