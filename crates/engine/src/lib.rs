@@ -16,6 +16,7 @@
 pub mod effects;
 pub mod events;
 mod interp;
+pub mod limits;
 pub use interp::http::USAGE_HEADER;
 mod run;
 
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use expr::Problem;
+pub use limits::{DEFAULT_MAX_STATE_BYTES, Limits};
 use program::Program;
 use serde_json::Value;
 use store::{Created, NewExecution, Status, Store};
@@ -108,11 +110,11 @@ pub struct Engine {
     observer: Option<Arc<dyn Observer>>,
     /// Wakes the listeners of executions running in this process when an event arrives.
     wakers: Mutex<HashMap<String, Weak<tokio::sync::Notify>>>,
-    max_state_bytes: usize,
+    limits: Limits,
+    /// Limits of particular projects, in place of `limits`.
+    project_limits: HashMap<String, Limits>,
+    projects: Arc<limits::Projects>,
 }
-
-/// The default bound on a task's output, the `$context` and a workflow's output.
-pub const DEFAULT_MAX_STATE_BYTES: usize = 16 << 20;
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, effects: Arc<dyn Effects>, clock: Arc<dyn Clock>) -> Engine {
@@ -124,7 +126,9 @@ impl Engine {
             frontend: Arc::new(Dsl),
             observer: None,
             wakers: Mutex::default(),
-            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+            limits: Limits::default(),
+            project_limits: HashMap::new(),
+            projects: Arc::default(),
         }
     }
 
@@ -133,8 +137,25 @@ impl Engine {
     /// 413) naming the limit, and so does a workflow whose output is. Such a value is
     /// never stored.
     pub fn with_max_state_bytes(mut self, bytes: usize) -> Engine {
-        self.max_state_bytes = bytes;
+        self.limits.state_bytes = bytes;
         self
+    }
+
+    /// The limits of every execution whose project has none of its own.
+    pub fn with_limits(mut self, limits: Limits) -> Engine {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits of the executions of `project`.
+    pub fn with_project_limits(mut self, project: &str, limits: Limits) -> Engine {
+        self.project_limits.insert(project.to_string(), limits);
+        self
+    }
+
+    /// The limits executions of `project` run under.
+    pub fn limits(&self, project: &str) -> &Limits {
+        self.project_limits.get(project).unwrap_or(&self.limits)
     }
 
     /// Takes new execution ids and random numbers (retry jitter) from `entropy`
@@ -270,7 +291,17 @@ impl Engine {
             raw_input: execution.input.clone(),
             started_at: execution.created_at,
             secrets,
-            max_state_bytes: self.max_state_bytes,
+            limits: {
+                let limits = self.limits(&execution.project).clone().offloading();
+                run::Shared {
+                    iterations: Arc::new(tokio::sync::Semaphore::new(limits.execution_iterations)),
+                    project_iterations: self
+                        .projects
+                        .iterations(&execution.project, limits.project_iterations),
+                    limits,
+                    depth: 0,
+                }
+            },
             detached: Arc::default(),
         }));
         interp::execute_detachable(run)

@@ -44,8 +44,8 @@ pub(crate) struct Run {
     /// Every secret given to the execution, declared or not: what sub-workflows choose
     /// from.
     pub(crate) given_secrets: Value,
-    /// The largest task output, `$context` or workflow output, in bytes of JSON.
-    pub(crate) max_state_bytes: usize,
+    /// What this execution may use, and the permits it shares with its children.
+    pub(crate) limits: Shared,
     /// The text of every secret string, longest first: what [`Run::record`] masks.
     masks: Vec<String>,
     /// The same texts as they appear inside JSON text, to find them there cheaply.
@@ -97,7 +97,7 @@ pub(crate) struct RunParts {
     pub(crate) raw_input: Value,
     pub(crate) started_at: i64,
     pub(crate) secrets: Value,
-    pub(crate) max_state_bytes: usize,
+    pub(crate) limits: Shared,
     pub(crate) wake: Arc<tokio::sync::Notify>,
     pub(crate) detached: Arc<AtomicBool>,
 }
@@ -158,7 +158,7 @@ impl Run {
             runtime_var,
             secrets,
             given_secrets: parts.secrets,
-            max_state_bytes: parts.max_state_bytes,
+            limits: parts.limits,
             masks,
             probes,
             event_head: {
@@ -348,6 +348,7 @@ impl Run {
         output: Option<&'v Value>,
     ) -> Vars<'v> {
         let mut vars = Vars::new();
+        vars.set_budget(self.limits.limits.expression);
         vars.set("context", context)
             .set("input", input)
             .set("task", task)
@@ -370,7 +371,7 @@ impl Run {
     /// Faults when `value` (`what`, at `at`) is over the execution's state limit.
     pub(crate) fn check_size(&self, value: &Value, what: &str, at: &str) -> Result<(), Interrupt> {
         let size = json_len(value);
-        if size <= self.max_state_bytes {
+        if size <= self.limits.limits.state_bytes {
             return Ok(());
         }
         Err(Interrupt::Fault(Problem {
@@ -380,11 +381,23 @@ impl Run {
             detail: Some(format!(
                 "{what} is {size} bytes of JSON, over the limit of {} bytes on a task's \
                  output, the context and the workflow's output (--max-state-bytes)",
-                self.max_state_bytes
+                self.limits.limits.state_bytes
             )),
             instance: Some(at.to_string()),
         }))
     }
+}
+
+/// An execution's limits, with the permits it shares with its children.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) limits: crate::Limits,
+    /// The execution's `for` iterations running at once, its children's included.
+    pub(crate) iterations: Arc<tokio::sync::Semaphore>,
+    /// Its project's, in this process.
+    pub(crate) project_iterations: Arc<tokio::sync::Semaphore>,
+    /// How deep in `run.workflow` this execution runs: 0 for a top-level one.
+    pub(crate) depth: usize,
 }
 
 /// The length of `value` as JSON text, counted without building the text.

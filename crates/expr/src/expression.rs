@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::{EvalError, is_truthy};
+use crate::{Budget, EvalError, is_truthy};
 
 /// An expression compiled once, when its workflow is loaded, and evaluated many times.
 /// Evaluation is pure: the same input and variables give the same value.
@@ -21,7 +21,8 @@ pub trait Expression: Send + Sync {
     fn origin(&self) -> &str;
 
     /// The value of the expression for `input` (the task's input, `.` in jq) and the
-    /// variables in scope.
+    /// variables in scope, within the budget of `vars` ([`Budget::run`]); past it, an
+    /// error that says which limit ([`EvalError::limit`]).
     fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError>;
 
     /// The expression as a condition. By default with jq's notion of truth (`false`
@@ -70,11 +71,13 @@ impl fmt::Debug for Expr {
     }
 }
 
-/// Values for the variables of an evaluation, by name without `$`.
+/// Values for the variables of an evaluation, by name without `$`, and the budget it
+/// runs under ([`Budget::default`] unless given).
 /// A later binding of a name shadows an earlier one, as inner scopes do.
 #[derive(Clone, Debug, Default)]
 pub struct Vars<'a> {
     entries: Vec<(&'a str, &'a Value)>,
+    budget: Budget,
 }
 
 impl<'a> Vars<'a> {
@@ -92,6 +95,16 @@ impl<'a> Vars<'a> {
     pub fn with(mut self, name: &'a str, value: &'a Value) -> Self {
         self.set(name, value);
         self
+    }
+
+    /// Sets the budget every evaluation with these variables runs under.
+    pub fn set_budget(&mut self, budget: Budget) -> &mut Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     pub fn get(&self, name: &str) -> Option<&'a Value> {

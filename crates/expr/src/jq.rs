@@ -11,14 +11,14 @@ use std::sync::{Arc, LazyLock};
 
 use jaq_core::load::{Arena, File, Loader, parse};
 use jaq_core::{Ctx, Exn, Native, Vars as JaqVars, box_iter::box_once, data::JustLut};
-use jaq_json::Val;
 use serde_json::Value;
 
 use crate::interpolation::Interpolation;
+use crate::metered::{self, Metered};
 use crate::value::{from_val, to_val};
 use crate::{CompileError, EvalError, Expr, Expression, Vars, guard};
 
-type Data = JustLut<Val>;
+type Data = JustLut<Metered>;
 type Filter = jaq_core::Filter<Data>;
 
 /// The runtime-expression arguments every expression may read (without the `$`).
@@ -98,6 +98,7 @@ impl Jq {
             message,
             expression: self.text.to_string(),
             origin: self.origin.to_string(),
+            limit: None,
         }
     }
 }
@@ -111,20 +112,29 @@ impl Expression for Jq {
         &self.origin
     }
 
-    /// No output is `null`; more than one output is an error.
+    /// No output is `null`; more than one output is an error. Runs under the budget
+    /// of `vars`.
     fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
         if let Some(interpolation) = &self.interpolation
             && let Some(text) = interpolation.eval(input, vars)
         {
             return Ok(Value::String(text));
         }
+        vars.budget()
+            .run(|| self.run(input, vars))
+            .unwrap_or_else(|exceeded| Err(self.error(exceeded.to_string()).over(exceeded)))
+    }
+}
+
+impl Jq {
+    fn run(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
         let values = self
             .globals
             .iter()
             .zip(&self.used)
             .map(|(name, used)| match vars.get(name) {
                 Some(value) if *used => to_val(value),
-                _ => Val::Null,
+                _ => Metered::default(),
             });
         let ctx = Ctx::<Data>::new(&self.filter.lut, JaqVars::new(values));
         let mut outputs = self.filter.id.run((ctx, to_val(input)));
@@ -143,7 +153,7 @@ impl Expression for Jq {
                 ));
             }
         }
-        from_val(&first).map_err(|message| self.error(message))
+        from_val(&first.val).map_err(|message| self.error(message))
     }
 }
 
@@ -239,15 +249,32 @@ fn mentions_var(text: &str, name: &str) -> bool {
     })
 }
 
-fn exception(exn: Exn<Val>) -> String {
+/// The message of an error an expression raised: a string as it is, anything else
+/// (`error({…})`) as JSON.
+fn exception(exn: Exn<Metered>) -> String {
     match exn.get_err() {
-        Ok(error) => error.to_string(),
+        Ok(error) => match error.into_val().val {
+            jaq_json::Val::TStr(text) => String::from_utf8_lossy(&text).into_owned(),
+            other => other.to_string(),
+        },
         Err(_) => "the expression stopped without a value".into(),
     }
 }
 
+/// jaq's prelude, with its recursive generators replaced by ones that count their
+/// rounds against the budget.
 fn prelude() -> impl Iterator<Item = parse::Def<&'static str>> {
+    let fueled: Vec<_> = jaq_core::load::parse(metered::FUELED_DEFS, |p| p.defs())
+        .expect("the fueled definitions parse");
+    // In place of the originals: a definition sees only those before it.
     jaq_core::defs()
+        .map(move |def| {
+            fueled
+                .iter()
+                .find(|f| f.name == def.name && f.args.len() == def.args.len())
+                .cloned()
+                .unwrap_or(def)
+        })
         .chain(jaq_std::defs())
         .chain(jaq_json::defs())
 }
@@ -260,10 +287,12 @@ type Fun = (&'static str, Box<[jaq_core::Bind]>, Native<Data>);
 fn natives() -> impl Iterator<Item = Fun> {
     jaq_core::funs::<Data>()
         .chain(jaq_std::funs())
-        .chain(jaq_json::funs())
+        .chain(metered::natives())
         .map(|(name, args, native)| {
             let native = match name {
-                "env" => Native::new(|_| box_once(Ok(Val::obj(Default::default())))),
+                "env" => Native::new(|_| {
+                    box_once(Ok(Metered::new(jaq_json::Val::obj(Default::default()), 1)))
+                }),
                 "halt" => Native::new(|_| {
                     box_once(Err(Exn::from(jaq_core::Error::str(
                         "`halt` is not available in workflow expressions",

@@ -10,10 +10,12 @@
 //! **API boundary:** this crate knows jq and JSON, nothing about workflows,
 //! files or IO. Evaluation is pure apart from jq's `now`.
 
+pub mod budget;
 mod expression;
 mod guard;
 mod interpolation;
 mod jq;
+mod metered;
 mod problem;
 mod template;
 mod uri;
@@ -21,6 +23,7 @@ mod value;
 
 use std::ops::Range;
 
+pub use budget::{Budget, Exceeded, Limit};
 pub use expression::{Expr, Expression, Vars};
 pub use guard::{MAX_NESTING, MAX_TOKENS};
 pub use jq::STANDARD_VARS;
@@ -49,6 +52,8 @@ pub struct EvalError {
     pub expression: String,
     /// The JSON pointer of the field the expression was written in; empty if unknown.
     pub origin: String,
+    /// Set when the evaluation went over its budget.
+    pub limit: Option<Exceeded>,
 }
 
 fn origin_suffix(origin: &str) -> String {
@@ -60,9 +65,27 @@ fn origin_suffix(origin: &str) -> String {
 }
 
 impl EvalError {
+    /// This error, as the evaluation going over `exceeded`.
+    pub fn over(self, exceeded: Exceeded) -> EvalError {
+        EvalError {
+            limit: Some(exceeded),
+            ..self
+        }
+    }
+
     /// The DSL error this becomes: type `expression`, status 400, raised at `instance`
-    /// (the JSON pointer of the task whose expression failed).
+    /// (the JSON pointer of the task whose expression failed). An evaluation over its
+    /// budget is a `runtime` error instead, with 413 for what grew too big.
     pub fn into_problem(self, instance: impl Into<String>) -> Problem {
+        if let Some(exceeded) = self.limit {
+            return Problem {
+                type_: types::RUNTIME.into(),
+                status: exceeded.limit.status(),
+                title: Some("Expression over its budget".into()),
+                detail: Some(self.to_string()),
+                instance: Some(instance.into()),
+            };
+        }
         Problem {
             type_: types::EXPRESSION.into(),
             status: 400,

@@ -119,6 +119,7 @@ impl UriTemplate {
                                 ),
                                 expression: self.text.clone(),
                                 origin: String::new(),
+                                limit: None,
                             });
                         }
                     };

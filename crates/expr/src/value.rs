@@ -6,11 +6,20 @@ use std::rc::Rc;
 use jaq_json::{Num, Val};
 use serde_json::{Map, Number, Value};
 
+use crate::metered::Metered;
+
 /// Deepest value an expression may return. Deeper values could overflow the
 /// stack of whoever walks them later (serializers, drop glue).
 pub const MAX_DEPTH: usize = 256;
 
-pub(crate) fn to_val(value: &Value) -> Val {
+/// A value read into an evaluation, with its depth for the budget.
+pub(crate) fn to_val(value: &Value) -> Metered {
+    let mut depth = 0;
+    let val = to_val_at(value, 0, &mut depth);
+    Metered::new(val, depth)
+}
+
+fn to_val_at(value: &Value, level: usize, deepest: &mut usize) -> Val {
     match value {
         Value::Null => Val::Null,
         Value::Bool(b) => Val::Bool(*b),
@@ -24,12 +33,23 @@ pub(crate) fn to_val(value: &Value) -> Val {
             }
         }
         Value::String(s) => Val::from(s.clone()),
-        Value::Array(items) => Val::Arr(Rc::new(items.iter().map(to_val).collect())),
-        Value::Object(map) => Val::obj(
-            map.iter()
-                .map(|(k, v)| (Val::from(k.clone()), to_val(v)))
-                .collect(),
-        ),
+        Value::Array(items) => {
+            *deepest = (*deepest).max(level + 1);
+            Val::Arr(Rc::new(
+                items
+                    .iter()
+                    .map(|v| to_val_at(v, level + 1, deepest))
+                    .collect(),
+            ))
+        }
+        Value::Object(map) => {
+            *deepest = (*deepest).max(level + 1);
+            Val::obj(
+                map.iter()
+                    .map(|(k, v)| (Val::from(k.clone()), to_val_at(v, level + 1, deepest)))
+                    .collect(),
+            )
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod bridge;
 pub(crate) mod callback_sink;
 pub(crate) mod demo;
 pub(crate) mod exec;
+pub(crate) mod limits;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod server;

@@ -63,10 +63,8 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
 
-    /// The largest task output, `$context` or workflow output, in bytes of JSON; a task
-    /// over it faults (a `runtime` error, status 413) and nothing that large is stored.
-    #[arg(long, value_name = "BYTES", default_value_t = engine::DEFAULT_MAX_STATE_BYTES)]
-    max_state_bytes: usize,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -93,7 +91,7 @@ async fn execute(args: Args) -> Result<ExitCode> {
         .with_workers(placement.workers.clone());
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
         .with_observer(progress.clone())
-        .with_max_state_bytes(args.max_state_bytes);
+        .with_limits(args.limits.limits());
 
     let id = match (&args.resume, &args.file) {
         (Some(id), _) => {

@@ -235,10 +235,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     max_input_bytes: usize,
 
-    /// The largest task output, `$context` or workflow output of an execution, in bytes
-    /// of JSON; a task over it faults (a `runtime` error, status 413, naming this limit).
-    #[arg(long, value_name = "BYTES", default_value_t = engine::DEFAULT_MAX_STATE_BYTES)]
-    max_state_bytes: usize,
+    #[command(flatten)]
+    limits: super::limits::LimitArgs,
 
     /// The most event-stream (SSE) clients at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -261,6 +259,17 @@ struct Config {
     tokens: Vec<TokenEntry>,
     #[serde(default)]
     secrets: Vec<SecretEntry>,
+    #[serde(default)]
+    projects: Vec<ProjectEntry>,
+}
+
+/// What the configuration sets for one project, in place of the server's options.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectEntry {
+    name: String,
+    #[serde(default)]
+    limits: super::limits::LimitOverrides,
 }
 
 #[derive(serde::Deserialize)]
@@ -315,6 +324,7 @@ fn config(args: &Args) -> Result<Config> {
         return Ok(Config {
             tokens: Vec::new(),
             secrets: Vec::new(),
+            projects: Vec::new(),
         });
     };
     let text = std::fs::read_to_string(path)
@@ -437,11 +447,14 @@ async fn serve(args: Args) -> Result<()> {
         .with_workers(placement.workers.clone());
     let metrics = api::Metrics::new();
     store.observe_commits(metrics.commit_observer());
-    let engine = Arc::new(
-        Engine::new(store, Arc::new(effects), Arc::new(SystemClock))
-            .with_observer(metrics.clone())
-            .with_max_state_bytes(args.max_state_bytes),
-    );
+    let limits = args.limits.limits();
+    let mut engine = Engine::new(store, Arc::new(effects), Arc::new(SystemClock))
+        .with_observer(metrics.clone())
+        .with_limits(limits.clone());
+    for project in &config.projects {
+        engine = engine.with_project_limits(&project.name, project.limits.apply(&limits));
+    }
+    let engine = Arc::new(engine);
     if args.heartbeat == 0 {
         bail!("--heartbeat must be at least 1 second");
     }

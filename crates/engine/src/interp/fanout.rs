@@ -14,8 +14,8 @@ use store::Json;
 
 use super::data::{expression_problem, kind_of};
 use super::{Ctx, Flow, Res, TaskCx, task};
-use crate::Interrupt;
 use crate::events::Lifecycle;
+use crate::{Interrupt, limits};
 
 /// Runs a `for` task: one iteration after another, or with `for.concurrency` above 1,
 /// at most that many at once.
@@ -96,6 +96,9 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
     }
 
     // The fan-out extension: at most `limit` iterations at once, outputs in index order.
+    // Beyond its first, each running iteration also holds a permit of its execution and
+    // of its project; when either has none free, the loop waits for one of its own
+    // iterations to end. It never waits for a permit, so nested loops cannot deadlock.
     let total = items.len();
     let mut outputs: Vec<Option<Value>> = vec![None; total];
     let mut contexts: Vec<Option<Ctx>> = (0..total).map(|_| None).collect();
@@ -103,6 +106,15 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
     let (mut next, mut done, mut stopped, mut reported) = (0usize, 0usize, false, 0usize);
     loop {
         while !stopped && running.len() < limit && next < total {
+            let permit = if running.is_empty() {
+                None
+            } else {
+                match limits::try_iteration(&run.limits.iterations, &run.limits.project_iterations)
+                {
+                    Some(permit) => Some(permit),
+                    None => break,
+                }
+            };
             let i = next;
             let scope_i = bindings(i, &items[i]);
             if let Some(w) = &f.while_ {
@@ -118,6 +130,7 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
                 let result =
                     task::run_list(run, &f.do_, list_key, &scope_i, input.clone(), &mut branch)
                         .await;
+                drop(permit);
                 (i, result, branch)
             });
             next += 1;

@@ -59,6 +59,16 @@ async fn subflow(
     input: Value,
     detached: Arc<AtomicBool>,
 ) -> Res<Value> {
+    let depth = run.limits.limits.subflow_depth;
+    if run.limits.depth >= depth {
+        return Err(crate::limits::over(
+            at,
+            "Sub-workflow depth limit exceeded",
+            format!(
+                "`run.workflow` would nest deeper than {depth} levels (setting `subflow-depth`)"
+            ),
+        ));
+    }
     let child_id = format!("{}{key}", run.id);
     let store_err = |e: store::Error| Interrupt::Store(e.to_string());
     let reference = format!("{}/{}:{}", sub.namespace, sub.name, sub.version);
@@ -136,7 +146,10 @@ async fn subflow(
         raw_input,
         started_at: run.now(),
         secrets: run.given_secrets.clone(),
-        max_state_bytes: run.max_state_bytes,
+        limits: crate::run::Shared {
+            depth: run.limits.depth + 1,
+            ..run.limits.clone()
+        },
         wake: Arc::new(tokio::sync::Notify::new()),
         detached,
     }));

@@ -92,6 +92,10 @@ pub(super) fn run_task<'a>(
     ctx: &'a mut Ctx,
 ) -> BoxFuture<'a, Res<Stepped>> {
     async move {
+        // Fairness: a long run of pure tasks (a loop of `set`s, a replay) never waits
+        // on anything, so it gives the worker thread back whenever tokio's
+        // cooperative budget for this poll is spent.
+        tokio::task::consume_budget().await;
         let task = &nt.task;
         match run.replayed(&key) {
             Some(StepState::Completed { output, context }) => {

@@ -8,6 +8,7 @@
 //! the manual clock: time moves only when all that runs is asleep on it.
 
 mod flow;
+mod limits;
 mod program;
 mod timers;
 mod trace;

@@ -57,6 +57,7 @@ impl Shout {
             message,
             expression: self.0.clone(),
             origin: String::new(),
+            limit: None,
         }
     }
 }

@@ -45,10 +45,25 @@ struct Scripted {
     /// Answers every call when set, instead of `replies`.
     respond: Option<Box<Responder>>,
     calls: Mutex<Vec<String>>,
+    /// Workflow texts by name, for `run.workflow`.
+    catalog: Vec<(String, String)>,
 }
 
 #[async_trait]
 impl Effects for Scripted {
+    async fn load_workflow(
+        &self,
+        _namespace: &str,
+        name: &str,
+        _version: &str,
+    ) -> std::io::Result<Option<String>> {
+        Ok(self
+            .catalog
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, text)| text.clone()))
+    }
+
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let key = request
             .headers
@@ -213,6 +228,8 @@ pub(crate) struct Case<'a> {
     unordered: bool,
     /// Events in the execution's inbox before it runs.
     delivered: Vec<Value>,
+    limits: Option<engine::Limits>,
+    catalog: Vec<(String, String)>,
 }
 
 impl<'a> Case<'a> {
@@ -225,7 +242,21 @@ impl<'a> Case<'a> {
             frontend: None,
             unordered: false,
             delivered: Vec::new(),
+            limits: None,
+            catalog: Vec::new(),
         }
+    }
+
+    /// Runs under `limits` instead of the defaults.
+    pub(crate) fn limits(mut self, limits: engine::Limits) -> Case<'a> {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Puts `text` in the catalog as the workflow `name`, for `run.workflow`.
+    pub(crate) fn catalog(mut self, name: &str, text: &str) -> Case<'a> {
+        self.catalog.push((name.to_string(), text.to_string()));
+        self
     }
 
     /// Delivers `events` (CloudEvents) to the execution before it runs, for `listen`.
@@ -293,12 +324,14 @@ impl<'a> Case<'a> {
             replies: Mutex::new(self.replies.into()),
             respond: self.respond,
             calls: Mutex::default(),
+            catalog: self.catalog,
         });
         let recorder = Arc::new(Recorder::default());
         let engine = Engine::new(store.clone(), effects.clone(), clock.clone())
             .with_frontend(frontend)
             .with_entropy(Arc::new(Seeded::new(7)))
-            .with_observer(recorder.clone());
+            .with_observer(recorder.clone())
+            .with_limits(self.limits.unwrap_or_default());
         let id = engine
             .create(&source, &workflow, None, self.input)
             .await

@@ -4,6 +4,8 @@
 //! kit's feature files use (`ctk/features` of the spec's data), each with the
 //! input and result its scenario implies.
 
+mod budget;
+
 use expr::{Expr, Template, UriTemplate, Vars, strict_expression};
 use serde_json::{Value, json};
 

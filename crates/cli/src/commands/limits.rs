@@ -1,0 +1,99 @@
+//! The limits of executions as options (`--expression-steps`, …, shared by `skein run`
+//! and `skein server`) and as a project's `limits:` in the server's configuration
+//! file, where each key is the option's name and overrides it for that project.
+
+use std::time::Duration;
+
+use engine::Limits;
+use engine::limits::{
+    DEFAULT_EXECUTION_ITERATIONS, DEFAULT_MAX_STATE_BYTES, DEFAULT_PROJECT_ITERATIONS,
+    DEFAULT_SUBFLOW_DEPTH,
+};
+use expr::Budget;
+
+/// What one execution may use. Past a limit the task faults with a `runtime` error
+/// that names the limit; docs/limits.md lists them all.
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Limits of each execution")]
+pub(crate) struct LimitArgs {
+    /// The largest task output, `$context` or workflow output of an execution, in bytes
+    /// of JSON; a task over it faults (a `runtime` error, status 413, naming this limit).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_STATE_BYTES)]
+    max_state_bytes: usize,
+
+    /// Evaluation steps one expression may take (values produced, elements iterated,
+    /// rounds of `repeat`/`recurse`/`while`/`until`).
+    #[arg(long, value_name = "N", default_value_t = Budget::DEFAULT_STEPS)]
+    expression_steps: u64,
+
+    /// Bytes of values one expression may build.
+    #[arg(long, value_name = "BYTES", default_value_t = Budget::DEFAULT_BYTES)]
+    expression_bytes: u64,
+
+    /// Milliseconds one expression may run.
+    #[arg(long, value_name = "MS", default_value_t = Budget::DEFAULT_TIME.as_millis() as u64)]
+    expression_time: u64,
+
+    /// `for` iterations one execution (with its sub-workflows) runs at once, beyond
+    /// the first of each loop, whatever `for.concurrency` says.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EXECUTION_ITERATIONS)]
+    execution_iterations: usize,
+
+    /// `for` iterations all executions of one project run at once in this process,
+    /// beyond the first of each loop.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PROJECT_ITERATIONS)]
+    project_iterations: usize,
+
+    /// How deeply `run.workflow` may nest sub-workflows.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SUBFLOW_DEPTH)]
+    subflow_depth: usize,
+}
+
+impl LimitArgs {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            expression: Budget {
+                steps: self.expression_steps,
+                bytes: self.expression_bytes,
+                time: Duration::from_millis(self.expression_time),
+                offload: None,
+            },
+            state_bytes: self.max_state_bytes,
+            execution_iterations: self.execution_iterations,
+            project_iterations: self.project_iterations,
+            subflow_depth: self.subflow_depth,
+        }
+    }
+}
+
+/// A project's `limits:` in the configuration file: any of the options above, by
+/// the same name, in place of the server's.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct LimitOverrides {
+    max_state_bytes: Option<usize>,
+    expression_steps: Option<u64>,
+    expression_bytes: Option<u64>,
+    expression_time: Option<u64>,
+    execution_iterations: Option<usize>,
+    project_iterations: Option<usize>,
+    subflow_depth: Option<usize>,
+}
+
+impl LimitOverrides {
+    /// `base` with these overrides.
+    pub(crate) fn apply(&self, base: &Limits) -> Limits {
+        let mut limits = base.clone();
+        let e = &mut limits.expression;
+        e.steps = self.expression_steps.unwrap_or(e.steps);
+        e.bytes = self.expression_bytes.unwrap_or(e.bytes);
+        e.time = self.expression_time.map_or(e.time, Duration::from_millis);
+        limits.state_bytes = self.max_state_bytes.unwrap_or(limits.state_bytes);
+        limits.execution_iterations = self
+            .execution_iterations
+            .unwrap_or(limits.execution_iterations);
+        limits.project_iterations = self.project_iterations.unwrap_or(limits.project_iterations);
+        limits.subflow_depth = self.subflow_depth.unwrap_or(limits.subflow_depth);
+        limits
+    }
+}
