@@ -25,6 +25,8 @@ pub struct HttpRequest {
     /// Whether to follow redirects (the call's `redirect: true`).
     pub follow_redirects: bool,
     pub timeout: Option<Duration>,
+    /// The project of the execution making the call, whose egress policy applies.
+    pub project: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub enum HttpError {
     Timeout,
     #[error("{0}")]
     Other(String),
+    /// The egress policy refused the destination; the message names the rule.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A local process to run.

@@ -5,10 +5,12 @@
 //!
 //! **API boundary:** knows HTTP, nothing about workflows.
 
+pub mod egress;
 mod plain;
 mod workers;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +24,7 @@ pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 pub use workers::Workers;
 
+use egress::{Egress, EgressPolicy, Refusal, Resolver};
 use plain::Plain;
 
 pub struct Runtime {
@@ -29,6 +32,17 @@ pub struct Runtime {
     workers: Option<Arc<Workers>>,
     /// Where `run.workflow` finds workflows: `{catalog}/{namespace}/{name}/{version}.yaml`.
     catalog: Option<std::path::PathBuf>,
+    /// The clients of calls no egress policy restricts.
+    open: Clients,
+    /// Where calls may go, if anything restricts them.
+    egress: Option<Arc<Egress>>,
+    /// The clients of each restricting policy, made when first used: by project, and
+    /// `None` for the server's.
+    guarded: Mutex<HashMap<Option<String>, Arc<Guarded>>>,
+}
+
+/// The HTTP clients of one egress policy.
+struct Clients {
     /// Follows redirects, for calls with `redirect: true`.
     following: reqwest::Client,
     /// Returns 3xx responses as they are.
@@ -38,34 +52,115 @@ pub struct Runtime {
     plain: Option<Plain>,
 }
 
+struct Guarded {
+    policy: Arc<EgressPolicy>,
+    clients: Clients,
+}
+
 /// How skein introduces itself to the services it calls.
 const USER_AGENT: &str = concat!("skein/", env!("CARGO_PKG_VERSION"));
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Runtime {
-    pub fn new() -> Runtime {
-        // The process-wide TLS provider; a second install is a harmless no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .pool_max_idle_per_host(256)
-                .user_agent(USER_AGENT)
-        };
-        Runtime {
-            workers: None,
-            catalog: None,
-            following: builder()
+/// Redirects followed before a call fails, as reqwest's default policy.
+const MAX_REDIRECTS: usize = 10;
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(256)
+        .user_agent(USER_AGENT)
+}
+
+impl Clients {
+    fn open() -> Clients {
+        Clients {
+            following: client_builder()
                 .build()
                 .expect("an HTTP client with default TLS settings"),
-            direct: builder()
+            direct: client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("an HTTP client with default TLS settings"),
             plain: Plain::from_env(CONNECT_TIMEOUT),
         }
+    }
+
+    /// Clients that resolve names through `resolver` and check every redirect.
+    fn guarded(resolver: Resolver) -> Clients {
+        let policy = resolver.policy.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match egress::check_url(&policy, attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => attempt.error(Refusal(refusal)),
+            }
+        });
+        let resolve = Arc::new(resolver.clone());
+        Clients {
+            following: client_builder()
+                .dns_resolver(resolve.clone())
+                .redirect(redirects)
+                .build()
+                .expect("an HTTP client with default TLS settings"),
+            direct: client_builder()
+                .dns_resolver(resolve)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client with default TLS settings"),
+            plain: Plain::guarded(CONNECT_TIMEOUT, resolver),
+        }
+    }
+}
+
+impl Runtime {
+    pub fn new() -> Runtime {
+        // The process-wide TLS provider; a second install is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Runtime {
+            workers: None,
+            catalog: None,
+            open: Clients::open(),
+            egress: None,
+            guarded: Mutex::default(),
+        }
+    }
+
+    /// Checks every call against `egress` (the server's policy, or its project's).
+    pub fn with_egress(mut self, egress: Egress) -> Runtime {
+        self.egress = Some(Arc::new(egress));
+        self
+    }
+
+    /// The policy and clients for a call of `project`; `None` if nothing restricts it.
+    fn guarded(&self, project: &str) -> Option<Arc<Guarded>> {
+        let egress = self.egress.as_ref()?;
+        let policy = egress.policy(project);
+        if policy.is_open() && egress.resolve.is_empty() {
+            return None;
+        }
+        let key = egress
+            .projects
+            .contains_key(project)
+            .then(|| project.to_string());
+        let mut guarded = self
+            .guarded
+            .lock()
+            .expect("the client table is never poisoned");
+        let entry = guarded.entry(key).or_insert_with(|| {
+            let policy = Arc::new(policy.clone());
+            Arc::new(Guarded {
+                clients: Clients::guarded(Resolver {
+                    policy: policy.clone(),
+                    fixed: Arc::new(egress.resolve.clone()),
+                }),
+                policy,
+            })
+        });
+        Some(entry.clone())
     }
 }
 
@@ -92,7 +187,9 @@ impl Default for Runtime {
 
 fn http_error(e: &reqwest::Error) -> HttpError {
     let message = error_chain(e);
-    if e.is_timeout() {
+    if let Some(refusal) = egress::refusal(e) {
+        HttpError::Refused(refusal)
+    } else if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_connect() {
         HttpError::Connect(message)
@@ -165,12 +262,20 @@ impl Effects for Runtime {
     /// response share the runtime's threads instead of the one that drives the
     /// execution; dropping the returned future aborts it.
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let client = if request.follow_redirects {
-            &self.following
-        } else {
-            &self.direct
+        let guarded = self.guarded(&request.project);
+        let clients = match &guarded {
+            Some(guarded) => {
+                egress::check_url(&guarded.policy, &request.url).map_err(HttpError::Refused)?;
+                &guarded.clients
+            }
+            None => &self.open,
         };
-        let task = match &self.plain {
+        let client = if request.follow_redirects {
+            &clients.following
+        } else {
+            &clients.direct
+        };
+        let task = match &clients.plain {
             Some(plain) if Plain::serves(&request) => {
                 AbortOnDropHandle::new(tokio::spawn(plain.clone().perform(request)))
             }

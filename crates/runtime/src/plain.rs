@@ -13,6 +13,7 @@ use engine::{HttpError, HttpRequest, HttpResponse};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 
+use crate::egress::Resolver;
 use crate::{MAX_RESPONSE_BYTES, error_chain, header_pairs};
 
 /// The environment variables through which reqwest would send a plain `http://` request
@@ -21,7 +22,15 @@ const PROXY_VARIABLES: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "AL
 
 #[derive(Clone)]
 pub(crate) struct Plain {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Sender,
+}
+
+/// The pooled client, resolving names through the system or through an egress
+/// policy's resolver.
+#[derive(Clone)]
+enum Sender {
+    System(Client<HttpConnector, Full<Bytes>>),
+    Guarded(Client<HttpConnector<Resolver>, Full<Bytes>>),
 }
 
 impl Plain {
@@ -37,7 +46,26 @@ impl Plain {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build(connector);
-        Plain { client }
+        Plain {
+            client: Sender::System(client),
+        }
+    }
+
+    /// Like [`Plain::from_env`], resolving names through `resolver` (which applies an
+    /// egress policy).
+    pub(crate) fn guarded(connect_timeout: Duration, resolver: Resolver) -> Option<Plain> {
+        if proxied(|name| std::env::var_os(name)) {
+            return None;
+        }
+        let mut connector = HttpConnector::new_with_resolver(resolver);
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Some(Plain {
+            client: Sender::Guarded(client),
+        })
     }
 
     /// Whether this client sends `request`: plain HTTP, redirects returned as they are,
@@ -82,11 +110,11 @@ impl Plain {
         let outgoing = builder
             .body(body)
             .map_err(|e| HttpError::Other(format!("the request cannot be sent: {e}")))?;
-        let response = self
-            .client
-            .request(outgoing)
-            .await
-            .map_err(|e| failure(&e))?;
+        let response = match &self.client {
+            Sender::System(client) => client.request(outgoing).await,
+            Sender::Guarded(client) => client.request(outgoing).await,
+        }
+        .map_err(|e| failure(&e))?;
         let status = response.status().as_u16();
         let headers = header_pairs(response.headers());
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
@@ -121,7 +149,9 @@ fn proxied(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
 
 /// A failed exchange as the engine tells them apart: no connection, or anything else.
 fn failure(e: &hyper_util::client::legacy::Error) -> HttpError {
-    if e.is_connect() {
+    if let Some(refusal) = crate::egress::refusal(e) {
+        HttpError::Refused(refusal)
+    } else if e.is_connect() {
         HttpError::Connect(error_chain(e))
     } else {
         HttpError::Other(error_chain(e))
@@ -141,6 +171,7 @@ mod tests {
             body: None,
             follow_redirects: false,
             timeout: None,
+            project: "default".into(),
         }
     }
 

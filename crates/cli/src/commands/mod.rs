@@ -8,6 +8,7 @@ pub(crate) mod bench_render;
 pub(crate) mod bridge;
 pub(crate) mod callback_sink;
 pub(crate) mod demo;
+pub(crate) mod egress;
 pub(crate) mod exec;
 pub(crate) mod limits;
 pub(crate) mod report;

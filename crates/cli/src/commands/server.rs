@@ -238,6 +238,9 @@ pub(crate) struct Args {
     #[command(flatten)]
     limits: super::limits::LimitArgs,
 
+    #[command(flatten)]
+    egress: super::egress::EgressArgs,
+
     /// The most event-stream (SSE) clients at once.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_subscribers: usize,
@@ -270,6 +273,8 @@ struct ProjectEntry {
     name: String,
     #[serde(default)]
     limits: super::limits::LimitOverrides,
+    #[serde(default)]
+    egress: super::egress::EgressOverrides,
 }
 
 #[derive(serde::Deserialize)]
@@ -442,9 +447,17 @@ async fn serve(args: Args) -> Result<()> {
         }
     };
     let placement = super::workers(&args.placement, false).await?;
+    let overrides: Vec<_> = (config.projects.iter())
+        .map(|p| (p.name.clone(), &p.egress))
+        .collect();
+    let own = vec![args.listen, args.grpc_listen];
+    let egress = (args.egress)
+        .egress(!tokens.is_empty(), own, &overrides)
+        .with_context(|| "invalid egress policy")?;
     let effects = runtime::Runtime::new()
         .with_catalog(args.catalog.clone())
-        .with_workers(placement.workers.clone());
+        .with_workers(placement.workers.clone())
+        .with_egress(egress);
     let metrics = api::Metrics::new();
     store.observe_commits(metrics.commit_observer());
     let limits = args.limits.limits();

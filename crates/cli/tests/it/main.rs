@@ -3,6 +3,7 @@
 
 pub(crate) mod crash;
 mod ctk;
+mod egress;
 pub(crate) mod grpc;
 mod replicas;
 mod run;

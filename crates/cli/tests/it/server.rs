@@ -239,7 +239,7 @@ async fn the_server_refuses_a_public_address_without_authentication() {
 }
 
 /// Runs `skein exec` against `base` and returns its exit code and stdout.
-async fn exec(base: &str, args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn exec(base: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_skein"))
         .arg("exec")
         .args(args)

@@ -86,6 +86,7 @@ fn task_request(
         body,
         follow_redirects,
         timeout: None,
+        project: run.project.clone(),
     }
 }
 
@@ -228,6 +229,16 @@ fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Pr
         HttpError::Connect(_) => 503,
         HttpError::Timeout => 504,
         HttpError::Other(_) => 502,
+        // Not a failure of the network: no retry of communication errors repeats it.
+        HttpError::Refused(rule) => {
+            return Problem {
+                type_: types::AUTHORIZATION.into(),
+                status: 403,
+                title: Some(format!("{} {} refused", request.method, request.url)),
+                detail: Some(rule.clone()),
+                instance: Some(at.to_string()),
+            };
+        }
     };
     Problem {
         type_: types::COMMUNICATION.into(),
@@ -331,6 +342,7 @@ async fn token(
             body: None,
             follow_redirects: true,
             timeout: None,
+            project: run.project.clone(),
         };
         let document = send(run, after, request, HttpOutput::Content, true, at)
             .await
@@ -433,6 +445,7 @@ async fn token(
         body: Some(body),
         follow_redirects: false,
         timeout: None,
+        project: run.project.clone(),
     };
     let response = send(run, after, request, HttpOutput::Content, false, at)
         .await
@@ -625,6 +638,7 @@ pub(crate) async fn openapi(
         body: None,
         follow_redirects: true,
         timeout: None,
+        project: run.project.clone(),
     };
     let document = match send(run, after, fetch, HttpOutput::Content, true, at).await? {
         Value::String(text) => serde_json::from_str(&text).map_err(|e| {
