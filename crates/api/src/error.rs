@@ -17,6 +17,10 @@ pub struct ApiError {
     /// A conflict with the state of an execution that has ended, rather than with an
     /// id that is taken: gRPC's `FAILED_PRECONDITION` rather than `ALREADY_EXISTS`.
     pub(crate) ended: bool,
+    /// Seconds after which a request refused for a quota may be tried again.
+    pub(crate) retry_after: Option<u64>,
+    /// The quota that refused it, for `/metrics`.
+    pub(crate) quota: Option<&'static str>,
 }
 
 impl ApiError {
@@ -29,6 +33,8 @@ impl ApiError {
                 diagnostics: Vec::new(),
             },
             ended: false,
+            retry_after: None,
+            quota: None,
         }
     }
 
@@ -77,7 +83,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -197,7 +197,13 @@ impl pb::runner_server::Runner for Runner {
             crate::owned(&self.service, &caller, &request.execution_id).await?;
             Source::Execution(request.execution_id)
         };
-        let streaming = crate::stream::open(self.service.clone(), source, true, request.after)?;
+        let streaming = crate::stream::open(
+            self.service.clone(),
+            &caller.project,
+            source,
+            true,
+            request.after,
+        )?;
         let stream = futures::stream::unfold(streaming, move |mut streaming| {
             let type_ = type_.clone();
             async move {

@@ -13,6 +13,7 @@ pub mod grpc;
 mod hub;
 mod metrics;
 mod openapi;
+pub mod quota;
 mod service;
 mod stream;
 pub mod wire;
@@ -215,6 +216,7 @@ pub(crate) async fn start_execution(
             ));
         }
     }
+    service.admit_start(&caller.project)?;
     let options = dsl::Options {
         max_bytes: limits.max_definition_bytes,
         ..Default::default()

@@ -30,12 +30,20 @@ struct EventLabel {
     event: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabel {
+    project: String,
+    quota: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     executions: Family<StatusLabel, Gauge>,
     /// Lifecycle events recorded, by kind (`task.started`, `task.retried`, …).
     lifecycle: Family<EventLabel, Counter>,
     subscribers: Gauge,
+    /// Requests refused for a project's quota, by project and quota.
+    quota_refusals: Family<QuotaLabel, Counter>,
     commit_seconds: Histogram,
     /// Progress reports the callback service accepted.
     pub(crate) callbacks_sent: Counter,
@@ -74,6 +82,13 @@ impl Metrics {
             "event_stream_subscribers",
             "Clients connected to an event stream",
             subscribers.clone(),
+        );
+        let quota_refusals = Family::<QuotaLabel, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Requests refused (429, RESOURCE_EXHAUSTED) for a project's quota, by project and \
+             quota (running, starts, stream-clients)",
+            quota_refusals.clone(),
         );
         // 100 µs to about 3 s.
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
@@ -136,6 +151,7 @@ impl Metrics {
             executions,
             lifecycle,
             subscribers,
+            quota_refusals,
             commit_seconds,
             callbacks_sent,
             callbacks_failed,
@@ -149,6 +165,18 @@ impl Metrics {
         Arc::new(move |took: Duration, _commands: usize| {
             histogram.observe(took.as_secs_f64());
         })
+    }
+
+    /// Counts a request refused for a project's quota.
+    pub(crate) fn refused(&self, project: &str, error: &ApiError) {
+        if let Some(quota) = error.quota {
+            self.quota_refusals
+                .get_or_create(&QuotaLabel {
+                    project: project.to_string(),
+                    quota: quota.to_string(),
+                })
+                .inc();
+        }
     }
 
     /// Counts an event stream's client while the guard lives; `None` if `max` are

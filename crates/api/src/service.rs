@@ -24,6 +24,8 @@ pub struct Service {
     running: Mutex<HashMap<String, Running>>,
     tasks: TaskTracker,
     hub: crate::hub::Hub,
+    /// What each project uses of its quotas.
+    usage: crate::quota::Usage,
 }
 
 /// How the service behaves toward clients.
@@ -48,6 +50,8 @@ pub struct Options {
     pub secrets: Arc<Secrets>,
     /// Sharing the database with other servers; `None`: this server runs everything.
     pub cluster: Option<Cluster>,
+    /// What each project may use.
+    pub quotas: crate::quota::QuotaTable,
 }
 
 /// How a server shares its database with others.
@@ -122,6 +126,7 @@ impl Default for Options {
             tokens: Vec::new(),
             secrets: Arc::default(),
             cluster: None,
+            quotas: crate::quota::QuotaTable::default(),
         }
     }
 }
@@ -136,6 +141,8 @@ struct Running {
     task: tokio::task::AbortHandle,
     /// When it was launched: a lease renewal asked earlier does not know of it yet.
     pub(crate) since: tokio::time::Instant,
+    /// Counts toward its project's `running` quota while it is here.
+    _counted: crate::quota::Counted,
 }
 
 /// What a cancel, pause or resume request found.
@@ -162,7 +169,26 @@ impl Service {
             running: Mutex::default(),
             tasks: TaskTracker::new(),
             hub: crate::hub::Hub::default(),
+            usage: crate::quota::Usage::default(),
         })
+    }
+
+    /// Refuses a start of `project` over its `running` or `starts-per-second` quota.
+    pub(crate) fn admit_start(&self, project: &str) -> Result<(), crate::ApiError> {
+        let quotas = self.options.quotas.of(project);
+        let admitted =
+            (self.usage.admit(project, quotas)).and_then(|()| self.usage.start(project, quotas));
+        admitted.inspect_err(|e| self.options.metrics.refused(project, e))
+    }
+
+    /// Counts an event-stream client of `project`, or refuses it over its quota.
+    pub(crate) fn admit_stream(
+        &self,
+        project: &str,
+    ) -> Result<crate::quota::Counted, crate::ApiError> {
+        let quotas = self.options.quotas.of(project);
+        (self.usage.stream(project, quotas))
+            .inspect_err(|e| self.options.metrics.refused(project, e))
     }
 
     pub fn heartbeat(&self) -> Duration {
@@ -310,6 +336,7 @@ impl Service {
                 done,
                 task: task.abort_handle(),
                 since: tokio::time::Instant::now(),
+                _counted: self.usage.running(project, self.options.quotas.of(project)),
             },
         );
     }

@@ -59,7 +59,13 @@ pub(crate) async fn execution_events(
         (None, None) => 0,
     };
     let follow = params.follow.unwrap_or(true);
-    sse(service, Source::Execution(id), follow, cursor)
+    sse(
+        service,
+        caller.project.clone(),
+        Source::Execution(id),
+        follow,
+        cursor,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,21 +119,28 @@ pub(crate) async fn all_events(
             .map(crate::parse_label)
             .transpose()?,
         type_: params.type_,
-        project: Some(caller.project),
+        project: Some(caller.project.clone()),
         limit: PAGE,
     };
-    sse(service, Source::Log(query), true, cursor)
+    sse(
+        service,
+        caller.project.clone(),
+        Source::Log(query),
+        true,
+        cursor,
+    )
 }
 
 /// The SSE response of a stream from `source` after `cursor`.
 fn sse(
     service: Arc<Service>,
+    project: String,
     source: Source,
     follow: bool,
     cursor: u64,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let heartbeat = service.heartbeat();
-    let state = (open(service, source, follow, cursor)?, true);
+    let state = (open(service, &project, source, follow, cursor)?, true);
     let stream = futures::stream::unfold(state, |(mut state, first)| async move {
         let (cursor, execution, event) = state.next().await?;
         let mut sse = SseEvent::default()
@@ -145,10 +158,12 @@ fn sse(
 /// the server has its most already). SSE and gRPC streams both read through one.
 pub(crate) fn open(
     service: Arc<Service>,
+    project: &str,
     source: Source,
     follow: bool,
     cursor: u64,
 ) -> ApiResult<Streaming> {
+    let project_counted = service.admit_stream(project)?;
     let max = service.options().max_subscribers;
     let counted = service.metrics().subscriber(max).ok_or_else(|| {
         ApiError::new(
@@ -170,6 +185,7 @@ pub(crate) fn open(
     };
     Ok(Streaming {
         _counted: counted,
+        _project_counted: project_counted,
         service,
         source,
         follow,
@@ -229,6 +245,7 @@ enum Feed {
 pub(crate) struct Streaming {
     /// Counts this client in the metrics while the stream lives.
     _counted: crate::metrics::SubscriberGuard,
+    _project_counted: crate::quota::Counted,
     service: Arc<Service>,
     source: Feed,
     /// Whether to wait for new events once caught up.

@@ -1,6 +1,8 @@
 //! The REST API against a real server on a loopback port, with a real SQLite journal
 //! and real HTTP clients.
 
+mod quota;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

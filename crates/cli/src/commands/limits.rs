@@ -1,9 +1,11 @@
 //! The limits of executions as options (`--expression-steps`, …, shared by `skein run`
-//! and `skein server`) and as a project's `limits:` in the server's configuration
-//! file, where each key is the option's name and overrides it for that project.
+//! and `skein server`), the quotas of projects (`--project-running`, …), and both as a
+//! project's `limits:` and `quotas:` in the server's configuration file, where each key
+//! is the option's name (without `project-` for quotas) and overrides it there.
 
 use std::time::Duration;
 
+use api::quota::Quotas;
 use engine::Limits;
 use engine::limits::{
     DEFAULT_EXECUTION_ITERATIONS, DEFAULT_MAX_STATE_BYTES, DEFAULT_PROJECT_ITERATIONS,
@@ -95,5 +97,52 @@ impl LimitOverrides {
         limits.project_iterations = self.project_iterations.unwrap_or(limits.project_iterations);
         limits.subflow_depth = self.subflow_depth.unwrap_or(limits.subflow_depth);
         limits
+    }
+}
+
+/// What each project may use of a server; past one, `429` with `Retry-After` (gRPC:
+/// `RESOURCE_EXHAUSTED`).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Quotas of each project")]
+pub(crate) struct QuotaArgs {
+    /// Executions of one project running (or waiting, or paused) on this server at once.
+    #[arg(long, value_name = "N", default_value_t = Quotas::DEFAULT_RUNNING)]
+    project_running: usize,
+
+    /// Executions one project may start per second, with a burst of as many; 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = Quotas::DEFAULT_STARTS_PER_SECOND)]
+    project_starts_per_second: u32,
+
+    /// Event-stream clients (SSE and gRPC Watch) of one project at once.
+    #[arg(long, value_name = "N", default_value_t = Quotas::DEFAULT_STREAM_CLIENTS)]
+    project_stream_clients: usize,
+}
+
+impl QuotaArgs {
+    pub(crate) fn quotas(&self) -> Quotas {
+        Quotas {
+            running: self.project_running,
+            starts_per_second: self.project_starts_per_second,
+            stream_clients: self.project_stream_clients,
+        }
+    }
+}
+
+/// A project's `quotas:` in the configuration file, in place of the server's.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct QuotaOverrides {
+    running: Option<usize>,
+    starts_per_second: Option<u32>,
+    stream_clients: Option<usize>,
+}
+
+impl QuotaOverrides {
+    pub(crate) fn apply(&self, base: Quotas) -> Quotas {
+        Quotas {
+            running: self.running.unwrap_or(base.running),
+            starts_per_second: self.starts_per_second.unwrap_or(base.starts_per_second),
+            stream_clients: self.stream_clients.unwrap_or(base.stream_clients),
+        }
     }
 }

@@ -239,6 +239,9 @@ pub(crate) struct Args {
     limits: super::limits::LimitArgs,
 
     #[command(flatten)]
+    quotas: super::limits::QuotaArgs,
+
+    #[command(flatten)]
     egress: super::egress::EgressArgs,
 
     /// The most event-stream (SSE) clients at once.
@@ -273,6 +276,8 @@ struct ProjectEntry {
     name: String,
     #[serde(default)]
     limits: super::limits::LimitOverrides,
+    #[serde(default)]
+    quotas: super::limits::QuotaOverrides,
     #[serde(default)]
     egress: super::egress::EgressOverrides,
 }
@@ -483,6 +488,12 @@ async fn serve(args: Args) -> Result<()> {
             tokens,
             secrets: Arc::new(secrets),
             cluster,
+            quotas: api::quota::QuotaTable {
+                default: args.quotas.quotas(),
+                projects: (config.projects.iter())
+                    .map(|p| (p.name.clone(), p.quotas.apply(args.quotas.quotas())))
+                    .collect(),
+            },
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
