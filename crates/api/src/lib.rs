@@ -551,6 +551,11 @@ async fn deliver(
         .engine()
         .deliver(&id, event)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| match e {
+            engine::Error::Limit(message) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", message)
+            }
+            other => ApiError::internal(other),
+        })?;
     Ok((StatusCode::ACCEPTED, Json(wire::Delivered { position })))
 }

@@ -93,6 +93,9 @@ pub enum Error {
     Journal(String),
     #[error("invalid event: {0}")]
     Event(String),
+    /// A request that would take an execution past one of its limits.
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// How a caller steers a run: cancel it, or pause it while the flag is true.
@@ -314,8 +317,16 @@ impl Engine {
     /// Delivers a CloudEvent (structured JSON, with at least a `type`) to an execution's
     /// inbox, where its `listen` tasks find it; returns its inbox position.
     pub async fn deliver(&self, id: &str, event: Value) -> Result<u64, Error> {
-        if self.store.execution(id).await?.is_none() {
+        let Some(execution) = self.store.execution(id).await? else {
             return Err(Error::NotFound(id.to_string()));
+        };
+        let limit = self.limits(&execution.project).inbox_events;
+        let full = limit == 0 || !self.store.inbox(id, limit - 1).await?.is_empty();
+        if full {
+            return Err(Error::Limit(format!(
+                "the execution `{id}` has been delivered {limit} events already (setting \
+                 `inbox-events`)"
+            )));
         }
         if !event.get("type").is_some_and(Value::is_string) {
             return Err(Error::Event(

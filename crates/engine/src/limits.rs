@@ -29,6 +29,13 @@ pub struct Limits {
     pub project_iterations: usize,
     /// How deeply `run.workflow` may nest: a top-level execution is at depth 0.
     pub subflow_depth: usize,
+    /// Tasks one execution may start (each iteration's, each retry's), not counting
+    /// those its journal replays.
+    pub tasks: u64,
+    /// Bytes of task outputs and `$context` one execution may record, in JSON.
+    pub journal_bytes: u64,
+    /// Events that may be delivered to one execution's inbox, for `listen`.
+    pub inbox_events: u64,
 }
 
 /// The default bound on a task's output, the `$context` and a workflow's output.
@@ -39,6 +46,12 @@ pub const DEFAULT_EXECUTION_ITERATIONS: usize = 10_000;
 pub const DEFAULT_PROJECT_ITERATIONS: usize = 100_000;
 /// The default of [`Limits::subflow_depth`].
 pub const DEFAULT_SUBFLOW_DEPTH: usize = 32;
+/// The default of [`Limits::tasks`].
+pub const DEFAULT_TASKS: u64 = 1_000_000;
+/// The default of [`Limits::journal_bytes`].
+pub const DEFAULT_JOURNAL_BYTES: u64 = 1 << 30;
+/// The default of [`Limits::inbox_events`].
+pub const DEFAULT_INBOX_EVENTS: u64 = 100_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -48,6 +61,9 @@ impl Default for Limits {
             execution_iterations: DEFAULT_EXECUTION_ITERATIONS,
             project_iterations: DEFAULT_PROJECT_ITERATIONS,
             subflow_depth: DEFAULT_SUBFLOW_DEPTH,
+            tasks: DEFAULT_TASKS,
+            journal_bytes: DEFAULT_JOURNAL_BYTES,
+            inbox_events: DEFAULT_INBOX_EVENTS,
         }
     }
 }
@@ -114,11 +130,11 @@ pub(crate) fn try_iteration(
     })
 }
 
-/// The fault of a task that would go over `limit` (named by its setting).
+/// The fault of a task that would go over a limit (`detail` names its setting).
 pub(crate) fn over(at: &str, title: &str, detail: String) -> Interrupt {
     Interrupt::Fault(Problem {
         type_: expr::types::RUNTIME.into(),
-        status: 400,
+        status: 413,
         title: Some(title.into()),
         detail: Some(detail),
         instance: Some(at.to_string()),

@@ -46,6 +46,7 @@ pub(crate) struct Run {
     pub(crate) given_secrets: Value,
     /// What this execution may use, and the permits it shares with its children.
     pub(crate) limits: Shared,
+    used: Used,
     /// The text of every secret string, longest first: what [`Run::record`] masks.
     masks: Vec<String>,
     /// The same texts as they appear inside JSON text, to find them there cheaply.
@@ -159,6 +160,7 @@ impl Run {
             secrets,
             given_secrets: parts.secrets,
             limits: parts.limits,
+            used: Used::default(),
             masks,
             probes,
             event_head: {
@@ -368,11 +370,42 @@ impl Run {
         self.clock.now_ms()
     }
 
-    /// Faults when `value` (`what`, at `at`) is over the execution's state limit.
+    /// Counts a task starting at `at`; faults past the execution's `tasks` limit.
+    pub(crate) fn count_task(&self, at: &str) -> Result<(), Interrupt> {
+        let started = self.used.tasks.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = self.limits.limits.tasks;
+        if started <= limit {
+            return Ok(());
+        }
+        Err(crate::limits::over(
+            at,
+            "Task limit exceeded",
+            format!("the execution started more than {limit} tasks (setting `execution-tasks`)"),
+        ))
+    }
+
+    /// Faults when `value` (`what`, at `at`) is over the execution's state limit, or
+    /// would take its journal past its `journal_bytes` limit.
     pub(crate) fn check_size(&self, value: &Value, what: &str, at: &str) -> Result<(), Interrupt> {
         let size = json_len(value);
         if size <= self.limits.limits.state_bytes {
-            return Ok(());
+            let total = self
+                .used
+                .journal_bytes
+                .fetch_add(size as u64, Ordering::Relaxed)
+                + size as u64;
+            let limit = self.limits.limits.journal_bytes;
+            if total <= limit {
+                return Ok(());
+            }
+            return Err(crate::limits::over(
+                at,
+                "Journal size limit exceeded",
+                format!(
+                    "the execution recorded more than {limit} bytes of task outputs and context \
+                     (setting `execution-journal-bytes`)"
+                ),
+            ));
         }
         Err(Interrupt::Fault(Problem {
             type_: expr::types::RUNTIME.into(),
@@ -398,6 +431,13 @@ pub(crate) struct Shared {
     pub(crate) project_iterations: Arc<tokio::sync::Semaphore>,
     /// How deep in `run.workflow` this execution runs: 0 for a top-level one.
     pub(crate) depth: usize,
+}
+
+/// What one execution has used of its limits, in this run.
+#[derive(Default)]
+pub(crate) struct Used {
+    tasks: std::sync::atomic::AtomicU64,
+    journal_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// The length of `value` as JSON text, counted without building the text.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use api::quota::Quotas;
 use engine::Limits;
 use engine::limits::{
-    DEFAULT_EXECUTION_ITERATIONS, DEFAULT_MAX_STATE_BYTES, DEFAULT_PROJECT_ITERATIONS,
-    DEFAULT_SUBFLOW_DEPTH,
+    DEFAULT_EXECUTION_ITERATIONS, DEFAULT_INBOX_EVENTS, DEFAULT_JOURNAL_BYTES,
+    DEFAULT_MAX_STATE_BYTES, DEFAULT_PROJECT_ITERATIONS, DEFAULT_SUBFLOW_DEPTH, DEFAULT_TASKS,
 };
 use expr::Budget;
 
@@ -49,6 +49,18 @@ pub(crate) struct LimitArgs {
     /// How deeply `run.workflow` may nest sub-workflows.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SUBFLOW_DEPTH)]
     subflow_depth: usize,
+
+    /// Tasks one execution may start (every iteration and retry counts).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TASKS)]
+    execution_tasks: u64,
+
+    /// Bytes of task outputs and `$context` one execution may record, in JSON.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_JOURNAL_BYTES)]
+    execution_journal_bytes: u64,
+
+    /// Events that may be delivered to one execution (`POST …/events`); past it, 429.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_INBOX_EVENTS)]
+    inbox_events: u64,
 }
 
 impl LimitArgs {
@@ -64,6 +76,9 @@ impl LimitArgs {
             execution_iterations: self.execution_iterations,
             project_iterations: self.project_iterations,
             subflow_depth: self.subflow_depth,
+            tasks: self.execution_tasks,
+            journal_bytes: self.execution_journal_bytes,
+            inbox_events: self.inbox_events,
         }
     }
 }
@@ -80,6 +95,9 @@ pub(crate) struct LimitOverrides {
     execution_iterations: Option<usize>,
     project_iterations: Option<usize>,
     subflow_depth: Option<usize>,
+    execution_tasks: Option<u64>,
+    execution_journal_bytes: Option<u64>,
+    inbox_events: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -96,6 +114,9 @@ impl LimitOverrides {
             .unwrap_or(limits.execution_iterations);
         limits.project_iterations = self.project_iterations.unwrap_or(limits.project_iterations);
         limits.subflow_depth = self.subflow_depth.unwrap_or(limits.subflow_depth);
+        limits.tasks = self.execution_tasks.unwrap_or(limits.tasks);
+        limits.journal_bytes = (self.execution_journal_bytes).unwrap_or(limits.journal_bytes);
+        limits.inbox_events = self.inbox_events.unwrap_or(limits.inbox_events);
         limits
     }
 }

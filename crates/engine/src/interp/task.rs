@@ -162,7 +162,10 @@ pub(super) fn run_task<'a>(
             scope,
             task_var: &task_var,
         };
-        let result = task_body(cx, raw_input, ctx).await;
+        let result = match run.count_task(&nt.reference) {
+            Ok(()) => task_body(cx, raw_input, ctx).await,
+            Err(over) => Err(over),
+        };
         // A cancelled task's record is left to the guard, which also covers a drop.
         unfinished.armed = matches!(result, Err(Interrupt::Cancelled));
         match result {

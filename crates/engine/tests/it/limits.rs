@@ -113,7 +113,7 @@ async fn run_workflow_cannot_nest_past_its_depth() {
             journal:
               /do/0/deeper faulted runtime
               /input completed {}
-            outcome: faulted runtime 400 at /do/0/deeper (`run.workflow` would nest deeper than 2 levels (setting `subflow-depth`))
+            outcome: faulted runtime 413 at /do/0/deeper (`run.workflow` would nest deeper than 2 levels (setting `subflow-depth`))
         "#]])
         .await;
 }
@@ -190,6 +190,108 @@ async fn a_loop_runs_more_than_one_iteration_only_on_the_executions_permits() {
           /do/0/fan/for/5/do/0/call completed 1
           /input completed {}
         outcome: completed [1,1,1,1,1,1]
+    "#]])
+    .await;
+}
+
+const LOOP: &str = "do:
+  - spin:
+      for: { in: '[range(100000)]' }
+      do:
+        - step:
+            set: '${ $item }'
+";
+
+#[tokio::test]
+async fn a_long_pure_loop_stops_at_the_executions_task_limit() {
+    Case::new(LOOP)
+        .limits(Limits {
+            tasks: 5,
+            ..Limits::default()
+        })
+        .check(expect![[r#"
+            calls:
+            events:
+              +0ms workflow.started
+              +0ms workflow.validating
+              +0ms workflow.validated
+              +0ms task.created /do/0/spin
+              +0ms task.started /do/0/spin
+              +0ms task.created /do/0/spin/do/0/step
+              +0ms task.started /do/0/spin/do/0/step
+              +0ms task.completed /do/0/spin/do/0/step output=0
+              +0ms task.created /do/0/spin/do/0/step
+              +0ms task.started /do/0/spin/do/0/step
+              +0ms task.completed /do/0/spin/do/0/step output=1
+              +0ms task.created /do/0/spin/do/0/step
+              +0ms task.started /do/0/spin/do/0/step
+              +0ms task.completed /do/0/spin/do/0/step output=2
+              +0ms task.created /do/0/spin/do/0/step
+              +0ms task.started /do/0/spin/do/0/step
+              +0ms task.completed /do/0/spin/do/0/step output=3
+              +0ms task.created /do/0/spin/do/0/step
+              +0ms task.started /do/0/spin/do/0/step
+              +0ms task.faulted /do/0/spin/do/0/step error="runtime"
+              +0ms task.faulted /do/0/spin error="runtime"
+              +0ms workflow.faulted error="runtime"
+            journal:
+              /do/0/spin faulted runtime
+              /do/0/spin/for/0/do/0/step completed 0
+              /do/0/spin/for/1/do/0/step completed 1
+              /do/0/spin/for/2/do/0/step completed 2
+              /do/0/spin/for/3/do/0/step completed 3
+              /do/0/spin/for/4/do/0/step faulted runtime
+              /input completed {}
+            outcome: faulted runtime 413 at /do/0/spin/do/0/step (the execution started more than 5 tasks (setting `execution-tasks`))
+        "#]])
+        .await;
+}
+
+#[tokio::test]
+async fn an_execution_stops_recording_at_its_journal_limit() {
+    Case::new(
+        "do:
+  - spin:
+      for: { in: '[range(100000)]' }
+      do:
+        - step:
+            set: '${ \"x\" * 10 }'
+",
+    )
+    .limits(Limits {
+        journal_bytes: 40,
+        ..Limits::default()
+    })
+    .check(expect![[r#"
+        calls:
+        events:
+          +0ms workflow.started
+          +0ms workflow.validating
+          +0ms workflow.validated
+          +0ms task.created /do/0/spin
+          +0ms task.started /do/0/spin
+          +0ms task.created /do/0/spin/do/0/step
+          +0ms task.started /do/0/spin/do/0/step
+          +0ms task.completed /do/0/spin/do/0/step output="xxxxxxxxxx"
+          +0ms task.created /do/0/spin/do/0/step
+          +0ms task.started /do/0/spin/do/0/step
+          +0ms task.completed /do/0/spin/do/0/step output="xxxxxxxxxx"
+          +0ms task.created /do/0/spin/do/0/step
+          +0ms task.started /do/0/spin/do/0/step
+          +0ms task.completed /do/0/spin/do/0/step output="xxxxxxxxxx"
+          +0ms task.created /do/0/spin/do/0/step
+          +0ms task.started /do/0/spin/do/0/step
+          +0ms task.faulted /do/0/spin/do/0/step error="runtime"
+          +0ms task.faulted /do/0/spin error="runtime"
+          +0ms workflow.faulted error="runtime"
+        journal:
+          /do/0/spin faulted runtime
+          /do/0/spin/for/0/do/0/step completed "xxxxxxxxxx"
+          /do/0/spin/for/1/do/0/step completed "xxxxxxxxxx"
+          /do/0/spin/for/2/do/0/step completed "xxxxxxxxxx"
+          /do/0/spin/for/3/do/0/step faulted runtime
+          /input completed {}
+        outcome: faulted runtime 413 at /do/0/spin/do/0/step (the execution recorded more than 40 bytes of task outputs and context (setting `execution-journal-bytes`))
     "#]])
     .await;
 }

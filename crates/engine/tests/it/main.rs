@@ -496,6 +496,41 @@ async fn state_over_the_limit_faults_the_task_and_is_never_stored() {
 }
 
 #[tokio::test]
+async fn deliveries_past_the_inbox_limit_are_refused_and_keep_what_was_delivered() {
+    let setup = Setup::new();
+    let engine = setup
+        .engine(Fake::new(|_, _| json_response(200, json!({}))))
+        .with_limits(engine::Limits {
+            inbox_events: 2,
+            ..engine::Limits::default()
+        });
+    let source = doc(
+        "  - hear:\n      listen:\n        to:\n          one:\n            with: {type: never}\n",
+    );
+    let workflow = dsl::parse(&source, &dsl::Options::default())
+        .workflow
+        .unwrap();
+    let id = engine
+        .create(&source, &workflow, None, json!({}))
+        .await
+        .unwrap();
+    for n in 1..=2 {
+        let position = engine
+            .deliver(&id, json!({"type": "other", "n": n}))
+            .await
+            .unwrap();
+        assert_eq!(position, n);
+    }
+    let refused = engine
+        .deliver(&id, json!({"type": "other", "n": 3}))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, engine::Error::Limit(_)), "{refused}");
+    assert!(refused.to_string().contains("`inbox-events`"), "{refused}");
+    assert_eq!(engine.store().inbox(&id, 0).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn cancellation_ends_the_execution_and_is_recorded() {
     let source = doc("  - nap:
       wait: PT10S
