@@ -68,14 +68,25 @@ impl Default for Limits {
     }
 }
 
+/// Large evaluations running at once: one fewer than the machine's cores, at least
+/// one, so that runaway expressions cannot take every core from the executions
+/// beside them. The others wait their turn, in order.
+static LARGE: std::sync::LazyLock<Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Semaphore::new(cores.saturating_sub(1).max(1))
+});
+
 /// Runs `work` where it may block: off the worker threads of a multi-threaded tokio
 /// runtime (`block_in_place`, which hands this worker's other tasks to another
-/// thread), or in place anywhere else.
+/// thread), once one of the [`LARGE`] turns is free; in place anywhere else.
 fn offload(work: &mut dyn FnMut()) {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
+            tokio::task::block_in_place(|| {
+                let _turn = handle.block_on(LARGE.acquire());
+                work()
+            })
         }
         _ => work(),
     }

@@ -36,6 +36,8 @@ pub(crate) struct Run {
     /// The last event sequence number used; locked while a batch is queued, so that
     /// batches are queued (and committed) in sequence order.
     seq: Mutex<u64>,
+    /// How far the run's records may run ahead of the journal's writer.
+    pace: Mutex<Pace>,
     /// `$workflow`, `$runtime` and `$secrets`.
     pub(crate) workflow_var: Value,
     pub(crate) runtime_var: Value,
@@ -143,6 +145,7 @@ impl Run {
                 .map(|s| (s.key, s.state))
                 .collect(),
             seq: Mutex::new(parts.journal.last_seq),
+            pace: Mutex::default(),
             id: parts.id,
             wf: parts.wf,
             store: parts.store,
@@ -253,12 +256,34 @@ impl Run {
                 observer.event(&self.id, event);
             }
         }
-        self.store.commit(Batch {
+        let ticket = self.store.commit(Batch {
             execution: self.id.clone(),
             steps,
             events,
             status,
-        })
+        });
+        drop(seq);
+        let mut pace = self.pace.lock().expect("pace lock");
+        pace.since += 1;
+        if pace.since >= PACE {
+            pace.since = 0;
+            pace.due = pace.mark.replace(ticket);
+        }
+        ticket
+    }
+
+    /// Waits, if the run's records ran more than [`PACE`] batches ahead of the
+    /// journal's writer, until the writer caught up with the older half. Records do
+    /// not wait for the disk, so without this a loop of pure tasks would queue records
+    /// faster than they are written: memory without bound, and a writer that everybody
+    /// else's commits wait behind. Usually the writer is there already and this
+    /// returns at once.
+    pub(crate) async fn keep_pace(&self) -> Result<(), Interrupt> {
+        let due = self.pace.lock().expect("pace lock").due.take();
+        match due {
+            Some(ticket) => self.barrier(ticket).await,
+            None => Ok(()),
+        }
     }
 
     /// Records what one attempt of the task at `at` used (`key` is the attempt's
@@ -340,6 +365,14 @@ impl Run {
         Json::from_written(String::from_utf8(text).expect("JSON text written from strings"))
     }
 
+    /// No variables, only the execution's expression budget: for expressions that read
+    /// nothing, such as a duration.
+    pub(crate) fn no_vars(&self) -> Vars<'static> {
+        let mut vars = Vars::new();
+        vars.set_budget(self.limits.limits.expression);
+        vars
+    }
+
     /// The variables an expression of a task sees.
     pub(crate) fn vars<'v>(
         &'v self,
@@ -419,6 +452,20 @@ impl Run {
             instance: Some(at.to_string()),
         }))
     }
+}
+
+/// How many batches a run records between two pacing marks: its records are at most
+/// twice this many ahead of the journal's writer when it starts a task.
+const PACE: u32 = 64;
+
+#[derive(Default)]
+struct Pace {
+    /// Batches recorded since the last mark.
+    since: u32,
+    /// The ticket of the last mark.
+    mark: Option<Ticket>,
+    /// The ticket of the mark before it, to wait for before the next task.
+    due: Option<Ticket>,
 }
 
 /// An execution's limits, with the permits it shares with its children.

@@ -12,8 +12,10 @@
 //! Most expressions are cheap. [`Budget::run`] therefore first tries a small slice of
 //! the budget on the calling thread; only an expression that needs more runs again,
 //! from the start, with the whole budget, through the budget's `offload` hook (the
-//! engine moves it off the async runtime's worker threads there). Evaluation is pure,
-//! so running it twice gives the same value.
+//! engine moves it off the async runtime's worker threads there, a few at a time).
+//! One that went over a limit the whole budget has too (nesting, or one charge larger
+//! than the whole budget) faults at once. Evaluation is pure, so running it twice
+//! gives the same value.
 
 use std::cell::Cell;
 use std::fmt;
@@ -29,7 +31,8 @@ pub struct Budget {
     /// Bytes of values built: string bytes, 16 per array element, 48 per object
     /// entry. Values the expression only reads (its input, `$context`) cost nothing.
     pub bytes: u64,
-    /// Wall-clock time for the whole evaluation, both attempts included.
+    /// Wall-clock time of the evaluation: of each attempt, not counting a wait for
+    /// the offload hook's turn.
     pub time: Duration,
     /// Where an evaluation that outgrows its first slice runs again with the whole
     /// budget; `None` runs it in place (and skips the slice).
@@ -68,9 +71,10 @@ impl Budget {
     /// Runs `evaluate` under this budget on the calling thread's meter: `Ok` with its
     /// result if it stayed within every limit, else the limit it went over.
     pub fn run<T>(&self, mut evaluate: impl FnMut() -> T) -> Result<T, Exceeded> {
-        let started = Instant::now();
         let Some(offload) = self.offload else {
-            return self.attempt(started, &mut evaluate);
+            return self
+                .attempt(&mut evaluate)
+                .map_err(|(exceeded, _)| exceeded);
         };
         let slice = Budget {
             steps: self.steps.min(Self::SLICE_STEPS),
@@ -78,27 +82,56 @@ impl Budget {
             time: self.time.min(Self::SLICE_TIME),
             offload: None,
         };
-        match slice.attempt(started, &mut evaluate) {
-            Err(_) => {
+        match slice.attempt(&mut evaluate) {
+            // Over a limit of the slice that the whole budget would have allowed: again,
+            // with all of it.
+            Err((exceeded, refused)) if self.allows_more(&slice, exceeded.limit, refused) => {
                 let mut outcome = None;
-                offload(&mut || outcome = Some(self.attempt(started, &mut evaluate)));
-                outcome.expect("the offload hook runs the work it is given")
+                offload(&mut || outcome = Some(self.attempt(&mut evaluate)));
+                let outcome = outcome.expect("the offload hook runs the work it is given");
+                outcome.map_err(|(exceeded, _)| exceeded)
             }
-            done => done,
+            // Over a limit the whole budget has too: the same fault, named with its value.
+            Err((exceeded, _)) => Err(Exceeded {
+                budget: self.value_of(exceeded.limit),
+                ..exceeded
+            }),
+            Ok(value) => Ok(value),
         }
     }
 
-    fn attempt<T>(
-        &self,
-        started: Instant,
-        evaluate: &mut impl FnMut() -> T,
-    ) -> Result<T, Exceeded> {
+    /// Whether running again with this budget could get past `limit`, where `slice`
+    /// stopped after refusing a charge of `refused` bytes (0 if it was not a charge of
+    /// bytes that stopped it).
+    fn allows_more(&self, slice: &Budget, limit: Limit, refused: u64) -> bool {
+        match limit {
+            Limit::Steps => slice.steps < self.steps,
+            Limit::Bytes => slice.bytes < self.bytes && refused <= self.bytes,
+            Limit::Time => slice.time < self.time,
+            Limit::Depth => false,
+        }
+    }
+
+    /// The value of `limit` in this budget, for messages.
+    fn value_of(&self, limit: Limit) -> u64 {
+        match limit {
+            Limit::Steps => self.steps,
+            Limit::Bytes => self.bytes,
+            Limit::Time => self.time.as_millis().try_into().unwrap_or(u64::MAX),
+            Limit::Depth => crate::MAX_DEPTH as u64,
+        }
+    }
+
+    /// One evaluation under this budget, its clock starting now; past a limit, which
+    /// one, and the bytes of the charge refused if it was a charge of bytes.
+    fn attempt<T>(&self, evaluate: &mut impl FnMut() -> T) -> Result<T, (Exceeded, u64)> {
         let meter = Meter {
             steps: self.steps,
             bytes: self.bytes,
-            deadline: started.checked_add(self.time),
+            deadline: Instant::now().checked_add(self.time),
             until_clock: CLOCK_EVERY,
             over: None,
+            refused: 0,
         };
         let outer = METER.replace(Some(meter));
         let value = evaluate();
@@ -107,15 +140,13 @@ impl Budget {
             .expect("the meter stays installed while evaluating");
         match used.over {
             None => Ok(value),
-            Some(limit) => Err(Exceeded {
-                limit,
-                budget: match limit {
-                    Limit::Steps => self.steps,
-                    Limit::Bytes => self.bytes,
-                    Limit::Time => self.time.as_millis().try_into().unwrap_or(u64::MAX),
-                    Limit::Depth => crate::MAX_DEPTH as u64,
+            Some(limit) => Err((
+                Exceeded {
+                    limit,
+                    budget: self.value_of(limit),
                 },
-            }),
+                used.refused,
+            )),
         }
     }
 }
@@ -207,6 +238,8 @@ struct Meter {
     /// Steps until the clock is read again.
     until_clock: u32,
     over: Option<Limit>,
+    /// The charge of bytes that went over, if one did.
+    refused: u64,
 }
 
 /// Reading the clock costs more than a step, so it is read every this many steps.
@@ -256,6 +289,7 @@ pub fn charge_steps(n: u64) -> Result<(), Limit> {
 pub fn charge_bytes(n: u64) -> Result<(), Limit> {
     charge(|m| {
         if m.bytes < n {
+            m.refused = n;
             return Some(Limit::Bytes);
         }
         m.bytes -= n;

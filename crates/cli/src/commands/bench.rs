@@ -67,6 +67,13 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 1000, requires = "api")]
     subscribers: usize,
 
+    /// With --api: measure W1 alone and then beside executions that try to take the
+    /// server down (runaway expressions, a loop of a million tasks), for --seconds
+    /// each; report W1's p50 and p99 both ways, how each abuse ended, and the memory
+    /// used above idle.
+    #[arg(long, requires = "api")]
+    abuse: bool,
+
     /// Measure the render example instead: its speed-up over a single-process render of
     /// the same plan, and the overhead of a `run` task dispatched to a worker beside
     /// running the same command directly (`--rounds` rounds).
@@ -119,6 +126,7 @@ async fn bench(args: Args) -> Result<()> {
             calls: args.calls,
             subscribers: args.subscribers,
             fast: args.fast,
+            abuse: args.abuse,
         };
         return super::bench_api::bench(plan, &base).await;
     }

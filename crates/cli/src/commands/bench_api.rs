@@ -22,6 +22,8 @@ pub(crate) struct Plan {
     pub(crate) calls: usize,
     pub(crate) subscribers: usize,
     pub(crate) fast: bool,
+    /// W1 alone and beside abusive executions, instead of the workloads.
+    pub(crate) abuse: bool,
 }
 
 pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
@@ -48,6 +50,10 @@ pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
 
     let three = three_calls(noop);
     let start_body = serde_json::to_vec(&json!({"workflow": three, "input": {}}))?;
+    if plan.abuse {
+        return super::bench_abuse::bench(&client, &api, &start_body, plan.runs, plan.seconds)
+            .await;
+    }
 
     // W1: one at a time, after 20 warm-ups.
     let mut latencies = Vec::with_capacity(plan.runs);

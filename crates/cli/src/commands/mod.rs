@@ -2,6 +2,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod bench;
+pub(crate) mod bench_abuse;
 pub(crate) mod bench_api;
 pub(crate) mod bench_cluster;
 pub(crate) mod bench_render;

@@ -22,7 +22,7 @@ pub(super) async fn try_catch(cx: TaskCx<'_>, t: &Try, input: &Value, ctx: &mut 
     let mut first_attempt_at = run.now();
     let attempt_limit = retry_policy(run, &t.catch)
         .and_then(|p| p.limit.attempt_duration.as_ref())
-        .map(|d| duration_ms(d, &Value::Null, &expr::Vars::new(), at))
+        .map(|d| duration_ms(d, &Value::Null, &run.no_vars(), at))
         .transpose()?;
     let mut attempt: u32 = 1;
     loop {

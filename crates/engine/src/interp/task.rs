@@ -96,6 +96,7 @@ pub(super) fn run_task<'a>(
         // on anything, so it gives the worker thread back whenever tokio's
         // cooperative budget for this poll is spent.
         tokio::task::consume_budget().await;
+        run.keep_pace().await?;
         let task = &nt.task;
         match run.replayed(&key) {
             Some(StepState::Completed { output, context }) => {

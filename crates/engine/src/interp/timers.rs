@@ -64,7 +64,7 @@ pub(super) async fn with_timeout<T>(
         TimeoutRef::Use(name) => &run.wf.use_.timeouts[name].after,
     };
     let empty = Value::Null;
-    let ms = duration_ms(after, &empty, &expr::Vars::new(), at)?;
+    let ms = duration_ms(after, &empty, &run.no_vars(), at)?;
     with_deadline(run, key, ms, at, what, body).await
 }
 

@@ -167,6 +167,17 @@ fn only_expressions_that_outgrow_the_first_slice_are_offloaded() {
     );
     assert_eq!(runaway, Err(Some(Limit::Steps)));
     assert_eq!(OFFLOADED.load(Ordering::SeqCst), 2);
+
+    // Over what the whole budget allows already in the slice: no second run.
+    for text in ["\"x\" * 1000000000", "reduce range(1000) as $i (null; [.])"] {
+        let (refused, _) = eval(text, budget);
+        assert!(matches!(refused, Err(Some(_))), "{text}");
+    }
+    assert_eq!(
+        OFFLOADED.load(Ordering::SeqCst),
+        2,
+        "refused in the slice, not offloaded"
+    );
 }
 
 #[test]
