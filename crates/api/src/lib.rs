@@ -221,7 +221,7 @@ pub(crate) async fn start_execution(
         max_bytes: limits.max_definition_bytes,
         ..Default::default()
     };
-    let parsed = dsl::parse(&request.workflow, &options);
+    let parsed = gcw::parse_any(&request.workflow, &options);
     let Some(workflow) = parsed.workflow else {
         return Err(invalid_workflow(&request.workflow, &parsed.diagnostics));
     };

@@ -12,7 +12,7 @@
 
 mod decode;
 pub mod diagnostic;
-mod yaml;
+pub mod yaml;
 
 pub use diagnostic::{Diagnostic, LineIndex, Severity};
 pub use program::Program;

@@ -21,19 +21,19 @@ pub const MAX_NODES: usize = 250_000;
 /// runs low. Documents nest up to [`MAX_DEPTH`] levels and every walk over them
 /// recurses (parsing, decoding, conversion), so without this a deep but legal
 /// document could overflow a small thread stack, such as a test's or tokio's.
-pub(crate) fn deep<T>(f: impl FnOnce() -> T) -> T {
+pub fn deep<T>(f: impl FnOnce() -> T) -> T {
     stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, f)
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct Node {
-    pub(crate) kind: Kind,
+pub struct Node {
+    pub kind: Kind,
     /// Byte range of the node in the source (for quoted scalars, including the quotes).
-    pub(crate) range: Range<usize>,
+    pub range: Range<usize>,
 }
 
 #[derive(Clone, Debug)]
-pub(crate) enum Kind {
+pub enum Kind {
     Null,
     Bool(bool),
     Int(i64),
@@ -47,7 +47,7 @@ pub(crate) enum Kind {
 
 impl Node {
     /// How the kind of this node reads in a message: "a string", "a mapping", ….
-    pub(crate) fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> &'static str {
         match self.kind {
             Kind::Null => "null",
             Kind::Bool(_) => "a boolean",
@@ -59,7 +59,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn as_str(&self) -> Option<&str> {
+    pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
             Kind::Str(s) => Some(s),
             _ => None,
@@ -67,7 +67,7 @@ impl Node {
     }
 
     /// The node as plain JSON data.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
         deep(|| match &self.kind {
             Kind::Null => Value::Null,
@@ -89,14 +89,14 @@ impl Node {
 
 /// A YAML syntax error or a broken limit, with the byte offset where it happened.
 #[derive(Debug)]
-pub(crate) struct SyntaxError {
-    pub(crate) message: String,
+pub struct SyntaxError {
+    pub message: String,
     /// 1-based line and column, when the parser knows them.
-    pub(crate) line_col: Option<(usize, usize)>,
-    pub(crate) help: Option<String>,
+    pub line_col: Option<(usize, usize)>,
+    pub help: Option<String>,
 }
 
-pub(crate) fn parse(source: &str) -> Result<Node, SyntaxError> {
+pub fn parse(source: &str) -> Result<Node, SyntaxError> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
         strict_booleans: true,

@@ -355,12 +355,13 @@ pub trait Frontend: Send + Sync {
     fn lower(&self, definition: &str) -> Result<Program, String>;
 }
 
-/// The Serverless Workflow front-end (`dsl`), the engine's default.
+/// The engine's default front-end: the Serverless Workflow DSL (`dsl`), or Cloud
+/// Workflows (`gcw`) for a document of that shape.
 pub struct Dsl;
 
 impl Frontend for Dsl {
     fn lower(&self, definition: &str) -> Result<Program, String> {
-        let parsed = dsl::parse(definition, &dsl::Options::default());
+        let parsed = gcw::parse_any(definition, &dsl::Options::default());
         parsed.workflow.ok_or_else(|| {
             parsed
                 .diagnostics

@@ -184,6 +184,10 @@ pub enum FlowDirective {
     End,
     /// The task with this name, in the same list.
     Goto(String),
+    /// Leave the innermost `for` loop, with this task's output as the loop's.
+    Break,
+    /// End this iteration of the innermost `for` loop; the next one begins.
+    NextIteration,
 }
 
 /// A resource the workflow reads, such as an OpenAPI document.

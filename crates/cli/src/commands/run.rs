@@ -103,7 +103,7 @@ async fn execute(args: Args) -> Result<ExitCode> {
         (None, Some(file)) => {
             let source = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let parsed = dsl::parse(&source, &dsl::Options::default());
+            let parsed = gcw::parse_any(&source, &dsl::Options::default());
             let Some(workflow) = parsed.workflow else {
                 eprint!(
                     "{}",

@@ -314,7 +314,7 @@ async fn execute(engine: &Engine, state: &mut State) -> Result<(), String> {
         .definition
         .as_deref()
         .ok_or("no workflow was defined before it was executed")?;
-    let parsed = dsl::parse(source, &dsl::Options::default());
+    let parsed = gcw::parse_any(source, &dsl::Options::default());
     let Some(workflow) = parsed.workflow else {
         return Err(format!(
             "the workflow does not validate:\n{}",

@@ -200,7 +200,7 @@ fn check(file: String, bytes: &[u8], options: &Options) -> Checked {
             };
         }
     };
-    let parsed = dsl::parse(&source, options);
+    let parsed = gcw::parse_any(&source, options);
     let summary = parsed.workflow.as_ref().map(|w| {
         let d = &w.document;
         format!(

@@ -84,16 +84,19 @@ impl Ctx {
     }
 }
 
-/// Where a list ended: at its last task (or an `exit`), or at an `end` for the whole workflow.
+/// Where a list ended: at its last task (or an `exit`), at an `end` for the whole
+/// workflow, or at a `break` or next-iteration directive for the innermost loop.
 enum Flow {
     Done(Value),
     End(Value),
+    Break(Value),
+    NextIteration(Value),
 }
 
 impl Flow {
     fn value(self) -> Value {
         match self {
-            Flow::Done(v) | Flow::End(v) => v,
+            Flow::Done(v) | Flow::End(v) | Flow::Break(v) | Flow::NextIteration(v) => v,
         }
     }
 }

@@ -49,6 +49,8 @@ pub(super) fn run_list<'a>(
                 FlowDirective::Continue => i += 1,
                 FlowDirective::Exit => break,
                 FlowDirective::End => return Ok(Flow::End(input)),
+                FlowDirective::Break => return Ok(Flow::Break(input)),
+                FlowDirective::NextIteration => return Ok(Flow::NextIteration(input)),
                 FlowDirective::Goto(name) => {
                     i = list
                         .position(&name)
@@ -67,6 +69,8 @@ fn directive_json(d: &FlowDirective) -> Value {
         FlowDirective::Exit => "exit".into(),
         FlowDirective::End => "end".into(),
         FlowDirective::Goto(name) => name.clone(),
+        FlowDirective::Break => "loop:break".into(),
+        FlowDirective::NextIteration => "loop:next".into(),
     })
 }
 
@@ -75,6 +79,8 @@ fn directive_from(v: &Value, fallback: &FlowDirective) -> FlowDirective {
         Some("continue") => FlowDirective::Continue,
         Some("exit") => FlowDirective::Exit,
         Some("end") => FlowDirective::End,
+        Some("loop:break") => FlowDirective::Break,
+        Some("loop:next") => FlowDirective::NextIteration,
         Some(name) => FlowDirective::Goto(name.to_string()),
         None => fallback.clone(),
     }
@@ -447,5 +453,7 @@ fn flow_result(flow: Flow, then: FlowDirective) -> (Value, FlowDirective) {
     match flow {
         Flow::Done(v) => (v, then),
         Flow::End(v) => (v, FlowDirective::End),
+        Flow::Break(v) => (v, FlowDirective::Break),
+        Flow::NextIteration(v) => (v, FlowDirective::NextIteration),
     }
 }

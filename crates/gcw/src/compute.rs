@@ -1,0 +1,399 @@
+//! What the lowered program computes at each Cloud Workflows step, behind the
+//! engine's expression interface: the values written in the document (with
+//! `${ }` expressions anywhere inside them), and the data flow of variables.
+//!
+//! The variables of a subworkflow travel as the tasks' data: a step's input is the
+//! map of variables before it, its output the map after it. So `assign` is a `set`
+//! whose value is the new map; a call binds its `result` in the task's `output.as`
+//! (which sees the call's raw output and the variables in `$input`); a `for` loop
+//! keeps, in its `output.as`, only the variables that existed before it. `return`
+//! outputs `{"__return": value}` and ends its list: the caller (or the workflow's
+//! `output.as`) unwraps it, and a subworkflow that ends without `return` gives null.
+
+use std::sync::Arc;
+
+use expr::{EvalError, Expr, Expression, Vars};
+use serde_json::{Map, Value, json};
+
+use crate::eval::{Cx, charge_bytes};
+use crate::parse::{Ast, Node};
+use crate::value::{self, Raised, type_name};
+
+/// The key of the value a `return` gives.
+pub(crate) const RETURN: &str = "__return";
+
+/// A value as written in the document: constant parts, and `${ }` expressions.
+#[derive(Clone, Debug)]
+pub(crate) enum Tmpl {
+    Const(Value),
+    Expr(Node),
+    List(Vec<Tmpl>),
+    Map(Vec<(String, Tmpl)>),
+}
+
+impl Tmpl {
+    pub(crate) fn eval(&self, cx: &Cx<'_>) -> Result<Value, Raised> {
+        match self {
+            Tmpl::Const(v) => Ok(v.clone()),
+            Tmpl::Expr(node) => cx.eval(node),
+            Tmpl::List(items) => items
+                .iter()
+                .map(|i| i.eval(cx))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            Tmpl::Map(entries) => {
+                let mut map = Map::with_capacity(entries.len());
+                for (k, v) in entries {
+                    map.insert(k.clone(), v.eval(cx)?);
+                }
+                Ok(Value::Object(map))
+            }
+        }
+    }
+}
+
+/// Where an assignment writes: a variable, then fields and indexes into it.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) variable: String,
+    pub(crate) path: Vec<Access>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Access {
+    Field(String),
+    Index(Node),
+}
+
+impl Target {
+    /// The target written as an expression (`a.b[0]`), if it is one.
+    pub(crate) fn of(node: &Node) -> Option<Target> {
+        match &node.kind {
+            Ast::Var(name) => Some(Target {
+                variable: name.clone(),
+                path: Vec::new(),
+            }),
+            Ast::Field(base, name) => {
+                let mut t = Target::of(base)?;
+                t.path.push(Access::Field(name.clone()));
+                Some(t)
+            }
+            Ast::Index(base, index) => {
+                let mut t = Target::of(base)?;
+                t.path.push(Access::Index((**index).clone()));
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes `value` at this target in `variables`. Maps along the path are made
+    /// when missing; a list index must exist.
+    fn write(
+        &self,
+        variables: &mut Map<String, Value>,
+        value: Value,
+        cx: &Cx<'_>,
+    ) -> Result<(), Raised> {
+        let mut keys = Vec::with_capacity(self.path.len());
+        for access in &self.path {
+            keys.push(match access {
+                Access::Field(name) => Value::String(name.clone()),
+                Access::Index(node) => cx.eval(node)?,
+            });
+        }
+        let slot = variables
+            .entry(self.variable.clone())
+            .or_insert(Value::Null);
+        write_at(slot, &keys, value)
+    }
+}
+
+fn write_at(slot: &mut Value, keys: &[Value], value: Value) -> Result<(), Raised> {
+    let Some((key, rest)) = keys.split_first() else {
+        *slot = value;
+        return Ok(());
+    };
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    let next = match (slot, key) {
+        (Value::Object(map), Value::String(k)) => map.entry(k.clone()).or_insert(Value::Null),
+        (Value::Array(items), Value::Number(n)) if !n.is_f64() => {
+            let len = items.len();
+            let i = n.as_i64().unwrap_or(-1);
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| items.get_mut(i))
+                .ok_or_else(|| {
+                    Raised::tagged(
+                        "IndexError",
+                        format!("list index {i} out of range (the list has {len} elements)"),
+                    )
+                })?
+        }
+        (slot, key) => {
+            return Err(value::type_error(format!(
+                "cannot assign into {} with a {} key",
+                type_name(slot),
+                type_name(key)
+            )));
+        }
+    };
+    write_at(next, rest, value)
+}
+
+/// One computation of the lowered program.
+#[derive(Clone, Debug)]
+pub(crate) enum Kind {
+    /// A value as written: a URL, a body, the list a loop walks.
+    Value(Tmpl),
+    /// The integers from one to the other, both included (`for.range`).
+    Range(Tmpl, Tmpl),
+    /// Seconds as an ISO 8601 duration, for a durable timer (`sys.sleep`).
+    Seconds(Tmpl),
+    /// A condition, which must be a boolean.
+    Condition(Node),
+    /// `assign`: the variables with each assignment made, in order.
+    Assign(Vec<(Target, Tmpl)>),
+    /// `return`: the value, wrapped for the caller to unwrap.
+    Return(Tmpl),
+    /// The variables a subworkflow starts with: its arguments and the defaults of its
+    /// parameters.
+    Arguments {
+        given: Vec<(String, Tmpl)>,
+        defaults: Vec<(String, Value)>,
+    },
+    /// After a call (`output.as`): the variables (`$input`) with `result` bound to
+    /// what the call gave.
+    Bind {
+        result: Option<String>,
+        from: Outcome,
+    },
+    /// After a loop (`output.as`): the variables after its last iteration, only
+    /// those that existed before it.
+    Restrict,
+    /// The workflow's input (`input.from`): `main`'s parameter bound to the runtime
+    /// arguments.
+    Main(Option<String>),
+    /// What a `raise` raises, as text for the error's detail.
+    Raised(Tmpl),
+    /// The input, unchanged (a step that only jumps).
+    Same,
+    /// The workflow's output: what `return` gave, or null.
+    Unwrap,
+}
+
+/// What a call's raw output is, for [`Kind::Bind`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Outcome {
+    /// A subworkflow's: `{"__return": v}` or its variables (no `return`: null).
+    Subworkflow,
+    /// An HTTP call's full response: `{body, code, headers}`.
+    Http,
+    /// Nothing to bind.
+    Nothing,
+}
+
+pub(crate) struct Compute {
+    kind: Kind,
+    text: String,
+    origin: String,
+    locals: Vec<String>,
+}
+
+impl Compute {
+    pub(crate) fn expr(
+        kind: Kind,
+        text: impl Into<String>,
+        origin: &str,
+        locals: &[String],
+    ) -> Expr {
+        Expr::new(Arc::new(Compute {
+            kind,
+            text: text.into(),
+            origin: origin.to_string(),
+            locals: locals.to_vec(),
+        }))
+    }
+
+    fn run(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, Raised> {
+        let cx = |variables| Cx {
+            variables,
+            vars,
+            locals: &self.locals,
+        };
+        let variables_before = || vars.get("input").unwrap_or(&Value::Null);
+        match &self.kind {
+            Kind::Value(t) => t.eval(&cx(input)),
+            Kind::Range(from, to) => {
+                let cx = cx(input);
+                let (from, to) = (from.eval(&cx)?, to.eval(&cx)?);
+                let (Some(value::Num::Int(a)), Some(value::Num::Int(b))) =
+                    (value::Num::of(&from), value::Num::of(&to))
+                else {
+                    return Err(value::type_error(format!(
+                        "a range is two integers, not {} and {}",
+                        type_name(&from),
+                        type_name(&to)
+                    )));
+                };
+                let count = usize::try_from(b.saturating_sub(a).saturating_add(1)).unwrap_or(0);
+                charge_bytes(16usize.saturating_mul(count))?;
+                Ok(Value::Array((a..=b).map(Value::from).collect()))
+            }
+            Kind::Seconds(t) => {
+                let seconds = t.eval(&cx(input))?;
+                match value::Num::of(&seconds) {
+                    Some(n) if n.as_f64() >= 0.0 => {
+                        Ok(json!(format!("PT{}S", format_seconds(n.as_f64()))))
+                    }
+                    _ => Err(value::value_error(format!(
+                        "sys.sleep: seconds must be a number of zero or more, not {seconds}"
+                    ))),
+                }
+            }
+            Kind::Condition(node) => cx(input).eval(node),
+            Kind::Assign(assignments) => {
+                let mut variables = match input {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                for (target, value) in assignments {
+                    let current = Value::Object(variables);
+                    let cx = Cx {
+                        variables: &current,
+                        vars,
+                        locals: &self.locals,
+                    };
+                    let v = value.eval(&cx)?;
+                    let mut map = match &current {
+                        Value::Object(map) => map.clone(),
+                        _ => unreachable!("the variables are a map"),
+                    };
+                    target.write(&mut map, v, &cx)?;
+                    variables = map;
+                }
+                Ok(Value::Object(variables))
+            }
+            Kind::Return(t) => Ok(json!({ RETURN: t.eval(&cx(input))? })),
+            Kind::Arguments { given, defaults } => {
+                let cx = cx(input);
+                let mut variables = Map::new();
+                for (name, value) in given {
+                    variables.insert(name.clone(), value.eval(&cx)?);
+                }
+                for (name, value) in defaults {
+                    variables
+                        .entry(name.clone())
+                        .or_insert_with(|| value.clone());
+                }
+                Ok(Value::Object(variables))
+            }
+            Kind::Bind { result, from } => {
+                let mut variables = match variables_before() {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                if let Some(result) = result {
+                    let value = match from {
+                        Outcome::Subworkflow => returned(input),
+                        Outcome::Http => json!({
+                            "body": input.get("content").cloned().unwrap_or(Value::Null),
+                            "code": input.get("statusCode").cloned().unwrap_or(Value::Null),
+                            "headers": input.get("headers").cloned().unwrap_or(json!({})),
+                        }),
+                        Outcome::Nothing => Value::Null,
+                    };
+                    variables.insert(result.clone(), value);
+                }
+                Ok(Value::Object(variables))
+            }
+            Kind::Restrict => {
+                let before = variables_before();
+                let (Value::Object(before), Value::Object(after)) = (before, input) else {
+                    return Ok(before.clone());
+                };
+                Ok(Value::Object(
+                    before
+                        .iter()
+                        .map(|(k, v)| (k.clone(), after.get(k).unwrap_or(v).clone()))
+                        .collect(),
+                ))
+            }
+            Kind::Main(param) => Ok(match param {
+                Some(name) => json!({ name.clone(): input }),
+                None => json!({}),
+            }),
+            Kind::Raised(t) => {
+                let raised = t.eval(&cx(input))?;
+                Ok(Value::String(raised.to_string()))
+            }
+            Kind::Same => Ok(input.clone()),
+            Kind::Unwrap => Ok(returned(input)),
+        }
+    }
+}
+
+/// What a list of steps gave back: the value of its `return`, or null.
+fn returned(output: &Value) -> Value {
+    match output {
+        Value::Object(map) if map.len() == 1 && map.contains_key(RETURN) => map[RETURN].clone(),
+        _ => Value::Null,
+    }
+}
+
+fn format_seconds(seconds: f64) -> String {
+    let millis = (seconds * 1000.0).round() as u64;
+    if millis.is_multiple_of(1000) {
+        (millis / 1000).to_string()
+    } else {
+        format!("{}.{:03}", millis / 1000, millis % 1000)
+    }
+}
+
+impl Expression for Compute {
+    fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
+        let error = |raised: &Raised| EvalError {
+            message: match raised.tag() {
+                Some(tag) => format!("{tag}: {}", raised.message()),
+                None => raised.message(),
+            },
+            expression: self.text.clone(),
+            origin: self.origin.clone(),
+            limit: None,
+        };
+        match vars.budget().run(|| self.run(input, vars)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(raised)) => Err(error(&raised)),
+            Err(exceeded) => Err(error(&Raised::tagged(
+                "ResourceLimitError",
+                exceeded.to_string(),
+            ))
+            .over(exceeded)),
+        }
+    }
+
+    fn eval_bool(&self, input: &Value, vars: &Vars<'_>) -> Result<bool, EvalError> {
+        match self.eval(input, vars)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(EvalError {
+                message: format!(
+                    "TypeError: a condition must be a boolean, not {}",
+                    type_name(&other)
+                ),
+                expression: self.text.clone(),
+                origin: self.origin.clone(),
+                limit: None,
+            }),
+        }
+    }
+}

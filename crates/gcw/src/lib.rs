@@ -1,0 +1,133 @@
+//! The Google Cloud Workflows front-end: a Cloud Workflows document (YAML or JSON,
+//! `main` and subworkflows, or a list of steps) checked with every problem reported
+//! at its position, its expressions compiled in their own language, and lowered into
+//! the [`Program`] the engine runs, so that journal, retries, steering, events and
+//! progress serve it as they serve the DSL.
+//!
+//! - `lex`, `parse`: the expression language's tokens and syntax tree, with the
+//!   documented precedence.
+//! - `value`: integers and doubles kept apart on JSON, the operators, the tagged
+//!   errors (`KeyError`, `TypeError`, …).
+//! - `eval`, `stdlib`: evaluation under the shared expression budget, and the
+//!   standard library's functions that expressions call.
+//! - `compute`: what each lowered task computes (assignments, results bound, loop
+//!   scopes, returns).
+//! - `lower`: the document to the program.
+//!
+//! **API boundary:** no IO; knows the DSL front-end only for its YAML tree and its
+//! diagnostics.
+
+mod compute;
+mod eval;
+mod lex;
+mod lower;
+mod parse;
+mod stdlib;
+mod value;
+
+use dsl::yaml::Kind;
+use dsl::{Diagnostic, LineIndex, Parsed, Severity};
+
+pub use program::Program;
+pub use value::{Raised, type_name};
+
+/// The error type of what a `raise` step raises.
+pub const RAISED: &str = "https://skein.dev/errors/cloud-workflows/raised";
+
+/// Which syntax a document is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// The CNCF Serverless Workflow DSL.
+    Dsl,
+    /// Google Cloud Workflows.
+    CloudWorkflows,
+}
+
+impl Syntax {
+    /// The syntax of `source`, by its shape: a top-level `main` with `steps`, or a
+    /// top-level list of steps, is Cloud Workflows; anything else is the DSL's (which
+    /// then reports what is wrong with it).
+    pub fn of(source: &str) -> Syntax {
+        let Ok(root) = dsl::yaml::parse(source) else {
+            return Syntax::Dsl;
+        };
+        let is_steps = |node: &dsl::yaml::Node| match &node.kind {
+            Kind::Seq(items) => items.iter().all(|item| match &item.kind {
+                Kind::Map(e) => e.len() == 1 && matches!(e[0].1.kind, Kind::Map(_)),
+                _ => false,
+            }),
+            _ => false,
+        };
+        let cloud = match &root.kind {
+            Kind::Seq(items) => !items.is_empty() && is_steps(&root),
+            Kind::Map(entries) => entries.iter().any(|(k, v)| {
+                k.as_str() == Some("main")
+                    && match &v.kind {
+                        Kind::Map(e) => e.iter().any(|(k, _)| k.as_str() == Some("steps")),
+                        _ => false,
+                    }
+            }),
+            _ => false,
+        };
+        if cloud {
+            Syntax::CloudWorkflows
+        } else {
+            Syntax::Dsl
+        }
+    }
+
+    /// The name `--syntax` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Syntax::Dsl => "serverless-workflow",
+            Syntax::CloudWorkflows => "cloud-workflows",
+        }
+    }
+}
+
+/// Parses and checks a document of either syntax, recognised by its shape.
+pub fn parse_any(source: &str, options: &dsl::Options) -> Parsed {
+    match Syntax::of(source) {
+        Syntax::Dsl => dsl::parse(source, options),
+        Syntax::CloudWorkflows => parse(source, options),
+    }
+}
+
+/// Parses and checks a Cloud Workflows document, and lowers it.
+pub fn parse(source: &str, options: &dsl::Options) -> Parsed {
+    let fail = |d: Diagnostic| Parsed {
+        workflow: None,
+        diagnostics: vec![d],
+    };
+    let error = |range: std::ops::Range<usize>, message: String| Diagnostic {
+        severity: Severity::Error,
+        message,
+        range,
+        path: String::new(),
+        help: None,
+    };
+    if source.len() > options.max_bytes {
+        return fail(error(
+            0..0,
+            dsl::too_large(source.len() as u64, options.max_bytes),
+        ));
+    }
+    let root = match dsl::yaml::parse(source) {
+        Ok(root) => root,
+        Err(e) => {
+            let at = e.line_col.map_or(0, |(line, col)| {
+                LineIndex::new(source).offset(source, line, col)
+            });
+            return fail(Diagnostic {
+                help: e.help,
+                ..error(at..at + 1, e.message)
+            });
+        }
+    };
+    let mut lowerer = lower::Lowerer::new(source);
+    let workflow = lowerer.document(&root);
+    Parsed {
+        workflow,
+        diagnostics: lowerer.diagnostics,
+    }
+}

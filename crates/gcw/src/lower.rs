@@ -1,0 +1,1337 @@
+//! From the positioned YAML tree of a Cloud Workflows document to the engine's
+//! program, reporting every problem with its position.
+//!
+//! Each step becomes a task of the same name (a `switch` condition with inline steps
+//! adds a task for them after the switch); `main` becomes the workflow's task list
+//! and each subworkflow a function of `use.functions`. What each task computes is a
+//! [`crate::compute::Kind`].
+
+use std::collections::BTreeSet;
+
+use dsl::yaml::{Kind as Yk, Node as Yn};
+use dsl::{Diagnostic, Severity};
+use expr::{Expr, Template};
+use indexmap::IndexMap;
+use program::{
+    Call, CallTarget, Concurrency, Document, Duration, Emit, Endpoint, ErrorDef, ErrorRef,
+    Evaluate, FlowDirective, For, FunctionCall, HttpCall, HttpOutput, Input, NamedTask, Output,
+    Program, Raise, Switch, SwitchCase, Task, TaskKind, TaskList, Timeout, TimeoutRef, Uri, Use,
+};
+use serde_json::Value;
+
+use crate::compute::{Compute, Kind, Outcome, RETURN, Target, Tmpl};
+use crate::parse::{Ast, Node, parse};
+use crate::stdlib;
+
+/// Calls that `call` steps make and expressions cannot.
+const HTTP: &[&str] = &[
+    "http.get",
+    "http.post",
+    "http.put",
+    "http.patch",
+    "http.delete",
+    "http.request",
+];
+
+/// The kinds of a step, as keys.
+const STEP_KEYS: &[&str] = &[
+    "assign", "call", "switch", "for", "parallel", "try", "raise", "return", "steps", "next",
+];
+
+struct Sub {
+    params: Vec<(String, Option<Value>)>,
+}
+
+/// What is in scope where a step is written.
+#[derive(Clone, Default)]
+struct Scope {
+    /// Loop variables, read from the engine's scope.
+    locals: Vec<String>,
+    in_loop: bool,
+    /// Every variable the subworkflow assigns anywhere, its parameters included.
+    known: BTreeSet<String>,
+}
+
+pub(crate) struct Lowerer<'s> {
+    source: &'s str,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    subs: IndexMap<String, Sub>,
+}
+
+impl<'s> Lowerer<'s> {
+    pub(crate) fn new(source: &'s str) -> Self {
+        Lowerer {
+            source,
+            diagnostics: Vec::new(),
+            subs: IndexMap::new(),
+        }
+    }
+
+    fn error(&mut self, range: std::ops::Range<usize>, path: &str, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            range,
+            path: path.to_string(),
+            help: None,
+        });
+    }
+
+    fn error_help(
+        &mut self,
+        range: std::ops::Range<usize>,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        self.error(range, path, message);
+        if let Some(d) = self.diagnostics.last_mut() {
+            d.help = help;
+        }
+    }
+
+    /// The whole document.
+    pub(crate) fn document(&mut self, root: &Yn) -> Option<Program> {
+        // A top-level list of steps is `main` without parameters.
+        let mut blocks: Vec<(String, &Yn, std::ops::Range<usize>)> = Vec::new();
+        match &root.kind {
+            Yk::Seq(_) => blocks.push(("main".into(), root, root.range.clone())),
+            Yk::Map(entries) => {
+                for (k, v) in entries {
+                    let name = k.as_str().unwrap_or_default().to_string();
+                    if blocks.iter().any(|(n, _, _)| *n == name) {
+                        self.error(
+                            k.range.clone(),
+                            &format!("/{name}"),
+                            format!("the subworkflow `{name}` is defined twice"),
+                        );
+                        continue;
+                    }
+                    blocks.push((name, v, k.range.clone()));
+                }
+                if !blocks.iter().any(|(n, _, _)| n == "main") {
+                    self.error(
+                        0..0,
+                        "",
+                        "a Cloud Workflows document needs a `main` block (or is a list of steps)",
+                    );
+                }
+            }
+            _ => {
+                self.error(root.range.clone(), "", format!("a Cloud Workflows document is a mapping of `main` and subworkflows, or a list of steps, not {}", root.describe()));
+                return None;
+            }
+        }
+        // Parameters first, so that calls are checked wherever they come.
+        let mut bodies = Vec::new();
+        for (name, node, key_range) in &blocks {
+            let path = format!("/{name}");
+            let (params, steps) = if matches!(node.kind, Yk::Seq(_)) {
+                (Vec::new(), Some(*node))
+            } else {
+                self.sub_header(node, &path)
+            };
+            if *name == "main" && params.len() > 1 {
+                self.error(
+                    key_range.clone(),
+                    &path,
+                    "`main` takes at most one parameter: the runtime arguments",
+                );
+            }
+            if steps.is_none() {
+                self.error(
+                    key_range.clone(),
+                    &path,
+                    format!("the subworkflow `{name}` has no `steps`"),
+                );
+            }
+            self.subs.insert(name.clone(), Sub { params });
+            bodies.push((name.clone(), steps, path));
+        }
+        let mut main = None;
+        let mut functions = IndexMap::new();
+        for (name, steps, path) in bodies {
+            let Some(steps) = steps else { continue };
+            let mut scope = Scope::default();
+            for (p, _) in &self.subs[&name].params {
+                scope.known.insert(p.clone());
+            }
+            collect_assigned(steps, &mut scope.known);
+            let list = self.steps(steps, &format!("{path}/steps"), &scope);
+            if name == "main" {
+                main = Some(list);
+            } else {
+                functions.insert(
+                    name.clone(),
+                    task(TaskKind::Do(list), FlowDirective::Continue),
+                );
+            }
+        }
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        let main_param = self
+            .subs
+            .get("main")
+            .and_then(|s| s.params.first())
+            .map(|(p, _)| p.clone());
+        Some(Program {
+            document: Document {
+                dsl: semver::Version::new(1, 0, 3),
+                namespace: "cloud-workflows".into(),
+                name: "workflow".into(),
+                version: semver::Version::new(0, 0, 1),
+                title: None,
+                summary: None,
+                tags: IndexMap::new(),
+                metadata: IndexMap::new(),
+            },
+            input: Some(Input {
+                schema: None,
+                from: Some(Template::Expr(Compute::expr(
+                    Kind::Main(main_param),
+                    "the runtime arguments",
+                    "/main/params",
+                    &[],
+                ))),
+            }),
+            use_: Use {
+                functions,
+                ..Use::default()
+            },
+            do_: main.unwrap_or_default(),
+            timeout: None,
+            output: Some(Output {
+                schema: None,
+                as_: Some(Template::Expr(Compute::expr(
+                    Kind::Unwrap,
+                    "the value `main` returns",
+                    "/main",
+                    &[],
+                ))),
+            }),
+            schedule: None,
+            evaluate: Evaluate::default(),
+            definition: root.to_json(),
+            extensions: Vec::new(),
+        })
+    }
+
+    /// A subworkflow's `params` and `steps`.
+    fn sub_header<'n>(
+        &mut self,
+        node: &'n Yn,
+        path: &str,
+    ) -> (Vec<(String, Option<Value>)>, Option<&'n Yn>) {
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                path,
+                format!(
+                    "a subworkflow is a mapping with `params` and `steps`, not {}",
+                    node.describe()
+                ),
+            );
+            return (Vec::new(), None);
+        };
+        let (mut params, mut steps) = (Vec::new(), None);
+        for (k, v) in entries {
+            match k.as_str().unwrap_or_default() {
+                "steps" => steps = Some(v),
+                "params" => {
+                    match &v.kind {
+                        Yk::Seq(items) => {
+                            for item in items {
+                                match &item.kind {
+                                Yk::Str(name) => params.push((name.clone(), None)),
+                                Yk::Map(e) if e.len() == 1 => {
+                                    params.push((e[0].0.as_str().unwrap_or_default().to_string(), Some(e[0].1.to_json())));
+                                }
+                                _ => self.error(item.range.clone(), &format!("{path}/params"), "a parameter is a name, or a mapping of a name to its default"),
+                            }
+                            }
+                        }
+                        _ => self.error(
+                            v.range.clone(),
+                            &format!("{path}/params"),
+                            "`params` is a list, such as [a, b: 2]",
+                        ),
+                    }
+                }
+                other => self.unknown_key(k, other, &["params", "steps"], path),
+            }
+        }
+        (params, steps)
+    }
+
+    fn unknown_key(&mut self, key: &Yn, name: &str, known: &[&str], path: &str) {
+        let help =
+            expr::closest(name, known.iter().copied()).map(|c| format!("did you mean `{c}`?"));
+        self.error_help(
+            key.range.clone(),
+            path,
+            format!("unknown key `{name}`"),
+            help,
+        );
+    }
+
+    /// A list of steps.
+    fn steps(&mut self, node: &Yn, path: &str, scope: &Scope) -> TaskList {
+        let Yk::Seq(items) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                path,
+                format!("`steps` is a list of steps, not {}", node.describe()),
+            );
+            return TaskList::default();
+        };
+        let mut tasks: Vec<NamedTask> = Vec::new();
+        let mut names: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+        let mut jumps: Vec<(String, std::ops::Range<usize>, String)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{path}/{i}");
+            let entry = match &item.kind {
+                Yk::Map(entries) if entries.len() == 1 => &entries[0],
+                _ => {
+                    self.error(item.range.clone(), &at, "a step is a mapping of its name to what it does, such as `- init: {assign: [...]}`");
+                    continue;
+                }
+            };
+            let name = entry.0.as_str().unwrap_or_default().to_string();
+            if names.iter().any(|(n, _)| *n == name) {
+                self.error(
+                    entry.0.range.clone(),
+                    &at,
+                    format!("two steps of this list are called `{name}`"),
+                );
+            }
+            names.push((name.clone(), entry.0.range.clone()));
+            let at = format!("{at}/{name}");
+            let before = tasks.len();
+            self.step(&name, &entry.1, &at, scope, &mut tasks, &mut jumps);
+            // Inline blocks of a switch go on to the step after it.
+            let after = items.get(i + 1).and_then(|n| match &n.kind {
+                Yk::Map(e) if e.len() == 1 => e[0].0.as_str().map(str::to_string),
+                _ => None,
+            });
+            for t in &mut tasks[before..] {
+                if t.task.then == FlowDirective::Goto(AFTER.into()) {
+                    t.task.then = after
+                        .clone()
+                        .map_or(FlowDirective::Exit, FlowDirective::Goto);
+                }
+                if let TaskKind::Switch(s) = &mut t.task.kind {
+                    for case in &mut s.cases {
+                        if case.then == FlowDirective::Goto(AFTER.into()) {
+                            case.then = after
+                                .clone()
+                                .map_or(FlowDirective::Exit, FlowDirective::Goto);
+                        }
+                    }
+                }
+            }
+        }
+        for (target, range, at) in jumps {
+            if !names.iter().any(|(n, _)| *n == target) {
+                let help = expr::closest(&target, names.iter().map(|(n, _)| n.as_str()))
+                    .map(|c| format!("did you mean `{c}`?"));
+                self.error_help(
+                    range,
+                    &at,
+                    format!("`next` names the step `{target}`, which is not in this list of steps"),
+                    help,
+                );
+            }
+        }
+        TaskList { tasks }
+    }
+
+    /// One step: its task (and those of a switch's inline blocks) pushed onto `tasks`.
+    fn step(
+        &mut self,
+        name: &str,
+        body: &Yn,
+        at: &str,
+        scope: &Scope,
+        tasks: &mut Vec<NamedTask>,
+        jumps: &mut Vec<(String, std::ops::Range<usize>, String)>,
+    ) {
+        let Yk::Map(entries) = &body.kind else {
+            self.error(
+                body.range.clone(),
+                at,
+                format!(
+                    "a step is a mapping such as `assign: [...]`, not {}",
+                    body.describe()
+                ),
+            );
+            return;
+        };
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        };
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !STEP_KEYS.contains(&key) && !matches!(key, "args" | "result" | "retry" | "except") {
+                self.unknown_key(k, key, STEP_KEYS, at);
+            }
+        }
+        let kinds: Vec<&str> = [
+            "assign", "call", "switch", "for", "parallel", "try", "raise", "return", "steps",
+        ]
+        .into_iter()
+        .filter(|k| get(k).is_some())
+        .collect();
+        if kinds.len() > 1 {
+            self.error(
+                body.range.clone(),
+                at,
+                format!(
+                    "a step does one thing, but this one has {}",
+                    kinds
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            );
+            return;
+        }
+        let then = match get("next") {
+            Some(next) => self.next(next, at, scope, jumps),
+            None => FlowDirective::Continue,
+        };
+        let locals = &scope.locals;
+        let (kind, mut then, output) = match kinds.first().copied() {
+            None if get("next").is_some() => (self.set(Kind::Same, "next", at, locals), then, None),
+            None => {
+                self.error(body.range.clone(), at, "this step does nothing: it needs one of `assign`, `call`, `switch`, `for`, `parallel`, `try`, `raise`, `return`, `steps` or `next`");
+                return;
+            }
+            Some("assign") => (
+                self.assign(get("assign").expect("present"), at, scope),
+                then,
+                None,
+            ),
+            Some("return") => {
+                let value = self.tmpl(
+                    get("return").expect("present"),
+                    &format!("{at}/return"),
+                    scope,
+                );
+                let kind = TaskKind::Set(Template::Expr(Compute::expr(
+                    Kind::Return(value),
+                    "return",
+                    &format!("{at}/return"),
+                    locals,
+                )));
+                (kind, FlowDirective::End, None)
+            }
+            Some("raise") => {
+                let value = self.tmpl(
+                    get("raise").expect("present"),
+                    &format!("{at}/raise"),
+                    scope,
+                );
+                (raise(value, at, locals), then, None)
+            }
+            Some("steps") => (
+                TaskKind::Do(self.steps(
+                    get("steps").expect("present"),
+                    &format!("{at}/steps"),
+                    scope,
+                )),
+                then,
+                None,
+            ),
+            Some("call") => match self.call(entries, at, scope) {
+                Some((kind, output)) => (kind, then, output),
+                None => return,
+            },
+            Some("for") => {
+                let (kind, output) = self.for_loop(get("for").expect("present"), at, scope);
+                (kind, then, Some(output))
+            }
+            Some("switch") => {
+                let kind = self.switch(
+                    name,
+                    get("switch").expect("present"),
+                    at,
+                    scope,
+                    tasks,
+                    jumps,
+                    &then,
+                );
+                // The switch's own `next` is where no condition matched goes: in its default case.
+                (kind, FlowDirective::Continue, None)
+            }
+            Some(other) => {
+                self.error(
+                    body.range.clone(),
+                    at,
+                    format!(
+                        "`{other}` steps are not supported yet by skein's Cloud Workflows front-end"
+                    ),
+                );
+                return;
+            }
+        };
+        if matches!(kinds.first(), Some(&"switch")) {
+            then = FlowDirective::Continue;
+        }
+        let mut t = task(kind, then);
+        t.output = output.map(|as_| Output {
+            schema: None,
+            as_: Some(Template::Expr(as_)),
+        });
+        // The switch goes first: its blocks were pushed while lowering it.
+        let position = tasks
+            .iter()
+            .position(|t| t.name.starts_with(&format!("{name}.condition")))
+            .unwrap_or(tasks.len());
+        tasks.insert(
+            position,
+            NamedTask {
+                name: name.to_string(),
+                reference: at.to_string(),
+                task: t,
+            },
+        );
+        if let Some(timeout) = call_timeout(entries) {
+            tasks[position].task.timeout = Some(TimeoutRef::Inline(Timeout {
+                after: Duration::Fixed(timeout),
+            }));
+        }
+    }
+
+    fn set(&self, kind: Kind, text: &str, at: &str, locals: &[String]) -> TaskKind {
+        TaskKind::Set(Template::Expr(Compute::expr(kind, text, at, locals)))
+    }
+
+    fn next(
+        &mut self,
+        node: &Yn,
+        at: &str,
+        scope: &Scope,
+        jumps: &mut Vec<(String, std::ops::Range<usize>, String)>,
+    ) -> FlowDirective {
+        let Some(target) = node.as_str() else {
+            self.error(
+                node.range.clone(),
+                &format!("{at}/next"),
+                "`next` is the name of a step, `end`, `break` or `continue`",
+            );
+            return FlowDirective::Continue;
+        };
+        match target {
+            "end" => FlowDirective::End,
+            "break" | "continue" if !scope.in_loop => {
+                self.error(
+                    node.range.clone(),
+                    &format!("{at}/next"),
+                    format!("`next: {target}` is only allowed inside a `for` loop"),
+                );
+                FlowDirective::Continue
+            }
+            "break" => FlowDirective::Break,
+            "continue" => FlowDirective::NextIteration,
+            name => {
+                jumps.push((name.to_string(), node.range.clone(), format!("{at}/next")));
+                FlowDirective::Goto(name.to_string())
+            }
+        }
+    }
+
+    fn assign(&mut self, node: &Yn, at: &str, scope: &Scope) -> TaskKind {
+        let path = format!("{at}/assign");
+        let Yk::Seq(items) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                &path,
+                "`assign` is a list of `- name: value`",
+            );
+            return TaskKind::Do(TaskList::default());
+        };
+        let mut assignments = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let Yk::Map(e) = &item.kind else {
+                self.error(
+                    item.range.clone(),
+                    &format!("{path}/{i}"),
+                    "each assignment is `- name: value`",
+                );
+                continue;
+            };
+            for (k, v) in e {
+                let text = k.as_str().unwrap_or_default();
+                let target = match parse(text).ok().as_ref().and_then(Target::of) {
+                    Some(t) => t,
+                    None => {
+                        self.error(k.range.clone(), &format!("{path}/{i}"), format!("`{text}` is not something to assign to: a name, then fields and indexes (`a.b[\"c\"][0]`)"));
+                        continue;
+                    }
+                };
+                if scope.locals.contains(&target.variable) {
+                    self.error(
+                        k.range.clone(),
+                        &format!("{path}/{i}"),
+                        format!(
+                            "`{}` is a loop variable and cannot be assigned",
+                            target.variable
+                        ),
+                    );
+                }
+                if target.variable == RETURN {
+                    self.error(
+                        k.range.clone(),
+                        &format!("{path}/{i}"),
+                        format!("`{RETURN}` is reserved"),
+                    );
+                }
+                for access in &target.path {
+                    if let crate::compute::Access::Index(node) = access {
+                        self.check(node, k.range.start, &format!("{path}/{i}"), scope);
+                    }
+                }
+                let value = self.tmpl(v, &format!("{path}/{i}/{text}"), scope);
+                assignments.push((target, value));
+            }
+        }
+        self.set(Kind::Assign(assignments), "assign", &path, &scope.locals)
+    }
+
+    /// A `call` step: its task, and what binds its result.
+    fn call(
+        &mut self,
+        entries: &[(Yn, Yn)],
+        at: &str,
+        scope: &Scope,
+    ) -> Option<(TaskKind, Option<Expr>)> {
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        };
+        let call = get("call").expect("a call step");
+        let Some(function) = call.as_str() else {
+            self.error(
+                call.range.clone(),
+                &format!("{at}/call"),
+                "`call` names a subworkflow or a function",
+            );
+            return None;
+        };
+        let result = match get("result") {
+            Some(r) => match r.as_str() {
+                Some(name) => Some(name.to_string()),
+                None => {
+                    self.error(
+                        r.range.clone(),
+                        &format!("{at}/result"),
+                        "`result` is the name of a variable",
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let args: Vec<(String, &Yn, &Yn)> = match get("args") {
+            Some(a) => match &a.kind {
+                Yk::Map(e) => e
+                    .iter()
+                    .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), k, v))
+                    .collect(),
+                _ => {
+                    self.error(
+                        a.range.clone(),
+                        &format!("{at}/args"),
+                        "`args` is a mapping of argument names to values",
+                    );
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        let args_at = format!("{at}/args");
+        let mut given = Vec::new();
+        for (name, _, v) in &args {
+            given.push((
+                name.clone(),
+                self.tmpl(v, &format!("{args_at}/{name}"), scope),
+            ));
+        }
+        let bind = |from| {
+            Compute::expr(
+                Kind::Bind {
+                    result: result.clone(),
+                    from,
+                },
+                "result",
+                &format!("{at}/result"),
+                &scope.locals,
+            )
+        };
+        if let Some(sub) = self.subs.get(function) {
+            let params = sub.params.clone();
+            for (name, key, _) in &args {
+                if !params.iter().any(|(p, _)| p == name) {
+                    let help = expr::closest(name, params.iter().map(|(p, _)| p.as_str()))
+                        .map(|c| format!("did you mean `{c}`?"));
+                    self.error_help(
+                        key.range.clone(),
+                        &args_at,
+                        format!("the subworkflow `{function}` has no parameter `{name}`"),
+                        help,
+                    );
+                }
+            }
+            for (p, default) in &params {
+                if default.is_none() && !args.iter().any(|(n, _, _)| n == p) {
+                    self.error(
+                        call.range.clone(),
+                        &format!("{at}/call"),
+                        format!("the call of `{function}` is missing its argument `{p}`"),
+                    );
+                }
+            }
+            let defaults = params
+                .into_iter()
+                .filter_map(|(p, d)| Some((p, d?)))
+                .collect();
+            let with = Template::Expr(Compute::expr(
+                Kind::Arguments { given, defaults },
+                "args",
+                &args_at,
+                &scope.locals,
+            ));
+            let kind = TaskKind::Call(Box::new(Call::Function(FunctionCall {
+                name: function.to_string(),
+                target: CallTarget::Use(function.to_string()),
+                with: Some(with),
+            })));
+            return Some((kind, Some(bind(Outcome::Subworkflow))));
+        }
+        let arg = |name: &str| {
+            given
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+        };
+        let value = |t: Tmpl, what: &str| {
+            Template::Expr(Compute::expr(
+                Kind::Value(t),
+                what,
+                &format!("{args_at}/{what}"),
+                &scope.locals,
+            ))
+        };
+        let allowed = |list: &[&str], me: &mut Self| {
+            for (name, key, _) in &args {
+                if !list.contains(&name.as_str()) {
+                    let help = expr::closest(name, list.iter().copied())
+                        .map(|c| format!("did you mean `{c}`?"));
+                    me.error_help(
+                        key.range.clone(),
+                        &args_at,
+                        format!("`{function}` has no argument `{name}`"),
+                        help,
+                    );
+                }
+            }
+        };
+        if HTTP.contains(&function) {
+            allowed(
+                &[
+                    "url",
+                    "method",
+                    "headers",
+                    "body",
+                    "query",
+                    "timeout",
+                    "auth",
+                    "private_service_name",
+                ],
+                self,
+            );
+            let Some(url) = arg("url") else {
+                self.error(
+                    call.range.clone(),
+                    &format!("{at}/call"),
+                    format!("`{function}` needs the argument `url`"),
+                );
+                return None;
+            };
+            let method = match function.strip_prefix("http.").unwrap_or("get") {
+                "request" => match get("args").and_then(|a| match &a.kind {
+                    Yk::Map(e) => e
+                        .iter()
+                        .find(|(k, _)| k.as_str() == Some("method"))
+                        .and_then(|(_, v)| v.as_str()),
+                    _ => None,
+                }) {
+                    Some(m) => m.to_uppercase(),
+                    None => {
+                        self.error(
+                            call.range.clone(),
+                            &format!("{at}/call"),
+                            "`http.request` needs the argument `method`, a string",
+                        );
+                        return None;
+                    }
+                },
+                m => m.to_uppercase(),
+            };
+            if arg("auth").is_some() {
+                self.error(call.range.clone(), &format!("{at}/args/auth"), "`auth` on HTTP calls is not supported yet by skein's Cloud Workflows front-end");
+            }
+            let kind = TaskKind::Call(Box::new(Call::Http(HttpCall {
+                method,
+                endpoint: Endpoint {
+                    uri: Uri::Expr(Compute::expr(
+                        Kind::Value(url),
+                        "url",
+                        &format!("{args_at}/url"),
+                        &scope.locals,
+                    )),
+                    authentication: None,
+                },
+                headers: arg("headers").map(|t| value(t, "headers")),
+                body: arg("body").map(|t| value(t, "body")),
+                query: arg("query").map(|t| value(t, "query")),
+                output: HttpOutput::Response,
+                redirect: false,
+            })));
+            return Some((kind, Some(bind(Outcome::Http))));
+        }
+        match function {
+            "sys.log" => {
+                allowed(&["text", "json", "data", "severity", "timeout"], self);
+                let mut data = Vec::new();
+                for name in ["severity", "text", "json", "data"] {
+                    if let Some(t) = arg(name) {
+                        data.push((name.to_string(), t));
+                    }
+                }
+                let kind = TaskKind::Emit(Emit {
+                    event: vec![
+                        (
+                            "source".into(),
+                            Template::Const(Value::String("sys.log".into())),
+                        ),
+                        (
+                            "type".into(),
+                            Template::Const(Value::String("dev.skein.log.v1".into())),
+                        ),
+                        ("data".into(), value(Tmpl::Map(data), "log")),
+                    ],
+                });
+                Some((kind, Some(bind(Outcome::Nothing))))
+            }
+            "sys.sleep" => {
+                allowed(&["seconds"], self);
+                let Some(seconds) = arg("seconds") else {
+                    self.error(
+                        call.range.clone(),
+                        &format!("{at}/call"),
+                        "`sys.sleep` needs the argument `seconds`",
+                    );
+                    return None;
+                };
+                let kind = TaskKind::Wait(Duration::Expr(Compute::expr(
+                    Kind::Seconds(seconds),
+                    "seconds",
+                    &format!("{args_at}/seconds"),
+                    &scope.locals,
+                )));
+                Some((kind, Some(bind(Outcome::Nothing))))
+            }
+            _ => {
+                let message = if stdlib::function(function).is_some() {
+                    format!(
+                        "calling `{function}` from a `call` step is not supported yet; call it in an expression, as `${{{function}(...)}}`"
+                    )
+                } else if function.starts_with("googleapis.") || function.starts_with("events.") {
+                    format!(
+                        "`{function}` is not available yet in skein's Cloud Workflows front-end"
+                    )
+                } else {
+                    format!(
+                        "`{function}` is neither a subworkflow of this document nor a function of the standard library"
+                    )
+                };
+                let names = self
+                    .subs
+                    .keys()
+                    .map(String::as_str)
+                    .chain(HTTP.iter().copied())
+                    .chain(["sys.log", "sys.sleep"]);
+                let help = expr::closest(function, names).map(|c| format!("did you mean `{c}`?"));
+                self.error_help(call.range.clone(), &format!("{at}/call"), message, help);
+                None
+            }
+        }
+    }
+
+    fn for_loop(&mut self, node: &Yn, at: &str, scope: &Scope) -> (TaskKind, Expr) {
+        let path = format!("{at}/for");
+        let restrict = Compute::expr(Kind::Restrict, "for", &path, &scope.locals);
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                &path,
+                "`for` is a mapping with `value`, `in` or `range`, and `steps`",
+            );
+            return (TaskKind::Do(TaskList::default()), restrict);
+        };
+        let get = |key: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v)
+        };
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !["value", "index", "in", "range", "steps"].contains(&key) {
+                self.unknown_key(k, key, &["value", "index", "in", "range", "steps"], &path);
+            }
+        }
+        let name = |me: &mut Self, key: &str| -> Option<String> {
+            let n = get(key)?;
+            match n.as_str() {
+                Some(s) => Some(s.to_string()),
+                None => {
+                    me.error(
+                        n.range.clone(),
+                        &format!("{path}/{key}"),
+                        format!("`{key}` is the name of a variable"),
+                    );
+                    None
+                }
+            }
+        };
+        let value_name = name(self, "value");
+        let index_name = name(self, "index");
+        if value_name.is_none() && index_name.is_none() {
+            self.error(
+                node.range.clone(),
+                &path,
+                "a `for` loop needs `value` (or `index`): the name of its variable",
+            );
+        }
+        let in_ = match (get("in"), get("range")) {
+            (Some(list), None) => Kind::Value(self.tmpl(list, &format!("{path}/in"), scope)),
+            (None, Some(range)) => match &range.kind {
+                Yk::Seq(bounds) if bounds.len() == 2 => Kind::Range(
+                    self.tmpl(&bounds[0], &format!("{path}/range/0"), scope),
+                    self.tmpl(&bounds[1], &format!("{path}/range/1"), scope),
+                ),
+                _ => {
+                    self.error(
+                        range.range.clone(),
+                        &format!("{path}/range"),
+                        "`range` is a list of two integers, both included: [1, 9]",
+                    );
+                    Kind::Same
+                }
+            },
+            _ => {
+                self.error(
+                    node.range.clone(),
+                    &path,
+                    "a `for` loop needs exactly one of `in` and `range`",
+                );
+                Kind::Same
+            }
+        };
+        let mut inner = scope.clone();
+        inner.in_loop = true;
+        let each = value_name.clone().unwrap_or_else(|| "__value".into());
+        let at_name = index_name.clone().unwrap_or_else(|| "__index".into());
+        inner.locals.extend([each.clone(), at_name.clone()]);
+        inner.known.extend([each.clone(), at_name.clone()]);
+        let steps = match get("steps") {
+            Some(steps) => self.steps(steps, &format!("{path}/steps"), &inner),
+            None => {
+                self.error(node.range.clone(), &path, "a `for` loop needs `steps`");
+                TaskList::default()
+            }
+        };
+        let kind = TaskKind::For(For {
+            each,
+            in_: Compute::expr(in_, "for", &path, &scope.locals),
+            at: at_name,
+            concurrency: Concurrency::Fixed(std::num::NonZeroU32::MIN),
+            while_: None,
+            do_: steps,
+        });
+        (kind, restrict)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn switch(
+        &mut self,
+        name: &str,
+        node: &Yn,
+        at: &str,
+        scope: &Scope,
+        tasks: &mut Vec<NamedTask>,
+        jumps: &mut Vec<(String, std::ops::Range<usize>, String)>,
+        own_next: &FlowDirective,
+    ) -> TaskKind {
+        let path = format!("{at}/switch");
+        let Yk::Seq(items) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                &path,
+                "`switch` is a list of conditions",
+            );
+            return TaskKind::Do(TaskList::default());
+        };
+        let mut cases = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at_i = format!("{path}/{i}");
+            let Yk::Map(entries) = &item.kind else {
+                self.error(
+                    item.range.clone(),
+                    &at_i,
+                    "a switch case is a mapping with `condition`",
+                );
+                continue;
+            };
+            let get = |key: &str| {
+                entries
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(key))
+                    .map(|(_, v)| v)
+            };
+            let known = [
+                "condition",
+                "next",
+                "steps",
+                "assign",
+                "return",
+                "raise",
+                "call",
+                "args",
+                "result",
+            ];
+            for (k, _) in entries {
+                let key = k.as_str().unwrap_or_default();
+                if !known.contains(&key) {
+                    self.unknown_key(k, key, &known, &at_i);
+                }
+            }
+            let Some(condition) = get("condition") else {
+                self.error(
+                    item.range.clone(),
+                    &at_i,
+                    "a switch case needs a `condition`",
+                );
+                continue;
+            };
+            let when = match self.tmpl(condition, &format!("{at_i}/condition"), scope) {
+                Tmpl::Expr(node) => Compute::expr(
+                    Kind::Condition(node),
+                    text_of(condition),
+                    &format!("{at_i}/condition"),
+                    &scope.locals,
+                ),
+                Tmpl::Const(Value::Bool(b)) => Compute::expr(
+                    Kind::Value(Tmpl::Const(Value::Bool(b))),
+                    b.to_string(),
+                    &format!("{at_i}/condition"),
+                    &scope.locals,
+                ),
+                _ => {
+                    self.error(
+                        condition.range.clone(),
+                        &format!("{at_i}/condition"),
+                        "a condition is an expression, `${...}`, or a boolean",
+                    );
+                    continue;
+                }
+            };
+            let inline: Vec<&(Yn, Yn)> = entries
+                .iter()
+                .filter(|(k, _)| {
+                    matches!(
+                        k.as_str(),
+                        Some("steps" | "assign" | "return" | "raise" | "call")
+                    )
+                })
+                .collect();
+            let next = get("next").map(|n| self.next(n, &at_i, scope, jumps));
+            let then = if inline.is_empty() {
+                match next {
+                    Some(next) => next,
+                    None => {
+                        self.error(item.range.clone(), &at_i, "a switch case needs `next`, or steps to run (`steps`, `assign`, `return`, `raise`)");
+                        continue;
+                    }
+                }
+            } else {
+                // The inline part runs as a task of its own after the switch, then goes on.
+                let block = format!("{name}.condition{i}");
+                let body = Yn {
+                    kind: Yk::Map(
+                        entries
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != Some("condition"))
+                            .cloned()
+                            .collect(),
+                    ),
+                    range: item.range.clone(),
+                };
+                let mut sub = Vec::new();
+                let mut block_jumps = Vec::new();
+                self.step(&block, &body, &at_i, scope, &mut sub, &mut block_jumps);
+                jumps.extend(block_jumps);
+                for mut t in sub {
+                    if t.task.then == FlowDirective::Continue {
+                        t.task.then = FlowDirective::Goto(AFTER.into());
+                    }
+                    tasks.push(t);
+                }
+                FlowDirective::Goto(block)
+            };
+            cases.push(SwitchCase {
+                name: format!("condition{i}"),
+                when: Some(when),
+                then,
+            });
+        }
+        cases.push(SwitchCase {
+            name: "default".into(),
+            when: None,
+            then: match own_next {
+                FlowDirective::Continue => FlowDirective::Goto(AFTER.into()),
+                other => other.clone(),
+            },
+        });
+        TaskKind::Switch(Switch { cases })
+    }
+
+    /// A value as written, with `${ }` expressions compiled.
+    fn tmpl(&mut self, node: &Yn, path: &str, scope: &Scope) -> Tmpl {
+        match &node.kind {
+            Yk::Str(s) => match s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+                Some(inner) => {
+                    let offset = self.source[node.range.clone()]
+                        .find("${")
+                        .map_or(node.range.start, |p| node.range.start + p + 2);
+                    match parse(inner) {
+                        Ok(ast) => {
+                            self.check(&ast, offset, path, scope);
+                            Tmpl::Expr(ast)
+                        }
+                        Err(e) => {
+                            self.error(
+                                (offset + e.range.start)
+                                    ..(offset + e.range.end.max(e.range.start + 1)),
+                                path,
+                                format!("in this expression: {}", e.message),
+                            );
+                            Tmpl::Const(Value::Null)
+                        }
+                    }
+                }
+                None => Tmpl::Const(node.to_json()),
+            },
+            Yk::Seq(items) => Tmpl::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| self.tmpl(n, &format!("{path}/{i}"), scope))
+                    .collect(),
+            ),
+            Yk::Map(entries) => Tmpl::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = k.as_str().unwrap_or_default().to_string();
+                        let t = self.tmpl(v, &format!("{path}/{key}"), scope);
+                        (key, t)
+                    })
+                    .collect(),
+            ),
+            _ => Tmpl::Const(node.to_json()),
+        }
+    }
+
+    /// Checks the names and calls of an expression whose text starts at `offset`.
+    fn check(&mut self, node: &Node, offset: usize, path: &str, scope: &Scope) {
+        let range = (offset + node.range.start)..(offset + node.range.end);
+        match &node.kind {
+            Ast::Var(name) => {
+                if !scope.known.contains(name) && !scope.locals.contains(name) {
+                    let help = expr::closest(name, scope.known.iter().map(String::as_str))
+                        .map(|c| format!("did you mean `{c}`?"));
+                    self.error_help(
+                        range,
+                        path,
+                        format!("the variable `{name}` is never assigned in this subworkflow"),
+                        help,
+                    );
+                }
+            }
+            Ast::Call(name, args) => {
+                match stdlib::function(name) {
+                    Some(f) if args.len() < f.min || args.len() > f.max => {
+                        self.error(
+                            range,
+                            path,
+                            format!(
+                                "`{name}` takes {} arguments, not {}",
+                                stdlib::arity(f),
+                                args.len()
+                            ),
+                        );
+                    }
+                    Some(_) => {}
+                    None if self.subs.contains_key(name) => {
+                        self.error(range, path, format!("calling the subworkflow `{name}` inside an expression is not supported yet; use a `call` step with `result`"));
+                    }
+                    None if HTTP.contains(&name.as_str())
+                        || name.starts_with("sys.")
+                        || name.starts_with("events.") =>
+                    {
+                        self.error(range, path, format!("`{name}` waits or has effects, so it cannot be called in an expression; use a `call` step"));
+                    }
+                    None => {
+                        let names = stdlib::FUNCTIONS
+                            .iter()
+                            .map(|f| f.name)
+                            .chain(self.subs.keys().map(String::as_str));
+                        let help =
+                            expr::closest(name, names).map(|c| format!("did you mean `{c}`?"));
+                        self.error_help(range, path, format!("unknown function `{name}`"), help);
+                    }
+                }
+                for a in args {
+                    self.check(a, offset, path, scope);
+                }
+            }
+            Ast::Field(base, _) | Ast::Not(base) | Ast::Neg(base) => {
+                self.check(base, offset, path, scope)
+            }
+            Ast::Index(a, b) | Ast::Bin(_, a, b) | Ast::And(a, b) | Ast::Or(a, b) => {
+                self.check(a, offset, path, scope);
+                self.check(b, offset, path, scope);
+            }
+            Ast::List(items) => items
+                .iter()
+                .for_each(|i| self.check(i, offset, path, scope)),
+            Ast::Map(entries) => {
+                for (k, v) in entries {
+                    self.check(k, offset, path, scope);
+                    self.check(v, offset, path, scope);
+                }
+            }
+            Ast::Lit(_) => {}
+        }
+    }
+}
+
+/// A placeholder target: the step after the one being lowered, fixed once it is known.
+const AFTER: &str = "\0after";
+
+fn task(kind: TaskKind, then: FlowDirective) -> Task {
+    Task {
+        if_: None,
+        input: None,
+        output: None,
+        export: None,
+        timeout: None,
+        then,
+        metadata: IndexMap::new(),
+        kind,
+        reads_task: false,
+    }
+}
+
+fn raise(value: Tmpl, at: &str, locals: &[String]) -> TaskKind {
+    let detail = Template::Expr(Compute::expr(
+        Kind::Raised(value),
+        "raise",
+        &format!("{at}/raise"),
+        locals,
+    ));
+    TaskKind::Raise(Raise {
+        error: ErrorRef::Inline(Box::new(ErrorDef {
+            type_: Template::Const(Value::String(crate::RAISED.into())),
+            status: 500,
+            instance: None,
+            title: Some(Template::Const(Value::String(
+                "Raised by the workflow".into(),
+            ))),
+            detail: Some(detail),
+        })),
+    })
+}
+
+/// A call step's `args.timeout`, in seconds, when it is a number.
+fn call_timeout(entries: &[(Yn, Yn)]) -> Option<std::time::Duration> {
+    let (_, args) = entries.iter().find(|(k, _)| k.as_str() == Some("args"))?;
+    let Yk::Map(args) = &args.kind else {
+        return None;
+    };
+    let (_, t) = args.iter().find(|(k, _)| k.as_str() == Some("timeout"))?;
+    let seconds = match t.kind {
+        Yk::Int(i) => i as f64,
+        Yk::Float(f) => f,
+        _ => return None,
+    };
+    (seconds > 0.0).then(|| std::time::Duration::from_secs_f64(seconds))
+}
+
+fn text_of(node: &Yn) -> String {
+    node.as_str()
+        .unwrap_or_default()
+        .trim_start_matches("${")
+        .trim_end_matches('}')
+        .to_string()
+}
+
+/// Every variable a list of steps assigns (its roots), a `for`'s and an `except`'s
+/// names and every call's `result`, at any depth: the names expressions may read.
+fn collect_assigned(node: &Yn, into: &mut BTreeSet<String>) {
+    dsl::yaml::deep(|| match &node.kind {
+        Yk::Map(entries) => {
+            for (k, v) in entries {
+                match k.as_str() {
+                    Some("assign") => {
+                        if let Yk::Seq(items) = &v.kind {
+                            for item in items {
+                                if let Yk::Map(e) = &item.kind {
+                                    for (target, _) in e {
+                                        if let Some(t) = target
+                                            .as_str()
+                                            .and_then(|t| parse(t).ok())
+                                            .as_ref()
+                                            .and_then(Target::of)
+                                        {
+                                            into.insert(t.variable);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Some("result" | "value" | "index" | "as") => {
+                        if let Some(name) = v.as_str() {
+                            into.insert(name.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+                collect_assigned(v, into);
+            }
+        }
+        Yk::Seq(items) => items.iter().for_each(|i| collect_assigned(i, into)),
+        _ => {}
+    });
+}
