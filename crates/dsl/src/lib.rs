@@ -94,6 +94,25 @@ fn human_bytes(n: u64) -> String {
 
 /// Parses and validates a workflow document (YAML or JSON).
 pub fn parse(source: &str, options: &Options) -> Parsed {
+    match tree(source, options) {
+        Ok(root) => lower(source, &root, options),
+        Err(d) => Parsed::failed(d),
+    }
+}
+
+impl Parsed {
+    /// The outcome of a document stopped by one error.
+    pub fn failed(diagnostic: Diagnostic) -> Parsed {
+        Parsed {
+            workflow: None,
+            diagnostics: vec![diagnostic],
+        }
+    }
+}
+
+/// The positioned tree of `source`, or the one diagnostic that stops there: a
+/// document over the size limit, or one that is not YAML.
+pub fn tree(source: &str, options: &Options) -> Result<yaml::Node, Diagnostic> {
     let error = |range: std::ops::Range<usize>, message: String| Diagnostic {
         severity: Severity::Error,
         message,
@@ -102,30 +121,26 @@ pub fn parse(source: &str, options: &Options) -> Parsed {
         help: None,
     };
     if source.len() > options.max_bytes {
-        let d = error(0..0, too_large(source.len() as u64, options.max_bytes));
-        return Parsed {
-            workflow: None,
-            diagnostics: vec![d],
-        };
+        return Err(error(
+            0..0,
+            too_large(source.len() as u64, options.max_bytes),
+        ));
     }
-    let root = match yaml::parse(source) {
-        Ok(root) => root,
-        Err(e) => {
-            let at = e.line_col.map_or(0, |(line, col)| {
-                LineIndex::new(source).offset(source, line, col)
-            });
-            let d = Diagnostic {
-                help: e.help,
-                ..error(at..at + 1, e.message)
-            };
-            return Parsed {
-                workflow: None,
-                diagnostics: vec![d],
-            };
+    yaml::parse(source).map_err(|e| {
+        let at = e.line_col.map_or(0, |(line, col)| {
+            LineIndex::new(source).offset(source, line, col)
+        });
+        Diagnostic {
+            help: e.help,
+            ..error(at..at + 1, e.message)
         }
-    };
+    })
+}
+
+/// Validates the tree of a Serverless Workflow document (from [`tree`]) and lowers it.
+pub fn lower(source: &str, root: &yaml::Node, options: &Options) -> Parsed {
     let mut cx = decode::Cx::new(source);
-    let workflow = decode::workflow(&mut cx, &decode::At::root(&root));
+    let workflow = decode::workflow(&mut cx, &decode::At::root(root));
     if options.strict {
         for use_ in &cx.extensions {
             cx.diagnostics.push(Diagnostic {

@@ -20,9 +20,11 @@ pub const MAX_NODES: usize = 250_000;
 /// Runs a step of a recursive walk on a fresh stack segment when the current one
 /// runs low. Documents nest up to [`MAX_DEPTH`] levels and every walk over them
 /// recurses (parsing, decoding, conversion), so without this a deep but legal
-/// document could overflow a small thread stack, such as a test's or tokio's.
+/// document could overflow a small thread stack, such as a test's or tokio's. The
+/// margin is wide: in a debug build, one level of the YAML parser's own recursion
+/// between two of these checks can take more than 64 KiB.
 pub fn deep<T>(f: impl FnOnce() -> T) -> T {
-    stacker::maybe_grow(64 * 1024, 2 * 1024 * 1024, f)
+    stacker::maybe_grow(256 * 1024, 2 * 1024 * 1024, f)
 }
 
 #[derive(Clone, Debug)]

@@ -87,28 +87,20 @@ impl Target {
         }
     }
 
-    /// Writes `value` at this target in `variables`. Maps along the path are made
-    /// when missing; a list index must exist.
-    fn write(
-        &self,
-        variables: &mut Map<String, Value>,
-        value: Value,
-        cx: &Cx<'_>,
-    ) -> Result<(), Raised> {
-        let mut keys = Vec::with_capacity(self.path.len());
-        for access in &self.path {
-            keys.push(match access {
-                Access::Field(name) => Value::String(name.clone()),
-                Access::Index(node) => cx.eval(node)?,
-            });
-        }
-        let slot = variables
-            .entry(self.variable.clone())
-            .or_insert(Value::Null);
-        write_at(slot, &keys, value)
+    /// The keys along the path, evaluated (an index may be an expression).
+    fn keys(&self, cx: &Cx<'_>) -> Result<Vec<Value>, Raised> {
+        self.path
+            .iter()
+            .map(|access| match access {
+                Access::Field(name) => Ok(Value::String(name.clone())),
+                Access::Index(node) => cx.eval(node),
+            })
+            .collect()
     }
 }
 
+/// Writes `value` at `keys` under `slot`. Maps along the path are made when missing; a
+/// list index must exist.
 fn write_at(slot: &mut Value, keys: &[Value], value: Value) -> Result<(), Raised> {
     let Some((key, rest)) = keys.split_first() else {
         *slot = value;
@@ -217,6 +209,19 @@ impl Compute {
         }))
     }
 
+    /// The evaluation error a Cloud Workflows error becomes: `Tag: message`.
+    fn error(&self, raised: &Raised) -> EvalError {
+        EvalError {
+            message: match raised.tag() {
+                Some(tag) => format!("{tag}: {}", raised.message()),
+                None => raised.message(),
+            },
+            expression: self.text.clone(),
+            origin: self.origin.clone(),
+            limit: None,
+        }
+    }
+
     fn run(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, Raised> {
         let cx = |variables| Cx {
             variables,
@@ -256,25 +261,26 @@ impl Compute {
             Kind::Condition(node) => cx(input).eval(node),
             Kind::Assign(assignments) => {
                 let mut variables = match input {
-                    Value::Object(map) => map.clone(),
-                    _ => Map::new(),
+                    Value::Object(_) => input.clone(),
+                    _ => Value::Object(Map::new()),
                 };
                 for (target, value) in assignments {
-                    let current = Value::Object(variables);
-                    let cx = Cx {
-                        variables: &current,
-                        vars,
-                        locals: &self.locals,
+                    // Each assignment sees the ones before it.
+                    let (v, keys) = {
+                        let cx = Cx {
+                            variables: &variables,
+                            vars,
+                            locals: &self.locals,
+                        };
+                        (value.eval(&cx)?, target.keys(&cx)?)
                     };
-                    let v = value.eval(&cx)?;
-                    let mut map = match &current {
-                        Value::Object(map) => map.clone(),
-                        _ => unreachable!("the variables are a map"),
+                    let Value::Object(map) = &mut variables else {
+                        unreachable!("the variables are a map")
                     };
-                    target.write(&mut map, v, &cx)?;
-                    variables = map;
+                    let slot = map.entry(target.variable.clone()).or_insert(Value::Null);
+                    write_at(slot, &keys, v)?;
                 }
-                Ok(Value::Object(variables))
+                Ok(variables)
             }
             Kind::Return(t) => Ok(json!({ RETURN: t.eval(&cx(input))? })),
             Kind::Arguments { given, defaults } => {
@@ -362,38 +368,22 @@ impl Expression for Compute {
     }
 
     fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
-        let error = |raised: &Raised| EvalError {
-            message: match raised.tag() {
-                Some(tag) => format!("{tag}: {}", raised.message()),
-                None => raised.message(),
-            },
-            expression: self.text.clone(),
-            origin: self.origin.clone(),
-            limit: None,
-        };
         match vars.budget().run(|| self.run(input, vars)) {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(raised)) => Err(error(&raised)),
-            Err(exceeded) => Err(error(&Raised::tagged(
-                "ResourceLimitError",
-                exceeded.to_string(),
-            ))
-            .over(exceeded)),
+            Ok(Err(raised)) => Err(self.error(&raised)),
+            Err(exceeded) => Err(self
+                .error(&Raised::tagged("ResourceLimitError", exceeded.to_string()))
+                .over(exceeded)),
         }
     }
 
     fn eval_bool(&self, input: &Value, vars: &Vars<'_>) -> Result<bool, EvalError> {
         match self.eval(input, vars)? {
             Value::Bool(b) => Ok(b),
-            other => Err(EvalError {
-                message: format!(
-                    "TypeError: a condition must be a boolean, not {}",
-                    type_name(&other)
-                ),
-                expression: self.text.clone(),
-                origin: self.origin.clone(),
-                limit: None,
-            }),
+            other => Err(self.error(&value::type_error(format!(
+                "a condition must be a boolean, not {}",
+                type_name(&other)
+            )))),
         }
     }
 }

@@ -25,8 +25,8 @@ mod parse;
 mod stdlib;
 mod value;
 
-use dsl::yaml::Kind;
-use dsl::{Diagnostic, LineIndex, Parsed, Severity};
+use dsl::Parsed;
+use dsl::yaml::{Kind, Node};
 
 pub use program::Program;
 pub use value::{Raised, type_name};
@@ -44,22 +44,16 @@ pub enum Syntax {
 }
 
 impl Syntax {
-    /// The syntax of `source`, by its shape: a top-level `main` with `steps`, or a
-    /// top-level list of steps, is Cloud Workflows; anything else is the DSL's (which
-    /// then reports what is wrong with it).
-    pub fn of(source: &str) -> Syntax {
-        let Ok(root) = dsl::yaml::parse(source) else {
-            return Syntax::Dsl;
-        };
-        let is_steps = |node: &dsl::yaml::Node| match &node.kind {
-            Kind::Seq(items) => items.iter().all(|item| match &item.kind {
-                Kind::Map(e) => e.len() == 1 && matches!(e[0].1.kind, Kind::Map(_)),
-                _ => false,
-            }),
+    /// The syntax of a document's tree, by its shape: a top-level `main` with
+    /// `steps`, or a top-level list of steps, is Cloud Workflows; anything else is the
+    /// DSL's (which then reports what is wrong with it).
+    pub fn of(root: &Node) -> Syntax {
+        let is_step = |item: &Node| match &item.kind {
+            Kind::Map(e) => e.len() == 1 && matches!(e[0].1.kind, Kind::Map(_)),
             _ => false,
         };
         let cloud = match &root.kind {
-            Kind::Seq(items) => !items.is_empty() && is_steps(&root),
+            Kind::Seq(items) => !items.is_empty() && items.iter().all(is_step),
             Kind::Map(entries) => entries.iter().any(|(k, v)| {
                 k.as_str() == Some("main")
                     && match &v.kind {
@@ -85,47 +79,30 @@ impl Syntax {
     }
 }
 
-/// Parses and checks a document of either syntax, recognised by its shape.
+/// Parses and checks a document of either syntax, recognised by its shape. The YAML
+/// is parsed once, whichever syntax it turns out to be.
 pub fn parse_any(source: &str, options: &dsl::Options) -> Parsed {
-    match Syntax::of(source) {
-        Syntax::Dsl => dsl::parse(source, options),
-        Syntax::CloudWorkflows => parse(source, options),
+    let root = match dsl::tree(source, options) {
+        Ok(root) => root,
+        Err(d) => return Parsed::failed(d),
+    };
+    match Syntax::of(&root) {
+        Syntax::Dsl => dsl::lower(source, &root, options),
+        Syntax::CloudWorkflows => lower_tree(source, &root),
     }
 }
 
 /// Parses and checks a Cloud Workflows document, and lowers it.
 pub fn parse(source: &str, options: &dsl::Options) -> Parsed {
-    let fail = |d: Diagnostic| Parsed {
-        workflow: None,
-        diagnostics: vec![d],
-    };
-    let error = |range: std::ops::Range<usize>, message: String| Diagnostic {
-        severity: Severity::Error,
-        message,
-        range,
-        path: String::new(),
-        help: None,
-    };
-    if source.len() > options.max_bytes {
-        return fail(error(
-            0..0,
-            dsl::too_large(source.len() as u64, options.max_bytes),
-        ));
+    match dsl::tree(source, options) {
+        Ok(root) => lower_tree(source, &root),
+        Err(d) => Parsed::failed(d),
     }
-    let root = match dsl::yaml::parse(source) {
-        Ok(root) => root,
-        Err(e) => {
-            let at = e.line_col.map_or(0, |(line, col)| {
-                LineIndex::new(source).offset(source, line, col)
-            });
-            return fail(Diagnostic {
-                help: e.help,
-                ..error(at..at + 1, e.message)
-            });
-        }
-    };
+}
+
+fn lower_tree(source: &str, root: &Node) -> Parsed {
     let mut lowerer = lower::Lowerer::new(source);
-    let workflow = lowerer.document(&root);
+    let workflow = lowerer.document(root);
     Parsed {
         workflow,
         diagnostics: lowerer.diagnostics,

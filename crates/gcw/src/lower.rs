@@ -367,24 +367,18 @@ impl<'s> Lowerer<'s> {
             );
             return;
         };
-        let get = |key: &str| {
-            entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v)
-        };
+        let get = |key: &str| field(entries, key);
         for (k, _) in entries {
             let key = k.as_str().unwrap_or_default();
             if !STEP_KEYS.contains(&key) && !matches!(key, "args" | "result" | "retry" | "except") {
                 self.unknown_key(k, key, STEP_KEYS, at);
             }
         }
-        let kinds: Vec<&str> = [
-            "assign", "call", "switch", "for", "parallel", "try", "raise", "return", "steps",
-        ]
-        .into_iter()
-        .filter(|k| get(k).is_some())
-        .collect();
+        let kinds: Vec<&str> = STEP_KEYS
+            .iter()
+            .copied()
+            .filter(|k| *k != "next" && get(k).is_some())
+            .collect();
         if kinds.len() > 1 {
             self.error(
                 body.range.clone(),
@@ -405,7 +399,8 @@ impl<'s> Lowerer<'s> {
             None => FlowDirective::Continue,
         };
         let locals = &scope.locals;
-        let (kind, mut then, output) = match kinds.first().copied() {
+        let mut blocks = Vec::new();
+        let (kind, then, output) = match kinds.first().copied() {
             None if get("next").is_some() => (self.set(Kind::Same, "next", at, locals), then, None),
             None => {
                 self.error(body.range.clone(), at, "this step does nothing: it needs one of `assign`, `call`, `switch`, `for`, `parallel`, `try`, `raise`, `return`, `steps` or `next`");
@@ -456,16 +451,17 @@ impl<'s> Lowerer<'s> {
                 (kind, then, Some(output))
             }
             Some("switch") => {
-                let kind = self.switch(
+                let kind;
+                (kind, blocks) = self.switch(
                     name,
                     get("switch").expect("present"),
                     at,
                     scope,
-                    tasks,
                     jumps,
                     &then,
                 );
-                // The switch's own `next` is where no condition matched goes: in its default case.
+                // The switch's own `next` is where no condition matched goes: in its
+                // default case. A switch always takes a case, so its own `then` is moot.
                 (kind, FlowDirective::Continue, None)
             }
             Some(other) => {
@@ -479,32 +475,23 @@ impl<'s> Lowerer<'s> {
                 return;
             }
         };
-        if matches!(kinds.first(), Some(&"switch")) {
-            then = FlowDirective::Continue;
-        }
         let mut t = task(kind, then);
         t.output = output.map(|as_| Output {
             schema: None,
             as_: Some(Template::Expr(as_)),
         });
-        // The switch goes first: its blocks were pushed while lowering it.
-        let position = tasks
-            .iter()
-            .position(|t| t.name.starts_with(&format!("{name}.condition")))
-            .unwrap_or(tasks.len());
-        tasks.insert(
-            position,
-            NamedTask {
-                name: name.to_string(),
-                reference: at.to_string(),
-                task: t,
-            },
-        );
-        if let Some(timeout) = call_timeout(entries) {
-            tasks[position].task.timeout = Some(TimeoutRef::Inline(Timeout {
-                after: Duration::Fixed(timeout),
-            }));
-        }
+        t.timeout = call_timeout(entries).map(|after| {
+            TimeoutRef::Inline(Timeout {
+                after: Duration::Fixed(after),
+            })
+        });
+        tasks.push(NamedTask {
+            name: name.to_string(),
+            reference: at.to_string(),
+            task: t,
+        });
+        // A switch's inline blocks come after it.
+        tasks.extend(blocks);
     }
 
     fn set(&self, kind: Kind, text: &str, at: &str, locals: &[String]) -> TaskKind {
@@ -610,12 +597,7 @@ impl<'s> Lowerer<'s> {
         at: &str,
         scope: &Scope,
     ) -> Option<(TaskKind, Option<Expr>)> {
-        let get = |key: &str| {
-            entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v)
-        };
+        let get = |key: &str| field(entries, key);
         let call = get("call").expect("a call step");
         let Some(function) = call.as_str() else {
             self.error(
@@ -766,13 +748,11 @@ impl<'s> Lowerer<'s> {
                 return None;
             };
             let method = match function.strip_prefix("http.").unwrap_or("get") {
-                "request" => match get("args").and_then(|a| match &a.kind {
-                    Yk::Map(e) => e
-                        .iter()
-                        .find(|(k, _)| k.as_str() == Some("method"))
-                        .and_then(|(_, v)| v.as_str()),
-                    _ => None,
-                }) {
+                "request" => match args
+                    .iter()
+                    .find(|(name, _, _)| name == "method")
+                    .and_then(|(_, _, v)| v.as_str())
+                {
                     Some(m) => m.to_uppercase(),
                     None => {
                         self.error(
@@ -887,12 +867,7 @@ impl<'s> Lowerer<'s> {
             );
             return (TaskKind::Do(TaskList::default()), restrict);
         };
-        let get = |key: &str| {
-            entries
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v)
-        };
+        let get = |key: &str| field(entries, key);
         for (k, _) in entries {
             let key = k.as_str().unwrap_or_default();
             if !["value", "index", "in", "range", "steps"].contains(&key) {
@@ -971,17 +946,15 @@ impl<'s> Lowerer<'s> {
         (kind, restrict)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn switch(
         &mut self,
         name: &str,
         node: &Yn,
         at: &str,
         scope: &Scope,
-        tasks: &mut Vec<NamedTask>,
         jumps: &mut Vec<(String, std::ops::Range<usize>, String)>,
         own_next: &FlowDirective,
-    ) -> TaskKind {
+    ) -> (TaskKind, Vec<NamedTask>) {
         let path = format!("{at}/switch");
         let Yk::Seq(items) = &node.kind else {
             self.error(
@@ -989,9 +962,9 @@ impl<'s> Lowerer<'s> {
                 &path,
                 "`switch` is a list of conditions",
             );
-            return TaskKind::Do(TaskList::default());
+            return (TaskKind::Do(TaskList::default()), Vec::new());
         };
-        let mut cases = Vec::new();
+        let (mut cases, mut blocks) = (Vec::new(), Vec::new());
         for (i, item) in items.iter().enumerate() {
             let at_i = format!("{path}/{i}");
             let Yk::Map(entries) = &item.kind else {
@@ -1002,12 +975,7 @@ impl<'s> Lowerer<'s> {
                 );
                 continue;
             };
-            let get = |key: &str| {
-                entries
-                    .iter()
-                    .find(|(k, _)| k.as_str() == Some(key))
-                    .map(|(_, v)| v)
-            };
+            let get = |key: &str| field(entries, key);
             let known = [
                 "condition",
                 "next",
@@ -1094,7 +1062,7 @@ impl<'s> Lowerer<'s> {
                     if t.task.then == FlowDirective::Continue {
                         t.task.then = FlowDirective::Goto(AFTER.into());
                     }
-                    tasks.push(t);
+                    blocks.push(t);
                 }
                 FlowDirective::Goto(block)
             };
@@ -1112,7 +1080,7 @@ impl<'s> Lowerer<'s> {
                 other => other.clone(),
             },
         });
-        TaskKind::Switch(Switch { cases })
+        (TaskKind::Switch(Switch { cases }), blocks)
     }
 
     /// A value as written, with `${ }` expressions compiled.
@@ -1236,6 +1204,14 @@ impl<'s> Lowerer<'s> {
     }
 }
 
+/// The value of `key` in a mapping's entries.
+fn field<'n>(entries: &'n [(Yn, Yn)], key: &str) -> Option<&'n Yn> {
+    entries
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
 /// A placeholder target: the step after the one being lowered, fixed once it is known.
 const AFTER: &str = "\0after";
 
@@ -1321,8 +1297,16 @@ fn collect_assigned(node: &Yn, into: &mut BTreeSet<String>) {
                             }
                         }
                     }
-                    Some("result" | "value" | "index" | "as") => {
-                        if let Some(name) = v.as_str() {
+                    // Names only where they name variables: a call's `result`, a
+                    // loop's `value` and `index`, an `except`'s `as`.
+                    Some(key @ ("result" | "value" | "index" | "as")) => {
+                        let has = |sibling| field(entries, sibling).is_some();
+                        let names_variable = match key {
+                            "result" => has("call"),
+                            "as" => has("steps") && !has("value"),
+                            _ => has("steps") && (has("in") || has("range")),
+                        };
+                        if let (true, Some(name)) = (names_variable, v.as_str()) {
                             into.insert(name.to_string());
                         }
                     }
