@@ -59,6 +59,7 @@ pub(crate) fn fault(
         title: Some(title.into()),
         detail: Some(detail.into()),
         instance: Some(at.to_string()),
+        data: None,
     })
 }
 
@@ -386,6 +387,7 @@ pub(crate) fn stored_outcome(execution: &store::Execution) -> Outcome {
                     title: Some("The execution faulted".into()),
                     detail: None,
                     instance: None,
+                    data: None,
                 }),
         ),
         _ => Outcome::Cancelled,

@@ -149,5 +149,6 @@ pub(crate) fn over(at: &str, title: &str, detail: String) -> Interrupt {
         title: Some(title.into()),
         detail: Some(detail),
         instance: Some(at.to_string()),
+        data: None,
     })
 }

@@ -450,6 +450,7 @@ impl Run {
                 self.limits.limits.state_bytes
             )),
             instance: Some(at.to_string()),
+            data: None,
         }))
     }
 }

@@ -99,6 +99,7 @@ impl Jq {
             expression: self.text.to_string(),
             origin: self.origin.to_string(),
             limit: None,
+            data: None,
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct EvalError {
     pub origin: String,
     /// Set when the evaluation went over its budget.
     pub limit: Option<Exceeded>,
+    /// What the language's own error was, when it has one (a Cloud Workflows error
+    /// map); it becomes the problem's `data`.
+    pub data: Option<Box<serde_json::Value>>,
 }
 
 fn origin_suffix(origin: &str) -> String {
@@ -84,6 +87,7 @@ impl EvalError {
                 title: Some("Expression over its budget".into()),
                 detail: Some(self.to_string()),
                 instance: Some(instance.into()),
+                data: self.data,
             };
         }
         Problem {
@@ -92,6 +96,7 @@ impl EvalError {
             title: Some("Expression evaluation failed".into()),
             detail: Some(self.to_string()),
             instance: Some(instance.into()),
+            data: self.data,
         }
     }
 }

@@ -32,4 +32,8 @@ pub struct Problem {
     /// JSON pointer to the task the error comes from, such as `/do/0/getPet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// What else the error carries (an extension member): the value a Cloud Workflows
+    /// `raise` raised, or the status, headers and body of a failed HTTP call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Box<serde_json::Value>>,
 }

@@ -120,6 +120,7 @@ impl UriTemplate {
                                 expression: self.text.clone(),
                                 origin: String::new(),
                                 limit: None,
+                                data: None,
                             });
                         }
                     };

@@ -15,12 +15,17 @@ use std::sync::Arc;
 use expr::{EvalError, Expr, Expression, Vars};
 use serde_json::{Map, Value, json};
 
+use crate::errors::Predicate;
 use crate::eval::{Cx, charge_bytes};
 use crate::parse::{Ast, Node};
 use crate::value::{self, Raised, type_name};
 
 /// The key of the value a `return` gives.
 pub(crate) const RETURN: &str = "__return";
+
+/// The name the engine binds a caught error to (as a problem), for the `except` to
+/// turn into its variable.
+pub(crate) const ERROR: &str = "__error";
 
 /// A value as written in the document: constant parts, and `${ }` expressions.
 #[derive(Clone, Debug)]
@@ -168,8 +173,14 @@ pub(crate) enum Kind {
     /// The workflow's input (`input.from`): `main`'s parameter bound to the runtime
     /// arguments.
     Main(Option<String>),
-    /// What a `raise` raises, as text for the error's detail.
-    Raised(Tmpl),
+    /// The message of what a `raise` raises, for the error's detail.
+    RaisedMessage(Tmpl),
+    /// A retry predicate of the standard library, on the caught error (the input, as
+    /// a problem).
+    Predicate(Predicate),
+    /// The first thing an `except` does: the variables with `as` bound to the caught
+    /// error, as a Cloud Workflows error.
+    BindError(String),
     /// The input, unchanged (a step that only jumps).
     Same,
     /// The workflow's output: what `return` gave, or null.
@@ -219,6 +230,7 @@ impl Compute {
             expression: self.text.clone(),
             origin: self.origin.clone(),
             limit: None,
+            data: Some(Box::new(raised.0.clone())),
         }
     }
 
@@ -331,9 +343,18 @@ impl Compute {
                 Some(name) => json!({ name.clone(): input }),
                 None => json!({}),
             }),
-            Kind::Raised(t) => {
-                let raised = t.eval(&cx(input))?;
-                Ok(Value::String(raised.to_string()))
+            Kind::RaisedMessage(t) => Ok(Value::String(Raised(t.eval(&cx(input))?).message())),
+            Kind::Predicate(predicate) => Ok(Value::Bool(
+                predicate.holds(&crate::errors::from_problem(input)),
+            )),
+            Kind::BindError(name) => {
+                let mut variables = match input {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                let problem = vars.get(ERROR).unwrap_or(&Value::Null);
+                variables.insert(name.clone(), crate::errors::from_problem(problem));
+                Ok(Value::Object(variables))
             }
             Kind::Same => Ok(input.clone()),
             Kind::Unwrap => Ok(returned(input)),

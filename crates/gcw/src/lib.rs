@@ -18,6 +18,7 @@
 //! diagnostics.
 
 mod compute;
+mod errors;
 mod eval;
 mod lex;
 mod lower;

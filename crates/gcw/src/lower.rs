@@ -13,13 +13,15 @@ use dsl::{Diagnostic, Severity};
 use expr::{Expr, Template};
 use indexmap::IndexMap;
 use program::{
-    Call, CallTarget, Concurrency, Document, Duration, Emit, Endpoint, ErrorDef, ErrorRef,
-    Evaluate, FlowDirective, For, FunctionCall, HttpCall, HttpOutput, Input, NamedTask, Output,
-    Program, Raise, Switch, SwitchCase, Task, TaskKind, TaskList, Timeout, TimeoutRef, Uri, Use,
+    Backoff, Call, CallTarget, Catch, Concurrency, Document, Duration, Emit, Endpoint, ErrorDef,
+    ErrorRef, Evaluate, FlowDirective, For, FunctionCall, HttpCall, HttpOutput, Input, NamedTask,
+    Output, Program, Raise, RetryLimit, RetryPolicy, RetryRef, Switch, SwitchCase, Task, TaskKind,
+    TaskList, Timeout, TimeoutRef, Try, Uri, Use,
 };
 use serde_json::Value;
 
-use crate::compute::{Compute, Kind, Outcome, RETURN, Target, Tmpl};
+use crate::compute::{Compute, ERROR, Kind, Outcome, RETURN, Target, Tmpl};
+use crate::errors::Predicate;
 use crate::parse::{Ast, Node, parse};
 use crate::stdlib;
 
@@ -394,6 +396,21 @@ impl<'s> Lowerer<'s> {
             );
             return;
         }
+        for (k, _) in entries {
+            let owner = match k.as_str() {
+                Some("args" | "result") => "call",
+                Some("retry" | "except") => "try",
+                _ => continue,
+            };
+            if kinds.first() != Some(&owner) {
+                let key = k.as_str().unwrap_or_default();
+                self.error(
+                    k.range.clone(),
+                    at,
+                    format!("`{key}` belongs to a `{owner}` step"),
+                );
+            }
+        }
         let then = match get("next") {
             Some(next) => self.next(next, at, scope, jumps),
             None => FlowDirective::Continue,
@@ -450,6 +467,10 @@ impl<'s> Lowerer<'s> {
                 let (kind, output) = self.for_loop(get("for").expect("present"), at, scope);
                 (kind, then, Some(output))
             }
+            Some("try") => match self.try_step(name, entries, at, scope) {
+                Some(kind) => (kind, then, None),
+                None => return,
+            },
             Some("switch") => {
                 let kind;
                 (kind, blocks) = self.switch(
@@ -1083,6 +1104,283 @@ impl<'s> Lowerer<'s> {
         (TaskKind::Switch(Switch { cases }), blocks)
     }
 
+    /// A `try` step with its `retry` and `except`.
+    fn try_step(
+        &mut self,
+        name: &str,
+        entries: &[(Yn, Yn)],
+        at: &str,
+        scope: &Scope,
+    ) -> Option<TaskKind> {
+        let body = field(entries, "try").expect("a try step");
+        let try_at = format!("{at}/try");
+        let try_ = match &body.kind {
+            Yk::Map(e) if e.len() == 1 && e[0].0.as_str() == Some("steps") => {
+                self.steps(&e[0].1, &format!("{try_at}/steps"), scope)
+            }
+            // One step's body, run as a list of that one step.
+            Yk::Map(_) => {
+                let key = Yn {
+                    kind: Yk::Str(name.to_string()),
+                    range: body.range.clone(),
+                };
+                let list = Yn {
+                    range: body.range.clone(),
+                    kind: Yk::Seq(vec![Yn {
+                        range: body.range.clone(),
+                        kind: Yk::Map(vec![(key, body.clone())]),
+                    }]),
+                };
+                self.steps(&list, &try_at, scope)
+            }
+            _ => {
+                self.error(
+                    body.range.clone(),
+                    &try_at,
+                    "`try` is a step's body, or `steps:` with a list of steps",
+                );
+                return None;
+            }
+        };
+        let (retry_node, except_node) = (field(entries, "retry"), field(entries, "except"));
+        if retry_node.is_none() && except_node.is_none() {
+            self.error(
+                body.range.clone(),
+                &try_at,
+                "a `try` needs `retry`, `except` or both",
+            );
+            return None;
+        }
+        let retry = match retry_node {
+            Some(r) => Some(self.retry(r, at)?),
+            None => None,
+        };
+        let except = match except_node {
+            Some(e) => Some(self.except(name, e, at, scope)?),
+            None => None,
+        };
+        Some(TaskKind::Try(Box::new(Try {
+            try_,
+            catch: Catch {
+                errors: None,
+                as_: ERROR.into(),
+                when: None,
+                except_when: None,
+                retry: retry.map(RetryRef::Inline),
+                do_: except,
+            },
+        })))
+    }
+
+    /// A `retry`: one of the library's policies (`${http.default_retry}`), or a
+    /// predicate, `max_retries` and a `backoff`.
+    fn retry(&mut self, node: &Yn, at: &str) -> Option<RetryPolicy> {
+        let path = format!("{at}/retry");
+        let (predicate, max_retries, backoff) = match &node.kind {
+            Yk::Str(_) => match named(node) {
+                Some("http.default_retry") => (Predicate::Default, 5, DEFAULT_BACKOFF),
+                Some("http.default_retry_non_idempotent") => {
+                    (Predicate::NonIdempotent, 5, DEFAULT_BACKOFF)
+                }
+                other => {
+                    let help = other
+                        .and_then(|n| {
+                            expr::closest(
+                                n,
+                                ["http.default_retry", "http.default_retry_non_idempotent"],
+                            )
+                        })
+                        .map(|c| format!("did you mean `${{{c}}}`?"));
+                    self.error_help(
+                        node.range.clone(),
+                        &path,
+                        "`retry` is `${http.default_retry}`, `${http.default_retry_non_idempotent}`, \
+                         or a mapping with `predicate`, `max_retries` and `backoff`",
+                        help,
+                    );
+                    return None;
+                }
+            },
+            Yk::Map(entries) => {
+                let keys = ["predicate", "max_retries", "backoff"];
+                for (k, _) in entries {
+                    let key = k.as_str().unwrap_or_default();
+                    if !keys.contains(&key) {
+                        self.unknown_key(k, key, &keys, &path);
+                    }
+                }
+                let predicate = self.predicate(field(entries, "predicate"), node, &path)?;
+                let max_retries = match field(entries, "max_retries").map(|n| &n.kind) {
+                    Some(Yk::Int(n)) if *n >= 0 => u32::try_from(*n).unwrap_or(u32::MAX),
+                    _ => {
+                        self.error(
+                            node.range.clone(),
+                            &format!("{path}/max_retries"),
+                            "a retry policy needs `max_retries`, an integer of zero or more",
+                        );
+                        return None;
+                    }
+                };
+                let backoff = match field(entries, "backoff") {
+                    None => DEFAULT_BACKOFF,
+                    Some(b) if named(b) == Some("retry.default_backoff") => DEFAULT_BACKOFF,
+                    Some(b) => self.backoff(b, &format!("{path}/backoff"))?,
+                };
+                (predicate, max_retries, backoff)
+            }
+            _ => {
+                self.error(
+                    node.range.clone(),
+                    &path,
+                    "`retry` is a policy such as `${http.default_retry}`, or a mapping",
+                );
+                return None;
+            }
+        };
+        let seconds = |s: f64| Duration::Fixed(std::time::Duration::from_secs_f64(s));
+        Some(RetryPolicy {
+            when: Some(Compute::expr(
+                Kind::Predicate(predicate),
+                "predicate",
+                &format!("{path}/predicate"),
+                &[],
+            )),
+            except_when: None,
+            delay: Some(seconds(backoff.0)),
+            backoff: Backoff::Constant,
+            multiplier: Some(backoff.2),
+            max_delay: Some(seconds(backoff.1)),
+            limit: RetryLimit {
+                attempt_count: Some(max_retries),
+                ..RetryLimit::default()
+            },
+            jitter: None,
+        })
+    }
+
+    /// A retry policy's `predicate`: one of the library's.
+    fn predicate(&mut self, node: Option<&Yn>, policy: &Yn, path: &str) -> Option<Predicate> {
+        let Some(node) = node else {
+            self.error(
+                policy.range.clone(),
+                path,
+                "a retry policy needs a `predicate`",
+            );
+            return None;
+        };
+        let at = format!("{path}/predicate");
+        let Some(name) = named(node) else {
+            self.error(
+                node.range.clone(),
+                &at,
+                "`predicate` names a predicate, as `${http.default_retry_predicate}`",
+            );
+            return None;
+        };
+        if let Some(predicate) = Predicate::named(name) {
+            return Some(predicate);
+        }
+        let message = if self.subs.contains_key(name) {
+            format!(
+                "a subworkflow as a retry predicate (`{name}`) is not supported yet; use \
+                 `${{http.default_retry_predicate}}`, `${{http.default_retry_predicate_non_idempotent}}`, \
+                 `${{retry.always}}` or `${{retry.never}}`"
+            )
+        } else {
+            format!("`{name}` is neither a retry predicate of the library nor a subworkflow")
+        };
+        self.error(node.range.clone(), &at, message);
+        None
+    }
+
+    /// A `backoff`: `initial_delay`, `max_delay` and `multiplier`, each a positive
+    /// number; one not given is `retry.default_backoff`'s.
+    fn backoff(&mut self, node: &Yn, path: &str) -> Option<(f64, f64, f64)> {
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                path,
+                "`backoff` is a mapping with `initial_delay`, `max_delay` and `multiplier`",
+            );
+            return None;
+        };
+        let keys = ["initial_delay", "max_delay", "multiplier"];
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !keys.contains(&key) {
+                self.unknown_key(k, key, &keys, path);
+            }
+        }
+        let mut values = [DEFAULT_BACKOFF.0, DEFAULT_BACKOFF.1, DEFAULT_BACKOFF.2];
+        for (key, value) in keys.iter().zip(&mut values) {
+            let Some(node) = field(entries, key) else {
+                continue;
+            };
+            match node.kind {
+                Yk::Int(n) if n > 0 => *value = n as f64,
+                Yk::Float(f) if f > 0.0 && f.is_finite() => *value = f,
+                _ => {
+                    self.error(
+                        node.range.clone(),
+                        &format!("{path}/{key}"),
+                        format!("`{key}` is a positive number"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some((values[0], values[1], values[2]))
+    }
+
+    /// An `except`: the error bound to its `as` variable, then its steps.
+    fn except(&mut self, name: &str, node: &Yn, at: &str, scope: &Scope) -> Option<TaskList> {
+        let path = format!("{at}/except");
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                &path,
+                "`except` is a mapping with `as` and `steps`",
+            );
+            return None;
+        };
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !["as", "steps"].contains(&key) {
+                self.unknown_key(k, key, &["as", "steps"], &path);
+            }
+        }
+        let Some(steps) = field(entries, "steps") else {
+            self.error(node.range.clone(), &path, "`except` needs `steps`");
+            return None;
+        };
+        let mut list = self.steps(steps, &format!("{path}/steps"), scope);
+        if let Some(as_) = field(entries, "as") {
+            let Some(variable) = as_.as_str() else {
+                self.error(
+                    as_.range.clone(),
+                    &format!("{path}/as"),
+                    "`as` is the name of a variable",
+                );
+                return None;
+            };
+            let bind = Compute::expr(
+                Kind::BindError(variable.to_string()),
+                "as",
+                &format!("{path}/as"),
+                &scope.locals,
+            );
+            list.tasks.insert(
+                0,
+                NamedTask {
+                    name: format!("{name}.except"),
+                    reference: format!("{path}/as"),
+                    task: task(TaskKind::Set(Template::Expr(bind)), FlowDirective::Continue),
+                },
+            );
+        }
+        Some(list)
+    }
+
     /// A value as written, with `${ }` expressions compiled.
     fn tmpl(&mut self, node: &Yn, path: &str, scope: &Scope) -> Tmpl {
         match &node.kind {
@@ -1212,6 +1510,10 @@ fn field<'n>(entries: &'n [(Yn, Yn)], key: &str) -> Option<&'n Yn> {
         .map(|(_, v)| v)
 }
 
+/// `retry.default_backoff`: initial delay and longest delay in seconds, and the
+/// multiplier.
+const DEFAULT_BACKOFF: (f64, f64, f64) = (1.0, 60.0, 1.25);
+
 /// A placeholder target: the step after the one being lowered, fixed once it is known.
 const AFTER: &str = "\0after";
 
@@ -1229,13 +1531,17 @@ fn task(kind: TaskKind, then: FlowDirective) -> Task {
     }
 }
 
+/// A `raise`: the value raised is the problem's `data` (what an `except` sees); its
+/// message is the detail.
 fn raise(value: Tmpl, at: &str, locals: &[String]) -> TaskKind {
+    let at = format!("{at}/raise");
     let detail = Template::Expr(Compute::expr(
-        Kind::Raised(value),
+        Kind::RaisedMessage(value.clone()),
         "raise",
-        &format!("{at}/raise"),
+        &at,
         locals,
     ));
+    let data = Template::Expr(Compute::expr(Kind::Value(value), "raise", &at, locals));
     TaskKind::Raise(Raise {
         error: ErrorRef::Inline(Box::new(ErrorDef {
             type_: Template::Const(Value::String(crate::RAISED.into())),
@@ -1245,6 +1551,7 @@ fn raise(value: Tmpl, at: &str, locals: &[String]) -> TaskKind {
                 "Raised by the workflow".into(),
             ))),
             detail: Some(detail),
+            data: Some(data),
         })),
     })
 }
@@ -1318,4 +1625,12 @@ fn collect_assigned(node: &Yn, into: &mut BTreeSet<String>) {
         Yk::Seq(items) => items.iter().for_each(|i| collect_assigned(i, into)),
         _ => {}
     });
+}
+
+/// The name in a `${name}` value, such as a predicate's or a policy's.
+fn named(node: &Yn) -> Option<&str> {
+    node.as_str()?
+        .strip_prefix("${")?
+        .strip_suffix('}')
+        .map(str::trim)
 }

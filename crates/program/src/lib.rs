@@ -236,6 +236,9 @@ pub struct ErrorDef {
     pub instance: Option<Template>,
     pub title: Option<Template>,
     pub detail: Option<Template>,
+    /// What else the error carries (the problem's `data`): what a Cloud Workflows
+    /// `raise` raised. The DSL has no syntax for it.
+    pub data: Option<Template>,
 }
 
 /// An error given inline or by the name of one in `use.errors`.
@@ -251,6 +254,11 @@ pub struct RetryPolicy {
     pub except_when: Option<Expr>,
     pub delay: Option<Duration>,
     pub backoff: Backoff,
+    /// A growth factor of the delay per attempt (`delay × multiplier^(attempt − 1)`),
+    /// in place of `backoff`: Cloud Workflows' backoff. The DSL has no syntax for it.
+    pub multiplier: Option<f64>,
+    /// The longest delay the growth may reach.
+    pub max_delay: Option<Duration>,
     pub limit: RetryLimit,
     pub jitter: Option<Jitter>,
 }

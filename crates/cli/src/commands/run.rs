@@ -181,6 +181,9 @@ fn report(id: &str, outcome: Outcome, json: bool) -> ExitCode {
                 eprintln!("  detail:   {detail}");
             }
             eprintln!("  instance: {}", p.instance.as_deref().unwrap_or("/"));
+            if let Some(data) = &p.data {
+                eprintln!("  data:     {data}");
+            }
         }
         Outcome::Cancelled => eprintln!("skein: execution {id} was cancelled"),
     }

@@ -1,14 +1,75 @@
 //! Cloud Workflows documents run by the real binary: each file of
-//! `crates/gcw/tests/data/` names its input (`# input:`) and the output it must give
-//! (`# output:`, compared as JSON, integers and doubles apart) or a text its failure
-//! must contain (`# output-error:`).
+//! `crates/gcw/tests/data/` names its input (`# input:`, where `{{base}}` is a local
+//! stand-in HTTP server) and the output it must give (`# output:`, compared as JSON,
+//! integers and doubles apart) or a text its failure must contain (`# output-error:`).
 
-use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{any, get};
+use serde_json::{Value, json};
 
 use crate::{repo, skein, stderr};
 
-#[test]
-fn every_document_of_the_suite_gives_its_expected_result() {
+/// Requests seen per key, for the flaky endpoint.
+type Seen = Arc<Mutex<HashMap<String, u64>>>;
+
+/// A stand-in for the services the documents call:
+/// - `/flaky/{key}?fail=N&status=S`: the first N requests of each key get S (with a
+///   JSON body), then `{"attempt": n}`;
+/// - `/echo`: the method, query and JSON body it was sent.
+async fn stand_in() -> String {
+    let app = Router::new()
+        .route(
+            "/flaky/{key}",
+            get(
+                |State(seen): State<Seen>,
+                 Path(key): Path<String>,
+                 Query(q): Query<HashMap<String, String>>| async move {
+                    let attempt = {
+                        let mut seen = seen.lock().unwrap();
+                        let n = seen.entry(key).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    let fail: u64 = q.get("fail").and_then(|f| f.parse().ok()).unwrap_or(0);
+                    let status: u16 = q.get("status").and_then(|s| s.parse().ok()).unwrap_or(503);
+                    if attempt <= fail {
+                        let status = StatusCode::from_u16(status).unwrap();
+                        (
+                            status,
+                            axum::Json(json!({"error": "not yet", "attempt": attempt})),
+                        )
+                    } else {
+                        (StatusCode::OK, axum::Json(json!({"attempt": attempt})))
+                    }
+                },
+            ),
+        )
+        .route(
+            "/echo",
+            any(
+                |method: axum::http::Method,
+                 Query(q): Query<HashMap<String, String>>,
+                 body: String| async move {
+                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    axum::Json(json!({"method": method.as_str(), "query": q, "body": body}))
+                },
+            ),
+        )
+        .with_state(Seen::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_document_of_the_suite_gives_its_expected_result() {
+    let base = stand_in().await;
     let dir = repo().join("crates/gcw/tests/data");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("the suite's directory")
@@ -32,11 +93,16 @@ fn every_document_of_the_suite_gives_its_expected_result() {
             "--data-dir",
             data.path().to_str().unwrap(),
         ];
-        let input = header("input");
+        let input = header("input").map(|i| i.replace("{{base}}", &base));
         if let Some(input) = &input {
             args.extend(["--input", input]);
         }
-        let out = skein(&args);
+        let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let out = tokio::task::spawn_blocking(move || {
+            skein(&owned.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .expect("runs skein");
         match (header("output"), header("output-error")) {
             (Some(expected), None) => {
                 assert!(out.status.success(), "{name}: {}", stderr(&out));
@@ -76,6 +142,29 @@ fn a_broken_document_gets_every_error_with_its_position() {
         "bad.yaml:11:18: error: `len` takes 1 arguments, not 2",
         "bad.yaml:11:30: error: unknown function `textx.split`",
         "did you mean `text.split`?",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn try_and_retry_are_checked_where_they_are_written() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "- a:\n    try:\n      assign:\n        - x: 1\n- b:\n    assign:\n      - y: 2\n    result: z\n- c:\n    try:\n      assign:\n        - x: 1\n    retry: ${http.default_retyr}\n- d:\n    try:\n      assign:\n        - x: 1\n    retry:\n      predicate: ${retry.always}\n      max_retries: 2\n      backoff:\n        initial_delay: -1\n",
+    )
+    .unwrap();
+    let out = skein(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for expected in [
+        "bad.yaml:3:7: error: a `try` needs `retry`, `except` or both",
+        "bad.yaml:8:5: error: `result` belongs to a `call` step",
+        "bad.yaml:13:12: error: `retry` is `${http.default_retry}`",
+        "did you mean `${http.default_retry}`?",
+        "bad.yaml:22:24: error: `initial_delay` is a positive number",
     ] {
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
     }

@@ -522,6 +522,7 @@ pub(super) fn error_def(cx: &mut Cx, at: &At) -> Option<ErrorDef> {
         instance: instance?,
         title: title?,
         detail: detail?,
+        data: None,
     })
 }
 
@@ -558,6 +559,8 @@ pub(super) fn retry_policy(cx: &mut Cx, at: &At) -> Option<RetryPolicy> {
         except_when: except_when?,
         delay: delay?,
         backoff: backoff?.unwrap_or_default(),
+        multiplier: None,
+        max_delay: None,
         limit: limit?.unwrap_or_default(),
         jitter: jitter?,
     })

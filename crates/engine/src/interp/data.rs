@@ -35,6 +35,11 @@ pub(super) fn raised(def: &ErrorDef, input: &Value, vars: &expr::Vars, at: &str)
         title: opt(&def.title)?,
         detail: opt(&def.detail)?,
         instance: Some(opt(&def.instance)?.unwrap_or_else(|| at.to_string())),
+        data: def
+            .data
+            .as_ref()
+            .map(|t| eval(t, input, vars, at).map(Box::new))
+            .transpose()?,
     })
 }
 
@@ -63,6 +68,7 @@ pub(super) fn check_schema(schema: &Schema, value: &Value, what: &str, at: &str)
         title: Some(format!("{} does not match its schema", capitalize(what))),
         detail: Some(errors.join("; ")),
         instance: Some(at.to_string()),
+        data: None,
     }))
 }
 
@@ -73,6 +79,7 @@ pub(super) fn stored_problem(error: &Value) -> Problem {
         title: Some("A journaled error could not be read".into()),
         detail: Some(error.to_string()),
         instance: None,
+        data: None,
     })
 }
 

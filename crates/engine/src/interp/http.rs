@@ -212,6 +212,11 @@ fn content(response: &HttpResponse) -> Value {
 fn status_problem(request: &HttpRequest, response: &HttpResponse, at: &str) -> Problem {
     let body = String::from_utf8_lossy(&response.body[..response.body.len().min(DETAIL_BYTES)])
         .into_owned();
+    let carried_body = if response.body.len() <= DATA_BYTES {
+        content(response)
+    } else {
+        Value::String(body.clone())
+    };
     Problem {
         type_: types::COMMUNICATION.into(),
         status: response.status,
@@ -221,8 +226,18 @@ fn status_problem(request: &HttpRequest, response: &HttpResponse, at: &str) -> P
         )),
         detail: (!body.trim().is_empty()).then_some(body),
         instance: Some(at.to_string()),
+        // The response, for whoever catches the error (Cloud Workflows' `HttpError`);
+        // a large body only as far as the detail goes.
+        data: Some(Box::new(json!({
+            "status": response.status,
+            "headers": headers_json(&response.headers),
+            "body": carried_body,
+        }))),
     }
 }
+
+/// The largest response body a failed call's error carries whole.
+const DATA_BYTES: usize = 64 * 1024;
 
 fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Problem {
     let status = match error {
@@ -237,6 +252,7 @@ fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Pr
                 title: Some(format!("{} {} refused", request.method, request.url)),
                 detail: Some(rule.clone()),
                 instance: Some(at.to_string()),
+                data: None,
             };
         }
     };
@@ -246,6 +262,7 @@ fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Pr
         title: Some(format!("{} {} failed", request.method, request.url)),
         detail: Some(error.to_string()),
         instance: Some(at.to_string()),
+        data: None,
     }
 }
 
@@ -480,6 +497,7 @@ fn as_authentication(interrupt: Interrupt) -> Interrupt {
                 p.title.unwrap_or_default()
             )),
             instance: p.instance,
+            data: None,
         }),
         other => other,
     }
@@ -512,6 +530,7 @@ fn secret(run: &Run, name: &str, at: &str) -> Res<Value> {
                 format!("the secret `{name}` was not provided to this execution")
             }),
             instance: Some(at.to_string()),
+            data: None,
         })),
     }
 }
@@ -587,6 +606,7 @@ fn incomplete_secret(name: &str, what: String, at: &str) -> Interrupt {
         title: Some("Incomplete secret".into()),
         detail: Some(format!("the secret `{name}`: {what}")),
         instance: Some(at.to_string()),
+        data: None,
     })
 }
 

@@ -134,6 +134,7 @@ async fn process(
             title: Some("The process could not start".into()),
             detail: Some(e.to_string()),
             instance: Some(at.to_string()),
+            data: None,
         })?;
     // Every attempt's use is recorded, the failed ones too: cost counts them all.
     if let Some(usage) = out.usage {
@@ -173,6 +174,7 @@ async fn process(
                 tail
             }),
             instance: Some(at.to_string()),
+            data: None,
         }));
     }
     Ok(match return_ {

@@ -231,11 +231,17 @@ fn retry_delay(
         Some(d) => duration_ms(d, error, vars, at)?,
         None => 0,
     };
-    let mut delay = match policy.backoff {
-        Backoff::Constant => base,
-        Backoff::Linear => base.saturating_mul(attempt as i64),
-        Backoff::Exponential => base.saturating_mul(1i64 << (attempt - 1).min(30)),
+    let mut delay = match (policy.multiplier, policy.backoff) {
+        (Some(m), _) => {
+            (base as f64 * m.powi((attempt - 1).min(1000) as i32)).min(i64::MAX as f64) as i64
+        }
+        (None, Backoff::Constant) => base,
+        (None, Backoff::Linear) => base.saturating_mul(attempt as i64),
+        (None, Backoff::Exponential) => base.saturating_mul(1i64 << (attempt - 1).min(30)),
     };
+    if let Some(max) = &policy.max_delay {
+        delay = delay.min(duration_ms(max, error, vars, at)?);
+    }
     if let Some(jitter) = &policy.jitter {
         let from = duration_ms(&jitter.from, error, vars, at)?;
         let to = duration_ms(&jitter.to, error, vars, at)?.max(from);

@@ -101,6 +101,7 @@ pub(super) async fn with_deadline<T>(
             title: Some("Timed out".into()),
             detail: Some(format!("{what} did not finish within {ms} ms")),
             instance: Some(at.to_string()),
+            data: None,
         })),
     }
 }

@@ -330,15 +330,15 @@ async fn a_caught_error_runs_the_catch_block() {
               +0ms task.faulted /do/0/guarded/try/0/get error="communication"
               +0ms task.created /do/0/guarded/catch/do/0/note
               +0ms task.started /do/0/guarded/catch/do/0/note
-              +0ms task.completed /do/0/guarded/catch/do/0/note output={"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get"}}
-              +0ms task.completed /do/0/guarded output={"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get"}}
-              +0ms workflow.completed output={"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get"}}
+              +0ms task.completed /do/0/guarded/catch/do/0/note output={"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get","data":{"status":404,"headers":{"content-type":"application/json"},"body":"nope"}}}
+              +0ms task.completed /do/0/guarded output={"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get","data":{"status":404,"headers":{"content-type":"application/json"},"body":"nope"}}}
+              +0ms workflow.completed output={"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get","data":{"status":404,"headers":{"content-type":"application/json"},"body":"nope"}}}
             journal:
-              /do/0/guarded completed {"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get"}}
-              /do/0/guarded/catch/do/0/note completed {"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get"}}
+              /do/0/guarded completed {"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get","data":{"status":404,"headers":{"content-type":"application/json"},"body":"nope"}}}
+              /do/0/guarded/catch/do/0/note completed {"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get","data":{"status":404,"headers":{"content-type":"application/json"},"body":"nope"}}}
               /do/0/guarded/try/0/get faulted communication
               /input completed {"name":"missing"}
-            outcome: completed {"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get"}}
+            outcome: completed {"error":{"type":"https://serverlessworkflow.io/spec/1.0.0/errors/communication","status":404,"title":"HTTP 404 from GET https://api.test/pets/missing","detail":"\"nope\"","instance":"/do/0/guarded/try/0/get","data":{"status":404,"headers":{"content-type":"application/json"},"body":"nope"}}}
         "#]])
         .await;
 }

@@ -58,6 +58,7 @@ impl Shout {
             expression: self.0.clone(),
             origin: String::new(),
             limit: None,
+            data: None,
         }
     }
 }
