@@ -23,6 +23,9 @@ use crate::value::{self, Raised, type_name};
 /// The key of the value a `return` gives.
 pub(crate) const RETURN: &str = "__return";
 
+/// The name the engine binds the index of a parallel step's branch to.
+pub(crate) const BRANCH: &str = "\0branch";
+
 /// The name the engine binds a caught error to (as a problem), for the `except` to
 /// turn into its variable.
 pub(crate) const ERROR: &str = "__error";
@@ -181,6 +184,11 @@ pub(crate) enum Kind {
     /// The first thing an `except` does: the variables with `as` bound to the caught
     /// error, as a Cloud Workflows error.
     BindError(String),
+    /// Whether this iteration of a parallel step's loop runs the branch of this index.
+    Branch(usize),
+    /// After a parallel step (`output.as`): the variables before it (`$input`), with
+    /// the shared ones joined from every branch's (the input, a list).
+    Join(Vec<String>),
     /// The input, unchanged (a step that only jumps).
     Same,
     /// The workflow's output: what `return` gave, or null.
@@ -356,10 +364,73 @@ impl Compute {
                 variables.insert(name.clone(), crate::errors::from_problem(problem));
                 Ok(Value::Object(variables))
             }
+            Kind::Branch(i) => Ok(Value::Bool(
+                vars.get(BRANCH).and_then(Value::as_u64) == Some(*i as u64),
+            )),
+            Kind::Join(shared) => {
+                let before = variables_before();
+                let mut variables = match before {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                let branches = input.as_array().map(Vec::as_slice).unwrap_or_default();
+                for name in shared {
+                    let original = before.get(name).unwrap_or(&Value::Null);
+                    let mut joined = original.clone();
+                    for branch in branches {
+                        if let Some(value) = branch.get(name) {
+                            join(&mut joined, original, value)?;
+                        }
+                    }
+                    variables.insert(name.clone(), joined);
+                }
+                Ok(Value::Object(variables))
+            }
             Kind::Same => Ok(input.clone()),
             Kind::Unwrap => Ok(returned(input)),
         }
     }
+}
+
+/// Joins into `joined` what one branch made of a shared variable that was `original`
+/// before the parallel step. Branches run on copies, so their changes are joined when
+/// all have ended: keys of a map one by one, items appended to a list in branch order,
+/// a number by the sum of the branches' changes (a counter), anything else by the last
+/// branch (in order) that changed it.
+fn join(joined: &mut Value, original: &Value, branch: &Value) -> Result<(), Raised> {
+    charge_bytes(16)?;
+    if value::equal(original, branch) {
+        return Ok(());
+    }
+    match (joined, original, branch) {
+        (Value::Object(j), Value::Object(o), Value::Object(b)) => {
+            for (k, v) in b {
+                match (j.get_mut(k), o.get(k)) {
+                    (Some(jv), Some(ov)) => join(jv, ov, v)?,
+                    _ => {
+                        j.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            // Keys the branch removed.
+            for k in o.keys() {
+                if !b.contains_key(k) {
+                    j.shift_remove(k);
+                }
+            }
+        }
+        (Value::Array(j), Value::Array(o), Value::Array(b))
+            if b.len() >= o.len() && o.iter().zip(b).all(|(x, y)| value::equal(x, y)) =>
+        {
+            j.extend(b[o.len()..].iter().cloned());
+        }
+        (j @ Value::Number(_), Value::Number(_), Value::Number(_)) => {
+            let change = value::binary(crate::parse::Op::Sub, branch, original)?;
+            *j = value::binary(crate::parse::Op::Add, j, &change)?;
+        }
+        (j, _, _) => *j = branch.clone(),
+    }
+    Ok(())
 }
 
 /// What a list of steps gave back: the value of its `return`, or null.

@@ -9,7 +9,8 @@ use crate::RAISED;
 /// The Cloud Workflows error for a problem (as JSON): what `raise` raised; an
 /// expression's tagged error; `HttpError` with `code`, `headers` and `body` for a
 /// call answered with an error status; `ConnectionFailedError`, `ConnectionError`,
-/// `TimeoutError`, `AuthError`, `ResourceLimitError`; `SystemError` for the rest.
+/// `TimeoutError`, `AuthError`, `ResourceLimitError`, `UnhandledBranchError` (with the
+/// failed branches' errors); `SystemError` for the rest.
 pub(crate) fn from_problem(problem: &Value) -> Value {
     let field = |name: &str| problem.get(name).and_then(Value::as_str);
     let type_ = field("type").unwrap_or_default();
@@ -48,6 +49,20 @@ pub(crate) fn from_problem(problem: &Value) -> Value {
     }
     if is(types::AUTHENTICATION) || is(types::AUTHORIZATION) {
         return tagged(&["AuthError"]);
+    }
+    if let Some(errors) = data.and_then(|d| d.get("errors")).and_then(Value::as_array)
+        && is(types::RUNTIME)
+    {
+        // A parallel step's branches that failed, each with its error.
+        let branches: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"index": e["index"], "error": from_problem(&e["error"])}))
+            .collect();
+        return json!({
+            "message": message,
+            "tags": ["UnhandledBranchError"],
+            "branches": branches,
+        });
     }
     if is(types::RUNTIME) && data.and_then(|d| d.get("tags")).is_some() {
         return data.cloned().unwrap_or(Value::Null);

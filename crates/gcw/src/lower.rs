@@ -7,6 +7,7 @@
 //! [`crate::compute::Kind`].
 
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 use dsl::yaml::{Kind as Yk, Node as Yn};
 use dsl::{Diagnostic, Severity};
@@ -20,7 +21,7 @@ use program::{
 };
 use serde_json::Value;
 
-use crate::compute::{Compute, ERROR, Kind, Outcome, RETURN, Target, Tmpl};
+use crate::compute::{BRANCH, Compute, ERROR, Kind, Outcome, RETURN, Target, Tmpl};
 use crate::errors::Predicate;
 use crate::parse::{Ast, Node, parse};
 use crate::stdlib;
@@ -52,6 +53,32 @@ struct Scope {
     in_loop: bool,
     /// Every variable the subworkflow assigns anywhere, its parameters included.
     known: BTreeSet<String>,
+    /// The subworkflow's steps and parameters, to tell which variables a parallel
+    /// step's branches see from outside.
+    sub: Option<Rc<(Yn, BTreeSet<String>)>>,
+    /// Inside a parallel step: the variables of the scope around it, and those of them
+    /// the branches may assign.
+    parallel: Option<Rc<Parallel>>,
+}
+
+struct Parallel {
+    outside: BTreeSet<String>,
+    shared: Vec<String>,
+}
+
+impl Scope {
+    /// Refuses an assignment, inside a parallel step, to a variable of the scope
+    /// around it that the step does not share.
+    fn writable(&self, variable: &str) -> Result<(), String> {
+        match &self.parallel {
+            Some(p) if p.outside.contains(variable) && !p.shared.iter().any(|s| s == variable) => {
+                Err(format!(
+                    "`{variable}` belongs to the scope around this parallel step; list it in the step's `shared` to assign it here"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 pub(crate) struct Lowerer<'s> {
@@ -158,7 +185,13 @@ impl<'s> Lowerer<'s> {
             for (p, _) in &self.subs[&name].params {
                 scope.known.insert(p.clone());
             }
-            collect_assigned(steps, &mut scope.known);
+            collect_assigned(steps, &mut scope.known, &|_| true);
+            let params = self.subs[&name]
+                .params
+                .iter()
+                .map(|(p, _)| p.clone())
+                .collect();
+            scope.sub = Some(Rc::new((steps.clone(), params)));
             let list = self.steps(steps, &format!("{path}/steps"), &scope);
             if name == "main" {
                 main = Some(list);
@@ -428,6 +461,14 @@ impl<'s> Lowerer<'s> {
                 then,
                 None,
             ),
+            Some("return") if scope.parallel.is_some() => {
+                self.error(
+                    body.range.clone(),
+                    at,
+                    "a branch of a parallel step cannot `return`; assign a shared variable instead",
+                );
+                return;
+            }
             Some("return") => {
                 let value = self.tmpl(
                     get("return").expect("present"),
@@ -464,9 +505,18 @@ impl<'s> Lowerer<'s> {
                 None => return,
             },
             Some("for") => {
-                let (kind, output) = self.for_loop(get("for").expect("present"), at, scope);
+                let (kind, output) = self.for_loop(
+                    get("for").expect("present"),
+                    &format!("{at}/for"),
+                    scope,
+                    None,
+                );
                 (kind, then, Some(output))
             }
+            Some("parallel") => match self.parallel(get("parallel").expect("present"), at, scope) {
+                Some((kind, output)) => (kind, then, Some(output)),
+                None => return,
+            },
             Some("try") => match self.try_step(name, entries, at, scope) {
                 Some(kind) => (kind, then, None),
                 None => return,
@@ -535,6 +585,14 @@ impl<'s> Lowerer<'s> {
             return FlowDirective::Continue;
         };
         match target {
+            "end" if scope.parallel.is_some() => {
+                self.error(
+                    node.range.clone(),
+                    &format!("{at}/next"),
+                    "a branch of a parallel step cannot end the workflow",
+                );
+                FlowDirective::Continue
+            }
             "end" => FlowDirective::End,
             "break" | "continue" if !scope.in_loop => {
                 self.error(
@@ -582,6 +640,9 @@ impl<'s> Lowerer<'s> {
                         continue;
                     }
                 };
+                if let Err(message) = scope.writable(&target.variable) {
+                    self.error(k.range.clone(), &format!("{path}/{i}"), message);
+                }
                 if scope.locals.contains(&target.variable) {
                     self.error(
                         k.range.clone(),
@@ -630,7 +691,12 @@ impl<'s> Lowerer<'s> {
         };
         let result = match get("result") {
             Some(r) => match r.as_str() {
-                Some(name) => Some(name.to_string()),
+                Some(name) => {
+                    if let Err(message) = scope.writable(name) {
+                        self.error(r.range.clone(), &format!("{at}/result"), message);
+                    }
+                    Some(name.to_string())
+                }
                 None => {
                     self.error(
                         r.range.clone(),
@@ -877,9 +943,19 @@ impl<'s> Lowerer<'s> {
         }
     }
 
-    fn for_loop(&mut self, node: &Yn, at: &str, scope: &Scope) -> (TaskKind, Expr) {
-        let path = format!("{at}/for");
-        let restrict = Compute::expr(Kind::Restrict, "for", &path, &scope.locals);
+    /// A `for` loop at `path`; with `fan`, the iterations of a parallel step.
+    fn for_loop(
+        &mut self,
+        node: &Yn,
+        path: &str,
+        scope: &Scope,
+        fan: Option<Fan>,
+    ) -> (TaskKind, Expr) {
+        let path = path.to_string();
+        let restrict = match &fan {
+            None => Compute::expr(Kind::Restrict, "for", &path, &scope.locals),
+            Some(fan) => fan.join.clone(),
+        };
         let Yk::Map(entries) = &node.kind else {
             self.error(
                 node.range.clone(),
@@ -943,8 +1019,11 @@ impl<'s> Lowerer<'s> {
                 Kind::Same
             }
         };
-        let mut inner = scope.clone();
-        inner.in_loop = true;
+        let mut inner = match &fan {
+            None => scope.clone(),
+            Some(fan) => fan.scope.clone(),
+        };
+        inner.in_loop = fan.is_none();
         let each = value_name.clone().unwrap_or_else(|| "__value".into());
         let at_name = index_name.clone().unwrap_or_else(|| "__index".into());
         inner.locals.extend([each.clone(), at_name.clone()]);
@@ -960,11 +1039,243 @@ impl<'s> Lowerer<'s> {
             each,
             in_: Compute::expr(in_, "for", &path, &scope.locals),
             at: at_name,
-            concurrency: Concurrency::Fixed(std::num::NonZeroU32::MIN),
+            concurrency: match &fan {
+                None => Concurrency::Fixed(std::num::NonZeroU32::MIN),
+                Some(fan) => fan.concurrency.clone(),
+            },
             while_: None,
             do_: steps,
+            isolated: fan.is_some(),
+            continue_all: fan.is_some(),
         });
         (kind, restrict)
+    }
+
+    /// A `parallel` step: `branches` or a `for`, as a loop whose iterations start from
+    /// the same variables, at most `concurrency_limit` at once, every one run to its
+    /// end; then the `shared` variables are joined.
+    fn parallel(&mut self, node: &Yn, at: &str, scope: &Scope) -> Option<(TaskKind, Expr)> {
+        let path = format!("{at}/parallel");
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                &path,
+                "`parallel` is a mapping with `branches` or `for`",
+            );
+            return None;
+        };
+        let keys = [
+            "branches",
+            "for",
+            "shared",
+            "concurrency_limit",
+            "exception_policy",
+        ];
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !keys.contains(&key) {
+                self.unknown_key(k, key, &keys, &path);
+            }
+        }
+        if let Some(policy) = field(entries, "exception_policy")
+            && policy.as_str() != Some("continueAll")
+        {
+            self.error(
+                policy.range.clone(),
+                &format!("{path}/exception_policy"),
+                "`continueAll` is the only exception policy",
+            );
+        }
+        // The variables of the scope around the step: its parameters and whatever the
+        // subworkflow assigns outside this step; and those assigned before it.
+        let (mut outside, mut before) = (BTreeSet::new(), BTreeSet::new());
+        if let Some(sub) = &scope.sub {
+            collect_assigned(&sub.0, &mut outside, &|r| *r != node.range);
+            collect_assigned(&sub.0, &mut before, &|r| r.start < node.range.start);
+            outside.extend(sub.1.iter().cloned());
+            before.extend(sub.1.iter().cloned());
+        }
+        if let Some(p) = &scope.parallel {
+            outside.extend(p.outside.iter().cloned());
+            before.extend(p.outside.iter().cloned());
+        }
+        let mut shared = Vec::new();
+        if let Some(list) = field(entries, "shared") {
+            let Yk::Seq(items) = &list.kind else {
+                self.error(
+                    list.range.clone(),
+                    &format!("{path}/shared"),
+                    "`shared` is a list of variable names",
+                );
+                return None;
+            };
+            for item in items {
+                match item.as_str() {
+                    Some(name) if before.contains(name) => shared.push(name.to_string()),
+                    Some(name) => self.error(
+                        item.range.clone(),
+                        &format!("{path}/shared"),
+                        format!(
+                            "the shared variable `{name}` must be assigned before the parallel step"
+                        ),
+                    ),
+                    None => self.error(
+                        item.range.clone(),
+                        &format!("{path}/shared"),
+                        "`shared` is a list of variable names",
+                    ),
+                }
+            }
+        }
+        let concurrency = match field(entries, "concurrency_limit") {
+            None => Concurrency::Fixed(std::num::NonZeroU32::MAX),
+            Some(n) => match &n.kind {
+                Yk::Int(i) => match u32::try_from(*i).ok().and_then(std::num::NonZeroU32::new) {
+                    Some(n) => Concurrency::Fixed(n),
+                    None => {
+                        self.error(
+                            n.range.clone(),
+                            &format!("{path}/concurrency_limit"),
+                            "`concurrency_limit` is a positive integer",
+                        );
+                        return None;
+                    }
+                },
+                _ => Concurrency::Expr(Compute::expr(
+                    Kind::Value(self.tmpl(n, &format!("{path}/concurrency_limit"), scope)),
+                    "concurrency_limit",
+                    &format!("{path}/concurrency_limit"),
+                    &scope.locals,
+                )),
+            },
+        };
+        let mut inner = scope.clone();
+        inner.parallel = Some(Rc::new(Parallel {
+            outside,
+            shared: shared.clone(),
+        }));
+        let join = Compute::expr(Kind::Join(shared), "shared", &path, &scope.locals);
+        let fan = Fan {
+            concurrency,
+            scope: inner,
+            join,
+        };
+        match (field(entries, "branches"), field(entries, "for")) {
+            (Some(branches), None) => self.branches(branches, &path, fan),
+            (None, Some(for_)) => {
+                Some(self.for_loop(for_, &format!("{path}/for"), scope, Some(fan)))
+            }
+            _ => {
+                self.error(
+                    node.range.clone(),
+                    &path,
+                    "a parallel step has exactly one of `branches` and `for`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A parallel step's `branches`: a loop over their indexes whose body jumps to
+    /// the branch of its index.
+    fn branches(&mut self, node: &Yn, path: &str, fan: Fan) -> Option<(TaskKind, Expr)> {
+        let at = format!("{path}/branches");
+        let Yk::Seq(items) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                &at,
+                "`branches` is a list of `- name: {steps: [...]}`",
+            );
+            return None;
+        };
+        let mut cases = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let (name, body) = match &item.kind {
+                Yk::Map(e) if e.len() == 1 => {
+                    (e[0].0.as_str().unwrap_or_default().to_string(), &e[0].1)
+                }
+                _ => {
+                    self.error(
+                        item.range.clone(),
+                        &format!("{at}/{i}"),
+                        "a branch is `- name: {steps: [...]}`",
+                    );
+                    continue;
+                }
+            };
+            let branch_at = format!("{at}/{i}/{name}");
+            let steps = match &body.kind {
+                Yk::Map(e) if e.len() == 1 && e[0].0.as_str() == Some("steps") => {
+                    self.steps(&e[0].1, &format!("{branch_at}/steps"), &fan.scope)
+                }
+                _ => {
+                    self.error(
+                        body.range.clone(),
+                        &branch_at,
+                        "a branch is a mapping with `steps`",
+                    );
+                    continue;
+                }
+            };
+            if tasks.iter().any(|t: &NamedTask| t.name == name) {
+                self.error(
+                    item.range.clone(),
+                    &branch_at,
+                    format!("two branches are called `{name}`"),
+                );
+            }
+            cases.push(SwitchCase {
+                name: name.clone(),
+                when: Some(Compute::expr(
+                    Kind::Branch(i),
+                    name.clone(),
+                    &branch_at,
+                    &[],
+                )),
+                then: FlowDirective::Goto(name.clone()),
+            });
+            tasks.push(NamedTask {
+                name,
+                reference: branch_at,
+                task: task(TaskKind::Do(steps), FlowDirective::Exit),
+            });
+        }
+        if tasks.len() < 2 {
+            self.error(
+                node.range.clone(),
+                &at,
+                "a parallel step needs at least two branches",
+            );
+            return None;
+        }
+        let count = tasks.len();
+        tasks.insert(
+            0,
+            NamedTask {
+                name: "\0branch".into(),
+                reference: at.clone(),
+                task: task(TaskKind::Switch(Switch { cases }), FlowDirective::Continue),
+            },
+        );
+        let kind = TaskKind::For(For {
+            each: BRANCH.into(),
+            in_: Compute::expr(
+                Kind::Value(Tmpl::Const(Value::Array(
+                    (0..count).map(Value::from).collect(),
+                ))),
+                "branches",
+                &at,
+                &[],
+            ),
+            at: "\0at".into(),
+            concurrency: fan.concurrency,
+            while_: None,
+            do_: TaskList { tasks },
+            isolated: true,
+            continue_all: true,
+        });
+        Some((kind, fan.join))
     }
 
     fn switch(
@@ -1510,6 +1821,14 @@ fn field<'n>(entries: &'n [(Yn, Yn)], key: &str) -> Option<&'n Yn> {
         .map(|(_, v)| v)
 }
 
+/// How a parallel step runs its iterations: at most so many at once, the scope its
+/// branches see, and what joins their variables.
+struct Fan {
+    concurrency: Concurrency,
+    scope: Scope,
+    join: Expr,
+}
+
 /// `retry.default_backoff`: initial delay and longest delay in seconds, and the
 /// multiplier.
 const DEFAULT_BACKOFF: (f64, f64, f64) = (1.0, 60.0, 1.25);
@@ -1581,7 +1900,14 @@ fn text_of(node: &Yn) -> String {
 
 /// Every variable a list of steps assigns (its roots), a `for`'s and an `except`'s
 /// names and every call's `result`, at any depth: the names expressions may read.
-fn collect_assigned(node: &Yn, into: &mut BTreeSet<String>) {
+fn collect_assigned(
+    node: &Yn,
+    into: &mut BTreeSet<String>,
+    keep: &dyn Fn(&std::ops::Range<usize>) -> bool,
+) {
+    if !keep(&node.range) {
+        return;
+    }
     dsl::yaml::deep(|| match &node.kind {
         Yk::Map(entries) => {
             for (k, v) in entries {
@@ -1619,10 +1945,10 @@ fn collect_assigned(node: &Yn, into: &mut BTreeSet<String>) {
                     }
                     _ => {}
                 }
-                collect_assigned(v, into);
+                collect_assigned(v, into, keep);
             }
         }
-        Yk::Seq(items) => items.iter().for_each(|i| collect_assigned(i, into)),
+        Yk::Seq(items) => items.iter().for_each(|i| collect_assigned(i, into, keep)),
         _ => {}
     });
 }

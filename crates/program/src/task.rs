@@ -104,6 +104,14 @@ pub struct For {
     pub concurrency: Concurrency,
     pub while_: Option<Expr>,
     pub do_: TaskList,
+    /// Every iteration starts from the loop's input and the output is the list of
+    /// theirs, even one at a time: iterations as parallel branches (Cloud Workflows'
+    /// `parallel`). The DSL's loop threads each output into the next input instead.
+    pub isolated: bool,
+    /// A failed iteration does not stop the others; when all have ended, the loop
+    /// faults with every failure in the problem's `data.errors` (Cloud Workflows'
+    /// `exception_policy: continueAll`). Otherwise the first failure cancels the rest.
+    pub continue_all: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -169,3 +169,28 @@ fn try_and_retry_are_checked_where_they_are_written() {
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
     }
 }
+
+#[test]
+fn parallel_scopes_are_checked_where_they_are_written() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "- init:\n    assign:\n      - input: 1\n      - out: 0\n- fan:\n    parallel:\n      shared: [out, later]\n      branches:\n        - one:\n            steps:\n              - write:\n                  assign:\n                    - input: 5\n                    - out: 2\n        - two:\n            steps:\n              - leave:\n                  return: 1\n- after:\n    assign:\n      - later: 1\n",
+    )
+    .unwrap();
+    let out = skein(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for expected in [
+        "bad.yaml:7:21: error: the shared variable `later` must be assigned before the parallel step",
+        "bad.yaml:13:23: error: `input` belongs to the scope around this parallel step",
+        "bad.yaml:18:19: error: a branch of a parallel step cannot `return`",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("`out` belongs"),
+        "a shared variable may be assigned:\n{text}"
+    );
+}

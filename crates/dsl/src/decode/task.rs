@@ -345,6 +345,8 @@ fn for_(cx: &mut Cx, obj: &mut Obj) -> Option<For> {
         concurrency: concurrency?.unwrap_or(Concurrency::Fixed(NonZeroU32::MIN)),
         while_: while_?,
         do_: do_?,
+        isolated: false,
+        continue_all: false,
     })
 }
 

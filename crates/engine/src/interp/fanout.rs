@@ -15,7 +15,9 @@ use store::Json;
 use super::data::{expression_problem, kind_of};
 use super::{Ctx, Flow, Res, TaskCx, task};
 use crate::events::Lifecycle;
+use crate::run::problem_json;
 use crate::{Interrupt, limits};
+use expr::Problem;
 
 /// Runs a `for` task: one iteration after another, or with `for.concurrency` above 1,
 /// at most that many at once.
@@ -64,7 +66,7 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
         ])
     };
 
-    if limit == 1 {
+    if limit == 1 && !f.isolated {
         // The DSL's loop: each iteration's input is the previous iteration's output.
         let mut current = input.clone();
         for (i, item) in items.iter().enumerate() {
@@ -106,6 +108,8 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
     let total = items.len();
     let mut outputs: Vec<Option<Value>> = vec![None; total];
     let mut contexts: Vec<Option<Ctx>> = (0..total).map(|_| None).collect();
+    // With `continue_all`, the failures so far, by index.
+    let mut failures: Vec<(usize, Problem)> = Vec::new();
     let mut running = FuturesUnordered::new();
     let (mut next, mut done, mut stopped, mut reported) = (0usize, 0usize, false, 0usize);
     loop {
@@ -142,8 +146,15 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
         let Some((i, result, branch)) = running.next().await else {
             break;
         };
-        // A fault ends the loop: returning drops (cancels) the iterations still running.
-        let value = result?.value();
+        // A fault ends the loop: returning drops (cancels) the iterations still running;
+        // unless the loop continues with the others.
+        let value = match result {
+            Err(Interrupt::Fault(problem)) if f.continue_all => {
+                failures.push((i, problem));
+                Value::Null
+            }
+            other => other?.value(),
+        };
         outputs[i] = Some(value);
         contexts[i] = Some(branch);
         done += 1;
@@ -153,7 +164,7 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
             reported = percent;
             let progress = json!({
                 "workflow": run.qualified_name, "task": at,
-                "total": total, "done": done, "failed": 0, "running": running.len(),
+                "total": total, "done": done, "failed": failures.len(), "running": running.len(),
             });
             run.record(
                 vec![],
@@ -163,6 +174,21 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
         }
     }
     ctx.join(contexts.into_iter().flatten());
+    if !failures.is_empty() {
+        failures.sort_by_key(|(i, _)| *i);
+        let errors: Vec<Value> = failures
+            .iter()
+            .map(|(i, p)| json!({"index": i, "error": problem_json(p)}))
+            .collect();
+        return Err(Interrupt::Fault(Problem {
+            type_: expr::types::RUNTIME.into(),
+            status: 500,
+            title: Some(format!("{} of {total} iterations failed", failures.len())),
+            detail: failures[0].1.title.clone().or(failures[0].1.detail.clone()),
+            instance: Some(at.to_string()),
+            data: Some(Box::new(json!({ "errors": errors }))),
+        }));
+    }
     Ok(Flow::Done(Value::Array(
         outputs.into_iter().flatten().collect(),
     )))
