@@ -71,6 +71,19 @@ impl Budget {
     /// Runs `evaluate` under this budget on the calling thread's meter: `Ok` with its
     /// result if it stayed within every limit, else the limit it went over.
     pub fn run<T>(&self, mut evaluate: impl FnMut() -> T) -> Result<T, Exceeded> {
+        // An evaluation inside another (a Cloud Workflows subworkflow called from an
+        // expression) counts against the one under way, on its meter.
+        if let Some(meter) = METER.with(Cell::get) {
+            let value = evaluate();
+            let over = METER.with(Cell::get).map_or(meter.over, |m| m.over);
+            return match over {
+                None => Ok(value),
+                Some(limit) => Err(Exceeded {
+                    limit,
+                    budget: self.value_of(limit),
+                }),
+            };
+        }
         let Some(offload) = self.offload else {
             return self
                 .attempt(&mut evaluate)

@@ -10,13 +10,14 @@
 //! outputs `{"__return": value}` and ends its list: the caller (or the workflow's
 //! `output.as`) unwraps it, and a subworkflow that ends without `return` gives null.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use expr::{EvalError, Expr, Expression, Vars};
 use serde_json::{Map, Value, json};
 
 use crate::errors::Predicate;
 use crate::eval::{Cx, charge_bytes};
+use crate::interp::{Library, LibraryRef};
 use crate::parse::{Ast, Node};
 use crate::value::{self, Raised, type_name};
 
@@ -174,13 +175,20 @@ pub(crate) enum Kind {
     /// those that existed before it.
     Restrict,
     /// The workflow's input (`input.from`): `main`'s parameter bound to the runtime
-    /// arguments.
-    Main(Option<String>),
+    /// arguments. It also owns the program's library of subworkflows that expressions
+    /// call (which hold it weakly), so that the library lives as long as the program.
+    Main {
+        param: Option<String>,
+        _library: Arc<OnceLock<Library>>,
+    },
     /// The message of what a `raise` raises, for the error's detail.
     RaisedMessage(Tmpl),
     /// A retry predicate of the standard library, on the caught error (the input, as
     /// a problem).
     Predicate(Predicate),
+    /// A subworkflow as a retry predicate, called with the caught error (the input,
+    /// as a problem); it must return a boolean.
+    SubPredicate(LibraryRef, String),
     /// The first thing an `except` does: the variables with `as` bound to the caught
     /// error, as a Cloud Workflows error.
     BindError(String),
@@ -347,7 +355,7 @@ impl Compute {
                         .collect(),
                 ))
             }
-            Kind::Main(param) => Ok(match param {
+            Kind::Main { param, .. } => Ok(match param {
                 Some(name) => json!({ name.clone(): input }),
                 None => json!({}),
             }),
@@ -355,6 +363,16 @@ impl Compute {
             Kind::Predicate(predicate) => Ok(Value::Bool(
                 predicate.holds(&crate::errors::from_problem(input)),
             )),
+            Kind::SubPredicate(library, name) => {
+                let error = crate::errors::from_problem(input);
+                match crate::interp::call(library, name, vec![error], vars)? {
+                    Value::Bool(b) => Ok(Value::Bool(b)),
+                    other => Err(value::type_error(format!(
+                        "the retry predicate `{name}` returned {}, not a boolean",
+                        type_name(&other)
+                    ))),
+                }
+            }
             Kind::BindError(name) => {
                 let mut variables = match input {
                     Value::Object(map) => map.clone(),

@@ -53,6 +53,13 @@ impl Cx<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 stdlib::call(name, args, self)
             }
+            Ast::Sub(library, name, args) => {
+                let args = args
+                    .iter()
+                    .map(|a| self.eval(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                crate::interp::call(library, name, args, self.vars)
+            }
             Ast::List(items) => {
                 charge_bytes(16 * items.len())?;
                 items

@@ -20,6 +20,7 @@
 mod compute;
 mod errors;
 mod eval;
+mod interp;
 mod lex;
 mod lower;
 mod parse;

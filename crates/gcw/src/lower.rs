@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 
 use dsl::yaml::{Kind as Yk, Node as Yn};
 use dsl::{Diagnostic, Severity};
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 use crate::compute::{BRANCH, Compute, ERROR, Kind, Outcome, RETURN, Target, Tmpl};
 use crate::errors::Predicate;
+use crate::interp::{Library, Params};
 use crate::parse::{Ast, Node, parse};
 use crate::stdlib;
 
@@ -42,7 +44,7 @@ const STEP_KEYS: &[&str] = &[
 ];
 
 struct Sub {
-    params: Vec<(String, Option<Value>)>,
+    params: Params,
 }
 
 /// What is in scope where a step is written.
@@ -85,6 +87,10 @@ pub(crate) struct Lowerer<'s> {
     source: &'s str,
     pub(crate) diagnostics: Vec<Diagnostic>,
     subs: IndexMap<String, Sub>,
+    /// The subworkflows expressions call, filled when the document is lowered.
+    library: Arc<OnceLock<Library>>,
+    /// Where expressions call subworkflows, checked for purity at the end.
+    in_expressions: Vec<(String, std::ops::Range<usize>, String)>,
 }
 
 impl<'s> Lowerer<'s> {
@@ -93,6 +99,8 @@ impl<'s> Lowerer<'s> {
             source,
             diagnostics: Vec::new(),
             subs: IndexMap::new(),
+            library: Arc::default(),
+            in_expressions: Vec::new(),
         }
     }
 
@@ -202,6 +210,7 @@ impl<'s> Lowerer<'s> {
                 );
             }
         }
+        self.fill_library(&functions);
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             return None;
         }
@@ -224,7 +233,10 @@ impl<'s> Lowerer<'s> {
             input: Some(Input {
                 schema: None,
                 from: Some(Template::Expr(Compute::expr(
-                    Kind::Main(main_param),
+                    Kind::Main {
+                        param: main_param,
+                        _library: self.library.clone(),
+                    },
                     "the runtime arguments",
                     "/main/params",
                     &[],
@@ -252,12 +264,72 @@ impl<'s> Lowerer<'s> {
         })
     }
 
+    /// Puts the subworkflows that expressions call in the library, after checking that
+    /// each can run inside an expression: nothing in it waits or has effects (beyond
+    /// `sys.log`), and what it calls can run there too.
+    fn fill_library(&mut self, functions: &IndexMap<String, Task>) {
+        // What each subworkflow calls, and whether its own tasks may run in an expression.
+        let facts: Vec<(&str, bool, Vec<String>)> = functions
+            .iter()
+            .map(|(name, body)| {
+                let mut calls = Vec::new();
+                let ok = runs_inline(body, &mut calls);
+                (name.as_str(), ok, calls)
+            })
+            .collect();
+        // Pure when its tasks are and everything it calls is (itself included, for
+        // recursion): from all whose tasks are, drop callers of others until none goes.
+        let mut pure: BTreeSet<&str> = facts
+            .iter()
+            .filter(|(_, ok, _)| *ok)
+            .map(|(name, _, _)| *name)
+            .collect();
+        loop {
+            let impure: Vec<&str> = facts
+                .iter()
+                .filter(|(name, _, calls)| {
+                    pure.contains(name) && !calls.iter().all(|c| pure.contains(c.as_str()))
+                })
+                .map(|(name, _, _)| *name)
+                .collect();
+            if impure.is_empty() {
+                break;
+            }
+            for name in impure {
+                pure.remove(name);
+            }
+        }
+        for (name, range, path) in std::mem::take(&mut self.in_expressions) {
+            if !pure.contains(name.as_str()) {
+                self.error(
+                    range,
+                    &path,
+                    format!(
+                        "the subworkflow `{name}` cannot be called in an expression: it (or what it calls) \
+                         makes calls, sleeps, waits or runs steps in parallel; call it from a `call` step"
+                    ),
+                );
+            }
+        }
+        let library = Library {
+            functions: functions
+                .iter()
+                .filter(|(name, _)| pure.contains(name.as_str()))
+                .filter_map(|(name, body)| {
+                    let TaskKind::Do(list) = &body.kind else {
+                        return None;
+                    };
+                    Some((name.clone(), (self.subs[name].params.clone(), list.clone())))
+                })
+                .collect(),
+        };
+        self.library
+            .set(library)
+            .expect("the library is filled once, when the document is lowered");
+    }
+
     /// A subworkflow's `params` and `steps`.
-    fn sub_header<'n>(
-        &mut self,
-        node: &'n Yn,
-        path: &str,
-    ) -> (Vec<(String, Option<Value>)>, Option<&'n Yn>) {
+    fn sub_header<'n>(&mut self, node: &'n Yn, path: &str) -> (Params, Option<&'n Yn>) {
         let Yk::Map(entries) = &node.kind else {
             self.error(
                 node.range.clone(),
@@ -660,7 +732,8 @@ impl<'s> Lowerer<'s> {
                         format!("`{RETURN}` is reserved"),
                     );
                 }
-                for access in &target.path {
+                let mut target = target;
+                for access in &mut target.path {
                     if let crate::compute::Access::Index(node) = access {
                         self.check(node, k.range.start, &format!("{path}/{i}"), scope);
                     }
@@ -1489,10 +1562,14 @@ impl<'s> Lowerer<'s> {
         let path = format!("{at}/retry");
         let (predicate, max_retries, backoff) = match &node.kind {
             Yk::Str(_) => match named(node) {
-                Some("http.default_retry") => (Predicate::Default, 5, DEFAULT_BACKOFF),
-                Some("http.default_retry_non_idempotent") => {
-                    (Predicate::NonIdempotent, 5, DEFAULT_BACKOFF)
+                Some("http.default_retry") => {
+                    (Kind::Predicate(Predicate::Default), 5, DEFAULT_BACKOFF)
                 }
+                Some("http.default_retry_non_idempotent") => (
+                    Kind::Predicate(Predicate::NonIdempotent),
+                    5,
+                    DEFAULT_BACKOFF,
+                ),
                 other => {
                     let help = other
                         .and_then(|n| {
@@ -1551,7 +1628,7 @@ impl<'s> Lowerer<'s> {
         let seconds = |s: f64| Duration::Fixed(std::time::Duration::from_secs_f64(s));
         Some(RetryPolicy {
             when: Some(Compute::expr(
-                Kind::Predicate(predicate),
+                predicate,
                 "predicate",
                 &format!("{path}/predicate"),
                 &[],
@@ -1570,7 +1647,9 @@ impl<'s> Lowerer<'s> {
     }
 
     /// A retry policy's `predicate`: one of the library's.
-    fn predicate(&mut self, node: Option<&Yn>, policy: &Yn, path: &str) -> Option<Predicate> {
+    /// A retry policy's `predicate`: one of the library's, or a subworkflow of one
+    /// parameter that runs as an expression would (see `interp`).
+    fn predicate(&mut self, node: Option<&Yn>, policy: &Yn, path: &str) -> Option<Kind> {
         let Some(node) = node else {
             self.error(
                 policy.range.clone(),
@@ -1589,19 +1668,45 @@ impl<'s> Lowerer<'s> {
             return None;
         };
         if let Some(predicate) = Predicate::named(name) {
-            return Some(predicate);
+            return Some(Kind::Predicate(predicate));
         }
-        let message = if self.subs.contains_key(name) {
-            format!(
-                "a subworkflow as a retry predicate (`{name}`) is not supported yet; use \
-                 `${{http.default_retry_predicate}}`, `${{http.default_retry_predicate_non_idempotent}}`, \
-                 `${{retry.always}}` or `${{retry.never}}`"
+        let Some(sub) = self.subs.get(name) else {
+            let names = [
+                "http.default_retry_predicate",
+                "http.default_retry_predicate_non_idempotent",
+                "retry.always",
+                "retry.never",
+            ];
+            let help = expr::closest(
+                name,
+                names
+                    .into_iter()
+                    .chain(self.subs.keys().map(String::as_str)),
             )
-        } else {
-            format!("`{name}` is neither a retry predicate of the library nor a subworkflow")
+            .map(|c| format!("did you mean `${{{c}}}`?"));
+            self.error_help(
+                node.range.clone(),
+                &at,
+                format!("`{name}` is neither a retry predicate of the library nor a subworkflow"),
+                help,
+            );
+            return None;
         };
-        self.error(node.range.clone(), &at, message);
-        None
+        let required = sub.params.iter().filter(|(_, d)| d.is_none()).count();
+        if required > 1 || sub.params.is_empty() {
+            self.error(
+                node.range.clone(),
+                &at,
+                format!("the predicate `{name}` must take one parameter, the error"),
+            );
+            return None;
+        }
+        self.in_expressions
+            .push((name.to_string(), node.range.clone(), at));
+        Some(Kind::SubPredicate(
+            Arc::downgrade(&self.library),
+            name.to_string(),
+        ))
     }
 
     /// A `backoff`: `initial_delay`, `max_delay` and `multiplier`, each a positive
@@ -1701,8 +1806,8 @@ impl<'s> Lowerer<'s> {
                         .find("${")
                         .map_or(node.range.start, |p| node.range.start + p + 2);
                     match parse(inner) {
-                        Ok(ast) => {
-                            self.check(&ast, offset, path, scope);
+                        Ok(mut ast) => {
+                            self.check(&mut ast, offset, path, scope);
                             Tmpl::Expr(ast)
                         }
                         Err(e) => {
@@ -1739,10 +1844,36 @@ impl<'s> Lowerer<'s> {
         }
     }
 
-    /// Checks the names and calls of an expression whose text starts at `offset`.
-    fn check(&mut self, node: &Node, offset: usize, path: &str, scope: &Scope) {
+    /// Checks the names and calls of an expression whose text starts at `offset`; a
+    /// call of a subworkflow becomes a call into the program's library.
+    fn check(&mut self, node: &mut Node, offset: usize, path: &str, scope: &Scope) {
         let range = (offset + node.range.start)..(offset + node.range.end);
-        match &node.kind {
+        if let Ast::Call(name, args) = &mut node.kind
+            && stdlib::function(name).is_none()
+            && let Some(sub) = self.subs.get(name.as_str())
+        {
+            let required = sub.params.iter().filter(|(_, d)| d.is_none()).count();
+            if args.len() < required || args.len() > sub.params.len() {
+                let takes = if required == sub.params.len() {
+                    required.to_string()
+                } else {
+                    format!("{required} to {}", sub.params.len())
+                };
+                self.error(
+                    range.clone(),
+                    path,
+                    format!(
+                        "the subworkflow `{name}` takes {takes} arguments, not {}",
+                        args.len()
+                    ),
+                );
+            }
+            self.in_expressions
+                .push((name.clone(), range.clone(), path.to_string()));
+            let library = Arc::downgrade(&self.library);
+            node.kind = Ast::Sub(library, std::mem::take(name), std::mem::take(args));
+        }
+        match &mut node.kind {
             Ast::Var(name) => {
                 if !scope.known.contains(name) && !scope.locals.contains(name) {
                     let help = expr::closest(name, scope.known.iter().map(String::as_str))
@@ -1769,9 +1900,6 @@ impl<'s> Lowerer<'s> {
                         );
                     }
                     Some(_) => {}
-                    None if self.subs.contains_key(name) => {
-                        self.error(range, path, format!("calling the subworkflow `{name}` inside an expression is not supported yet; use a `call` step with `result`"));
-                    }
                     None if HTTP.contains(&name.as_str())
                         || name.starts_with("sys.")
                         || name.starts_with("events.") =>
@@ -1792,6 +1920,11 @@ impl<'s> Lowerer<'s> {
                     self.check(a, offset, path, scope);
                 }
             }
+            Ast::Sub(_, _, args) => {
+                for a in args {
+                    self.check(a, offset, path, scope);
+                }
+            }
             Ast::Field(base, _) | Ast::Not(base) | Ast::Neg(base) => {
                 self.check(base, offset, path, scope)
             }
@@ -1800,7 +1933,7 @@ impl<'s> Lowerer<'s> {
                 self.check(b, offset, path, scope);
             }
             Ast::List(items) => items
-                .iter()
+                .iter_mut()
                 .for_each(|i| self.check(i, offset, path, scope)),
             Ast::Map(entries) => {
                 for (k, v) in entries {
@@ -1810,6 +1943,27 @@ impl<'s> Lowerer<'s> {
             }
             Ast::Lit(_) => {}
         }
+    }
+}
+
+/// Whether `task` can run inside an expression (see `interp`), gathering the
+/// subworkflows it calls.
+fn runs_inline(task: &Task, calls: &mut Vec<String>) -> bool {
+    let list =
+        |l: &TaskList, calls: &mut Vec<String>| l.tasks.iter().all(|t| runs_inline(&t.task, calls));
+    match &task.kind {
+        TaskKind::Set(_) | TaskKind::Switch(_) | TaskKind::Emit(_) => true,
+        TaskKind::Raise(r) => matches!(r.error, ErrorRef::Inline(_)),
+        TaskKind::Do(l) => list(l, calls),
+        TaskKind::For(f) => !f.isolated && list(&f.do_, calls),
+        TaskKind::Call(call) => match call.as_ref() {
+            Call::Function(f) => {
+                calls.push(f.name.clone());
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 

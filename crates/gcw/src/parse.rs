@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
+use crate::interp::LibraryRef;
 use crate::lex::{LexError, Tok, lex};
 
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub(crate) enum Ast {
     Index(Box<Node>, Box<Node>),
     /// A function of the standard library (`text.split`) or a subworkflow, by name.
     Call(String, Vec<Node>),
+    /// A call of a subworkflow, found as such when the document was checked.
+    Sub(LibraryRef, String, Vec<Node>),
     List(Vec<Node>),
     Map(Vec<(Node, Node)>),
     Not(Box<Node>),
@@ -402,7 +405,7 @@ mod tests {
             Ast::Var(n) => n.clone(),
             Ast::Field(b, f) => format!("(. {} {f})", show(b)),
             Ast::Index(b, i) => format!("([] {} {})", show(b), show(i)),
-            Ast::Call(n, args) => format!(
+            Ast::Call(n, args) | Ast::Sub(_, n, args) => format!(
                 "({n}{})",
                 args.iter()
                     .map(|a| format!(" {}", show(a)))

@@ -194,3 +194,23 @@ fn parallel_scopes_are_checked_where_they_are_written() {
         "a shared variable may be assigned:\n{text}"
     );
 }
+
+#[test]
+fn only_subworkflows_that_do_not_wait_run_inside_expressions() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "main:\n  steps:\n    - a:\n        assign:\n          - x: ${fetch(\"u\")}\n          - y: ${twice(1, 2, 3)}\nfetch:\n  params: [url]\n  steps:\n    - get:\n        call: http.get\n        args:\n          url: ${url}\n        result: r\n    - give:\n        return: ${r.body}\ntwice:\n  params: [n]\n  steps:\n    - give:\n        return: ${n * 2}\n",
+    )
+    .unwrap();
+    let out = skein(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for expected in [
+        "bad.yaml:5:18: error: the subworkflow `fetch` cannot be called in an expression",
+        "bad.yaml:6:18: error: the subworkflow `twice` takes 1 arguments, not 3",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}

@@ -204,3 +204,22 @@ fn an_expression_over_budget_is_a_runtime_error_naming_the_limit() {
     assert_eq!(problem.status, 400);
     assert!(problem.detail.unwrap().contains("200000 evaluation steps"));
 }
+
+#[test]
+fn an_evaluation_inside_another_counts_against_the_one_under_way() {
+    // Each inner evaluation alone is far within its budget; together they are not.
+    let inner = Expr::compile("[range(0; 5000)] | length", &[]).unwrap();
+    let budget = Budget {
+        steps: 50_000,
+        ..small()
+    };
+    let mut vars = Vars::new();
+    vars.set_budget(budget);
+    assert_eq!(inner.eval(&Value::Null, &vars).unwrap(), json!(5000));
+    let outer = budget.run(|| {
+        (0..100)
+            .map(|_| inner.eval(&Value::Null, &vars))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    assert_eq!(outer.unwrap_err().limit, Limit::Steps);
+}
