@@ -51,8 +51,9 @@ fn the_readme_main_job_renders_a_video_equal_to_a_single_process_render() {
 }
 
 /// The render service as it is deployed (`skein demo render-service`, its own process,
-/// listening on $PORT), and the render workflow run against it by `skein run`: the same
-/// video as a single-process render.
+/// listening on $PORT), and the render workflow run against it by `skein run`, written
+/// in the DSL and in Cloud Workflows syntax: each gives the same video as a
+/// single-process render.
 #[test]
 fn the_render_workflow_runs_against_the_deployable_render_service() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,6 +64,7 @@ fn the_render_workflow_runs_against_the_deployable_render_service() {
         .arg(&objects)
         .env("PORT", port.to_string())
         .env("SKEIN_OBJECT_ALLOWLIST", "*")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -80,36 +82,44 @@ fn the_render_workflow_runs_against_the_deployable_render_service() {
         height: 24,
         ..Default::default()
     };
-    let input = serde_json::json!({
-        "service": format!("http://127.0.0.1:{port}"),
-        "jobId": "deployed",
-        "params": params,
-        "framesPerChunk": 3,
-        "concurrency": 3,
-    });
-    let workflow = crate::repo().join("examples/render/render.yaml");
-    let (code, stdout, stderr) = run(&[
-        "run",
-        workflow.to_str().unwrap(),
-        "--input",
-        &input.to_string(),
-        "--data-dir",
-        dir.path().join("journal").to_str().unwrap(),
-        "--json",
-    ]);
+    let mut outcomes = Vec::new();
+    for file in ["render.yaml", "render.workflows.yaml"] {
+        let input = serde_json::json!({
+            "service": format!("http://127.0.0.1:{port}"),
+            "jobId": format!("deployed-{file}"),
+            "params": params,
+            "framesPerChunk": 3,
+            "concurrency": 3,
+        });
+        let workflow = crate::repo().join("examples/render").join(file);
+        outcomes.push((
+            file,
+            run(&[
+                "run",
+                workflow.to_str().unwrap(),
+                "--input",
+                &input.to_string(),
+                "--data-dir",
+                dir.path().join("journal").to_str().unwrap(),
+                "--json",
+            ]),
+        ));
+    }
     let _ = service.kill();
     let _ = service.wait();
-    assert_eq!(code, Some(0), "{stderr}");
-    let result: Value = serde_json::from_str(&stdout).unwrap();
-    let output = &result["output"];
-    assert_eq!(
-        (result["status"].as_str(), &output["frames"]),
-        (Some("completed"), &serde_json::json!(7)),
-        "{result}"
-    );
-    let url = url::Url::parse(output["output"].as_str().unwrap()).unwrap();
-    let video = std::fs::read(url.to_file_path().unwrap()).unwrap();
-    assert_eq!(video, render::render_whole(&params));
+    for (file, (code, stdout, stderr)) in outcomes {
+        assert_eq!(code, Some(0), "{file}: {stderr}");
+        let result: Value = serde_json::from_str(&stdout).unwrap();
+        let output = &result["output"];
+        assert_eq!(
+            (result["status"].as_str(), &output["frames"]),
+            (Some("completed"), &serde_json::json!(7)),
+            "{file}: {result}"
+        );
+        let url = url::Url::parse(output["output"].as_str().unwrap()).unwrap();
+        let video = std::fs::read(url.to_file_path().unwrap()).unwrap();
+        assert_eq!(video, render::render_whole(&params), "{file}");
+    }
 }
 
 #[test]
