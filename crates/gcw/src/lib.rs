@@ -20,6 +20,7 @@
 mod compute;
 mod errors;
 mod eval;
+mod formats;
 mod interp;
 mod lex;
 mod lower;

@@ -31,6 +31,8 @@ pub(crate) const FUNCTIONS: &[Function] = &[
     f("len", 1, 1),
     f("string", 1, 1),
     f("base64.decode", 1, 2),
+    f("hash.compute_checksum", 2, 2),
+    f("hash.compute_hmac", 3, 3),
     f("base64.encode", 1, 2),
     f("json.decode", 1, 1),
     f("json.encode", 1, 2),
@@ -50,11 +52,19 @@ pub(crate) const FUNCTIONS: &[Function] = &[
     f("text.decode", 1, 2),
     f("text.encode", 1, 2),
     f("text.find_all", 2, 2),
+    f("text.find_all_regex", 2, 2),
+    f("text.match_regex", 2, 2),
+    f("text.replace_all_regex", 3, 3),
     f("text.replace_all", 3, 3),
     f("text.split", 2, 2),
     f("text.substring", 3, 3),
     f("text.to_lower", 1, 1),
     f("text.to_upper", 1, 1),
+    f("text.url_decode", 1, 1),
+    f("text.url_encode", 1, 1),
+    f("text.url_encode_plus", 1, 1),
+    f("time.format", 1, 2),
+    f("time.parse", 1, 1),
     f("uuid.generate", 0, 0),
 ];
 
@@ -65,13 +75,13 @@ pub(crate) fn function(name: &str) -> Option<&'static Function> {
 
 /// Bytes in an evaluation are a map with one key, as no JSON type holds them; a
 /// workflow cannot return them, as on Google.
-const BYTES: &str = "__bytes__";
+pub(crate) const BYTES: &str = "__bytes__";
 
 fn bytes_value(bytes: &[u8]) -> Value {
     json!({ BYTES: base64::engine::general_purpose::STANDARD.encode(bytes) })
 }
 
-fn as_bytes(value: &Value) -> Option<Vec<u8>> {
+pub(crate) fn as_bytes(value: &Value) -> Option<Vec<u8>> {
     let encoded = value.as_object()?.get(BYTES)?.as_str()?;
     base64::engine::general_purpose::STANDARD
         .decode(encoded)
@@ -405,7 +415,8 @@ pub(crate) fn call(name: &str, mut args: Vec<Value>, cx: &Cx<'_>) -> Result<Valu
                 &hex[20..32]
             )))
         }
-        _ => unreachable!("every function of the table is implemented: {name}"),
+        other => crate::formats::call(other, &args)
+            .unwrap_or_else(|| unreachable!("every function of the table is implemented: {name}")),
     }
 }
 
