@@ -74,6 +74,11 @@ pub(crate) struct Args {
     #[arg(long, requires = "api")]
     abuse: bool,
 
+    /// With --api: the syntax W1–W3 are written in: the Serverless Workflow DSL, or the
+    /// same workloads in Google Cloud Workflows syntax (`cloud-workflows`).
+    #[arg(long, value_enum, default_value_t = Syntax::ServerlessWorkflow, requires = "api")]
+    syntax: Syntax,
+
     /// Measure the render example instead: its speed-up over a single-process render of
     /// the same plan, and the overhead of a `run` task dispatched to a worker beside
     /// running the same command directly (`--rounds` rounds).
@@ -99,6 +104,13 @@ pub(crate) struct Args {
     /// With --replicas: how long each count is measured, in seconds.
     #[arg(long = "replica-seconds", value_name = "SECONDS", default_value_t = 15)]
     replica_seconds: u64,
+}
+
+/// The syntax of the benchmark's workflows.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Syntax {
+    ServerlessWorkflow,
+    CloudWorkflows,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -127,6 +139,7 @@ async fn bench(args: Args) -> Result<()> {
             subscribers: args.subscribers,
             fast: args.fast,
             abuse: args.abuse,
+            cloud_workflows: args.syntax == Syntax::CloudWorkflows,
         };
         return super::bench_api::bench(plan, &base).await;
     }

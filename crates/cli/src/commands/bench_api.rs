@@ -24,6 +24,8 @@ pub(crate) struct Plan {
     pub(crate) fast: bool,
     /// W1 alone and beside abusive executions, instead of the workloads.
     pub(crate) abuse: bool,
+    /// The workloads written in Cloud Workflows syntax.
+    pub(crate) cloud_workflows: bool,
 }
 
 pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
@@ -48,7 +50,11 @@ pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
 
-    let three = three_calls(noop);
+    let three = if plan.cloud_workflows {
+        three_calls_cloud_workflows(noop)
+    } else {
+        three_calls(noop)
+    };
     let start_body = serde_json::to_vec(&json!({"workflow": three, "input": {}}))?;
     if plan.abuse {
         return super::bench_abuse::bench(&client, &api, &start_body, plan.runs, plan.seconds)
@@ -107,16 +113,35 @@ pub(crate) async fn bench(plan: Plan, noop: &str) -> Result<()> {
     );
 
     // W3: one workflow fanning out to every call at once.
-    let wide = format!(
-        "document: {{dsl: '1.0.3', namespace: bench, name: wide, version: '1.0.0'}}
+    let wide = if plan.cloud_workflows {
+        format!(
+            "- fan:
+    parallel:
+      concurrency_limit: {calls}
+      for:
+        value: i
+        range: [0, {last}]
+        steps:
+          - call:
+              call: http.get
+              args:
+                url: '${{\"{noop}/w/\" + string(i)}}'
+",
+            calls = plan.calls,
+            last = plan.calls - 1
+        )
+    } else {
+        format!(
+            "document: {{dsl: '1.0.3', namespace: bench, name: wide, version: '1.0.0'}}
 do:
   - fan:
       for: {{ in: '[range({calls})]', concurrency: {calls} }}
       do:
         - call: {{ call: http, with: {{ method: get, endpoint: '${{ \"{noop}/w/\\($item)\" }}' }} }}
 ",
-        calls = plan.calls
-    );
+            calls = plan.calls
+        )
+    };
     let body = serde_json::to_vec(&json!({"workflow": wide, "input": {}}))?;
     let began = Instant::now();
     start(&client, &api, body).await?;
@@ -253,6 +278,22 @@ do:
   - one: {{ call: http, with: {{ method: get, endpoint: '{noop}/1' }} }}
   - two: {{ call: http, with: {{ method: get, endpoint: '{noop}/2' }} }}
   - three: {{ call: http, with: {{ method: get, endpoint: '{noop}/3' }} }}
+"
+    )
+}
+
+/// W1's and W2's workflow in Cloud Workflows syntax.
+fn three_calls_cloud_workflows(noop: &str) -> String {
+    format!(
+        "- one:
+    call: http.get
+    args: {{url: '{noop}/1'}}
+- two:
+    call: http.get
+    args: {{url: '{noop}/2'}}
+- three:
+    call: http.get
+    args: {{url: '{noop}/3'}}
 "
     )
 }
