@@ -153,6 +153,10 @@ pub(crate) enum Kind {
     Range(Tmpl, Tmpl),
     /// Seconds as an ISO 8601 duration, for a durable timer (`sys.sleep`).
     Seconds(Tmpl),
+    /// The time until an RFC 3339 instant, as an ISO 8601 duration (`sys.sleep_until`;
+    /// none if it has passed). The engine journals the deadline, so a resumed wait
+    /// keeps it.
+    Until(Tmpl),
     /// A condition, which must be a boolean.
     Condition(Node),
     /// `assign`: the variables with each assignment made, in order.
@@ -285,6 +289,25 @@ impl Compute {
                         "sys.sleep: seconds must be a number of zero or more, not {seconds}"
                     ))),
                 }
+            }
+            Kind::Until(t) => {
+                let time = t.eval(&cx(input))?;
+                let Some(text) = time.as_str() else {
+                    return Err(value::type_error(format!(
+                        "sys.sleep_until: the time is an RFC 3339 string, not {}",
+                        type_name(&time)
+                    )));
+                };
+                let until: jiff::Timestamp = text.parse().map_err(|e| {
+                    value::value_error(format!(
+                        "sys.sleep_until: {text:?} is not an RFC 3339 time: {e}"
+                    ))
+                })?;
+                let left = until
+                    .duration_since(jiff::Timestamp::now())
+                    .as_secs_f64()
+                    .max(0.0);
+                Ok(json!(format!("PT{}S", format_seconds(left))))
             }
             Kind::Condition(node) => cx(input).eval(node),
             Kind::Assign(assignments) => {

@@ -971,6 +971,24 @@ impl<'s> Lowerer<'s> {
                 });
                 Some((kind, Some(bind(Outcome::Nothing))))
             }
+            "sys.sleep_until" => {
+                allowed(&["time"], self);
+                let Some(time) = arg("time") else {
+                    self.error(
+                        call.range.clone(),
+                        &format!("{at}/call"),
+                        "`sys.sleep_until` needs the argument `time`",
+                    );
+                    return None;
+                };
+                let kind = TaskKind::Wait(Duration::Expr(Compute::expr(
+                    Kind::Until(time),
+                    "time",
+                    &format!("{args_at}/time"),
+                    &scope.locals,
+                )));
+                Some((kind, Some(bind(Outcome::Nothing))))
+            }
             "sys.sleep" => {
                 allowed(&["seconds"], self);
                 let Some(seconds) = arg("seconds") else {
@@ -1008,7 +1026,7 @@ impl<'s> Lowerer<'s> {
                     .keys()
                     .map(String::as_str)
                     .chain(HTTP.iter().copied())
-                    .chain(["sys.log", "sys.sleep"]);
+                    .chain(["sys.log", "sys.sleep", "sys.sleep_until"]);
                 let help = expr::closest(function, names).map(|c| format!("did you mean `{c}`?"));
                 self.error_help(call.range.clone(), &format!("{at}/call"), message, help);
                 None
