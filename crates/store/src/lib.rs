@@ -471,6 +471,19 @@ pub struct Journal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
+/// A revision of a named workflow: a definition deployed under a name in a project,
+/// which executions can be started from (`workflowRef`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub project: String,
+    pub name: String,
+    /// 1 for the first definition deployed under the name, then one more for each
+    /// different one.
+    pub revision: u64,
+    pub definition: String,
+    pub created_at: Millis,
+}
+
 /// How hard commits hold on to the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -575,4 +588,25 @@ pub trait Store: Send + Sync {
 
     /// Announces the executions for which a request was recorded, by any process.
     fn requests(&self) -> tokio::sync::broadcast::Receiver<Requested>;
+
+    /// Deploys `definition` as the workflow `name` of `project`: a new revision, unless
+    /// it is the definition of the latest one, which is returned as it is (with false).
+    async fn deploy(&self, project: &str, name: &str, definition: &str)
+    -> Result<(Deployed, bool)>;
+
+    /// A revision of a named workflow: the latest, or the one given.
+    async fn deployed(
+        &self,
+        project: &str,
+        name: &str,
+        revision: Option<u64>,
+    ) -> Result<Option<Deployed>>;
+
+    /// The latest revision of each named workflow of `project`, by name; with `name`,
+    /// every revision of that one, newest first.
+    async fn deployments(&self, project: &str, name: Option<&str>) -> Result<Vec<Deployed>>;
+
+    /// Deletes a named workflow with all its revisions; false if there was none.
+    /// Executions started from it keep their definitions.
+    async fn undeploy(&self, project: &str, name: &str) -> Result<bool>;
 }

@@ -19,9 +19,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::front::{Front, LINGER, MAX_GROUP, Newest, Publisher};
 use crate::{
-    Batch, Claim, CommitObserver, Committed, Created, Durability, Error, Event, Execution, Journal,
-    Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution, Request, Requested,
-    Result, Status, Step, StepState, Store, Ticket,
+    Batch, Claim, CommitObserver, Committed, Created, Deployed, Durability, Error, Event,
+    Execution, Journal, Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution,
+    Request, Requested, Result, Status, Step, StepState, Store, Ticket,
 };
 
 const SCHEMA: &str = "
@@ -139,7 +139,19 @@ CREATE UNIQUE INDEX events_by_execution ON events (execution_id, seq);
 ";
 
 /// The schema version this build writes.
-const VERSION: i64 = 6;
+/// Version 7: named workflows and their revisions.
+const MIGRATE_7: &str = "
+CREATE TABLE workflows (
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (project, name, revision)
+);
+";
+
+const VERSION: i64 = 7;
 
 // Batches are most commands; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -235,12 +247,13 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
-        0 => SCHEMA.to_string(),
-        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}"),
-        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}"),
-        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}"),
-        4 => format!("{MIGRATE_5}{MIGRATE_6}"),
-        5 => MIGRATE_6.to_string(),
+        0 => format!("{SCHEMA}{MIGRATE_7}"),
+        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
+        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
+        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
+        4 => format!("{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
+        5 => format!("{MIGRATE_6}{MIGRATE_7}"),
+        6 => MIGRATE_7.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -566,6 +579,19 @@ fn lease_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Lease>> {
 }
 
 /// The local clock, for leases: one process has only its own.
+/// The columns of a [`Deployed`], in [`deployed_of`]'s order.
+const DEPLOYED: &str = "project, name, revision, definition, created_at";
+
+fn deployed_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Deployed> {
+    Ok(Deployed {
+        project: row.get(0)?,
+        name: row.get(1)?,
+        revision: row.get::<_, i64>(2)? as u64,
+        definition: row.get(3)?,
+        created_at: row.get(4)?,
+    })
+}
+
 fn now_ms() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1014,6 +1040,109 @@ impl Store for SqliteStore {
 
     fn requests(&self) -> broadcast::Receiver<Requested> {
         self.front.requests().subscribe()
+    }
+
+    async fn deploy(
+        &self,
+        project: &str,
+        name: &str,
+        definition: &str,
+    ) -> Result<(Deployed, bool)> {
+        let (project, name, definition) = (
+            project.to_string(),
+            name.to_string(),
+            definition.to_string(),
+        );
+        self.job(move |tx| {
+            let latest = tx
+                .prepare_cached(&format!(
+                    "SELECT {DEPLOYED} FROM workflows WHERE project = ?1 AND name = ?2
+                     ORDER BY revision DESC LIMIT 1"
+                ))?
+                .query_row(params![project, name], deployed_of)
+                .optional()?;
+            if let Some(latest) = latest.as_ref().filter(|l| l.definition == definition) {
+                return Ok((latest.clone(), false));
+            }
+            let deployed = Deployed {
+                revision: latest.map_or(0, |l| l.revision) + 1,
+                project,
+                name,
+                definition,
+                created_at: now_ms(),
+            };
+            tx.prepare_cached(
+                "INSERT INTO workflows (project, name, revision, definition, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                deployed.project,
+                deployed.name,
+                deployed.revision as i64,
+                deployed.definition,
+                deployed.created_at
+            ])?;
+            Ok((deployed, true))
+        })
+        .await
+    }
+
+    async fn deployed(
+        &self,
+        project: &str,
+        name: &str,
+        revision: Option<u64>,
+    ) -> Result<Option<Deployed>> {
+        let (project, name) = (project.to_string(), name.to_string());
+        self.read(move |conn| {
+            let revision = revision.map(|r| r as i64);
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {DEPLOYED} FROM workflows
+                     WHERE project = ?1 AND name = ?2 AND (?3 IS NULL OR revision = ?3)
+                     ORDER BY revision DESC LIMIT 1"
+                ))?
+                .query_row(params![project, name, revision], deployed_of)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn deployments(&self, project: &str, name: Option<&str>) -> Result<Vec<Deployed>> {
+        let (project, name) = (project.to_string(), name.map(str::to_string));
+        self.read(move |conn| {
+            let sql = match name {
+                // Every revision of one, newest first.
+                Some(_) => format!(
+                    "SELECT {DEPLOYED} FROM workflows WHERE project = ?1 AND name = ?2
+                     ORDER BY revision DESC"
+                ),
+                // The latest revision of each, by name.
+                None => format!(
+                    "SELECT {DEPLOYED} FROM workflows w WHERE project = ?1 AND ?2 IS NULL
+                       AND revision = (SELECT MAX(revision) FROM workflows
+                                       WHERE project = w.project AND name = w.name)
+                     ORDER BY name"
+                ),
+            };
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map(params![project, name], deployed_of)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
+        let (project, name) = (project.to_string(), name.to_string());
+        self.job(move |tx| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM workflows WHERE project = ?1 AND name = ?2")?
+                .execute(params![project, name])?;
+            Ok(deleted > 0)
+        })
+        .await
     }
 
     async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>> {

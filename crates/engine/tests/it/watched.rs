@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use serde_json::Value;
 use store::{
-    Batch, Claim, CommitObserver, Committed, Created, Event, Execution, Journal, Lease, ListQuery,
-    LogPage, LogQuery, Millis, NewExecution, Request, Requested, Result, Status, Store, Ticket,
+    Batch, Claim, CommitObserver, Committed, Created, Deployed, Event, Execution, Journal, Lease,
+    ListQuery, LogPage, LogQuery, Millis, NewExecution, Request, Requested, Result, Status, Store,
+    Ticket,
 };
 
 pub(crate) struct Watched {
@@ -138,5 +139,29 @@ impl Store for Watched {
     }
     fn requests(&self) -> tokio::sync::broadcast::Receiver<Requested> {
         self.inner.requests()
+    }
+    async fn deploy(
+        &self,
+        project: &str,
+        name: &str,
+        definition: &str,
+    ) -> Result<(Deployed, bool)> {
+        self.watch(self.inner.deploy(project, name, definition))
+            .await
+    }
+    async fn deployed(
+        &self,
+        project: &str,
+        name: &str,
+        revision: Option<u64>,
+    ) -> Result<Option<Deployed>> {
+        self.watch(self.inner.deployed(project, name, revision))
+            .await
+    }
+    async fn deployments(&self, project: &str, name: Option<&str>) -> Result<Vec<Deployed>> {
+        self.watch(self.inner.deployments(project, name)).await
+    }
+    async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
+        self.watch(self.inner.undeploy(project, name)).await
     }
 }

@@ -35,6 +35,7 @@
 mod leases;
 mod listener;
 mod reads;
+mod workflows;
 mod writer;
 
 use std::collections::HashSet;
@@ -50,9 +51,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::front::Front;
 use crate::{
-    Batch, Claim, CommitObserver, Committed, Created, Error, Event, Execution, Journal, Json,
-    Lease, ListQuery, LogPage, LogQuery, Millis, NewExecution, Request, Requested, Result, Status,
-    Store, Ticket,
+    Batch, Claim, CommitObserver, Committed, Created, Deployed, Error, Event, Execution, Journal,
+    Json, Lease, ListQuery, LogPage, LogQuery, Millis, NewExecution, Request, Requested, Result,
+    Status, Store, Ticket,
 };
 use writer::{Command, Writer};
 
@@ -89,6 +90,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "named leases",
         include_str!("../../migrations/postgres/0003_named_leases.sql"),
+    ),
+    (
+        4,
+        "named workflows",
+        include_str!("../../migrations/postgres/0004_workflows.sql"),
     ),
 ];
 
@@ -423,5 +429,31 @@ impl Store for PostgresStore {
 
     fn requests(&self) -> broadcast::Receiver<Requested> {
         self.front.requests().subscribe()
+    }
+
+    async fn deploy(
+        &self,
+        project: &str,
+        name: &str,
+        definition: &str,
+    ) -> Result<(Deployed, bool)> {
+        workflows::deploy(self, project, name, definition).await
+    }
+
+    async fn deployed(
+        &self,
+        project: &str,
+        name: &str,
+        revision: Option<u64>,
+    ) -> Result<Option<Deployed>> {
+        workflows::deployed(self, project, name, revision).await
+    }
+
+    async fn deployments(&self, project: &str, name: Option<&str>) -> Result<Vec<Deployed>> {
+        workflows::deployments(self, project, name).await
+    }
+
+    async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
+        workflows::undeploy(self, project, name).await
     }
 }

@@ -56,6 +56,7 @@ for_each_store!(
     leases_go_to_one_owner_and_are_taken_over_when_they_expire,
     requests_are_kept_and_announced,
     named_leases_have_one_holder_at_a_time,
+    named_workflows_keep_their_revisions,
 );
 
 #[tokio::test]
@@ -94,6 +95,7 @@ async fn a_version_1_journal_is_migrated() {
          DROP TABLE cursors; ALTER TABLE executions DROP COLUMN owner;
          ALTER TABLE executions DROP COLUMN lease_until; ALTER TABLE executions DROP COLUMN requested;
          DROP TABLE leases;
+         DROP TABLE workflows;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -151,6 +153,7 @@ async fn a_version_5_journal_is_migrated() {
          INSERT INTO events_v5 SELECT execution_id, seq, time, type, data, pos FROM events;
          DROP TABLE events; ALTER TABLE events_v5 RENAME TO events;
          CREATE UNIQUE INDEX events_by_pos ON events (pos);
+         DROP TABLE workflows;
          PRAGMA user_version = 5;",
     )
     .unwrap();

@@ -592,3 +592,70 @@ pub(crate) async fn named_leases_have_one_holder_at_a_time(store: &dyn Store) {
     assert!(store.hold("short", "b", 60_000).await.unwrap(), "expired");
     assert!(!store.hold("short", "a", 60_000).await.unwrap());
 }
+
+pub(crate) async fn named_workflows_keep_their_revisions(store: &dyn Store) {
+    let (first, new) = store.deploy("p", "render", "v1").await.unwrap();
+    assert_eq!(
+        (first.revision, new, first.definition.as_str()),
+        (1, true, "v1")
+    );
+    // The same definition again is the same revision.
+    let (again, new) = store.deploy("p", "render", "v1").await.unwrap();
+    assert_eq!((again.revision, new), (1, false));
+    let (second, new) = store.deploy("p", "render", "v2").await.unwrap();
+    assert_eq!((second.revision, new), (2, true));
+    store.deploy("p", "assemble", "a1").await.unwrap();
+    store.deploy("other", "render", "o1").await.unwrap();
+
+    let latest = store.deployed("p", "render", None).await.unwrap().unwrap();
+    assert_eq!((latest.revision, latest.definition.as_str()), (2, "v2"));
+    let old = store
+        .deployed("p", "render", Some(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.definition, "v1");
+    assert!(
+        store
+            .deployed("p", "render", Some(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.deployed("q", "render", None).await.unwrap().is_none());
+
+    let names: Vec<(String, u64)> = store
+        .deployments("p", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.name, d.revision))
+        .collect();
+    assert_eq!(
+        names,
+        [("assemble".to_string(), 1), ("render".to_string(), 2)]
+    );
+    let revisions: Vec<u64> = store
+        .deployments("p", Some("render"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.revision)
+        .collect();
+    assert_eq!(revisions, [2, 1]);
+
+    assert!(store.undeploy("p", "render").await.unwrap());
+    assert!(!store.undeploy("p", "render").await.unwrap());
+    assert!(store.deployed("p", "render", None).await.unwrap().is_none());
+    // Another project's workflow of the same name stays.
+    assert!(
+        store
+            .deployed("other", "render", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Deployed again after a delete, the name starts over.
+    let (fresh, _) = store.deploy("p", "render", "v3").await.unwrap();
+    assert_eq!(fresh.revision, 1);
+}
