@@ -135,6 +135,7 @@ impl pb::runner_server::Runner for Runner {
         let request = request.into_inner();
         let start = wire::StartRequest {
             workflow: request.workflow_yaml,
+            workflow_ref: None,
             input: request.input.map(to_json),
             id: (!request.execution_id.is_empty()).then_some(request.execution_id),
             labels: request.labels.into_iter().collect::<BTreeMap<_, _>>(),

@@ -17,6 +17,7 @@ pub mod quota;
 mod service;
 mod stream;
 pub mod wire;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,14 @@ pub fn app(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/executions", post(start).get(list))
+        .route(
+            "/v1/workflows",
+            post(workflows::deploy).get(workflows::list),
+        )
+        .route(
+            "/v1/workflows/{name}",
+            get(workflows::get_one).delete(workflows::delete),
+        )
         .route("/v1/events", get(stream::all_events))
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/cancel", post(cancel))
@@ -189,12 +198,31 @@ async fn start(
 pub(crate) async fn start_execution(
     service: &Arc<Service>,
     caller: &Caller,
-    request: wire::StartRequest,
+    mut request: wire::StartRequest,
 ) -> ApiResult<(String, bool)> {
     caller.require(Role::Run)?;
     if let Some(id) = &request.id {
         check_id(id)?;
     }
+    // A named workflow: its definition, under its name.
+    let named = match (&request.workflow_ref, request.workflow.is_empty()) {
+        (Some(reference), true) => {
+            let deployed = workflows::resolve(service, &caller.project, reference).await?;
+            request.workflow = deployed.definition;
+            Some(deployed.name)
+        }
+        (Some(_), false) => {
+            return Err(ApiError::bad_request(
+                "give either `workflow` (a definition) or `workflowRef` (a named workflow), not both",
+            ));
+        }
+        (None, true) => {
+            return Err(ApiError::bad_request(
+                "give `workflow` (a definition) or `workflowRef` (a named workflow)",
+            ));
+        }
+        (None, false) => None,
+    };
     check_labels(&request.labels)?;
     let limits = service.options();
     if request.workflow.len() > limits.max_definition_bytes {
@@ -222,9 +250,12 @@ pub(crate) async fn start_execution(
         ..Default::default()
     };
     let parsed = gcw::parse_any(&request.workflow, &options);
-    let Some(workflow) = parsed.workflow else {
+    let Some(mut workflow) = parsed.workflow else {
         return Err(invalid_workflow(&request.workflow, &parsed.diagnostics));
     };
+    if let Some(name) = named {
+        workflow.document.name = name;
+    }
     let secrets = limits.secrets.for_project(&caller.project);
     let missing: Vec<&str> = workflow
         .use_
@@ -288,7 +319,7 @@ pub(crate) async fn start_execution(
     Ok((id, created))
 }
 
-fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
+pub(crate) fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
     let index = dsl::LineIndex::new(source);
     let diagnostics: Vec<wire::Diagnostic> = diagnostics
         .iter()

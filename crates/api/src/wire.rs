@@ -9,8 +9,17 @@ use utoipa::ToSchema;
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
-    /// The workflow definition, as YAML or JSON text.
+    /// The workflow definition, as YAML or JSON text (or give `workflowRef`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub workflow: String,
+    /// A named workflow to start instead of `workflow`: `name` for its latest revision,
+    /// or `name@revision`.
+    #[serde(
+        default,
+        rename = "workflowRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub workflow_ref: Option<String>,
     /// The workflow's input; `{}` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
@@ -21,6 +30,59 @@ pub struct StartRequest {
     /// streams).
     #[serde(default, skip_serializing_if = "store::Labels::is_empty")]
     pub labels: store::Labels,
+}
+
+/// `POST /v1/workflows`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// 1 to 64 letters, digits, `-` and `_`, starting with a letter.
+    pub name: String,
+    /// The definition, as YAML or JSON text, in either syntax.
+    pub workflow: String,
+}
+
+/// A revision of a named workflow.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workflow {
+    pub name: String,
+    pub revision: u64,
+    /// `serverless-workflow` or `cloud-workflows`.
+    pub syntax: String,
+    /// When this revision was deployed (RFC 3339).
+    pub created_at: String,
+    /// The definition; absent in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// The numbers of all the workflow's revisions, newest first (`GET
+    /// /v1/workflows/{name}` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<u64>,
+}
+
+impl Workflow {
+    /// The wire form of a revision, with its definition or without.
+    pub fn of(deployed: store::Deployed, with_definition: bool) -> Workflow {
+        let syntax = match dsl::yaml::parse(&deployed.definition) {
+            Ok(root) => gcw::Syntax::of(&root),
+            Err(_) => gcw::Syntax::Dsl,
+        };
+        Workflow {
+            name: deployed.name,
+            revision: deployed.revision,
+            syntax: syntax.name().to_string(),
+            created_at: rfc3339(deployed.created_at),
+            workflow: with_definition.then_some(deployed.definition),
+            revisions: Vec::new(),
+        }
+    }
+}
+
+/// `GET /v1/workflows`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<Workflow>,
 }
 
 /// An execution, as `GET /v1/executions/{id}` and the other endpoints return it.

@@ -31,6 +31,7 @@ enum Command {
     Upload(commands::upload::Args),
     Validate(commands::validate::Args),
     Worker(commands::worker::Args),
+    Workflows(commands::workflows::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +51,6 @@ fn main() -> ExitCode {
         Command::Upload(args) => commands::upload::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Worker(args) => commands::worker::run(args),
+        Command::Workflows(args) => commands::workflows::run(args),
     }
 }

@@ -2,6 +2,7 @@
 //! and real HTTP clients.
 
 mod quota;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1070,6 +1071,8 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/v1/executions/{id}/resume", &["post"]),
         ("/v1/executions/{id}/events", &["get", "post"]),
         ("/v1/events", &["get"]),
+        ("/v1/workflows", &["get", "post"]),
+        ("/v1/workflows/{name}", &["get", "delete"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
     ] {
@@ -1087,14 +1090,18 @@ async fn the_openapi_document_describes_every_endpoint() {
         "ExecutionList",
         "Error",
         "Progress",
+        "DeployRequest",
+        "Workflow",
+        "WorkflowList",
     ] {
         assert!(schemas.get(name).is_some(), "schema {name} is missing");
     }
-    assert_eq!(
-        schemas["StartRequest"]["required"],
-        json!(["workflow"]),
-        "{}",
-        schemas["StartRequest"]
+    // A start names its workflow by `workflow` (a definition) or by `workflowRef`.
+    let start = &schemas["StartRequest"];
+    assert!(
+        start["properties"]["workflow"].is_object()
+            && start["properties"]["workflowRef"].is_object(),
+        "{start}"
     );
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],

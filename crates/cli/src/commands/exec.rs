@@ -46,10 +46,18 @@ pub(crate) struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start an execution of a workflow file.
+    /// Start an execution of a workflow file, or of a named workflow (--workflow-ref).
     Start {
         /// The workflow (YAML or JSON).
-        file: PathBuf,
+        #[arg(
+            required_unless_present = "workflow_ref",
+            conflicts_with = "workflow_ref"
+        )]
+        file: Option<PathBuf>,
+        /// A named workflow deployed on the server (`skein workflows deploy`): NAME for
+        /// its latest revision, or NAME@REVISION.
+        #[arg(long, value_name = "NAME[@REVISION]", conflicts_with = "batch")]
+        workflow_ref: Option<String>,
         /// Give the execution this id; the same start again returns the same execution.
         #[arg(long)]
         id: Option<String>,
@@ -139,6 +147,14 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    pub(crate) fn new(base: &str, token: Option<String>) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.to_string(),
+            token,
+        }
+    }
+
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self
             .http
@@ -175,15 +191,12 @@ impl Client {
 }
 
 async fn exec(args: Args) -> Result<ExitCode> {
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: args.server.clone(),
-        token: args.token.clone(),
-    };
+    let client = Client::new(&args.server, args.token.clone());
     let json = args.json;
     match args.command {
         Command::Start {
             file,
+            workflow_ref,
             id,
             input,
             labels,
@@ -192,8 +205,11 @@ async fn exec(args: Args) -> Result<ExitCode> {
             max_concurrent,
             dry_run,
         } => {
-            let workflow = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let workflow = match &file {
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+                None => String::new(),
+            };
             let mut label_map = serde_json::Map::new();
             for pair in &labels {
                 let Some((name, value)) = pair.split_once('=') else {
@@ -213,12 +229,15 @@ async fn exec(args: Args) -> Result<ExitCode> {
                 };
                 return super::batch::start(&client, plan).await;
             }
-            let body = serde_json::json!({
-                "workflow": workflow,
+            let mut body = serde_json::json!({
                 "input": super::run::parse_input(input.as_deref())?,
                 "id": id,
                 "labels": label_map,
             });
+            match workflow_ref {
+                Some(reference) => body["workflowRef"] = Value::String(reference),
+                None => body["workflow"] = Value::String(workflow),
+            }
             let path = match &wait {
                 Some(wait) => format!("/v1/executions?wait={wait}"),
                 None => "/v1/executions".to_string(),

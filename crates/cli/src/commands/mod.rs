@@ -19,6 +19,7 @@ pub(crate) mod test;
 pub(crate) mod upload;
 pub(crate) mod validate;
 pub(crate) mod worker;
+pub(crate) mod workflows;
 
 /// Runs a command's async body on a multi-threaded runtime with roomy thread stacks
 /// (the engine's walks over deep documents recurse).

@@ -214,3 +214,93 @@ fn only_subworkflows_that_do_not_wait_run_inside_expressions() {
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
     }
 }
+
+/// Runs `skein workflows` against `base`: exit code, stdout, stderr.
+async fn workflows_cli(base: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .arg("workflows")
+        .args(args)
+        .env("SKEIN_SERVER", base)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A Cloud Workflows file deployed by name on a real `skein server`, started by name
+/// with `skein exec start --workflow-ref`, listed, shown and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_workflow_is_deployed_started_and_deleted_from_the_command_line() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("triple.yaml");
+    std::fs::write(
+        &file,
+        "main:\n  params: [args]\n  steps:\n    - give:\n        return: ${args.n * 3}\n",
+    )
+    .unwrap();
+    let port = crate::server::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = crate::server::background(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    crate::server::healthy(&reqwest::Client::new(), &base).await;
+    let file = file.to_str().unwrap();
+
+    let (code, out, err) = workflows_cli(&base, &["deploy", "triple", file]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "triple revision 1 (cloud-workflows)");
+    let (code, out, _) = workflows_cli(&base, &["deploy", "triple", file]).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "triple revision 1 (cloud-workflows)"),
+        "unchanged"
+    );
+
+    let (code, out, err) = workflows_cli(&base, &["list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("triple ") && l.contains("cloud-workflows")),
+        "{out}"
+    );
+
+    let (code, out, err) = crate::server::exec(
+        &base,
+        &[
+            "start",
+            "--workflow-ref",
+            "triple@1",
+            "--input",
+            r#"{"n": 7}"#,
+            "--wait",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let started: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&started["output"], &started["workflow"]["name"]),
+        (&json!(21), &json!("triple"))
+    );
+
+    let (code, out, _) = workflows_cli(&base, &["get", "triple"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("${args.n * 3}"), "{out}");
+    let (code, _, _) = workflows_cli(&base, &["delete", "triple"]).await;
+    assert_eq!(code, 0);
+    let (code, _, err) = workflows_cli(&base, &["get", "triple"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("there is no workflow `triple`"), "{err}");
+}

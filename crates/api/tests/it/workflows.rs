@@ -1,0 +1,151 @@
+//! Named workflows through the REST API: deploy (revisions), list, get, start by
+//! `workflowRef`, delete; bad names, definitions and references refused clearly.
+
+use serde_json::json;
+
+use crate::{DOUBLE, flow, serve};
+
+const CLOUD: &str =
+    "main:\n  params: [args]\n  steps:\n    - give:\n        return: ${args.n * 3}\n";
+
+#[tokio::test]
+async fn named_workflows_are_deployed_in_revisions_and_started_by_name() {
+    let server = serve().await;
+    let (status, first) = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "triple", "workflow": CLOUD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (&first["revision"], &first["syntax"]),
+        (&json!(1), &json!("cloud-workflows"))
+    );
+    // The same definition: the same revision, 200.
+    let (status, again) = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "triple", "workflow": CLOUD}),
+        )
+        .await;
+    assert_eq!((status, &again["revision"]), (200, &json!(1)));
+    // Another definition (the DSL this time): revision 2.
+    let (status, second) = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "triple", "workflow": flow(DOUBLE)}),
+        )
+        .await;
+    assert_eq!(
+        (status, &second["revision"], &second["syntax"]),
+        (201, &json!(2), &json!("serverless-workflow"))
+    );
+
+    let (status, list) = server.get("/v1/workflows").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["workflows"].as_array().unwrap().len(), 1);
+    assert_eq!(list["workflows"][0]["revision"], 2);
+    assert!(
+        list["workflows"][0].get("workflow").is_none(),
+        "lists carry no definitions"
+    );
+
+    let (status, got) = server.get("/v1/workflows/triple?revision=1").await;
+    assert_eq!((status, &got["workflow"]), (200, &json!(CLOUD)));
+    assert_eq!(got["revisions"], json!([2, 1]));
+
+    // Started by name: the latest revision, or the one named.
+    let (status, latest) = server
+        .post(
+            "/v1/executions?wait=10s",
+            json!({"workflowRef": "triple", "input": {"n": 5}}),
+        )
+        .await;
+    assert_eq!(
+        (status, &latest["output"]),
+        (201, &json!({"n": 10})),
+        "{latest}"
+    );
+    assert_eq!(latest["workflow"]["name"], "triple");
+    let (status, old) = server
+        .post(
+            "/v1/executions?wait=10s",
+            json!({"workflowRef": "triple@1", "input": {"n": 5}}),
+        )
+        .await;
+    assert_eq!((status, &old["output"]), (201, &json!(15)), "{old}");
+
+    // Deleted: gone, and its executions stay.
+    let (status, _) = {
+        let response = server
+            .client
+            .delete(format!("{}/v1/workflows/triple", server.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), ())
+    };
+    assert_eq!(status, 204);
+    let (status, missing) = server.get("/v1/workflows/triple").await;
+    assert_eq!((status, &missing["error"]), (404, &json!("not_found")));
+    let (status, _) = server
+        .get(&format!("/v1/executions/{}", old["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn bad_names_definitions_and_references_are_refused() {
+    let server = serve().await;
+    let (status, body) = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "9lives", "workflow": CLOUD}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid workflow name"),
+        "{body}"
+    );
+
+    let broken = "main:\n  steps:\n    - a:\n        return: ${nope}\n";
+    let (status, body) = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "broken", "workflow": broken}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_workflow")),
+        "{body}"
+    );
+    assert_eq!(body["diagnostics"][0]["line"], 4, "{body}");
+    let (status, _) = server.get("/v1/workflows/broken").await;
+    assert_eq!(status, 404, "nothing was deployed");
+
+    for (start, message) in [
+        (
+            json!({"workflowRef": "absent"}),
+            "there is no workflow `absent`",
+        ),
+        (
+            json!({"workflowRef": "absent@x"}),
+            "is not a workflow reference",
+        ),
+        (json!({"workflowRef": "a", "workflow": CLOUD}), "not both"),
+        (json!({"input": {}}), "give `workflow`"),
+    ] {
+        let (status, body) = server.post("/v1/executions", start.clone()).await;
+        assert!(matches!(status, 400 | 404), "{start}: {status} {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{start}: {body}"
+        );
+    }
+}
