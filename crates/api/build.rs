@@ -1,4 +1,5 @@
-//! Compiles skein's protobuf files (`proto/` at the repository root) with protox, a
+//! Compiles skein's protobuf files (`proto/` at the repository root: skein's own, and
+//! Google's Workflows Executions service as skein serves it) with protox, a
 //! protobuf compiler in Rust, so that no system `protoc` is needed; writes the tonic
 //! code and the encoded descriptors that server reflection serves.
 
@@ -8,7 +9,11 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["skein/v1/runner.proto", "skein/v1/callback.proto"];
+    let files = [
+        "skein/v1/runner.proto",
+        "skein/v1/callback.proto",
+        "google/cloud/workflows/executions/v1/executions.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

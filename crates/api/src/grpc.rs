@@ -54,6 +54,7 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(DESCRIPTORS)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("skein.v1.Runner")
+            .with_service_name("google.cloud.workflows.executions.v1.Executions")
             .with_service_name("grpc.health.v1.Health")
     };
     let reflection_alpha = reflection()
@@ -69,15 +70,24 @@ pub async fn serve(
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     let max = service.options().max_body_bytes;
-    let runner = pb::runner_server::RunnerServer::new(Runner { service })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(usize::MAX);
+    let runner = pb::runner_server::RunnerServer::new(Runner {
+        service: service.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(usize::MAX);
+    let executions = crate::google_grpc::pb::executions_server::ExecutionsServer::new(
+        crate::google_grpc::Executions {
+            service: service.clone(),
+        },
+    )
+    .max_decoding_message_size(max);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(runner)
+        .add_service(executions)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

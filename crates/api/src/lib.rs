@@ -9,6 +9,8 @@ pub mod auth;
 pub mod callbacks;
 mod cluster;
 mod error;
+mod google;
+pub mod google_grpc;
 pub mod grpc;
 mod hub;
 mod metrics;
@@ -56,6 +58,29 @@ pub fn app(service: Arc<Service>) -> Router {
         .route(
             "/v1/workflows/{name}",
             get(workflows::get_one).delete(workflows::delete),
+        )
+        // Google's Workflows and Executions APIs (v1).
+        .route(
+            "/v1/projects/{project}/locations/{location}/workflows",
+            post(google::create_workflow).get(google::list_workflows),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/workflows/{workflow}",
+            get(google::get_workflow)
+                .patch(google::patch_workflow)
+                .delete(google::delete_workflow),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/operations/{operation}",
+            get(google::get_operation),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/workflows/{workflow}/executions",
+            post(google::create_execution).get(google::list_executions),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/workflows/{workflow}/executions/{execution}",
+            get(google::get_execution).post(google::cancel_execution),
         )
         .route("/v1/events", get(stream::all_events))
         .route("/v1/executions/{id}", get(get_one))

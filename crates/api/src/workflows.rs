@@ -71,20 +71,21 @@ pub(crate) async fn resolve(
         .ok_or_else(|| not_deployed(name, revision))
 }
 
-/// `POST /v1/workflows`: deploys a definition under a name.
-#[utoipa::path(post, path = "/v1/workflows", tag = "workflows", request_body = wire::DeployRequest, responses((status = 201, description = "A new revision", body = wire::Workflow), (status = 200, description = "The definition is the latest revision's: that revision", body = wire::Workflow), (status = 400, description = "An invalid name or definition, with diagnostics", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error), (status = 413, description = "The definition is too large", body = wire::Error)))]
-pub(crate) async fn deploy(
-    State(service): State<Arc<Service>>,
-    caller: Caller,
-    Json(request): Json<wire::DeployRequest>,
-) -> ApiResult<(StatusCode, Json<wire::Workflow>)> {
+/// Checks a definition (its size, then everything the front-end checks) and deploys
+/// it as `name` in the caller's project: the revision, and whether it is new.
+pub(crate) async fn deploy_text(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+    definition: &str,
+) -> ApiResult<(store::Deployed, bool)> {
     caller.require(Role::Run)?;
-    check_name(&request.name)?;
+    check_name(name)?;
     let limits = service.options();
-    if request.workflow.len() > limits.max_definition_bytes {
+    if definition.len() > limits.max_definition_bytes {
         return Err(too_large(
             "the workflow definition",
-            request.workflow.len(),
+            definition.len(),
             limits.max_definition_bytes,
             "--max-definition-bytes",
         ));
@@ -93,14 +94,24 @@ pub(crate) async fn deploy(
         max_bytes: limits.max_definition_bytes,
         ..Default::default()
     };
-    let parsed = gcw::parse_any(&request.workflow, &options);
+    let parsed = gcw::parse_any(definition, &options);
     if parsed.workflow.is_none() {
-        return Err(invalid_workflow(&request.workflow, &parsed.diagnostics));
+        return Err(invalid_workflow(definition, &parsed.diagnostics));
     }
-    let (deployed, new) = service
+    Ok(service
         .store()
-        .deploy(&caller.project, &request.name, &request.workflow)
-        .await?;
+        .deploy(&caller.project, name, definition)
+        .await?)
+}
+
+/// `POST /v1/workflows`: deploys a definition under a name.
+#[utoipa::path(post, path = "/v1/workflows", tag = "workflows", request_body = wire::DeployRequest, responses((status = 201, description = "A new revision", body = wire::Workflow), (status = 200, description = "The definition is the latest revision's: that revision", body = wire::Workflow), (status = 400, description = "An invalid name or definition, with diagnostics", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error), (status = 413, description = "The definition is too large", body = wire::Error)))]
+pub(crate) async fn deploy(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Json(request): Json<wire::DeployRequest>,
+) -> ApiResult<(StatusCode, Json<wire::Workflow>)> {
+    let (deployed, new) = deploy_text(&service, &caller, &request.name, &request.workflow).await?;
     let status = if new {
         StatusCode::CREATED
     } else {

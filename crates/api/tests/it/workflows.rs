@@ -149,3 +149,80 @@ async fn bad_names_definitions_and_references_are_refused() {
         );
     }
 }
+
+/// Google's Workflows and Executions APIs over REST: a workflow created as a finished
+/// operation, an execution created with a JSON `argument`, polled to SUCCEEDED, listed
+/// and cancelled; errors in Google's form.
+#[tokio::test]
+async fn googles_rest_api_deploys_and_runs() {
+    let server = serve().await;
+    let base = "/v1/projects/demo/locations/us-central1";
+    let (status, op) = server
+        .post(
+            &format!("{base}/workflows?workflowId=triple"),
+            json!({"sourceContents": CLOUD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{op}");
+    assert_eq!(op["done"], true);
+    assert_eq!(
+        op["response"]["@type"],
+        "type.googleapis.com/google.cloud.workflows.v1.Workflow"
+    );
+    assert_eq!(
+        op["response"]["name"],
+        "projects/demo/locations/us-central1/workflows/triple"
+    );
+    let (status, again) = server
+        .get(&format!("/v1/{}", op["name"].as_str().unwrap()))
+        .await;
+    assert_eq!((status, &again["done"]), (200, &json!(true)), "{again}");
+
+    let (status, started) = server
+        .post(
+            &format!("{base}/workflows/triple/executions"),
+            json!({"argument": "{\"n\": 4}"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let name = started["name"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let done = loop {
+        let (_, e) = server.get(&format!("/v1/{name}")).await;
+        if e["state"] != "ACTIVE" {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "{e}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (&done["state"], &done["result"]),
+        (&json!("SUCCEEDED"), &json!("12")),
+        "{done}"
+    );
+    assert_eq!(done["workflowRevisionId"], "000001");
+    let (_, list) = server
+        .get(&format!("{base}/workflows/triple/executions"))
+        .await;
+    assert_eq!(list["executions"][0]["name"], json!(name));
+    // Cancelling one that has ended is refused, in Google's form.
+    let (status, refused) = server.post(&format!("/v1/{name}:cancel"), json!({})).await;
+    assert_eq!(
+        (status, &refused["error"]["status"]),
+        (409, &json!("FAILED_PRECONDITION")),
+        "{refused}"
+    );
+    let (status, missing) = server.get(&format!("{base}/workflows/absent")).await;
+    assert_eq!(
+        (status, &missing["error"]["status"]),
+        (404, &json!("NOT_FOUND")),
+        "{missing}"
+    );
+    let (status, bad) = server
+        .post(
+            &format!("{base}/workflows/triple/executions"),
+            json!({"argument": "{nope"}),
+        )
+        .await;
+    assert_eq!((status, &bad["error"]["code"]), (400, &json!(400)), "{bad}");
+}

@@ -304,3 +304,73 @@ async fn a_named_workflow_is_deployed_started_and_deleted_from_the_command_line(
     assert_eq!(code, 1);
     assert!(err.contains("there is no workflow `triple`"), "{err}");
 }
+
+/// The Python with Google's `google-cloud-workflows` client library (`.ci/run` makes a
+/// virtualenv and names it in SKEIN_GOOGLE_PYTHON); `None`, said aloud, where there is
+/// none, unless SKEIN_REQUIRE_GOOGLE_CLIENTS=1 makes that a failure.
+fn google_python() -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("SKEIN_GOOGLE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import google.cloud.workflows_v1, google.cloud.workflows.executions_v1, grpc",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    let message = format!(
+        "{} lacks google-cloud-workflows (set SKEIN_GOOGLE_PYTHON to a Python that has \
+         it, as .ci/run does)",
+        python.display()
+    );
+    assert!(
+        std::env::var("SKEIN_REQUIRE_GOOGLE_CLIENTS").as_deref() != Ok("1"),
+        "{message}"
+    );
+    eprintln!("SKIPPED: Google's Python client test: {message}");
+    None
+}
+
+/// Google's own Python client library, its workflows client over REST and its
+/// executions client over gRPC, deploys, runs, polls, updates and deletes workflows on
+/// a real `skein server` (crates/cli/tests/it/google_client.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn googles_python_client_library_drives_skein() {
+    let Some(python) = google_python() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
+    let _server = crate::server::background(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--grpc-listen",
+        &format!("127.0.0.1:{grpc_port}"),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    crate::server::healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let script = repo().join("crates/cli/tests/it/google_client.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("127.0.0.1:{grpc_port}"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

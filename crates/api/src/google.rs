@@ -1,0 +1,652 @@
+//! Google's Workflows and Executions APIs (v1, REST), served by skein, so that Google's
+//! client libraries, pointed at skein, deploy workflows and run executions unchanged.
+//!
+//! - `projects/{project}/locations/{location}/workflows[/{workflow}]`: create (as a
+//!   long-running operation, already done), get, list, patch, delete, onto skein's
+//!   named workflows; `…/operations/{operation}` answers the operations it made.
+//! - `…/workflows/{workflow}/executions[/{execution}]`: create (with `argument`, a JSON
+//!   string), get, list, and `:cancel`, onto skein's executions of the named workflow.
+//!
+//! A project in the path is the caller's skein project: with tokens it must be the
+//! token's project; on a server without tokens (one project) any name is accepted.
+//! Locations are accepted and echoed. Errors come in Google's form
+//! (`{"error": {"code", "message", "status"}}`), which the client libraries read.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::{Service, wire, workflows};
+
+/// An [`ApiError`] in Google's JSON error form.
+pub(crate) struct GoogleError(ApiError);
+
+impl From<ApiError> for GoogleError {
+    fn from(e: ApiError) -> GoogleError {
+        GoogleError(e)
+    }
+}
+
+impl From<store::Error> for GoogleError {
+    fn from(e: store::Error) -> GoogleError {
+        GoogleError(e.into())
+    }
+}
+
+impl IntoResponse for GoogleError {
+    fn into_response(self) -> Response {
+        let status = self.0.status;
+        let code = match status.as_u16() {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            409 => "FAILED_PRECONDITION",
+            413 => "INVALID_ARGUMENT",
+            429 => "RESOURCE_EXHAUSTED",
+            503 => "UNAVAILABLE",
+            _ => "INTERNAL",
+        };
+        let body = json!({"error": {
+            "code": status.as_u16(),
+            "message": self.0.body.message,
+            "status": code,
+        }});
+        (status, Json(body)).into_response()
+    }
+}
+
+type Res<T> = Result<T, GoogleError>;
+
+fn not_found(what: String) -> GoogleError {
+    GoogleError(ApiError::new(StatusCode::NOT_FOUND, "not_found", what))
+}
+
+/// Checks that the path's project is the caller's.
+fn project(caller: &Caller, project: &str) -> Res<()> {
+    if caller.project == project || caller.project == "default" {
+        Ok(())
+    } else {
+        Err(GoogleError(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token belongs to the project `{}`, not `{project}`",
+                caller.project
+            ),
+        )))
+    }
+}
+
+fn revision_id(revision: u64) -> String {
+    format!("{revision:06}")
+}
+
+fn time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+/// A revision as Google's `Workflow`.
+fn workflow_of(base: &str, deployed: &store::Deployed, first_created: i64) -> Value {
+    json!({
+        "name": format!("{base}/workflows/{}", deployed.name),
+        "state": "ACTIVE",
+        "revisionId": revision_id(deployed.revision),
+        "createTime": time(first_created),
+        "updateTime": time(deployed.created_at),
+        "revisionCreateTime": time(deployed.created_at),
+        "sourceContents": deployed.definition,
+    })
+}
+
+/// A finished long-running operation that made `response` (of type `type_`).
+fn operation(
+    base: &str,
+    id: &str,
+    verb: &str,
+    target: &str,
+    response: Value,
+    type_: &str,
+) -> Value {
+    let mut response = response;
+    if let Value::Object(map) = &mut response {
+        map.insert(
+            "@type".into(),
+            json!(format!("type.googleapis.com/{type_}")),
+        );
+    }
+    json!({
+        "name": format!("{base}/operations/{id}"),
+        "metadata": {
+            "@type": "type.googleapis.com/google.cloud.workflows.v1.OperationMetadata",
+            "target": target,
+            "verb": verb,
+            "apiVersion": "v1",
+        },
+        "done": true,
+        "response": response,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Location {
+    project: String,
+    location: String,
+}
+
+impl Location {
+    fn base(&self) -> String {
+        format!("projects/{}/locations/{}", self.project, self.location)
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WorkflowPath {
+    project: String,
+    location: String,
+    workflow: String,
+}
+
+impl WorkflowPath {
+    fn base(&self) -> String {
+        format!("projects/{}/locations/{}", self.project, self.location)
+    }
+}
+
+/// The revision of `name` and when its first revision was made.
+async fn current(service: &Service, caller: &Caller, name: &str) -> Res<(store::Deployed, i64)> {
+    let revisions = service
+        .store()
+        .deployments(&caller.project, Some(name))
+        .await?;
+    let (Some(latest), Some(first)) = (revisions.first(), revisions.last()) else {
+        return Err(not_found(format!("there is no workflow `{name}`")));
+    };
+    Ok((latest.clone(), first.created_at))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateQuery {
+    #[serde(rename = "workflowId")]
+    workflow_id: String,
+}
+
+/// `POST …/workflows?workflowId=ID`: deploys `sourceContents` under ID.
+pub(crate) async fn create_workflow(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<Location>,
+    Query(query): Query<CreateQuery>,
+    Json(body): Json<Value>,
+) -> Res<Json<Value>> {
+    caller.require(Role::Run)?;
+    project(&caller, &at.project)?;
+    let source = body["sourceContents"].as_str().unwrap_or_default();
+    let (deployed, _) =
+        workflows::deploy_text(&service, &caller, &query.workflow_id, source).await?;
+    let (_, first) = current(&service, &caller, &deployed.name).await?;
+    let base = at.base();
+    let workflow = workflow_of(&base, &deployed, first);
+    let target = format!("{base}/workflows/{}", deployed.name);
+    let id = format!("create-{}-{}", deployed.name, deployed.revision);
+    Ok(Json(operation(
+        &base,
+        &id,
+        "create",
+        &target,
+        workflow,
+        "google.cloud.workflows.v1.Workflow",
+    )))
+}
+
+/// `PATCH …/workflows/{workflow}`: a new revision from `sourceContents`.
+pub(crate) async fn patch_workflow(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<WorkflowPath>,
+    Json(body): Json<Value>,
+) -> Res<Json<Value>> {
+    caller.require(Role::Run)?;
+    project(&caller, &at.project)?;
+    current(&service, &caller, &at.workflow).await?;
+    let source = body["sourceContents"].as_str().unwrap_or_default();
+    let (deployed, _) = workflows::deploy_text(&service, &caller, &at.workflow, source).await?;
+    let (_, first) = current(&service, &caller, &at.workflow).await?;
+    let base = at.base();
+    let target = format!("{base}/workflows/{}", at.workflow);
+    let id = format!("update-{}-{}", deployed.name, deployed.revision);
+    let workflow = workflow_of(&base, &deployed, first);
+    Ok(Json(operation(
+        &base,
+        &id,
+        "update",
+        &target,
+        workflow,
+        "google.cloud.workflows.v1.Workflow",
+    )))
+}
+
+/// `GET …/workflows/{workflow}`.
+pub(crate) async fn get_workflow(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<WorkflowPath>,
+) -> Res<Json<Value>> {
+    caller.require(Role::Read)?;
+    project(&caller, &at.project)?;
+    let (latest, first) = current(&service, &caller, &at.workflow).await?;
+    Ok(Json(workflow_of(&at.base(), &latest, first)))
+}
+
+/// `GET …/workflows`.
+pub(crate) async fn list_workflows(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<Location>,
+) -> Res<Json<Value>> {
+    caller.require(Role::Read)?;
+    project(&caller, &at.project)?;
+    let base = at.base();
+    let mut workflows = Vec::new();
+    for latest in service.store().deployments(&caller.project, None).await? {
+        let (_, first) = current(&service, &caller, &latest.name).await?;
+        workflows.push(workflow_of(&base, &latest, first));
+    }
+    Ok(Json(json!({ "workflows": workflows })))
+}
+
+/// `DELETE …/workflows/{workflow}`.
+pub(crate) async fn delete_workflow(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<WorkflowPath>,
+) -> Res<Json<Value>> {
+    caller.require(Role::Run)?;
+    project(&caller, &at.project)?;
+    if !service
+        .store()
+        .undeploy(&caller.project, &at.workflow)
+        .await?
+    {
+        return Err(not_found(format!("there is no workflow `{}`", at.workflow)));
+    }
+    let base = at.base();
+    let target = format!("{base}/workflows/{}", at.workflow);
+    let id = format!("delete-{}", at.workflow);
+    Ok(Json(operation(
+        &base,
+        &id,
+        "delete",
+        &target,
+        json!({}),
+        "google.protobuf.Empty",
+    )))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OperationPath {
+    project: String,
+    location: String,
+    operation: String,
+}
+
+/// `GET …/operations/{operation}`: the operations this API made are done when they
+/// are answered; asked again, they are answered again from the workflow as it is.
+pub(crate) async fn get_operation(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<OperationPath>,
+) -> Res<Json<Value>> {
+    caller.require(Role::Read)?;
+    project(&caller, &at.project)?;
+    let base = format!("projects/{}/locations/{}", at.project, at.location);
+    let missing = || not_found(format!("there is no operation `{}`", at.operation));
+    let (verb, rest) = at.operation.split_once('-').ok_or_else(missing)?;
+    if verb == "delete" {
+        let target = format!("{base}/workflows/{rest}");
+        return Ok(Json(operation(
+            &base,
+            &at.operation,
+            verb,
+            &target,
+            json!({}),
+            "google.protobuf.Empty",
+        )));
+    }
+    let (name, revision) = rest.rsplit_once('-').ok_or_else(missing)?;
+    let revision = revision.parse::<u64>().map_err(|_| missing())?;
+    let deployed = service
+        .store()
+        .deployed(&caller.project, name, Some(revision))
+        .await?
+        .ok_or_else(missing)?;
+    let (_, first) = current(&service, &caller, name).await?;
+    let target = format!("{base}/workflows/{name}");
+    let workflow = workflow_of(&base, &deployed, first);
+    Ok(Json(operation(
+        &base,
+        &at.operation,
+        verb,
+        &target,
+        workflow,
+        "google.cloud.workflows.v1.Workflow",
+    )))
+}
+
+/// An execution as Google's API shows it, for both forms (JSON and protobuf).
+pub(crate) struct ExecutionView {
+    pub(crate) name: String,
+    /// 1 active, 2 succeeded, 3 failed, 4 cancelled (the API's enum values).
+    pub(crate) state: i32,
+    pub(crate) argument: String,
+    pub(crate) result: Option<String>,
+    /// The error's payload (JSON text) and context.
+    pub(crate) error: Option<(String, String)>,
+    pub(crate) started: i64,
+    pub(crate) ended: Option<i64>,
+    pub(crate) revision: String,
+}
+
+impl ExecutionView {
+    fn of(base: &str, workflow: &str, e: &store::Execution) -> ExecutionView {
+        let state = match e.status {
+            store::Status::Completed => 2,
+            store::Status::Faulted => 3,
+            store::Status::Cancelled => 4,
+            _ => 1,
+        };
+        let error = (e.status == store::Status::Faulted).then(|| {
+            let problem = e.error.clone().unwrap_or(Value::Null);
+            // What the workflow raised, as Cloud Workflows shows it; else the problem.
+            let payload = problem
+                .get("data")
+                .cloned()
+                .unwrap_or_else(|| problem.clone());
+            let context = problem
+                .get("instance")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (payload.to_string(), context.to_string())
+        });
+        ExecutionView {
+            name: format!("{base}/workflows/{workflow}/executions/{}", e.id),
+            state,
+            argument: e.input.to_string(),
+            result: e
+                .output
+                .as_ref()
+                .filter(|_| e.status == store::Status::Completed)
+                .map(Value::to_string),
+            error,
+            started: e.created_at,
+            ended: e.status.is_final().then_some(e.updated_at),
+            revision: e.labels.get(REVISION_LABEL).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        let state = match self.state {
+            2 => "SUCCEEDED",
+            3 => "FAILED",
+            4 => "CANCELLED",
+            _ => "ACTIVE",
+        };
+        let mut out = json!({
+            "name": self.name,
+            "state": state,
+            "argument": self.argument,
+            "startTime": time(self.started),
+            "workflowRevisionId": self.revision,
+            "callLogLevel": "CALL_LOG_LEVEL_UNSPECIFIED",
+        });
+        if let Some(ended) = self.ended {
+            out["endTime"] = json!(time(ended));
+            out["duration"] = json!(format!("{:.3}s", (ended - self.started) as f64 / 1000.0));
+        }
+        if let Some(result) = &self.result {
+            out["result"] = json!(result);
+        }
+        if let Some((payload, context)) = &self.error {
+            out["error"] = json!({"payload": payload, "context": context});
+        }
+        out
+    }
+}
+
+/// The label an execution of a named workflow keeps its revision in.
+const REVISION_LABEL: &str = "skein.dev/workflow-revision";
+
+/// The parts of an execution's or a workflow's resource name:
+/// `projects/{p}/locations/{l}/workflows/{w}[/executions/{e}]`.
+pub(crate) struct Names {
+    project: String,
+    location: String,
+    workflow: String,
+    execution: Option<String>,
+}
+
+impl Names {
+    pub(crate) fn parse(name: &str) -> Result<Names, ApiError> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let bad = || {
+            ApiError::bad_request(format!(
+                "`{name}` is not a workflow or execution name: \
+             projects/PROJECT/locations/LOCATION/workflows/WORKFLOW[/executions/ID]"
+            ))
+        };
+        match parts.as_slice() {
+            ["projects", p, "locations", l, "workflows", w] => Ok(Names {
+                project: p.to_string(),
+                location: l.to_string(),
+                workflow: w.to_string(),
+                execution: None,
+            }),
+            [
+                "projects",
+                p,
+                "locations",
+                l,
+                "workflows",
+                w,
+                "executions",
+                e,
+            ] => Ok(Names {
+                project: p.to_string(),
+                location: l.to_string(),
+                workflow: w.to_string(),
+                execution: Some(e.to_string()),
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("projects/{}/locations/{}", self.project, self.location)
+    }
+
+    fn execution(&self) -> Result<&str, ApiError> {
+        self.execution
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("the name does not name an execution"))
+    }
+}
+
+/// An execution of `workflow` in the caller's project.
+async fn execution(
+    service: &Service,
+    caller: &Caller,
+    workflow: &str,
+    id: &str,
+) -> Result<store::Execution, ApiError> {
+    match service.store().execution(id).await? {
+        Some(e) if e.project == caller.project && e.name == workflow => Ok(e),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no execution `{id}` of the workflow `{workflow}`"),
+        )),
+    }
+}
+
+/// Starts the latest revision of the workflow `parent` names, with `argument` (JSON
+/// text; empty for none) as its runtime arguments.
+pub(crate) async fn start(
+    service: &Arc<Service>,
+    caller: &Caller,
+    parent: &str,
+    argument: &str,
+) -> Result<ExecutionView, ApiError> {
+    let names = Names::parse(parent)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    let input = if argument.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(argument)
+            .map_err(|e| ApiError::bad_request(format!("`argument` is not JSON: {e}")))?
+    };
+    let (latest, _) = current(service, caller, &names.workflow)
+        .await
+        .map_err(|e| e.0)?;
+    let mut labels = store::Labels::new();
+    labels.insert(REVISION_LABEL.into(), revision_id(latest.revision));
+    let request = wire::StartRequest {
+        workflow: String::new(),
+        workflow_ref: Some(format!("{}@{}", names.workflow, latest.revision)),
+        input: Some(input),
+        id: None,
+        labels,
+    };
+    let (id, _) = crate::start_execution(service, caller, request).await?;
+    let e = execution(service, caller, &names.workflow, &id).await?;
+    Ok(ExecutionView::of(&names.base(), &names.workflow, &e))
+}
+
+/// The execution `name` names.
+pub(crate) async fn get(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+) -> Result<ExecutionView, ApiError> {
+    caller.require(Role::Read)?;
+    let names = Names::parse(name)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    let e = execution(service, caller, &names.workflow, names.execution()?).await?;
+    Ok(ExecutionView::of(&names.base(), &names.workflow, &e))
+}
+
+/// Cancels the execution `name` names.
+pub(crate) async fn cancel(
+    service: &Arc<Service>,
+    caller: &Caller,
+    name: &str,
+) -> Result<ExecutionView, ApiError> {
+    let names = Names::parse(name)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    let id = names.execution()?;
+    execution(service, caller, &names.workflow, id).await?;
+    let e = crate::steer(service, caller, id, store::Request::Cancel).await?;
+    Ok(ExecutionView::of(&names.base(), &names.workflow, &e))
+}
+
+/// The executions of the workflow `parent` names, newest first.
+pub(crate) async fn list(
+    service: &Service,
+    caller: &Caller,
+    parent: &str,
+) -> Result<Vec<ExecutionView>, ApiError> {
+    caller.require(Role::Read)?;
+    let names = Names::parse(parent)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    let query = store::ListQuery {
+        project: Some(caller.project.clone()),
+        name: Some(names.workflow.clone()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let base = names.base();
+    Ok(service
+        .store()
+        .list(query)
+        .await?
+        .iter()
+        .map(|e| ExecutionView::of(&base, &names.workflow, e))
+        .collect())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExecutionPath {
+    project: String,
+    location: String,
+    workflow: String,
+    execution: String,
+}
+
+impl ExecutionPath {
+    fn name(&self, execution: &str) -> String {
+        format!(
+            "projects/{}/locations/{}/workflows/{}/executions/{execution}",
+            self.project, self.location, self.workflow
+        )
+    }
+}
+
+/// `POST …/workflows/{workflow}/executions`.
+pub(crate) async fn create_execution(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<WorkflowPath>,
+    Json(body): Json<Value>,
+) -> Res<Json<Value>> {
+    let parent = format!("{}/workflows/{}", at.base(), at.workflow);
+    let argument = body["argument"].as_str().unwrap_or_default();
+    Ok(Json(
+        start(&service, &caller, &parent, argument).await?.json(),
+    ))
+}
+
+/// `GET …/executions/{execution}`.
+pub(crate) async fn get_execution(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<ExecutionPath>,
+) -> Res<Json<Value>> {
+    Ok(Json(
+        get(&service, &caller, &at.name(&at.execution))
+            .await?
+            .json(),
+    ))
+}
+
+/// `POST …/executions/{execution}:cancel`.
+pub(crate) async fn cancel_execution(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<ExecutionPath>,
+) -> Res<Json<Value>> {
+    let Some(id) = at.execution.strip_suffix(":cancel") else {
+        return Err(not_found(format!("there is no method `{}`", at.execution)));
+    };
+    Ok(Json(cancel(&service, &caller, &at.name(id)).await?.json()))
+}
+
+/// `GET …/workflows/{workflow}/executions`.
+pub(crate) async fn list_executions(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<WorkflowPath>,
+) -> Res<Json<Value>> {
+    let parent = format!("{}/workflows/{}", at.base(), at.workflow);
+    let executions: Vec<Value> = list(&service, &caller, &parent)
+        .await?
+        .iter()
+        .map(ExecutionView::json)
+        .collect();
+    Ok(Json(json!({ "executions": executions })))
+}
