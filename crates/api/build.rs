@@ -13,10 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "skein/v1/runner.proto",
         "skein/v1/callback.proto",
         "google/cloud/workflows/executions/v1/executions.proto",
+        "google/cloud/workflows/v1/workflows.proto",
     ];
-    for file in files {
-        println!("cargo:rerun-if-changed={}", root.join(file).display());
-    }
+    // The whole tree: the files above and what they import.
+    println!("cargo:rerun-if-changed={}", root.display());
     let descriptors = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("skein_v1.bin"), descriptors.encode_to_vec())?;

@@ -93,45 +93,306 @@ fn time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 
-/// A revision as Google's `Workflow`.
-fn workflow_of(base: &str, deployed: &store::Deployed, first_created: i64) -> Value {
-    json!({
-        "name": format!("{base}/workflows/{}", deployed.name),
-        "state": "ACTIVE",
-        "revisionId": revision_id(deployed.revision),
-        "createTime": time(first_created),
-        "updateTime": time(deployed.created_at),
-        "revisionCreateTime": time(deployed.created_at),
-        "sourceContents": deployed.definition,
+/// A revision of a workflow as Google's API shows it, for both forms.
+pub(crate) struct WorkflowView {
+    pub(crate) name: String,
+    pub(crate) revision_id: String,
+    /// When the workflow's first revision was made.
+    pub(crate) created: i64,
+    /// When this revision was made.
+    pub(crate) revised: i64,
+    pub(crate) source: String,
+}
+
+impl WorkflowView {
+    fn of(base: &str, deployed: &store::Deployed, first_created: i64) -> WorkflowView {
+        WorkflowView {
+            name: format!("{base}/workflows/{}", deployed.name),
+            revision_id: revision_id(deployed.revision),
+            created: first_created,
+            revised: deployed.created_at,
+            source: deployed.definition.clone(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "state": "ACTIVE",
+            "revisionId": self.revision_id,
+            "createTime": time(self.created),
+            "updateTime": time(self.revised),
+            "revisionCreateTime": time(self.revised),
+            "sourceContents": self.source,
+        })
+    }
+}
+
+/// A finished long-running operation: its name, verb and target, and what it made
+/// (a workflow; nothing for a delete).
+pub(crate) struct OperationView {
+    pub(crate) name: String,
+    pub(crate) verb: &'static str,
+    pub(crate) target: String,
+    pub(crate) workflow: Option<WorkflowView>,
+}
+
+impl OperationView {
+    fn json(&self) -> Value {
+        let response = match &self.workflow {
+            Some(w) => {
+                let mut w = w.json();
+                w["@type"] = json!("type.googleapis.com/google.cloud.workflows.v1.Workflow");
+                w
+            }
+            None => json!({"@type": "type.googleapis.com/google.protobuf.Empty"}),
+        };
+        json!({
+            "name": self.name,
+            "metadata": {
+                "@type": "type.googleapis.com/google.cloud.workflows.v1.OperationMetadata",
+                "target": self.target,
+                "verb": self.verb,
+                "apiVersion": "v1",
+            },
+            "done": true,
+            "response": response,
+        })
+    }
+}
+
+/// The parts of a location's name: `projects/{p}/locations/{l}`.
+fn location(name: &str) -> Result<(String, String), ApiError> {
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        ["projects", p, "locations", l] => Ok((p.to_string(), l.to_string())),
+        _ => Err(ApiError::bad_request(format!(
+            "`{name}` is not a location: projects/PROJECT/locations/LOCATION"
+        ))),
+    }
+}
+
+/// The revision of `name` and when its first revision was made.
+async fn current(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+) -> Result<(store::Deployed, i64), ApiError> {
+    let revisions = service
+        .store()
+        .deployments(&caller.project, Some(name))
+        .await?;
+    let (Some(latest), Some(first)) = (revisions.first(), revisions.last()) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no workflow `{name}`"),
+        ));
+    };
+    Ok((latest.clone(), first.created_at))
+}
+
+/// Deploys `source` as `workflow_id` under the location `parent`: the operation.
+pub(crate) async fn create(
+    service: &Service,
+    caller: &Caller,
+    parent: &str,
+    workflow_id: &str,
+    source: &str,
+) -> Result<OperationView, ApiError> {
+    let (p, l) = location(parent)?;
+    project(caller, &p).map_err(|e| e.0)?;
+    deploy_as(
+        service,
+        caller,
+        &format!("projects/{p}/locations/{l}"),
+        workflow_id,
+        source,
+        "create",
+    )
+    .await
+}
+
+/// A new revision of the workflow `name` from `source`: the operation.
+pub(crate) async fn update(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+    source: &str,
+) -> Result<OperationView, ApiError> {
+    let names = Names::parse(name)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    current(service, caller, &names.workflow).await?;
+    deploy_as(
+        service,
+        caller,
+        &names.base(),
+        &names.workflow,
+        source,
+        "update",
+    )
+    .await
+}
+
+async fn deploy_as(
+    service: &Service,
+    caller: &Caller,
+    base: &str,
+    workflow: &str,
+    source: &str,
+    verb: &'static str,
+) -> Result<OperationView, ApiError> {
+    let (deployed, _) = workflows::deploy_text(service, caller, workflow, source).await?;
+    let (_, first) = current(service, caller, workflow).await?;
+    Ok(OperationView {
+        name: format!("{base}/operations/{verb}-{workflow}-{}", deployed.revision),
+        verb,
+        target: format!("{base}/workflows/{workflow}"),
+        workflow: Some(WorkflowView::of(base, &deployed, first)),
     })
 }
 
-/// A finished long-running operation that made `response` (of type `type_`).
-fn operation(
-    base: &str,
-    id: &str,
-    verb: &str,
-    target: &str,
-    response: Value,
-    type_: &str,
-) -> Value {
-    let mut response = response;
-    if let Value::Object(map) = &mut response {
-        map.insert(
-            "@type".into(),
-            json!(format!("type.googleapis.com/{type_}")),
-        );
+/// The latest revision of the workflow `name`, or the one `revision_id` names.
+pub(crate) async fn workflow(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+    revision_id: &str,
+) -> Result<WorkflowView, ApiError> {
+    caller.require(Role::Read)?;
+    let names = Names::parse(name)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    let (latest, first) = current(service, caller, &names.workflow).await?;
+    if revision_id.is_empty() {
+        return Ok(WorkflowView::of(&names.base(), &latest, first));
     }
-    json!({
-        "name": format!("{base}/operations/{id}"),
-        "metadata": {
-            "@type": "type.googleapis.com/google.cloud.workflows.v1.OperationMetadata",
-            "target": target,
-            "verb": verb,
-            "apiVersion": "v1",
-        },
-        "done": true,
-        "response": response,
+    let revision = revision_id.trim_start_matches('0').parse::<u64>().ok();
+    let deployed = match revision {
+        Some(r) => {
+            service
+                .store()
+                .deployed(&caller.project, &names.workflow, Some(r))
+                .await?
+        }
+        None => None,
+    };
+    let deployed = deployed.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "the workflow `{}` has no revision `{revision_id}`",
+                names.workflow
+            ),
+        )
+    })?;
+    Ok(WorkflowView::of(&names.base(), &deployed, first))
+}
+
+/// The workflows of the location `parent`, by name; or, with `revisions_of`, every
+/// revision of that one, newest first.
+pub(crate) async fn workflows_of(
+    service: &Service,
+    caller: &Caller,
+    parent: &str,
+    revisions_of: Option<&str>,
+) -> Result<Vec<WorkflowView>, ApiError> {
+    caller.require(Role::Read)?;
+    let (p, l) = location(parent)?;
+    project(caller, &p).map_err(|e| e.0)?;
+    let base = format!("projects/{p}/locations/{l}");
+    let mut out = Vec::new();
+    let deployed = service
+        .store()
+        .deployments(&caller.project, revisions_of)
+        .await?;
+    let first_of_one = deployed.last().map(|d| d.created_at);
+    for d in &deployed {
+        let first = match (revisions_of, first_of_one) {
+            (Some(_), Some(first)) => first,
+            _ => current(service, caller, &d.name).await?.1,
+        };
+        out.push(WorkflowView::of(&base, d, first));
+    }
+    Ok(out)
+}
+
+/// Deletes the workflow `name`: the operation.
+pub(crate) async fn delete(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+) -> Result<OperationView, ApiError> {
+    caller.require(Role::Run)?;
+    let names = Names::parse(name)?;
+    project(caller, &names.project).map_err(|e| e.0)?;
+    if !service
+        .store()
+        .undeploy(&caller.project, &names.workflow)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no workflow `{}`", names.workflow),
+        ));
+    }
+    let base = names.base();
+    Ok(OperationView {
+        name: format!("{base}/operations/delete-{}", names.workflow),
+        verb: "delete",
+        target: format!("{base}/workflows/{}", names.workflow),
+        workflow: None,
+    })
+}
+
+/// The operation `name`: the operations this API makes are done when they are
+/// answered; asked again, they are answered again from the workflow as it is.
+pub(crate) async fn operation(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+) -> Result<OperationView, ApiError> {
+    caller.require(Role::Read)?;
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("there is no operation `{name}`"),
+        )
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    let ["projects", p, "locations", l, "operations", id] = parts.as_slice() else {
+        return Err(missing());
+    };
+    project(caller, p).map_err(|e| e.0)?;
+    let base = format!("projects/{p}/locations/{l}");
+    let (verb, rest) = id.split_once('-').ok_or_else(missing)?;
+    let verb = match verb {
+        "create" => "create",
+        "update" => "update",
+        "delete" => {
+            return Ok(OperationView {
+                name: name.to_string(),
+                verb: "delete",
+                target: format!("{base}/workflows/{rest}"),
+                workflow: None,
+            });
+        }
+        _ => return Err(missing()),
+    };
+    let (workflow, revision) = rest.rsplit_once('-').ok_or_else(missing)?;
+    let revision = revision.parse::<u64>().map_err(|_| missing())?;
+    let deployed = service
+        .store()
+        .deployed(&caller.project, workflow, Some(revision))
+        .await?
+        .ok_or_else(missing)?;
+    let (_, first) = current(service, caller, workflow).await?;
+    Ok(OperationView {
+        name: name.to_string(),
+        verb,
+        target: format!("{base}/workflows/{workflow}"),
+        workflow: Some(WorkflowView::of(&base, &deployed, first)),
     })
 }
 
@@ -158,18 +419,10 @@ impl WorkflowPath {
     fn base(&self) -> String {
         format!("projects/{}/locations/{}", self.project, self.location)
     }
-}
 
-/// The revision of `name` and when its first revision was made.
-async fn current(service: &Service, caller: &Caller, name: &str) -> Res<(store::Deployed, i64)> {
-    let revisions = service
-        .store()
-        .deployments(&caller.project, Some(name))
-        .await?;
-    let (Some(latest), Some(first)) = (revisions.first(), revisions.last()) else {
-        return Err(not_found(format!("there is no workflow `{name}`")));
-    };
-    Ok((latest.clone(), first.created_at))
+    fn name(&self) -> String {
+        format!("{}/workflows/{}", self.base(), self.workflow)
+    }
 }
 
 #[derive(Deserialize)]
@@ -186,24 +439,9 @@ pub(crate) async fn create_workflow(
     Query(query): Query<CreateQuery>,
     Json(body): Json<Value>,
 ) -> Res<Json<Value>> {
-    caller.require(Role::Run)?;
-    project(&caller, &at.project)?;
     let source = body["sourceContents"].as_str().unwrap_or_default();
-    let (deployed, _) =
-        workflows::deploy_text(&service, &caller, &query.workflow_id, source).await?;
-    let (_, first) = current(&service, &caller, &deployed.name).await?;
-    let base = at.base();
-    let workflow = workflow_of(&base, &deployed, first);
-    let target = format!("{base}/workflows/{}", deployed.name);
-    let id = format!("create-{}-{}", deployed.name, deployed.revision);
-    Ok(Json(operation(
-        &base,
-        &id,
-        "create",
-        &target,
-        workflow,
-        "google.cloud.workflows.v1.Workflow",
-    )))
+    let op = create(&service, &caller, &at.base(), &query.workflow_id, source).await?;
+    Ok(Json(op.json()))
 }
 
 /// `PATCH …/workflows/{workflow}`: a new revision from `sourceContents`.
@@ -213,36 +451,30 @@ pub(crate) async fn patch_workflow(
     Path(at): Path<WorkflowPath>,
     Json(body): Json<Value>,
 ) -> Res<Json<Value>> {
-    caller.require(Role::Run)?;
-    project(&caller, &at.project)?;
-    current(&service, &caller, &at.workflow).await?;
     let source = body["sourceContents"].as_str().unwrap_or_default();
-    let (deployed, _) = workflows::deploy_text(&service, &caller, &at.workflow, source).await?;
-    let (_, first) = current(&service, &caller, &at.workflow).await?;
-    let base = at.base();
-    let target = format!("{base}/workflows/{}", at.workflow);
-    let id = format!("update-{}-{}", deployed.name, deployed.revision);
-    let workflow = workflow_of(&base, &deployed, first);
-    Ok(Json(operation(
-        &base,
-        &id,
-        "update",
-        &target,
-        workflow,
-        "google.cloud.workflows.v1.Workflow",
-    )))
+    Ok(Json(
+        update(&service, &caller, &at.name(), source).await?.json(),
+    ))
 }
 
-/// `GET …/workflows/{workflow}`.
+#[derive(Deserialize)]
+pub(crate) struct RevisionQuery {
+    #[serde(rename = "revisionId", default)]
+    revision_id: String,
+}
+
+/// `GET …/workflows/{workflow}[?revisionId=…]`.
 pub(crate) async fn get_workflow(
     State(service): State<Arc<Service>>,
     caller: Caller,
     Path(at): Path<WorkflowPath>,
+    Query(query): Query<RevisionQuery>,
 ) -> Res<Json<Value>> {
-    caller.require(Role::Read)?;
-    project(&caller, &at.project)?;
-    let (latest, first) = current(&service, &caller, &at.workflow).await?;
-    Ok(Json(workflow_of(&at.base(), &latest, first)))
+    Ok(Json(
+        workflow(&service, &caller, &at.name(), &query.revision_id)
+            .await?
+            .json(),
+    ))
 }
 
 /// `GET …/workflows`.
@@ -251,14 +483,8 @@ pub(crate) async fn list_workflows(
     caller: Caller,
     Path(at): Path<Location>,
 ) -> Res<Json<Value>> {
-    caller.require(Role::Read)?;
-    project(&caller, &at.project)?;
-    let base = at.base();
-    let mut workflows = Vec::new();
-    for latest in service.store().deployments(&caller.project, None).await? {
-        let (_, first) = current(&service, &caller, &latest.name).await?;
-        workflows.push(workflow_of(&base, &latest, first));
-    }
+    let views = workflows_of(&service, &caller, &at.base(), None).await?;
+    let workflows: Vec<Value> = views.iter().map(WorkflowView::json).collect();
     Ok(Json(json!({ "workflows": workflows })))
 }
 
@@ -268,26 +494,7 @@ pub(crate) async fn delete_workflow(
     caller: Caller,
     Path(at): Path<WorkflowPath>,
 ) -> Res<Json<Value>> {
-    caller.require(Role::Run)?;
-    project(&caller, &at.project)?;
-    if !service
-        .store()
-        .undeploy(&caller.project, &at.workflow)
-        .await?
-    {
-        return Err(not_found(format!("there is no workflow `{}`", at.workflow)));
-    }
-    let base = at.base();
-    let target = format!("{base}/workflows/{}", at.workflow);
-    let id = format!("delete-{}", at.workflow);
-    Ok(Json(operation(
-        &base,
-        &id,
-        "delete",
-        &target,
-        json!({}),
-        "google.protobuf.Empty",
-    )))
+    Ok(Json(delete(&service, &caller, &at.name()).await?.json()))
 }
 
 #[derive(Deserialize)]
@@ -297,47 +504,17 @@ pub(crate) struct OperationPath {
     operation: String,
 }
 
-/// `GET …/operations/{operation}`: the operations this API made are done when they
-/// are answered; asked again, they are answered again from the workflow as it is.
+/// `GET …/operations/{operation}`.
 pub(crate) async fn get_operation(
     State(service): State<Arc<Service>>,
     caller: Caller,
     Path(at): Path<OperationPath>,
 ) -> Res<Json<Value>> {
-    caller.require(Role::Read)?;
-    project(&caller, &at.project)?;
-    let base = format!("projects/{}/locations/{}", at.project, at.location);
-    let missing = || not_found(format!("there is no operation `{}`", at.operation));
-    let (verb, rest) = at.operation.split_once('-').ok_or_else(missing)?;
-    if verb == "delete" {
-        let target = format!("{base}/workflows/{rest}");
-        return Ok(Json(operation(
-            &base,
-            &at.operation,
-            verb,
-            &target,
-            json!({}),
-            "google.protobuf.Empty",
-        )));
-    }
-    let (name, revision) = rest.rsplit_once('-').ok_or_else(missing)?;
-    let revision = revision.parse::<u64>().map_err(|_| missing())?;
-    let deployed = service
-        .store()
-        .deployed(&caller.project, name, Some(revision))
-        .await?
-        .ok_or_else(missing)?;
-    let (_, first) = current(&service, &caller, name).await?;
-    let target = format!("{base}/workflows/{name}");
-    let workflow = workflow_of(&base, &deployed, first);
-    Ok(Json(operation(
-        &base,
-        &at.operation,
-        verb,
-        &target,
-        workflow,
-        "google.cloud.workflows.v1.Workflow",
-    )))
+    let name = format!(
+        "projects/{}/locations/{}/operations/{}",
+        at.project, at.location, at.operation
+    );
+    Ok(Json(operation(&service, &caller, &name).await?.json()))
 }
 
 /// An execution as Google's API shows it, for both forms (JSON and protobuf).
@@ -511,9 +688,7 @@ pub(crate) async fn start(
         serde_json::from_str(argument)
             .map_err(|e| ApiError::bad_request(format!("`argument` is not JSON: {e}")))?
     };
-    let (latest, _) = current(service, caller, &names.workflow)
-        .await
-        .map_err(|e| e.0)?;
+    let (latest, _) = current(service, caller, &names.workflow).await?;
     let mut labels = store::Labels::new();
     labels.insert(REVISION_LABEL.into(), revision_id(latest.revision));
     let request = wire::StartRequest {

@@ -10,26 +10,37 @@ use crate::Service;
 use crate::auth::{Caller, Role};
 use crate::google::{self, ExecutionView};
 
-/// The generated messages and server of Google's Executions service.
-pub mod pb {
-    tonic::include_proto!("google.cloud.workflows.executions.v1");
+/// The generated messages and servers of Google's services, in modules that mirror
+/// their packages (the generated code refers across them by relative paths).
+pub mod protos {
+    pub mod google {
+        pub mod cloud {
+            pub mod workflows {
+                pub mod v1 {
+                    tonic::include_proto!("google.cloud.workflows.v1");
+                }
+                pub mod executions {
+                    pub mod v1 {
+                        tonic::include_proto!("google.cloud.workflows.executions.v1");
+                    }
+                }
+            }
+        }
+        pub mod longrunning {
+            tonic::include_proto!("google.longrunning");
+        }
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+    }
 }
+
+pub use pb::executions_server::ExecutionsServer;
+use protos::google::cloud::workflows::executions::v1 as pb;
 
 /// The `google.cloud.workflows.executions.v1.Executions` service.
 pub struct Executions {
     pub(crate) service: Arc<Service>,
-}
-
-impl Executions {
-    fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let caller = Caller::from_authorization(&self.service, header)?;
-        caller.require(role)?;
-        Ok(caller)
-    }
 }
 
 fn timestamp(ms: i64) -> prost_types::Timestamp {
@@ -71,7 +82,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read)?;
         let views = google::list(&self.service, &caller, &request.get_ref().parent).await?;
         Ok(Response::new(pb::ListExecutionsResponse {
             executions: views.into_iter().map(message).collect(),
@@ -83,7 +94,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::CreateExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run)?;
         let request = request.into_inner();
         let argument = request.execution.map(|e| e.argument).unwrap_or_default();
         let view = google::start(&self.service, &caller, &request.parent, &argument).await?;
@@ -94,7 +105,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read)?;
         let view = google::get(&self.service, &caller, &request.get_ref().name).await?;
         Ok(Response::new(message(view)))
     }
@@ -103,8 +114,170 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::CancelExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run)?;
         let view = google::cancel(&self.service, &caller, &request.get_ref().name).await?;
         Ok(Response::new(message(view)))
+    }
+}
+
+pub use longrunning::operations_server::OperationsServer;
+use protos::google::cloud::workflows::v1 as wf;
+use protos::google::longrunning;
+pub use wf::workflows_server::WorkflowsServer;
+
+/// The `google.cloud.workflows.v1.Workflows` service.
+pub struct Workflows {
+    pub(crate) service: Arc<Service>,
+}
+
+/// The `google.longrunning.Operations` service, for the operations `Workflows` makes.
+pub struct Operations {
+    pub(crate) service: Arc<Service>,
+}
+
+/// The caller of a request, by its `authorization` metadata.
+fn caller_of<T>(service: &Service, request: &Request<T>, role: Role) -> Result<Caller, Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let caller = Caller::from_authorization(service, header)?;
+    caller.require(role)?;
+    Ok(caller)
+}
+
+fn workflow_message(view: google::WorkflowView) -> wf::Workflow {
+    wf::Workflow {
+        name: view.name,
+        state: wf::workflow::State::Active as i32,
+        revision_id: view.revision_id,
+        create_time: Some(timestamp(view.created)),
+        update_time: Some(timestamp(view.revised)),
+        revision_create_time: Some(timestamp(view.revised)),
+        source_code: Some(wf::workflow::SourceCode::SourceContents(view.source)),
+        ..Default::default()
+    }
+}
+
+fn any(type_name: &str, message: &impl prost::Message) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/{type_name}"),
+        value: message.encode_to_vec(),
+    }
+}
+
+fn operation_message(view: google::OperationView) -> longrunning::Operation {
+    let metadata = wf::OperationMetadata {
+        target: view.target,
+        verb: view.verb.to_string(),
+        api_version: "v1".into(),
+        ..Default::default()
+    };
+    let response = match view.workflow {
+        Some(w) => any("google.cloud.workflows.v1.Workflow", &workflow_message(w)),
+        None => any("google.protobuf.Empty", &()),
+    };
+    longrunning::Operation {
+        name: view.name,
+        metadata: Some(any(
+            "google.cloud.workflows.v1.OperationMetadata",
+            &metadata,
+        )),
+        done: true,
+        result: Some(longrunning::operation::Result::Response(response)),
+    }
+}
+
+fn source(workflow: Option<wf::Workflow>) -> (String, String) {
+    let workflow = workflow.unwrap_or_default();
+    let source = match workflow.source_code {
+        Some(wf::workflow::SourceCode::SourceContents(s)) => s,
+        None => String::new(),
+    };
+    (workflow.name, source)
+}
+
+#[tonic::async_trait]
+impl wf::workflows_server::Workflows for Workflows {
+    async fn list_workflows(
+        &self,
+        request: Request<wf::ListWorkflowsRequest>,
+    ) -> Result<Response<wf::ListWorkflowsResponse>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let views =
+            google::workflows_of(&self.service, &caller, &request.get_ref().parent, None).await?;
+        Ok(Response::new(wf::ListWorkflowsResponse {
+            workflows: views.into_iter().map(workflow_message).collect(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<wf::GetWorkflowRequest>,
+    ) -> Result<Response<wf::Workflow>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let r = request.get_ref();
+        let view = google::workflow(&self.service, &caller, &r.name, &r.revision_id).await?;
+        Ok(Response::new(workflow_message(view)))
+    }
+
+    async fn create_workflow(
+        &self,
+        request: Request<wf::CreateWorkflowRequest>,
+    ) -> Result<Response<longrunning::Operation>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let r = request.into_inner();
+        let (_, contents) = source(r.workflow);
+        let op =
+            google::create(&self.service, &caller, &r.parent, &r.workflow_id, &contents).await?;
+        Ok(Response::new(operation_message(op)))
+    }
+
+    async fn delete_workflow(
+        &self,
+        request: Request<wf::DeleteWorkflowRequest>,
+    ) -> Result<Response<longrunning::Operation>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let op = google::delete(&self.service, &caller, &request.get_ref().name).await?;
+        Ok(Response::new(operation_message(op)))
+    }
+
+    async fn update_workflow(
+        &self,
+        request: Request<wf::UpdateWorkflowRequest>,
+    ) -> Result<Response<longrunning::Operation>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let (name, contents) = source(request.into_inner().workflow);
+        let op = google::update(&self.service, &caller, &name, &contents).await?;
+        Ok(Response::new(operation_message(op)))
+    }
+
+    async fn list_workflow_revisions(
+        &self,
+        request: Request<wf::ListWorkflowRevisionsRequest>,
+    ) -> Result<Response<wf::ListWorkflowRevisionsResponse>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let name = &request.get_ref().name;
+        let (parent, workflow) = name
+            .rsplit_once("/workflows/")
+            .ok_or_else(|| Status::invalid_argument(format!("`{name}` is not a workflow name")))?;
+        let views = google::workflows_of(&self.service, &caller, parent, Some(workflow)).await?;
+        Ok(Response::new(wf::ListWorkflowRevisionsResponse {
+            workflows: views.into_iter().map(workflow_message).collect(),
+            next_page_token: String::new(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl longrunning::operations_server::Operations for Operations {
+    async fn get_operation(
+        &self,
+        request: Request<longrunning::GetOperationRequest>,
+    ) -> Result<Response<longrunning::Operation>, Status> {
+        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let op = google::operation(&self.service, &caller, &request.get_ref().name).await?;
+        Ok(Response::new(operation_message(op)))
     }
 }

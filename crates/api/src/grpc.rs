@@ -55,6 +55,8 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("skein.v1.Runner")
             .with_service_name("google.cloud.workflows.executions.v1.Executions")
+            .with_service_name("google.cloud.workflows.v1.Workflows")
+            .with_service_name("google.longrunning.Operations")
             .with_service_name("grpc.health.v1.Health")
     };
     let reflection_alpha = reflection()
@@ -75,12 +77,17 @@ pub async fn serve(
     })
     .max_decoding_message_size(max)
     .max_encoding_message_size(usize::MAX);
-    let executions = crate::google_grpc::pb::executions_server::ExecutionsServer::new(
-        crate::google_grpc::Executions {
-            service: service.clone(),
-        },
-    )
+    let executions = crate::google_grpc::ExecutionsServer::new(crate::google_grpc::Executions {
+        service: service.clone(),
+    })
     .max_decoding_message_size(max);
+    let workflows = crate::google_grpc::WorkflowsServer::new(crate::google_grpc::Workflows {
+        service: service.clone(),
+    })
+    .max_decoding_message_size(max);
+    let operations = crate::google_grpc::OperationsServer::new(crate::google_grpc::Operations {
+        service: service.clone(),
+    });
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
         .add_service(health_service)
@@ -88,6 +95,8 @@ pub async fn serve(
         .add_service(reflection_alpha)
         .add_service(runner)
         .add_service(executions)
+        .add_service(workflows)
+        .add_service(operations)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -374,3 +374,60 @@ async fn googles_python_client_library_drives_skein() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Where Google's Node client library (`@google-cloud/workflows`) is installed: a
+/// `node_modules` directory (`.ci/run` installs it and names it in SKEIN_GOOGLE_NODE_MODULES);
+/// `None`, said aloud, where there is none, unless SKEIN_REQUIRE_GOOGLE_CLIENTS=1.
+fn google_node_modules() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("SKEIN_GOOGLE_NODE_MODULES").map(std::path::PathBuf::from);
+    if let Some(dir) = dir.filter(|d| d.join("@google-cloud/workflows").is_dir()) {
+        return Some(dir);
+    }
+    let message = "no node_modules with @google-cloud/workflows (set SKEIN_GOOGLE_NODE_MODULES \
+                   to one, as .ci/run does)";
+    assert!(
+        std::env::var("SKEIN_REQUIRE_GOOGLE_CLIENTS").as_deref() != Ok("1"),
+        "{message}"
+    );
+    eprintln!("SKIPPED: Google's Node client test: {message}");
+    None
+}
+
+/// Google's own Node client library, the one seed 001's SDK uses, over gRPC and over its
+/// REST fallback, runs and polls executions on a real `skein server`
+/// (crates/cli/tests/it/google_client.js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn googles_node_client_library_drives_skein() {
+    let Some(modules) = google_node_modules() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
+    let _server = crate::server::background(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--grpc-listen",
+        &format!("127.0.0.1:{grpc_port}"),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    crate::server::healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let out = tokio::process::Command::new("node")
+        .arg(repo().join("crates/cli/tests/it/google_client.js"))
+        .arg(port.to_string())
+        .arg(grpc_port.to_string())
+        .env("NODE_PATH", modules)
+        .output()
+        .await
+        .expect("runs node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -98,6 +98,22 @@ updated = workflows.update_workflow(
 assert updated.revision_id != triple.revision_id, (updated.revision_id, triple.revision_id)
 assert json.loads(run("triple", {"n": 7}).result) == 28
 
+# The workflows client over gRPC too (Google's service as skein serves it): a create
+# answered as an operation whose response decodes into a Workflow.
+workflows_grpc = workflows_v1.WorkflowsClient(
+    transport=workflows_v1.services.workflows.transports.WorkflowsGrpcTransport(
+        channel=grpc.insecure_channel(sys.argv[2])
+    )
+)
+made = workflows_grpc.create_workflow(
+    parent=parent,
+    workflow=workflows_v1.Workflow(source_contents=TRIPLE),
+    workflow_id="over-grpc",
+).result(timeout=30)
+assert made.name == f"{parent}/workflows/over-grpc", made.name
+assert workflows_grpc.get_workflow(name=made.name).source_contents == TRIPLE
+assert json.loads(run("over-grpc", {"n": 2}).result) == 6
+
 workflows.delete_workflow(name=f"{parent}/workflows/fails").result(timeout=30)
 try:
     workflows.get_workflow(name=f"{parent}/workflows/fails")
