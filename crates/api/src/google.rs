@@ -34,12 +34,6 @@ impl From<ApiError> for GoogleError {
     }
 }
 
-impl From<store::Error> for GoogleError {
-    fn from(e: store::Error) -> GoogleError {
-        GoogleError(e.into())
-    }
-}
-
 impl IntoResponse for GoogleError {
     fn into_response(self) -> Response {
         let status = self.0.status;
@@ -65,23 +59,23 @@ impl IntoResponse for GoogleError {
 
 type Res<T> = Result<T, GoogleError>;
 
-fn not_found(what: String) -> GoogleError {
-    GoogleError(ApiError::new(StatusCode::NOT_FOUND, "not_found", what))
+fn not_found(what: String) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
 }
 
 /// Checks that the path's project is the caller's.
-fn project(caller: &Caller, project: &str) -> Res<()> {
+fn project(caller: &Caller, project: &str) -> Result<(), ApiError> {
     if caller.project == project || caller.project == "default" {
         Ok(())
     } else {
-        Err(GoogleError(ApiError::new(
+        Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
                 "this token belongs to the project `{}`, not `{project}`",
                 caller.project
             ),
-        )))
+        ))
     }
 }
 
@@ -182,11 +176,7 @@ async fn current(
         .deployments(&caller.project, Some(name))
         .await?;
     let (Some(latest), Some(first)) = (revisions.first(), revisions.last()) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no workflow `{name}`"),
-        ));
+        return Err(not_found(format!("there is no workflow `{name}`")));
     };
     Ok((latest.clone(), first.created_at))
 }
@@ -200,7 +190,7 @@ pub(crate) async fn create(
     source: &str,
 ) -> Result<OperationView, ApiError> {
     let (p, l) = location(parent)?;
-    project(caller, &p).map_err(|e| e.0)?;
+    project(caller, &p)?;
     deploy_as(
         service,
         caller,
@@ -220,7 +210,7 @@ pub(crate) async fn update(
     source: &str,
 ) -> Result<OperationView, ApiError> {
     let names = Names::parse(name)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     current(service, caller, &names.workflow).await?;
     deploy_as(
         service,
@@ -260,7 +250,7 @@ pub(crate) async fn workflow(
 ) -> Result<WorkflowView, ApiError> {
     caller.require(Role::Read)?;
     let names = Names::parse(name)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     let (latest, first) = current(service, caller, &names.workflow).await?;
     if revision_id.is_empty() {
         return Ok(WorkflowView::of(&names.base(), &latest, first));
@@ -276,14 +266,10 @@ pub(crate) async fn workflow(
         None => None,
     };
     let deployed = deployed.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "the workflow `{}` has no revision `{revision_id}`",
-                names.workflow
-            ),
-        )
+        not_found(format!(
+            "the workflow `{}` has no revision `{revision_id}`",
+            names.workflow
+        ))
     })?;
     Ok(WorkflowView::of(&names.base(), &deployed, first))
 }
@@ -298,7 +284,7 @@ pub(crate) async fn workflows_of(
 ) -> Result<Vec<WorkflowView>, ApiError> {
     caller.require(Role::Read)?;
     let (p, l) = location(parent)?;
-    project(caller, &p).map_err(|e| e.0)?;
+    project(caller, &p)?;
     let base = format!("projects/{p}/locations/{l}");
     let mut out = Vec::new();
     let deployed = service
@@ -324,17 +310,16 @@ pub(crate) async fn delete(
 ) -> Result<OperationView, ApiError> {
     caller.require(Role::Run)?;
     let names = Names::parse(name)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     if !service
         .store()
         .undeploy(&caller.project, &names.workflow)
         .await?
     {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no workflow `{}`", names.workflow),
-        ));
+        return Err(not_found(format!(
+            "there is no workflow `{}`",
+            names.workflow
+        )));
     }
     let base = names.base();
     Ok(OperationView {
@@ -353,18 +338,12 @@ pub(crate) async fn operation(
     name: &str,
 ) -> Result<OperationView, ApiError> {
     caller.require(Role::Read)?;
-    let missing = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no operation `{name}`"),
-        )
-    };
+    let missing = || not_found(format!("there is no operation `{name}`"));
     let parts: Vec<&str> = name.split('/').collect();
     let ["projects", p, "locations", l, "operations", id] = parts.as_slice() else {
         return Err(missing());
     };
-    project(caller, p).map_err(|e| e.0)?;
+    project(caller, p)?;
     let base = format!("projects/{p}/locations/{l}");
     let (verb, rest) = id.split_once('-').ok_or_else(missing)?;
     let verb = match verb {
@@ -664,11 +643,9 @@ async fn execution(
 ) -> Result<store::Execution, ApiError> {
     match service.store().execution(id).await? {
         Some(e) if e.project == caller.project && e.name == workflow => Ok(e),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("there is no execution `{id}` of the workflow `{workflow}`"),
-        )),
+        _ => Err(not_found(format!(
+            "there is no execution `{id}` of the workflow `{workflow}`"
+        ))),
     }
 }
 
@@ -681,7 +658,7 @@ pub(crate) async fn start(
     argument: &str,
 ) -> Result<ExecutionView, ApiError> {
     let names = Names::parse(parent)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     let input = if argument.trim().is_empty() {
         Value::Null
     } else {
@@ -711,7 +688,7 @@ pub(crate) async fn get(
 ) -> Result<ExecutionView, ApiError> {
     caller.require(Role::Read)?;
     let names = Names::parse(name)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     let e = execution(service, caller, &names.workflow, names.execution()?).await?;
     Ok(ExecutionView::of(&names.base(), &names.workflow, &e))
 }
@@ -723,7 +700,7 @@ pub(crate) async fn cancel(
     name: &str,
 ) -> Result<ExecutionView, ApiError> {
     let names = Names::parse(name)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     let id = names.execution()?;
     execution(service, caller, &names.workflow, id).await?;
     let e = crate::steer(service, caller, id, store::Request::Cancel).await?;
@@ -738,7 +715,7 @@ pub(crate) async fn list(
 ) -> Result<Vec<ExecutionView>, ApiError> {
     caller.require(Role::Read)?;
     let names = Names::parse(parent)?;
-    project(caller, &names.project).map_err(|e| e.0)?;
+    project(caller, &names.project)?;
     let query = store::ListQuery {
         project: Some(caller.project.clone()),
         name: Some(names.workflow.clone()),
@@ -806,7 +783,7 @@ pub(crate) async fn cancel_execution(
     Path(at): Path<ExecutionPath>,
 ) -> Res<Json<Value>> {
     let Some(id) = at.execution.strip_suffix(":cancel") else {
-        return Err(not_found(format!("there is no method `{}`", at.execution)));
+        return Err(not_found(format!("there is no method `{}`", at.execution)).into());
     };
     Ok(Json(cancel(&service, &caller, &at.name(id)).await?.json()))
 }
