@@ -272,6 +272,7 @@ pub(crate) async fn start_execution(
     service.admit_start(&caller.project)?;
     let options = dsl::Options {
         max_bytes: limits.max_definition_bytes,
+        cloud_workflows: limits.cloud_workflows,
         ..Default::default()
     };
     let parsed = gcw::parse_any(&request.workflow, &options);

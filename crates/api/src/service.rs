@@ -40,6 +40,9 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// The largest workflow definition, in bytes.
     pub max_definition_bytes: usize,
+    /// Google's limits, for Cloud Workflows documents (give the engine's front-end the
+    /// same, so that a resumed execution is read as it was started).
+    pub cloud_workflows: dsl::CloudWorkflowsLimits,
     /// The largest workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
     /// The most event-stream clients at once.
@@ -121,6 +124,7 @@ impl Default for Options {
             metrics: crate::Metrics::new(),
             max_body_bytes: 8 << 20,
             max_definition_bytes: 1 << 20,
+            cloud_workflows: dsl::CloudWorkflowsLimits::default(),
             max_input_bytes: 4 << 20,
             max_subscribers: 10_000,
             tokens: Vec::new(),

@@ -92,6 +92,7 @@ pub(crate) async fn deploy_text(
     }
     let options = dsl::Options {
         max_bytes: limits.max_definition_bytes,
+        cloud_workflows: limits.cloud_workflows,
         ..Default::default()
     };
     let parsed = gcw::parse_any(definition, &options);

@@ -21,13 +21,15 @@ pub use yaml::{MAX_DEPTH, MAX_NODES};
 /// The largest document accepted by default: 4 MiB.
 pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
 
-/// Settings for [`parse`].
+/// Settings for [`parse`] (and for the other front-ends, which take the same).
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Report every use of a skein extension (such as `for.concurrency`) as an error.
     pub strict: bool,
     /// Larger documents are refused before parsing.
     pub max_bytes: usize,
+    /// Google's limits, for Cloud Workflows documents.
+    pub cloud_workflows: CloudWorkflowsLimits,
 }
 
 impl Default for Options {
@@ -35,6 +37,33 @@ impl Default for Options {
         Options {
             strict: false,
             max_bytes: DEFAULT_MAX_BYTES,
+            cloud_workflows: CloudWorkflowsLimits::default(),
+        }
+    }
+}
+
+/// Google's limits on a Cloud Workflows execution, which the Cloud Workflows front-end
+/// lowers into the program: documented defaults that configuration can raise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloudWorkflowsLimits {
+    /// Branches or iterations of a `parallel` step running at once when it gives no
+    /// `concurrency_limit` (Google: 20).
+    pub concurrency: std::num::NonZeroU32,
+    /// Bytes of a subworkflow's variables, as JSON (Google: 512 KiB).
+    pub variables_bytes: usize,
+}
+
+impl CloudWorkflowsLimits {
+    pub const DEFAULT_CONCURRENCY: u32 = 20;
+    pub const DEFAULT_VARIABLES_BYTES: usize = 512 * 1024;
+}
+
+impl Default for CloudWorkflowsLimits {
+    fn default() -> Self {
+        CloudWorkflowsLimits {
+            concurrency: std::num::NonZeroU32::new(Self::DEFAULT_CONCURRENCY)
+                .expect("the default is not zero"),
+            variables_bytes: Self::DEFAULT_VARIABLES_BYTES,
         }
     }
 }

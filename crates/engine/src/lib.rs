@@ -127,7 +127,7 @@ impl Engine {
             effects,
             clock,
             entropy: Arc::new(SystemEntropy),
-            frontend: Arc::new(Dsl),
+            frontend: Arc::new(Dsl::default()),
             observer: None,
             wakers: Mutex::default(),
             limits: Limits::default(),
@@ -357,12 +357,14 @@ pub trait Frontend: Send + Sync {
 }
 
 /// The engine's default front-end: the Serverless Workflow DSL (`dsl`), or Cloud
-/// Workflows (`gcw`) for a document of that shape.
-pub struct Dsl;
+/// Workflows (`gcw`) for a document of that shape, read with these options (such as
+/// Google's limits for Cloud Workflows documents).
+#[derive(Default)]
+pub struct Dsl(pub dsl::Options);
 
 impl Frontend for Dsl {
     fn lower(&self, definition: &str) -> Result<Program, String> {
-        let parsed = gcw::parse_any(definition, &dsl::Options::default());
+        let parsed = gcw::parse_any(definition, &self.0);
         parsed.workflow.ok_or_else(|| {
             parsed
                 .diagnostics

@@ -223,6 +223,9 @@ pub(crate) struct Compute {
     text: String,
     origin: String,
     locals: Vec<String>,
+    /// For a computation that makes a subworkflow's variables: the most bytes (as JSON)
+    /// they may take (Google's 512 KiB by default), past which `ResourceLimitError`.
+    variables_bytes: Option<usize>,
 }
 
 impl Compute {
@@ -237,7 +240,43 @@ impl Compute {
             text: text.into(),
             origin: origin.to_string(),
             locals: locals.to_vec(),
+            variables_bytes: None,
         }))
+    }
+
+    /// A computation that makes a subworkflow's variables, held to `limit` bytes.
+    pub(crate) fn variables(
+        kind: Kind,
+        text: impl Into<String>,
+        origin: &str,
+        locals: &[String],
+        limit: usize,
+    ) -> Expr {
+        Expr::new(Arc::new(Compute {
+            kind,
+            text: text.into(),
+            origin: origin.to_string(),
+            locals: locals.to_vec(),
+            variables_bytes: Some(limit),
+        }))
+    }
+
+    /// Refuses variables larger than the limit.
+    fn check_size(&self, variables: &Value) -> Result<(), Raised> {
+        let Some(limit) = self.variables_bytes else {
+            return Ok(());
+        };
+        let size = serde_json::to_vec(variables).map_or(0, |v| v.len());
+        if size <= limit {
+            return Ok(());
+        }
+        Err(Raised::tagged(
+            "ResourceLimitError",
+            format!(
+                "the variables take {size} bytes, more than the limit of {limit} \
+                 (setting `cloud-workflows-variables-bytes`)"
+            ),
+        ))
     }
 
     /// The evaluation error a Cloud Workflows error becomes: `Tag: message`.
@@ -501,7 +540,10 @@ impl Expression for Compute {
     }
 
     fn eval(&self, input: &Value, vars: &Vars<'_>) -> Result<Value, EvalError> {
-        match vars.budget().run(|| self.run(input, vars)) {
+        match vars.budget().run(|| {
+            self.run(input, vars)
+                .and_then(|v| self.check_size(&v).map(|()| v))
+        }) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(raised)) => Err(self.error(&raised)),
             Err(exceeded) => Err(self

@@ -91,20 +91,20 @@ pub fn parse_any(source: &str, options: &dsl::Options) -> Parsed {
     };
     match Syntax::of(&root) {
         Syntax::Dsl => dsl::lower(source, &root, options),
-        Syntax::CloudWorkflows => lower_tree(source, &root),
+        Syntax::CloudWorkflows => lower_tree(source, &root, options),
     }
 }
 
 /// Parses and checks a Cloud Workflows document, and lowers it.
 pub fn parse(source: &str, options: &dsl::Options) -> Parsed {
     match dsl::tree(source, options) {
-        Ok(root) => lower_tree(source, &root),
+        Ok(root) => lower_tree(source, &root, options),
         Err(d) => Parsed::failed(d),
     }
 }
 
-fn lower_tree(source: &str, root: &Node) -> Parsed {
-    let mut lowerer = lower::Lowerer::new(source);
+fn lower_tree(source: &str, root: &Node, options: &dsl::Options) -> Parsed {
+    let mut lowerer = lower::Lowerer::new(source, options.cloud_workflows);
     let workflow = lowerer.document(root);
     Parsed {
         workflow,

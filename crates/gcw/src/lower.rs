@@ -91,16 +91,18 @@ pub(crate) struct Lowerer<'s> {
     library: Arc<OnceLock<Library>>,
     /// Where expressions call subworkflows, checked for purity at the end.
     in_expressions: Vec<(String, std::ops::Range<usize>, String)>,
+    limits: dsl::CloudWorkflowsLimits,
 }
 
 impl<'s> Lowerer<'s> {
-    pub(crate) fn new(source: &'s str) -> Self {
+    pub(crate) fn new(source: &'s str, limits: dsl::CloudWorkflowsLimits) -> Self {
         Lowerer {
             source,
             diagnostics: Vec::new(),
             subs: IndexMap::new(),
             library: Arc::default(),
             in_expressions: Vec::new(),
+            limits,
         }
     }
 
@@ -742,7 +744,14 @@ impl<'s> Lowerer<'s> {
                 assignments.push((target, value));
             }
         }
-        self.set(Kind::Assign(assignments), "assign", &path, &scope.locals)
+        let assign = Compute::variables(
+            Kind::Assign(assignments),
+            "assign",
+            &path,
+            &scope.locals,
+            self.limits.variables_bytes,
+        );
+        TaskKind::Set(Template::Expr(assign))
     }
 
     /// A `call` step: its task, and what binds its result.
@@ -806,8 +815,9 @@ impl<'s> Lowerer<'s> {
                 self.tmpl(v, &format!("{args_at}/{name}"), scope),
             ));
         }
+        let limit = self.limits.variables_bytes;
         let bind = |from| {
-            Compute::expr(
+            Compute::variables(
                 Kind::Bind {
                     result: result.clone(),
                     from,
@@ -815,6 +825,7 @@ impl<'s> Lowerer<'s> {
                 "result",
                 &format!("{at}/result"),
                 &scope.locals,
+                limit,
             )
         };
         if let Some(sub) = self.subs.get(function) {
@@ -844,11 +855,12 @@ impl<'s> Lowerer<'s> {
                 .into_iter()
                 .filter_map(|(p, d)| Some((p, d?)))
                 .collect();
-            let with = Template::Expr(Compute::expr(
+            let with = Template::Expr(Compute::variables(
                 Kind::Arguments { given, defaults },
                 "args",
                 &args_at,
                 &scope.locals,
+                limit,
             ));
             let kind = TaskKind::Call(Box::new(Call::Function(FunctionCall {
                 name: function.to_string(),
@@ -1219,7 +1231,8 @@ impl<'s> Lowerer<'s> {
             }
         }
         let concurrency = match field(entries, "concurrency_limit") {
-            None => Concurrency::Fixed(std::num::NonZeroU32::MAX),
+            // Google's: at most so many at once, the others wait their turn.
+            None => Concurrency::Fixed(self.limits.concurrency),
             Some(n) => match &n.kind {
                 Yk::Int(i) => match u32::try_from(*i).ok().and_then(std::num::NonZeroU32::new) {
                     Some(n) => Concurrency::Fixed(n),

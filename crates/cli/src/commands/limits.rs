@@ -61,9 +61,32 @@ pub(crate) struct LimitArgs {
     /// Events that may be delivered to one execution (`POST …/events`); past it, 429.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_INBOX_EVENTS)]
     inbox_events: u64,
+
+    /// Cloud Workflows documents: branches or iterations of a `parallel` step running at
+    /// once when it gives no `concurrency_limit` (Google's limit).
+    #[arg(long, value_name = "N", default_value_t = dsl::CloudWorkflowsLimits::DEFAULT_CONCURRENCY)]
+    cloud_workflows_concurrency: u32,
+
+    /// Cloud Workflows documents: the most bytes (as JSON) a subworkflow's variables may
+    /// take; past it, the step raises `ResourceLimitError` (Google's 512 KiB).
+    #[arg(long, value_name = "BYTES", default_value_t = dsl::CloudWorkflowsLimits::DEFAULT_VARIABLES_BYTES)]
+    cloud_workflows_variables_bytes: usize,
 }
 
 impl LimitArgs {
+    /// The front-ends' options: Google's limits for Cloud Workflows documents.
+    pub(crate) fn frontend(&self) -> anyhow::Result<dsl::Options> {
+        let concurrency = std::num::NonZeroU32::new(self.cloud_workflows_concurrency)
+            .ok_or_else(|| anyhow::anyhow!("--cloud-workflows-concurrency must be at least 1"))?;
+        Ok(dsl::Options {
+            cloud_workflows: dsl::CloudWorkflowsLimits {
+                concurrency,
+                variables_bytes: self.cloud_workflows_variables_bytes,
+            },
+            ..dsl::Options::default()
+        })
+    }
+
     pub(crate) fn limits(&self) -> Limits {
         Limits {
             expression: Budget {

@@ -89,9 +89,11 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let effects = runtime::Runtime::new()
         .with_catalog(args.catalog.clone())
         .with_workers(placement.workers.clone());
+    let frontend = args.limits.frontend()?;
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
         .with_observer(progress.clone())
-        .with_limits(args.limits.limits());
+        .with_limits(args.limits.limits())
+        .with_frontend(Arc::new(engine::Dsl(frontend.clone())));
 
     let id = match (&args.resume, &args.file) {
         (Some(id), _) => {
@@ -103,7 +105,7 @@ async fn execute(args: Args) -> Result<ExitCode> {
         (None, Some(file)) => {
             let source = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let parsed = gcw::parse_any(&source, &dsl::Options::default());
+            let parsed = gcw::parse_any(&source, &frontend);
             let Some(workflow) = parsed.workflow else {
                 eprint!(
                     "{}",

@@ -466,9 +466,11 @@ async fn serve(args: Args) -> Result<()> {
     let metrics = api::Metrics::new();
     store.observe_commits(metrics.commit_observer());
     let limits = args.limits.limits();
+    let frontend = args.limits.frontend()?;
     let mut engine = Engine::new(store, Arc::new(effects), Arc::new(SystemClock))
         .with_observer(metrics.clone())
-        .with_limits(limits.clone());
+        .with_limits(limits.clone())
+        .with_frontend(Arc::new(engine::Dsl(frontend.clone())));
     for project in &config.projects {
         engine = engine.with_project_limits(&project.name, project.limits.apply(&limits));
     }
@@ -483,6 +485,7 @@ async fn serve(args: Args) -> Result<()> {
             metrics,
             max_body_bytes: args.max_body_bytes,
             max_definition_bytes: args.max_definition_bytes,
+            cloud_workflows: frontend.cloud_workflows,
             max_input_bytes: args.max_input_bytes,
             max_subscribers: args.max_subscribers,
             tokens,

@@ -70,6 +70,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let options = Options {
         strict: args.strict,
         max_bytes: args.max_size,
+        ..Options::default()
     };
     let mut checked = Vec::new();
     let mut unreadable = false;

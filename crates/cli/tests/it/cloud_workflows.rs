@@ -20,7 +20,9 @@ type Seen = Arc<Mutex<HashMap<String, u64>>>;
 /// A stand-in for the services the documents call:
 /// - `/flaky/{key}?fail=N&status=S`: the first N requests of each key get S (with a
 ///   JSON body), then `{"attempt": n}`;
-/// - `/echo`: the method, query and JSON body it was sent.
+/// - `/echo`: the method, query and JSON body it was sent;
+/// - `/slow/{group}`: answers after 200 ms; `/most/{group}`: the most requests of the
+///   group that were in flight at once.
 async fn stand_in() -> String {
     let app = Router::new()
         .route(
@@ -57,6 +59,33 @@ async fn stand_in() -> String {
                  body: String| async move {
                     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                     axum::Json(json!({"method": method.as_str(), "query": q, "body": body}))
+                },
+            ),
+        )
+        .route(
+            "/slow/{group}",
+            get(
+                |State(seen): State<Seen>, Path(group): Path<String>| async move {
+                    // Requests in flight per group, and the most there were at once.
+                    let (now, most) = (format!("now:{group}"), format!("most:{group}"));
+                    {
+                        let mut seen = seen.lock().unwrap();
+                        let n = *seen.entry(now.clone()).and_modify(|n| *n += 1).or_insert(1);
+                        let m = seen.entry(most).or_default();
+                        *m = (*m).max(n);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    *seen.lock().unwrap().get_mut(&now).unwrap() -= 1;
+                    axum::Json(json!({}))
+                },
+            ),
+        )
+        .route(
+            "/most/{group}",
+            get(
+                |State(seen): State<Seen>, Path(group): Path<String>| async move {
+                    let most = seen.lock().unwrap().get(&format!("most:{group}")).copied();
+                    axum::Json(json!({"most": most.unwrap_or(0)}))
                 },
             ),
         )
@@ -430,4 +459,36 @@ async fn googles_node_client_library_drives_skein() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Google's limits are defaults: `--cloud-workflows-variables-bytes` raises the limit on
+/// a subworkflow's variables.
+#[test]
+fn configuration_raises_googles_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("grow.yaml");
+    std::fs::write(
+        &file,
+        "- start:\n    assign:\n      - big: \"x\"\n- double:\n    for:\n      value: i\n      range: [1, 20]\n      steps:\n        - twice:\n            assign:\n              - big: ${big + big}\n- done:\n    return: ${len(big)}\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (file, data) = (file.to_str().unwrap(), data.to_str().unwrap());
+    let out = skein(&["run", file, "--data-dir", data]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ResourceLimitError"),
+        "{}",
+        stderr(&out)
+    );
+    let out = skein(&[
+        "run",
+        file,
+        "--data-dir",
+        data,
+        "--cloud-workflows-variables-bytes",
+        "4000000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
 }

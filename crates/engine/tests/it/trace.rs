@@ -304,7 +304,9 @@ impl<'a> Case<'a> {
 
     async fn trace(self) -> String {
         let is_dsl = self.frontend.is_none();
-        let frontend = self.frontend.unwrap_or_else(|| Arc::new(engine::Dsl));
+        let frontend = self
+            .frontend
+            .unwrap_or_else(|| Arc::new(engine::Dsl::default()));
         let source = if !is_dsl || self.workflow.trim_start().starts_with("document:") {
             self.workflow.to_string()
         } else {
