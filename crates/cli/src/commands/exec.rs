@@ -23,6 +23,16 @@ use serde_json::Value;
     after_help = "Examples:\n  skein exec start examples/hello.yaml --input '{\"name\": \"Ada\"}' --wait\n  skein exec list --status running\n  skein exec events 0199c3e4-… --follow"
 )]
 pub(crate) struct Args {
+    #[command(flatten)]
+    remote: Remote,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which server a client command talks to, and how it prints (`exec`, `workflows`).
+#[derive(ClapArgs)]
+pub(crate) struct Remote {
     /// The server's base URL.
     #[arg(
         long,
@@ -38,10 +48,13 @@ pub(crate) struct Args {
 
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
+}
 
-    #[command(subcommand)]
-    command: Command,
+impl Remote {
+    pub(crate) fn client(&self) -> Client {
+        Client::new(&self.server, self.token.clone())
+    }
 }
 
 #[derive(Subcommand)]
@@ -191,8 +204,8 @@ impl Client {
 }
 
 async fn exec(args: Args) -> Result<ExitCode> {
-    let client = Client::new(&args.server, args.token.clone());
-    let json = args.json;
+    let client = args.remote.client();
+    let json = args.remote.json;
     match args.command {
         Command::Start {
             file,

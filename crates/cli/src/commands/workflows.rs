@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use serde_json::{Value, json};
 
-use super::exec::{Client, encode};
+use super::exec::{Remote, encode};
 
 /// Deploy, list, show and delete named workflows on a running `skein server`.
 ///
@@ -21,22 +21,8 @@ use super::exec::{Client, encode};
     after_help = "Examples:\n  skein workflows deploy render examples/render/render.workflows.yaml\n  skein workflows list\n  skein exec start --workflow-ref render --input '{\"service\": \"http://…\", \"jobId\": \"j1\"}' --wait"
 )]
 pub(crate) struct Args {
-    /// The server's base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SKEIN_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
-
-    /// A bearer token for the server, if it asks for one.
-    #[arg(long, global = true, env = "SKEIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-
-    /// Print the API's JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    remote: Remote,
 
     #[command(subcommand)]
     command: Command,
@@ -76,9 +62,10 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 async fn workflows(args: Args) -> Result<()> {
-    let client = Client::new(&args.server, args.token.clone());
+    let client = args.remote.client();
+    let json = args.remote.json;
     let show = |value: &Value| {
-        if args.json {
+        if json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
@@ -97,7 +84,7 @@ async fn workflows(args: Args) -> Result<()> {
                 )?);
             let deployed = client.json(request).await?;
             show(&deployed);
-            if !args.json {
+            if !json {
                 println!(
                     "{} revision {} ({})",
                     deployed["name"].as_str().unwrap_or_default(),
@@ -111,7 +98,7 @@ async fn workflows(args: Args) -> Result<()> {
                 .json(client.request(reqwest::Method::GET, "/v1/workflows"))
                 .await?;
             show(&list);
-            if !args.json {
+            if !json {
                 println!(
                     "{:<32} {:>8}  {:<20} DEPLOYED",
                     "NAME", "REVISION", "SYNTAX"
@@ -136,7 +123,7 @@ async fn workflows(args: Args) -> Result<()> {
                 .json(client.request(reqwest::Method::GET, &path))
                 .await?;
             show(&workflow);
-            if !args.json {
+            if !json {
                 eprintln!(
                     "{} revision {} of {} ({}, deployed {})",
                     workflow["name"].as_str().unwrap_or_default(),
@@ -161,7 +148,7 @@ async fn workflows(args: Args) -> Result<()> {
             if !status.is_success() {
                 return Err(super::exec::refusal(status, &response.bytes().await?));
             }
-            if !args.json {
+            if !json {
                 println!("deleted {name}");
             }
         }

@@ -246,25 +246,33 @@ fn only_subworkflows_that_do_not_wait_run_inside_expressions() {
 
 /// Runs `skein workflows` against `base`: exit code, stdout, stderr.
 async fn workflows_cli(base: &str, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-        .arg("workflows")
-        .args(args)
-        .env("SKEIN_SERVER", base)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::server::remote(base, "workflows", args).await
+}
+
+/// A `skein server` on free ports (REST and gRPC) over a journal in `dir`, up: the
+/// process (killed when dropped) and the two ports.
+async fn server_at(dir: &std::path::Path) -> (tokio::process::Child, u16, u16) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
+    let server = crate::server::background(&[
+        "server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--grpc-listen",
+        &format!("127.0.0.1:{grpc_port}"),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ])
+    .spawn()
+    .unwrap();
+    crate::server::healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    (server, port, grpc_port)
 }
 
 /// A Cloud Workflows file deployed by name on a real `skein server`, started by name
 /// with `skein exec start --workflow-ref`, listed, shown and deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_workflow_is_deployed_started_and_deleted_from_the_command_line() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("triple.yaml");
     std::fs::write(
@@ -272,18 +280,8 @@ async fn a_named_workflow_is_deployed_started_and_deleted_from_the_command_line(
         "main:\n  params: [args]\n  steps:\n    - give:\n        return: ${args.n * 3}\n",
     )
     .unwrap();
-    let port = crate::server::free_port();
+    let (_server, port, _) = server_at(&dir.path().join("data")).await;
     let base = format!("http://127.0.0.1:{port}");
-    let _server = crate::server::background(&[
-        "server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-    ])
-    .spawn()
-    .unwrap();
-    crate::server::healthy(&reqwest::Client::new(), &base).await;
     let file = file.to_str().unwrap();
 
     let (code, out, err) = workflows_cli(&base, &["deploy", "triple", file]).await;
@@ -373,21 +371,8 @@ async fn googles_python_client_library_drives_skein() {
     let Some(python) = google_python() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
-    let _server = crate::server::background(&[
-        "server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--grpc-listen",
-        &format!("127.0.0.1:{grpc_port}"),
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .spawn()
-    .unwrap();
-    crate::server::healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let (_server, port, grpc_port) = server_at(dir.path()).await;
     let script = repo().join("crates/cli/tests/it/google_client.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
@@ -430,21 +415,8 @@ async fn googles_node_client_library_drives_skein() {
     let Some(modules) = google_node_modules() else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
-    let _server = crate::server::background(&[
-        "server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--grpc-listen",
-        &format!("127.0.0.1:{grpc_port}"),
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .spawn()
-    .unwrap();
-    crate::server::healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let (_server, port, grpc_port) = server_at(dir.path()).await;
     let out = tokio::process::Command::new("node")
         .arg(repo().join("crates/cli/tests/it/google_client.js"))
         .arg(port.to_string())

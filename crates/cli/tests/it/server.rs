@@ -238,10 +238,16 @@ async fn the_server_refuses_a_public_address_without_authentication() {
     assert!(stderr.contains("loopback"), "{stderr}");
 }
 
-/// Runs `skein exec` against `base` and returns its exit code and stdout.
+/// Runs `skein exec` against `base` and returns its exit code, stdout and stderr.
 pub(crate) async fn exec(base: &str, args: &[&str]) -> (i32, String, String) {
+    remote(base, "exec", args).await
+}
+
+/// Runs `skein COMMAND` (a client of the server, such as `exec` or `workflows`) against
+/// `base` and returns its exit code, stdout and stderr.
+pub(crate) async fn remote(base: &str, command: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .arg("exec")
+        .arg(command)
         .args(args)
         .env("SKEIN_SERVER", base)
         .output()
