@@ -97,9 +97,24 @@ pub struct ProcessControl {
     pub output: OutputSink,
 }
 
+/// A token of the server's own Google identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GoogleToken {
+    /// An ID token for an audience.
+    Id { audience: String },
+    /// An access token with scopes.
+    Access { scopes: Vec<String> },
+}
+
 #[async_trait]
 pub trait Effects: Send + Sync {
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
+
+    /// A token of the server's own Google identity, or why there is none.
+    async fn google_token(&self, token: GoogleToken) -> Result<String, String> {
+        let _ = token;
+        Err("this server has no Google identity to take tokens from".into())
+    }
 
     /// Runs a process to its end, under `control`.
     async fn process(

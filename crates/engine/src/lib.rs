@@ -31,8 +31,9 @@ use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use effects::{
-    Clock, Effects, Entropy, HttpError, HttpRequest, HttpResponse, ManualClock, OutputSink,
-    ProcessControl, ProcessOutput, ProcessSpec, Seeded, SystemClock, SystemEntropy, Usage,
+    Clock, Effects, Entropy, GoogleToken, HttpError, HttpRequest, HttpResponse, ManualClock,
+    OutputSink, ProcessControl, ProcessOutput, ProcessSpec, Seeded, SystemClock, SystemEntropy,
+    Usage,
 };
 
 /// Why a step stopped before finishing.

@@ -15,10 +15,10 @@ use dsl::{Diagnostic, Severity};
 use expr::{Expr, Template};
 use indexmap::IndexMap;
 use program::{
-    Backoff, Call, CallTarget, Catch, Concurrency, Document, Duration, Emit, Endpoint, ErrorDef,
-    ErrorRef, Evaluate, FlowDirective, For, FunctionCall, HttpCall, HttpOutput, Input, NamedTask,
-    Output, Program, Raise, RetryLimit, RetryPolicy, RetryRef, Switch, SwitchCase, Task, TaskKind,
-    TaskList, Timeout, TimeoutRef, Try, Uri, Use,
+    AuthPolicy, AuthRef, Backoff, Call, CallTarget, Catch, Concurrency, Document, Duration, Emit,
+    Endpoint, ErrorDef, ErrorRef, Evaluate, FlowDirective, For, FunctionCall, GoogleAuth, HttpCall,
+    HttpOutput, Input, NamedTask, Output, Program, Raise, RetryLimit, RetryPolicy, RetryRef,
+    Switch, SwitchCase, Task, TaskKind, TaskList, Timeout, TimeoutRef, Try, Uri, Use,
 };
 use serde_json::Value;
 
@@ -937,9 +937,13 @@ impl<'s> Lowerer<'s> {
                 },
                 m => m.to_uppercase(),
             };
-            if arg("auth").is_some() {
-                self.error(call.range.clone(), &format!("{at}/args/auth"), "`auth` on HTTP calls is not supported yet by skein's Cloud Workflows front-end");
-            }
+            let authentication = match args.iter().find(|(name, _, _)| name == "auth") {
+                Some((_, _, node)) => {
+                    let google = self.auth(node, &format!("{args_at}/auth"), scope)?;
+                    Some(AuthRef::Inline(Box::new(AuthPolicy::Google(google))))
+                }
+                None => None,
+            };
             let kind = TaskKind::Call(Box::new(Call::Http(HttpCall {
                 method,
                 endpoint: Endpoint {
@@ -949,7 +953,7 @@ impl<'s> Lowerer<'s> {
                         &format!("{args_at}/url"),
                         &scope.locals,
                     )),
-                    authentication: None,
+                    authentication,
                 },
                 headers: arg("headers").map(|t| value(t, "headers")),
                 body: arg("body").map(|t| value(t, "body")),
@@ -1517,6 +1521,74 @@ impl<'s> Lowerer<'s> {
             },
         });
         (TaskKind::Switch(Switch { cases }), blocks)
+    }
+
+    /// An HTTP call's `auth`: `{type: OIDC, audience}` or `{type: OAuth2, scopes}`, a
+    /// token of the server's own Google identity.
+    fn auth(&mut self, node: &Yn, path: &str, scope: &Scope) -> Option<GoogleAuth> {
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                path,
+                "`auth` is a mapping such as `{type: OIDC}`",
+            );
+            return None;
+        };
+        let keys = ["type", "audience", "scopes", "scope"];
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !keys.contains(&key) {
+                self.unknown_key(k, key, &keys, path);
+            }
+        }
+        match field(entries, "type").and_then(Yn::as_str) {
+            Some("OIDC") => {
+                let audience = field(entries, "audience").map(|a| {
+                    let t = self.tmpl(a, &format!("{path}/audience"), scope);
+                    Template::Expr(Compute::expr(
+                        Kind::Value(t),
+                        "audience",
+                        &format!("{path}/audience"),
+                        &scope.locals,
+                    ))
+                });
+                Some(GoogleAuth::Oidc { audience })
+            }
+            Some("OAuth2") => {
+                let scopes = match field(entries, "scopes")
+                    .or(field(entries, "scope"))
+                    .map(|s| &s.kind)
+                {
+                    None => Vec::new(),
+                    Some(Yk::Str(s)) => s
+                        .split([' ', ','])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    Some(Yk::Seq(items)) => items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                    Some(_) => {
+                        self.error(
+                            node.range.clone(),
+                            &format!("{path}/scopes"),
+                            "`scopes` is a list of scope URLs, or one string",
+                        );
+                        return None;
+                    }
+                };
+                Some(GoogleAuth::OAuth2 { scopes })
+            }
+            _ => {
+                self.error(
+                    node.range.clone(),
+                    &format!("{path}/type"),
+                    "`auth.type` is `OIDC` or `OAuth2`",
+                );
+                None
+            }
+        }
     }
 
     /// A `try` step with its `retry` and `except`.

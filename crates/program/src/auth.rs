@@ -16,6 +16,19 @@ pub enum AuthPolicy {
     Digest(Secretable<BasicAuth>),
     OAuth2(Secretable<OAuth2>),
     Oidc(Secretable<OAuth2>),
+    /// A token of the server's own Google identity (the metadata server, or the
+    /// service-account key in `GOOGLE_APPLICATION_CREDENTIALS`): Cloud Workflows'
+    /// `auth: {type: OIDC|OAuth2}`. The DSL has no syntax for it.
+    Google(GoogleAuth),
+}
+
+/// What Google token a call carries.
+#[derive(Clone, Debug)]
+pub enum GoogleAuth {
+    /// An ID token for this audience (the call's URL without its query when none).
+    Oidc { audience: Option<Template> },
+    /// An access token with these scopes (cloud-platform when none).
+    OAuth2 { scopes: Vec<String> },
 }
 
 /// Settings written inline, or taken from a secret named in `use.secrets`.

@@ -34,8 +34,8 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 pub use auth::{
-    AuthPolicy, AuthRef, BasicAuth, ClientAuthentication, OAuth2, OAuth2Client, OAuth2Endpoints,
-    OAuth2Token, Secretable,
+    AuthPolicy, AuthRef, BasicAuth, ClientAuthentication, GoogleAuth, OAuth2, OAuth2Client,
+    OAuth2Endpoints, OAuth2Token, Secretable,
 };
 pub use call::{
     A2aCall, AsyncApiCall, AsyncApiConsume, AsyncApiMessage, AsyncApiServer, AsyncApiSubscription,

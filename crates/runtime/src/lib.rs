@@ -6,6 +6,7 @@
 //! **API boundary:** knows HTTP, nothing about workflows.
 
 pub mod egress;
+mod google;
 mod plain;
 mod workers;
 
@@ -39,6 +40,8 @@ pub struct Runtime {
     /// The clients of each restricting policy, made when first used: by project, and
     /// `None` for the server's.
     guarded: Mutex<HashMap<Option<String>, Arc<Guarded>>>,
+    /// Tokens of the server's Google identity, made when first asked for.
+    google: std::sync::OnceLock<google::GoogleTokens>,
 }
 
 /// The HTTP clients of one egress policy.
@@ -126,6 +129,7 @@ impl Runtime {
             open: Clients::open(),
             egress: None,
             guarded: Mutex::default(),
+            google: std::sync::OnceLock::new(),
         }
     }
 
@@ -258,6 +262,13 @@ async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpRe
 
 #[async_trait]
 impl Effects for Runtime {
+    async fn google_token(&self, token: engine::GoogleToken) -> Result<String, String> {
+        self.google
+            .get_or_init(google::GoogleTokens::from_env)
+            .token(token)
+            .await
+    }
+
     /// The request runs on a task of its own, so that building it and reading the
     /// response share the runtime's threads instead of the one that drives the
     /// execution; dropping the returned future aborts it.

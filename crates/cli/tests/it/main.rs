@@ -5,6 +5,7 @@ mod cloud_workflows;
 pub(crate) mod crash;
 mod ctk;
 mod egress;
+mod google_auth;
 pub(crate) mod grpc;
 mod replicas;
 mod run;

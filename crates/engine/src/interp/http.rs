@@ -3,12 +3,12 @@
 
 use base64::Engine as _;
 use expr::{Problem, Template, Vars, types};
-use program::{AuthPolicy, AuthRef, HttpCall, HttpOutput, OAuth2, Secretable, Uri};
+use program::{AuthPolicy, AuthRef, GoogleAuth, HttpCall, HttpOutput, OAuth2, Secretable, Uri};
 use serde_json::{Value, json};
 
 use crate::interp::{eval, plain_string, text};
 use crate::run::Run;
-use crate::{HttpError, HttpRequest, HttpResponse, Interrupt};
+use crate::{GoogleToken, HttpError, HttpRequest, HttpResponse, Interrupt};
 use store::Ticket;
 
 type Res<T> = Result<T, Interrupt>;
@@ -46,7 +46,7 @@ pub(crate) async fn call(
         );
     }
     if let Some(auth) = &call.endpoint.authentication {
-        let value = authorization(run, after, auth, input, vars, at).await?;
+        let value = authorization(run, after, auth, &url, input, vars, at).await?;
         headers.retain(|(k, _)| k != "authorization");
         headers.push(("authorization".into(), value));
     }
@@ -272,6 +272,7 @@ async fn authorization(
     run: &Run,
     after: Ticket,
     auth: &AuthRef,
+    url: &url::Url,
     input: &Value,
     vars: &Vars<'_>,
     at: &str,
@@ -307,6 +308,36 @@ async fn authorization(
             Ok(format!("Bearer {token}"))
         }
         AuthPolicy::Digest(_) => Err(unsupported_auth(at, "digest")),
+        AuthPolicy::Google(google) => {
+            let token = match google {
+                GoogleAuth::Oidc { audience } => GoogleToken::Id {
+                    audience: match audience {
+                        Some(a) => text(a, input, vars, at)?,
+                        // The URL the call goes to, without its query.
+                        None => {
+                            let mut bare = url.clone();
+                            bare.set_query(None);
+                            bare.set_fragment(None);
+                            bare.to_string()
+                        }
+                    },
+                },
+                GoogleAuth::OAuth2 { scopes } => GoogleToken::Access {
+                    scopes: scopes.clone(),
+                },
+            };
+            let token = run.effects.google_token(token).await.map_err(|reason| {
+                Interrupt::Fault(Problem {
+                    type_: types::AUTHENTICATION.into(),
+                    status: 401,
+                    title: Some("No Google token".into()),
+                    detail: Some(reason),
+                    instance: Some(at.to_string()),
+                    data: None,
+                })
+            })?;
+            Ok(format!("Bearer {token}"))
+        }
         AuthPolicy::OAuth2(Secretable::Inline(oauth)) => Ok(format!(
             "Bearer {}",
             token(run, after, oauth, false, input, vars, at).await?
@@ -648,7 +679,7 @@ pub(crate) async fn openapi(
     if let Some(auth) = &endpoint.authentication {
         doc_headers.push((
             "authorization".into(),
-            authorization(run, after, auth, input, vars, at).await?,
+            authorization(run, after, auth, &doc_url, input, vars, at).await?,
         ));
     }
     let fetch = HttpRequest {
@@ -744,7 +775,7 @@ pub(crate) async fn openapi(
     if let Some(auth) = &call.authentication {
         headers.push((
             "authorization".into(),
-            authorization(run, after, auth, input, vars, at).await?,
+            authorization(run, after, auth, &url, input, vars, at).await?,
         ));
     }
     let body = body.map(|b| {

@@ -1,0 +1,316 @@
+//! Cloud Workflows calls with `auth: {type: OIDC|OAuth2}` carry tokens of the server's
+//! own Google identity: from a stand-in metadata server (`GCE_METADATA_HOST`), and from
+//! a service-account key (`GOOGLE_APPLICATION_CREDENTIALS`) whose signed JWT a
+//! stand-in token endpoint checks with the key's public half. Tokens are reused until
+//! near their expiry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::stderr;
+
+/// What the stand-ins saw: requests by path.
+type Seen = Arc<Mutex<HashMap<String, u64>>>;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An unsigned JWT-shaped token with these claims, good for an hour.
+fn token(claims: Value) -> String {
+    let mut claims = claims;
+    claims["exp"] = json!(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600
+    );
+    format!(
+        "{}.{}.sig",
+        b64(b"{\"alg\":\"none\"}"),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
+fn count(seen: &Seen, what: &str) {
+    *seen.lock().unwrap().entry(what.to_string()).or_default() += 1;
+}
+
+/// The metadata server's identity and token endpoints, which insist on the header.
+/// `public_key`: with one, the token endpoint of a service account, which checks the
+/// JWT's signature with it.
+async fn stand_ins(public_key: Option<Vec<u8>>) -> (String, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/identity",
+            get(
+                |State((seen, _)): State<(Seen, Option<Arc<Vec<u8>>>)>,
+                 headers: HeaderMap,
+                 Query(q): Query<HashMap<String, String>>| async move {
+                    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+                        return (StatusCode::FORBIDDEN, String::new());
+                    }
+                    count(&seen, "identity");
+                    (StatusCode::OK, token(json!({"aud": q.get("audience")})))
+                },
+            ),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+            get(
+                |State((seen, _)): State<(Seen, Option<Arc<Vec<u8>>>)>,
+                 headers: HeaderMap,
+                 Query(q): Query<HashMap<String, String>>| async move {
+                    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+                        return (StatusCode::FORBIDDEN, axum::Json(json!({})));
+                    }
+                    count(&seen, "token");
+                    let scopes = q.get("scopes").cloned().unwrap_or_default();
+                    (StatusCode::OK, axum::Json(json!({"access_token": format!("ya29.{scopes}"), "expires_in": 3599})))
+                },
+            ),
+        )
+        .route(
+            "/oauth2/token",
+            post(
+                |State((seen, key)): State<(Seen, Option<Arc<Vec<u8>>>)>,
+                 axum::Form(form): axum::Form<HashMap<String, String>>| async move {
+                    let assertion = form.get("assertion").cloned().unwrap_or_default();
+                    let parts: Vec<&str> = assertion.split('.').collect();
+                    let decode = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
+                    let signed = format!("{}.{}", parts[0], parts[1]);
+                    let public = ring::signature::UnparsedPublicKey::new(
+                        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                        key.as_deref().cloned().unwrap_or_default(),
+                    );
+                    if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+                        || public.verify(signed.as_bytes(), &decode(parts[2])).is_err()
+                    {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_grant"})));
+                    }
+                    count(&seen, "exchange");
+                    let claims: Value = serde_json::from_slice(&decode(parts[1])).unwrap();
+                    let answer = match claims.get("target_audience") {
+                        Some(aud) => json!({"id_token": token(json!({"aud": aud, "sub": claims["iss"]}))}),
+                        None => json!({"access_token": format!("ya29.key.{}", claims["scope"].as_str().unwrap()), "expires_in": 3599}),
+                    };
+                    (StatusCode::OK, axum::Json(answer))
+                },
+            ),
+        )
+        // The service the workflow calls: what Authorization it got.
+        .route(
+            "/whoami",
+            get(|headers: HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let token = auth.strip_prefix("Bearer ").unwrap_or("");
+                let claims = token
+                    .split('.')
+                    .nth(1)
+                    .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                axum::Json(json!({"token": token, "claims": claims}))
+            }),
+        )
+        .with_state((seen.clone(), public_key.map(Arc::new)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+/// Two OIDC calls to one service (one token, reused), one with an explicit audience,
+/// and one OAuth2 call.
+const WORKFLOW: &str = "main:
+  params: [args]
+  steps:
+    - first:
+        call: http.get
+        args:
+          url: ${args.base + \"/whoami\"}
+          auth:
+            type: OIDC
+        result: first
+    - again:
+        call: http.get
+        args:
+          url: ${args.base + \"/whoami?again=1\"}
+          auth:
+            type: OIDC
+        result: again
+    - other:
+        call: http.get
+        args:
+          url: ${args.base + \"/whoami\"}
+          auth:
+            type: OIDC
+            audience: https://render.example
+        result: other
+    - access:
+        call: http.get
+        args:
+          url: ${args.base + \"/whoami\"}
+          auth:
+            type: OAuth2
+            scopes: [https://www.googleapis.com/auth/devstorage.read_only]
+        result: access
+    - done:
+        return:
+          first: ${first.body.claims.aud}
+          same: ${first.body.token == again.body.token}
+          other: ${other.body.claims.aud}
+          access: ${access.body.token}
+";
+
+fn run(base: &str, env: (&str, &str)) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.yaml");
+    std::fs::write(&file, WORKFLOW).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["run", file.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--input",
+            &json!({"base": format!("http://{base}")}).to_string(),
+        ])
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCE_METADATA_HOST")
+        .env(env.0, env.1)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// ID tokens per audience (the URL by default) and access tokens per scopes, from the
+/// metadata server, each taken once and reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_come_from_the_metadata_server() {
+    let (base, seen) = stand_ins(None).await;
+    let answer = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || run(&base, ("GCE_METADATA_HOST", &base))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        answer,
+        json!({
+            "first": format!("http://{base}/whoami"),
+            "same": true,
+            "other": "https://render.example",
+            "access": "ya29.https://www.googleapis.com/auth/devstorage.read_only",
+        })
+    );
+    // One identity token per audience (the second call reused the first's), one access token.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        (seen.get("identity"), seen.get("token")),
+        (Some(&2), Some(&1)),
+        "{seen:?}"
+    );
+}
+
+/// The same from a service-account key: a JWT signed with it (checked with its public
+/// half) exchanged at its token URI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_come_from_a_service_account_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("key.pem");
+    let generated = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .output()
+        .expect("runs openssl");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let pem_text = std::fs::read_to_string(&pem).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(
+            pem_text
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    let public = ring::signature::RsaKeyPair::from_pkcs8(&der)
+        .unwrap()
+        .public()
+        .as_ref()
+        .to_vec();
+    let (base, seen) = stand_ins(Some(public)).await;
+    let key = dir.path().join("key.json");
+    std::fs::write(
+        &key,
+        json!({
+            "type": "service_account",
+            "client_email": "render@demo.iam.gserviceaccount.com",
+            "private_key": pem_text,
+            "token_uri": format!("http://{base}/oauth2/token"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let answer = tokio::task::spawn_blocking({
+        let (base, key) = (base.clone(), key.to_str().unwrap().to_string());
+        move || run(&base, ("GOOGLE_APPLICATION_CREDENTIALS", &key))
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer["first"], format!("http://{base}/whoami"));
+    assert_eq!(answer["same"], true);
+    assert_eq!(answer["other"], "https://render.example");
+    assert_eq!(
+        answer["access"],
+        "ya29.key.https://www.googleapis.com/auth/devstorage.read_only"
+    );
+    assert_eq!(
+        seen.lock().unwrap().get("exchange"),
+        Some(&3),
+        "signed and exchanged three times"
+    );
+}
+
+/// Without a usable identity, the call faults with an authentication error saying why.
+#[test]
+fn a_call_without_a_google_identity_fails_with_an_authentication_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.yaml");
+    std::fs::write(
+        &file,
+        "- call:\n    call: http.get\n    args:\n      url: http://127.0.0.1:9/x\n      auth:\n        type: OIDC\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["run", file.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("errors/authentication") && text.contains("missing.json"),
+        "{text}"
+    );
+}
