@@ -196,6 +196,13 @@ pub(crate) enum Kind {
     /// The first thing an `except` does: the variables with `as` bound to the caught
     /// error, as a Cloud Workflows error.
     BindError(String),
+    /// A connector's URL: its base, its path with the arguments that fill it, and the
+    /// other arguments (but the body) as query parameters.
+    ConnectorUrl {
+        connector: &'static crate::connectors::Connector,
+        base: String,
+        args: Vec<(String, Tmpl)>,
+    },
     /// Whether this iteration of a parallel step's loop runs the branch of this index.
     Branch(usize),
     /// After a parallel step (`output.as`): the variables before it (`$input`), with
@@ -214,6 +221,8 @@ pub(crate) enum Outcome {
     Subworkflow,
     /// An HTTP call's full response: `{body, code, headers}`.
     Http,
+    /// A connector's: the response body, or what the connector makes of it.
+    Connector(crate::connectors::Reply),
     /// Nothing to bind.
     Nothing,
 }
@@ -399,6 +408,7 @@ impl Compute {
                             "code": input.get("statusCode").cloned().unwrap_or(Value::Null),
                             "headers": input.get("headers").cloned().unwrap_or(json!({})),
                         }),
+                        Outcome::Connector(made) => connector_result(made, input)?,
                         Outcome::Nothing => Value::Null,
                     };
                     variables.insert(result.clone(), value);
@@ -443,6 +453,18 @@ impl Compute {
                 let problem = vars.get(ERROR).unwrap_or(&Value::Null);
                 variables.insert(name.clone(), crate::errors::from_problem(problem));
                 Ok(Value::Object(variables))
+            }
+            Kind::ConnectorUrl {
+                connector,
+                base,
+                args,
+            } => {
+                let cx = cx(input);
+                let mut values = Vec::with_capacity(args.len());
+                for (name, t) in args {
+                    values.push((name.as_str(), t.eval(&cx)?));
+                }
+                connector_url(connector, base, &values).map(Value::String)
             }
             Kind::Branch(i) => Ok(Value::Bool(
                 vars.get(BRANCH).and_then(Value::as_u64) == Some(*i as u64),
@@ -511,6 +533,81 @@ fn join(joined: &mut Value, original: &Value, branch: &Value) -> Result<(), Rais
         (j, _, _) => *j = branch.clone(),
     }
     Ok(())
+}
+
+/// The URL a connector's call goes to.
+fn connector_url(
+    connector: &crate::connectors::Connector,
+    base: &str,
+    args: &[(&str, Value)],
+) -> Result<String, Raised> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let arg = |name: &str| args.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+    let mut path = connector.path.to_string();
+    for name in connector.path_args() {
+        let value = match (arg(name), name) {
+            (Some(v), _) => text(v),
+            // Secret Manager's accessString reads the latest version by default.
+            (None, "version") => "latest".to_string(),
+            (None, _) => {
+                return Err(Raised::tagged(
+                    "KeyError",
+                    format!("{}: the argument `{name}` is missing", connector.name),
+                ));
+            }
+        };
+        let raw = format!("{{+{name}}}");
+        if path.contains(&raw) {
+            path = path.replace(&raw, &value);
+        } else {
+            let encoded = utf8_percent_encode(&value, NON_ALPHANUMERIC).to_string();
+            path = path.replace(&format!("{{{name}}}"), &encoded);
+        }
+    }
+    let in_path = connector.path_args();
+    let mut query: Vec<(String, String)> = connector
+        .fixed_query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (name, value) in args {
+        if !in_path.contains(name) && Some(*name) != connector.body && *name != "connector_params" {
+            query.push((name.to_string(), text(value)));
+        }
+    }
+    let mut url = format!("{base}{path}");
+    if !query.is_empty() {
+        let pairs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
+            .collect();
+        url = format!("{url}?{}", pairs.join("&"));
+    }
+    Ok(url)
+}
+
+/// A connector's result from the call's full response.
+fn connector_result(made: &crate::connectors::Reply, response: &Value) -> Result<Value, Raised> {
+    let body = response.get("content").cloned().unwrap_or(Value::Null);
+    match made {
+        crate::connectors::Reply::Body => Ok(body),
+        crate::connectors::Reply::SecretText => {
+            use base64::Engine as _;
+            let data = body["payload"]["data"].as_str().unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| {
+                    value::value_error(format!("the secret's payload is not base64: {e}"))
+                })?;
+            String::from_utf8(bytes)
+                .map(Value::String)
+                .map_err(|_| value::value_error("the secret's payload is not UTF-8 text"))
+        }
+    }
 }
 
 /// What a list of steps gave back: the value of its `return`, or null.

@@ -18,6 +18,7 @@
 //! diagnostics.
 
 mod compute;
+mod connectors;
 mod errors;
 mod eval;
 mod formats;

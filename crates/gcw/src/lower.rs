@@ -23,6 +23,7 @@ use program::{
 use serde_json::Value;
 
 use crate::compute::{BRANCH, Compute, ERROR, Kind, Outcome, RETURN, Target, Tmpl};
+use crate::connectors;
 use crate::errors::Predicate;
 use crate::interp::{Library, Params};
 use crate::parse::{Ast, Node, parse};
@@ -1023,12 +1024,83 @@ impl<'s> Lowerer<'s> {
                 )));
                 Some((kind, Some(bind(Outcome::Nothing))))
             }
+            _ if function.starts_with("googleapis.") => {
+                let Some(connector) = connectors::connector(function) else {
+                    // Any connector parses; one skein does not run faults when it is
+                    // reached, and validation says so now.
+                    self.diagnostics.push(Diagnostic {
+                        severity: Severity::Warning,
+                        message: format!(
+                            "the connector `{function}` is not available in skein: this step will fail when it runs"
+                        ),
+                        range: call.range.clone(),
+                        path: format!("{at}/call"),
+                        help: expr::closest(function, connectors::CONNECTORS.iter().map(|c| c.name))
+                            .map(|c| format!("skein runs `{c}`, among others (docs/cloud-workflows.md)")),
+                    });
+                    let message = Tmpl::Const(Value::String(format!(
+                        "the connector `{function}` is not available in skein"
+                    )));
+                    let value = Tmpl::Map(vec![
+                        ("message".into(), message),
+                        (
+                            "tags".into(),
+                            Tmpl::Const(serde_json::json!(["SystemError"])),
+                        ),
+                    ]);
+                    return Some((raise(value, at, &scope.locals), None));
+                };
+                for required in connector.required {
+                    if !args.iter().any(|(n, _, _)| n == required) {
+                        self.error(
+                            call.range.clone(),
+                            &format!("{at}/call"),
+                            format!("`{function}` needs the argument `{required}`"),
+                        );
+                    }
+                }
+                let (base, emulator) = connector.service.base();
+                let url = Compute::expr(
+                    Kind::ConnectorUrl {
+                        connector,
+                        base,
+                        // All but the body, which goes as the body.
+                        args: given
+                            .iter()
+                            .filter(|(n, _)| Some(n.as_str()) != connector.body)
+                            .cloned()
+                            .collect(),
+                    },
+                    function,
+                    &args_at,
+                    &scope.locals,
+                );
+                let body = connector.body.and_then(arg).map(|t| value(t, "body"));
+                let authentication = (!emulator).then(|| {
+                    AuthRef::Inline(Box::new(AuthPolicy::Google(GoogleAuth::OAuth2 {
+                        scopes: Vec::new(),
+                    })))
+                });
+                let kind = TaskKind::Call(Box::new(Call::Http(HttpCall {
+                    method: connector.method.to_string(),
+                    endpoint: Endpoint {
+                        uri: Uri::Expr(url),
+                        authentication,
+                    },
+                    headers: None,
+                    body,
+                    query: None,
+                    output: HttpOutput::Response,
+                    redirect: false,
+                })));
+                Some((kind, Some(bind(Outcome::Connector(connector.result)))))
+            }
             _ => {
                 let message = if stdlib::function(function).is_some() {
                     format!(
                         "calling `{function}` from a `call` step is not supported yet; call it in an expression, as `${{{function}(...)}}`"
                     )
-                } else if function.starts_with("googleapis.") || function.starts_with("events.") {
+                } else if function.starts_with("events.") {
                     format!(
                         "`{function}` is not available yet in skein's Cloud Workflows front-end"
                     )

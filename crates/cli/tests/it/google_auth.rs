@@ -314,3 +314,189 @@ fn a_call_without_a_google_identity_fails_with_an_authentication_error() {
         "{text}"
     );
 }
+
+/// Connectors call the services' REST APIs: Cloud Storage, Pub/Sub and Secret Manager,
+/// here stand-ins named by the usual emulator variables (and skein's own for Secret
+/// Manager, which has no emulator). A connector skein does not run is a warning when the
+/// document is checked, and a SystemError when the step runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_call_the_services_rest_apis() {
+    use axum::body::Bytes;
+    use axum::extract::Path;
+    use axum::http::Method;
+    use axum::routing::any;
+
+    let stored = Arc::new(Mutex::new(HashMap::<String, String>::new()));
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            any(
+                |State(stored): State<Arc<Mutex<HashMap<String, String>>>>,
+                 method: Method,
+                 Path(path): Path<String>,
+                 Query(q): Query<HashMap<String, String>>,
+                 body: Bytes| async move {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    let answer = match (method.as_str(), path.as_str()) {
+                        ("POST", "upload/storage/v1/b/media/o") => {
+                            let name = q.get("name").cloned().unwrap_or_default();
+                            stored.lock().unwrap().insert(name.clone(), text.clone());
+                            json!({"bucket": "media", "name": name, "size": text.len().to_string(), "uploadType": q.get("uploadType")})
+                        }
+                        ("GET", "storage/v1/b/media/o") => {
+                            let items: Vec<Value> = stored.lock().unwrap().keys()
+                                .filter(|k| k.starts_with(q.get("prefix").map_or("", String::as_str)))
+                                .map(|k| json!({"name": k})).collect();
+                            json!({"items": items})
+                        }
+                        ("GET", p) if p.starts_with("storage/v1/b/media/o/") => {
+                            let name = p.trim_start_matches("storage/v1/b/media/o/");
+                            match stored.lock().unwrap().get(name) {
+                                Some(v) => json!({"name": name, "size": v.len().to_string()}),
+                                None => return (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"code": 404}}))),
+                            }
+                        }
+                        ("DELETE", p) if p.starts_with("storage/v1/b/media/o/") => {
+                            stored.lock().unwrap().remove(p.trim_start_matches("storage/v1/b/media/o/"));
+                            json!({})
+                        }
+                        ("POST", "v1/projects/demo/topics/renders:publish") => {
+                            let sent: Value = serde_json::from_str(&text).unwrap_or_default();
+                            json!({"messageIds": [format!("{}", sent["messages"].as_array().map_or(0, Vec::len))]})
+                        }
+                        ("GET", "v1/projects/demo/secrets/api-key/versions/latest:access") => {
+                            json!({"name": "projects/demo/secrets/api-key/versions/3",
+                                   "payload": {"data": base64::engine::general_purpose::STANDARD.encode("hunter2")}})
+                        }
+                        _ => return (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"code": 404, "path": path}}))),
+                    };
+                    (StatusCode::OK, axum::Json(answer))
+                },
+            ),
+        )
+        .with_state(stored);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let workflow = "main:
+  steps:
+    - upload:
+        call: googleapis.storage.v1.objects.insert
+        args:
+          bucket: media
+          name: renders/j1.mp4
+          body: \"not really a video\"
+        result: uploaded
+    - list:
+        call: googleapis.storage.v1.objects.list
+        args:
+          bucket: media
+          prefix: renders/
+        result: listed
+    - get:
+        call: googleapis.storage.v1.objects.get
+        args:
+          bucket: media
+          object: renders/j1.mp4
+        result: got
+    - publish:
+        call: googleapis.pubsub.v1.projects.topics.publish
+        args:
+          topic: projects/demo/topics/renders
+          body:
+            messages:
+              - data: ${base64.encode(text.encode(\"done\"))}
+        result: published
+    - secret:
+        call: googleapis.secretmanager.v1.projects.secrets.versions.accessString
+        args:
+          project_id: demo
+          secret_id: api-key
+        result: key
+    - remove:
+        call: googleapis.storage.v1.objects.delete
+        args:
+          bucket: media
+          object: renders/j1.mp4
+    - gone:
+        try:
+          call: googleapis.storage.v1.objects.get
+          args:
+            bucket: media
+            object: renders/j1.mp4
+        except:
+          as: e
+          steps:
+            - note:
+                assign:
+                  - missing: ${e.code}
+    - other:
+        try:
+          call: googleapis.bigquery.v2.jobs.query
+          args:
+            projectId: demo
+        except:
+          as: e
+          steps:
+            - note2:
+                assign:
+                  - unavailable: ${e.message}
+    - done:
+        return:
+          uploaded: ${uploaded.size}
+          upload_type: ${uploaded.uploadType}
+          listed: ${listed.items}
+          got: ${got.name}
+          published: ${published.messageIds}
+          key: ${key}
+          missing: ${missing}
+          unavailable: ${unavailable}
+";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("connectors.yaml");
+    std::fs::write(&file, workflow).unwrap();
+    let (file, data) = (file.to_str().unwrap().to_string(), dir.path().join("data"));
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["validate", &file])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert!(
+        stderr(&checked).contains(
+            "warning: the connector `googleapis.bigquery.v2.jobs.query` is not available in skein"
+        ),
+        "{}",
+        stderr(&checked)
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+            .args(["run", &file, "--data-dir"])
+            .arg(data)
+            .env("STORAGE_EMULATOR_HOST", format!("http://{base}"))
+            .env("PUBSUB_EMULATOR_HOST", &base)
+            .env(
+                "SKEIN_GOOGLEAPIS_SECRETMANAGER_ENDPOINT",
+                format!("http://{base}"),
+            )
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer,
+        json!({
+            "uploaded": "18",
+            "upload_type": "media",
+            "listed": [{"name": "renders/j1.mp4"}],
+            "got": "renders/j1.mp4",
+            "published": ["1"],
+            "key": "hunter2",
+            "missing": 404,
+            "unavailable": "the connector `googleapis.bigquery.v2.jobs.query` is not available in skein",
+        })
+    );
+}
