@@ -576,8 +576,7 @@ impl ExecutionView {
     }
 }
 
-/// The label an execution of a named workflow keeps its revision in.
-const REVISION_LABEL: &str = "skein.dev/workflow-revision";
+use gcw::REVISION_LABEL;
 
 /// The parts of an execution's or a workflow's resource name:
 /// `projects/{p}/locations/{l}/workflows/{w}[/executions/{e}]`.
@@ -668,6 +667,9 @@ pub(crate) async fn start(
     let (latest, _) = current(service, caller, &names.workflow).await?;
     let mut labels = store::Labels::new();
     labels.insert(REVISION_LABEL.into(), revision_id(latest.revision));
+    // What `sys.get_env` gives for GOOGLE_CLOUD_PROJECT_ID and GOOGLE_CLOUD_LOCATION.
+    labels.insert(gcw::GOOGLE_PROJECT_LABEL.into(), names.project.clone());
+    labels.insert(gcw::GOOGLE_LOCATION_LABEL.into(), names.location.clone());
     let request = wire::StartRequest {
         workflow: String::new(),
         workflow_ref: Some(format!("{}@{}", names.workflow, latest.revision)),

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, Weak};
 use expr::Problem;
 pub use limits::{DEFAULT_MAX_STATE_BYTES, Limits};
 use program::Program;
-use serde_json::Value;
+use serde_json::{Value, json};
 use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -119,6 +119,8 @@ pub struct Engine {
     /// Limits of particular projects, in place of `limits`.
     project_limits: HashMap<String, Limits>,
     projects: Arc<limits::Projects>,
+    /// The variables every workflow is given (`$runtime.metadata.env`).
+    env: Value,
 }
 
 impl Engine {
@@ -134,7 +136,15 @@ impl Engine {
             limits: Limits::default(),
             project_limits: HashMap::new(),
             projects: Arc::default(),
+            env: json!({}),
         }
+    }
+
+    /// Variables every workflow is given, as `$runtime.metadata.env` (and to Cloud
+    /// Workflows documents through `sys.get_env`).
+    pub fn with_env(mut self, env: std::collections::BTreeMap<String, String>) -> Engine {
+        self.env = json!(env);
+        self
     }
 
     /// Bounds the state of each execution: a task whose output, or whose change to
@@ -280,6 +290,12 @@ impl Engine {
         }
         let run = Arc::new(run::Run::new(run::RunParts {
             wake,
+            metadata: run::metadata(
+                &execution.project,
+                &execution.name,
+                &execution.labels,
+                &self.env,
+            ),
             id: id.to_string(),
             wf: Arc::new(workflow),
             store: self.store.clone(),

@@ -103,6 +103,20 @@ pub(crate) struct RunParts {
     pub(crate) limits: Shared,
     pub(crate) wake: Arc<tokio::sync::Notify>,
     pub(crate) detached: Arc<AtomicBool>,
+    /// `$runtime.metadata`: see [`metadata`].
+    pub(crate) metadata: Value,
+}
+
+/// What `$runtime.metadata` holds for an execution: its project, its workflow's name,
+/// its labels, and the variables the server gives every workflow (`env`, from its
+/// configuration; Cloud Workflows documents read them with `sys.get_env`).
+pub(crate) fn metadata(
+    project: &str,
+    workflow: &str,
+    labels: &store::Labels,
+    env: &Value,
+) -> Value {
+    json!({"project": project, "workflow": workflow, "labels": labels, "env": env})
 }
 
 impl Run {
@@ -117,7 +131,7 @@ impl Run {
         let runtime_var = json!({
             "name": "skein",
             "version": env!("CARGO_PKG_VERSION"),
-            "metadata": {},
+            "metadata": parts.metadata,
         });
         let qualified_name = format!("{}-{}.{}", doc.name, parts.id, doc.namespace);
         let consumed = Mutex::new(crate::interp::listen::consumed_in(&parts.journal.steps));

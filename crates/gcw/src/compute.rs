@@ -203,6 +203,13 @@ pub(crate) enum Kind {
         base: String,
         args: Vec<(String, Tmpl)>,
     },
+    /// A `call` of a function of the standard library: the variables with `result`
+    /// bound to what it returned, from its arguments in order.
+    Library {
+        function: &'static str,
+        args: Vec<Tmpl>,
+        result: Option<String>,
+    },
     /// Whether this iteration of a parallel step's loop runs the branch of this index.
     Branch(usize),
     /// After a parallel step (`output.as`): the variables before it (`$input`), with
@@ -465,6 +472,26 @@ impl Compute {
                     values.push((name.as_str(), t.eval(&cx)?));
                 }
                 connector_url(connector, base, &values).map(Value::String)
+            }
+            Kind::Library {
+                function,
+                args,
+                result,
+            } => {
+                let cx = cx(input);
+                let values = args
+                    .iter()
+                    .map(|t| t.eval(&cx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let returned = crate::stdlib::call(function, values, &cx)?;
+                let mut variables = match input {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                if let Some(result) = result {
+                    variables.insert(result.clone(), returned);
+                }
+                Ok(Value::Object(variables))
             }
             Kind::Branch(i) => Ok(Value::Bool(
                 vars.get(BRANCH).and_then(Value::as_u64) == Some(*i as u64),

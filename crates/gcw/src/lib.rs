@@ -33,6 +33,7 @@ use dsl::Parsed;
 use dsl::yaml::{Kind, Node};
 
 pub use program::Program;
+pub use stdlib::{GOOGLE_LOCATION_LABEL, GOOGLE_PROJECT_LABEL, REVISION_LABEL};
 pub use value::{Raised, type_name};
 
 /// The error type of what a `raise` step raises.

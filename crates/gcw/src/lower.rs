@@ -1095,12 +1095,49 @@ impl<'s> Lowerer<'s> {
                 })));
                 Some((kind, Some(bind(Outcome::Connector(connector.result)))))
             }
+            _ if let Some(library) = stdlib::function(function) => {
+                allowed(library.params, self);
+                // The arguments in order; an optional one may be left out only if
+                // every one after it is too.
+                let mut ordered = Vec::new();
+                for (i, param) in library.params.iter().enumerate() {
+                    match arg(param) {
+                        Some(t) if ordered.len() == i => ordered.push(t),
+                        Some(_) => {
+                            let missing = library.params[ordered.len()];
+                            self.error(
+                                call.range.clone(),
+                                &format!("{at}/args"),
+                                format!("`{function}` is given `{param}` but not `{missing}`, which comes before it"),
+                            );
+                            return None;
+                        }
+                        None if i < library.min => {
+                            self.error(
+                                call.range.clone(),
+                                &format!("{at}/call"),
+                                format!("`{function}` needs the argument `{param}`"),
+                            );
+                            return None;
+                        }
+                        None => {}
+                    }
+                }
+                let compute = Compute::variables(
+                    Kind::Library {
+                        function: library.name,
+                        args: ordered,
+                        result: result.clone(),
+                    },
+                    function,
+                    &format!("{at}/call"),
+                    &scope.locals,
+                    limit,
+                );
+                Some((TaskKind::Set(Template::Expr(compute)), None))
+            }
             _ => {
-                let message = if stdlib::function(function).is_some() {
-                    format!(
-                        "calling `{function}` from a `call` step is not supported yet; call it in an expression, as `${{{function}(...)}}`"
-                    )
-                } else if function.starts_with("events.") {
+                let message = if function.starts_with("events.") {
                     format!(
                         "`{function}` is not available yet in skein's Cloud Workflows front-end"
                     )
@@ -1114,7 +1151,8 @@ impl<'s> Lowerer<'s> {
                     .keys()
                     .map(String::as_str)
                     .chain(HTTP.iter().copied())
-                    .chain(["sys.log", "sys.sleep", "sys.sleep_until"]);
+                    .chain(["sys.log", "sys.sleep", "sys.sleep_until"])
+                    .chain(stdlib::FUNCTIONS.iter().map(|f| f.name));
                 let help = expr::closest(function, names).map(|c| format!("did you mean `{c}`?"));
                 self.error_help(call.range.clone(), &format!("{at}/call"), message, help);
                 None

@@ -10,68 +10,106 @@ use serde_json::{Map, Value, json};
 use crate::eval::{Cx, charge_bytes, charge_steps};
 use crate::value::{self, Num, Raised, type_error, type_name, value_error};
 
-/// A function expressions may call: its name and how many arguments it takes.
+/// A function expressions may call: its name, its parameters (the names a `call`
+/// step's `args` give them by) and how many of them a call must give.
 pub(crate) struct Function {
     pub(crate) name: &'static str,
+    pub(crate) params: &'static [&'static str],
     pub(crate) min: usize,
     pub(crate) max: usize,
 }
 
-const fn f(name: &'static str, min: usize, max: usize) -> Function {
-    Function { name, min, max }
+const fn f(name: &'static str, params: &'static [&'static str], min: usize) -> Function {
+    Function {
+        name,
+        params,
+        min,
+        max: params.len(),
+    }
 }
 
 /// Every function expressions may call.
 pub(crate) const FUNCTIONS: &[Function] = &[
-    f("default", 2, 2),
-    f("double", 1, 1),
-    f("get_type", 1, 1),
-    f("int", 1, 1),
-    f("keys", 1, 1),
-    f("len", 1, 1),
-    f("string", 1, 1),
-    f("base64.decode", 1, 2),
-    f("hash.compute_checksum", 2, 2),
-    f("hash.compute_hmac", 3, 3),
-    f("base64.encode", 1, 2),
-    f("json.decode", 1, 1),
-    f("json.encode", 1, 2),
-    f("json.encode_to_string", 1, 2),
-    f("list.concat", 2, 2),
-    f("list.prepend", 2, 2),
-    f("map.delete", 2, 2),
-    f("map.get", 2, 2),
-    f("map.merge", 2, 2),
-    f("map.merge_nested", 2, 2),
-    f("math.abs", 1, 1),
-    f("math.floor", 1, 1),
-    f("math.max", 2, 2),
-    f("math.min", 2, 2),
-    f("sys.get_env", 1, 2),
-    f("sys.now", 0, 0),
-    f("text.decode", 1, 2),
-    f("text.encode", 1, 2),
-    f("text.find_all", 2, 2),
-    f("text.find_all_regex", 2, 2),
-    f("text.match_regex", 2, 2),
-    f("text.replace_all_regex", 3, 3),
-    f("text.replace_all", 3, 3),
-    f("text.split", 2, 2),
-    f("text.substring", 3, 3),
-    f("text.to_lower", 1, 1),
-    f("text.to_upper", 1, 1),
-    f("text.url_decode", 1, 1),
-    f("text.url_encode", 1, 1),
-    f("text.url_encode_plus", 1, 1),
-    f("time.format", 1, 2),
-    f("time.parse", 1, 1),
-    f("uuid.generate", 0, 0),
+    f("default", &["val", "default_val"], 2),
+    f("double", &["source"], 1),
+    f("get_type", &["value"], 1),
+    f("int", &["source"], 1),
+    f("keys", &["map"], 1),
+    f("len", &["value"], 1),
+    f("string", &["source"], 1),
+    f("base64.decode", &["data", "padding"], 1),
+    f("hash.compute_checksum", &["data", "algorithm"], 2),
+    f("hash.compute_hmac", &["key", "data", "algorithm"], 3),
+    f("base64.encode", &["data", "padding"], 1),
+    f("json.decode", &["data"], 1),
+    f("json.encode", &["data", "indent"], 1),
+    f("json.encode_to_string", &["data", "indent"], 1),
+    f("list.concat", &["objs", "val"], 2),
+    f("list.prepend", &["objs", "val"], 2),
+    f("map.delete", &["map", "key"], 2),
+    f("map.get", &["map", "keys"], 2),
+    f("map.merge", &["first", "second"], 2),
+    f("map.merge_nested", &["first", "second"], 2),
+    f("math.abs", &["x"], 1),
+    f("math.floor", &["x"], 1),
+    f("math.max", &["x", "y"], 2),
+    f("math.min", &["x", "y"], 2),
+    f("sys.get_env", &["name", "default"], 1),
+    f("sys.now", &[], 0),
+    f("text.decode", &["data", "charset"], 1),
+    f("text.encode", &["text", "charset"], 1),
+    f("text.find_all", &["source", "substr"], 2),
+    f("text.find_all_regex", &["source", "regexp"], 2),
+    f("text.match_regex", &["source", "regexp"], 2),
+    f("text.replace_all_regex", &["source", "regexp", "repl"], 3),
+    f("text.replace_all", &["source", "substr", "repl"], 3),
+    f("text.split", &["source", "separator"], 2),
+    f("text.substring", &["source", "start", "end"], 3),
+    f("text.to_lower", &["source"], 1),
+    f("text.to_upper", &["source"], 1),
+    f("text.url_decode", &["source"], 1),
+    f("text.url_encode", &["source"], 1),
+    f("text.url_encode_plus", &["source"], 1),
+    f("time.format", &["seconds", "timezone"], 1),
+    f("time.parse", &["value"], 1),
+    f("uuid.generate", &[], 0),
 ];
 
 /// The function called `name`, if expressions may call it.
 pub(crate) fn function(name: &str) -> Option<&'static Function> {
     FUNCTIONS.iter().find(|f| f.name == name)
 }
+
+/// The environment variable `name`: what the server's configuration gives every
+/// workflow (`$runtime.metadata.env`) first, else the `GOOGLE_CLOUD_*` names made from
+/// the execution: its id, its project and workflow (or those of the Google API path it
+/// was started through), its revision, and its location (`local` when none is given).
+fn get_env(cx: &Cx<'_>, name: &str) -> Option<Value> {
+    let metadata = cx.vars.get("runtime").and_then(|r| r.get("metadata"));
+    let meta = |key: &str| metadata.and_then(|m| m.get(key));
+    if let Some(v) = meta("env").and_then(|e| e.get(name)) {
+        return Some(v.clone());
+    }
+    let label = |key: &str| meta("labels").and_then(|l| l.get(key)).cloned();
+    match name {
+        "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID" => cx.workflow().and_then(|w| w.get("id")).cloned(),
+        "GOOGLE_CLOUD_PROJECT_ID" => {
+            label(GOOGLE_PROJECT_LABEL).or_else(|| meta("project").cloned())
+        }
+        "GOOGLE_CLOUD_LOCATION" => {
+            label(GOOGLE_LOCATION_LABEL).or_else(|| Some(Value::String("local".into())))
+        }
+        "GOOGLE_CLOUD_WORKFLOW_ID" => meta("workflow").cloned(),
+        "GOOGLE_CLOUD_WORKFLOW_REVISION_ID" => label(REVISION_LABEL),
+        _ => None,
+    }
+}
+
+/// The labels an execution started through Google's Executions API keeps the path's
+/// project and location in, and the revision of the named workflow it runs.
+pub const GOOGLE_PROJECT_LABEL: &str = "skein.dev/google-project";
+pub const GOOGLE_LOCATION_LABEL: &str = "skein.dev/google-location";
+pub const REVISION_LABEL: &str = "skein.dev/workflow-revision";
 
 /// Bytes in an evaluation are a map with one key, as no JSON type holds them; a
 /// workflow cannot return them, as on Google.
@@ -332,12 +370,7 @@ pub(crate) fn call(name: &str, mut args: Vec<Value>, cx: &Cx<'_>) -> Result<Valu
         }
         "sys.get_env" => {
             let variable = string(&args, 0, name)?;
-            let found = match variable {
-                "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID" => {
-                    cx.workflow().and_then(|w| w.get("id")).cloned()
-                }
-                _ => None,
-            };
+            let found = get_env(cx, variable);
             match (found, args.get(1)) {
                 (Some(v), _) => Ok(v),
                 (None, Some(default)) => Ok(default.clone()),

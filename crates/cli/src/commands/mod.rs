@@ -91,6 +91,30 @@ impl Placement {
     }
 }
 
+/// The variables every workflow is given, as `skein run` and `skein server` take them.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct WorkflowEnvArgs {
+    /// A variable every workflow is given: NAME=VALUE, repeatable. Cloud Workflows
+    /// documents read it with `sys.get_env("NAME")` (it overrides the GOOGLE_CLOUD_*
+    /// names skein fills in, such as GOOGLE_CLOUD_LOCATION); DSL documents as
+    /// `$runtime.metadata.env.NAME`.
+    #[arg(long = "workflow-env", value_name = "NAME=VALUE", value_parser = workflow_env)]
+    workflow_env: Vec<(String, String)>,
+}
+
+impl WorkflowEnvArgs {
+    pub(crate) fn env(&self) -> std::collections::BTreeMap<String, String> {
+        self.workflow_env.iter().cloned().collect()
+    }
+}
+
+fn workflow_env(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{pair}` is not NAME=VALUE")),
+    }
+}
+
 /// Where `run` tasks go, as `skein run` and `skein server` take it.
 #[derive(clap::Args)]
 pub(crate) struct PlacementArgs {

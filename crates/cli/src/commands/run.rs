@@ -64,6 +64,9 @@ pub(crate) struct Args {
     json: bool,
 
     #[command(flatten)]
+    env: super::WorkflowEnvArgs,
+
+    #[command(flatten)]
     limits: super::limits::LimitArgs,
 }
 
@@ -93,7 +96,8 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
         .with_observer(progress.clone())
         .with_limits(args.limits.limits())
-        .with_frontend(Arc::new(engine::Dsl(frontend.clone())));
+        .with_frontend(Arc::new(engine::Dsl(frontend.clone())))
+        .with_env(args.env.env());
 
     let id = match (&args.resume, &args.file) {
         (Some(id), _) => {

@@ -236,6 +236,9 @@ pub(crate) struct Args {
     max_input_bytes: usize,
 
     #[command(flatten)]
+    env: super::WorkflowEnvArgs,
+
+    #[command(flatten)]
     limits: super::limits::LimitArgs,
 
     #[command(flatten)]
@@ -470,7 +473,8 @@ async fn serve(args: Args) -> Result<()> {
     let mut engine = Engine::new(store, Arc::new(effects), Arc::new(SystemClock))
         .with_observer(metrics.clone())
         .with_limits(limits.clone())
-        .with_frontend(Arc::new(engine::Dsl(frontend.clone())));
+        .with_frontend(Arc::new(engine::Dsl(frontend.clone())))
+        .with_env(args.env.env());
     for project in &config.projects {
         engine = engine.with_project_limits(&project.name, project.limits.apply(&limits));
     }

@@ -1,6 +1,6 @@
 //! Cloud Workflows documents run by the real binary: each file of
 //! `crates/gcw/tests/data/` names its input (`# input:`, where `{{base}}` is a local
-//! stand-in HTTP server) and the output it must give (`# output:`, compared as JSON,
+//! stand-in HTTP server), any more options of `skein run` (`# args:`) and the output it must give (`# output:`, compared as JSON,
 //! integers and doubles apart) or a text its failure must contain (`# output-error:`).
 
 use std::collections::HashMap;
@@ -126,6 +126,8 @@ async fn every_document_of_the_suite_gives_its_expected_result() {
         if let Some(input) = &input {
             args.extend(["--input", input]);
         }
+        let extra = header("args").unwrap_or_default();
+        args.extend(extra.split_whitespace());
         let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let out = tokio::task::spawn_blocking(move || {
             skein(&owned.iter().map(String::as_str).collect::<Vec<_>>())
@@ -239,6 +241,30 @@ fn only_subworkflows_that_do_not_wait_run_inside_expressions() {
     for expected in [
         "bad.yaml:5:18: error: the subworkflow `fetch` cannot be called in an expression",
         "bad.yaml:6:18: error: the subworkflow `twice` takes 1 arguments, not 3",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn library_calls_are_checked_by_their_parameters() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "- a:\n    call: text.split\n    args:\n      source: x\n      separatr: \",\"\n- b:\n    call: json.encode\n    args:\n      indent: 2\n- c:\n    call: text.splt\n",
+    )
+    .unwrap();
+    let out = skein(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    for expected in [
+        "bad.yaml:5:7: error: `text.split` has no argument `separatr`",
+        "did you mean `separator`?",
+        "bad.yaml:2:11: error: `text.split` needs the argument `separator`",
+        "bad.yaml:7:11: error: `json.encode` needs the argument `data`",
+        "bad.yaml:11:11: error: `text.splt` is neither a subworkflow",
+        "did you mean `text.split`?",
     ] {
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
     }

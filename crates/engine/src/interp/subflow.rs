@@ -152,6 +152,12 @@ async fn subflow(
         },
         wake: Arc::new(tokio::sync::Notify::new()),
         detached,
+        metadata: crate::run::metadata(
+            &run.project,
+            &sub.name,
+            &store::Labels::new(),
+            &run.runtime_var["metadata"]["env"],
+        ),
     }));
     outcome_result(Box::pin(execute(child)).await.map_err(Interrupt::Store)?)
 }
