@@ -804,3 +804,113 @@ pub(crate) async fn list_executions(
         .collect();
     Ok(Json(json!({ "executions": executions })))
 }
+
+/// The path of a callback: `projects/{project}/locations/{location}/workflows/{workflow}`
+/// `/executions/{execution}/callbacks/{callback}`.
+#[derive(Deserialize)]
+pub(crate) struct CallbackPath {
+    project: String,
+    location: String,
+    workflow: String,
+    execution: String,
+    callback: String,
+}
+
+impl CallbackPath {
+    fn path(&self) -> String {
+        format!(
+            "/v1/projects/{}/locations/{}/workflows/{}/executions/{}/callbacks/{}",
+            self.project, self.location, self.workflow, self.execution, self.callback
+        )
+    }
+}
+
+/// `…/executions/{execution}/callbacks/{callback}`, any method: a callback request,
+/// delivered to the execution's inbox as a [`gcw::CALLBACK_EVENT`] whose subject is the
+/// callback's id and whose data is what `events.await_callback` returns:
+/// `{http_request: {body, headers, method, query, url}, received_time, type: "HTTP"}`.
+/// A JSON body (by its content type) is decoded; any other is kept as text. Received
+/// before the workflow awaits it, it waits in the inbox.
+pub(crate) async fn callback(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    Path(at): Path<CallbackPath>,
+    method: axum::http::Method,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Res<Json<Value>> {
+    caller.require(Role::Run)?;
+    project(&caller, &at.project)?;
+    let callback = &at.callback;
+    let gone = || {
+        not_found(format!(
+            "there is no callback `{callback}` of a running execution `{}`",
+            at.execution
+        ))
+    };
+    let execution = crate::owned(&service, &caller, &at.execution)
+        .await
+        .map_err(|_| gone())?;
+    if execution.status.is_final() || execution.name != at.workflow {
+        return Err(gone().into());
+    }
+    let json_body = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.contains("+json"));
+    let body = if body.is_empty() {
+        Value::Null
+    } else if json_body {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?
+    } else {
+        Value::String(
+            String::from_utf8(body.to_vec())
+                .map_err(|_| ApiError::bad_request("a callback's body is JSON or UTF-8 text"))?,
+        )
+    };
+    // Each parameter's values, in order, as Google gives them.
+    let mut query = serde_json::Map::new();
+    for (k, v) in pairs {
+        if let Value::Array(values) = query.entry(k).or_insert_with(|| json!([])) {
+            values.push(Value::String(v));
+        }
+    }
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(name, _)| *name != axum::http::header::AUTHORIZATION)
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    let now = jiff::Timestamp::now().to_string();
+    let event = json!({
+        "specversion": "1.0",
+        "id": format!("{callback}-{:016x}", fastrand::u64(..)),
+        "source": "skein/callbacks",
+        "type": gcw::CALLBACK_EVENT,
+        "subject": callback,
+        "time": now,
+        "data": {
+            "http_request": {
+                "body": body,
+                "headers": headers,
+                "method": method.as_str(),
+                "query": query,
+                "url": at.path(),
+            },
+            "received_time": now,
+            "type": "HTTP",
+        },
+    });
+    service
+        .engine()
+        .deliver(&at.execution, event)
+        .await
+        .map_err(crate::delivery_error)?;
+    Ok(Json(json!({})))
+}

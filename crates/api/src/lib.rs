@@ -27,7 +27,7 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use engine::events::Lifecycle;
 use serde::Deserialize;
@@ -81,6 +81,10 @@ pub fn app(service: Arc<Service>) -> Router {
         .route(
             "/v1/projects/{project}/locations/{location}/workflows/{workflow}/executions/{execution}",
             get(google::get_execution).post(google::cancel_execution),
+        )
+        .route(
+            "/v1/projects/{project}/locations/{location}/workflows/{workflow}/executions/{execution}/callbacks/{callback}",
+            any(google::callback),
         )
         .route("/v1/events", get(stream::all_events))
         .route("/v1/executions/{id}", get(get_one))
@@ -608,11 +612,17 @@ async fn deliver(
         .engine()
         .deliver(&id, event)
         .await
-        .map_err(|e| match e {
-            engine::Error::Limit(message) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", message)
-            }
-            other => ApiError::internal(other),
-        })?;
+        .map_err(delivery_error)?;
     Ok((StatusCode::ACCEPTED, Json(wire::Delivered { position })))
+}
+
+/// Why the engine did not deliver an event: the execution's inbox is full (429), or
+/// something went wrong.
+pub(crate) fn delivery_error(e: engine::Error) -> ApiError {
+    match e {
+        engine::Error::Limit(message) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "limit_exceeded", message)
+        }
+        other => ApiError::internal(other),
+    }
 }

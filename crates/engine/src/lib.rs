@@ -119,8 +119,8 @@ pub struct Engine {
     /// Limits of particular projects, in place of `limits`.
     project_limits: HashMap<String, Limits>,
     projects: Arc<limits::Projects>,
-    /// The variables every workflow is given (`$runtime.metadata.env`).
-    env: Value,
+    /// What every execution's `$runtime.metadata` holds: `env` and `server`.
+    shared_metadata: serde_json::Map<String, Value>,
 }
 
 impl Engine {
@@ -136,14 +136,22 @@ impl Engine {
             limits: Limits::default(),
             project_limits: HashMap::new(),
             projects: Arc::default(),
-            env: json!({}),
+            shared_metadata: serde_json::Map::new(),
         }
     }
 
     /// Variables every workflow is given, as `$runtime.metadata.env` (and to Cloud
     /// Workflows documents through `sys.get_env`).
     pub fn with_env(mut self, env: std::collections::BTreeMap<String, String>) -> Engine {
-        self.env = json!(env);
+        self.shared_metadata.insert("env".into(), json!(env));
+        self
+    }
+
+    /// The URL the server's API is reached at (`$runtime.metadata.server`): where
+    /// Cloud Workflows callback endpoints point.
+    pub fn with_server_url(mut self, url: &str) -> Engine {
+        let url = url.trim_end_matches('/');
+        self.shared_metadata.insert("server".into(), json!(url));
         self
     }
 
@@ -294,7 +302,7 @@ impl Engine {
                 &execution.project,
                 &execution.name,
                 &execution.labels,
-                &self.env,
+                &Value::Object(self.shared_metadata.clone()),
             ),
             id: id.to_string(),
             wf: Arc::new(workflow),

@@ -107,16 +107,24 @@ pub(crate) struct RunParts {
     pub(crate) metadata: Value,
 }
 
-/// What `$runtime.metadata` holds for an execution: its project, its workflow's name,
-/// its labels, and the variables the server gives every workflow (`env`, from its
-/// configuration; Cloud Workflows documents read them with `sys.get_env`).
+/// What `$runtime.metadata` holds for an execution: its project, its workflow's name
+/// and its labels, beside what the engine gives every execution (`shared`: `env`, the
+/// variables of the server's configuration, which Cloud Workflows documents read with
+/// `sys.get_env`; `server`, the URL the server's API is reached at, for callbacks).
 pub(crate) fn metadata(
     project: &str,
     workflow: &str,
     labels: &store::Labels,
-    env: &Value,
+    shared: &Value,
 ) -> Value {
-    json!({"project": project, "workflow": workflow, "labels": labels, "env": env})
+    let mut metadata = match shared {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    metadata.insert("project".into(), json!(project));
+    metadata.insert("workflow".into(), json!(workflow));
+    metadata.insert("labels".into(), json!(labels));
+    Value::Object(metadata)
 }
 
 impl Run {

@@ -210,6 +210,12 @@ pub(crate) enum Kind {
         args: Vec<Tmpl>,
         result: Option<String>,
     },
+    /// `events.create_callback_endpoint`: the variables with `result` bound to
+    /// `{url}`, a new callback endpoint of this execution on the server's API.
+    CallbackEndpoint { result: Option<String> },
+    /// Whether an event's subject (the input) is the id of the callback (evaluated
+    /// on the variables) that `events.await_callback` waits for.
+    IsCallback(Tmpl),
     /// Whether this iteration of a parallel step's loop runs the branch of this index.
     Branch(usize),
     /// After a parallel step (`output.as`): the variables before it (`$input`), with
@@ -230,6 +236,8 @@ pub(crate) enum Outcome {
     Http,
     /// A connector's: the response body, or what the connector makes of it.
     Connector(crate::connectors::Reply),
+    /// `events.await_callback`'s: the one callback request received.
+    Callback,
     /// Nothing to bind.
     Nothing,
 }
@@ -416,6 +424,7 @@ impl Compute {
                             "headers": input.get("headers").cloned().unwrap_or(json!({})),
                         }),
                         Outcome::Connector(made) => connector_result(made, input)?,
+                        Outcome::Callback => input.get(0).cloned().unwrap_or(Value::Null),
                         Outcome::Nothing => Value::Null,
                     };
                     variables.insert(result.clone(), value);
@@ -492,6 +501,29 @@ impl Compute {
                     variables.insert(result.clone(), returned);
                 }
                 Ok(Value::Object(variables))
+            }
+            Kind::CallbackEndpoint { result } => {
+                let url = callback_url(&cx(input))?;
+                let mut variables = match input {
+                    Value::Object(map) => map.clone(),
+                    _ => Map::new(),
+                };
+                if let Some(result) = result {
+                    variables.insert(result.clone(), json!({ "url": url }));
+                }
+                Ok(Value::Object(variables))
+            }
+            Kind::IsCallback(callback) => {
+                let callback = callback.eval(&cx(variables_before()))?;
+                let Some(url) = callback.get("url").and_then(Value::as_str) else {
+                    return Err(value::type_error(format!(
+                        "events.await_callback: `callback` is what \
+                         events.create_callback_endpoint returned, a map with `url`, not {}",
+                        type_name(&callback)
+                    )));
+                };
+                let id = url.rsplit('/').next().unwrap_or_default();
+                Ok(Value::Bool(input.as_str() == Some(id)))
             }
             Kind::Branch(i) => Ok(Value::Bool(
                 vars.get(BRANCH).and_then(Value::as_u64) == Some(*i as u64),
@@ -615,6 +647,41 @@ fn connector_url(
         url = format!("{url}?{}", pairs.join("&"));
     }
     Ok(url)
+}
+
+/// A new callback endpoint of the running execution:
+/// `{server}/v1/projects/{p}/locations/{l}/workflows/{w}/executions/{e}/callbacks/{id}`,
+/// Google's path on the server's API, where `skein server` receives it.
+fn callback_url(cx: &Cx<'_>) -> Result<String, Raised> {
+    let server = cx
+        .vars
+        .get("runtime")
+        .and_then(|r| r["metadata"].get("server"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Raised::tagged(
+                "SystemError",
+                "events.create_callback_endpoint: callbacks are received by `skein server`, \
+                 and this execution runs without one (`skein run`)",
+            )
+        })?;
+    let env = |name: &str| {
+        crate::stdlib::get_env(cx, name)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let execution = cx
+        .workflow()
+        .and_then(|w| w.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Ok(format!(
+        "{server}/v1/projects/{}/locations/{}/workflows/{}/executions/{execution}/callbacks/{}",
+        env("GOOGLE_CLOUD_PROJECT_ID"),
+        env("GOOGLE_CLOUD_LOCATION"),
+        env("GOOGLE_CLOUD_WORKFLOW_ID"),
+        uuid::Uuid::new_v4()
+    ))
 }
 
 /// A connector's result from the call's full response.

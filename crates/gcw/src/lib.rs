@@ -33,6 +33,10 @@ use dsl::Parsed;
 use dsl::yaml::{Kind, Node};
 
 pub use program::Program;
+/// The type of the event a callback request becomes in its execution's inbox, where
+/// `events.await_callback` finds it by its `subject`, the callback's id.
+pub const CALLBACK_EVENT: &str = "dev.skein.callback.v1";
+
 pub use stdlib::{GOOGLE_LOCATION_LABEL, GOOGLE_PROJECT_LABEL, REVISION_LABEL};
 pub use value::{Raised, type_name};
 

@@ -15,10 +15,11 @@ use dsl::{Diagnostic, Severity};
 use expr::{Expr, Template};
 use indexmap::IndexMap;
 use program::{
-    AuthPolicy, AuthRef, Backoff, Call, CallTarget, Catch, Concurrency, Document, Duration, Emit,
-    Endpoint, ErrorDef, ErrorRef, Evaluate, FlowDirective, For, FunctionCall, GoogleAuth, HttpCall,
-    HttpOutput, Input, NamedTask, Output, Program, Raise, RetryLimit, RetryPolicy, RetryRef,
-    Switch, SwitchCase, Task, TaskKind, TaskList, Timeout, TimeoutRef, Try, Uri, Use,
+    AuthPolicy, AuthRef, Backoff, Call, CallTarget, Catch, Concurrency, ConsumptionStrategy,
+    Document, Duration, Emit, Endpoint, ErrorDef, ErrorRef, Evaluate, EventFilter, FlowDirective,
+    For, FunctionCall, GoogleAuth, HttpCall, HttpOutput, Input, Listen, ListenRead, NamedTask,
+    Output, Program, Raise, RetryLimit, RetryPolicy, RetryRef, Switch, SwitchCase, Task, TaskKind,
+    TaskList, Timeout, TimeoutRef, Try, Uri, Use,
 };
 use serde_json::Value;
 
@@ -1024,6 +1025,67 @@ impl<'s> Lowerer<'s> {
                 )));
                 Some((kind, Some(bind(Outcome::Nothing))))
             }
+            "events.create_callback_endpoint" => {
+                allowed(&["http_callback_method"], self);
+                if let Some((_, _, node)) =
+                    args.iter().find(|(n, _, _)| n == "http_callback_method")
+                    && !node.as_str().is_some_and(|m| CALLBACK_METHODS.contains(&m))
+                {
+                    self.error(
+                        node.range.clone(),
+                        &format!("{args_at}/http_callback_method"),
+                        format!(
+                            "`http_callback_method` is one of {}",
+                            CALLBACK_METHODS.join(", ")
+                        ),
+                    );
+                }
+                let compute = Compute::variables(
+                    Kind::CallbackEndpoint {
+                        result: result.clone(),
+                    },
+                    function,
+                    &format!("{at}/call"),
+                    &scope.locals,
+                    limit,
+                );
+                Some((TaskKind::Set(Template::Expr(compute)), None))
+            }
+            "events.await_callback" => {
+                allowed(&["callback", "timeout"], self);
+                let Some(callback) = arg("callback") else {
+                    self.error(
+                        call.range.clone(),
+                        &format!("{at}/call"),
+                        "`events.await_callback` needs the argument `callback`, what `events.create_callback_endpoint` returned",
+                    );
+                    return None;
+                };
+                let filter = EventFilter {
+                    with: vec![
+                        (
+                            "type".into(),
+                            Template::Const(Value::String(crate::CALLBACK_EVENT.into())),
+                        ),
+                        (
+                            "subject".into(),
+                            Template::Expr(Compute::expr(
+                                Kind::IsCallback(callback),
+                                "callback",
+                                &format!("{args_at}/callback"),
+                                &scope.locals,
+                            )),
+                        ),
+                    ],
+                    correlate: IndexMap::new(),
+                };
+                let kind = TaskKind::Listen(Box::new(Listen {
+                    to: ConsumptionStrategy::One(filter),
+                    read: ListenRead::Data,
+                    foreach: None,
+                }));
+                Some((kind, Some(bind(Outcome::Callback))))
+            }
             _ if function.starts_with("googleapis.") => {
                 let Some(connector) = connectors::connector(function) else {
                     // Any connector parses; one skein does not run faults when it is
@@ -1139,7 +1201,7 @@ impl<'s> Lowerer<'s> {
             _ => {
                 let message = if function.starts_with("events.") {
                     format!(
-                        "`{function}` is not available yet in skein's Cloud Workflows front-end"
+                        "`{function}` is not a function of the `events` module: it has `create_callback_endpoint` and `await_callback`"
                     )
                 } else {
                     format!(
@@ -1152,6 +1214,7 @@ impl<'s> Lowerer<'s> {
                     .map(String::as_str)
                     .chain(HTTP.iter().copied())
                     .chain(["sys.log", "sys.sleep", "sys.sleep_until"])
+                    .chain(["events.create_callback_endpoint", "events.await_callback"])
                     .chain(stdlib::FUNCTIONS.iter().map(|f| f.name));
                 let help = expr::closest(function, names).map(|c| format!("did you mean `{c}`?"));
                 self.error_help(call.range.clone(), &format!("{at}/call"), message, help);
@@ -2243,7 +2306,23 @@ fn raise(value: Tmpl, at: &str, locals: &[String]) -> TaskKind {
 }
 
 /// A call step's `args.timeout`, in seconds, when it is a number.
+/// The HTTP methods a callback endpoint may take.
+const CALLBACK_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+
+/// How long `events.await_callback` waits by default (Google's 12 hours).
+const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(43_200);
+
+/// The timeout a call's `timeout` argument gives (`events.await_callback`'s default
+/// without one).
 fn call_timeout(entries: &[(Yn, Yn)]) -> Option<std::time::Duration> {
+    let given = given_timeout(entries);
+    let awaits = entries
+        .iter()
+        .any(|(k, v)| k.as_str() == Some("call") && v.as_str() == Some("events.await_callback"));
+    given.or(awaits.then_some(CALLBACK_TIMEOUT))
+}
+
+fn given_timeout(entries: &[(Yn, Yn)]) -> Option<std::time::Duration> {
     let (_, args) = entries.iter().find(|(k, _)| k.as_str() == Some("args"))?;
     let Yk::Map(args) = &args.kind else {
         return None;

@@ -84,7 +84,7 @@ pub(crate) fn function(name: &str) -> Option<&'static Function> {
 /// workflow (`$runtime.metadata.env`) first, else the `GOOGLE_CLOUD_*` names made from
 /// the execution: its id, its project and workflow (or those of the Google API path it
 /// was started through), its revision, and its location (`local` when none is given).
-fn get_env(cx: &Cx<'_>, name: &str) -> Option<Value> {
+pub(crate) fn get_env(cx: &Cx<'_>, name: &str) -> Option<Value> {
     let metadata = cx.vars.get("runtime").and_then(|r| r.get("metadata"));
     let meta = |key: &str| metadata.and_then(|m| m.get(key));
     if let Some(v) = meta("env").and_then(|e| e.get(name)) {
@@ -434,20 +434,7 @@ pub(crate) fn call(name: &str, mut args: Vec<Value>, cx: &Cx<'_>) -> Result<Valu
         }
         "text.to_lower" => text_out(string(&args, 0, name)?.to_lowercase()),
         "text.to_upper" => text_out(string(&args, 0, name)?.to_uppercase()),
-        "uuid.generate" => {
-            let mut bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
-            bytes[6] = (bytes[6] & 0x0f) | 0x40;
-            bytes[8] = (bytes[8] & 0x3f) | 0x80;
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Ok(json!(format!(
-                "{}-{}-{}-{}-{}",
-                &hex[0..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..32]
-            )))
-        }
+        "uuid.generate" => Ok(json!(uuid::Uuid::new_v4().to_string())),
         other => crate::formats::call(other, &args)
             .unwrap_or_else(|| unreachable!("every function of the table is implemented: {name}")),
     }

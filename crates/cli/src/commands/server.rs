@@ -78,6 +78,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
+    /// The URL callers reach this server's REST API at, behind any proxy: Cloud Workflows
+    /// callback endpoints (`events.create_callback_endpoint`) point there. Default:
+    /// http://ADDR of --listen (127.0.0.1 for an unspecified address).
+    #[arg(long, env = "SKEIN_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<url::Url>,
+
     /// The address of the gRPC API (a loopback address unless tokens are configured).
     #[arg(
         long,
@@ -474,7 +480,8 @@ async fn serve(args: Args) -> Result<()> {
         .with_observer(metrics.clone())
         .with_limits(limits.clone())
         .with_frontend(Arc::new(engine::Dsl(frontend.clone())))
-        .with_env(args.env.env());
+        .with_env(args.env.env())
+        .with_server_url(&public_url(&args));
     for project in &config.projects {
         engine = engine.with_project_limits(&project.name, project.limits.apply(&limits));
     }
@@ -715,4 +722,16 @@ pub(crate) async fn shutdown_signal() {
             let _ = ctrl_c.await;
         }
     }
+}
+
+/// The URL callers reach the REST API at: `--public-url`, or the `--listen` address.
+fn public_url(args: &Args) -> String {
+    if let Some(url) = &args.public_url {
+        return url.as_str().to_string();
+    }
+    let mut listen = args.listen;
+    if listen.ip().is_unspecified() {
+        listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{listen}")
 }

@@ -278,8 +278,13 @@ async fn workflows_cli(base: &str, args: &[&str]) -> (i32, String, String) {
 /// A `skein server` on free ports (REST and gRPC) over a journal in `dir`, up: the
 /// process (killed when dropped) and the two ports.
 async fn server_at(dir: &std::path::Path) -> (tokio::process::Child, u16, u16) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
+    (server_on(dir, port, grpc_port).await, port, grpc_port)
+}
+
+/// A `skein server` on `dir` at these ports, once it answers.
+async fn server_on(dir: &std::path::Path, port: u16, grpc_port: u16) -> tokio::process::Child {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let server = crate::server::background(&[
         "server",
         "--listen",
@@ -292,7 +297,133 @@ async fn server_at(dir: &std::path::Path) -> (tokio::process::Child, u16, u16) {
     .spawn()
     .unwrap();
     crate::server::healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
-    (server, port, grpc_port)
+    server
+}
+
+/// `events.create_callback_endpoint` gives a URL on the server's API and
+/// `events.await_callback` waits for a request to it: across a crash of the server
+/// (killed while the workflow waits, started again on the same journal), and until
+/// its timeout, which raises `TimeoutError`. A callback of an execution that has ended
+/// is not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_reach_the_workflow_that_awaits_them_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (port, grpc_port) = (crate::server::free_port(), crate::server::free_port());
+    let mut server = server_on(&data, port, grpc_port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let workflow = r#"
+main:
+  steps:
+    - create:
+        call: events.create_callback_endpoint
+        args:
+          http_callback_method: POST
+        result: cb
+    - announce:
+        call: sys.log
+        args:
+          text: ${"first " + cb.url}
+    - wait:
+        call: events.await_callback
+        args:
+          callback: ${cb}
+          timeout: 120
+        result: got
+    - again:
+        call: events.create_callback_endpoint
+        result: unanswered
+    - wait_in_vain:
+        try:
+          call: events.await_callback
+          args:
+            callback: ${unanswered}
+            timeout: 1
+        except:
+          as: e
+          steps:
+            - keep:
+                assign:
+                  - timed_out: ${e.tags}
+    - done:
+        return:
+          body: ${got.http_request.body}
+          method: ${got.http_request.method}
+          query: ${got.http_request.query}
+          type: ${got.type}
+          timed_out: ${timed_out}
+          url: ${cb.url}
+"#;
+    let (_, started) = crate::server::call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": workflow, "id": "cb-1"})),
+    )
+    .await;
+    assert_eq!(started["id"], "cb-1", "{started}");
+
+    // The callback's URL, from the workflow's log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let url = loop {
+        let log = client
+            .get(format!("{base}/v1/executions/cb-1/events?follow=false"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(at) = log.find("first http") {
+            let url: String = log[at + 6..]
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '\\'))
+                .collect();
+            break url;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no callback URL in:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        url.starts_with(&format!(
+            "{base}/v1/projects/default/locations/local/workflows/workflow/executions/cb-1/callbacks/"
+        )),
+        "{url}"
+    );
+
+    // The server dies while the workflow waits, and comes back on the same journal.
+    server.kill().await.unwrap();
+    server.wait().await.unwrap();
+    let _server = server_on(&data, port, grpc_port).await;
+
+    let (status, answer) = crate::server::call(
+        &client,
+        format!("{url}?k=1&k=2"),
+        Some(json!({"approved": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    let (_, done) =
+        crate::server::call(&client, format!("{base}/v1/executions/cb-1?wait=60s"), None).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({
+            "body": {"approved": true},
+            "method": "POST",
+            "query": {"k": ["1", "2"]},
+            "type": "HTTP",
+            "timed_out": ["TimeoutError"],
+            "url": url,
+        })
+    );
+
+    let (status, late) = crate::server::call(&client, url, Some(json!({}))).await;
+    assert_eq!(status, 404, "a callback of an ended execution: {late}");
 }
 
 /// A Cloud Workflows file deployed by name on a real `skein server`, started by name

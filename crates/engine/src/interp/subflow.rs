@@ -156,7 +156,7 @@ async fn subflow(
             &run.project,
             &sub.name,
             &store::Labels::new(),
-            &run.runtime_var["metadata"]["env"],
+            &run.runtime_var["metadata"],
         ),
     }));
     outcome_result(Box::pin(execute(child)).await.map_err(Interrupt::Store)?)
