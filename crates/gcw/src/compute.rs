@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use expr::{EvalError, Expr, Expression, Vars};
 use serde_json::{Map, Value, json};
 
+use crate::connectors::{Base, Body, Poll};
 use crate::errors::Predicate;
 use crate::eval::{Cx, charge_bytes};
 use crate::interp::{Library, LibraryRef};
@@ -200,9 +201,13 @@ pub(crate) enum Kind {
     /// other arguments (but the body) as query parameters.
     ConnectorUrl {
         connector: &'static crate::connectors::Connector,
-        base: String,
+        base: Base,
         args: Vec<(String, Tmpl)>,
     },
+    /// `executions.run`'s body: `{"argument": …}`, its argument as JSON text.
+    ExecutionArgument(Option<Tmpl>),
+    /// A step of waiting for the long-running work a connector started.
+    Operation(OpStep),
     /// A `call` of a function of the standard library: the variables with `result`
     /// bound to what it returned, from its arguments in order.
     Library {
@@ -240,6 +245,40 @@ pub(crate) enum Outcome {
     Callback,
     /// Nothing to bind.
     Nothing,
+}
+
+/// The variable a connector keeps the work it waits for in while it polls, and how
+/// many times it has polled; both are gone when the step ends.
+const OPERATION: &str = "__operation";
+const POLLS: &str = "__polls";
+
+/// The steps of a connector's wait for long-running work: start, then check, wait and
+/// poll until it has ended, then finish.
+#[derive(Clone, Debug)]
+pub(crate) enum OpStep {
+    /// After the call that starts it (`output.as`): the variables with the response's
+    /// body kept as the operation.
+    Started,
+    /// Whether the operation has ended (a switch's condition).
+    Ended(Poll),
+    /// How long to wait before the next poll, in ISO 8601: `initial` seconds, times
+    /// `multiplier` for each poll so far, at most `max`.
+    Delay {
+        initial: f64,
+        multiplier: f64,
+        max: f64,
+    },
+    /// Where to poll.
+    PollUrl(Poll, Base),
+    /// After a poll (`output.as`): the operation as it is now, one poll more.
+    Polled,
+    /// The variables with `result` bound to what the work gave, or its failure raised
+    /// as `OperationError`.
+    Finish {
+        poll: Poll,
+        result: Option<String>,
+        reply: crate::connectors::Reply,
+    },
 }
 
 pub(crate) struct Compute {
@@ -480,8 +519,14 @@ impl Compute {
                 for (name, t) in args {
                     values.push((name.as_str(), t.eval(&cx)?));
                 }
-                connector_url(connector, base, &values).map(Value::String)
+                let base = base_url(base, &cx, connector.name)?;
+                connector_url(connector, &base, &values, &cx).map(Value::String)
             }
+            Kind::ExecutionArgument(argument) => Ok(match argument {
+                Some(t) => json!({ "argument": t.eval(&cx(input))?.to_string() }),
+                None => json!({}),
+            }),
+            Kind::Operation(step) => operation(step, input, variables_before(), &cx(input)),
             Kind::Library {
                 function,
                 args,
@@ -594,11 +639,175 @@ fn join(joined: &mut Value, original: &Value, branch: &Value) -> Result<(), Rais
     Ok(())
 }
 
-/// The URL a connector's call goes to.
+/// The URL of a service's base.
+fn base_url(base: &Base, cx: &Cx<'_>, connector: &str) -> Result<String, Raised> {
+    match base {
+        Base::Url(url) => Ok(url.clone()),
+        Base::Server => cx
+            .vars
+            .get("runtime")
+            .and_then(|r| r["metadata"].get("server"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Raised::tagged(
+                    "SystemError",
+                    format!(
+                        "{connector}: Workflow Executions are this skein server's, and this \
+                         execution runs without one (`skein run`); \
+                         SKEIN_GOOGLEAPIS_WORKFLOWEXECUTIONS_ENDPOINT names another"
+                    ),
+                )
+            }),
+    }
+}
+
+/// One step of waiting for a connector's long-running work; `input` is the step's
+/// input (the variables, or a call's response), `variables` the variables before it.
+fn operation(
+    step: &OpStep,
+    input: &Value,
+    variables: &Value,
+    cx: &Cx<'_>,
+) -> Result<Value, Raised> {
+    let mut vars = match variables {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let op = |vars: &Map<String, Value>| vars.get(OPERATION).cloned().unwrap_or(Value::Null);
+    let polls = vars.get(POLLS).and_then(Value::as_u64).unwrap_or(0);
+    match step {
+        OpStep::Started | OpStep::Polled => {
+            let body = input.get("content").cloned().unwrap_or(Value::Null);
+            vars.insert(OPERATION.into(), body);
+            let polls = if matches!(step, OpStep::Started) {
+                0
+            } else {
+                polls + 1
+            };
+            vars.insert(POLLS.into(), json!(polls));
+            Ok(Value::Object(vars))
+        }
+        OpStep::Ended(poll) => {
+            // The switch's condition reads the step's input, the variables.
+            let Value::Object(now) = input else {
+                return Ok(Value::Bool(true));
+            };
+            let op = op(now);
+            Ok(Value::Bool(match poll {
+                Poll::Operation { .. } => op["done"] == Value::Bool(true),
+                Poll::Execution => matches!(
+                    op["state"].as_str(),
+                    Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+                ),
+                Poll::BigQueryJob => op["status"]["state"] == "DONE",
+                Poll::No => true,
+            }))
+        }
+        OpStep::Delay {
+            initial,
+            multiplier,
+            max,
+        } => {
+            let polls = match input {
+                Value::Object(now) => now.get(POLLS).and_then(Value::as_u64).unwrap_or(0),
+                _ => 0,
+            };
+            let delay = (initial * multiplier.powi(polls.min(1000) as i32)).min(*max);
+            Ok(json!(format!("PT{}S", format_seconds(delay))))
+        }
+        OpStep::PollUrl(poll, base) => {
+            let Value::Object(now) = input else {
+                return Err(value::value_error(
+                    "a connector lost the operation it polls",
+                ));
+            };
+            let op = op(now);
+            let base = base_url(base, cx, "a connector")?;
+            let name = op["name"].as_str().unwrap_or_default();
+            match poll {
+                Poll::Operation { version } => Ok(json!(format!("{base}/{version}/{name}"))),
+                Poll::Execution => Ok(json!(format!("{base}/v1/{name}"))),
+                Poll::BigQueryJob => {
+                    let job = &op["jobReference"];
+                    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                    let mut url = format!(
+                        "{base}/bigquery/v2/projects/{}/jobs/{}",
+                        text(&job["projectId"]),
+                        text(&job["jobId"])
+                    );
+                    if let Some(location) = job["location"].as_str() {
+                        url = format!("{url}?location={location}");
+                    }
+                    Ok(json!(url))
+                }
+                Poll::No => Ok(Value::Null),
+            }
+        }
+        OpStep::Finish {
+            poll,
+            result,
+            reply,
+        } => {
+            let mut now = match input {
+                Value::Object(map) => map.clone(),
+                _ => vars,
+            };
+            let op = now.remove(OPERATION).unwrap_or(Value::Null);
+            now.remove(POLLS);
+            let failed = |message: String| {
+                Raised(json!({
+                    "message": message,
+                    "tags": ["OperationError"],
+                    "operation": op,
+                }))
+            };
+            let value = match poll {
+                Poll::Operation { .. } => {
+                    if let Some(error) = op.get("error") {
+                        let message = error["message"].as_str().unwrap_or("the operation failed");
+                        return Err(failed(format!("operation {}: {message}", op["name"])));
+                    }
+                    op.get("response").cloned().unwrap_or_else(|| op.clone())
+                }
+                Poll::Execution => match op["state"].as_str() {
+                    Some("SUCCEEDED") => match op["result"].as_str() {
+                        Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                        None => Value::Null,
+                    },
+                    state => {
+                        let payload = op["error"]["payload"].as_str().unwrap_or_default();
+                        return Err(failed(format!(
+                            "the execution {} ended {}: {payload}",
+                            op["name"],
+                            state.unwrap_or("without a state")
+                        )));
+                    }
+                },
+                Poll::BigQueryJob => {
+                    if let Some(error) = op["status"].get("errorResult") {
+                        let message = error["message"].as_str().unwrap_or("the job failed");
+                        return Err(failed(format!("BigQuery job: {message}")));
+                    }
+                    op.clone()
+                }
+                Poll::No => connector_result(reply, &json!({ "content": op }))?,
+            };
+            if let Some(result) = result {
+                now.insert(result.clone(), value);
+            }
+            Ok(Value::Object(now))
+        }
+    }
+}
+
+/// The URL a connector's call goes to. A path argument left out takes its default:
+/// `version` the latest, `project_id` and `location` those of the execution.
 fn connector_url(
     connector: &crate::connectors::Connector,
     base: &str,
     args: &[(&str, Value)],
+    cx: &Cx<'_>,
 ) -> Result<String, Raised> {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     let text = |v: &Value| match v {
@@ -612,6 +821,8 @@ fn connector_url(
             (Some(v), _) => text(v),
             // Secret Manager's accessString reads the latest version by default.
             (None, "version") => "latest".to_string(),
+            (None, "project_id") => env_text(cx, "GOOGLE_CLOUD_PROJECT_ID"),
+            (None, "location") => env_text(cx, "GOOGLE_CLOUD_LOCATION"),
             (None, _) => {
                 return Err(Raised::tagged(
                     "KeyError",
@@ -634,7 +845,12 @@ fn connector_url(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     for (name, value) in args {
-        if !in_path.contains(name) && Some(*name) != connector.body && *name != "connector_params" {
+        let in_body = match connector.body {
+            Body::Arg(arg) => arg == *name,
+            Body::ExecutionArgument => *name == "argument",
+            Body::None => false,
+        };
+        if !in_path.contains(name) && !in_body && *name != "connector_params" {
             query.push((name.to_string(), text(value)));
         }
     }
@@ -665,11 +881,7 @@ fn callback_url(cx: &Cx<'_>) -> Result<String, Raised> {
                  and this execution runs without one (`skein run`)",
             )
         })?;
-    let env = |name: &str| {
-        crate::stdlib::get_env(cx, name)
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
+    let env = |name: &str| env_text(cx, name);
     let execution = cx
         .workflow()
         .and_then(|w| w.get("id"))
@@ -682,6 +894,12 @@ fn callback_url(cx: &Cx<'_>) -> Result<String, Raised> {
         env("GOOGLE_CLOUD_WORKFLOW_ID"),
         uuid::Uuid::new_v4()
     ))
+}
+
+fn env_text(cx: &Cx<'_>, name: &str) -> String {
+    crate::stdlib::get_env(cx, name)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// A connector's result from the call's full response.

@@ -23,7 +23,7 @@ use program::{
 };
 use serde_json::Value;
 
-use crate::compute::{BRANCH, Compute, ERROR, Kind, Outcome, RETURN, Target, Tmpl};
+use crate::compute::{BRANCH, Compute, ERROR, Kind, OpStep, Outcome, RETURN, Target, Tmpl};
 use crate::connectors;
 use crate::errors::Predicate;
 use crate::interp::{Library, Params};
@@ -1121,41 +1121,145 @@ impl<'s> Lowerer<'s> {
                         );
                     }
                 }
+                let params = args
+                    .iter()
+                    .find(|(n, _, _)| n == "connector_params")
+                    .map(|(_, _, node)| {
+                        self.connector_params(node, &format!("{args_at}/connector_params"))
+                    })
+                    .unwrap_or_default();
                 let (base, emulator) = connector.service.base();
                 let url = Compute::expr(
                     Kind::ConnectorUrl {
                         connector,
-                        base,
-                        // All but the body, which goes as the body.
-                        args: given
-                            .iter()
-                            .filter(|(n, _)| Some(n.as_str()) != connector.body)
-                            .cloned()
-                            .collect(),
+                        base: base.clone(),
+                        args: given.clone(),
                     },
                     function,
                     &args_at,
                     &scope.locals,
                 );
-                let body = connector.body.and_then(arg).map(|t| value(t, "body"));
+                let body = match connector.body {
+                    connectors::Body::Arg(name) => arg(name).map(|t| value(t, "body")),
+                    connectors::Body::ExecutionArgument => Some(Template::Expr(Compute::expr(
+                        Kind::ExecutionArgument(arg("argument")),
+                        "argument",
+                        &format!("{args_at}/argument"),
+                        &scope.locals,
+                    ))),
+                    connectors::Body::None => None,
+                };
                 let authentication = (!emulator).then(|| {
                     AuthRef::Inline(Box::new(AuthPolicy::Google(GoogleAuth::OAuth2 {
                         scopes: Vec::new(),
                     })))
                 });
-                let kind = TaskKind::Call(Box::new(Call::Http(HttpCall {
-                    method: connector.method.to_string(),
-                    endpoint: Endpoint {
-                        uri: Uri::Expr(url),
-                        authentication,
-                    },
-                    headers: None,
-                    body,
-                    query: None,
-                    output: HttpOutput::Response,
-                    redirect: false,
-                })));
-                Some((kind, Some(bind(Outcome::Connector(connector.result)))))
+                let http = |method: &str, uri: Expr, body: Option<Template>| {
+                    TaskKind::Call(Box::new(Call::Http(HttpCall {
+                        method: method.to_string(),
+                        endpoint: Endpoint {
+                            uri: Uri::Expr(uri),
+                            authentication: authentication.clone(),
+                        },
+                        headers: None,
+                        body,
+                        query: None,
+                        output: HttpOutput::Response,
+                        redirect: false,
+                    })))
+                };
+                let start = http(connector.method, url, body);
+                if connector.poll == connectors::Poll::No || params.skip_polling {
+                    return Some((start, Some(bind(Outcome::Connector(connector.result)))));
+                }
+                // Start, then check, wait and poll until the work has ended, then finish.
+                let op = |step: OpStep, what: &str| {
+                    Compute::expr(
+                        Kind::Operation(step),
+                        what,
+                        &format!("{at}/call"),
+                        &scope.locals,
+                    )
+                };
+                let poll = connector.poll;
+                let named = |name: &str, mut t: Task, output: Option<Expr>| {
+                    t.output = output.map(|as_| Output {
+                        schema: None,
+                        as_: Some(Template::Expr(as_)),
+                    });
+                    NamedTask {
+                        name: name.to_string(),
+                        reference: format!("{at}/call"),
+                        task: t,
+                    }
+                };
+                let tasks = vec![
+                    named(
+                        "start",
+                        task(start, FlowDirective::Continue),
+                        Some(op(OpStep::Started, "start")),
+                    ),
+                    named(
+                        "check",
+                        task(
+                            TaskKind::Switch(Switch {
+                                cases: vec![
+                                    SwitchCase {
+                                        name: "ended".into(),
+                                        when: Some(op(OpStep::Ended(poll), "ended")),
+                                        then: FlowDirective::Goto("finish".into()),
+                                    },
+                                    SwitchCase {
+                                        name: "running".into(),
+                                        when: None,
+                                        then: FlowDirective::Continue,
+                                    },
+                                ],
+                            }),
+                            FlowDirective::Continue,
+                        ),
+                        None,
+                    ),
+                    named(
+                        "wait",
+                        task(
+                            TaskKind::Wait(Duration::Expr(op(
+                                OpStep::Delay {
+                                    initial: params.initial_delay,
+                                    multiplier: params.multiplier,
+                                    max: params.max_delay,
+                                },
+                                "polling_policy",
+                            ))),
+                            FlowDirective::Continue,
+                        ),
+                        None,
+                    ),
+                    named(
+                        "poll",
+                        task(
+                            http("GET", op(OpStep::PollUrl(poll, base), "poll"), None),
+                            FlowDirective::Goto("check".into()),
+                        ),
+                        Some(op(OpStep::Polled, "poll")),
+                    ),
+                    named(
+                        "finish",
+                        task(
+                            TaskKind::Set(Template::Expr(op(
+                                OpStep::Finish {
+                                    poll,
+                                    result: result.clone(),
+                                    reply: connector.result,
+                                },
+                                "result",
+                            ))),
+                            FlowDirective::Continue,
+                        ),
+                        None,
+                    ),
+                ];
+                Some((TaskKind::Do(TaskList { tasks }), None))
             }
             _ if let Some(library) = stdlib::function(function) => {
                 allowed(library.params, self);
@@ -1221,6 +1325,82 @@ impl<'s> Lowerer<'s> {
                 None
             }
         }
+    }
+
+    /// A connector call's `connector_params`: `timeout` (read by the step's timeout),
+    /// `skip_polling` and `polling_policy`, each a literal.
+    fn connector_params(&mut self, node: &Yn, path: &str) -> ConnectorParams {
+        let mut params = ConnectorParams::default();
+        let Yk::Map(entries) = &node.kind else {
+            self.error(
+                node.range.clone(),
+                path,
+                "`connector_params` is a mapping (`timeout`, `polling_policy`, `skip_polling`)",
+            );
+            return params;
+        };
+        let number = |node: &Yn| match node.kind {
+            Yk::Int(i) => Some(i as f64),
+            Yk::Float(f) => Some(f),
+            _ => None,
+        };
+        for (key, value) in entries {
+            let name = key.as_str().unwrap_or_default();
+            let at = format!("{path}/{name}");
+            match name {
+                "timeout" => {
+                    if !number(value).is_some_and(|n| n > 0.0) {
+                        self.error(value.range.clone(), &at, "`timeout` is a positive number of seconds");
+                    }
+                }
+                "skip_polling" => match value.kind {
+                    Yk::Bool(b) => params.skip_polling = b,
+                    _ => self.error(value.range.clone(), &at, "`skip_polling` is true or false"),
+                },
+                "polling_policy" => {
+                    let Yk::Map(policy) = &value.kind else {
+                        self.error(
+                            value.range.clone(),
+                            &at,
+                            "`polling_policy` is a mapping of `initial_delay`, `multiplier` and `max_delay`",
+                        );
+                        continue;
+                    };
+                    for (k, v) in policy {
+                        let field = k.as_str().unwrap_or_default();
+                        let slot = match field {
+                            "initial_delay" => &mut params.initial_delay,
+                            "multiplier" => &mut params.multiplier,
+                            "max_delay" => &mut params.max_delay,
+                            other => {
+                                self.error(
+                                    k.range.clone(),
+                                    &at,
+                                    format!("`polling_policy` has no `{other}`: it has `initial_delay`, `multiplier` and `max_delay`"),
+                                );
+                                continue;
+                            }
+                        };
+                        match number(v) {
+                            Some(n) if n > 0.0 => *slot = n,
+                            _ => self.error(
+                                v.range.clone(),
+                                &format!("{at}/{field}"),
+                                format!("`{field}` is a positive number"),
+                            ),
+                        }
+                    }
+                }
+                // Accepted and left to Google's defaults.
+                "scopes" | "url" => {}
+                other => self.error(
+                    key.range.clone(),
+                    path,
+                    format!("`connector_params` has no `{other}`: it has `timeout`, `polling_policy` and `skip_polling`"),
+                ),
+            }
+        }
+        params
     }
 
     /// A `for` loop at `path`; with `fan`, the iterations of a parallel step.
@@ -2251,6 +2431,26 @@ fn field<'n>(entries: &'n [(Yn, Yn)], key: &str) -> Option<&'n Yn> {
         .map(|(_, v)| v)
 }
 
+/// What `connector_params` says about waiting for long-running work (Google's
+/// defaults: polls after 1 s, then 1.25 times longer each time, at most 60 s apart).
+struct ConnectorParams {
+    skip_polling: bool,
+    initial_delay: f64,
+    multiplier: f64,
+    max_delay: f64,
+}
+
+impl Default for ConnectorParams {
+    fn default() -> Self {
+        ConnectorParams {
+            skip_polling: false,
+            initial_delay: 1.0,
+            multiplier: 1.25,
+            max_delay: 60.0,
+        }
+    }
+}
+
 /// How a parallel step runs its iterations: at most so many at once, the scope its
 /// branches see, and what joins their variables.
 struct Fan {
@@ -2315,19 +2515,35 @@ const CALLBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(43_
 /// The timeout a call's `timeout` argument gives (`events.await_callback`'s default
 /// without one).
 fn call_timeout(entries: &[(Yn, Yn)]) -> Option<std::time::Duration> {
-    let given = given_timeout(entries);
-    let awaits = entries
-        .iter()
-        .any(|(k, v)| k.as_str() == Some("call") && v.as_str() == Some("events.await_callback"));
+    let function = field(entries, "call")
+        .and_then(Yn::as_str)
+        .unwrap_or_default();
+    let args = field(entries, "args");
+    if function.starts_with("googleapis.") {
+        let given = args
+            .and_then(|a| map_field(a, "connector_params"))
+            .and_then(|p| seconds(p, "timeout"));
+        let polls = connectors::connector(function).is_some_and(|c| c.poll != connectors::Poll::No);
+        return given.or(polls.then_some(CONNECTOR_TIMEOUT));
+    }
+    let given = args.and_then(|a| seconds(a, "timeout"));
+    let awaits = function == "events.await_callback";
     given.or(awaits.then_some(CALLBACK_TIMEOUT))
 }
 
-fn given_timeout(entries: &[(Yn, Yn)]) -> Option<std::time::Duration> {
-    let (_, args) = entries.iter().find(|(k, _)| k.as_str() == Some("args"))?;
-    let Yk::Map(args) = &args.kind else {
-        return None;
-    };
-    let (_, t) = args.iter().find(|(k, _)| k.as_str() == Some("timeout"))?;
+/// How long a connector waits for long-running work by default (Google's 30 minutes).
+const CONNECTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+fn map_field<'n>(node: &'n Yn, key: &str) -> Option<&'n Yn> {
+    match &node.kind {
+        Yk::Map(entries) => field(entries, key),
+        _ => None,
+    }
+}
+
+/// The positive number of seconds `key` of the mapping `node` gives, if a literal.
+fn seconds(node: &Yn, key: &str) -> Option<std::time::Duration> {
+    let t = map_field(node, key)?;
     let seconds = match t.kind {
         Yk::Int(i) => i as f64,
         Yk::Float(f) => f,

@@ -426,6 +426,89 @@ main:
     assert_eq!(status, 404, "a callback of an ended execution: {late}");
 }
 
+/// The Workflow Executions connectors reach the server the workflow runs on, so a
+/// workflow deployed there runs as a child execution: `executions.run` waits for its
+/// result (a failure raises `OperationError`), `create` and `get` start one and look at
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_another_deployed_on_the_same_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = dir.path().join("child.yaml");
+    std::fs::write(
+        &child,
+        "main:\n  params: [args]\n  steps:\n    - check:\n        switch:\n          - condition: ${args.n < 0}\n            raise: negative\n    - give:\n        return: ${args.n * 2}\n",
+    )
+    .unwrap();
+    let (_server, port, _) = server_at(&dir.path().join("data")).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let (code, _, err) =
+        workflows_cli(&base, &["deploy", "doubler", child.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+
+    let parent = r#"
+main:
+  steps:
+    - run:
+        call: googleapis.workflowexecutions.v1.projects.locations.workflows.executions.run
+        args:
+          workflow_id: doubler
+          argument:
+            n: 21
+          connector_params:
+            polling_policy:
+              initial_delay: 0.05
+        result: doubled
+    - fail:
+        try:
+          call: googleapis.workflowexecutions.v1.projects.locations.workflows.executions.run
+          args:
+            workflow_id: doubler
+            argument:
+              n: -1
+            connector_params:
+              polling_policy:
+                initial_delay: 0.05
+        except:
+          as: e
+          steps:
+            - note:
+                assign:
+                  - failed: ${e.tags}
+                  - failed_state: ${e.operation.state}
+    - create:
+        call: googleapis.workflowexecutions.v1.projects.locations.workflows.executions.create
+        args:
+          parent: ${"projects/" + sys.get_env("GOOGLE_CLOUD_PROJECT_ID") + "/locations/local/workflows/doubler"}
+          body:
+            argument: '{"n": 1}'
+        result: created
+    - look:
+        call: googleapis.workflowexecutions.v1.projects.locations.workflows.executions.get
+        args:
+          name: ${created.name}
+        result: looked
+    - done:
+        return:
+          doubled: ${doubled}
+          failed: ${failed}
+          failed_state: ${failed_state}
+          same: ${looked.name == created.name}
+"#;
+    let client = reqwest::Client::new();
+    let (status, started) = crate::server::call(
+        &client,
+        format!("{base}/v1/executions?wait=60s"),
+        Some(json!({"workflow": parent})),
+    )
+    .await;
+    assert!(status < 300, "{started}");
+    assert_eq!(started["status"], "completed", "{started}");
+    assert_eq!(
+        started["output"],
+        json!({"doubled": 42, "failed": ["OperationError"], "failed_state": "FAILED", "same": true})
+    );
+}
+
 /// A Cloud Workflows file deployed by name on a real `skein server`, started by name
 /// with `skein exec start --workflow-ref`, listed, shown and deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -433,9 +433,10 @@ async fn connectors_call_the_services_rest_apis() {
                   - missing: ${e.code}
     - other:
         try:
-          call: googleapis.bigquery.v2.jobs.query
+          call: googleapis.compute.v1.instances.list
           args:
-            projectId: demo
+            project: demo
+            zone: europe-west1-b
         except:
           as: e
           steps:
@@ -464,7 +465,7 @@ async fn connectors_call_the_services_rest_apis() {
     assert!(checked.status.success(), "{}", stderr(&checked));
     assert!(
         stderr(&checked).contains(
-            "warning: the connector `googleapis.bigquery.v2.jobs.query` is not available in skein"
+            "warning: the connector `googleapis.compute.v1.instances.list` is not available in skein"
         ),
         "{}",
         stderr(&checked)
@@ -496,7 +497,199 @@ async fn connectors_call_the_services_rest_apis() {
             "published": ["1"],
             "key": "hunter2",
             "missing": 404,
-            "unavailable": "the connector `googleapis.bigquery.v2.jobs.query` is not available in skein",
+            "unavailable": "the connector `googleapis.compute.v1.instances.list` is not available in skein",
         })
     );
+}
+
+/// Connectors that start long-running work wait for it, polling as `connector_params`
+/// says: a Cloud Run job (a long-running operation, done on the third look), a BigQuery
+/// job (done on the second), and an operation that fails (`OperationError`, caught);
+/// `skip_polling` returns the operation as it started. Cloud Tasks and Firestore
+/// connectors are single calls. All against one stand-in, named by skein's variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_running_connectors_poll_until_the_work_ends() {
+    use axum::body::Bytes;
+    use axum::extract::Path;
+    use axum::http::Method;
+    use axum::routing::any;
+
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route(
+            "/{*path}",
+            any(
+                |State(seen): State<Seen>, method: Method, Path(path): Path<String>, body: Bytes| async move {
+                    let looks = {
+                        let mut seen = seen.lock().unwrap();
+                        let n = seen.entry(format!("{method} {path}")).or_default();
+                        *n += 1;
+                        *n
+                    };
+                    let sent: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let answer = match (method.as_str(), path.as_str()) {
+                        ("POST", "v2/projects/demo/locations/eu/jobs/render:run") => {
+                            json!({"name": "projects/demo/locations/eu/operations/op-1", "done": false})
+                        }
+                        ("GET", "v2/projects/demo/locations/eu/operations/op-1") => {
+                            if looks < 2 {
+                                json!({"name": "projects/demo/locations/eu/operations/op-1", "done": false})
+                            } else {
+                                json!({"name": "projects/demo/locations/eu/operations/op-1", "done": true,
+                                       "response": {"name": "projects/demo/locations/eu/jobs/render/executions/e-1", "succeededCount": 1}})
+                            }
+                        }
+                        ("POST", "v2/projects/demo/locations/eu/jobs/broken:run") => {
+                            json!({"name": "projects/demo/locations/eu/operations/op-2", "done": false})
+                        }
+                        ("GET", "v2/projects/demo/locations/eu/operations/op-2") => {
+                            json!({"name": "projects/demo/locations/eu/operations/op-2", "done": true,
+                                   "error": {"code": 9, "message": "the task failed"}})
+                        }
+                        ("POST", "bigquery/v2/projects/demo/jobs") => json!({
+                            "jobReference": {"projectId": "demo", "jobId": "q-1", "location": "EU"},
+                            "status": {"state": "RUNNING"},
+                            "configuration": sent["configuration"],
+                        }),
+                        ("GET", "bigquery/v2/projects/demo/jobs/q-1") => json!({
+                            "jobReference": {"projectId": "demo", "jobId": "q-1", "location": "EU"},
+                            "status": {"state": "DONE"},
+                        }),
+                        ("POST", "v2/projects/demo/locations/eu/queues/renders/tasks") => {
+                            json!({"name": "projects/demo/locations/eu/queues/renders/tasks/t-1", "httpRequest": sent["task"]["httpRequest"]})
+                        }
+                        ("PATCH", "v1/projects/demo/databases/(default)/documents/jobs/j1") => {
+                            json!({"name": "projects/demo/databases/(default)/documents/jobs/j1", "fields": sent["fields"]})
+                        }
+                        ("GET", "v1/projects/demo/databases/(default)/documents/jobs/j1") => {
+                            json!({"name": "projects/demo/databases/(default)/documents/jobs/j1", "fields": {"state": {"stringValue": "done"}}})
+                        }
+                        _ => return (StatusCode::NOT_FOUND, axum::Json(json!({"error": {"code": 404, "path": path}}))),
+                    };
+                    (StatusCode::OK, axum::Json(answer))
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let workflow = r#"main:
+  steps:
+    - run_job:
+        call: googleapis.run.v2.projects.locations.jobs.run
+        args:
+          name: projects/demo/locations/eu/jobs/render
+          connector_params:
+            timeout: 60
+            polling_policy:
+              initial_delay: 0.05
+              multiplier: 2
+              max_delay: 0.2
+        result: job
+    - started_only:
+        call: googleapis.run.v2.projects.locations.jobs.run
+        args:
+          name: projects/demo/locations/eu/jobs/render
+          connector_params:
+            skip_polling: true
+        result: operation
+    - broken:
+        try:
+          call: googleapis.run.v2.projects.locations.jobs.run
+          args:
+            name: projects/demo/locations/eu/jobs/broken
+            connector_params:
+              polling_policy:
+                initial_delay: 0.05
+        except:
+          as: e
+          steps:
+            - note:
+                assign:
+                  - failure: ${e.tags}
+                  - failure_says: ${e.message}
+    - query:
+        call: googleapis.bigquery.v2.jobs.insert
+        args:
+          projectId: demo
+          body:
+            configuration:
+              query:
+                query: SELECT 1
+          connector_params:
+            polling_policy:
+              initial_delay: 0.05
+        result: bq
+    - enqueue:
+        call: googleapis.cloudtasks.v2.projects.locations.queues.tasks.create
+        args:
+          parent: projects/demo/locations/eu/queues/renders
+          body:
+            task:
+              httpRequest:
+                url: https://render.example/chunk
+        result: task
+    - write:
+        call: googleapis.firestore.v1.projects.databases.documents.patch
+        args:
+          name: projects/demo/databases/(default)/documents/jobs/j1
+          body:
+            fields:
+              state:
+                stringValue: running
+        result: written
+    - read:
+        call: googleapis.firestore.v1.projects.databases.documents.get
+        args:
+          name: projects/demo/databases/(default)/documents/jobs/j1
+        result: doc
+    - done:
+        return:
+          job: ${job}
+          operation_done: ${operation.done}
+          failure: ${failure}
+          failure_says: ${failure_says}
+          bq: ${bq.status.state}
+          task: ${task.name}
+          written: ${written.fields.state.stringValue}
+          read: ${doc.fields.state.stringValue}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lro.yaml");
+    std::fs::write(&file, workflow).unwrap();
+    let (file, data) = (file.to_str().unwrap().to_string(), dir.path().join("data"));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_skein"));
+        command.args(["run", &file, "--data-dir"]).arg(data);
+        for service in ["RUN", "BIGQUERY", "CLOUDTASKS", "FIRESTORE"] {
+            command.env(format!("SKEIN_GOOGLEAPIS_{service}_ENDPOINT"), &base);
+        }
+        command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer,
+        json!({
+            "job": {"name": "projects/demo/locations/eu/jobs/render/executions/e-1", "succeededCount": 1},
+            "operation_done": false,
+            "failure": ["OperationError"],
+            "failure_says": "operation \"projects/demo/locations/eu/operations/op-2\": the task failed",
+            "bq": "DONE",
+            "task": "projects/demo/locations/eu/queues/renders/tasks/t-1",
+            "written": "running",
+            "read": "done",
+        })
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.get("GET v2/projects/demo/locations/eu/operations/op-1"),
+        Some(&2),
+        "polled until done: {seen:?}"
+    );
+    assert_eq!(seen.get("GET bigquery/v2/projects/demo/jobs/q-1"), Some(&1));
 }
