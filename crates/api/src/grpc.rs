@@ -154,7 +154,7 @@ impl pb::runner_server::Runner for Runner {
         let request = request.into_inner();
         let start = wire::StartRequest {
             workflow: request.workflow_yaml,
-            workflow_ref: None,
+            workflow_ref: (!request.workflow_ref.is_empty()).then_some(request.workflow_ref),
             input: request.input.map(to_json),
             id: (!request.execution_id.is_empty()).then_some(request.execution_id),
             labels: request.labels.into_iter().collect::<BTreeMap<_, _>>(),
@@ -246,6 +246,70 @@ impl pb::runner_server::Runner for Runner {
             }
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn deploy_workflow(
+        &self,
+        request: Request<pb::DeployWorkflowRequest>,
+    ) -> Result<Response<pb::DeployWorkflowResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let request = request.into_inner();
+        let (deployed, created) = crate::workflows::deploy_text(
+            &self.service,
+            &caller,
+            &request.name,
+            &request.definition,
+        )
+        .await?;
+        Ok(Response::new(pb::DeployWorkflowResponse {
+            workflow: Some(workflow(wire::Workflow::of(deployed, true))),
+            created,
+        }))
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<pb::WorkflowRef>,
+    ) -> Result<Response<pb::Workflow>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let request = request.into_inner();
+        let revision = (request.revision != 0).then_some(request.revision);
+        let found =
+            crate::workflows::revision(&self.service, &caller, &request.name, revision).await?;
+        Ok(Response::new(workflow(found)))
+    }
+
+    async fn list_workflows(
+        &self,
+        request: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let workflows = crate::workflows::latest_of_each(&self.service, &caller).await?;
+        Ok(Response::new(pb::ListWorkflowsResponse {
+            workflows: workflows.into_iter().map(workflow).collect(),
+        }))
+    }
+
+    async fn delete_workflow(
+        &self,
+        request: Request<pb::WorkflowRef>,
+    ) -> Result<Response<pb::DeleteWorkflowResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let name = request.into_inner().name;
+        crate::workflows::undeploy(&self.service, &caller, &name).await?;
+        Ok(Response::new(pb::DeleteWorkflowResponse {}))
+    }
+}
+
+/// A named workflow's revision on the wire.
+fn workflow(w: wire::Workflow) -> pb::Workflow {
+    pb::Workflow {
+        name: w.name,
+        revision: w.revision,
+        syntax: w.syntax,
+        created_at: w.created_at,
+        definition: w.workflow.unwrap_or_default(),
+        revisions: w.revisions,
     }
 }
 

@@ -121,19 +121,65 @@ pub(crate) async fn deploy(
     Ok((status, Json(wire::Workflow::of(deployed, true))))
 }
 
+/// The latest revision of each of the caller's named workflows, by name, without
+/// definitions.
+pub(crate) async fn latest_of_each(
+    service: &Service,
+    caller: &Caller,
+) -> ApiResult<Vec<wire::Workflow>> {
+    caller.require(Role::Read)?;
+    let workflows = service.store().deployments(&caller.project, None).await?;
+    Ok(workflows
+        .into_iter()
+        .map(|d| wire::Workflow::of(d, false))
+        .collect())
+}
+
+/// A revision of the caller's workflow `name` (the latest without `revision`), with
+/// its definition and the numbers of all its revisions.
+pub(crate) async fn revision(
+    service: &Service,
+    caller: &Caller,
+    name: &str,
+    revision: Option<u64>,
+) -> ApiResult<wire::Workflow> {
+    caller.require(Role::Read)?;
+    check_name(name)?;
+    let revisions = service
+        .store()
+        .deployments(&caller.project, Some(name))
+        .await?;
+    let found = match revision {
+        Some(r) => revisions.iter().find(|d| d.revision == r),
+        None => revisions.first(),
+    };
+    let Some(found) = found.cloned() else {
+        return Err(not_deployed(name, revision));
+    };
+    let mut workflow = wire::Workflow::of(found, true);
+    workflow.revisions = revisions.iter().map(|d| d.revision).collect();
+    Ok(workflow)
+}
+
+/// Deletes the caller's workflow `name` with all its revisions.
+pub(crate) async fn undeploy(service: &Service, caller: &Caller, name: &str) -> ApiResult<()> {
+    caller.require(Role::Run)?;
+    check_name(name)?;
+    if service.store().undeploy(&caller.project, name).await? {
+        Ok(())
+    } else {
+        Err(not_deployed(name, None))
+    }
+}
+
 /// `GET /v1/workflows`: the latest revision of each named workflow, by name.
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows", responses((status = 200, description = "The named workflows of the caller's project", body = wire::WorkflowList), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 pub(crate) async fn list(
     State(service): State<Arc<Service>>,
     caller: Caller,
 ) -> ApiResult<Json<wire::WorkflowList>> {
-    caller.require(Role::Read)?;
-    let workflows = service.store().deployments(&caller.project, None).await?;
     Ok(Json(wire::WorkflowList {
-        workflows: workflows
-            .into_iter()
-            .map(|d| wire::Workflow::of(d, false))
-            .collect(),
+        workflows: latest_of_each(&service, &caller).await?,
     }))
 }
 
@@ -151,22 +197,9 @@ pub(crate) async fn get_one(
     Path(name): Path<String>,
     Query(query): Query<RevisionParam>,
 ) -> ApiResult<Json<wire::Workflow>> {
-    caller.require(Role::Read)?;
-    check_name(&name)?;
-    let revisions = service
-        .store()
-        .deployments(&caller.project, Some(&name))
-        .await?;
-    let found = match query.revision {
-        Some(r) => revisions.iter().find(|d| d.revision == r),
-        None => revisions.first(),
-    };
-    let Some(found) = found.cloned() else {
-        return Err(not_deployed(&name, query.revision));
-    };
-    let mut workflow = wire::Workflow::of(found, true);
-    workflow.revisions = revisions.iter().map(|d| d.revision).collect();
-    Ok(Json(workflow))
+    Ok(Json(
+        revision(&service, &caller, &name, query.revision).await?,
+    ))
 }
 
 /// `DELETE /v1/workflows/{name}`: the workflow with all its revisions. Executions
@@ -177,11 +210,6 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Role::Run)?;
-    check_name(&name)?;
-    if service.store().undeploy(&caller.project, &name).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_deployed(&name, None))
-    }
+    undeploy(&service, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

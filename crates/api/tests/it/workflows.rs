@@ -226,3 +226,133 @@ async fn googles_rest_api_deploys_and_runs() {
         .await;
     assert_eq!((status, &bad["error"]["code"]), (400, &json!(400)), "{bad}");
 }
+
+/// The same over gRPC: deploy (new, then unchanged), list, get, start by reference,
+/// delete, and NOT_FOUND for what is not there.
+#[tokio::test]
+async fn named_workflows_over_grpc() {
+    use api::grpc::pb;
+
+    let server = serve().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(api::grpc::serve(
+        server.service.clone(),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut runner = pb::runner_client::RunnerClient::new(channel);
+
+    let deploy = |definition: &str| pb::DeployWorkflowRequest {
+        name: "triple".into(),
+        definition: definition.into(),
+    };
+    let first = runner
+        .deploy_workflow(deploy(CLOUD))
+        .await
+        .unwrap()
+        .into_inner();
+    let workflow = first.workflow.unwrap();
+    assert!(first.created);
+    assert_eq!(
+        (workflow.revision, workflow.syntax.as_str()),
+        (1, "cloud-workflows")
+    );
+    let again = runner
+        .deploy_workflow(deploy(CLOUD))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.created, "the same text is the same revision");
+    let second = runner
+        .deploy_workflow(deploy(&flow(DOUBLE)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.workflow.unwrap().revision, 2);
+    let bad = runner
+        .deploy_workflow(deploy("main: {steps: 3}"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+
+    let list = runner
+        .list_workflows(pb::ListWorkflowsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.workflows.len(), 1);
+    assert_eq!(list.workflows[0].revision, 2);
+    assert!(
+        list.workflows[0].definition.is_empty(),
+        "lists carry no definitions"
+    );
+
+    let got = runner
+        .get_workflow(pb::WorkflowRef {
+            name: "triple".into(),
+            revision: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (got.definition.as_str(), got.revisions),
+        (CLOUD, vec![2, 1])
+    );
+
+    let started = runner
+        .execute_async(pb::ExecuteRequest {
+            execution_id: "by-ref".into(),
+            workflow_ref: "triple@1".into(),
+            input: Some(prost_types::Value {
+                kind: Some(prost_types::value::Kind::StructValue(prost_types::Struct {
+                    fields: [(
+                        "n".to_string(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::NumberValue(5.0)),
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                })),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(started.created);
+    let (status, done) = server.get("/v1/executions/by-ref?wait=30s").await;
+    assert_eq!((status, &done["output"]), (200, &json!(15)), "{done}");
+
+    runner
+        .delete_workflow(pb::WorkflowRef {
+            name: "triple".into(),
+            revision: 0,
+        })
+        .await
+        .unwrap();
+    let gone = runner
+        .get_workflow(pb::WorkflowRef {
+            name: "triple".into(),
+            revision: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+    let gone = runner
+        .delete_workflow(pb::WorkflowRef {
+            name: "triple".into(),
+            revision: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+}

@@ -43,7 +43,8 @@ use engine::{Engine, SystemClock};
 /// (Prometheus).
 ///
 /// gRPC (--grpc-listen, default 127.0.0.1:9090): service skein.v1.Runner (ExecuteAsync,
-/// Get, Cancel, Pause, Resume, Watch; proto/skein/v1/runner.proto), with the standard
+/// Get, Cancel, Pause, Resume, Watch, and DeployWorkflow, GetWorkflow, ListWorkflows,
+/// DeleteWorkflow; proto/skein/v1/runner.proto), with the standard
 /// health service and server reflection, so `grpcurl -plaintext 127.0.0.1:9090 list`
 /// works. The same tokens as REST, in `authorization: Bearer …` metadata. TLS with
 /// --grpc-tls-cert and --grpc-tls-key; plaintext is refused on a non-loopback address
