@@ -520,11 +520,8 @@ impl ExecutionView {
         };
         let error = (e.status == store::Status::Faulted).then(|| {
             let problem = e.error.clone().unwrap_or(Value::Null);
-            // What the workflow raised, as Cloud Workflows shows it; else the problem.
-            let payload = problem
-                .get("data")
-                .cloned()
-                .unwrap_or_else(|| problem.clone());
+            // What the workflow raised, or the error it met, as Cloud Workflows shows it.
+            let payload = gcw::error_value(&problem);
             let context = problem
                 .get("instance")
                 .and_then(Value::as_str)

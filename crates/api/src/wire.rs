@@ -64,10 +64,7 @@ pub struct Workflow {
 impl Workflow {
     /// The wire form of a revision, with its definition or without.
     pub fn of(deployed: store::Deployed, with_definition: bool) -> Workflow {
-        let syntax = match dsl::yaml::parse(&deployed.definition) {
-            Ok(root) => gcw::Syntax::of(&root),
-            Err(_) => gcw::Syntax::Dsl,
-        };
+        let syntax = gcw::Syntax::of_text(&deployed.definition);
         Workflow {
             name: deployed.name,
             revision: deployed.revision,

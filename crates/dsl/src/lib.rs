@@ -51,11 +51,14 @@ pub struct CloudWorkflowsLimits {
     pub concurrency: std::num::NonZeroU32,
     /// Bytes of a subworkflow's variables, as JSON (Google: 512 KiB).
     pub variables_bytes: usize,
+    /// Steps one execution may take (Google: 100,000), counted as the tasks it starts.
+    pub steps: u64,
 }
 
 impl CloudWorkflowsLimits {
     pub const DEFAULT_CONCURRENCY: u32 = 20;
     pub const DEFAULT_VARIABLES_BYTES: usize = 512 * 1024;
+    pub const DEFAULT_STEPS: u64 = 100_000;
 }
 
 impl Default for CloudWorkflowsLimits {
@@ -64,6 +67,7 @@ impl Default for CloudWorkflowsLimits {
             concurrency: std::num::NonZeroU32::new(Self::DEFAULT_CONCURRENCY)
                 .expect("the default is not zero"),
             variables_bytes: Self::DEFAULT_VARIABLES_BYTES,
+            steps: Self::DEFAULT_STEPS,
         }
     }
 }

@@ -428,14 +428,17 @@ impl Run {
     /// Counts a task starting at `at`; faults past the execution's `tasks` limit.
     pub(crate) fn count_task(&self, at: &str) -> Result<(), Interrupt> {
         let started = self.used.tasks.fetch_add(1, Ordering::Relaxed) + 1;
-        let limit = self.limits.limits.tasks;
+        let (limit, setting) = match self.wf.task_limit {
+            Some(front) if front.tasks < self.limits.limits.tasks => (front.tasks, front.setting),
+            _ => (self.limits.limits.tasks, "execution-tasks"),
+        };
         if started <= limit {
             return Ok(());
         }
         Err(crate::limits::over(
             at,
             "Task limit exceeded",
-            format!("the execution started more than {limit} tasks (setting `execution-tasks`)"),
+            format!("the execution started more than {limit} tasks (setting `{setting}`)"),
         ))
     }
 

@@ -79,6 +79,14 @@ impl Syntax {
         }
     }
 
+    /// The syntax of a document's text (the DSL's when it does not parse).
+    pub fn of_text(source: &str) -> Syntax {
+        match dsl::yaml::parse(source) {
+            Ok(root) => Syntax::of(&root),
+            Err(_) => Syntax::Dsl,
+        }
+    }
+
     /// The name `--syntax` takes.
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +94,13 @@ impl Syntax {
             Syntax::CloudWorkflows => "cloud-workflows",
         }
     }
+}
+
+/// A failed execution's error (the engine's problem) as Cloud Workflows shows it: what
+/// `raise` raised, or a map with `message` and `tags` (`HttpError` with the response,
+/// `ResourceLimitError`, …), as an `except` would have seen it.
+pub fn error_value(problem: &serde_json::Value) -> serde_json::Value {
+    errors::from_problem(problem)
 }
 
 /// Parses and checks a document of either syntax, recognised by its shape. The YAML

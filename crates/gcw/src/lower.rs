@@ -265,6 +265,10 @@ impl<'s> Lowerer<'s> {
             evaluate: Evaluate::default(),
             definition: root.to_json(),
             extensions: Vec::new(),
+            task_limit: Some(program::TaskLimit {
+                tasks: self.limits.steps,
+                setting: "cloud-workflows-steps",
+            }),
         })
     }
 

@@ -64,6 +64,16 @@ pub struct Program {
     pub definition: Value,
     /// Every place the document uses a skein extension (for `validate --strict`).
     pub extensions: Vec<ExtensionUse>,
+    /// A bound on the tasks one execution starts that the front-end sets (Google's
+    /// steps for Cloud Workflows), below the engine's own when it is lower.
+    pub task_limit: Option<TaskLimit>,
+}
+
+/// A front-end's bound on the tasks of one execution, and the setting that raises it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskLimit {
+    pub tasks: u64,
+    pub setting: &'static str,
 }
 
 /// Where a workflow uses something beyond the DSL.

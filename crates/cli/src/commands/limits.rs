@@ -71,6 +71,12 @@ pub(crate) struct LimitArgs {
     /// take; past it, the step raises `ResourceLimitError` (Google's 512 KiB).
     #[arg(long, value_name = "BYTES", default_value_t = dsl::CloudWorkflowsLimits::DEFAULT_VARIABLES_BYTES)]
     cloud_workflows_variables_bytes: usize,
+
+    /// Cloud Workflows documents: the steps one execution may take, counted as the tasks
+    /// it starts; past it, `ResourceLimitError` (Google's 100,000). --execution-tasks
+    /// bounds them too.
+    #[arg(long, value_name = "N", default_value_t = dsl::CloudWorkflowsLimits::DEFAULT_STEPS)]
+    cloud_workflows_steps: u64,
 }
 
 impl LimitArgs {
@@ -82,6 +88,7 @@ impl LimitArgs {
             cloud_workflows: dsl::CloudWorkflowsLimits {
                 concurrency,
                 variables_bytes: self.cloud_workflows_variables_bytes,
+                steps: self.cloud_workflows_steps,
             },
             ..dsl::Options::default()
         })

@@ -145,10 +145,16 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let outcome = engine.run(&id, Value::Object(secrets), cancel).await;
     placement.shutdown().await;
     progress.finish();
-    Ok(report(&id, outcome?, args.json))
+    let cloud = store
+        .execution(&id)
+        .await?
+        .is_some_and(|e| gcw::Syntax::of_text(&e.definition) == gcw::Syntax::CloudWorkflows);
+    Ok(report(&id, outcome?, args.json, cloud))
 }
 
-fn report(id: &str, outcome: Outcome, json: bool) -> ExitCode {
+/// Prints the outcome; a failure of a Cloud Workflows document (`cloud`) shows its
+/// error as Cloud Workflows does, on the `data:` line.
+fn report(id: &str, outcome: Outcome, json: bool, cloud: bool) -> ExitCode {
     let (status, code, body) = match &outcome {
         Outcome::Completed(output) => ("completed", 0, output.clone()),
         Outcome::Faulted(problem) => (
@@ -187,7 +193,14 @@ fn report(id: &str, outcome: Outcome, json: bool) -> ExitCode {
                 eprintln!("  detail:   {detail}");
             }
             eprintln!("  instance: {}", p.instance.as_deref().unwrap_or("/"));
-            if let Some(data) = &p.data {
+            let data = if cloud {
+                Some(gcw::error_value(
+                    &serde_json::to_value(p).unwrap_or_default(),
+                ))
+            } else {
+                p.data.as_deref().cloned()
+            };
+            if let Some(data) = data {
                 eprintln!("  data:     {data}");
             }
         }

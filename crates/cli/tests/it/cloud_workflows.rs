@@ -703,4 +703,27 @@ fn configuration_raises_googles_limits() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+
+    // Steps: an endless loop ends at Google's count, here lowered to 50, or at
+    // --execution-tasks when that is lower.
+    let endless = dir.path().join("endless.yaml");
+    std::fs::write(
+        &endless,
+        "- init:\n    assign:\n      - i: 0\n- again:\n    assign:\n      - i: ${i + 1}\n    next: again\n",
+    )
+    .unwrap();
+    let endless = endless.to_str().unwrap();
+    for (setting, value) in [
+        ("--cloud-workflows-steps", "50"),
+        ("--execution-tasks", "30"),
+    ] {
+        let out = skein(&["run", endless, "--data-dir", data, setting, value]);
+        assert_eq!(out.status.code(), Some(1));
+        let text = stderr(&out);
+        let named = format!("more than {value} tasks (setting `{}`)", &setting[2..]);
+        assert!(
+            text.contains(&named) && text.contains("ResourceLimitError"),
+            "{setting}: {text}"
+        );
+    }
 }

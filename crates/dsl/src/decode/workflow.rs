@@ -60,6 +60,7 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         evaluate: evaluate?.unwrap_or_default(),
         definition: at.node.to_json(),
         extensions: cx.extensions.clone(),
+        task_limit: None,
     })
 }
 
