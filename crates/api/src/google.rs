@@ -508,6 +508,10 @@ pub(crate) struct ExecutionView {
     pub(crate) started: i64,
     pub(crate) ended: Option<i64>,
     pub(crate) revision: String,
+    /// The labels given when it was started (not skein's own, `skein.dev/…`).
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    /// Google's BASIC view: name, times, state and revision only.
+    pub(crate) basic: bool,
 }
 
 impl ExecutionView {
@@ -541,7 +545,27 @@ impl ExecutionView {
             started: e.created_at,
             ended: e.status.is_final().then_some(e.updated_at),
             revision: e.labels.get(REVISION_LABEL).cloned().unwrap_or_default(),
+            labels: e
+                .labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with(OWN_LABELS))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            basic: false,
         }
+    }
+
+    /// The view Google's `view` asks for: BASIC leaves out the argument, the result,
+    /// the error and the labels.
+    pub(crate) fn viewed(mut self, basic: bool) -> ExecutionView {
+        if basic {
+            self.basic = true;
+            self.argument.clear();
+            self.result = None;
+            self.error = None;
+            self.labels.clear();
+        }
+        self
     }
 
     fn json(&self) -> Value {
@@ -554,11 +578,14 @@ impl ExecutionView {
         let mut out = json!({
             "name": self.name,
             "state": state,
-            "argument": self.argument,
             "startTime": time(self.started),
             "workflowRevisionId": self.revision,
-            "callLogLevel": "CALL_LOG_LEVEL_UNSPECIFIED",
         });
+        if !self.basic {
+            out["argument"] = json!(self.argument);
+            out["callLogLevel"] = json!("CALL_LOG_LEVEL_UNSPECIFIED");
+            out["labels"] = json!(self.labels);
+        }
         if let Some(ended) = self.ended {
             out["endTime"] = json!(time(ended));
             out["duration"] = json!(format!("{:.3}s", (ended - self.started) as f64 / 1000.0));
@@ -574,6 +601,10 @@ impl ExecutionView {
 }
 
 use gcw::REVISION_LABEL;
+
+/// The prefix of the labels skein keeps for itself on an execution, which Google's API
+/// neither shows nor accepts.
+const OWN_LABELS: &str = "skein.dev/";
 
 /// The parts of an execution's or a workflow's resource name:
 /// `projects/{p}/locations/{l}/workflows/{w}[/executions/{e}]`.
@@ -652,7 +683,13 @@ pub(crate) async fn start(
     caller: &Caller,
     parent: &str,
     argument: &str,
+    given: std::collections::BTreeMap<String, String>,
 ) -> Result<ExecutionView, ApiError> {
+    if let Some(own) = given.keys().find(|k| k.starts_with(OWN_LABELS)) {
+        return Err(ApiError::bad_request(format!(
+            "the label `{own}` is skein's own: labels may not start with `{OWN_LABELS}`"
+        )));
+    }
     let names = Names::parse(parent)?;
     project(caller, &names.project)?;
     let input = if argument.trim().is_empty() {
@@ -662,7 +699,7 @@ pub(crate) async fn start(
             .map_err(|e| ApiError::bad_request(format!("`argument` is not JSON: {e}")))?
     };
     let (latest, _) = current(service, caller, &names.workflow).await?;
-    let mut labels = store::Labels::new();
+    let mut labels: store::Labels = given.into_iter().collect();
     labels.insert(REVISION_LABEL.into(), revision_id(latest.revision));
     // What `sys.get_env` gives for GOOGLE_CLOUD_PROJECT_ID and GOOGLE_CLOUD_LOCATION.
     labels.insert(gcw::GOOGLE_PROJECT_LABEL.into(), names.project.clone());
@@ -706,29 +743,186 @@ pub(crate) async fn cancel(
     Ok(ExecutionView::of(&names.base(), &names.workflow, &e))
 }
 
-/// The executions of the workflow `parent` names, newest first.
+/// How a list of executions is asked for: Google's `pageSize`, `pageToken`, `view`,
+/// `filter` and `orderBy`.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct ListParams {
+    pub(crate) page_size: i32,
+    pub(crate) page_token: String,
+    /// `BASIC` (the default for lists) or `FULL`.
+    pub(crate) view: String,
+    pub(crate) filter: String,
+    pub(crate) order_by: String,
+}
+
+/// A page of executions of the workflow `parent` names, newest first, and the token of
+/// the next page (empty at the end). Pages hold `pageSize` executions (100 by default,
+/// at most 1,000); a `filter` that matches few may give fewer with a token to go on.
 pub(crate) async fn list(
     service: &Service,
     caller: &Caller,
     parent: &str,
-) -> Result<Vec<ExecutionView>, ApiError> {
+    params: &ListParams,
+) -> Result<(Vec<ExecutionView>, String), ApiError> {
     caller.require(Role::Read)?;
     let names = Names::parse(parent)?;
     project(caller, &names.project)?;
-    let query = store::ListQuery {
-        project: Some(caller.project.clone()),
-        name: Some(names.workflow.clone()),
-        limit: 1000,
-        ..Default::default()
+    let basic = match params.view.as_str() {
+        "" | "BASIC" | "EXECUTION_VIEW_UNSPECIFIED" => true,
+        "FULL" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "`view` is BASIC or FULL, not `{other}`"
+            )));
+        }
     };
+    match params.order_by.trim() {
+        "" | "createTime desc" | "startTime desc" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "skein lists executions newest first: `orderBy` may be `startTime desc` or \
+                 `createTime desc`, not `{other}`"
+            )));
+        }
+    }
+    let filter = Filter::parse(&params.filter)?;
+    let want = match params.page_size {
+        0 => 100,
+        n => n.clamp(1, 1000) as usize,
+    };
+    let mut before = if params.page_token.is_empty() {
+        None
+    } else {
+        let parsed = params
+            .page_token
+            .split_once('~')
+            .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())));
+        Some(
+            parsed
+                .ok_or_else(|| ApiError::bad_request("`pageToken` is not one this server gave"))?,
+        )
+    };
+    const BATCH: usize = 1000;
+    const MOST_BATCHES: usize = 10;
     let base = names.base();
-    Ok(service
-        .store()
-        .list(query)
-        .await?
-        .iter()
-        .map(|e| ExecutionView::of(&base, &names.workflow, e))
-        .collect())
+    let mut found = Vec::new();
+    for _ in 0..MOST_BATCHES {
+        let query = store::ListQuery {
+            project: Some(caller.project.clone()),
+            name: Some(names.workflow.clone()),
+            before: before.clone(),
+            limit: BATCH,
+            ..Default::default()
+        };
+        let batch = service.store().list(query).await?;
+        let last = batch.len() < BATCH;
+        for e in &batch {
+            before = Some((e.created_at, e.id.clone()));
+            if filter.matches(e) {
+                found.push(ExecutionView::of(&base, &names.workflow, e).viewed(basic));
+                if found.len() == want {
+                    let token = before.as_ref().map(|(at, id)| format!("{at}~{id}"));
+                    return Ok((found, token.unwrap_or_default()));
+                }
+            }
+        }
+        if last {
+            return Ok((found, String::new()));
+        }
+    }
+    let token = before.map(|(at, id)| format!("{at}~{id}"));
+    Ok((found, token.unwrap_or_default()))
+}
+
+/// A list's `filter`: terms joined by `AND`, each `FIELD OP VALUE` with OP one of
+/// `=`, `!=`, `<`, `<=`, `>`, `>=` and the value optionally quoted; the fields are
+/// `state`, `startTime` and `endTime` (RFC 3339), `workflowRevisionId` and
+/// `labels.KEY`.
+struct Filter(Vec<(String, String, String)>);
+
+impl Filter {
+    const OPS: [&'static str; 6] = [">=", "<=", "!=", "=", ">", "<"];
+
+    fn parse(text: &str) -> Result<Filter, ApiError> {
+        let mut terms = Vec::new();
+        let bad = |term: &str, why: &str| {
+            ApiError::bad_request(format!(
+                "the filter term `{term}` {why}: skein filters by state, startTime, endTime, \
+                 workflowRevisionId and labels.KEY, with =, !=, <, <=, > or >=, joined by AND"
+            ))
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Filter(terms));
+        }
+        for term in text.split(" AND ").flat_map(|t| t.split(" and ")) {
+            let term = term.trim();
+            let Some((at, op)) = Self::OPS
+                .iter()
+                .filter_map(|op| term.find(op).map(|at| (at, *op)))
+                .min_by_key(|(at, op)| (*at, std::cmp::Reverse(op.len())))
+            else {
+                return Err(bad(term, "has no comparison"));
+            };
+            let field = term[..at].trim().to_string();
+            let value = term[at + op.len()..].trim().trim_matches('"').to_string();
+            let known = matches!(
+                field.as_str(),
+                "state" | "startTime" | "endTime" | "workflowRevisionId"
+            ) || field.starts_with("labels.");
+            if !known {
+                return Err(bad(term, "names a field skein does not filter by"));
+            }
+            if matches!(field.as_str(), "startTime" | "endTime")
+                && value.parse::<jiff::Timestamp>().is_err()
+            {
+                return Err(bad(term, "compares with a time that is not RFC 3339"));
+            }
+            terms.push((field, op.to_string(), value));
+        }
+        Ok(Filter(terms))
+    }
+
+    fn matches(&self, e: &store::Execution) -> bool {
+        self.0.iter().all(|(field, op, value)| {
+            let actual: Option<String> = match field.as_str() {
+                "state" => Some(
+                    match e.status {
+                        store::Status::Completed => "SUCCEEDED",
+                        store::Status::Faulted => "FAILED",
+                        store::Status::Cancelled => "CANCELLED",
+                        _ => "ACTIVE",
+                    }
+                    .to_string(),
+                ),
+                "workflowRevisionId" => e.labels.get(REVISION_LABEL).cloned(),
+                "startTime" => Some(e.created_at.to_string()),
+                "endTime" => e.status.is_final().then(|| e.updated_at.to_string()),
+                label => e.labels.get(&label["labels.".len()..]).cloned(),
+            };
+            let Some(actual) = actual else {
+                return op == "!=";
+            };
+            let order = if matches!(field.as_str(), "startTime" | "endTime") {
+                let wanted = value
+                    .parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .unwrap_or_default();
+                actual.parse::<i64>().unwrap_or_default().cmp(&wanted)
+            } else {
+                actual.as_str().cmp(value.as_str())
+            };
+            match op.as_str() {
+                "=" => order.is_eq(),
+                "!=" => order.is_ne(),
+                "<" => order.is_lt(),
+                "<=" => order.is_le(),
+                ">" => order.is_gt(),
+                _ => order.is_ge(),
+            }
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -757,8 +951,15 @@ pub(crate) async fn create_execution(
 ) -> Res<Json<Value>> {
     let parent = format!("{}/workflows/{}", at.base(), at.workflow);
     let argument = body["argument"].as_str().unwrap_or_default();
+    let labels = match body.get("labels") {
+        None | Some(Value::Null) => Default::default(),
+        Some(labels) => serde_json::from_value(labels.clone())
+            .map_err(|_| ApiError::bad_request("`labels` is a map of names to string values"))?,
+    };
     Ok(Json(
-        start(&service, &caller, &parent, argument).await?.json(),
+        start(&service, &caller, &parent, argument, labels)
+            .await?
+            .json(),
     ))
 }
 
@@ -767,10 +968,13 @@ pub(crate) async fn get_execution(
     State(service): State<Arc<Service>>,
     caller: Caller,
     Path(at): Path<ExecutionPath>,
+    Query(params): Query<ListParams>,
 ) -> Res<Json<Value>> {
+    let basic = params.view == "BASIC";
     Ok(Json(
         get(&service, &caller, &at.name(&at.execution))
             .await?
+            .viewed(basic)
             .json(),
     ))
 }
@@ -792,14 +996,16 @@ pub(crate) async fn list_executions(
     State(service): State<Arc<Service>>,
     caller: Caller,
     Path(at): Path<WorkflowPath>,
+    Query(params): Query<ListParams>,
 ) -> Res<Json<Value>> {
     let parent = format!("{}/workflows/{}", at.base(), at.workflow);
-    let executions: Vec<Value> = list(&service, &caller, &parent)
-        .await?
-        .iter()
-        .map(ExecutionView::json)
-        .collect();
-    Ok(Json(json!({ "executions": executions })))
+    let (views, next) = list(&service, &caller, &parent, &params).await?;
+    let executions: Vec<Value> = views.iter().map(ExecutionView::json).collect();
+    let mut out = json!({ "executions": executions });
+    if !next.is_empty() {
+        out["nextPageToken"] = json!(next);
+    }
+    Ok(Json(out))
 }
 
 /// The path of a callback: `projects/{project}/locations/{location}/workflows/{workflow}`

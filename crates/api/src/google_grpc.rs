@@ -72,7 +72,16 @@ fn message(view: ExecutionView) -> pb::Execution {
             stack_trace: None,
         }),
         workflow_revision_id: view.revision,
+        labels: view.labels.into_iter().collect(),
         ..Default::default()
+    }
+}
+
+/// The name `ListParams.view` takes for the enum's value.
+fn view_name(view: i32) -> &'static str {
+    match pb::ExecutionView::try_from(view) {
+        Ok(pb::ExecutionView::Full) => "FULL",
+        _ => "BASIC",
     }
 }
 
@@ -83,10 +92,18 @@ impl pb::executions_server::Executions for Executions {
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
         let caller = caller_of(&self.service, &request, Role::Read)?;
-        let views = google::list(&self.service, &caller, &request.get_ref().parent).await?;
+        let request = request.into_inner();
+        let params = google::ListParams {
+            page_size: request.page_size,
+            page_token: request.page_token,
+            view: view_name(request.view).into(),
+            filter: request.filter,
+            order_by: request.order_by,
+        };
+        let (views, next) = google::list(&self.service, &caller, &request.parent, &params).await?;
         Ok(Response::new(pb::ListExecutionsResponse {
             executions: views.into_iter().map(message).collect(),
-            next_page_token: String::new(),
+            next_page_token: next,
         }))
     }
 
@@ -96,8 +113,12 @@ impl pb::executions_server::Executions for Executions {
     ) -> Result<Response<pb::Execution>, Status> {
         let caller = caller_of(&self.service, &request, Role::Run)?;
         let request = request.into_inner();
-        let argument = request.execution.map(|e| e.argument).unwrap_or_default();
-        let view = google::start(&self.service, &caller, &request.parent, &argument).await?;
+        let (argument, labels) = request
+            .execution
+            .map(|e| (e.argument, e.labels.into_iter().collect()))
+            .unwrap_or_default();
+        let view =
+            google::start(&self.service, &caller, &request.parent, &argument, labels).await?;
         Ok(Response::new(message(view)))
     }
 
@@ -106,8 +127,9 @@ impl pb::executions_server::Executions for Executions {
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
         let caller = caller_of(&self.service, &request, Role::Read)?;
+        let basic = request.get_ref().view == pb::ExecutionView::Basic as i32;
         let view = google::get(&self.service, &caller, &request.get_ref().name).await?;
-        Ok(Response::new(message(view)))
+        Ok(Response::new(message(view.viewed(basic))))
     }
 
     async fn cancel_execution(

@@ -1,7 +1,7 @@
 //! Named workflows through the REST API: deploy (revisions), list, get, start by
 //! `workflowRef`, delete; bad names, definitions and references refused clearly.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{DOUBLE, flow, serve};
 
@@ -225,6 +225,130 @@ async fn googles_rest_api_deploys_and_runs() {
         )
         .await;
     assert_eq!((status, &bad["error"]["code"]), (400, &json!(400)), "{bad}");
+}
+
+/// Google's list of executions: pages (`pageSize`, `nextPageToken`), the BASIC and
+/// FULL views, `filter` by state and labels, labels given at creation, and clear
+/// refusals of what skein does not do.
+#[tokio::test]
+async fn googles_execution_lists_page_filter_and_view() {
+    let server = serve().await;
+    let base = "/v1/projects/demo/locations/eu";
+    let (status, _) = server
+        .post(
+            &format!("{base}/workflows?workflowId=triple"),
+            json!({"sourceContents": CLOUD}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut names = Vec::new();
+    for (n, team) in [(json!(1), "a"), (json!(2), "b"), (json!("x"), "a")] {
+        let (status, started) = server
+            .post(
+                &format!("{base}/workflows/triple/executions"),
+                json!({"argument": json!({"n": n}).to_string(), "labels": {"team": team}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{started}");
+        assert_eq!(started["labels"], json!({"team": team}), "{started}");
+        names.push(started["name"].as_str().unwrap().to_string());
+        // Apart in time, so that the newest-first order is certain.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Wait for all three to end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for name in &names {
+        loop {
+            let (_, e) = server.get(&format!("/v1/{name}")).await;
+            if e["state"] != "ACTIVE" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{e}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let list = format!("{base}/workflows/triple/executions");
+    let (status, page) = server.get(&format!("{list}?pageSize=2")).await;
+    assert_eq!(status, 200, "{page}");
+    let listed: Vec<&str> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [names[2].as_str(), names[1].as_str()],
+        "newest first"
+    );
+    assert!(
+        page["executions"][0].get("argument").is_none(),
+        "BASIC: {page}"
+    );
+    let token = page["nextPageToken"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (_, rest) = server
+        .get(&format!("{list}?pageSize=2&pageToken={token}&view=FULL"))
+        .await;
+    assert_eq!(rest["executions"].as_array().unwrap().len(), 1, "{rest}");
+    assert_eq!(rest["executions"][0]["name"], json!(names[0]));
+    assert_eq!(rest["executions"][0]["argument"], json!("{\"n\":1}"));
+    assert_eq!(rest["executions"][0]["labels"], json!({"team": "a"}));
+    assert!(rest.get("nextPageToken").is_none(), "{rest}");
+
+    let (_, team_a) = server
+        .get(&format!("{list}?filter=labels.team%3D%22a%22"))
+        .await;
+    assert_eq!(
+        team_a["executions"].as_array().unwrap().len(),
+        2,
+        "{team_a}"
+    );
+    // The third failed: "x" * 3 is a TypeError.
+    let (_, failed) = server
+        .get(&format!("{list}?filter=state%3D%22FAILED%22"))
+        .await;
+    assert_eq!(
+        failed["executions"].as_array().unwrap().len(),
+        1,
+        "{failed}"
+    );
+    assert_eq!(failed["executions"][0]["name"], json!(names[2]));
+    let (_, done) = server
+        .get(&format!(
+            "{list}?filter=state%3D%22SUCCEEDED%22%20AND%20labels.team%3Db"
+        ))
+        .await;
+    let done: Vec<&Value> = done["executions"].as_array().unwrap().iter().collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["name"], json!(names[1]));
+
+    for (query, says) in [
+        ("filter=colour%3Dred", "does not filter by"),
+        ("orderBy=startTime%20asc", "newest first"),
+        ("pageToken=nonsense", "pageToken"),
+        ("view=SOME", "BASIC or FULL"),
+    ] {
+        let (status, refused) = server.get(&format!("{list}?{query}")).await;
+        assert_eq!(
+            (status, &refused["error"]["status"]),
+            (400, &json!("INVALID_ARGUMENT")),
+            "{query}: {refused}"
+        );
+        assert!(
+            refused["error"]["message"].as_str().unwrap().contains(says),
+            "{query}: {refused}"
+        );
+    }
+    let (status, refused) = server
+        .post(
+            &list,
+            json!({"labels": {"skein.dev/workflow-revision": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
 }
 
 /// The same over gRPC: deploy (new, then unchanged), list, get, start by reference,

@@ -98,6 +98,28 @@ updated = workflows.update_workflow(
 assert updated.revision_id != triple.revision_id, (updated.revision_id, triple.revision_id)
 assert json.loads(run("triple", {"n": 7}).result) == 28
 
+# Pages of one: the client's pager follows the page tokens to the end, newest first;
+# a filter by state and the FULL view.
+paged = [
+    e.name
+    for e in executions.list_executions(
+        request=executions_v1.ListExecutionsRequest(
+            parent=f"{parent}/workflows/triple", page_size=1
+        )
+    )
+]
+assert len(paged) == 2 and paged[1] == done.name, paged
+full = list(
+    executions.list_executions(
+        request=executions_v1.ListExecutionsRequest(
+            parent=f"{parent}/workflows/triple",
+            filter='state="SUCCEEDED"',
+            view=executions_v1.ExecutionView.FULL,
+        )
+    )
+)
+assert sorted(json.loads(e.result) for e in full) == [21, 28], full
+
 # The workflows client over gRPC too (Google's service as skein serves it): a create
 # answered as an operation whose response decodes into a Workflow.
 workflows_grpc = workflows_v1.WorkflowsClient(
