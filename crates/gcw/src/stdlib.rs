@@ -40,6 +40,14 @@ pub(crate) const FUNCTIONS: &[Function] = &[
     f("base64.decode", &["data", "padding"], 1),
     f("hash.compute_checksum", &["data", "algorithm"], 2),
     f("hash.compute_hmac", &["key", "data", "algorithm"], 3),
+    f("http.default_retry_predicate", &["exception"], 1),
+    f(
+        "http.default_retry_predicate_non_idempotent",
+        &["exception"],
+        1,
+    ),
+    f("retry.always", &["exception"], 1),
+    f("retry.never", &["exception"], 1),
     f("base64.encode", &["data", "padding"], 1),
     f("json.decode", &["data"], 1),
     f("json.encode", &["data", "indent"], 1),
@@ -176,6 +184,9 @@ pub(crate) fn call(name: &str, mut args: Vec<Value>, cx: &Cx<'_>) -> Result<Valu
             arity(function),
             args.len()
         )));
+    }
+    if let Some(predicate) = crate::errors::Predicate::named(name) {
+        return Ok(Value::Bool(predicate.holds(&args[0])));
     }
     match name {
         "default" => Ok(match args.swap_remove(0) {
