@@ -2013,6 +2013,7 @@ impl<'s> Lowerer<'s> {
                 retry: retry.map(RetryRef::Inline),
                 do_: except,
             },
+            catch_from_fault: true,
         })))
     }
 

@@ -294,6 +294,10 @@ pub struct SwitchCase {
 pub struct Try {
     pub try_: TaskList,
     pub catch: Catch,
+    /// The catch's list starts from the input of the task of `try_` that faulted (the
+    /// data as it stood when the error came), not from the try's own input: Cloud
+    /// Workflows' `except`, which sees the variables as the `try` left them.
+    pub catch_from_fault: bool,
 }
 
 #[derive(Clone, Debug)]

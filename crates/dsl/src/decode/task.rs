@@ -849,6 +849,7 @@ fn try_(cx: &mut Cx, obj: &mut Obj) -> Option<Try> {
     Some(Try {
         try_: try_?,
         catch: catch?,
+        catch_from_fault: false,
     })
 }
 

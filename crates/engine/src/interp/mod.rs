@@ -51,6 +51,11 @@ pub(crate) struct Ctx {
     value: Value,
     changes: u64,
     causal: Ticket,
+    /// Inside the list of a `try` whose catch starts from where the fault came
+    /// (`Try::catch_from_fault`): each list keeps its task's input until it is done.
+    keep_fault_input: bool,
+    /// The input of the task that faulted, in the outermost list that kept one.
+    fault_input: Option<Value>,
 }
 
 impl Ctx {
@@ -69,6 +74,8 @@ impl Ctx {
             value: self.value.clone(),
             changes: 0,
             causal: self.causal,
+            keep_fault_input: false,
+            fault_input: None,
         }
     }
 

@@ -31,11 +31,15 @@ pub(super) async fn try_catch(cx: TaskCx<'_>, t: &Try, input: &Value, ctx: &mut 
             n => format!("{key}/try#{n}"),
         };
         let deadline_key = format!("{try_key}/timeout");
+        let outer_keep = std::mem::replace(&mut ctx.keep_fault_input, t.catch_from_fault);
+        ctx.fault_input = None;
         let body = task::run_list(run, &t.try_, try_key, cx.scope, input.clone(), ctx);
         let result = match attempt_limit {
             Some(ms) => with_deadline(run, &deadline_key, ms, at, "The attempt", body).await,
             None => body.await,
         };
+        ctx.keep_fault_input = outer_keep;
+        let fault_input = ctx.fault_input.take();
         let problem = match result {
             Err(Interrupt::Fault(problem)) => problem,
             other => return other,
@@ -89,7 +93,11 @@ pub(super) async fn try_catch(cx: TaskCx<'_>, t: &Try, input: &Value, ctx: &mut 
                     1 => format!("{key}/catch/do"),
                     n => format!("{key}/catch#{n}/do"),
                 };
-                task::run_list(run, list, catch_key, &scope_c, input.clone(), ctx).await
+                let from = match fault_input {
+                    Some(data) if t.catch_from_fault => data,
+                    _ => input.clone(),
+                };
+                task::run_list(run, list, catch_key, &scope_c, from, ctx).await
             }
             None => Ok(Flow::Done(input.clone())),
         };

@@ -43,7 +43,18 @@ pub(super) fn run_list<'a>(
                 1 => format!("{key}/{i}/{}", nt.name),
                 n => format!("{key}/{i}/{}@{n}", nt.name),
             };
-            let stepped = run_task(run, nt, task_key, scope, input, ctx).await?;
+            let kept = ctx.keep_fault_input.then(|| input.clone());
+            let stepped = match run_task(run, nt, task_key, scope, input, ctx).await {
+                Ok(stepped) => stepped,
+                Err(Interrupt::Fault(problem)) => {
+                    // Unwinding outward, the outermost list's task is the last kept.
+                    if kept.is_some() {
+                        ctx.fault_input = kept;
+                    }
+                    return Err(Interrupt::Fault(problem));
+                }
+                Err(other) => return Err(other),
+            };
             input = stepped.output;
             match stepped.then {
                 FlowDirective::Continue => i += 1,

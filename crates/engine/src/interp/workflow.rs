@@ -278,6 +278,8 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
         value: input.clone(),
         changes: 0,
         causal,
+        keep_fault_input: false,
+        fault_input: None,
     };
     let top = Scope::default();
     let body = task::run_list(run, &wf.do_, "/do".into(), &top, input, &mut ctx);
