@@ -190,7 +190,15 @@ impl Metrics {
 }
 
 impl engine::Observer for Metrics {
-    fn event(&self, _execution: &str, event: &store::Event) {
+    fn event(&self, execution: &str, event: &store::Event) {
+        // What Cloud Workflows' `sys.log` logs goes to the server's log too.
+        if event.type_ == gcw::LOG_EVENT {
+            eprintln!(
+                "skein: execution {execution}: {}",
+                gcw::log_line(&event.data.value())
+            );
+            return;
+        }
         // The spec's lifecycle events, by short name: `io.serverlessworkflow.task.started.v1`
         // counts as `task.started`. Emitted events are not counted: their types are the
         // workflow's, and unbounded.

@@ -1,5 +1,6 @@
 //! Live progress of an execution on stderr (only when stderr is a terminal):
-//! tasks done, fan-out iterations done of total, retries, elapsed time.
+//! tasks done, fan-out iterations done of total, retries, elapsed time; and the lines
+//! Cloud Workflows' `sys.log` logs (always).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,12 @@ impl Progress {
 
 impl engine::Observer for Progress {
     fn event(&self, _execution: &str, event: &store::Event) {
+        if event.type_ == gcw::LOG_EVENT {
+            // What Cloud Workflows' `sys.log` logs, above the progress line.
+            let line = gcw::log_line(&event.data.value());
+            self.bar.suspend(|| eprintln!("skein: {line}"));
+            return;
+        }
         match Lifecycle::parse(&event.type_) {
             Some(Lifecycle::TaskCompleted) => {
                 self.tasks.fetch_add(1, Ordering::Relaxed);

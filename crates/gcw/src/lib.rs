@@ -33,6 +33,26 @@ use dsl::Parsed;
 use dsl::yaml::{Kind, Node};
 
 pub use program::Program;
+/// The type of the event `sys.log` emits into its execution's stream; its data holds
+/// `severity` and `text`, `json` or `data`.
+pub const LOG_EVENT: &str = "dev.skein.log.v1";
+
+/// A `sys.log` event (the CloudEvent) as one line for a log: its severity (`DEFAULT`
+/// when it gives none) and what it logged.
+pub fn log_line(event: &serde_json::Value) -> String {
+    let data = &event["data"];
+    let severity = data["severity"].as_str().unwrap_or("DEFAULT");
+    let what = ["text", "json", "data"]
+        .iter()
+        .find_map(|k| data.get(*k))
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    format!("[{severity}] {what}")
+}
+
 /// The type of the event a callback request becomes in its execution's inbox, where
 /// `events.await_callback` finds it by its `subject`, the callback's id.
 pub const CALLBACK_EVENT: &str = "dev.skein.callback.v1";

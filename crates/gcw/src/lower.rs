@@ -986,7 +986,7 @@ impl<'s> Lowerer<'s> {
                         ),
                         (
                             "type".into(),
-                            Template::Const(Value::String("dev.skein.log.v1".into())),
+                            Template::Const(Value::String(crate::LOG_EVENT.into())),
                         ),
                         ("data".into(), value(Tmpl::Map(data), "log")),
                     ],

@@ -246,6 +246,34 @@ fn only_subworkflows_that_do_not_wait_run_inside_expressions() {
     }
 }
 
+/// `sys.log` writes its line, with its severity, to the log of the process running the
+/// workflow (stderr of `skein run`), besides the event in the execution's stream.
+#[test]
+fn sys_log_reaches_the_log_with_its_severity() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("log.yaml");
+    std::fs::write(
+        &file,
+        "- a:\n    call: sys.log\n    args:\n      text: rendering chunk 3\n      severity: WARNING\n- b:\n    call: sys.log\n    args:\n      json: {n: 1}\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = skein(&[
+        "run",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    for expected in [
+        "skein: [WARNING] rendering chunk 3",
+        "skein: [DEFAULT] {\"n\":1}",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}
+
 #[test]
 fn library_calls_are_checked_by_their_parameters() {
     let dir = tempfile::tempdir().expect("a temporary directory");
