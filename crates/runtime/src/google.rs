@@ -1,5 +1,5 @@
 //! Tokens of the server's own Google identity, for calls that carry Cloud Workflows'
-//! `auth: {type: OIDC|OAuth2}`: from the service-account key that
+//! `auth: {type: OIDC|OAuth2}` and for `skein bridge`'s calls: from the service-account key that
 //! `GOOGLE_APPLICATION_CREDENTIALS` names (a JWT signed with its key, exchanged at its
 //! token URI), else from the metadata server (`GCE_METADATA_HOST`, else
 //! `metadata.google.internal`), as Google's own libraries find them. Each token is
@@ -30,7 +30,7 @@ enum Source {
 }
 
 /// The token source, with its cache.
-pub(crate) struct GoogleTokens {
+pub struct GoogleTokens {
     client: reqwest::Client,
     source: Result<Source, String>,
     /// Tokens by request, with the second they expire at.
@@ -50,7 +50,7 @@ fn now() -> u64 {
 
 impl GoogleTokens {
     /// The source the environment names.
-    pub(crate) fn from_env() -> GoogleTokens {
+    pub fn from_env() -> GoogleTokens {
         let source = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
             Some(path) => key_source(std::path::Path::new(&path)),
             None => {
@@ -59,6 +59,15 @@ impl GoogleTokens {
                 Ok(Source::Metadata(format!("http://{host}")))
             }
         };
+        GoogleTokens::of(source)
+    }
+
+    /// Tokens from the metadata server at `host` (`host:port`).
+    pub fn metadata(host: &str) -> GoogleTokens {
+        GoogleTokens::of(Ok(Source::Metadata(format!("http://{host}"))))
+    }
+
+    fn of(source: Result<Source, String>) -> GoogleTokens {
         GoogleTokens {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -70,7 +79,7 @@ impl GoogleTokens {
     }
 
     /// A token for `request`, from the cache or newly taken.
-    pub(crate) async fn token(&self, request: GoogleToken) -> Result<String, String> {
+    pub async fn token(&self, request: GoogleToken) -> Result<String, String> {
         let mut cache = self.cache.lock().await;
         if let Some((token, expires)) = cache.get(&request)
             && *expires > now() + MARGIN

@@ -6,7 +6,7 @@
 //! **API boundary:** knows HTTP, nothing about workflows.
 
 pub mod egress;
-mod google;
+pub mod google;
 mod plain;
 mod workers;
 

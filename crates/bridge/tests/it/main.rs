@@ -207,7 +207,7 @@ async fn id_tokens_come_from_the_metadata_server_and_are_cached_until_near_expir
     let host = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let credentials = Credentials::metadata(host.clone(), reqwest::Client::new());
+    let credentials = Credentials::metadata(&host);
     let first = credentials.token("long").await.unwrap().unwrap();
     assert!(first.ends_with("sig0"), "{first}");
     assert_eq!(credentials.token("long").await.unwrap().unwrap(), first);
@@ -221,7 +221,7 @@ async fn id_tokens_come_from_the_metadata_server_and_are_cached_until_near_expir
     assert_eq!(hits.load(Ordering::SeqCst), 2, "one token per audience");
 
     // A metadata server that refuses says so, naming the audience.
-    let nowhere = Credentials::metadata("127.0.0.1:1".into(), reqwest::Client::new());
+    let nowhere = Credentials::metadata("127.0.0.1:1");
     let error = nowhere.token("aud-x").await.unwrap_err().to_string();
     assert!(
         error.contains("aud-x") && error.contains("127.0.0.1:1"),

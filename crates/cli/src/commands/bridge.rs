@@ -244,10 +244,9 @@ fn config(args: Args) -> Result<bridge::Config> {
         .gce_metadata_host
         .clone()
         .or_else(|| std::env::var_os("K_SERVICE").map(|_| "metadata.google.internal".to_string()));
-    let http = reqwest::Client::new();
     let credentials = |token: Option<String>| match (token, &metadata_host) {
         (Some(token), _) => Credentials::Static(token),
-        (None, Some(host)) => Credentials::metadata(host.clone(), http.clone()),
+        (None, Some(host)) => Credentials::metadata(host),
         (None, None) => Credentials::None,
     };
     let workflows_token = args
