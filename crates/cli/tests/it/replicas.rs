@@ -620,3 +620,104 @@ do:
     all_reported(&second, &survivor.base).await;
     assert!(survivor.log().contains("reports now"), "{}", survivor.log());
 }
+
+/// A Cloud Workflows document on PostgreSQL replicas, through Google's API: deployed on
+/// one replica, started on the other, its callback answered at the replica that does
+/// not run it, and its result read back in Google's form from the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_workflows_run_on_replicas_through_googles_api() {
+    let Some(ground) = ground("cloud_workflows_on_replicas").await else {
+        return;
+    };
+    let Ground { client, .. } = &ground;
+    let replicas = up(&ground, &["ga", "gb"], "5", &[]).await;
+    let (a, b) = (&replicas[0].base, &replicas[1].base);
+    let source = r#"main:
+  params: [args]
+  steps:
+    - make:
+        call: events.create_callback_endpoint
+        result: cb
+    - announce:
+        call: sys.log
+        args:
+          text: ${"awaiting " + cb.url}
+    - wait:
+        call: events.await_callback
+        args:
+          callback: ${cb}
+          timeout: 60
+        result: got
+    - done:
+        return:
+          decision: ${got.http_request.body.decision}
+          who: ${args.who}
+          project: ${sys.get_env("GOOGLE_CLOUD_PROJECT_ID")}
+          location: ${sys.get_env("GOOGLE_CLOUD_LOCATION")}
+"#;
+    let parent = "v1/projects/demo/locations/europe-west1";
+    let (status, op) = call(
+        client,
+        format!("{a}/{parent}/workflows?workflowId=approve"),
+        Some(json!({"sourceContents": source})),
+    )
+    .await;
+    assert_eq!((status, &op["done"]), (200, &json!(true)), "{op}");
+    let (status, started) = call(
+        client,
+        format!("{b}/{parent}/workflows/approve/executions"),
+        Some(json!({"argument": "{\"who\": \"ada\"}"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    let name = started["name"].as_str().unwrap().to_string();
+    let id = name.rsplit('/').next().unwrap().to_string();
+
+    // The callback's URL, from the execution's log, which every replica shows.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let log = client
+            .get(format!("{a}/v1/executions/{id}/events?follow=false"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(at) = log.find("awaiting http") {
+            let url: String = log[at + 9..]
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '\\'))
+                .collect();
+            break url;
+        }
+        assert!(Instant::now() < deadline, "no callback URL in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Answered at the replica that did not make it.
+    let (maker, other) = if url.starts_with(a.as_str()) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(url.starts_with(maker.as_str()), "{url}");
+    let answer_at = url.replacen(maker.as_str(), other, 1);
+    let (status, answer) = call(client, answer_at, Some(json!({"decision": "yes"}))).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let mut done = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        done = call(client, format!("{a}/v1/{name}"), None).await.1;
+        if done["state"] != "ACTIVE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let result: Value = serde_json::from_str(done["result"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        result,
+        json!({"decision": "yes", "who": "ada", "project": "demo", "location": "europe-west1"})
+    );
+}
