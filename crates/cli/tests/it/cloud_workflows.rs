@@ -392,29 +392,10 @@ main:
     assert_eq!(started["id"], "cb-1", "{started}");
 
     // The callback's URL, from the workflow's log.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let url = loop {
-        let log = client
-            .get(format!("{base}/v1/executions/cb-1/events?follow=false"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if let Some(at) = log.find("first http") {
-            let url: String = log[at + 6..]
-                .chars()
-                .take_while(|c| !matches!(c, '"' | '\\'))
-                .collect();
-            break url;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no callback URL in:\n{log}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let url = format!(
+        "http{}",
+        crate::server::logged(&client, &base, "cb-1", "first http").await
+    );
     assert!(
         url.starts_with(&format!(
             "{base}/v1/projects/default/locations/local/workflows/workflow/executions/cb-1/callbacks/"

@@ -674,26 +674,10 @@ async fn cloud_workflows_run_on_replicas_through_googles_api() {
     let id = name.rsplit('/').next().unwrap().to_string();
 
     // The callback's URL, from the execution's log, which every replica shows.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let url = loop {
-        let log = client
-            .get(format!("{a}/v1/executions/{id}/events?follow=false"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if let Some(at) = log.find("awaiting http") {
-            let url: String = log[at + 9..]
-                .chars()
-                .take_while(|c| !matches!(c, '"' | '\\'))
-                .collect();
-            break url;
-        }
-        assert!(Instant::now() < deadline, "no callback URL in:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let url = format!(
+        "http{}",
+        crate::server::logged(client, a, &id, "awaiting http").await
+    );
     // Answered at the replica that did not make it.
     let (maker, other) = if url.starts_with(a.as_str()) {
         (a, b)

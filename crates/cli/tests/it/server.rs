@@ -58,6 +58,30 @@ pub(crate) async fn healthy(client: &reqwest::Client, base: &str) {
     }
 }
 
+/// What follows `marker` in the event log of execution `id` (up to the end of its JSON
+/// string), once the execution has logged it: such as a URL a workflow announced.
+pub(crate) async fn logged(client: &reqwest::Client, base: &str, id: &str, marker: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = client
+            .get(format!("{base}/v1/executions/{id}/events?follow=false"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(at) = log.find(marker) {
+            return log[at + marker.len()..]
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '\\'))
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "no `{marker}` in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) async fn call(
     client: &reqwest::Client,
     url: String,
