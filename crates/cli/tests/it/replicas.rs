@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 use crate::crash::{Seen, server};
-use crate::server::{call, free_port, healthy};
+use crate::server::{answers_within, call, free_port, healthy};
 
 /// A replica: `skein server` on `database`, its log in `dir/NAME.log`.
 struct Replica {
@@ -94,8 +94,15 @@ async fn up(ground: &Ground, names: &[&str], lease: &str, extra: &[&str]) -> Vec
         .iter()
         .map(|name| replica_with(ground.dir.path(), name, &ground.database, lease, extra))
         .collect();
+    // A replica on a busy machine may take a while: its pool, its migrations.
     for r in &replicas {
-        healthy(&ground.client, &r.base).await;
+        let up = answers_within(&ground.client, &r.base, Duration::from_secs(60)).await;
+        assert!(
+            up,
+            "the replica at {} did not come up:\n{}",
+            r.base,
+            r.log()
+        );
     }
     replicas
 }

@@ -46,14 +46,24 @@ fn start_server(port: u16, data: &str) -> Child {
 }
 
 pub(crate) async fn healthy(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    assert!(
+        answers_within(client, base, Duration::from_secs(20)).await,
+        "the server did not come up"
+    );
+}
+
+/// Whether the server at `base` answers `/healthz` within `limit`.
+pub(crate) async fn answers_within(client: &reqwest::Client, base: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
     loop {
         if let Ok(r) = client.get(format!("{base}/healthz")).send().await
             && r.status().is_success()
         {
-            return;
+            return true;
         }
-        assert!(Instant::now() < deadline, "the server did not come up");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
