@@ -73,9 +73,7 @@ impl TempCluster {
         } else {
             None
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::free_port();
         let cluster = TempCluster {
             dir,
             bin,

@@ -465,7 +465,13 @@ async fn serve(args: Args) -> Result<()> {
     let overrides: Vec<_> = (config.projects.iter())
         .map(|p| (p.name.clone(), &p.egress))
         .collect();
-    let own = vec![args.listen, args.grpc_listen];
+    // Bound first, so that the address it got (for port 0) is the one egress keeps
+    // workflows from and callbacks point to.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let own = vec![bound, args.grpc_listen];
     let egress = (args.egress)
         .egress(!tokens.is_empty(), own, &overrides)
         .with_context(|| "invalid egress policy")?;
@@ -482,7 +488,7 @@ async fn serve(args: Args) -> Result<()> {
         .with_limits(limits.clone())
         .with_frontend(Arc::new(engine::Dsl(frontend.clone())))
         .with_env(args.env.env())
-        .with_server_url(&public_url(&args));
+        .with_server_url(&public_url(&args, bound));
     for project in &config.projects {
         engine = engine.with_project_limits(&project.name, project.limits.apply(&limits));
     }
@@ -511,9 +517,6 @@ async fn serve(args: Args) -> Result<()> {
             },
         },
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let grpc_listener = match args.no_grpc {
         true => None,
         false => Some(
@@ -725,12 +728,13 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-/// The URL callers reach the REST API at: `--public-url`, or the `--listen` address.
-fn public_url(args: &Args) -> String {
+/// The URL callers reach the REST API at: `--public-url`, or the address `--listen`
+/// bound.
+fn public_url(args: &Args, bound: std::net::SocketAddr) -> String {
     if let Some(url) = &args.public_url {
         return url.as_str().to_string();
     }
-    let mut listen = args.listen;
+    let mut listen = bound;
     if listen.ip().is_unspecified() {
         listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
