@@ -116,6 +116,14 @@ impl Service {
                                 "skein: took execution {} over from {from} ({overdue} ms after its lease expired)",
                                 lease.id
                             );
+                            // Another server held it: a run of it still listed here is
+                            // stale, and would keep `launch` from starting a new one.
+                            if self.abandon(&lease.id) {
+                                eprintln!(
+                                    "skein: execution {}: a stale run here was stopped",
+                                    lease.id
+                                );
+                            }
                         }
                         self.launch_lease(&lease);
                     }
