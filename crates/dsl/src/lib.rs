@@ -178,10 +178,17 @@ pub fn lower(source: &str, root: &yaml::Node, options: &Options) -> Parsed {
         for use_ in &cx.extensions {
             cx.diagnostics.push(Diagnostic {
                 severity: Severity::Error,
-                message: format!(
-                    "`{}` is a skein extension, not part of the Serverless Workflow DSL",
-                    use_.name
-                ),
+                message: match use_.name {
+                    "zigflow.document" => "`taskQueue` and `workflowType` are Zigflow's dialect, \
+                         not part of the Serverless Workflow DSL (which has `namespace` and `name`)"
+                        .to_string(),
+                    "wait.until" => "`wait.until` is Zigflow's extension, which skein runs, \
+                         not part of the Serverless Workflow DSL"
+                        .to_string(),
+                    name => format!(
+                        "`{name}` is a skein extension, not part of the Serverless Workflow DSL"
+                    ),
+                },
                 range: use_.range.clone(),
                 path: use_.path.clone(),
                 help: Some("--strict reports extensions; see docs/extensions.md".into()),

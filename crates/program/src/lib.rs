@@ -169,6 +169,18 @@ pub struct Schedule {
 pub enum Duration {
     Fixed(StdDuration),
     Expr(Expr),
+    /// Until a moment (Zigflow's `wait.until`; only a `wait` takes it): no time at all
+    /// once it has passed.
+    Until(Moment),
+}
+
+/// A moment in time, written or computed.
+#[derive(Clone, Debug)]
+pub enum Moment {
+    /// Milliseconds since the Unix epoch.
+    At(i64),
+    /// An expression that yields an RFC 3339 time.
+    Expr(Expr),
 }
 
 #[derive(Clone, Debug)]

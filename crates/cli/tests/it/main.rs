@@ -10,8 +10,10 @@ pub(crate) mod grpc;
 mod replicas;
 mod run;
 pub(crate) mod server;
+mod suite;
 mod tool_calls;
 mod worker;
+mod zigflow;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

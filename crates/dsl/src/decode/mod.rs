@@ -633,6 +633,15 @@ impl<'n> Obj<'n> {
         found
     }
 
+    /// Marks the keys `skip` chooses as understood, without decoding them.
+    pub(crate) fn ignore(&mut self, skip: impl Fn(&str) -> bool) {
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            if k.as_str().is_some_and(&skip) {
+                self.used[i] = true;
+            }
+        }
+    }
+
     pub(crate) fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k.as_str() == Some(key))
     }

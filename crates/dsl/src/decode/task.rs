@@ -11,9 +11,9 @@ use super::workflow::{
 use super::{At, Cx, Goto, Obj, Ptr};
 use crate::yaml::Kind;
 use program::{
-    Catch, Concurrency, ConsumptionStrategy, Container, ContainerLifetime, Correlation, Emit,
-    ErrorFilter, EventFilter, ExtensionUse, FlowDirective, For, Fork, Listen, ListenRead,
-    NamedTask, Process, ProcessReturn, PullPolicy, Raise, Run, Script, ScriptSource, Shell,
+    Catch, Concurrency, ConsumptionStrategy, Container, ContainerLifetime, Correlation, Duration,
+    Emit, ErrorFilter, EventFilter, ExtensionUse, FlowDirective, For, Fork, Listen, ListenRead,
+    Moment, NamedTask, Process, ProcessReturn, PullPolicy, Raise, Run, Script, ScriptSource, Shell,
     SubflowRef, SubscriptionIterator, Switch, SwitchCase, Task, TaskKind, TaskList, Try, Until,
 };
 
@@ -246,7 +246,7 @@ fn task_kind(cx: &mut Cx, obj: &mut Obj, kind: &str) -> Option<TaskKind> {
         "set" => obj.req(cx, "set", set).map(TaskKind::Set),
         "switch" => obj.req(cx, "switch", switch).map(TaskKind::Switch),
         "try" => try_(cx, obj).map(|t| TaskKind::Try(Box::new(t))),
-        "wait" => obj.req(cx, "wait", Cx::duration).map(TaskKind::Wait),
+        "wait" => obj.req(cx, "wait", wait).map(TaskKind::Wait),
         _ => unreachable!("kind comes from KINDS"),
     }
 }
@@ -911,4 +911,40 @@ fn error_filter(cx: &mut Cx, at: &At) -> Option<ErrorFilter> {
         return None;
     }
     Some(filter)
+}
+
+/// `wait`: a duration, or (Zigflow's extension) `until` a moment, an RFC 3339 time or
+/// an expression that yields one.
+fn wait(cx: &mut Cx, at: &At) -> Option<Duration> {
+    let until =
+        matches!(&at.node.kind, Kind::Map(e) if e.iter().any(|(k, _)| k.as_str() == Some("until")));
+    if !until {
+        return cx.duration(at);
+    }
+    let mut obj = Obj::new(cx, at)?;
+    let moment = obj.req(cx, "until", |cx, at| {
+        cx.extensions.push(ExtensionUse {
+            name: "wait.until",
+            path: at.ptr.as_str().to_string(),
+            range: at.anchor(),
+        });
+        let text = cx.string(at)?;
+        if expr::strict_expression(&text).is_some() {
+            return cx.strict_expr(at).map(Moment::Expr);
+        }
+        match text.parse::<jiff::Timestamp>() {
+            Ok(t) => Some(Moment::At(t.as_millisecond())),
+            Err(e) => {
+                cx.error_help(
+                    at.node.range.clone(),
+                    &at.ptr,
+                    format!("`until` `{text}` is not an RFC 3339 time: {e}"),
+                    "write it like `2026-12-31T23:59:59Z`, or as a `${ }` expression",
+                );
+                None
+            }
+        }
+    });
+    obj.finish(cx);
+    moment.map(Duration::Until)
 }

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use super::task::{task, task_list};
 use super::{At, Cx, Obj, auth};
 use crate::yaml::Kind;
+use program::ExtensionUse;
 use program::{
     Backoff, Catalog, Document, Endpoint, ErrorDef, ErrorRef, Evaluate, Export, Extension,
     ExternalResource, Input, Jitter, Output, Program, RetryLimit, RetryPolicy, RetryRef, Schedule,
@@ -40,6 +41,11 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         collect_use_names(cx, &u);
     }
 
+    // Zigflow keeps YAML anchors under top-level keys such as `.anchors`; the aliases
+    // are expanded by now, so the holders themselves mean nothing.
+    if is_zigflow(at) {
+        obj.ignore(|k| k.starts_with('.'));
+    }
     let document = obj.req(cx, "document", document);
     let use_ = obj.opt(cx, "use", use_);
     let input = obj.opt(cx, "input", input);
@@ -107,11 +113,55 @@ fn collect_use_names(cx: &mut Cx, at: &At) {
     }
 }
 
+/// Whether the document is written in Zigflow's dialect: its `document` names a
+/// Temporal `taskQueue` or `workflowType` instead of `namespace` and `name`.
+pub(crate) fn is_zigflow(root: &At) -> bool {
+    let Kind::Map(entries) = &root.node.kind else {
+        return false;
+    };
+    entries.iter().any(|(k, v)| {
+        k.as_str() == Some("document")
+            && matches!(&v.kind, Kind::Map(doc) if doc.iter().any(|(k, _)| {
+                matches!(k.as_str(), Some("taskQueue" | "workflowType"))
+            }))
+    })
+}
+
 fn document(cx: &mut Cx, at: &At) -> Option<Document> {
     let mut obj = Obj::new(cx, at)?;
     let dsl = obj.req(cx, "dsl", dsl_version);
-    let namespace = obj.req(cx, "namespace", dns_label);
-    let name = obj.req(cx, "name", dns_label);
+    let zigflow = obj.has("taskQueue") || obj.has("workflowType");
+    let (namespace, name) = if zigflow {
+        // Zigflow's dialect: the Temporal task queue is the namespace, the workflow
+        // type the name.
+        for (dsl_key, zigflow_key) in [("namespace", "taskQueue"), ("name", "workflowType")] {
+            if let Some(at) = obj.field(dsl_key) {
+                cx.error(
+                    at.anchor(),
+                    &at.ptr,
+                    format!(
+                        "`{dsl_key}` and `{zigflow_key}` name the same thing: a Zigflow document gives `{zigflow_key}`"
+                    ),
+                );
+            }
+        }
+        if let Some(at) = obj.field("taskQueue") {
+            cx.extensions.push(ExtensionUse {
+                name: "zigflow.document",
+                path: at.ptr.as_str().to_string(),
+                range: at.anchor(),
+            });
+        }
+        (
+            obj.req(cx, "taskQueue", task_queue),
+            obj.req(cx, "workflowType", workflow_type),
+        )
+    } else {
+        (
+            obj.req(cx, "namespace", dns_label),
+            obj.req(cx, "name", dns_label),
+        )
+    };
     let version = obj.req(cx, "version", semver);
     let title = obj.opt(cx, "title", Cx::string);
     let summary = obj.opt(cx, "summary", Cx::string);
@@ -160,14 +210,52 @@ fn dsl_version(cx: &mut Cx, at: &At) -> Option<semver::Version> {
 }
 
 /// A namespace or workflow name: an RFC 1123 label, as the schema requires.
-fn dns_label(cx: &mut Cx, at: &At) -> Option<String> {
+/// A Zigflow `taskQueue`: a DNS label, as Zigflow requires.
+fn task_queue(cx: &mut Cx, at: &At) -> Option<String> {
+    let s = cx.string(at)?;
+    if is_dns_label(&s) {
+        return Some(s);
+    }
+    cx.error_help(
+        at.node.range.clone(),
+        &at.ptr,
+        format!("the task queue `{s}` is not a DNS label, which Zigflow requires"),
+        "use 1 to 63 letters, digits and inner hyphens, such as `orders`",
+    );
+    None
+}
+
+/// A Zigflow `workflowType`: a Temporal workflow type, here 1 to 63 letters, digits,
+/// `-`, `_` and `.`.
+fn workflow_type(cx: &mut Cx, at: &At) -> Option<String> {
     let s = cx.string(at)?;
     let ok = !s.is_empty()
         && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        return Some(s);
+    }
+    cx.error_help(
+        at.node.range.clone(),
+        &at.ptr,
+        format!("the workflow type `{s}` is not a name skein can give a workflow"),
+        "use 1 to 63 letters, digits, `-`, `_` and `.`",
+    );
+    None
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && !s.starts_with('-')
-        && !s.ends_with('-');
-    if ok {
+        && !s.ends_with('-')
+}
+
+fn dns_label(cx: &mut Cx, at: &At) -> Option<String> {
+    let s = cx.string(at)?;
+    if is_dns_label(&s) {
         return Some(s);
     }
     cx.error_help(

@@ -3,7 +3,7 @@
 //! waits only for what is left; a paused run holds timers that come due.
 
 use expr::{Problem, types};
-use program::{Duration, TimeoutRef};
+use program::{Duration, Moment, TimeoutRef};
 use serde_json::Value;
 use store::{Step, StepState};
 
@@ -18,8 +18,38 @@ pub(super) async fn wait(
     input: &Value,
     ctx: &mut Ctx,
 ) -> Res<()> {
-    let ms = duration_ms(duration, input, &cx.vars(&ctx.value, input), cx.at())?;
-    timer(cx.run, ctx, format!("{}/wait", cx.key), ms).await
+    let key = format!("{}/wait", cx.key);
+    let ms = match duration {
+        // The time left until the moment, by the run's clock; `timer` journals the
+        // deadline, so a resumed run waits for the same moment.
+        // Set before a resume: `timer` keeps the journaled deadline.
+        Duration::Until(_) if replayed_timer(cx.run, &key) => 0,
+        Duration::Until(moment) => {
+            let at = match moment {
+                Moment::At(ms) => *ms,
+                Moment::Expr(e) => {
+                    let vars = cx.vars(&ctx.value, input);
+                    let v = e.eval(input, &vars).map_err(|e| e.into_problem(cx.at()))?;
+                    let text = v.as_str().unwrap_or_default();
+                    let time: jiff::Timestamp = text.parse().map_err(|_| {
+                        data::expression_problem(
+                            cx.at(),
+                            format!("`wait.until` yielded {v}, not an RFC 3339 time"),
+                        )
+                    })?;
+                    time.as_millisecond()
+                }
+            };
+            (at - cx.run.now()).max(0)
+        }
+        _ => duration_ms(duration, input, &cx.vars(&ctx.value, input), cx.at())?,
+    };
+    timer(cx.run, ctx, key, ms).await
+}
+
+/// Whether the timer at `key` was set before a resume: its deadline stands.
+fn replayed_timer(run: &Run, key: &str) -> bool {
+    matches!(run.replayed(key), Some(StepState::Timer { .. }))
 }
 
 /// A durable timer: its deadline is journaled (and durable) before the wait, so a
@@ -109,6 +139,10 @@ pub(super) async fn with_deadline<T>(
 pub(super) fn duration_ms(d: &Duration, input: &Value, vars: &expr::Vars, at: &str) -> Res<i64> {
     match d {
         Duration::Fixed(d) => Ok(d.as_millis() as i64),
+        Duration::Until(_) => Err(data::expression_problem(
+            at,
+            "`until` gives a moment, which only a `wait` takes".into(),
+        )),
         Duration::Expr(e) => {
             let v = e.eval(input, vars).map_err(|e| e.into_problem(at))?;
             let text = v.as_str().unwrap_or_default();
