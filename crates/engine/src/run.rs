@@ -411,7 +411,10 @@ impl Run {
             .set("task", task)
             .set("secrets", &self.secrets)
             .set("workflow", &self.workflow_var)
-            .set("runtime", &self.runtime_var);
+            .set("runtime", &self.runtime_var)
+            // Only what the server's configuration lets workflows see (`--workflow-env`,
+            // `--env-allow`), never the process's own environment.
+            .set("env", &self.runtime_var["metadata"]["env"]);
         if let Some(output) = output {
             vars.set("output", output);
         }

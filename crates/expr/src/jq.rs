@@ -22,7 +22,7 @@ type Data = JustLut<Metered>;
 type Filter = jaq_core::Filter<Data>;
 
 /// The runtime-expression arguments every expression may read (without the `$`).
-pub const STANDARD_VARS: [&str; 8] = [
+pub const STANDARD_VARS: [&str; 9] = [
     "input",
     "output",
     "context",
@@ -31,6 +31,7 @@ pub const STANDARD_VARS: [&str; 8] = [
     "workflow",
     "runtime",
     "authorization",
+    "env",
 ];
 
 /// A compiled jq expression.

@@ -96,15 +96,34 @@ impl Placement {
 pub(crate) struct WorkflowEnvArgs {
     /// A variable every workflow is given: NAME=VALUE, repeatable. Cloud Workflows
     /// documents read it with `sys.get_env("NAME")` (it overrides the GOOGLE_CLOUD_*
-    /// names skein fills in, such as GOOGLE_CLOUD_LOCATION); DSL documents as
-    /// `$runtime.metadata.env.NAME`.
+    /// names skein fills in, such as GOOGLE_CLOUD_LOCATION); DSL and Zigflow documents
+    /// as `$env.NAME`.
     #[arg(long = "workflow-env", value_name = "NAME=VALUE", value_parser = workflow_env)]
     workflow_env: Vec<(String, String)>,
+
+    /// Variables of this process's environment that workflows may read, as with
+    /// --workflow-env: names, or prefixes ending in `*` (`API_URL,ZIGGY_*`),
+    /// comma-separated or repeated. None by default, so the server's own environment
+    /// and secrets stay out of reach. --workflow-env wins over a variable of the same
+    /// name.
+    #[arg(long = "env-allow", value_name = "NAMES", value_delimiter = ',')]
+    env_allow: Vec<String>,
 }
 
 impl WorkflowEnvArgs {
     pub(crate) fn env(&self) -> std::collections::BTreeMap<String, String> {
-        self.workflow_env.iter().cloned().collect()
+        let allowed = |name: &str| {
+            self.env_allow
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == pattern,
+                })
+        };
+        let mut env: std::collections::BTreeMap<String, String> =
+            std::env::vars().filter(|(name, _)| allowed(name)).collect();
+        env.extend(self.workflow_env.iter().cloned());
+        env
     }
 }
 

@@ -92,3 +92,31 @@ fn wait_until_waits_for_a_moment_to_come() {
         "finished after {took:?}, before the moment"
     );
 }
+
+/// `--env-allow` lets workflows read the variables it names (or whose prefix it gives)
+/// from the process's environment, and no others.
+#[test]
+fn env_allow_names_what_workflows_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("env.yaml");
+    std::fs::write(
+        &file,
+        "document: {dsl: 1.0.0, taskQueue: zigflow, workflowType: env, version: 0.0.1}\ndo:\n  - read:\n      set:\n        url: ${ $env.API_URL }\n        ziggy: ${ $env.ZIGGY_MODE }\n        secret: ${ $env.DB_PASSWORD }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["run", file.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--env-allow", "API_URL,ZIGGY_*"])
+        .env("API_URL", "http://api.local")
+        .env("ZIGGY_MODE", "fast")
+        .env("DB_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!({"url": "http://api.local", "ziggy": "fast", "secret": null})
+    );
+}
