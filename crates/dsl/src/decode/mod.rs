@@ -487,6 +487,30 @@ impl<'s> Cx<'s> {
 
     // ---- durations ----
 
+    /// A duration whose fields are partly expressions: one jq expression that adds
+    /// them up (`fixed` milliseconds, and each expression times its unit's) and yields
+    /// the ISO 8601 duration the engine reads, or an error naming a field that is not a
+    /// number of zero or more.
+    fn computed_duration(
+        &mut self,
+        at: &At,
+        fixed: u64,
+        computed: &[(String, u64)],
+    ) -> Option<Duration> {
+        let mut text = format!("{fixed}");
+        for (i, (field, factor)) in computed.iter().enumerate() {
+            text = format!(
+                "{text} + ((({field})) as $f{i} | if ($f{i} | type) == \"number\" and $f{i} >= 0 \
+                 then $f{i} * {factor} else error(\"a duration field yielded \\($f{i} | tojson), \
+                 not a number of zero or more\") end)"
+            );
+        }
+        let text = format!(
+            "({text}) | floor as $ms | \"PT\\($ms / 1000 | floor).\\(1000 + $ms % 1000 | tostring | .[1:])S\""
+        );
+        self.compile(at, &text, 0, &text).map(Duration::Expr)
+    }
+
     /// An inline duration (`seconds: 30`), an ISO 8601 string (`PT30S`) or a `${ }` expression.
     pub(crate) fn duration(&mut self, at: &At) -> Option<Duration> {
         match &at.node.kind {
@@ -502,17 +526,41 @@ impl<'s> Cx<'s> {
                 let mut millis: u64 = 0;
                 let mut any = false;
                 let mut ok = true;
+                // Zigflow's extension: a field may be a `${ }` expression that yields a
+                // number; its jq text, and the milliseconds of its unit.
+                let mut computed: Vec<(String, u64)> = Vec::new();
                 for (unit, factor) in units {
-                    match obj.opt(self, unit, |cx, at| cx.uint::<u64>(at)) {
-                        Some(Some(n)) => {
+                    let read = obj.opt(self, unit, |cx, at| match &at.node.kind {
+                        Kind::Str(s) if expr::strict_expression(s).is_some() => {
+                            // Compiled alone first, so that an error points into it.
+                            cx.strict_expr(at)?;
+                            cx.extensions.push(ExtensionUse {
+                                name: "duration.expressions",
+                                path: at.ptr.as_str().to_string(),
+                                range: at.anchor(),
+                            });
+                            let (_, text) = expr::strict_expression(s)?;
+                            Some(Err(text.to_string()))
+                        }
+                        _ => cx.uint::<u64>(at).map(Ok),
+                    });
+                    match read {
+                        Some(Some(Ok(n))) => {
                             any = true;
                             millis = millis.saturating_add(n.saturating_mul(factor));
+                        }
+                        Some(Some(Err(text))) => {
+                            any = true;
+                            computed.push((text, factor));
                         }
                         Some(None) => {}
                         None => ok = false,
                     }
                 }
                 obj.finish(self);
+                if ok && !computed.is_empty() {
+                    return self.computed_duration(at, millis, &computed);
+                }
                 if !any && ok {
                     self.error(
                         at.node.range.clone(),
