@@ -269,6 +269,7 @@ impl<'s> Lowerer<'s> {
                 tasks: self.limits.steps,
                 setting: "cloud-workflows-steps",
             }),
+            accumulates_data: false,
         })
     }
 

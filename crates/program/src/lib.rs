@@ -67,6 +67,10 @@ pub struct Program {
     /// A bound on the tasks one execution starts that the front-end sets (Google's
     /// steps for Cloud Workflows), below the engine's own when it is lower.
     pub task_limit: Option<TaskLimit>,
+    /// Zigflow's `$data`: an object that accumulates as the workflow runs (a `set`
+    /// task's keys merged in, a `call` or `run` task's result under its name), which
+    /// every expression reads as `$data`.
+    pub accumulates_data: bool,
 }
 
 /// A front-end's bound on the tasks of one execution, and the setting that raises it.

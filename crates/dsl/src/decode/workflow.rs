@@ -43,8 +43,11 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
 
     // Zigflow keeps YAML anchors under top-level keys such as `.anchors`; the aliases
     // are expanded by now, so the holders themselves mean nothing.
-    if is_zigflow(at) {
+    let zigflow = is_zigflow(at);
+    if zigflow {
         obj.ignore(|k| k.starts_with('.'));
+        // Zigflow's `$data`, which every expression of the document may read.
+        cx.locals.push("data".into());
     }
     let document = obj.req(cx, "document", document);
     let use_ = obj.opt(cx, "use", use_);
@@ -67,6 +70,7 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         definition: at.node.to_json(),
         extensions: cx.extensions.clone(),
         task_limit: None,
+        accumulates_data: zigflow,
     })
 }
 

@@ -56,6 +56,8 @@ pub(crate) struct Ctx {
     keep_fault_input: bool,
     /// The input of the task that faulted, in the outermost list that kept one.
     fault_input: Option<Value>,
+    /// Zigflow's `$data` (`Program::accumulates_data`), as the tasks so far left it.
+    data: Option<Value>,
 }
 
 impl Ctx {
@@ -76,6 +78,7 @@ impl Ctx {
             causal: self.causal,
             keep_fault_input: false,
             fault_input: None,
+            data: self.data.clone(),
         }
     }
 

@@ -44,6 +44,15 @@ pub(super) fn run_list<'a>(
                 n => format!("{key}/{i}/{}@{n}", nt.name),
             };
             let kept = ctx.keep_fault_input.then(|| input.clone());
+            // Zigflow's `$data` as the tasks before this one left it.
+            let with_data;
+            let scope = match &ctx.data {
+                Some(data) => {
+                    with_data = scope.with([(Arc::from("data"), data.clone())]);
+                    &with_data
+                }
+                None => scope,
+            };
             let stepped = match run_task(run, nt, task_key, scope, input, ctx).await {
                 Ok(stepped) => stepped,
                 Err(Interrupt::Fault(problem)) => {
@@ -55,6 +64,9 @@ pub(super) fn run_list<'a>(
                 }
                 Err(other) => return Err(other),
             };
+            if let Some(data) = &mut ctx.data {
+                accumulate(data, nt, &stepped.output);
+            }
             input = stepped.output;
             match stepped.then {
                 FlowDirective::Continue => i += 1,
@@ -72,6 +84,25 @@ pub(super) fn run_list<'a>(
         Ok(Flow::Done(input))
     }
     .boxed()
+}
+
+/// What a task adds to Zigflow's `$data`: a `set` task's keys, merged in; a `call`
+/// or `run` task's result, under the task's name.
+fn accumulate(data: &mut Value, nt: &NamedTask, output: &Value) {
+    let Value::Object(data) = data else {
+        return;
+    };
+    match (&nt.task.kind, output) {
+        (TaskKind::Set(_), Value::Object(set)) => {
+            for (k, v) in set {
+                data.insert(k.clone(), v.clone());
+            }
+        }
+        (TaskKind::Call(_) | TaskKind::Run(_), _) => {
+            data.insert(nt.name.clone(), output.clone());
+        }
+        _ => {}
+    }
 }
 
 fn directive_json(d: &FlowDirective) -> Value {

@@ -280,6 +280,13 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
         causal,
         keep_fault_input: false,
         fault_input: None,
+        data: wf.accumulates_data.then(|| {
+            serde_json::json!({"workflow": {
+                "workflow_execution_id": run.id,
+                "workflow_type": wf.document.name,
+                "task_queue": wf.document.namespace,
+            }})
+        }),
     };
     let top = Scope::default();
     let body = task::run_list(run, &wf.do_, "/do".into(), &top, input, &mut ctx);
