@@ -53,6 +53,32 @@ fn the_dialect_is_checked_where_it_is_written() {
     );
 }
 
+/// Metadata that means something to Temporal is accepted, and `skein validate` says
+/// that skein does not apply it, in the document and in a task.
+#[test]
+fn temporal_metadata_is_reported_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("meta.yaml");
+    std::fs::write(
+        &file,
+        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    canMaxHistoryLength: 14\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n",
+    )
+    .unwrap();
+    let out = skein(&["validate", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    for expected in [
+        "meta.yaml:7:5: warning: `metadata.canMaxHistoryLength` is Zigflow's and is accepted, but not applied",
+        "meta.yaml:12:9: warning: `metadata.activityOptions` is Zigflow's and is accepted, but not applied",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("display"),
+        "other metadata is free-form:\n{text}"
+    );
+}
+
 #[test]
 fn strict_says_what_is_zigflow_s_own() {
     let file = repo().join("crates/dsl/tests/zigflow/wait_until.yaml");

@@ -116,6 +116,8 @@ pub(crate) struct Cx<'s> {
     pub(crate) extensions: Vec<ExtensionUse>,
     /// Set when an expression of the task being decoded mentions `$task`.
     pub(crate) reads_task: bool,
+    /// The document is in Zigflow's dialect.
+    pub(crate) zigflow: bool,
 }
 
 #[derive(Default)]
@@ -140,7 +142,24 @@ impl<'s> Cx<'s> {
             gotos: Vec::new(),
             extensions: Vec::new(),
             reads_task: false,
+            zigflow: false,
         }
+    }
+
+    pub(crate) fn warning(
+        &mut self,
+        range: Range<usize>,
+        ptr: &Ptr,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.report(
+            Severity::Warning,
+            range,
+            ptr,
+            message.into(),
+            Some(help.into()),
+        );
     }
 
     pub(crate) fn error(&mut self, range: Range<usize>, ptr: &Ptr, message: impl Into<String>) {

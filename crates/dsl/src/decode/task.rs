@@ -172,6 +172,9 @@ fn task_inner(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
     let export = obj.opt(cx, "export", export);
     let timeout = obj.opt(cx, "timeout", timeout_ref);
     let then = obj.opt(cx, "then", Cx::flow_directive);
+    if let Some(at) = obj.field("metadata") {
+        super::workflow::zigflow_metadata(cx, &at);
+    }
     let metadata = obj.opt(cx, "metadata", Cx::json_map);
 
     let kind = match kinds.as_slice() {

@@ -48,6 +48,7 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         obj.ignore(|k| k.starts_with('.'));
         // Zigflow's `$data`, which every expression of the document may read.
         cx.locals.push("data".into());
+        cx.zigflow = true;
     }
     let document = obj.req(cx, "document", document);
     let use_ = obj.opt(cx, "use", use_);
@@ -170,6 +171,9 @@ fn document(cx: &mut Cx, at: &At) -> Option<Document> {
     let title = obj.opt(cx, "title", Cx::string);
     let summary = obj.opt(cx, "summary", Cx::string);
     let tags = obj.opt(cx, "tags", Cx::json_map);
+    if let Some(at) = obj.field("metadata") {
+        zigflow_metadata(cx, &at);
+    }
     let metadata = obj.opt(cx, "metadata", Cx::json_map);
     obj.finish(cx);
     Some(Document {
@@ -214,6 +218,57 @@ fn dsl_version(cx: &mut Cx, at: &At) -> Option<semver::Version> {
 }
 
 /// A namespace or workflow name: an RFC 1123 label, as the schema requires.
+/// Zigflow's `metadata` keys that mean something to Temporal, and what skein does
+/// with each: reported as warnings, never dropped in silence.
+const ZIGFLOW_METADATA: &[(&str, &str)] = &[
+    (
+        "activityOptions",
+        "Temporal activity options (timeouts, retry policy) are not applied yet: give the task a `timeout`, or wrap it in `try` with `retry`",
+    ),
+    (
+        "canMaxHistoryLength",
+        "skein keeps no Temporal history to bound, so continue-as-new by history length does not apply",
+    ),
+    (
+        "searchAttributes",
+        "Temporal search attributes are not applied yet: start the execution with labels to find it by",
+    ),
+    (
+        "scheduleWorkflowName",
+        "Temporal schedules are not run yet (issue #18)",
+    ),
+    (
+        "scheduleId",
+        "Temporal schedules are not run yet (issue #18)",
+    ),
+    (
+        "scheduleInput",
+        "Temporal schedules are not run yet (issue #18)",
+    ),
+];
+
+/// Warns of each key of a Zigflow document's or task's `metadata` that means something
+/// to Temporal and that skein does not apply.
+pub(crate) fn zigflow_metadata(cx: &mut Cx, at: &At) {
+    if !cx.zigflow {
+        return;
+    }
+    let Kind::Map(entries) = &at.node.kind else {
+        return;
+    };
+    for (key, _) in entries {
+        let Some(name) = key.as_str() else { continue };
+        if let Some((_, why)) = ZIGFLOW_METADATA.iter().find(|(k, _)| *k == name) {
+            cx.warning(
+                key.range.clone(),
+                &at.ptr.key(name),
+                format!("`metadata.{name}` is Zigflow's and is accepted, but not applied"),
+                *why,
+            );
+        }
+    }
+}
+
 /// A Zigflow `taskQueue`: a DNS label, as Zigflow requires.
 fn task_queue(cx: &mut Cx, at: &At) -> Option<String> {
     let s = cx.string(at)?;
