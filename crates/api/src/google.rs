@@ -499,8 +499,9 @@ pub(crate) async fn get_operation(
 /// An execution as Google's API shows it, for both forms (JSON and protobuf).
 pub(crate) struct ExecutionView {
     pub(crate) name: String,
-    /// 1 active, 2 succeeded, 3 failed, 4 cancelled (the API's enum values).
-    pub(crate) state: i32,
+    /// The state: the API's enum value (1 active, 2 succeeded, 3 failed, 4 cancelled)
+    /// and its name.
+    pub(crate) state: (i32, &'static str),
     pub(crate) argument: String,
     pub(crate) result: Option<String>,
     /// The error's payload (JSON text) and context.
@@ -514,15 +515,27 @@ pub(crate) struct ExecutionView {
     pub(crate) basic: bool,
 }
 
+/// An execution's state in Google's terms: the API's enum value and its name.
+fn state(status: store::Status) -> (i32, &'static str) {
+    match status {
+        store::Status::Completed => (2, "SUCCEEDED"),
+        store::Status::Faulted => (3, "FAILED"),
+        store::Status::Cancelled => (4, "CANCELLED"),
+        _ => (1, "ACTIVE"),
+    }
+}
+
 impl ExecutionView {
     fn of(base: &str, workflow: &str, e: &store::Execution) -> ExecutionView {
-        let state = match e.status {
-            store::Status::Completed => 2,
-            store::Status::Faulted => 3,
-            store::Status::Cancelled => 4,
-            _ => 1,
-        };
-        let error = (e.status == store::Status::Faulted).then(|| {
+        let mut view = ExecutionView::basic(base, workflow, e);
+        view.basic = false;
+        view.argument = e.input.to_string();
+        view.result = e
+            .output
+            .as_ref()
+            .filter(|_| e.status == store::Status::Completed)
+            .map(Value::to_string);
+        view.error = (e.status == store::Status::Faulted).then(|| {
             let problem = e.error.clone().unwrap_or(Value::Null);
             // What the workflow raised, or the error it met, as Cloud Workflows shows it.
             let payload = gcw::error_value(&problem);
@@ -532,31 +545,34 @@ impl ExecutionView {
                 .unwrap_or_default();
             (payload.to_string(), context.to_string())
         });
+        view.labels = e
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with(OWN_LABELS))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        view
+    }
+
+    /// Google's BASIC view: name, times, state and revision, and nothing that costs
+    /// more to make (the argument, the result, the error, the labels).
+    fn basic(base: &str, workflow: &str, e: &store::Execution) -> ExecutionView {
         ExecutionView {
             name: format!("{base}/workflows/{workflow}/executions/{}", e.id),
-            state,
-            argument: e.input.to_string(),
-            result: e
-                .output
-                .as_ref()
-                .filter(|_| e.status == store::Status::Completed)
-                .map(Value::to_string),
-            error,
+            state: state(e.status),
+            argument: String::new(),
+            result: None,
+            error: None,
             started: e.created_at,
             ended: e.status.is_final().then_some(e.updated_at),
             revision: e.labels.get(REVISION_LABEL).cloned().unwrap_or_default(),
-            labels: e
-                .labels
-                .iter()
-                .filter(|(k, _)| !k.starts_with(OWN_LABELS))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            basic: false,
+            labels: Default::default(),
+            basic: true,
         }
     }
 
-    /// The view Google's `view` asks for: BASIC leaves out the argument, the result,
-    /// the error and the labels.
+    /// The view Google's `view` asks for of a view made FULL: BASIC leaves out the
+    /// argument, the result, the error and the labels.
     pub(crate) fn viewed(mut self, basic: bool) -> ExecutionView {
         if basic {
             self.basic = true;
@@ -569,12 +585,7 @@ impl ExecutionView {
     }
 
     fn json(&self) -> Value {
-        let state = match self.state {
-            2 => "SUCCEEDED",
-            3 => "FAILED",
-            4 => "CANCELLED",
-            _ => "ACTIVE",
-        };
+        let state = self.state.1;
         let mut out = json!({
             "name": self.name,
             "state": state,
@@ -820,7 +831,10 @@ pub(crate) async fn list(
         for e in &batch {
             before = Some((e.created_at, e.id.clone()));
             if filter.matches(e) {
-                found.push(ExecutionView::of(&base, &names.workflow, e).viewed(basic));
+                found.push(match basic {
+                    true => ExecutionView::basic(&base, &names.workflow, e),
+                    false => ExecutionView::of(&base, &names.workflow, e),
+                });
                 if found.len() == want {
                     let token = before.as_ref().map(|(at, id)| format!("{at}~{id}"));
                     return Ok((found, token.unwrap_or_default()));
@@ -838,8 +852,23 @@ pub(crate) async fn list(
 /// A list's `filter`: terms joined by `AND`, each `FIELD OP VALUE` with OP one of
 /// `=`, `!=`, `<`, `<=`, `>`, `>=` and the value optionally quoted; the fields are
 /// `state`, `startTime` and `endTime` (RFC 3339), `workflowRevisionId` and
-/// `labels.KEY`.
-struct Filter(Vec<(String, String, String)>);
+/// `labels.KEY`. Read once, then matched against each execution.
+struct Filter(Vec<Term>);
+
+struct Term {
+    field: Field,
+    op: &'static str,
+}
+
+/// What a term compares, with the value it compares with.
+enum Field {
+    State(String),
+    Revision(String),
+    Label(String, String),
+    /// Milliseconds since the epoch.
+    StartTime(i64),
+    EndTime(i64),
+}
 
 impl Filter {
     const OPS: [&'static str; 6] = [">=", "<=", "!=", "=", ">", "<"];
@@ -865,55 +894,45 @@ impl Filter {
             else {
                 return Err(bad(term, "has no comparison"));
             };
-            let field = term[..at].trim().to_string();
+            let name = term[..at].trim();
             let value = term[at + op.len()..].trim().trim_matches('"').to_string();
-            let known = matches!(
-                field.as_str(),
-                "state" | "startTime" | "endTime" | "workflowRevisionId"
-            ) || field.starts_with("labels.");
-            if !known {
-                return Err(bad(term, "names a field skein does not filter by"));
-            }
-            if matches!(field.as_str(), "startTime" | "endTime")
-                && value.parse::<jiff::Timestamp>().is_err()
-            {
-                return Err(bad(term, "compares with a time that is not RFC 3339"));
-            }
-            terms.push((field, op.to_string(), value));
+            let time = || {
+                value
+                    .parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .map_err(|_| bad(term, "compares with a time that is not RFC 3339"))
+            };
+            let field = match name {
+                "state" => Field::State(value.clone()),
+                "workflowRevisionId" => Field::Revision(value.clone()),
+                "startTime" => Field::StartTime(time()?),
+                "endTime" => Field::EndTime(time()?),
+                _ => match name.strip_prefix("labels.") {
+                    Some(key) => Field::Label(key.to_string(), value.clone()),
+                    None => return Err(bad(term, "names a field skein does not filter by")),
+                },
+            };
+            terms.push(Term { field, op });
         }
         Ok(Filter(terms))
     }
 
     fn matches(&self, e: &store::Execution) -> bool {
-        self.0.iter().all(|(field, op, value)| {
-            let actual: Option<String> = match field.as_str() {
-                "state" => Some(
-                    match e.status {
-                        store::Status::Completed => "SUCCEEDED",
-                        store::Status::Faulted => "FAILED",
-                        store::Status::Cancelled => "CANCELLED",
-                        _ => "ACTIVE",
-                    }
-                    .to_string(),
-                ),
-                "workflowRevisionId" => e.labels.get(REVISION_LABEL).cloned(),
-                "startTime" => Some(e.created_at.to_string()),
-                "endTime" => e.status.is_final().then(|| e.updated_at.to_string()),
-                label => e.labels.get(&label["labels.".len()..]).cloned(),
+        self.0.iter().all(|Term { field, op }| {
+            let text = |actual: Option<&str>, wanted: &str| actual.map(|a| a.cmp(wanted));
+            let order = match field {
+                Field::State(wanted) => text(Some(state(e.status).1), wanted),
+                Field::Revision(wanted) => {
+                    text(e.labels.get(REVISION_LABEL).map(String::as_str), wanted)
+                }
+                Field::Label(key, wanted) => text(e.labels.get(key).map(String::as_str), wanted),
+                Field::StartTime(wanted) => Some(e.created_at.cmp(wanted)),
+                Field::EndTime(wanted) => e.status.is_final().then(|| e.updated_at.cmp(wanted)),
             };
-            let Some(actual) = actual else {
-                return op == "!=";
+            let Some(order) = order else {
+                return *op == "!=";
             };
-            let order = if matches!(field.as_str(), "startTime" | "endTime") {
-                let wanted = value
-                    .parse::<jiff::Timestamp>()
-                    .map(|t| t.as_millisecond())
-                    .unwrap_or_default();
-                actual.parse::<i64>().unwrap_or_default().cmp(&wanted)
-            } else {
-                actual.as_str().cmp(value.as_str())
-            };
-            match op.as_str() {
+            match *op {
                 "=" => order.is_eq(),
                 "!=" => order.is_ne(),
                 "<" => order.is_lt(),

@@ -63,7 +63,7 @@ fn message(view: ExecutionView) -> pb::Execution {
         start_time: Some(timestamp(view.started)),
         end_time: view.ended.map(timestamp),
         duration,
-        state: view.state,
+        state: view.state.0,
         argument: view.argument,
         result: view.result.unwrap_or_default(),
         error: view.error.map(|(payload, context)| pb::execution::Error {

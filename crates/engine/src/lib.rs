@@ -302,7 +302,7 @@ impl Engine {
                 &execution.project,
                 &execution.name,
                 &execution.labels,
-                &Value::Object(self.shared_metadata.clone()),
+                self.shared_metadata.clone(),
             ),
             id: id.to_string(),
             wf: Arc::new(workflow),

@@ -108,19 +108,15 @@ pub(crate) struct RunParts {
 }
 
 /// What `$runtime.metadata` holds for an execution: its project, its workflow's name
-/// and its labels, beside what the engine gives every execution (`shared`: `env`, the
+/// and its labels, beside what the engine gives every execution (`metadata`: `env`, the
 /// variables of the server's configuration, which Cloud Workflows documents read with
 /// `sys.get_env`; `server`, the URL the server's API is reached at, for callbacks).
 pub(crate) fn metadata(
     project: &str,
     workflow: &str,
     labels: &store::Labels,
-    shared: &Value,
+    mut metadata: serde_json::Map<String, Value>,
 ) -> Value {
-    let mut metadata = match shared {
-        Value::Object(map) => map.clone(),
-        _ => serde_json::Map::new(),
-    };
     metadata.insert("project".into(), json!(project));
     metadata.insert("workflow".into(), json!(workflow));
     metadata.insert("labels".into(), json!(labels));

@@ -274,11 +274,7 @@ pub(crate) enum OpStep {
     Polled,
     /// The variables with `result` bound to what the work gave, or its failure raised
     /// as `OperationError`.
-    Finish {
-        poll: Poll,
-        result: Option<String>,
-        reply: crate::connectors::Reply,
-    },
+    Finish { poll: Poll, result: Option<String> },
 }
 
 pub(crate) struct Compute {
@@ -538,25 +534,11 @@ impl Compute {
                     .map(|t| t.eval(&cx))
                     .collect::<Result<Vec<_>, _>>()?;
                 let returned = crate::stdlib::call(function, values, &cx)?;
-                let mut variables = match input {
-                    Value::Object(map) => map.clone(),
-                    _ => Map::new(),
-                };
-                if let Some(result) = result {
-                    variables.insert(result.clone(), returned);
-                }
-                Ok(Value::Object(variables))
+                Ok(with_result(input, result, returned))
             }
             Kind::CallbackEndpoint { result } => {
                 let url = callback_url(&cx(input))?;
-                let mut variables = match input {
-                    Value::Object(map) => map.clone(),
-                    _ => Map::new(),
-                };
-                if let Some(result) = result {
-                    variables.insert(result.clone(), json!({ "url": url }));
-                }
-                Ok(Value::Object(variables))
+                Ok(with_result(input, result, json!({ "url": url })))
             }
             Kind::IsCallback(callback) => {
                 let callback = callback.eval(&cx(variables_before()))?;
@@ -639,14 +621,25 @@ fn join(joined: &mut Value, original: &Value, branch: &Value) -> Result<(), Rais
     Ok(())
 }
 
+/// The variables (`variables`, a map) with `result`, if the step names one, bound to
+/// `value`.
+fn with_result(variables: &Value, result: &Option<String>, value: Value) -> Value {
+    let mut variables = match variables {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    if let Some(result) = result {
+        variables.insert(result.clone(), value);
+    }
+    Value::Object(variables)
+}
+
 /// The URL of a service's base.
 fn base_url(base: &Base, cx: &Cx<'_>, connector: &str) -> Result<String, Raised> {
     match base {
         Base::Url(url) => Ok(url.clone()),
         Base::Server => cx
-            .vars
-            .get("runtime")
-            .and_then(|r| r["metadata"].get("server"))
+            .runtime_metadata("server")
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| {
@@ -701,7 +694,6 @@ fn operation(
                     Some("SUCCEEDED" | "FAILED" | "CANCELLED")
                 ),
                 Poll::BigQueryJob => op["status"]["state"] == "DONE",
-                Poll::No => true,
             }))
         }
         OpStep::Delay {
@@ -741,14 +733,9 @@ fn operation(
                     }
                     Ok(json!(url))
                 }
-                Poll::No => Ok(Value::Null),
             }
         }
-        OpStep::Finish {
-            poll,
-            result,
-            reply,
-        } => {
+        OpStep::Finish { poll, result } => {
             let mut now = match input {
                 Value::Object(map) => map.clone(),
                 _ => vars,
@@ -791,7 +778,6 @@ fn operation(
                     }
                     op.clone()
                 }
-                Poll::No => connector_result(reply, &json!({ "content": op }))?,
             };
             if let Some(result) = result {
                 now.insert(result.clone(), value);
@@ -870,9 +856,7 @@ fn connector_url(
 /// Google's path on the server's API, where `skein server` receives it.
 fn callback_url(cx: &Cx<'_>) -> Result<String, Raised> {
     let server = cx
-        .vars
-        .get("runtime")
-        .and_then(|r| r["metadata"].get("server"))
+        .runtime_metadata("server")
         .and_then(Value::as_str)
         .ok_or_else(|| {
             Raised::tagged(

@@ -80,8 +80,6 @@ impl Service {
 /// `connector_params.polling_policy` says, unless `skip_polling`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Poll {
-    /// Returns at once.
-    No,
     /// A `google.longrunning.Operation`: polled at `{base}/{version}/{name}` until
     /// `done`; the result is its `response`, its `error` raises `OperationError`.
     Operation { version: &'static str },
@@ -120,8 +118,8 @@ pub(crate) struct Connector {
     pub(crate) fixed_query: &'static [(&'static str, &'static str)],
     /// What the result is made of.
     pub(crate) result: Reply,
-    /// How it waits for the work it starts.
-    pub(crate) poll: Poll,
+    /// How it waits for the work it starts, if it starts any.
+    pub(crate) poll: Option<Poll>,
 }
 
 /// What a connector's result is.
@@ -153,7 +151,7 @@ const fn c(
         required,
         fixed_query: &[],
         result: Reply::Body,
-        poll: Poll::No,
+        poll: None,
     }
 }
 
@@ -247,7 +245,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
     ),
     Connector {
         body: Body::ExecutionArgument,
-        poll: Poll::Execution,
+        poll: Some(Poll::Execution),
         ..c(
             "googleapis.workflowexecutions.v1.projects.locations.workflows.executions.run",
             Service::WorkflowExecutions,
@@ -258,7 +256,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         )
     },
     Connector {
-        poll: Poll::Operation { version: "v2" },
+        poll: Some(Poll::Operation { version: "v2" }),
         ..c(
             "googleapis.run.v2.projects.locations.jobs.run",
             Service::CloudRun,
@@ -301,7 +299,7 @@ pub(crate) const CONNECTORS: &[Connector] = &[
         &["name"],
     ),
     Connector {
-        poll: Poll::BigQueryJob,
+        poll: Some(Poll::BigQueryJob),
         ..c(
             "googleapis.bigquery.v2.jobs.insert",
             Service::BigQuery,

@@ -126,4 +126,10 @@ impl Cx<'_> {
     pub(crate) fn workflow(&self) -> Option<&Value> {
         self.vars.get("workflow")
     }
+
+    /// `key` of the engine's `$runtime.metadata` (project, workflow, labels, `env`,
+    /// `server`).
+    pub(crate) fn runtime_metadata(&self, key: &str) -> Option<&Value> {
+        self.vars.get("runtime")?.get("metadata")?.get(key)
+    }
 }

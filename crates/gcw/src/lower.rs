@@ -1174,9 +1174,9 @@ impl<'s> Lowerer<'s> {
                     })))
                 };
                 let start = http(connector.method, url, body);
-                if connector.poll == connectors::Poll::No || params.skip_polling {
+                let Some(poll) = connector.poll.filter(|_| !params.skip_polling) else {
                     return Some((start, Some(bind(Outcome::Connector(connector.result)))));
-                }
+                };
                 // Start, then check, wait and poll until the work has ended, then finish.
                 let op = |step: OpStep, what: &str| {
                     Compute::expr(
@@ -1186,7 +1186,6 @@ impl<'s> Lowerer<'s> {
                         &scope.locals,
                     )
                 };
-                let poll = connector.poll;
                 let named = |name: &str, mut t: Task, output: Option<Expr>| {
                     t.output = output.map(|as_| Output {
                         schema: None,
@@ -1255,7 +1254,6 @@ impl<'s> Lowerer<'s> {
                                 OpStep::Finish {
                                     poll,
                                     result: result.clone(),
-                                    reply: connector.result,
                                 },
                                 "result",
                             ))),
@@ -2511,7 +2509,6 @@ fn raise(value: Tmpl, at: &str, locals: &[String]) -> TaskKind {
     })
 }
 
-/// A call step's `args.timeout`, in seconds, when it is a number.
 /// The HTTP methods a callback endpoint may take.
 const CALLBACK_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
 
@@ -2529,7 +2526,7 @@ fn call_timeout(entries: &[(Yn, Yn)]) -> Option<std::time::Duration> {
         let given = args
             .and_then(|a| map_field(a, "connector_params"))
             .and_then(|p| seconds(p, "timeout"));
-        let polls = connectors::connector(function).is_some_and(|c| c.poll != connectors::Poll::No);
+        let polls = connectors::connector(function).is_some_and(|c| c.poll.is_some());
         return given.or(polls.then_some(CONNECTOR_TIMEOUT));
     }
     let given = args.and_then(|a| seconds(a, "timeout"));

@@ -93,8 +93,7 @@ pub(crate) fn function(name: &str) -> Option<&'static Function> {
 /// the execution: its id, its project and workflow (or those of the Google API path it
 /// was started through), its revision, and its location (`local` when none is given).
 pub(crate) fn get_env(cx: &Cx<'_>, name: &str) -> Option<Value> {
-    let metadata = cx.vars.get("runtime").and_then(|r| r.get("metadata"));
-    let meta = |key: &str| metadata.and_then(|m| m.get(key));
+    let meta = |key: &str| cx.runtime_metadata(key);
     if let Some(v) = meta("env").and_then(|e| e.get(name)) {
         return Some(v.clone());
     }

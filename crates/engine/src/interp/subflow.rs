@@ -156,7 +156,11 @@ async fn subflow(
             &run.project,
             &sub.name,
             &store::Labels::new(),
-            &run.runtime_var["metadata"],
+            // The engine's part of the parent's (its own keys are replaced).
+            run.runtime_var["metadata"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         ),
     }));
     outcome_result(Box::pin(execute(child)).await.map_err(Interrupt::Store)?)
