@@ -197,6 +197,82 @@ impl pb::runner_server::Runner for Runner {
         self.steer(request, store::Request::Resume).await
     }
 
+    async fn signal(
+        &self,
+        request: Request<pb::SignalRequest>,
+    ) -> Result<Response<pb::SignalResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let r = request.into_inner();
+        let payload = r.payload.map(to_json).unwrap_or(Value::Null);
+        let position =
+            crate::messages::signal(&self.service, &caller, &r.execution_id, &r.name, payload)
+                .await?;
+        Ok(Response::new(pb::SignalResponse { position }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let r = request.into_inner();
+        let result =
+            crate::messages::query(&self.service, &caller, &r.execution_id, &r.name).await?;
+        Ok(Response::new(pb::QueryResponse {
+            result: Some(to_value(result)),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let r = request.into_inner();
+        let wait = match r.wait_ms {
+            0 => crate::messages::DEFAULT_UPDATE_WAIT,
+            ms => std::time::Duration::from_millis(ms.into()),
+        };
+        if wait > crate::MAX_WAIT {
+            return Err(ApiError::bad_request(format!(
+                "wait_ms {} is longer than the limit of {} s",
+                r.wait_ms,
+                crate::MAX_WAIT.as_secs()
+            ))
+            .into());
+        }
+        let update_id = if r.update_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            r.update_id
+        };
+        let payload = r.payload.map(to_json).unwrap_or(Value::Null);
+        let outcome = crate::messages::update(
+            &self.service,
+            &caller,
+            &r.execution_id,
+            &r.name,
+            &update_id,
+            payload,
+            wait,
+        )
+        .await?;
+        Ok(Response::new(match outcome {
+            crate::messages::Update::Answered(record) => pb::UpdateResponse {
+                update_id,
+                handled: true,
+                accepted: record["accepted"] == Value::Bool(true),
+                result: Some(to_value(record["reply"].clone())),
+            },
+            crate::messages::Update::Pending => pb::UpdateResponse {
+                update_id,
+                handled: false,
+                accepted: false,
+                result: None,
+            },
+        }))
+    }
+
     type WatchStream = EventStream;
 
     async fn watch(

@@ -13,6 +13,7 @@ mod google;
 pub mod google_grpc;
 pub mod grpc;
 mod hub;
+mod messages;
 mod metrics;
 mod openapi;
 pub mod quota;
@@ -95,6 +96,22 @@ pub fn app(service: Arc<Service>) -> Router {
             "/v1/executions/{id}/events",
             post(deliver).get(stream::execution_events),
         )
+        .route(
+            "/v1/executions/{id}/signals/{name}",
+            post(messages::post_signal),
+        )
+        .route(
+            "/v1/executions/{id}/queries/{name}",
+            get(messages::get_query),
+        )
+        .route(
+            "/v1/executions/{id}/updates/{name}",
+            post(messages::post_update),
+        )
+        .route(
+            "/v1/executions/{id}/updates/{name}/{update}",
+            get(messages::get_update),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -123,24 +140,29 @@ struct WaitParam {
 
 impl WaitParam {
     fn duration(&self) -> ApiResult<Option<Duration>> {
-        let Some(text) = &self.wait else {
-            return Ok(None);
-        };
-        let parsed: jiff::SignedDuration = text.parse().map_err(|e| {
-            ApiError::bad_request(format!(
-                "`wait={text}` is not a duration such as `30s` or `500ms`: {e}"
-            ))
-        })?;
-        let wait = Duration::try_from(parsed)
-            .map_err(|_| ApiError::bad_request(format!("`wait={text}` is negative")))?;
-        if wait > MAX_WAIT {
-            return Err(ApiError::bad_request(format!(
-                "`wait={text}` is longer than the limit of {} s",
-                MAX_WAIT.as_secs()
-            )));
-        }
-        Ok(Some(wait))
+        parse_wait(self.wait.as_deref())
     }
+}
+
+/// A `?wait=` duration, such as `30s` or `500ms`, at most [`MAX_WAIT`].
+pub(crate) fn parse_wait(text: Option<&str>) -> ApiResult<Option<Duration>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let parsed: jiff::SignedDuration = text.parse().map_err(|e| {
+        ApiError::bad_request(format!(
+            "`wait={text}` is not a duration such as `30s` or `500ms`: {e}"
+        ))
+    })?;
+    let wait = Duration::try_from(parsed)
+        .map_err(|_| ApiError::bad_request(format!("`wait={text}` is negative")))?;
+    if wait > MAX_WAIT {
+        return Err(ApiError::bad_request(format!(
+            "`wait={text}` is longer than the limit of {} s",
+            MAX_WAIT.as_secs()
+        )));
+    }
+    Ok(Some(wait))
 }
 
 /// Client-chosen ids: letters, digits and `-_.:`, 1 to 128 of them. (A `/` would

@@ -152,6 +152,29 @@ pub struct Delivered {
     pub position: u64,
 }
 
+/// `GET /v1/executions/{id}/queries/{name}`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct QueryAnswer {
+    /// What the query's `data` computed from the execution's state now.
+    pub result: serde_json::Value,
+}
+
+/// `POST /v1/executions/{id}/updates/{name}` and `GET …/updates/{name}/{update}`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct UpdateAnswer {
+    /// The update's id (the request's `Idempotency-Key`, or one chosen for it).
+    pub update: String,
+    pub name: String,
+    /// Whether a listener has handled it; if not, ask again later.
+    pub handled: bool,
+    /// Whether the listener's `acceptIf` accepted it (absent until handled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<bool>,
+    /// The listener's answer (absent until handled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
 /// The body of every 4xx and 5xx response.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Error {

@@ -185,6 +185,10 @@ pub fn lower(source: &str, root: &yaml::Node, options: &Options) -> Parsed {
                     "wait.until" => "`wait.until` is Zigflow's extension, which skein runs, \
                          not part of the Serverless Workflow DSL"
                         .to_string(),
+                    "zigflow.messages" => "a `listen` to Temporal signals, queries and updates \
+                         (`with.type` `signal`, `query` or `update`) is Zigflow's, which skein \
+                         runs; in the Serverless Workflow DSL a listener waits for CloudEvents"
+                        .to_string(),
                     "duration.expressions" => "a `${ }` expression in a field of a duration is \
                          Zigflow's extension, which skein runs, not part of the Serverless \
                          Workflow DSL"

@@ -30,10 +30,13 @@ pub enum Lifecycle {
     TaskOutput,
     /// What one attempt of a call or process used, for cost.
     TaskUsage,
+    /// A signal or update that a listener handled (Zigflow's messages): its name, id,
+    /// payload, whether it was accepted and, for an update, the answer.
+    TaskMessage,
 }
 
 impl Lifecycle {
-    pub const ALL: [Lifecycle; 17] = [
+    pub const ALL: [Lifecycle; 18] = [
         Lifecycle::WorkflowStarted,
         Lifecycle::WorkflowValidating,
         Lifecycle::WorkflowValidated,
@@ -51,6 +54,7 @@ impl Lifecycle {
         Lifecycle::TaskProgress,
         Lifecycle::TaskOutput,
         Lifecycle::TaskUsage,
+        Lifecycle::TaskMessage,
     ];
 
     /// The CloudEvent type, as stored and sent.
@@ -73,6 +77,7 @@ impl Lifecycle {
             Lifecycle::TaskProgress => "dev.skein.task.progress.v1",
             Lifecycle::TaskOutput => "dev.skein.task.output.v1",
             Lifecycle::TaskUsage => "dev.skein.task.usage.v1",
+            Lifecycle::TaskMessage => "dev.skein.task.message.v1",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod events;
 mod interp;
 pub mod limits;
 pub use interp::http::USAGE_HEADER;
+pub use interp::messages::update_answer;
 mod run;
 
 use std::collections::HashMap;
@@ -100,6 +101,36 @@ pub enum Error {
     Limit(String),
 }
 
+/// Why a query was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The execution does not run in this process (it ended, waits to be resumed, or
+    /// runs on another server).
+    #[error("the execution does not run in this process")]
+    NotRunningHere,
+    /// No `listen` task of the execution registered the query (yet).
+    #[error("the execution has no query handler `{name}`{}", known_list(.known))]
+    Unknown { name: String, known: Vec<String> },
+    /// The query's `data` failed to evaluate.
+    #[error("{}", .0.detail.as_deref().or(.0.title.as_deref()).unwrap_or("the query failed"))]
+    Failed(Box<Problem>),
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        " (it has registered none so far)".into()
+    } else {
+        format!(
+            " (it has {})",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 /// How a caller steers a run: cancel it, or pause it while the flag is true.
 pub struct Control {
     pub cancel: CancellationToken,
@@ -113,8 +144,9 @@ pub struct Engine {
     entropy: Arc<dyn Entropy>,
     frontend: Arc<dyn Frontend>,
     observer: Option<Arc<dyn Observer>>,
-    /// Wakes the listeners of executions running in this process when an event arrives.
-    wakers: Mutex<HashMap<String, Weak<tokio::sync::Notify>>>,
+    /// The executions running in this process: woken when an event arrives for them,
+    /// and asked their queries.
+    live: Mutex<HashMap<String, Weak<run::Run>>>,
     limits: Limits,
     /// Limits of particular projects, in place of `limits`.
     project_limits: HashMap<String, Limits>,
@@ -132,7 +164,7 @@ impl Engine {
             entropy: Arc::new(SystemEntropy),
             frontend: Arc::new(Dsl::default()),
             observer: None,
-            wakers: Mutex::default(),
+            live: Mutex::default(),
             limits: Limits::default(),
             project_limits: HashMap::new(),
             projects: Arc::default(),
@@ -290,14 +322,8 @@ impl Engine {
         let workflow = (self.frontend.lower(&execution.definition))
             .map_err(|first| Error::Definition(id.to_string(), first))?;
         let journal = self.store.journal(id).await?;
-        let wake = Arc::new(tokio::sync::Notify::new());
-        {
-            let mut wakers = self.wakers.lock().expect("wakers lock");
-            wakers.retain(|_, w| w.strong_count() > 0);
-            wakers.insert(id.to_string(), Arc::downgrade(&wake));
-        }
         let run = Arc::new(run::Run::new(run::RunParts {
-            wake,
+            wake: Arc::new(tokio::sync::Notify::new()),
             metadata: run::metadata(
                 &execution.project,
                 &execution.name,
@@ -333,6 +359,11 @@ impl Engine {
             },
             detached: Arc::default(),
         }));
+        {
+            let mut live = self.live.lock().expect("live lock");
+            live.retain(|_, r| r.strong_count() > 0);
+            live.insert(id.to_string(), Arc::downgrade(&run));
+        }
         interp::execute_detachable(run)
             .await
             .map_err(Error::Journal)
@@ -360,16 +391,27 @@ impl Engine {
             ));
         }
         let position = self.store.deliver(id, event).await?;
-        let waker = self
-            .wakers
-            .lock()
-            .expect("wakers lock")
-            .get(id)
-            .and_then(Weak::upgrade);
-        if let Some(waker) = waker {
-            waker.notify_waiters();
+        if let Some(run) = self.running_here(id) {
+            run.wake.notify_waiters();
         }
         Ok(position)
+    }
+
+    /// Execution `id`'s run, if it runs in this process.
+    fn running_here(&self, id: &str) -> Option<Arc<run::Run>> {
+        self.live
+            .lock()
+            .expect("live lock")
+            .get(id)
+            .and_then(Weak::upgrade)
+    }
+
+    /// Answers query `name` of execution `id` from the state its run holds now (Zigflow's
+    /// query handlers, registered as its `listen` tasks run). Nothing is journaled; only
+    /// the process that runs the execution can answer.
+    pub fn query(&self, id: &str, name: &str) -> Result<Value, QueryError> {
+        let run = self.running_here(id).ok_or(QueryError::NotRunningHere)?;
+        run.query(name)
     }
 }
 

@@ -61,12 +61,31 @@ pub(crate) struct Run {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Inbox positions already consumed by a listener.
     consumed: Mutex<HashSet<u64>>,
+    /// The ids of the updates already handled: a repeated delivery is not handled again.
+    handled_updates: Mutex<HashSet<String>>,
+    /// Zigflow's query handlers registered so far, by name.
+    queries: Mutex<HashMap<String, QueryHandler>>,
+    /// Zigflow's `$data` as the tasks so far left it: what queries read.
+    data: Mutex<Value>,
     /// OAuth2 access tokens by token endpoint, client and scopes, with their expiry (ms).
     tokens: Mutex<HashMap<String, (String, i64)>>,
     /// Set when the future driving this run's tree is dropped from outside (a process
     /// shutting down): work dropped after that was abandoned, to resume from the
     /// journal, not cancelled. Shared with the children it awaits.
     pub(crate) detached: Arc<AtomicBool>,
+}
+
+/// A query handler as its `listen` task registered it: the reply and what its
+/// expressions see besides the live `$data`.
+#[derive(Clone)]
+pub(crate) struct QueryHandler {
+    pub(crate) reply: Option<expr::Template>,
+    pub(crate) scope: Scope,
+    pub(crate) context: Value,
+    pub(crate) input: Value,
+    pub(crate) task_var: Value,
+    /// The registering task's reference, where a failing reply is reported.
+    pub(crate) at: String,
 }
 
 /// Loop and catch variables in scope at a position, innermost last.
@@ -139,6 +158,9 @@ impl Run {
         });
         let qualified_name = format!("{}-{}.{}", doc.name, parts.id, doc.namespace);
         let consumed = Mutex::new(crate::interp::listen::consumed_in(&parts.journal.steps));
+        let handled_updates = Mutex::new(crate::interp::messages::handled_updates(
+            &parts.journal.steps,
+        ));
         let secrets = declared(&parts.secrets, &parts.wf.use_.secrets);
         let mut masks = Vec::new();
         secret_texts(&secrets, &mut masks);
@@ -155,6 +177,9 @@ impl Run {
             wake: parts.wake,
             detached: parts.detached,
             consumed,
+            handled_updates,
+            queries: Mutex::default(),
+            data: Mutex::new(Value::Null),
             tokens: Mutex::default(),
             replay: parts
                 .journal
@@ -225,6 +250,60 @@ impl Run {
     }
 
     /// The journal's record for `key`, if the step ran before this run started.
+    /// Marks update `id` as handled; false if it was already.
+    pub(crate) fn handle_update(&self, id: &str) -> bool {
+        self.handled_updates
+            .lock()
+            .expect("updates lock")
+            .insert(id.to_string())
+    }
+
+    /// Registers (or replaces) a query handler.
+    pub(crate) fn register_query(&self, name: &str, handler: QueryHandler) {
+        self.queries
+            .lock()
+            .expect("queries lock")
+            .insert(name.to_string(), handler);
+    }
+
+    /// Keeps `$data` as it stands, for queries.
+    pub(crate) fn set_data(&self, data: &Value) {
+        data.clone_into(&mut self.data.lock().expect("data lock"));
+    }
+
+    /// Answers query `name` from the state the run holds now.
+    pub(crate) fn query(&self, name: &str) -> Result<Value, crate::QueryError> {
+        let handler = {
+            let queries = self.queries.lock().expect("queries lock");
+            match queries.get(name) {
+                Some(h) => h.clone(),
+                None => {
+                    let mut known: Vec<String> = queries.keys().cloned().collect();
+                    known.sort();
+                    return Err(crate::QueryError::Unknown {
+                        name: name.to_string(),
+                        known,
+                    });
+                }
+            }
+        };
+        let Some(reply) = &handler.reply else {
+            return Ok(Value::Null);
+        };
+        let data = self.data.lock().expect("data lock").clone();
+        let scope = handler.scope.with([(Arc::from("data"), data)]);
+        let vars = self.vars(
+            &scope,
+            &handler.context,
+            &handler.input,
+            &handler.task_var,
+            None,
+        );
+        reply
+            .eval(&handler.input, &vars)
+            .map_err(|e| crate::QueryError::Failed(Box::new(e.into_problem(&handler.at))))
+    }
+
     pub(crate) fn replayed(&self, key: &str) -> Option<&StepState> {
         self.replay.get(key)
     }

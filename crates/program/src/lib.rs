@@ -44,9 +44,9 @@ pub use call::{
 };
 pub use task::{
     Catch, Concurrency, ConsumptionStrategy, Container, ContainerLifetime, Correlation, Emit,
-    ErrorFilter, EventFilter, For, Fork, Listen, ListenRead, NamedTask, Process, ProcessReturn,
-    PullPolicy, Raise, Run, Script, ScriptSource, Shell, SubflowRef, SubscriptionIterator, Switch,
-    SwitchCase, Task, TaskKind, TaskList, Try, Until,
+    ErrorFilter, EventFilter, For, Fork, Listen, ListenRead, MessageHandler, MessageKind, Messages,
+    NamedTask, Process, ProcessReturn, PullPolicy, Raise, Run, Script, ScriptSource, Shell,
+    SubflowRef, SubscriptionIterator, Switch, SwitchCase, Task, TaskKind, TaskList, Try, Until,
 };
 
 /// A whole workflow, as the engine runs it.

@@ -55,6 +55,7 @@ pub enum TaskKind {
     For(For),
     Fork(Fork),
     Listen(Box<Listen>),
+    Messages(Box<Messages>),
     Raise(Raise),
     Run(Box<Run>),
     Set(Template),
@@ -72,7 +73,7 @@ impl TaskKind {
             TaskKind::Emit(_) => "emit",
             TaskKind::For(_) => "for",
             TaskKind::Fork(_) => "fork",
-            TaskKind::Listen(_) => "listen",
+            TaskKind::Listen(_) | TaskKind::Messages(_) => "listen",
             TaskKind::Raise(_) => "raise",
             TaskKind::Run(_) => "run",
             TaskKind::Set(_) => "set",
@@ -141,6 +142,66 @@ pub enum ListenRead {
     Data,
     Envelope,
     Raw,
+}
+
+/// Zigflow's `listen` to Temporal-style messages: handlers for signals and updates
+/// sent to the running execution (through the server's API, into its inbox), and
+/// queries answered from its state on demand.
+#[derive(Clone, Debug)]
+pub struct Messages {
+    pub handlers: Vec<MessageHandler>,
+    /// `all` and `one`: every signal and update handler must accept a message before
+    /// the task ends; `any`: the first accepted message ends it. A listener with a query
+    /// handler does not wait at all: it registers its handlers and goes on.
+    pub all: bool,
+}
+
+impl Messages {
+    /// Whether the task waits: it has no query handler.
+    pub fn waits(&self) -> bool {
+        !self.handlers.iter().any(|h| h.kind == MessageKind::Query)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MessageHandler {
+    pub kind: MessageKind,
+    /// The signal's, query's or update's name (Zigflow's `with.id`).
+    pub name: String,
+    /// Whether a received message completes the handler (Zigflow's `acceptIf`), read
+    /// with the message's payload already in `$data`; without it, any message does.
+    pub accept_if: Option<Template>,
+    /// What a query or update answers (Zigflow's `with.data`).
+    pub reply: Option<Template>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Fire and forget; its payload goes into `$data` under the task's name.
+    Signal,
+    /// Read-only, answered from the state at the time it is asked; never journaled.
+    Query,
+    /// Handled once and answered; its payload goes into `$data` under its name.
+    Update,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Signal => "signal",
+            MessageKind::Query => "query",
+            MessageKind::Update => "update",
+        }
+    }
+
+    /// The CloudEvent type that carries a message of this kind into the inbox.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            MessageKind::Signal => "dev.skein.signal.v1",
+            MessageKind::Query => "dev.skein.query.v1",
+            MessageKind::Update => "dev.skein.update.v1",
+        }
+    }
 }
 
 /// Which events to wait for.

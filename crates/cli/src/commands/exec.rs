@@ -139,6 +139,35 @@ enum Command {
     },
     /// Deliver a CloudEvent (structured JSON, from FILE or - for stdin) to an execution.
     SendEvent { id: String, file: PathBuf },
+    /// Send a signal to an execution: a message its `listen` task (a Zigflow `signal`
+    /// filter of that name) takes when it gets there; nothing is answered.
+    Signal {
+        id: String,
+        name: String,
+        /// The signal's payload: JSON text, or @FILE. Null when not given.
+        #[arg(long, value_name = "JSON|@FILE")]
+        data: Option<String>,
+    },
+    /// Ask a running execution a query (a Zigflow `query` filter of that name): its
+    /// answer, computed now from the execution's state.
+    Query { id: String, name: String },
+    /// Send an update to an execution and print its answer: the listener (a Zigflow
+    /// `update` filter of that name) handles it once and replies. Exits 1 if it was not
+    /// handled within --wait; send it again with the same --update-id to keep waiting.
+    Update {
+        id: String,
+        name: String,
+        /// The update's payload: JSON text, or @FILE. Null when not given.
+        #[arg(long, value_name = "JSON|@FILE")]
+        data: Option<String>,
+        /// The update's id: sending the same id again is handled once and returns the
+        /// same answer. One is chosen when not given.
+        #[arg(long, value_name = "ID")]
+        update_id: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        wait: String,
+    },
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -342,6 +371,81 @@ async fn exec(args: Args) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Signal { id, name, data } => {
+            let payload = payload(data.as_deref())?;
+            let path = format!("/v1/executions/{}/signals/{}", encode(&id), encode(&name));
+            let delivered = client.post(&path, Some(&payload)).await?;
+            if json {
+                println!("{delivered}");
+            } else {
+                println!(
+                    "signal `{name}` delivered at inbox position {}",
+                    delivered["position"]
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query { id, name } => {
+            let path = format!("/v1/executions/{}/queries/{}", encode(&id), encode(&name));
+            let answer = client
+                .json(client.request(reqwest::Method::GET, &path))
+                .await?;
+            if json {
+                println!("{answer}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&answer["result"])?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Update {
+            id,
+            name,
+            data,
+            update_id,
+            wait,
+        } => {
+            let payload = payload(data.as_deref())?;
+            let path = format!(
+                "/v1/executions/{}/updates/{}?wait={}",
+                encode(&id),
+                encode(&name),
+                encode(&wait)
+            );
+            let mut request = client
+                .request(reqwest::Method::POST, &path)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&payload)?);
+            if let Some(update_id) = &update_id {
+                request = request.header("idempotency-key", update_id);
+            }
+            let answer = client.json(request).await?;
+            let handled = answer["handled"] == Value::Bool(true);
+            if json {
+                println!("{answer}");
+            } else if handled {
+                println!("{}", serde_json::to_string_pretty(&answer["result"])?);
+            } else {
+                eprintln!(
+                    "update `{name}` was delivered but not handled within {wait}; wait again \
+                     with: skein exec update {id} {name} --update-id {}",
+                    answer["update"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(if handled {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// A message's payload from `--data`: JSON text, or @FILE; null when not given.
+fn payload(data: Option<&str>) -> Result<Value> {
+    match data {
+        None => Ok(Value::Null),
+        Some(_) => super::run::parse_input(data)
+            .map_err(|e| anyhow::anyhow!("{}", format!("{e:#}").replace("--input", "--data"))),
     }
 }
 

@@ -146,3 +146,231 @@ fn env_allow_names_what_workflows_may_read() {
         serde_json::json!({"url": "http://api.local", "ziggy": "fast", "secret": null})
     );
 }
+
+/// Zigflow's signals, queries and updates reach a running execution over REST, gRPC
+/// and `skein exec`: `acceptIf` decides which messages complete a listener, queries
+/// read `$data` as it stands, and an update accepted before a SIGKILL of the server
+/// (delivered, not yet handled) is handled once after the restart, its answer the same
+/// each time it is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_queries_and_updates_reach_a_running_workflow() {
+    use api::grpc::pb;
+    use serde_json::{Value, json};
+
+    use crate::server::{call, exec, free_port, healthy};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (port, grpc_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let start = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    // reqwest is built without a default TLS provider; skein's runtime installs one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let mut server = start();
+    healthy(&client, &base).await;
+    let doc =
+        std::fs::read_to_string(repo().join("crates/dsl/tests/zigflow/messages/approval.yaml"))
+            .unwrap();
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(json!({"workflow": doc, "id": "z1", "input": {"cooldown": 3}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let execution = format!("{base}/v1/executions/z1");
+    let query = || async {
+        let (status, body) = call(&client, format!("{execution}/queries/get_state"), None).await;
+        (status, body["result"].clone())
+    };
+    let until_state = |want: Value| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, state) = query().await;
+            if status == 200 && state == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "query: {status} {state}, wanted {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    until_state(json!({"status": "waiting for approval", "approvedBy": null, "temperature": null}))
+        .await;
+    let (status, body) = call(&client, format!("{execution}/queries/nope"), None).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("(it has `get_state`)"),
+        "{body}"
+    );
+
+    // A signal that `acceptIf` refuses is taken, and the listener goes on waiting.
+    let (status, body) = call(
+        &client,
+        format!("{execution}/signals/approve"),
+        Some(json!({"by": null})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut runner = pb::runner_client::RunnerClient::new(channel);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = runner
+        .query(pb::QueryRequest {
+            execution_id: "z1".into(),
+            name: "get_state".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        api::grpc::to_json(answer.result.unwrap())["status"],
+        "waiting for approval"
+    );
+    // One with `by` is accepted.
+    let (code, out, err) = exec(
+        &base,
+        &["signal", "z1", "approve", "--data", r#"{"by": "ada"}"#],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    until_state(json!({"status": "approved", "approvedBy": "ada", "temperature": null})).await;
+    let (code, out, err) = exec(&base, &["query", "z1", "get_state"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["approvedBy"],
+        "ada"
+    );
+
+    // During the cooldown no listener takes updates: this one waits in the inbox.
+    let update = |key: &'static str, payload: Value, wait: &'static str| {
+        let client = client.clone();
+        let url = format!("{execution}/updates/temperature?wait={wait}");
+        async move {
+            let response = client
+                .post(url)
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .body(payload.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let (status, body) = update("t-1", json!(37), "0s").await;
+    assert_eq!((status, &body["handled"]), (202, &json!(false)), "{body}");
+    server.kill().await.unwrap();
+    let _server = start();
+    healthy(&client, &base).await;
+    // Sent again under its id after the restart: handled once, answered the same.
+    let (status, body) = update("t-1", json!(99), "20s").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["accepted"], &body["result"]),
+        (&json!(false), &json!({"seen": 37, "feverish": false})),
+        "{body}"
+    );
+    let (status, again) = call(
+        &client,
+        format!("{execution}/updates/temperature/t-1"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &again["result"]),
+        (200, &body["result"]),
+        "{again}"
+    );
+
+    // Over gRPC: accepted, as 39.5 is above 38.
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut runner = pb::runner_client::RunnerClient::new(channel);
+    let answer = runner
+        .update(pb::UpdateRequest {
+            execution_id: "z1".into(),
+            name: "temperature".into(),
+            payload: Some(api::grpc::to_value(json!(39.5))),
+            update_id: "t-2".into(),
+            wait_ms: 20_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.handled && answer.accepted, "{answer:?}");
+    assert_eq!(
+        api::grpc::to_json(answer.result.unwrap()),
+        json!({"seen": 39.5, "feverish": true})
+    );
+    let (code, out, err) = exec(&base, &["update", "z1", "bpm", "--data", "120"]).await;
+    assert_eq!((code, out.trim()), (0, "\"bpm 120\""), "{err}");
+
+    let (status, body) = call(&client, format!("{execution}?wait=20s"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&body["status"], &body["output"]),
+        (
+            &json!("completed"),
+            &json!({"status": "approved", "approval": {"by": "ada"}, "temperature": 39.5, "bpm": 120})
+        ),
+        "{body}"
+    );
+    // Each message journaled once: two signals, three updates (t-1 once).
+    let (_, events, _) = exec(&base, &["events", "z1", "--json"]).await;
+    let handled: Vec<Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "dev.skein.task.message.v1")
+        .map(|e| e["data"]["message"].clone())
+        .collect();
+    let ids: Vec<(&str, &str)> = handled
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("approve", "signal"),
+            ("approve", "signal"),
+            ("temperature", "update"),
+            ("temperature", "update"),
+            ("bpm", "update")
+        ],
+        "{handled:?}"
+    );
+    assert_eq!(handled.iter().filter(|m| m["id"] == "t-1").count(), 1);
+
+    // Once it has ended: queries and updates say so.
+    let (status, body) = call(&client, format!("{execution}/queries/get_state"), None).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = update("t-3", json!(40), "1s").await;
+    assert_eq!(status, 409, "{body}");
+}

@@ -7,6 +7,7 @@
 
 mod auth;
 mod call;
+mod messages;
 mod task;
 mod workflow;
 

@@ -210,6 +210,13 @@ fn task_inner(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
         }
     };
     obj.finish(cx);
+    let timeout = match (&kind, timeout) {
+        // A Zigflow listener waits as long as its `metadata.timeout` says.
+        (Some(TaskKind::Messages(m)), Some(given)) if m.waits() => {
+            super::messages::timeout(cx, at, given).map(Some)
+        }
+        (_, timeout) => timeout,
+    };
 
     Some(Task {
         reads_task: cx.reads_task,
@@ -243,6 +250,9 @@ fn task_kind(cx: &mut Cx, obj: &mut Obj, kind: &str) -> Option<TaskKind> {
         "emit" => obj.req(cx, "emit", emit).map(TaskKind::Emit),
         "for" => for_(cx, obj).map(TaskKind::For),
         "fork" => obj.req(cx, "fork", fork).map(TaskKind::Fork),
+        "listen" if cx.zigflow && super::messages::is_messages(obj) => {
+            super::messages::messages(cx, obj).map(|m| TaskKind::Messages(Box::new(m)))
+        }
         "listen" => listen(cx, obj).map(|l| TaskKind::Listen(Box::new(l))),
         "raise" => obj.req(cx, "raise", raise).map(TaskKind::Raise),
         "run" => obj.req(cx, "run", run).map(|r| TaskKind::Run(Box::new(r))),

@@ -288,16 +288,20 @@ fn anchored(pattern: &str) -> Option<regex::Regex> {
     regex::Regex::new(&format!("^(?:{pattern})$")).ok()
 }
 
-/// Inbox positions consumed by completed listeners of a journal, for [`Run`].
+/// Inbox positions consumed by completed listeners of a journal (and by the messages
+/// they handled), for [`Run`].
 pub(crate) fn consumed_in(steps: &[store::Step]) -> HashSet<u64> {
-    steps
-        .iter()
-        .filter(|s| s.key.ends_with("/consumed"))
-        .filter_map(|s| match &s.state {
-            StepState::Completed { output, .. } => output.as_array().cloned(),
-            _ => None,
-        })
-        .flatten()
-        .filter_map(|v| v.as_u64())
-        .collect()
+    let mut consumed: HashSet<u64> = super::messages::consumed_in(steps).collect();
+    consumed.extend(
+        steps
+            .iter()
+            .filter(|s| s.key.ends_with("/consumed"))
+            .filter_map(|s| match &s.state {
+                StepState::Completed { output, .. } => output.as_array().cloned(),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|v| v.as_u64()),
+    );
+    consumed
 }

@@ -21,6 +21,7 @@ mod events;
 mod fanout;
 pub(crate) mod http;
 pub(crate) mod listen;
+pub(crate) mod messages;
 mod process;
 mod retry;
 mod subflow;

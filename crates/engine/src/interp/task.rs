@@ -13,8 +13,8 @@ use store::{Step, StepState};
 
 use super::data::{check_schema, not_supported, raised, stored_problem};
 use super::{
-    Ctx, Flow, Res, Stepped, TaskCx, Unfinished, eval, events, fanout, process, retry, subflow,
-    timers,
+    Ctx, Flow, Res, Stepped, TaskCx, Unfinished, eval, events, fanout, messages, process, retry,
+    subflow, timers,
 };
 use crate::Interrupt;
 use crate::events::Lifecycle;
@@ -66,6 +66,7 @@ pub(super) fn run_list<'a>(
             };
             if let Some(data) = &mut ctx.data {
                 accumulate(data, nt, &stepped.output);
+                run.set_data(data);
             }
             input = stepped.output;
             match stepped.then {
@@ -86,14 +87,15 @@ pub(super) fn run_list<'a>(
     .boxed()
 }
 
-/// What a task adds to Zigflow's `$data`: a `set` task's keys, merged in; a `call`
-/// or `run` task's result, under the task's name.
+/// What a task adds to Zigflow's `$data`: a `set` task's keys, merged in (and those a
+/// listener of messages received); a `call` or `run` task's result, under the task's
+/// name.
 fn accumulate(data: &mut Value, nt: &NamedTask, output: &Value) {
     let Value::Object(data) = data else {
         return;
     };
     match (&nt.task.kind, output) {
-        (TaskKind::Set(_), Value::Object(set)) => {
+        (TaskKind::Set(_) | TaskKind::Messages(_), Value::Object(set)) => {
             for (k, v) in set {
                 data.insert(k.clone(), v.clone());
             }
@@ -440,6 +442,7 @@ fn kind<'a>(
                 }
             },
             TaskKind::Listen(l) => Ok((events::listen(cx, l, input, ctx).await?, then)),
+            TaskKind::Messages(m) => Ok((messages::handle(cx, m, input, ctx).await?, then)),
         }
     }
     .boxed()

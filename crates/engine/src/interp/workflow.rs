@@ -288,6 +288,9 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
             }})
         }),
     };
+    if let Some(data) = &ctx.data {
+        run.set_data(data);
+    }
     let top = Scope::default();
     let body = task::run_list(run, &wf.do_, "/do".into(), &top, input, &mut ctx);
     let flow = match &wf.timeout {
