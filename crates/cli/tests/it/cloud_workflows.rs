@@ -23,7 +23,7 @@ type Seen = Arc<Mutex<HashMap<String, u64>>>;
 /// - `/echo`: the method, query and JSON body it was sent;
 /// - `/slow/{group}`: answers after 200 ms; `/most/{group}`: the most requests of the
 ///   group that were in flight at once.
-async fn stand_in() -> String {
+pub(crate) async fn stand_in() -> String {
     let app = Router::new()
         .route(
             "/flaky/{key}",

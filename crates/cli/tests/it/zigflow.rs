@@ -8,11 +8,9 @@ use crate::{repo, skein, stderr};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_zigflow_document_of_the_suite_gives_its_expected_result() {
-    crate::suite::every_document_gives_its_result(
-        &repo().join("crates/dsl/tests/zigflow"),
-        "http://127.0.0.1:9",
-    )
-    .await;
+    let base = crate::cloud_workflows::stand_in().await;
+    crate::suite::every_document_gives_its_result(&repo().join("crates/dsl/tests/zigflow"), &base)
+        .await;
 }
 
 #[test]
@@ -54,14 +52,14 @@ fn the_dialect_is_checked_where_it_is_written() {
 }
 
 /// Metadata that means something to Temporal is accepted, and `skein validate` says
-/// that skein does not apply it, in the document and in a task.
+/// what skein does not apply, in the document and in tasks.
 #[test]
 fn temporal_metadata_is_reported_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("meta.yaml");
     std::fs::write(
         &file,
-        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    canMaxHistoryLength: 14\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n",
+        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    canMaxHistoryLength: 14\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n  - b:\n      metadata:\n        activityOptions:\n          heartbeatTimeout: PT10S\n      run:\n        shell:\n          command: 'true'\n",
     )
     .unwrap();
     let out = skein(&["validate", file.to_str().unwrap()]);
@@ -69,7 +67,8 @@ fn temporal_metadata_is_reported_not_dropped() {
     let text = stderr(&out);
     for expected in [
         "meta.yaml:7:5: warning: `metadata.canMaxHistoryLength` is Zigflow's and is accepted, but not applied",
-        "meta.yaml:12:9: warning: `metadata.activityOptions` is Zigflow's and is accepted, but not applied",
+        "meta.yaml:10:5: warning: task `a` runs no activity, so its `activityOptions` do nothing",
+        "meta.yaml:20:11: warning: `activityOptions.heartbeatTimeout` is accepted, but not applied",
     ] {
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
     }

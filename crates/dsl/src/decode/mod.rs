@@ -5,6 +5,7 @@
 //! reporting why not. Parents decode all their fields before combining them, so
 //! one mistake never hides the next: `validate` shows them all at once.
 
+mod activity;
 mod auth;
 mod call;
 mod messages;
@@ -119,6 +120,11 @@ pub(crate) struct Cx<'s> {
     pub(crate) reads_task: bool,
     /// The document is in Zigflow's dialect.
     pub(crate) zigflow: bool,
+    /// Zigflow's activity options as the document sets them (`metadata.activityOptions`
+    /// over Zigflow's defaults), for its `call` and `run` tasks.
+    pub(crate) activity: Option<activity::ActivityOptions>,
+    /// The document's own `metadata.activityOptions`, until the document's are known.
+    pub(crate) activity_written: Option<activity::ActivityOptions>,
 }
 
 #[derive(Default)]
@@ -144,6 +150,8 @@ impl<'s> Cx<'s> {
             extensions: Vec::new(),
             reads_task: false,
             zigflow: false,
+            activity: None,
+            activity_written: None,
         }
     }
 

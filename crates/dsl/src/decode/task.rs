@@ -172,9 +172,10 @@ fn task_inner(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
     let export = obj.opt(cx, "export", export);
     let timeout = obj.opt(cx, "timeout", timeout_ref);
     let then = obj.opt(cx, "then", Cx::flow_directive);
-    if let Some(at) = obj.field("metadata") {
-        super::workflow::zigflow_metadata(cx, &at);
-    }
+    let activity = match obj.field("metadata") {
+        Some(at) => super::workflow::zigflow_metadata(cx, &at),
+        None => None,
+    };
     let metadata = obj.opt(cx, "metadata", Cx::json_map);
 
     let kind = match kinds.as_slice() {
@@ -218,7 +219,7 @@ fn task_inner(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
         (_, timeout) => timeout,
     };
 
-    Some(Task {
+    let task = Task {
         reads_task: cx.reads_task,
         if_: if_?,
         input: input?,
@@ -228,7 +229,28 @@ fn task_inner(cx: &mut Cx, at: &At, name: &str) -> Option<Task> {
         then: then?.unwrap_or(FlowDirective::Continue),
         metadata: metadata?.unwrap_or_default(),
         kind: kind?,
-    })
+    };
+    if let Some(document) = &cx.activity {
+        if super::activity::is_activity(&task.kind) {
+            // Zigflow runs it as a Temporal activity: timed and retried.
+            return Some(super::activity::wrap(
+                document,
+                activity.as_ref(),
+                task,
+                name,
+                at.ptr.as_str(),
+            ));
+        }
+        if activity.is_some() {
+            cx.warning(
+                at.anchor(),
+                &at.ptr.key("metadata").key("activityOptions"),
+                format!("task `{name}` runs no activity, so its `activityOptions` do nothing"),
+                "activity options apply to `call` and `run` tasks (but `run.workflow`)",
+            );
+        }
+    }
+    Some(task)
 }
 
 /// True if some unknown key of a kindless task is a near miss of a kind keyword:

@@ -53,8 +53,19 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
     let document = obj.req(cx, "document", document);
     let use_ = obj.opt(cx, "use", use_);
     let input = obj.opt(cx, "input", input);
-    let do_ = obj.req(cx, "do", task_list);
     let timeout = obj.opt(cx, "timeout", timeout_ref);
+    if zigflow {
+        // Zigflow's activities take the workflow's timeout as their start-to-close one.
+        let after = match &timeout {
+            Some(Some(TimeoutRef::Inline(Timeout {
+                after: program::Duration::Fixed(d),
+            }))) => Some(*d),
+            _ => None,
+        };
+        let written = cx.activity_written.take();
+        cx.activity = Some(super::activity::document_options(after, written));
+    }
+    let do_ = obj.req(cx, "do", task_list);
     let output = obj.opt(cx, "output", output);
     let schedule = obj.opt(cx, "schedule", schedule);
     obj.finish(cx);
@@ -172,7 +183,7 @@ fn document(cx: &mut Cx, at: &At) -> Option<Document> {
     let summary = obj.opt(cx, "summary", Cx::string);
     let tags = obj.opt(cx, "tags", Cx::json_map);
     if let Some(at) = obj.field("metadata") {
-        zigflow_metadata(cx, &at);
+        cx.activity_written = zigflow_metadata(cx, &at);
     }
     let metadata = obj.opt(cx, "metadata", Cx::json_map);
     obj.finish(cx);
@@ -222,10 +233,6 @@ fn dsl_version(cx: &mut Cx, at: &At) -> Option<semver::Version> {
 /// with each: reported as warnings, never dropped in silence.
 const ZIGFLOW_METADATA: &[(&str, &str)] = &[
     (
-        "activityOptions",
-        "Temporal activity options (timeouts, retry policy) are not applied yet: give the task a `timeout`, or wrap it in `try` with `retry`",
-    ),
-    (
         "canMaxHistoryLength",
         "skein keeps no Temporal history to bound, so continue-as-new by history length does not apply",
     ),
@@ -249,16 +256,24 @@ const ZIGFLOW_METADATA: &[(&str, &str)] = &[
 
 /// Warns of each key of a Zigflow document's or task's `metadata` that means something
 /// to Temporal and that skein does not apply.
-pub(crate) fn zigflow_metadata(cx: &mut Cx, at: &At) {
+pub(crate) fn zigflow_metadata(cx: &mut Cx, at: &At) -> Option<super::activity::ActivityOptions> {
     if !cx.zigflow {
-        return;
+        return None;
     }
     let Kind::Map(entries) = &at.node.kind else {
-        return;
+        return None;
     };
-    for (key, _) in entries {
+    let mut activity = None;
+    for (key, value) in entries {
         let Some(name) = key.as_str() else { continue };
-        if let Some((_, why)) = ZIGFLOW_METADATA.iter().find(|(k, _)| *k == name) {
+        if name == "activityOptions" {
+            let value = At {
+                node: value,
+                key: Some(key),
+                ptr: at.ptr.key(name),
+            };
+            activity = super::activity::options(cx, &value);
+        } else if let Some((_, why)) = ZIGFLOW_METADATA.iter().find(|(k, _)| *k == name) {
             cx.warning(
                 key.range.clone(),
                 &at.ptr.key(name),
@@ -267,6 +282,7 @@ pub(crate) fn zigflow_metadata(cx: &mut Cx, at: &At) {
             );
         }
     }
+    activity
 }
 
 /// A Zigflow `taskQueue`: a DNS label, as Zigflow requires.
