@@ -1,6 +1,7 @@
 //! `skein validate FILE...`: check workflow documents and print every problem
 //! the way compilers do, or as JSON.
 
+use program::{MessageKind, TaskKind};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,8 @@ struct Checked {
     diagnostics: Vec<Diagnostic>,
     /// A one-line description of the workflow, when valid.
     summary: Option<String>,
+    /// What skein made of a document in another dialect, a line each.
+    mapped: Vec<String>,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -83,6 +86,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 source: String::new(),
                 diagnostics: vec![diagnostic],
                 summary: None,
+                mapped: Vec::new(),
             }),
             Err(e) => {
                 eprintln!("skein: cannot read {file}: {e}");
@@ -119,6 +123,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
             );
             if let Some(summary) = &c.summary {
                 let _ = writeln!(err, "{}: valid ({summary})", c.file);
+                for line in &c.mapped {
+                    let _ = writeln!(err, "  {line}");
+                }
             }
         }
         if checked.len() > 1 || invalid > 0 {
@@ -198,6 +205,7 @@ fn check(file: String, bytes: &[u8], options: &Options) -> Checked {
                 source: String::new(),
                 diagnostics: vec![d],
                 summary: None,
+                mapped: Vec::new(),
             };
         }
     };
@@ -212,10 +220,123 @@ fn check(file: String, bytes: &[u8], options: &Options) -> Checked {
             plural(w.do_.tasks.len(), "top-level task")
         )
     });
+    let mapped = match &parsed.workflow {
+        Some(w) if w.accumulates_data => zigflow_mapping(w),
+        _ => Vec::new(),
+    };
     Checked {
         file,
         source,
         diagnostics: parsed.diagnostics,
         summary,
+        mapped,
     }
+}
+
+/// What skein made of a Zigflow document, one line each: the names, the activities and
+/// their policies, the message handlers.
+fn zigflow_mapping(w: &program::Program) -> Vec<String> {
+    let mut found = Mapping::default();
+    walk(&w.do_, &mut found);
+    let mut lines = vec![format!(
+        "Zigflow: taskQueue `{}` is the namespace, workflowType `{}` the name",
+        w.document.namespace, w.document.name
+    )];
+    for (policy, n) in &found.activities {
+        lines.push(format!(
+            "Zigflow: {} (call, run) run as activities: {policy}",
+            plural(*n, "task")
+        ));
+    }
+    for kind in [MessageKind::Signal, MessageKind::Update, MessageKind::Query] {
+        let names: Vec<&str> = found
+            .messages
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n.as_str())
+            .collect();
+        if !names.is_empty() {
+            lines.push(format!(
+                "Zigflow: {} {} handled (skein exec {} …)",
+                plural(names.len(), kind.as_str()),
+                names.join(", "),
+                kind.as_str()
+            ));
+        }
+    }
+    lines
+}
+
+#[derive(Default)]
+struct Mapping {
+    /// Activities by their policy, described, in the order first seen.
+    activities: Vec<(String, usize)>,
+    messages: Vec<(MessageKind, String)>,
+}
+
+impl Mapping {
+    fn task(&mut self, nt: &program::NamedTask) {
+        match &nt.task.kind {
+            TaskKind::Try(t) if is_activity(nt, t) => {
+                let policy = describe(t);
+                match self.activities.iter_mut().find(|(p, _)| *p == policy) {
+                    Some((_, n)) => *n += 1,
+                    None => self.activities.push((policy, 1)),
+                }
+            }
+            TaskKind::Try(t) => {
+                walk(&t.try_, self);
+                if let Some(list) = &t.catch.do_ {
+                    walk(list, self);
+                }
+            }
+            TaskKind::Do(list) => walk(list, self),
+            TaskKind::For(f) => walk(&f.do_, self),
+            TaskKind::Fork(f) => walk(&f.branches, self),
+            TaskKind::Listen(l) => {
+                if let Some(list) = l.foreach.as_ref().and_then(|f| f.do_.as_ref()) {
+                    walk(list, self);
+                }
+            }
+            TaskKind::Messages(m) => {
+                for h in &m.handlers {
+                    self.messages.push((h.kind, format!("`{}`", h.name)));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn walk(list: &program::TaskList, found: &mut Mapping) {
+    for nt in &list.tasks {
+        found.task(nt);
+    }
+}
+
+/// Whether a `try` is the wrapper of an activity: it tries the same task (its name and
+/// place) alone.
+fn is_activity(nt: &program::NamedTask, t: &program::Try) -> bool {
+    matches!(t.try_.tasks.as_slice(), [inner] if inner.name == nt.name && inner.reference == nt.reference)
+}
+
+fn describe(t: &program::Try) -> String {
+    let Some(program::RetryRef::Inline(p)) = &t.catch.retry else {
+        return "not retried".into();
+    };
+    let fixed = |d: &Option<program::Duration>| match d {
+        Some(program::Duration::Fixed(d)) => format!("{d:?}"),
+        _ => "no limit".into(),
+    };
+    let attempts = match p.limit.attempt_count {
+        Some(n) => (n + 1).to_string(),
+        None => "unlimited".into(),
+    };
+    format!(
+        "each attempt within {}, {attempts} attempts, retried after {} growing ×{} up to {}",
+        fixed(&p.limit.attempt_duration),
+        fixed(&p.delay),
+        p.multiplier.unwrap_or(1.0),
+        fixed(&p.max_delay),
+    )
 }

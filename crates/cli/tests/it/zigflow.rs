@@ -373,3 +373,27 @@ async fn signals_queries_and_updates_reach_a_running_workflow() {
     let (status, body) = update("t-3", json!(40), "1s").await;
     assert_eq!(status, 409, "{body}");
 }
+
+/// `skein validate` says what it made of a Zigflow document: the names, the activities
+/// with their retry policies, and the message handlers.
+#[test]
+fn validate_reports_what_it_mapped() {
+    let dir = repo().join("crates/dsl/tests/zigflow");
+    let out = skein(&[
+        "validate",
+        dir.join("messages/approval.yaml").to_str().unwrap(),
+        dir.join("activity_options.yaml").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stderr(&out);
+    for expected in [
+        "Zigflow: taskQueue `clinic` is the namespace, workflowType `approval` the name",
+        "Zigflow: 1 signal `approve` handled",
+        "Zigflow: 2 updates `temperature`, `bpm` handled",
+        "Zigflow: 1 query `get_state` handled",
+        "Zigflow: 5 tasks (call, run) run as activities: each attempt within 300s, 3 attempts",
+        "Zigflow: 1 task (call, run) run as activities: each attempt within 50ms, 2 attempts",
+    ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+}
