@@ -118,6 +118,11 @@ pub(crate) async fn update(
     wait: Duration,
 ) -> ApiResult<Update> {
     caller.require(Role::Run)?;
+    if update.is_empty() || update.len() > 200 {
+        return Err(ApiError::bad_request(
+            "an update's id (Idempotency-Key) must be 1 to 200 characters",
+        ));
+    }
     let execution = owned(service, caller, id).await?;
     match delivered(service, id, update).await? {
         Some(sent) if sent["subject"] != name => {
@@ -294,13 +299,7 @@ pub(crate) async fn post_update(
     let update_id = match headers.get(IDEMPOTENCY_KEY) {
         Some(v) => v
             .to_str()
-            .ok()
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "the Idempotency-Key header must be 1 to 200 characters of text",
-                )
-            })?
+            .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be text"))?
             .to_string(),
         None => uuid::Uuid::new_v4().to_string(),
     };

@@ -249,7 +249,6 @@ impl Run {
             .insert(position);
     }
 
-    /// The journal's record for `key`, if the step ran before this run started.
     /// Marks update `id` as handled; false if it was already.
     pub(crate) fn handle_update(&self, id: &str) -> bool {
         self.handled_updates
@@ -304,6 +303,7 @@ impl Run {
             .map_err(|e| crate::QueryError::Failed(Box::new(e.into_problem(&handler.at))))
     }
 
+    /// The journal's record for `key`, if the step ran before this run started.
     pub(crate) fn replayed(&self, key: &str) -> Option<&StepState> {
         self.replay.get(key)
     }
