@@ -321,6 +321,7 @@ pub(crate) async fn delete(
             names.workflow
         )));
     }
+    workflows::undeployed(service, &caller.project, &names.workflow).await?;
     let base = names.base();
     Ok(OperationView {
         name: format!("{base}/operations/delete-{}", names.workflow),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use futures::Stream;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Caller, Role};
@@ -273,6 +273,70 @@ impl pb::runner_server::Runner for Runner {
         }))
     }
 
+    async fn create_schedule(
+        &self,
+        request: Request<pb::CreateScheduleRequest>,
+    ) -> Result<Response<pb::CreateScheduleResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let spec = schedule_spec(request.into_inner().spec.unwrap_or_default())?;
+        let (view, created) = crate::schedules::create(&self.service, &caller, spec).await?;
+        Ok(Response::new(pb::CreateScheduleResponse {
+            schedule: Some(schedule_message(view)),
+            created,
+        }))
+    }
+
+    async fn get_schedule(
+        &self,
+        request: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let id = request.into_inner().id;
+        let view = crate::schedules::get(&self.service, &caller, &id).await?;
+        Ok(Response::new(schedule_message(view)))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
+        let caller = self.caller(&request, Role::Read)?;
+        let views = crate::schedules::list(&self.service, &caller).await?;
+        Ok(Response::new(pb::ListSchedulesResponse {
+            schedules: views.into_iter().map(schedule_message).collect(),
+        }))
+    }
+
+    async fn pause_schedule(
+        &self,
+        request: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let id = request.into_inner().id;
+        let view = crate::schedules::set_paused(&self.service, &caller, &id, true).await?;
+        Ok(Response::new(schedule_message(view)))
+    }
+
+    async fn resume_schedule(
+        &self,
+        request: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::Schedule>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let id = request.into_inner().id;
+        let view = crate::schedules::set_paused(&self.service, &caller, &id, false).await?;
+        Ok(Response::new(schedule_message(view)))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<pb::ScheduleRef>,
+    ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
+        let caller = self.caller(&request, Role::Run)?;
+        let id = request.into_inner().id;
+        crate::schedules::delete(&self.service, &caller, &id).await?;
+        Ok(Response::new(pb::DeleteScheduleResponse {}))
+    }
+
     type WatchStream = EventStream;
 
     async fn watch(
@@ -484,5 +548,65 @@ pub fn to_json(value: prost_types::Value) -> Value {
                 .map(|(k, v)| (k, to_json(v)))
                 .collect::<serde_json::Map<_, _>>(),
         ),
+    }
+}
+
+/// A schedule's spec from its message: empty strings are unset.
+fn schedule_spec(m: pb::ScheduleSpec) -> Result<crate::schedules::Spec, Status> {
+    let text = |s: String| (!s.is_empty()).then_some(s);
+    let mut spec = json!({
+        "id": m.id,
+        "labels": m.labels,
+        "paused": m.paused,
+    });
+    for (name, value) in [
+        ("workflowRef", text(m.workflow_ref)),
+        ("workflow", text(m.workflow_yaml)),
+        ("every", text(m.every)),
+        ("cron", text(m.cron)),
+        ("timezone", text(m.timezone)),
+        ("after", text(m.after)),
+        ("catchup", text(m.catchup)),
+        ("overlap", text(m.overlap)),
+    ] {
+        if let Some(value) = value {
+            spec[name] = Value::String(value);
+        }
+    }
+    if let Some(input) = m.input {
+        spec["input"] = to_json(input);
+    }
+    if m.catchup_limit > 0 {
+        spec["catchupLimit"] = json!(m.catchup_limit);
+    }
+    serde_json::from_value(spec)
+        .map_err(|e| ApiError::bad_request(format!("the schedule is not valid: {e}")).into())
+}
+
+fn schedule_message(view: crate::schedules::View) -> pb::Schedule {
+    let spec = view.spec;
+    pb::Schedule {
+        spec: Some(pb::ScheduleSpec {
+            id: spec.id,
+            workflow_ref: spec.workflow_ref.unwrap_or_default(),
+            workflow_yaml: spec.workflow.unwrap_or_default(),
+            input: spec.input.map(to_value),
+            labels: spec.labels.into_iter().collect(),
+            every: spec.every.unwrap_or_default(),
+            cron: spec.cron.unwrap_or_default(),
+            timezone: spec.timezone.unwrap_or_default(),
+            after: spec.after.unwrap_or_default(),
+            catchup: spec.catchup.as_str().into(),
+            catchup_limit: spec.catchup_limit.unwrap_or_default(),
+            overlap: spec.overlap.as_str().into(),
+            paused: spec.paused,
+        }),
+        started: view.started,
+        skipped: view.skipped,
+        last_execution: view.last_execution.unwrap_or_default(),
+        upcoming: view.upcoming,
+        last_error: view.last_error.unwrap_or_default(),
+        created_at: view.created_at,
+        source: spec.source.unwrap_or_default(),
     }
 }

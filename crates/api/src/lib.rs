@@ -17,6 +17,7 @@ mod messages;
 mod metrics;
 mod openapi;
 pub mod quota;
+pub mod schedules;
 mod service;
 mod stream;
 pub mod wire;
@@ -97,6 +98,16 @@ pub fn app(service: Arc<Service>) -> Router {
             post(deliver).get(stream::execution_events),
         )
         .route(
+            "/v1/schedules",
+            post(schedules::post).get(schedules::get_all),
+        )
+        .route(
+            "/v1/schedules/{id}",
+            get(schedules::get_one).delete(schedules::delete_one),
+        )
+        .route("/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/v1/schedules/{id}/resume", post(schedules::resume))
+        .route(
             "/v1/executions/{id}/signals/{name}",
             post(messages::post_signal),
         )
@@ -163,6 +174,16 @@ pub(crate) fn parse_wait(text: Option<&str>) -> ApiResult<Option<Duration>> {
         )));
     }
     Ok(Some(wait))
+}
+
+/// How the server reads a definition it is given, with its limits.
+pub(crate) fn definition_options(service: &Service) -> dsl::Options {
+    let limits = service.options();
+    dsl::Options {
+        max_bytes: limits.max_definition_bytes,
+        cloud_workflows: limits.cloud_workflows,
+        ..Default::default()
+    }
 }
 
 /// Client-chosen ids: letters, digits and `-_.:`, 1 to 128 of them. (A `/` would
@@ -296,12 +317,7 @@ pub(crate) async fn start_execution(
         }
     }
     service.admit_start(&caller.project)?;
-    let options = dsl::Options {
-        max_bytes: limits.max_definition_bytes,
-        cloud_workflows: limits.cloud_workflows,
-        ..Default::default()
-    };
-    let parsed = gcw::parse_any(&request.workflow, &options);
+    let parsed = gcw::parse_any(&request.workflow, &definition_options(service));
     let Some(mut workflow) = parsed.workflow else {
         return Err(invalid_workflow(&request.workflow, &parsed.diagnostics));
     };

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub(crate) lease_claim_seconds: Histogram,
     /// From the expiry of a dead server's lease to its takeover.
     pub(crate) takeover_delay_seconds: Histogram,
+    /// Schedules that are not paused, as this server's scheduler last counted them.
+    schedules: Gauge,
+    /// Executions started by schedules.
+    schedule_starts: Counter,
 }
 
 impl Metrics {
@@ -142,8 +146,22 @@ impl Metrics {
             "Time from the expiry of a lease to its takeover by this server",
             takeover_delay_seconds.clone(),
         );
+        let schedules = Gauge::default();
+        registry.register(
+            "schedules_active",
+            "Schedules that are not paused (counted by the server that runs the schedules)",
+            schedules.clone(),
+        );
+        let schedule_starts = Counter::default();
+        registry.register(
+            "schedule_starts",
+            "Executions this server started for schedules",
+            schedule_starts.clone(),
+        );
         Arc::new(Metrics {
             registry,
+            schedules,
+            schedule_starts,
             lease_takeovers,
             leases_lost,
             lease_claim_seconds,
@@ -157,6 +175,14 @@ impl Metrics {
             callbacks_failed,
             callbacks_dropped,
         })
+    }
+
+    pub(crate) fn schedule_started(&self) {
+        self.schedule_starts.inc();
+    }
+
+    pub(crate) fn set_schedules(&self, active: i64) {
+        self.schedules.set(active);
     }
 
     /// Feeds the commit latency histogram; give it to [`store::Store::observe_commits`].

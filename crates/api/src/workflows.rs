@@ -96,13 +96,27 @@ pub(crate) async fn deploy_text(
         ..Default::default()
     };
     let parsed = gcw::parse_any(definition, &options);
-    if parsed.workflow.is_none() {
+    let Some(program) = &parsed.workflow else {
         return Err(invalid_workflow(definition, &parsed.diagnostics));
-    }
-    Ok(service
+    };
+    let deployed = service
         .store()
         .deploy(&caller.project, name, definition)
-        .await?)
+        .await?;
+    // A `schedule` in the document starts the workflow by time from now on.
+    for note in
+        crate::schedules::follow_document(service, &caller.project, name, program.schedule.as_ref())
+            .await?
+    {
+        eprintln!("skein: workflow `{name}`: {note}");
+    }
+    Ok(deployed)
+}
+
+/// Deletes what goes with a named workflow once it is gone: its document's schedule.
+pub(crate) async fn undeployed(service: &Service, project: &str, name: &str) -> ApiResult<()> {
+    crate::schedules::follow_document(service, project, name, None).await?;
+    Ok(())
 }
 
 /// `POST /v1/workflows`: deploys a definition under a name.
@@ -166,7 +180,7 @@ pub(crate) async fn undeploy(service: &Service, caller: &Caller, name: &str) -> 
     caller.require(Role::Run)?;
     check_name(name)?;
     if service.store().undeploy(&caller.project, name).await? {
-        Ok(())
+        undeployed(service, &caller.project, name).await
     } else {
         Err(not_deployed(name, None))
     }

@@ -484,6 +484,18 @@ pub struct Deployed {
     pub created_at: Millis,
 }
 
+/// A schedule as stored: what it starts and when (`spec`, the API's JSON), and how far
+/// it got (`state`, the scheduler's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSchedule {
+    pub project: String,
+    pub id: String,
+    pub spec: Value,
+    pub state: Value,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
 /// How hard commits hold on to the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -609,4 +621,32 @@ pub trait Store: Send + Sync {
     /// Deletes a named workflow with all its revisions; false if there was none.
     /// Executions started from it keep their definitions.
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool>;
+
+    /// Creates schedule `id` of `project`; false (and nothing changed) if it exists.
+    async fn create_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Value,
+        state: Value,
+    ) -> Result<bool>;
+
+    /// Replaces what is given of a schedule (its spec, its state); false if there is
+    /// none.
+    async fn update_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Option<Value>,
+        state: Option<Value>,
+    ) -> Result<bool>;
+
+    /// One schedule.
+    async fn schedule(&self, project: &str, id: &str) -> Result<Option<StoredSchedule>>;
+
+    /// The schedules of `project` (of every project with `None`), by project and id.
+    async fn schedules(&self, project: Option<&str>) -> Result<Vec<StoredSchedule>>;
+
+    /// Deletes a schedule; false if there was none. Executions it started go on.
+    async fn delete_schedule(&self, project: &str, id: &str) -> Result<bool>;
 }

@@ -21,7 +21,7 @@ use crate::front::{Front, LINGER, MAX_GROUP, Newest, Publisher};
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Deployed, Durability, Error, Event,
     Execution, Journal, Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution,
-    Request, Requested, Result, Status, Step, StepState, Store, Ticket,
+    Request, Requested, Result, Status, Step, StepState, Store, StoredSchedule, Ticket,
 };
 
 const SCHEMA: &str = "
@@ -151,7 +151,20 @@ CREATE TABLE workflows (
 );
 ";
 
-const VERSION: i64 = 7;
+/// Version 8: schedules.
+const MIGRATE_8: &str = "
+CREATE TABLE schedules (
+    project TEXT NOT NULL,
+    id TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (project, id)
+);
+";
+
+const VERSION: i64 = 8;
 
 // Batches are most commands; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -247,13 +260,16 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
-        0 => format!("{SCHEMA}{MIGRATE_7}"),
-        1 => format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
-        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
-        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
-        4 => format!("{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}"),
-        5 => format!("{MIGRATE_6}{MIGRATE_7}"),
-        6 => MIGRATE_7.to_string(),
+        0 => format!("{SCHEMA}{MIGRATE_7}{MIGRATE_8}"),
+        1 => {
+            format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}")
+        }
+        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
+        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
+        4 => format!("{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
+        5 => format!("{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
+        6 => format!("{MIGRATE_7}{MIGRATE_8}"),
+        7 => MIGRATE_8.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -1145,6 +1161,100 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Value,
+        state: Value,
+    ) -> Result<bool> {
+        let (project, id) = (project.to_string(), id.to_string());
+        self.job(move |tx| {
+            let now = now_ms();
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO schedules (project, id, spec, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    project,
+                    id,
+                    spec.to_string(),
+                    state.to_string(),
+                    now
+                ])?;
+            Ok(inserted > 0)
+        })
+        .await
+    }
+
+    async fn update_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Option<Value>,
+        state: Option<Value>,
+    ) -> Result<bool> {
+        let (project, id) = (project.to_string(), id.to_string());
+        self.job(move |tx| {
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE schedules SET spec = COALESCE(?3, spec), state = COALESCE(?4, state),
+                       updated_at = ?5
+                     WHERE project = ?1 AND id = ?2",
+                )?
+                .execute(params![
+                    project,
+                    id,
+                    spec.map(|s| s.to_string()),
+                    state.map(|s| s.to_string()),
+                    now_ms()
+                ])?;
+            Ok(updated > 0)
+        })
+        .await
+    }
+
+    async fn schedule(&self, project: &str, id: &str) -> Result<Option<StoredSchedule>> {
+        let (project, id) = (project.to_string(), id.to_string());
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {SCHEDULE} FROM schedules WHERE project = ?1 AND id = ?2"
+                ))?
+                .query_row(params![project, id], schedule_row)
+                .optional()?;
+            row.map(stored_schedule).transpose()
+        })
+        .await
+    }
+
+    async fn schedules(&self, project: Option<&str>) -> Result<Vec<StoredSchedule>> {
+        let project = project.map(str::to_string);
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {SCHEDULE} FROM schedules WHERE ?1 IS NULL OR project = ?1
+                     ORDER BY project, id"
+                ))?
+                .query_map(params![project], schedule_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(stored_schedule).collect()
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, project: &str, id: &str) -> Result<bool> {
+        let (project, id) = (project.to_string(), id.to_string());
+        self.job(move |tx| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM schedules WHERE project = ?1 AND id = ?2")?
+                .execute(params![project, id])?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
     async fn inbox(&self, id: &str, after: u64) -> Result<Vec<(u64, Value)>> {
         let id = id.to_string();
         self.read(move |conn| {
@@ -1163,4 +1273,32 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+const SCHEDULE: &str = "project, id, spec, state, created_at, updated_at";
+
+type ScheduleRow = (String, String, String, String, i64, i64);
+
+fn schedule_row(r: &rusqlite::Row) -> rusqlite::Result<ScheduleRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn stored_schedule(
+    (project, id, spec, state, created_at, updated_at): ScheduleRow,
+) -> Result<StoredSchedule> {
+    Ok(StoredSchedule {
+        project,
+        id,
+        spec: parse_json(&spec)?,
+        state: parse_json(&state)?,
+        created_at,
+        updated_at,
+    })
 }

@@ -139,6 +139,11 @@ enum Command {
     },
     /// Deliver a CloudEvent (structured JSON, from FILE or - for stdin) to an execution.
     SendEvent { id: String, file: PathBuf },
+    /// Schedules: start workflows at every DURATION, by cron, or after each run ends.
+    Schedules {
+        #[command(subcommand)]
+        command: Box<super::schedules::Command>,
+    },
     /// Send a signal to an execution: a message its `listen` task (a Zigflow `signal`
     /// filter of that name) takes when it gets there; nothing is answered.
     Signal {
@@ -371,6 +376,7 @@ async fn exec(args: Args) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schedules { command } => super::schedules::run(&client, *command, json).await,
         Command::Signal { id, name, data } => {
             let payload = payload(data.as_deref())?;
             let path = format!("/v1/executions/{}/signals/{}", encode(&id), encode(&name));

@@ -14,6 +14,7 @@ pub(crate) mod exec;
 pub(crate) mod limits;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod schedules;
 pub(crate) mod server;
 pub(crate) mod test;
 pub(crate) mod upload;

@@ -587,6 +587,19 @@ async fn serve(args: Args) -> Result<()> {
             Ok(())
         });
     }
+    {
+        // Schedules: run here, or by whichever server holds their lease.
+        let (service, stop) = (service.clone(), stop.clone());
+        let owner = service
+            .options()
+            .cluster
+            .as_ref()
+            .map_or_else(|| "local".to_string(), |c| c.node.clone());
+        background.spawn(async move {
+            service.run_schedules(owner, stop).await;
+            Ok(())
+        });
+    }
     eprintln!(
         "skein server listening on http://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note})",
         listener.local_addr()?,

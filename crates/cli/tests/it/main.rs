@@ -9,6 +9,7 @@ mod google_auth;
 pub(crate) mod grpc;
 mod replicas;
 mod run;
+mod schedules;
 pub(crate) mod server;
 mod suite;
 mod tool_calls;

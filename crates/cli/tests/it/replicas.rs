@@ -712,3 +712,69 @@ async fn cloud_workflows_run_on_replicas_through_googles_api() {
         json!({"decision": "yes", "who": "ada", "project": "demo", "location": "europe-west1"})
     );
 }
+
+/// A schedule runs on one replica at a time; its holder SIGKILLed, another replica takes
+/// the schedules over once the lease lapses and catches up the slots it missed, and no
+/// slot starts twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_move_to_another_replica_when_their_holder_is_killed() {
+    let Some(ground) = ground("schedules_move_to_another_replica").await else {
+        return;
+    };
+    let Ground { dir, client, .. } = &ground;
+    let mut replicas = up(&ground, &["sa", "sb"], "2", &[]).await;
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: beat, version: '1.0.0'}
+do:
+  - at:
+      set: {id: '${ $workflow.id }'}
+";
+    let (status, body) = call(
+        client,
+        format!("{}/v1/schedules", replicas[1].base),
+        Some(json!({"id": "beat", "workflow": workflow, "every": "1s", "catchup": "all", "overlap": "allow"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let runs =
+        |name: &str| replica_log(dir.path(), name).contains(&format!("{name} runs the schedules"));
+    until(
+        "a replica to run the schedules",
+        Duration::from_secs(20),
+        || runs("sa") || runs("sb"),
+    )
+    .await;
+    let (holder, other, other_name) = if runs("sa") {
+        (0, 1, "sb")
+    } else {
+        (1, 0, "sa")
+    };
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    replicas[holder].child.kill().await.unwrap();
+    until(
+        "the other replica to take the schedules over",
+        Duration::from_secs(20),
+        || runs(other_name),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let base = replicas[other].base.clone();
+    let (status, body) = call(
+        client,
+        format!("{base}/v1/schedules/beat/pause"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let slots = crate::schedules::slots(client, &base, "beat").await;
+    assert!(slots.len() >= 5, "{slots:?}");
+    let expected: Vec<i64> = (slots[0]..=*slots.last().unwrap()).collect();
+    assert_eq!(slots, expected, "a slot was lost or doubled");
+    for s in &slots {
+        let at = jiff::Timestamp::from_second(*s).unwrap();
+        let id = format!("beat-{}", at.strftime("%Y%m%dT%H%M%SZ"));
+        let (_, done) = call(client, format!("{base}/v1/executions/{id}?wait=30s"), None).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+}

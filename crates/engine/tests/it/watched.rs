@@ -164,4 +164,33 @@ impl Store for Watched {
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
         self.watch(self.inner.undeploy(project, name)).await
     }
+    async fn create_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Value,
+        state: Value,
+    ) -> Result<bool> {
+        self.watch(self.inner.create_schedule(project, id, spec, state))
+            .await
+    }
+    async fn update_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Option<Value>,
+        state: Option<Value>,
+    ) -> Result<bool> {
+        self.watch(self.inner.update_schedule(project, id, spec, state))
+            .await
+    }
+    async fn schedule(&self, project: &str, id: &str) -> Result<Option<store::StoredSchedule>> {
+        self.watch(self.inner.schedule(project, id)).await
+    }
+    async fn schedules(&self, project: Option<&str>) -> Result<Vec<store::StoredSchedule>> {
+        self.watch(self.inner.schedules(project)).await
+    }
+    async fn delete_schedule(&self, project: &str, id: &str) -> Result<bool> {
+        self.watch(self.inner.delete_schedule(project, id)).await
+    }
 }

@@ -35,6 +35,7 @@
 mod leases;
 mod listener;
 mod reads;
+mod schedules;
 mod workflows;
 mod writer;
 
@@ -53,7 +54,7 @@ use crate::front::Front;
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Deployed, Error, Event, Execution, Journal,
     Json, Lease, ListQuery, LogPage, LogQuery, Millis, NewExecution, Request, Requested, Result,
-    Status, Store, Ticket,
+    Status, Store, StoredSchedule, Ticket,
 };
 use writer::{Command, Writer};
 
@@ -95,6 +96,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "named workflows",
         include_str!("../../migrations/postgres/0004_workflows.sql"),
+    ),
+    (
+        5,
+        "schedules",
+        include_str!("../../migrations/postgres/0005_schedules.sql"),
     ),
 ];
 
@@ -455,5 +461,37 @@ impl Store for PostgresStore {
 
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
         workflows::undeploy(self, project, name).await
+    }
+
+    async fn create_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Value,
+        state: Value,
+    ) -> Result<bool> {
+        schedules::create(self, project, id, spec, state).await
+    }
+
+    async fn update_schedule(
+        &self,
+        project: &str,
+        id: &str,
+        spec: Option<Value>,
+        state: Option<Value>,
+    ) -> Result<bool> {
+        schedules::update(self, project, id, spec, state).await
+    }
+
+    async fn schedule(&self, project: &str, id: &str) -> Result<Option<StoredSchedule>> {
+        schedules::one(self, project, id).await
+    }
+
+    async fn schedules(&self, project: Option<&str>) -> Result<Vec<StoredSchedule>> {
+        schedules::all(self, project).await
+    }
+
+    async fn delete_schedule(&self, project: &str, id: &str) -> Result<bool> {
+        schedules::delete(self, project, id).await
     }
 }
