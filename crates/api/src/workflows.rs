@@ -105,8 +105,7 @@ pub(crate) async fn deploy_text(
         .await?;
     // A `schedule` in the document starts the workflow by time from now on.
     for note in
-        crate::schedules::follow_document(service, &caller.project, name, program.schedule.as_ref())
-            .await?
+        crate::schedules::follow_document(service, &caller.project, name, Some(program)).await?
     {
         eprintln!("skein: workflow `{name}`: {note}");
     }

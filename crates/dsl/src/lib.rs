@@ -189,6 +189,10 @@ pub fn lower(source: &str, root: &yaml::Node, options: &Options) -> Parsed {
                          (`with.type` `signal`, `query` or `update`) is Zigflow's, which skein \
                          runs; in the Serverless Workflow DSL a listener waits for CloudEvents"
                         .to_string(),
+                    "zigflow.workflows" => "a document whose top-level tasks are all `do` \
+                         tasks holding several workflows is Zigflow's; in the Serverless \
+                         Workflow DSL they run one after another"
+                        .to_string(),
                     "duration.expressions" => "a `${ }` expression in a field of a duration is \
                          Zigflow's extension, which skein runs, not part of the Serverless \
                          Workflow DSL"

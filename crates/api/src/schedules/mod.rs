@@ -340,66 +340,116 @@ pub(crate) async fn set_paused(
     get(service, caller, id).await
 }
 
-/// Keeps the schedule of a deployed workflow in step with its document: created or
-/// replaced when the document has a `schedule`, deleted when it no longer has one.
-/// A schedule of that id made through the API is left alone.
+/// Keeps the schedule of a deployed workflow in step with its document (`program`, or
+/// `None` once the workflow is deleted): created or replaced when the document has a
+/// `schedule`, deleted when it no longer has one. Its id is the workflow's name (for a
+/// Zigflow document, its `metadata.scheduleId`); it starts the workflow itself (for
+/// Zigflow, `metadata.scheduleWorkflowName`) with Zigflow's `metadata.scheduleInput`.
+/// A schedule of that id made otherwise is left alone. Returns what was not applied.
 pub(crate) async fn follow_document(
     service: &Service,
     project: &str,
     name: &str,
-    schedule: Option<&program::Schedule>,
+    program: Option<&program::Program>,
 ) -> ApiResult<Vec<String>> {
-    let existing = service.store().schedule(project, name).await?;
-    let ours = existing
-        .as_ref()
-        .is_none_or(|s| s.spec["source"] == "workflow");
-    if !ours {
-        return Ok(vec![format!(
-            "the document's schedule is not applied: a schedule `{name}` made through the \
-             API exists"
-        )]);
-    }
-    let Some(schedule) = schedule else {
-        if existing.is_some() {
-            service.store().delete_schedule(project, name).await?;
-        }
-        return Ok(Vec::new());
-    };
+    let source = format!("workflow:{name}");
+    let ours: Vec<store::StoredSchedule> = service
+        .store()
+        .schedules(Some(project))
+        .await?
+        .into_iter()
+        .filter(|s| s.spec["source"] == source.as_str())
+        .collect();
     let mut notes = Vec::new();
+    let wanted = match program.and_then(|p| p.schedule.as_ref().map(|s| (p, s))) {
+        Some((program, schedule)) => document_spec(name, &source, program, schedule, &mut notes),
+        None => None,
+    };
+    for stale in &ours {
+        let keep = wanted.as_ref().is_some_and(|w| {
+            w.id == stale.id && serde_json::to_value(w).ok().as_ref() == Some(&stale.spec)
+        });
+        if !keep {
+            service.store().delete_schedule(project, &stale.id).await?;
+        }
+    }
+    let Some(spec) = wanted else {
+        return Ok(notes);
+    };
+    if ours
+        .iter()
+        .any(|s| s.id == spec.id && Some(&s.spec) == serde_json::to_value(&spec).ok().as_ref())
+    {
+        return Ok(notes);
+    }
+    let trigger = spec.trigger().map_err(ApiError::bad_request)?;
+    if !put(service, project, &spec, &trigger).await? {
+        notes.push(format!(
+            "the document's schedule is not applied: a schedule `{}` made otherwise exists",
+            spec.id
+        ));
+    }
+    Ok(notes)
+}
+
+/// The schedule a document asks for, if skein can run it.
+fn document_spec(
+    name: &str,
+    source: &str,
+    program: &program::Program,
+    schedule: &program::Schedule,
+    notes: &mut Vec<String>,
+) -> Option<Spec> {
     let fixed = |d: &Option<program::Duration>| match d {
         Some(program::Duration::Fixed(d)) => Some(format!("{}ms", d.as_millis())),
         _ => None,
     };
+    let metadata = &program.document.metadata;
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let zigflow = program.accumulates_data;
     let spec = Spec {
-        id: name.to_string(),
-        workflow_ref: Some(name.to_string()),
+        id: zigflow
+            .then(|| text("scheduleId"))
+            .flatten()
+            .unwrap_or_else(|| name.to_string()),
+        workflow_ref: Some(
+            zigflow
+                .then(|| text("scheduleWorkflowName"))
+                .flatten()
+                .unwrap_or_else(|| name.to_string()),
+        ),
+        input: zigflow
+            .then(|| {
+                metadata
+                    .get("scheduleInput")
+                    .and_then(|i| i.get(0))
+                    .cloned()
+            })
+            .flatten(),
         every: fixed(&schedule.every),
         cron: schedule.cron.clone(),
         after: fixed(&schedule.after),
-        source: Some("workflow".into()),
+        source: Some(source.to_string()),
         ..Spec::default()
     };
     if schedule.on.is_some() {
         notes.push("`schedule.on` (starting on events) is not run yet".to_string());
-    }
-    let Ok(trigger) = spec.trigger() else {
-        notes.push(
-            "the document's schedule is not applied: give it one fixed `every`, `cron` or `after`"
-                .into(),
-        );
-        return Ok(notes);
-    };
-    match existing {
-        Some(s) if s.spec == serde_json::to_value(&spec).map_err(ApiError::internal)? => {}
-        Some(_) => {
-            service.store().delete_schedule(project, name).await?;
-            put(service, project, &spec, &trigger).await?;
-        }
-        None => {
-            put(service, project, &spec, &trigger).await?;
+        if spec.trigger().is_err() {
+            return None;
         }
     }
-    Ok(notes)
+    match spec.trigger() {
+        Ok(_) => Some(spec),
+        Err(why) => {
+            notes.push(format!("the document's schedule is not applied: {why}"));
+            None
+        }
+    }
 }
 
 impl Service {

@@ -242,6 +242,13 @@ fn zigflow_mapping(w: &program::Program) -> Vec<String> {
         "Zigflow: taskQueue `{}` is the namespace, workflowType `{}` the name",
         w.document.namespace, w.document.name
     )];
+    if w.extensions.iter().any(|e| e.name == "zigflow.workflows") {
+        lines.push(format!(
+            "Zigflow: the document holds several workflows; it runs `{}`, and `run.workflow` \
+             of another runs that one's tasks in place",
+            w.do_.tasks[0].name
+        ));
+    }
     for (policy, n) in &found.activities {
         lines.push(format!(
             "Zigflow: {} (call, run) run as activities: {policy}",

@@ -176,7 +176,7 @@ async fn a_document_schedule_and_the_api_s_errors() {
     let (_, schedule) = call(&client, format!("{base}/v1/schedules/nightly"), None).await;
     assert_eq!(
         (&schedule["workflowRef"], &schedule["source"]),
-        (&json!("nightly"), &json!("workflow")),
+        (&json!("nightly"), &json!("workflow:nightly")),
         "{schedule}"
     );
     assert_eq!(schedule["upcoming"].as_array().unwrap().len(), 5);
@@ -188,6 +188,38 @@ async fn a_document_schedule_and_the_api_s_errors() {
         .unwrap();
     assert!(response.status().is_success());
     let (status, _) = call(&client, format!("{base}/v1/schedules/nightly"), None).await;
+    assert_eq!(status, 404);
+
+    // Zigflow's schedule metadata: the schedule's id and the input of each start.
+    let zigflow = "document:\n  dsl: 1.0.0\n  taskQueue: q\n  workflowType: zbeat\n  version: 0.0.1\n  metadata:\n    scheduleId: zigflow_beat\n    scheduleInput:\n      - who: cron\nschedule:\n  every: {hours: 1}\ndo:\n  - a:\n      set:\n        who: ${ .who }\n";
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/workflows"),
+        Some(json!({"name": "zbeat", "workflow": zigflow})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, schedule) = call(&client, format!("{base}/v1/schedules/zigflow_beat"), None).await;
+    assert_eq!(status, 200, "{schedule}");
+    assert_eq!(
+        (
+            &schedule["workflowRef"],
+            &schedule["input"],
+            &schedule["every"]
+        ),
+        (
+            &json!("zbeat"),
+            &json!({"who": "cron"}),
+            &json!("3600000ms")
+        ),
+        "{schedule}"
+    );
+    client
+        .delete(format!("{base}/v1/workflows/zbeat"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = call(&client, format!("{base}/v1/schedules/zigflow_beat"), None).await;
     assert_eq!(status, 404);
 
     for (body, expected) in [

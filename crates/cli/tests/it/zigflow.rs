@@ -24,8 +24,19 @@ fn the_dialect_is_checked_where_it_is_written() {
     .unwrap();
     let out = skein(&["validate", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let text = stderr(&out);
+    let mut text = stderr(&out);
+    // A document's own workflows cannot call each other in a circle.
+    let circle = dir.path().join("circle.yaml");
+    std::fs::write(
+        &circle,
+        "document: {dsl: 1.0.0, taskQueue: q, workflowType: a, version: 0.0.1}\ndo:\n  - a:\n      do:\n        - callB:\n            run:\n              workflow: {type: b}\n  - b:\n      do:\n        - callA:\n            run:\n              workflow: {type: a}\n",
+    )
+    .unwrap();
+    let out = skein(&["validate", circle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    text.push_str(&stderr(&out));
     for expected in [
+        "circle.yaml:10:11: error: task `callA` runs the workflow `a`, which is already running it",
         "bad.yaml:3:14: error: the task queue `Orders_Queue` is not a DNS label, which Zigflow requires",
         "bad.yaml:4:3: error: `namespace` and `taskQueue` name the same thing",
         "bad.yaml:11:16: error: `until` `next tuesday` is not an RFC 3339 time",
@@ -394,6 +405,14 @@ fn validate_reports_what_it_mapped() {
         "Zigflow: 5 tasks (call, run) run as activities: each attempt within 300s, 3 attempts",
         "Zigflow: 1 task (call, run) run as activities: each attempt within 50ms, 2 attempts",
     ] {
+        assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    }
+    let out = skein(&[
+        "validate",
+        dir.join("child_workflows.yaml").to_str().unwrap(),
+    ]);
+    let text = stderr(&out);
+    for expected in ["Zigflow: the document holds several workflows; it runs `parentWorkflow`"] {
         assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
     }
 }

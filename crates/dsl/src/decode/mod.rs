@@ -9,6 +9,7 @@ mod activity;
 mod auth;
 mod call;
 mod messages;
+mod siblings;
 mod task;
 mod workflow;
 

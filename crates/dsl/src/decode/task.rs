@@ -791,6 +791,24 @@ fn shell(cx: &mut Cx, at: &At) -> Option<Shell> {
 
 fn subflow(cx: &mut Cx, at: &At) -> Option<SubflowRef> {
     let mut obj = Obj::new(cx, at)?;
+    if cx.zigflow {
+        // Zigflow names the workflow by `type` (its Temporal workflow type), on the same
+        // task queue; `namespace` and `version` are accepted and not used.
+        let name = match obj.present(&["type", "name"]).as_slice() {
+            ["name"] => obj.req(cx, "name", Cx::string),
+            _ => obj.req(cx, "type", Cx::string),
+        };
+        let namespace = obj.opt(cx, "namespace", Cx::string);
+        let version = obj.opt(cx, "version", Cx::string);
+        let input = obj.opt(cx, "input", mapping_template);
+        obj.finish(cx);
+        return Some(SubflowRef {
+            namespace: namespace?.unwrap_or_default(),
+            name: name?,
+            version: version?.unwrap_or_default(),
+            input: input?,
+        });
+    }
     let namespace = obj.req(cx, "namespace", Cx::string);
     let name = obj.req(cx, "name", Cx::string);
     let version = obj.req(cx, "version", Cx::string);

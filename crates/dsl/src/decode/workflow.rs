@@ -65,7 +65,20 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         let written = cx.activity_written.take();
         cx.activity = Some(super::activity::document_options(after, written));
     }
-    let do_ = obj.req(cx, "do", task_list);
+    let mut do_ = obj.req(cx, "do", task_list);
+    if zigflow
+        && let (Some(doc), Some(list)) = (&document, &mut do_)
+        && let Some(siblings) = super::siblings::workflows(list)
+    {
+        // Several workflows in one document: it runs the one `workflowType` names.
+        let all = std::mem::take(list);
+        *list = super::siblings::entry(cx, at.node, all, &siblings, &doc.name);
+        cx.extensions.push(ExtensionUse {
+            name: "zigflow.workflows",
+            path: "/do".into(),
+            range: obj.field("do").map(|d| d.anchor()).unwrap_or(0..0),
+        });
+    }
     let output = obj.opt(cx, "output", output);
     let schedule = obj.opt(cx, "schedule", schedule);
     obj.finish(cx);
@@ -239,18 +252,6 @@ const ZIGFLOW_METADATA: &[(&str, &str)] = &[
     (
         "searchAttributes",
         "Temporal search attributes are not applied yet: start the execution with labels to find it by",
-    ),
-    (
-        "scheduleWorkflowName",
-        "Temporal schedules are not run yet (issue #18)",
-    ),
-    (
-        "scheduleId",
-        "Temporal schedules are not run yet (issue #18)",
-    ),
-    (
-        "scheduleInput",
-        "Temporal schedules are not run yet (issue #18)",
     ),
 ];
 
