@@ -67,6 +67,11 @@ pub(crate) struct Run {
     queries: Mutex<HashMap<String, QueryHandler>>,
     /// Zigflow's `$data` as the tasks so far left it: what queries read.
     data: Mutex<Value>,
+    /// Steps in the journal (replayed, then recorded): what continue-as-new bounds.
+    steps: std::sync::atomic::AtomicU64,
+    /// The key of the task list whose boundaries may checkpoint (continue-as-new): the
+    /// workflow's own list, or for a document of several workflows, its entry's.
+    pub(crate) boundary: Option<String>,
     /// OAuth2 access tokens by token endpoint, client and scopes, with their expiry (ms).
     tokens: Mutex<HashMap<String, (String, i64)>>,
     /// Set when the future driving this run's tree is dropped from outside (a process
@@ -180,6 +185,18 @@ impl Run {
             handled_updates,
             queries: Mutex::default(),
             data: Mutex::new(Value::Null),
+            steps: std::sync::atomic::AtomicU64::new(parts.journal.steps.len() as u64),
+            boundary: parts.wf.continue_after.map(|_| {
+                let several = parts
+                    .wf
+                    .extensions
+                    .iter()
+                    .any(|e| e.name == "zigflow.workflows");
+                match parts.wf.do_.tasks.first() {
+                    Some(entry) if several => format!("/do/0/{}/do", entry.name),
+                    _ => "/do".to_string(),
+                }
+            }),
             tokens: Mutex::default(),
             replay: parts
                 .journal
@@ -240,6 +257,44 @@ impl Run {
             .lock()
             .expect("consumed lock")
             .contains(&position)
+    }
+
+    /// Every inbox position consumed so far, in order: what a checkpoint keeps.
+    pub(crate) fn consumed_positions(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self
+            .consumed
+            .lock()
+            .expect("consumed lock")
+            .iter()
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// The ids of the updates handled so far: what a checkpoint keeps.
+    pub(crate) fn handled_update_ids(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .handled_updates
+            .lock()
+            .expect("updates lock")
+            .iter()
+            .cloned()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Whether the journal holds more steps than continue-as-new allows.
+    pub(crate) fn journal_is_long(&self) -> bool {
+        self.wf
+            .continue_after
+            .is_some_and(|n| self.steps.load(Ordering::Relaxed) > n)
+    }
+
+    /// After a checkpoint: the journal holds `n` steps.
+    pub(crate) fn journal_shrunk_to(&self, n: u64) {
+        self.steps.store(n, Ordering::Relaxed);
     }
 
     pub(crate) fn consume(&self, position: u64) {
@@ -334,6 +389,7 @@ impl Run {
                 }
             }
         }
+        self.steps.fetch_add(steps.len() as u64, Ordering::Relaxed);
         let now = self.clock.now_ms();
         let mut seq = self.seq.lock().expect("seq lock");
         let events: Vec<Event> = events

@@ -270,6 +270,7 @@ impl<'s> Lowerer<'s> {
                 setting: "cloud-workflows-steps",
             }),
             accumulates_data: false,
+            continue_after: None,
         })
     }
 

@@ -71,6 +71,11 @@ pub struct Program {
     /// task's keys merged in, a `call` or `run` task's result under its name), which
     /// every expression reads as `$data`.
     pub accumulates_data: bool,
+    /// Zigflow's continue-as-new: once the journal holds more than this many steps, the
+    /// workflow records a checkpoint before its next top-level task (its input,
+    /// `$context`, `$data`, the events it consumed) and forgets the steps before it, so
+    /// that a workflow that runs for ever keeps a bounded journal under one id.
+    pub continue_after: Option<u64>,
 }
 
 /// A front-end's bound on the tasks of one execution, and the setting that raises it.

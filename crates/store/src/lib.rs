@@ -622,6 +622,10 @@ pub trait Store: Send + Sync {
     /// Executions started from it keep their definitions.
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool>;
 
+    /// Deletes the steps of execution `id` whose keys start with `prefix`: what a
+    /// checkpoint made needless (a workflow continued as new). Returns how many.
+    async fn forget_steps(&self, id: &str, prefix: &str) -> Result<u64>;
+
     /// Creates schedule `id` of `project`; false (and nothing changed) if it exists.
     async fn create_schedule(
         &self,

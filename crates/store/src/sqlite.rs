@@ -1161,6 +1161,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn forget_steps(&self, id: &str, prefix: &str) -> Result<u64> {
+        let (id, prefix) = (id.to_string(), prefix.to_string());
+        self.job(move |tx| {
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM steps WHERE execution_id = ?1 AND substr(key, 1, ?3) = ?2",
+                )?
+                .execute(params![id, prefix, prefix.chars().count() as i64])?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn create_schedule(
         &self,
         project: &str,

@@ -70,14 +70,14 @@ fn temporal_metadata_is_reported_not_dropped() {
     let file = dir.path().join("meta.yaml");
     std::fs::write(
         &file,
-        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    canMaxHistoryLength: 14\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n  - b:\n      metadata:\n        activityOptions:\n          heartbeatTimeout: PT10S\n      run:\n        shell:\n          command: 'true'\n",
+        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    searchAttributes: {}\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n  - b:\n      metadata:\n        activityOptions:\n          heartbeatTimeout: PT10S\n      run:\n        shell:\n          command: 'true'\n",
     )
     .unwrap();
     let out = skein(&["validate", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stderr(&out);
     for expected in [
-        "meta.yaml:7:5: warning: `metadata.canMaxHistoryLength` is Zigflow's and is accepted, but not applied",
+        "meta.yaml:7:5: warning: `metadata.searchAttributes` is Zigflow's and is accepted, but not applied",
         "meta.yaml:10:5: warning: task `a` runs no activity, so its `activityOptions` do nothing",
         "meta.yaml:20:11: warning: `activityOptions.heartbeatTimeout` is accepted, but not applied",
     ] {
@@ -414,4 +414,81 @@ fn validate_reports_what_it_mapped() {
     let text = stderr(&out);
     let expected = "Zigflow: the document holds several workflows; it runs `parentWorkflow`";
     assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+}
+
+/// Continue-as-new: a Zigflow loop of fifty rounds whose journal may hold 30 steps
+/// checkpoints and forgets as it goes, across a SIGKILL of `skein run` and its resume:
+/// it ends with the right count, its calls were not repeated (but for one in flight at
+/// the kill), and its journal stayed bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_as_new_keeps_the_journal_bounded_across_a_kill() {
+    let base = crate::cloud_workflows::stand_in().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = repo().join("crates/dsl/tests/zigflow/messages/continue_as_new.yaml");
+    let data = dir.path().to_str().unwrap();
+    let input = serde_json::json!({ "base": base }).to_string();
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data,
+            "--id",
+            "loop",
+        ])
+        .args(["--input", &input])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    first.kill().await.unwrap();
+    {
+        // Killed mid-loop, after it had continued as new at least once.
+        let db = rusqlite::Connection::open(dir.path().join("skein.db")).unwrap();
+        let (status, checkpoints): (String, i64) = db
+            .query_row(
+                "SELECT status, (SELECT COUNT(*) FROM steps WHERE execution_id = 'loop' \
+                 AND key = '/checkpoint') FROM executions WHERE id = 'loop'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_ne!(status, "completed");
+        assert_eq!(checkpoints, 1);
+    }
+    let resumed = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["run", "--resume", "loop", "--data-dir", data])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let output: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(output["rounds"], 50, "{output}");
+    let calls = output["calls"].as_u64().unwrap();
+    assert!((50..=51).contains(&calls), "calls repeated: {output}");
+
+    let db = rusqlite::Connection::open(dir.path().join("skein.db")).unwrap();
+    let steps: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM steps WHERE execution_id = 'loop'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let checkpoint: String = db
+        .query_row(
+            "SELECT payload FROM steps WHERE execution_id = 'loop' AND key = '/checkpoint'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // Fifty rounds of four tasks make hundreds of steps; the journal kept a few dozen.
+    assert!(steps < 60, "{steps} steps kept");
+    assert!(checkpoint.contains("\"list\":\"/do\""), "{checkpoint}");
 }

@@ -83,6 +83,7 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
     let schedule = obj.opt(cx, "schedule", schedule);
     obj.finish(cx);
 
+    let continue_after = zigflow.then(|| continue_after(&document)).flatten();
     Some(Program {
         document: document?,
         input: input?,
@@ -96,8 +97,24 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         extensions: cx.extensions.clone(),
         task_limit: None,
         accumulates_data: zigflow,
+        continue_after,
     })
 }
+
+/// How many journal steps a Zigflow workflow keeps before it continues as new: its
+/// `metadata.canMaxHistoryLength`, or [`CONTINUE_AFTER`].
+fn continue_after(document: &Option<Document>) -> Option<u64> {
+    let written = document
+        .as_ref()
+        .and_then(|d| d.metadata.get("canMaxHistoryLength"))
+        .and_then(serde_json::Value::as_u64)
+        .filter(|n| *n > 0);
+    Some(written.unwrap_or(CONTINUE_AFTER))
+}
+
+/// The steps a Zigflow workflow's journal holds before it continues as new, where the
+/// document does not say: about what Temporal's history holds when it suggests it.
+const CONTINUE_AFTER: u64 = 10_000;
 
 fn evaluate(cx: &mut Cx, at: &At) -> Option<Evaluate> {
     let mut obj = Obj::new(cx, at)?;
@@ -244,16 +261,10 @@ fn dsl_version(cx: &mut Cx, at: &At) -> Option<semver::Version> {
 /// A namespace or workflow name: an RFC 1123 label, as the schema requires.
 /// Zigflow's `metadata` keys that mean something to Temporal, and what skein does
 /// with each: reported as warnings, never dropped in silence.
-const ZIGFLOW_METADATA: &[(&str, &str)] = &[
-    (
-        "canMaxHistoryLength",
-        "skein keeps no Temporal history to bound, so continue-as-new by history length does not apply",
-    ),
-    (
-        "searchAttributes",
-        "Temporal search attributes are not applied yet: start the execution with labels to find it by",
-    ),
-];
+const ZIGFLOW_METADATA: &[(&str, &str)] = &[(
+    "searchAttributes",
+    "Temporal search attributes are not applied yet: start the execution with labels to find it by",
+)];
 
 /// Warns of each key of a Zigflow document's or task's `metadata` that means something
 /// to Temporal and that skein does not apply.

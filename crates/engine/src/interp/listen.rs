@@ -292,6 +292,8 @@ fn anchored(pattern: &str) -> Option<regex::Regex> {
 /// they handled), for [`Run`].
 pub(crate) fn consumed_in(steps: &[store::Step]) -> HashSet<u64> {
     let mut consumed: HashSet<u64> = super::messages::consumed_in(steps).collect();
+    // What a continue-as-new checkpoint kept of the steps it let go.
+    consumed.extend(super::messages::checkpointed(steps, "consumed").filter_map(|v| v.as_u64()));
     consumed.extend(
         steps
             .iter()

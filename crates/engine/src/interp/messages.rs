@@ -14,14 +14,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use program::{MessageKind, Messages};
+use program::{MessageKind, Messages, TaskKind};
 use serde_json::{Map, Value, json};
 use store::{Step, StepState};
 
 use super::{Ctx, Res, TaskCx};
 use crate::Interrupt;
 use crate::events::Lifecycle;
-use crate::run::QueryHandler;
+use crate::run::{QueryHandler, Run};
 
 /// How often the inbox is read when no in-process delivery wakes the listener.
 const POLL_MS: i64 = 250;
@@ -192,12 +192,57 @@ pub(crate) fn consumed_in(steps: &[store::Step]) -> impl Iterator<Item = u64> + 
     messages_in(steps).filter_map(|m| m["position"].as_u64())
 }
 
-/// The ids of the updates a journal handled.
+/// The ids of the updates a journal handled (also before a checkpoint).
 pub(crate) fn handled_updates(steps: &[store::Step]) -> HashSet<String> {
     messages_in(steps)
         .filter(|m| m["kind"] == "update")
         .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .chain(checkpointed(steps, "updates").filter_map(|v| v.as_str().map(str::to_string)))
         .collect()
+}
+
+/// A list a continue-as-new checkpoint of the journal kept.
+pub(crate) fn checkpointed<'s>(
+    steps: &'s [store::Step],
+    field: &'s str,
+) -> impl Iterator<Item = &'s Value> + 's {
+    steps
+        .iter()
+        .filter(|s| s.key == super::task::CHECKPOINT)
+        .filter_map(move |s| match &s.state {
+            StepState::Completed { output, .. } => output[field].as_array(),
+            _ => None,
+        })
+        .flatten()
+}
+
+/// Registers again the queries of the listeners a continue-as-new checkpoint skips:
+/// their handlers stay answerable after a resume.
+pub(super) fn register_skipped(
+    run: &Run,
+    skipped: &[program::NamedTask],
+    scope: &crate::run::Scope,
+    ctx: &Ctx,
+    input: &Value,
+) {
+    for nt in skipped {
+        let TaskKind::Messages(m) = &nt.task.kind else {
+            continue;
+        };
+        for h in m.handlers.iter().filter(|h| h.kind == MessageKind::Query) {
+            run.register_query(
+                &h.name,
+                QueryHandler {
+                    reply: h.reply.clone(),
+                    scope: scope.clone(),
+                    context: ctx.value.clone(),
+                    input: input.clone(),
+                    task_var: Value::Null,
+                    at: nt.reference.clone(),
+                },
+            );
+        }
+    }
 }
 
 fn messages_in(steps: &[store::Step]) -> impl Iterator<Item = &Value> {

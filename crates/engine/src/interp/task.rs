@@ -32,9 +32,38 @@ pub(super) fn run_list<'a>(
     async move {
         let mut i = 0;
         let mut visits = vec![0u32; list.tasks.len()];
+        let boundary = run.boundary.as_deref() == Some(key.as_str());
+        if boundary
+            && let Some(StepState::Completed { output, .. }) = run.replayed(CHECKPOINT)
+            && output["list"] == key.as_str()
+        {
+            // Continued as new before: on from the checkpoint, the tasks before it done.
+            i = output["next"].as_u64().unwrap_or(0) as usize;
+            if let Some(saved) = output["visits"].as_array() {
+                for (v, n) in visits.iter_mut().zip(saved) {
+                    *v = n.as_u64().unwrap_or(0) as u32;
+                }
+            }
+            input = output["input"].clone();
+            ctx.set(output["context"].clone());
+            if ctx.data.is_some() {
+                ctx.data = Some(output["data"].clone());
+                run.set_data(&output["data"]);
+            }
+            messages::register_skipped(
+                run,
+                &list.tasks[..i.min(list.tasks.len())],
+                scope,
+                ctx,
+                &input,
+            );
+        }
         while i < list.tasks.len() {
             if run.cancel.is_cancelled() {
                 return Err(Interrupt::Cancelled);
+            }
+            if boundary && run.journal_is_long() {
+                checkpoint(run, &key, i, &visits, &input, ctx).await?;
             }
             let nt = &list.tasks[i];
             visits[i] += 1;
@@ -85,6 +114,52 @@ pub(super) fn run_list<'a>(
         Ok(Flow::Done(input))
     }
     .boxed()
+}
+
+/// The step that holds a continue-as-new checkpoint.
+pub(crate) const CHECKPOINT: &str = "/checkpoint";
+
+/// Continues as new before task `next` of the boundary list `key`: records where the
+/// workflow stands (the task, the visit counts, its input, `$context`, `$data`, the
+/// inbox positions consumed and the updates handled), waits for it to be durable, then
+/// forgets the steps of the tasks before it.
+async fn checkpoint(
+    run: &Arc<Run>,
+    key: &str,
+    next: usize,
+    visits: &[u32],
+    input: &Value,
+    ctx: &mut Ctx,
+) -> Res<()> {
+    let state = json!({
+        "list": key,
+        "next": next,
+        "visits": visits,
+        "input": input,
+        "context": ctx.value,
+        "data": ctx.data,
+        "consumed": run.consumed_positions(),
+        "updates": run.handled_update_ids(),
+    });
+    let ticket = run.record(
+        vec![Step {
+            key: CHECKPOINT.into(),
+            state: StepState::Completed {
+                output: state,
+                context: None,
+            },
+        }],
+        vec![],
+        None,
+    );
+    ctx.advance(ticket);
+    run.barrier(ticket).await?;
+    run.store
+        .forget_steps(&run.id, &format!("{key}/"))
+        .await
+        .map_err(|e| Interrupt::Store(e.to_string()))?;
+    run.journal_shrunk_to(1);
+    Ok(())
 }
 
 /// What a task adds to Zigflow's `$data`: a `set` task's keys, merged in (and those a

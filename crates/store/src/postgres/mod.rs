@@ -463,6 +463,20 @@ impl Store for PostgresStore {
         workflows::undeploy(self, project, name).await
     }
 
+    async fn forget_steps(&self, id: &str, prefix: &str) -> Result<u64> {
+        let pool = &self.pool;
+        self.read(move || async move {
+            let done =
+                sqlx::query("DELETE FROM steps WHERE execution_id = $1 AND starts_with(key, $2)")
+                    .bind(id)
+                    .bind(prefix)
+                    .execute(pool)
+                    .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     async fn create_schedule(
         &self,
         project: &str,
