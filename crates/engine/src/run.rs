@@ -537,8 +537,18 @@ impl Run {
     ) -> Vars<'v> {
         let mut vars = Vars::new();
         vars.set_budget(self.limits.limits.expression);
+        // Zigflow's `$input` is the workflow's input throughout, and its `$output` the
+        // previous task's output: the task's input here.
+        let zigflow = self.wf.accumulates_data;
         vars.set("context", context)
-            .set("input", input)
+            .set(
+                "input",
+                if zigflow {
+                    &self.workflow_var["input"]
+                } else {
+                    input
+                },
+            )
             .set("task", task)
             .set("secrets", &self.secrets)
             .set("workflow", &self.workflow_var)
@@ -548,6 +558,8 @@ impl Run {
             .set("env", &self.runtime_var["metadata"]["env"]);
         if let Some(output) = output {
             vars.set("output", output);
+        } else if zigflow {
+            vars.set("output", input);
         }
         for (name, value) in &scope.locals {
             vars.set(name, value);

@@ -761,6 +761,19 @@ fn filters<D: for<'a> DataT<V<'a> = Metered>>() -> Box<[Filter<RunPtr<D>>]> {
                 .collect();
             Box::new(values.into_iter())
         }),
+        // Zigflow's generators: fresh at each evaluation, so a workflow keeps what they
+        // make in a `set` task, whose output the journal keeps for a replay.
+        ("uuid", v(0), |_| {
+            bome(Ok(Metered::from(uuid::Uuid::new_v4().to_string())))
+        }),
+        ("timestamp", v(0), |_| {
+            bome(Ok(Metered::from(
+                jiff::Timestamp::now().as_second() as isize
+            )))
+        }),
+        ("timestamp_iso8601", v(0), |_| {
+            bome(Ok(Metered::from(jiff::Timestamp::now().to_string())))
+        }),
         ("length", v(0), |cv| {
             bome(length(&cv.1.val).map(Metered::scalar))
         }),
