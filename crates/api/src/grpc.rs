@@ -576,6 +576,9 @@ fn schedule_spec(m: pb::ScheduleSpec) -> Result<crate::schedules::Spec, Status> 
     if let Some(input) = m.input {
         spec["input"] = to_json(input);
     }
+    if let Some(on) = m.on {
+        spec["on"] = to_json(on);
+    }
     if m.catchup_limit > 0 {
         spec["catchupLimit"] = json!(m.catchup_limit);
     }
@@ -600,6 +603,7 @@ fn schedule_message(view: crate::schedules::View) -> pb::Schedule {
             catchup_limit: spec.catchup_limit.unwrap_or_default(),
             overlap: spec.overlap.as_str().into(),
             paused: spec.paused,
+            on: spec.on.map(to_value),
         }),
         started: view.started,
         skipped: view.skipped,

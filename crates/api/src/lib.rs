@@ -88,7 +88,10 @@ pub fn app(service: Arc<Service>) -> Router {
             "/v1/projects/{project}/locations/{location}/workflows/{workflow}/executions/{execution}/callbacks/{callback}",
             any(google::callback),
         )
-        .route("/v1/events", get(stream::all_events))
+        .route(
+            "/v1/events",
+            get(stream::all_events).post(schedules::post_events),
+        )
         .route("/v1/executions/{id}", get(get_one))
         .route("/v1/executions/{id}/cancel", post(cancel))
         .route("/v1/executions/{id}/pause", post(pause))

@@ -69,6 +69,13 @@ pub struct Spec {
     /// Start again this long after the previous execution ended (the first at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// Start on events posted to `POST /v1/events`: `{"one": {"with": {…}}}`, `{"any":
+    /// [filters]}` (each matching event starts one) or `{"all": [filters]}` (one start
+    /// once every filter has matched an event). A filter's attributes match exactly or
+    /// as an anchored regular expression. The execution's input is the list of events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub on: Option<Value>,
     /// Which slots missed while no server ran the schedule start: `skip` (the default:
     /// none, only a slot at most a minute late), `one` (the latest), `all` (up to
     /// `catchupLimit`, the most recent).
@@ -103,6 +110,14 @@ impl Spec {
             }
             i64::try_from(ms).map_err(|_| format!("`{field}: {text}` is too long"))
         };
+        if let Some(on) = &self.on {
+            if self.every.is_some() || self.cron.is_some() || self.after.is_some() {
+                return Err(
+                    "a schedule takes only one of `every`, `cron`, `after` and `on`".into(),
+                );
+            }
+            return plan::Events::parse(on).map(Trigger::On);
+        }
         match (&self.every, &self.cron, &self.after) {
             (Some(every), None, None) => Ok(Trigger::Every(duration("every", every)?)),
             (None, Some(cron), None) => Ok(Trigger::Cron(Box::new(plan::Cron::parse(
@@ -110,7 +125,9 @@ impl Spec {
                 self.timezone.as_deref().unwrap_or("UTC"),
             )?))),
             (None, None, Some(after)) => Ok(Trigger::After(duration("after", after)?)),
-            (None, None, None) => Err("a schedule needs one of `every`, `cron` or `after`".into()),
+            (None, None, None) => {
+                Err("a schedule needs one of `every`, `cron`, `after` or `on`".into())
+            }
             _ => Err("a schedule takes only one of `every`, `cron` and `after`".into()),
         }
     }
@@ -193,6 +210,7 @@ fn view(stored: store::StoredSchedule, now: plan::Millis) -> ApiResult<View> {
     let upcoming = match (spec.paused, spec.trigger()) {
         (true, _) | (_, Err(_)) => Vec::new(),
         (false, Ok(Trigger::After(_))) => state.next_at.into_iter().collect(),
+        (false, Ok(Trigger::On(_))) => Vec::new(),
         (false, Ok(trigger)) => plan::upcoming(&trigger, now.max(state.cursor), 5),
     };
     Ok(View {
@@ -437,11 +455,9 @@ fn document_spec(
         source: Some(source.to_string()),
         ..Spec::default()
     };
+    let mut spec = spec;
     if schedule.on.is_some() {
-        notes.push("`schedule.on` (starting on events) is not run yet".to_string());
-        if spec.trigger().is_err() {
-            return None;
-        }
+        spec.on = Some(program.definition["schedule"]["on"].clone());
     }
     match spec.trigger() {
         Ok(_) => Some(spec),
@@ -506,6 +522,10 @@ impl Service {
             let Ok(trigger) = spec.trigger() else {
                 continue;
             };
+            if matches!(trigger, Trigger::On(_)) {
+                // Started by events as they are posted, not by time.
+                continue;
+            }
             let state: plan::State =
                 serde_json::from_value(stored.state.clone()).unwrap_or_default();
             let last = match &state.last {
@@ -527,7 +547,7 @@ impl Service {
                 serde_json::to_value(&decision.state).map_err(ApiError::internal)?;
             for slot in &decision.start {
                 let id = plan::execution_id(&spec.id, &trigger, *slot);
-                match self.start_slot(&stored.project, &spec, &id).await {
+                match self.start_slot(&stored.project, &spec, &id, None).await {
                     Ok(()) => {
                         new_state["last"] = json!(id);
                         self.options().metrics.schedule_started();
@@ -552,7 +572,13 @@ impl Service {
     }
 
     /// Starts one slot's execution: the same id again is the same execution.
-    async fn start_slot(self: &Arc<Self>, project: &str, spec: &Spec, id: &str) -> ApiResult<()> {
+    async fn start_slot(
+        self: &Arc<Self>,
+        project: &str,
+        spec: &Spec,
+        id: &str,
+        input: Option<Value>,
+    ) -> ApiResult<()> {
         let caller = Caller {
             project: project.to_string(),
             role: Role::Run,
@@ -562,7 +588,7 @@ impl Service {
         let request = wire::StartRequest {
             workflow: spec.workflow.clone().unwrap_or_default(),
             workflow_ref: spec.workflow_ref.clone(),
-            input: spec.input.clone(),
+            input: input.or_else(|| spec.input.clone()),
             id: Some(id.to_string()),
             labels: labels.into_iter().collect(),
         };
@@ -642,4 +668,88 @@ pub(crate) async fn resume(
     Path(id): Path<String>,
 ) -> ApiResult<Json<View>> {
     Ok(Json(set_paused(&service, &caller, &id, false).await?))
+}
+
+/// What `POST /v1/events` did with an event.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct Posted {
+    /// The executions it started (or had started before: the same event posted again
+    /// starts nothing new), one per schedule whose `on` it completed.
+    pub started: Vec<String>,
+}
+
+/// Offers an event to every schedule of the caller's project that starts on events.
+pub(crate) async fn post_event(
+    service: &Arc<Service>,
+    caller: &Caller,
+    mut event: Value,
+) -> ApiResult<Vec<String>> {
+    caller.require(Role::Run)?;
+    if !event.get("type").is_some_and(Value::is_string) {
+        return Err(ApiError::bad_request(
+            "the event must be a CloudEvent in structured JSON, with a string `type`",
+        ));
+    }
+    if !event.get("id").is_some_and(Value::is_string) {
+        // No id: one of its own, so that it starts what it starts once.
+        event["id"] = json!(uuid::Uuid::new_v4().to_string());
+    }
+    let mut started = Vec::new();
+    for stored in service.store().schedules(Some(&caller.project)).await? {
+        let Ok(spec) = serde_json::from_value::<Spec>(stored.spec.clone()) else {
+            continue;
+        };
+        let Ok(Trigger::On(events)) = spec.trigger() else {
+            continue;
+        };
+        if spec.paused {
+            continue;
+        }
+        let mut state: plan::State =
+            serde_json::from_value(stored.state.clone()).unwrap_or_default();
+        let Some(batch) = events.offer(&event, &mut state.pending) else {
+            if stored.state != serde_json::to_value(&state).map_err(ApiError::internal)? {
+                service
+                    .store()
+                    .update_schedule(
+                        &stored.project,
+                        &spec.id,
+                        None,
+                        Some(serde_json::to_value(&state).map_err(ApiError::internal)?),
+                    )
+                    .await?;
+            }
+            continue;
+        };
+        let id = plan::event_execution_id(&spec.id, &event);
+        service
+            .start_slot(&stored.project, &spec, &id, Some(Value::Array(batch)))
+            .await?;
+        state.started += 1;
+        state.last = Some(id.clone());
+        service.options().metrics.schedule_started();
+        service
+            .store()
+            .update_schedule(
+                &stored.project,
+                &spec.id,
+                None,
+                Some(serde_json::to_value(&state).map_err(ApiError::internal)?),
+            )
+            .await?;
+        started.push(id);
+    }
+    Ok(started)
+}
+
+/// `POST /v1/events`: a CloudEvent for the schedules that start on events.
+#[utoipa::path(post, path = "/v1/events", tag = "schedules", request_body(content = Object, description = "A CloudEvent in structured JSON, with a string type"), responses((status = 202, description = "Offered to the schedules; the executions it started", body = Posted), (status = 400, description = "Not a CloudEvent", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
+pub(crate) async fn post_events(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Posted>)> {
+    let Json(event) = body?;
+    let started = post_event(&service, &caller, event).await?;
+    Ok((StatusCode::ACCEPTED, Json(Posted { started })))
 }

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -28,6 +29,131 @@ pub enum Trigger {
     Cron(Box<Cron>),
     /// This long after the previous execution ended (the first at once).
     After(Millis),
+    /// When posted events match.
+    On(Events),
+}
+
+/// Which events start an execution: each one matching (`one`, `any`), or one for every
+/// filter (`all`), gathered across posts.
+#[derive(Clone, Debug)]
+pub struct Events {
+    filters: Vec<Vec<(String, Matcher)>>,
+    all: bool,
+}
+
+impl PartialEq for Events {
+    fn eq(&self, other: &Events) -> bool {
+        self.all == other.all && self.filters.len() == other.filters.len()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Matcher {
+    Exact(Value),
+    Pattern(String, regex::Regex),
+}
+
+impl Events {
+    /// Reads `{"one": filter}`, `{"any": [filters]}` or `{"all": [filters]}`, each
+    /// filter `{"with": {attribute: value}}`.
+    pub fn parse(on: &Value) -> Result<Events, String> {
+        let (filters, all) = match on {
+            Value::Object(m) if m.len() == 1 => match m.iter().next() {
+                Some((k, v)) if k == "one" => (vec![v.clone()], false),
+                Some((k, Value::Array(list))) if k == "any" => (list.clone(), false),
+                Some((k, Value::Array(list))) if k == "all" => (list.clone(), true),
+                _ => return Err(ON_SHAPE.into()),
+            },
+            _ => return Err(ON_SHAPE.into()),
+        };
+        if filters.is_empty() {
+            return Err("`on` lists no event filter".into());
+        }
+        let filters = filters
+            .iter()
+            .map(|f| {
+                let Some(Value::Object(with)) = f.get("with") else {
+                    return Err(format!("an event filter is `{{\"with\": {{…}}}}`, not {f}"));
+                };
+                with.iter()
+                    .map(|(name, value)| {
+                        let matcher = match value.as_str() {
+                            Some(s) if s.contains("${") => {
+                                return Err(format!(
+                                    "the event attribute `{name}` is an expression; a schedule matches written values"
+                                ));
+                            }
+                            Some(s) => match regex::Regex::new(&format!("^(?:{s})$")) {
+                                Ok(re) => Matcher::Pattern(s.to_string(), re),
+                                Err(_) => Matcher::Exact(value.clone()),
+                            },
+                            None => Matcher::Exact(value.clone()),
+                        };
+                        Ok((name.clone(), matcher))
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Events { filters, all })
+    }
+
+    fn matches(filter: &[(String, Matcher)], event: &Value) -> bool {
+        filter.iter().all(|(name, m)| {
+            let actual = event.get(name).unwrap_or(&Value::Null);
+            match m {
+                Matcher::Exact(v) => actual == v,
+                Matcher::Pattern(s, re) => {
+                    actual.as_str().is_some_and(|a| a == s || re.is_match(a))
+                }
+            }
+        })
+    }
+
+    /// Offers an event: the events to start an execution with, when it completes a
+    /// set; `pending` keeps, for `all`, the event each filter took so far.
+    pub fn offer(&self, event: &Value, pending: &mut Vec<Value>) -> Option<Vec<Value>> {
+        if !self.all {
+            return self
+                .filters
+                .iter()
+                .any(|f| Events::matches(f, event))
+                .then(|| vec![event.clone()]);
+        }
+        pending.resize(self.filters.len(), Value::Null);
+        let slot = self
+            .filters
+            .iter()
+            .enumerate()
+            .position(|(i, f)| pending[i].is_null() && Events::matches(f, event))?;
+        pending[slot] = event.clone();
+        if pending.iter().all(|e| !e.is_null()) {
+            return Some(std::mem::take(pending));
+        }
+        None
+    }
+}
+
+const ON_SHAPE: &str =
+    "`on` is `{\"one\": filter}`, `{\"any\": [filters]}` or `{\"all\": [filters]}`";
+
+/// The id of the execution an event starts: the schedule's and the event's, so the same
+/// event posted again is the same execution.
+pub fn event_execution_id(schedule: &str, event: &Value) -> String {
+    let id: String = event["id"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.:".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut full = format!("{schedule}-event-{id}");
+    full.truncate(128);
+    full
 }
 
 /// A cron expression (5 fields, or 6 with seconds first) in a time zone.
@@ -128,7 +254,7 @@ impl Trigger {
         match self {
             Trigger::Every(every) => Some((after.div_euclid(*every) + 1) * every),
             Trigger::Cron(cron) => cron.next(after),
-            Trigger::After(_) => None,
+            Trigger::After(_) | Trigger::On(_) => None,
         }
     }
 }
@@ -193,6 +319,9 @@ pub struct State {
     pub last: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_at: Option<Millis>,
+    /// For `on` with `all`: the event each filter took so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<serde_json::Value>,
     /// Executions started, and slots skipped, since the schedule was created.
     #[serde(default)]
     pub started: u64,
@@ -349,7 +478,7 @@ pub fn upcoming(trigger: &Trigger, after: Millis, n: usize) -> Vec<Millis> {
 /// id, so no slot starts twice.
 pub fn execution_id(schedule: &str, trigger: &Trigger, slot: Millis) -> String {
     match trigger {
-        Trigger::After(_) => format!("{schedule}-run-{slot}"),
+        Trigger::After(_) | Trigger::On(_) => format!("{schedule}-run-{slot}"),
         _ => {
             let at = Timestamp::from_millisecond(slot).unwrap_or(Timestamp::UNIX_EPOCH);
             format!("{schedule}-{}", at.strftime("%Y%m%dT%H%M%SZ"))
@@ -569,6 +698,53 @@ mod tests {
         assert!(Cron::parse("0 9 * *", "UTC").is_err());
         assert!(Cron::parse("0 9 * * 1", "Mars/Olympus").is_err());
         assert!(Cron::parse("0 9 * * 9", "UTC").is_err());
+    }
+
+    #[test]
+    fn events_start_one_each_or_all_together() {
+        let any = Events::parse(&serde_json::json!({"any": [
+            {"with": {"type": "order.placed"}},
+            {"with": {"type": "order\\..*", "source": "shop"}},
+        ]}))
+        .unwrap();
+        let mut pending = Vec::new();
+        let placed = serde_json::json!({"id": "1", "type": "order.placed", "source": "web"});
+        assert_eq!(any.offer(&placed, &mut pending), Some(vec![placed.clone()]));
+        let paid = serde_json::json!({"id": "2", "type": "order.paid", "source": "shop"});
+        assert!(any.offer(&paid, &mut pending).is_some());
+        let elsewhere = serde_json::json!({"id": "3", "type": "order.paid", "source": "web"});
+        assert_eq!(any.offer(&elsewhere, &mut pending), None);
+
+        let all = Events::parse(&serde_json::json!({"all": [
+            {"with": {"type": "a"}},
+            {"with": {"type": "b"}},
+        ]}))
+        .unwrap();
+        let (a, b) = (
+            serde_json::json!({"type": "a"}),
+            serde_json::json!({"type": "b"}),
+        );
+        assert_eq!(all.offer(&a, &mut pending), None);
+        // A second `a` waits for a `b` as the first did: it takes no place.
+        assert_eq!(all.offer(&a, &mut pending), None);
+        assert_eq!(
+            all.offer(&b, &mut pending),
+            Some(vec![a.clone(), b.clone()])
+        );
+        assert!(pending.is_empty());
+
+        for bad in [
+            serde_json::json!({"every": []}),
+            serde_json::json!({"any": []}),
+            serde_json::json!({"one": {"type": "x"}}),
+            serde_json::json!({"one": {"with": {"type": "${ .x }"}}}),
+        ] {
+            assert!(Events::parse(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            event_execution_id("orders", &serde_json::json!({"id": "a/b c"})),
+            "orders-event-a_b_c"
+        );
     }
 
     #[test]

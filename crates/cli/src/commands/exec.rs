@@ -139,7 +139,11 @@ enum Command {
     },
     /// Deliver a CloudEvent (structured JSON, from FILE or - for stdin) to an execution.
     SendEvent { id: String, file: PathBuf },
-    /// Schedules: start workflows at every DURATION, by cron, or after each run ends.
+    /// Post a CloudEvent (structured JSON, from FILE or - for stdin) to the schedules that
+    /// start on events (`skein exec schedules create --on …`); prints what it started.
+    Publish { file: PathBuf },
+    /// Schedules: start workflows at every DURATION, by cron, after each run ends, or on
+    /// events.
     Schedules {
         #[command(subcommand)]
         command: Box<super::schedules::Command>,
@@ -373,6 +377,28 @@ async fn exec(args: Args) -> Result<ExitCode> {
                 println!("{delivered}");
             } else {
                 println!("delivered at inbox position {}", delivered["position"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let event: Value = serde_json::from_str(&text).context("the event is not JSON")?;
+            let posted = client.post("/v1/events", Some(&event)).await?;
+            if json {
+                println!("{posted}");
+            } else {
+                let started = posted["started"].as_array().cloned().unwrap_or_default();
+                if started.is_empty() {
+                    println!("no schedule started an execution");
+                }
+                for id in started {
+                    println!("started {}", id.as_str().unwrap_or_default());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

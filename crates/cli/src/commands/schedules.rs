@@ -36,7 +36,7 @@ pub(crate) enum Command {
         #[arg(long = "label", value_name = "NAME=VALUE")]
         labels: Vec<String>,
         /// Start at every multiple of this duration (such as 30s, 5m, 1h).
-        #[arg(long, value_name = "DURATION", required_unless_present_any = ["cron", "after"])]
+        #[arg(long, value_name = "DURATION", required_unless_present_any = ["cron", "after", "on"])]
         every: Option<String>,
         /// Start at the times of a cron expression: 5 fields (`0 9 * * 1-5`), or 6 with
         /// seconds first.
@@ -48,6 +48,10 @@ pub(crate) enum Command {
         /// Start again this long after the previous execution ended.
         #[arg(long, value_name = "DURATION", conflicts_with = "every")]
         after: Option<String>,
+        /// Start on events posted with `skein exec publish`: JSON such as
+        /// '{"one": {"with": {"type": "order.placed"}}}' (also "any" or "all" with a list).
+        #[arg(long, value_name = "JSON", conflicts_with_all = ["every", "cron", "after"])]
+        on: Option<String>,
         /// Slots missed while no server ran: skip (only one at most a minute late), one
         /// (the latest), all (up to --catchup-limit).
         #[arg(long, default_value = "skip", value_parser = ["skip", "one", "all"])]
@@ -87,6 +91,7 @@ pub(crate) async fn run(client: &Client, command: Command, json: bool) -> Result
             cron,
             timezone,
             after,
+            on,
             catchup,
             catchup_limit,
             overlap,
@@ -127,6 +132,12 @@ pub(crate) async fn run(client: &Client, command: Command, json: bool) -> Result
                 ("timezone", timezone.map(Value::String)),
                 ("after", after.map(Value::String)),
                 ("catchupLimit", catchup_limit.map(Value::from)),
+                (
+                    "on",
+                    on.map(|text| serde_json::from_str::<Value>(&text))
+                        .transpose()
+                        .context("--on is not JSON")?,
+                ),
             ];
             for (name, value) in fields {
                 if let Some(value) = value {
@@ -212,6 +223,8 @@ fn when(s: &Value) -> String {
         }
     } else if let Some(after) = s["after"].as_str() {
         format!("{after} after each run")
+    } else if s["on"].is_object() {
+        format!("on events {}", s["on"])
     } else {
         "-".into()
     }

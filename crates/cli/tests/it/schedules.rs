@@ -245,7 +245,7 @@ async fn a_document_schedule_and_the_api_s_errors() {
         ),
         (
             json!({"id": "x", "workflow": doc}),
-            "needs one of `every`, `cron` or `after`",
+            "needs one of `every`, `cron`, `after` or `on`",
         ),
         (
             json!({"id": "x y", "workflow": doc, "every": "1s"}),
@@ -331,4 +331,109 @@ async fn a_document_schedule_and_the_api_s_errors() {
         .await
         .unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
+
+    // Schedules that start on events posted to /v1/events.
+    let events_doc = dir.path().join("on.yaml");
+    std::fs::write(
+        &events_doc,
+        "document: {dsl: '1.0.3', namespace: test, name: on-events, version: '1.0.0'}\ndo:\n  - count:\n      set: {events: '${ length }', first: '${ .[0].type }'}\n",
+    )
+    .unwrap();
+    let (code, out, err) = exec(
+        &base,
+        &[
+            "schedules",
+            "create",
+            "orders",
+            events_doc.to_str().unwrap(),
+            "--on",
+            r#"{"any": [{"with": {"type": "order.placed"}}, {"with": {"type": "order\\..*", "source": "shop"}}]}"#,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = exec(
+        &base,
+        &[
+            "schedules",
+            "create",
+            "pair",
+            events_doc.to_str().unwrap(),
+            "--on",
+            r#"{"all": [{"with": {"type": "left"}}, {"with": {"type": "right"}}]}"#,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let publish = |event: Value| {
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, event.to_string()).unwrap();
+        let base = base.clone();
+        async move {
+            let (code, out, err) =
+                exec(&base, &["publish", path.to_str().unwrap(), "--json"]).await;
+            assert_eq!(code, 0, "{err}");
+            serde_json::from_str::<Value>(&out).unwrap()["started"].clone()
+        }
+    };
+    let placed =
+        json!({"specversion": "1.0", "id": "o-1", "source": "web", "type": "order.placed"});
+    assert_eq!(publish(placed.clone()).await, json!(["orders-event-o-1"]));
+    // The same event again is the same execution.
+    assert_eq!(publish(placed.clone()).await, json!(["orders-event-o-1"]));
+    let elsewhere =
+        json!({"specversion": "1.0", "id": "o-2", "source": "web", "type": "order.paid"});
+    assert_eq!(publish(elsewhere).await, json!([]));
+    assert_eq!(
+        publish(json!({"id": "l-1", "source": "x", "type": "left"})).await,
+        json!([])
+    );
+    assert_eq!(
+        publish(json!({"id": "r-1", "source": "x", "type": "right"})).await,
+        json!(["pair-event-r-1"])
+    );
+    let (_, done) = call(
+        &client,
+        format!("{base}/v1/executions/orders-event-o-1?wait=10s"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        done["output"],
+        json!({"events": 1, "first": "order.placed"}),
+        "{done}"
+    );
+    assert_eq!(done["labels"]["skein.dev/schedule"], "orders");
+    let (_, done) = call(
+        &client,
+        format!("{base}/v1/executions/pair-event-r-1?wait=10s"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        done["output"],
+        json!({"events": 2, "first": "left"}),
+        "{done}"
+    );
+
+    // A document's `schedule.on`.
+    let on_doc = "document: {dsl: '1.0.3', namespace: test, name: on-doc, version: '1.0.0'}\nschedule:\n  on:\n    one:\n      with: {type: invoice.due}\ndo:\n  - a:\n      set: {id: '${ .[0].id }'}\n";
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/workflows"),
+        Some(json!({"name": "invoices", "workflow": on_doc})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        publish(json!({"id": "i-9", "source": "billing", "type": "invoice.due"})).await,
+        json!(["invoices-event-i-9"])
+    );
+    let (_, done) = call(
+        &client,
+        format!("{base}/v1/executions/invoices-event-i-9?wait=10s"),
+        None,
+    )
+    .await;
+    assert_eq!(done["output"], json!({"id": "i-9"}), "{done}");
 }
