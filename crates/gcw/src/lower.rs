@@ -271,6 +271,7 @@ impl<'s> Lowerer<'s> {
             }),
             accumulates_data: false,
             continue_after: None,
+            search_attributes: Default::default(),
         })
     }
 

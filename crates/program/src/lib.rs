@@ -76,6 +76,9 @@ pub struct Program {
     /// `$context`, `$data`, the events it consumed) and forgets the steps before it, so
     /// that a workflow that runs for ever keeps a bounded journal under one id.
     pub continue_after: Option<u64>,
+    /// Zigflow's `searchAttributes` by the reference of the task they sit on (`/` for
+    /// the document's): labels the execution takes when the task starts.
+    pub search_attributes: IndexMap<String, Template>,
 }
 
 /// A front-end's bound on the tasks of one execution, and the setting that raises it.

@@ -622,6 +622,10 @@ pub trait Store: Send + Sync {
     /// Executions started from it keep their definitions.
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool>;
 
+    /// Sets and removes labels of execution `id` as it runs (Zigflow's search
+    /// attributes); the others stay.
+    async fn update_labels(&self, id: &str, set: Labels, unset: Vec<String>) -> Result<()>;
+
     /// Deletes the steps of execution `id` whose keys start with `prefix`: what a
     /// checkpoint made needless (a workflow continued as new). Returns how many.
     async fn forget_steps(&self, id: &str, prefix: &str) -> Result<u64>;

@@ -20,8 +20,9 @@ use tokio::sync::{broadcast, oneshot};
 use crate::front::{Front, LINGER, MAX_GROUP, Newest, Publisher};
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Deployed, Durability, Error, Event,
-    Execution, Journal, Json, Lease, ListQuery, LogPage, LogQuery, Logged, Millis, NewExecution,
-    Request, Requested, Result, Status, Step, StepState, Store, StoredSchedule, Ticket,
+    Execution, Journal, Json, Labels, Lease, ListQuery, LogPage, LogQuery, Logged, Millis,
+    NewExecution, Request, Requested, Result, Status, Step, StepState, Store, StoredSchedule,
+    Ticket,
 };
 
 const SCHEMA: &str = "
@@ -1157,6 +1158,33 @@ impl Store for SqliteStore {
                 .prepare_cached("DELETE FROM workflows WHERE project = ?1 AND name = ?2")?
                 .execute(params![project, name])?;
             Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn update_labels(&self, id: &str, set: Labels, unset: Vec<String>) -> Result<()> {
+        let id = id.to_string();
+        self.job(move |tx| {
+            let current: Option<String> = tx
+                .prepare_cached("SELECT labels FROM executions WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?;
+            let Some(current) = current else {
+                return Ok(());
+            };
+            let mut labels: Labels = serde_json::from_str(&current).unwrap_or_default();
+            for name in &unset {
+                labels.remove(name);
+            }
+            labels.extend(set);
+            tx.prepare_cached("UPDATE executions SET labels = ?2 WHERE id = ?1")?
+                .execute(params![
+                    id,
+                    serde_json::to_value(&labels)
+                        .unwrap_or_default()
+                        .to_string()
+                ])?;
+            Ok(())
         })
         .await
     }

@@ -70,14 +70,14 @@ fn temporal_metadata_is_reported_not_dropped() {
     let file = dir.path().join("meta.yaml");
     std::fs::write(
         &file,
-        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    searchAttributes: {}\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n  - b:\n      metadata:\n        activityOptions:\n          heartbeatTimeout: PT10S\n      run:\n        shell:\n          command: 'true'\n",
+        "document:\n  dsl: 1.0.0\n  taskQueue: zigflow\n  workflowType: meta\n  version: 0.0.1\n  metadata:\n    heartbeat: {}\n    display: false\ndo:\n  - a:\n      metadata:\n        activityOptions:\n          startToCloseTimeout:\n            minutes: 1\n      set:\n        x: 1\n  - b:\n      metadata:\n        activityOptions:\n          heartbeatTimeout: PT10S\n      run:\n        shell:\n          command: 'true'\n",
     )
     .unwrap();
     let out = skein(&["validate", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stderr(&out);
     for expected in [
-        "meta.yaml:7:5: warning: `metadata.searchAttributes` is Zigflow's and is accepted, but not applied",
+        "meta.yaml:7:5: warning: `metadata.heartbeat` is Zigflow's and is accepted, but not applied",
         "meta.yaml:10:5: warning: task `a` runs no activity, so its `activityOptions` do nothing",
         "meta.yaml:20:11: warning: `activityOptions.heartbeatTimeout` is accepted, but not applied",
     ] {
@@ -265,6 +265,18 @@ async fn signals_queries_and_updates_reach_a_running_workflow() {
     .await;
     assert_eq!(code, 0, "{out}{err}");
     until_state(json!({"status": "approved", "approvedBy": "ada", "temperature": null})).await;
+    // Search attributes became labels: the document's at the start, the task's as it ran.
+    let (_, found) = call(
+        &client,
+        format!("{base}/v1/executions?label=Approver:ada"),
+        None,
+    )
+    .await;
+    assert_eq!(found["executions"][0]["id"], "z1", "{found}");
+    assert_eq!(
+        found["executions"][0]["labels"]["Ward"], "cardiology",
+        "{found}"
+    );
     let (code, out, err) = exec(&base, &["query", "z1", "get_state"]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(

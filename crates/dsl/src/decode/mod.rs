@@ -126,6 +126,8 @@ pub(crate) struct Cx<'s> {
     pub(crate) activity: Option<activity::ActivityOptions>,
     /// The document's own `metadata.activityOptions`, until the document's are known.
     pub(crate) activity_written: Option<activity::ActivityOptions>,
+    /// Zigflow's `searchAttributes`, by the reference of their task (`/`: the document).
+    pub(crate) search_attributes: indexmap::IndexMap<String, expr::Template>,
 }
 
 #[derive(Default)]
@@ -153,6 +155,7 @@ impl<'s> Cx<'s> {
             zigflow: false,
             activity: None,
             activity_written: None,
+            search_attributes: Default::default(),
         }
     }
 

@@ -98,6 +98,7 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         task_limit: None,
         accumulates_data: zigflow,
         continue_after,
+        search_attributes: std::mem::take(&mut cx.search_attributes),
     })
 }
 
@@ -258,16 +259,16 @@ fn dsl_version(cx: &mut Cx, at: &At) -> Option<semver::Version> {
     None
 }
 
-/// A namespace or workflow name: an RFC 1123 label, as the schema requires.
-/// Zigflow's `metadata` keys that mean something to Temporal, and what skein does
-/// with each: reported as warnings, never dropped in silence.
+/// Zigflow's `metadata` keys that mean something to Temporal and that skein does not
+/// apply, and why: reported as warnings, never dropped in silence.
 const ZIGFLOW_METADATA: &[(&str, &str)] = &[(
-    "searchAttributes",
-    "Temporal search attributes are not applied yet: start the execution with labels to find it by",
+    "heartbeat",
+    "skein's workers report their liveness on their own; an activity heartbeat is not applied",
 )];
 
-/// Warns of each key of a Zigflow document's or task's `metadata` that means something
-/// to Temporal and that skein does not apply.
+/// Reads what a Zigflow document's or task's `metadata` means: its activity options
+/// (returned), its search attributes (kept in `Cx`), and a warning for each key that
+/// means something to Temporal and that skein does not apply.
 pub(crate) fn zigflow_metadata(cx: &mut Cx, at: &At) -> Option<super::activity::ActivityOptions> {
     if !cx.zigflow {
         return None;
@@ -278,13 +279,24 @@ pub(crate) fn zigflow_metadata(cx: &mut Cx, at: &At) -> Option<super::activity::
     let mut activity = None;
     for (key, value) in entries {
         let Some(name) = key.as_str() else { continue };
+        let value_at = At {
+            node: value,
+            key: Some(key),
+            ptr: at.ptr.key(name),
+        };
         if name == "activityOptions" {
-            let value = At {
-                node: value,
-                key: Some(key),
-                ptr: at.ptr.key(name),
-            };
-            activity = super::activity::options(cx, &value);
+            activity = super::activity::options(cx, &value_at);
+        } else if name == "searchAttributes" {
+            // Labels of the execution, set when the task (or the workflow) starts.
+            if let Some(template) = cx.template(&value_at) {
+                let owner = at.ptr.as_str().strip_suffix("/metadata").unwrap_or("");
+                let owner = if owner.is_empty() || owner == "/document" {
+                    "/".to_string()
+                } else {
+                    owner.to_string()
+                };
+                cx.search_attributes.insert(owner, template);
+            }
         } else if let Some((_, why)) = ZIGFLOW_METADATA.iter().find(|(k, _)| *k == name) {
             cx.warning(
                 key.range.clone(),
@@ -340,6 +352,7 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// A namespace or workflow name: an RFC 1123 label, as the schema requires.
 fn dns_label(cx: &mut Cx, at: &At) -> Option<String> {
     let s = cx.string(at)?;
     if is_dns_label(&s) {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::Res;
 use crate::Interrupt;
+use crate::run::Run;
 
 /// A value as text: strings as they are, anything else as JSON.
 pub(crate) fn plain_string(v: &Value) -> String {
@@ -119,4 +120,58 @@ fn capitalize(s: &str) -> String {
     chars
         .next()
         .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
+/// Applies Zigflow's `searchAttributes` (`{name: {type, value}}`, or `{name: value}`) as
+/// labels of the execution: a value is kept as text (a list joined with commas), a
+/// null value removes the label.
+pub(crate) async fn search_attributes(run: &Run, value: &Value, at: &str) -> Res<()> {
+    let Value::Object(attributes) = value else {
+        return Err(super::http::configuration(
+            at,
+            "Invalid search attributes",
+            format!("`searchAttributes` is a mapping of names to values, not {value}"),
+        ));
+    };
+    let mut set = store::Labels::new();
+    let mut unset = Vec::new();
+    for (name, attribute) in attributes {
+        let name_ok = (1..=63).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !name_ok {
+            return Err(super::http::configuration(
+                at,
+                "Invalid search attributes",
+                format!(
+                    "the search attribute `{name}` is not a label name (1 to 63 letters, digits, `-`, `_`, `.` or `/`)"
+                ),
+            ));
+        }
+        let value = match attribute {
+            Value::Object(typed) if typed.contains_key("type") => {
+                typed.get("value").cloned().unwrap_or(Value::Null)
+            }
+            other => other.clone(),
+        };
+        let text = match value {
+            Value::Null => {
+                unset.push(name.clone());
+                continue;
+            }
+            Value::String(s) => s,
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        set.insert(name.clone(), text.chars().take(256).collect());
+    }
+    run.store
+        .update_labels(&run.id, set, unset)
+        .await
+        .map_err(|e| Interrupt::Store(e.to_string()))
 }

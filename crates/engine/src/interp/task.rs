@@ -364,6 +364,10 @@ async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepp
             });
         }
     }
+    if let Some(attributes) = run.wf.search_attributes.get(&nt.reference) {
+        let value = cx.eval(attributes, &raw_input, &ctx.value)?;
+        super::data::search_attributes(run, &value, at).await?;
+    }
     let input = match &task.input {
         Some(spec) => {
             if let Some(schema) = &spec.schema {

@@ -272,6 +272,12 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
             (transformed, ticket)
         }
     };
+    if let Some(attributes) = wf.search_attributes.get("/") {
+        let scope = Scope::default();
+        let vars = run.vars(&scope, &input, &input, &Value::Null, None);
+        let value = super::eval(attributes, &input, &vars, "/")?;
+        super::data::search_attributes(run, &value, "/").await?;
+    }
 
     // The spec's data flow: the transformed input is also the initial `$context`.
     let mut ctx = Ctx {

@@ -53,8 +53,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::front::Front;
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Deployed, Error, Event, Execution, Journal,
-    Json, Lease, ListQuery, LogPage, LogQuery, Millis, NewExecution, Request, Requested, Result,
-    Status, Store, StoredSchedule, Ticket,
+    Json, Labels, Lease, ListQuery, LogPage, LogQuery, Millis, NewExecution, Request, Requested,
+    Result, Status, Store, StoredSchedule, Ticket,
 };
 use writer::{Command, Writer};
 
@@ -461,6 +461,25 @@ impl Store for PostgresStore {
 
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
         workflows::undeploy(self, project, name).await
+    }
+
+    async fn update_labels(&self, id: &str, set: Labels, unset: Vec<String>) -> Result<()> {
+        let pool = &self.pool;
+        let set = serde_json::to_string(&set).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let (set, unset) = (&set, &unset);
+        self.read(move || async move {
+            sqlx::query(
+                "UPDATE executions SET labels = ((labels::jsonb - $3::text[]) || $2::jsonb)::text
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(set)
+            .bind(unset)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn forget_steps(&self, id: &str, prefix: &str) -> Result<u64> {

@@ -57,6 +57,9 @@ for_each_store!(
     requests_are_kept_and_announced,
     named_leases_have_one_holder_at_a_time,
     named_workflows_keep_their_revisions,
+    schedules_keep_spec_and_state,
+    labels_change_as_an_execution_runs,
+    forgotten_steps_leave_the_rest,
 );
 
 #[tokio::test]
@@ -95,7 +98,7 @@ async fn a_version_1_journal_is_migrated() {
          DROP TABLE cursors; ALTER TABLE executions DROP COLUMN owner;
          ALTER TABLE executions DROP COLUMN lease_until; ALTER TABLE executions DROP COLUMN requested;
          DROP TABLE leases;
-         DROP TABLE workflows;
+         DROP TABLE workflows; DROP TABLE schedules;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -153,7 +156,7 @@ async fn a_version_5_journal_is_migrated() {
          INSERT INTO events_v5 SELECT execution_id, seq, time, type, data, pos FROM events;
          DROP TABLE events; ALTER TABLE events_v5 RENAME TO events;
          CREATE UNIQUE INDEX events_by_pos ON events (pos);
-         DROP TABLE workflows;
+         DROP TABLE workflows; DROP TABLE schedules;
          PRAGMA user_version = 5;",
     )
     .unwrap();

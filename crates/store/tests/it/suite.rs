@@ -659,3 +659,92 @@ pub(crate) async fn named_workflows_keep_their_revisions(store: &dyn Store) {
     let (fresh, _) = store.deploy("p", "render", "v3").await.unwrap();
     assert_eq!(fresh.revision, 1);
 }
+
+pub(crate) async fn schedules_keep_spec_and_state(store: &dyn Store) {
+    let spec = json!({"id": "nightly", "every": "1h"});
+    assert!(
+        store
+            .create_schedule("p", "nightly", spec.clone(), json!({"cursor": 1}))
+            .await
+            .unwrap()
+    );
+    // A second create changes nothing.
+    assert!(
+        !store
+            .create_schedule("p", "nightly", json!({"other": true}), json!({}))
+            .await
+            .unwrap()
+    );
+    store
+        .create_schedule("q", "nightly", json!({"q": 1}), json!({}))
+        .await
+        .unwrap();
+    let one = store.schedule("p", "nightly").await.unwrap().unwrap();
+    assert_eq!((one.spec, one.state), (spec.clone(), json!({"cursor": 1})));
+    assert!(
+        store
+            .update_schedule("p", "nightly", None, Some(json!({"cursor": 2})))
+            .await
+            .unwrap()
+    );
+    let one = store.schedule("p", "nightly").await.unwrap().unwrap();
+    assert_eq!((one.spec, one.state), (spec, json!({"cursor": 2})));
+    assert!(
+        !store
+            .update_schedule("p", "none", None, Some(json!({})))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.schedules(Some("p")).await.unwrap().len(), 1);
+    assert_eq!(store.schedules(None).await.unwrap().len(), 2);
+    assert!(store.delete_schedule("p", "nightly").await.unwrap());
+    assert!(!store.delete_schedule("p", "nightly").await.unwrap());
+    assert!(store.schedule("p", "nightly").await.unwrap().is_none());
+}
+
+pub(crate) async fn labels_change_as_an_execution_runs(store: &dyn Store) {
+    store.create(new_execution("lab")).await.unwrap();
+    store
+        .update_labels(
+            "lab",
+            [("stage".to_string(), "two".to_string())].into(),
+            vec!["team".into()],
+        )
+        .await
+        .unwrap();
+    let labels = store.execution("lab").await.unwrap().unwrap().labels;
+    assert_eq!(labels, [("stage".to_string(), "two".to_string())].into());
+}
+
+pub(crate) async fn forgotten_steps_leave_the_rest(store: &dyn Store) {
+    store.create(new_execution("cp")).await.unwrap();
+    let done = |key: &str| Step {
+        key: key.into(),
+        state: StepState::Completed {
+            output: json!(1),
+            context: None,
+        },
+    };
+    let ticket = store.commit(Batch {
+        execution: "cp".into(),
+        steps: vec![
+            done("/do/0/a"),
+            done("/do/1/b"),
+            done("/checkpoint"),
+            done("/dox"),
+        ],
+        ..Default::default()
+    });
+    store.durable(ticket).await.unwrap();
+    assert_eq!(store.forget_steps("cp", "/do/").await.unwrap(), 2);
+    let keys: Vec<String> = store
+        .journal("cp")
+        .await
+        .unwrap()
+        .steps
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&"/checkpoint".to_string()) && keys.contains(&"/dox".to_string()));
+}
