@@ -185,6 +185,7 @@ pub(crate) fn definition_options(service: &Service) -> dsl::Options {
     dsl::Options {
         max_bytes: limits.max_definition_bytes,
         cloud_workflows: limits.cloud_workflows,
+        zigflow: limits.zigflow,
         ..Default::default()
     }
 }

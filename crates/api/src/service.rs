@@ -43,6 +43,9 @@ pub struct Options {
     /// Google's limits, for Cloud Workflows documents (give the engine's front-end the
     /// same, so that a resumed execution is read as it was started).
     pub cloud_workflows: dsl::CloudWorkflowsLimits,
+    /// Read every Serverless Workflow document in Zigflow's dialect (`--dialect
+    /// zigflow`; give the engine's front-end the same).
+    pub zigflow: bool,
     /// The largest workflow input, in bytes of JSON.
     pub max_input_bytes: usize,
     /// The most event-stream clients at once.
@@ -125,6 +128,7 @@ impl Default for Options {
             max_body_bytes: 8 << 20,
             max_definition_bytes: 1 << 20,
             cloud_workflows: dsl::CloudWorkflowsLimits::default(),
+            zigflow: false,
             max_input_bytes: 4 << 20,
             max_subscribers: 10_000,
             tokens: Vec::new(),

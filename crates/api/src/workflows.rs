@@ -90,12 +90,7 @@ pub(crate) async fn deploy_text(
             "--max-definition-bytes",
         ));
     }
-    let options = dsl::Options {
-        max_bytes: limits.max_definition_bytes,
-        cloud_workflows: limits.cloud_workflows,
-        ..Default::default()
-    };
-    let parsed = gcw::parse_any(definition, &options);
+    let parsed = gcw::parse_any(definition, &crate::definition_options(service));
     let Some(program) = &parsed.workflow else {
         return Err(invalid_workflow(definition, &parsed.diagnostics));
     };

@@ -30,6 +30,9 @@ pub struct Options {
     pub max_bytes: usize,
     /// Google's limits, for Cloud Workflows documents.
     pub cloud_workflows: CloudWorkflowsLimits,
+    /// Read every Serverless Workflow document in Zigflow's dialect, also one that names
+    /// itself with `namespace` and `name` as older Zigflow files do (`--dialect zigflow`).
+    pub zigflow: bool,
 }
 
 impl Default for Options {
@@ -38,6 +41,7 @@ impl Default for Options {
             strict: false,
             max_bytes: DEFAULT_MAX_BYTES,
             cloud_workflows: CloudWorkflowsLimits::default(),
+            zigflow: false,
         }
     }
 }
@@ -173,6 +177,7 @@ pub fn tree(source: &str, options: &Options) -> Result<yaml::Node, Diagnostic> {
 /// Validates the tree of a Serverless Workflow document (from [`tree`]) and lowers it.
 pub fn lower(source: &str, root: &yaml::Node, options: &Options) -> Parsed {
     let mut cx = decode::Cx::new(source);
+    cx.zigflow = options.zigflow;
     let workflow = decode::workflow(&mut cx, &decode::At::root(root));
     if options.strict {
         for use_ in &cx.extensions {

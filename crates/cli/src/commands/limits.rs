@@ -77,6 +77,20 @@ pub(crate) struct LimitArgs {
     /// bounds them too.
     #[arg(long, value_name = "N", default_value_t = dsl::CloudWorkflowsLimits::DEFAULT_STEPS)]
     cloud_workflows_steps: u64,
+
+    /// How Serverless Workflow documents are read: `auto` (Zigflow's dialect when the
+    /// document names a `taskQueue` or `workflowType`) or `zigflow` (always, also for
+    /// older Zigflow files that use `namespace` and `name`). A resumed execution is read
+    /// again as the process says: give the same to `--resume` and to every server.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) dialect: Dialect,
+}
+
+/// How Serverless Workflow documents are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Dialect {
+    Auto,
+    Zigflow,
 }
 
 impl LimitArgs {
@@ -90,6 +104,7 @@ impl LimitArgs {
                 variables_bytes: self.cloud_workflows_variables_bytes,
                 steps: self.cloud_workflows_steps,
             },
+            zigflow: self.dialect == Dialect::Zigflow,
             ..dsl::Options::default()
         })
     }

@@ -128,8 +128,13 @@ async fn execute(args: Args) -> Result<ExitCode> {
         }
         (None, None) => bail!("give a workflow FILE, or --resume ID"),
     };
+    // A resume must read the document as this run does.
+    let dialect = match args.limits.dialect {
+        super::limits::Dialect::Zigflow => " --dialect zigflow",
+        super::limits::Dialect::Auto => "",
+    };
     eprintln!(
-        "skein: execution {id} (resume with: skein run --resume {id} --data-dir {})",
+        "skein: execution {id} (resume with: skein run --resume {id} --data-dir {}{dialect})",
         args.data_dir.display()
     );
 

@@ -504,6 +504,7 @@ async fn serve(args: Args) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
             max_definition_bytes: args.max_definition_bytes,
             cloud_workflows: frontend.cloud_workflows,
+            zigflow: frontend.zigflow,
             max_input_bytes: args.max_input_bytes,
             max_subscribers: args.max_subscribers,
             tokens,

@@ -38,6 +38,12 @@ pub(crate) struct Args {
     /// Refuse documents larger than this many bytes (suffixes K and M allowed).
     #[arg(long, value_name = "SIZE", default_value = "4M", value_parser = parse_size)]
     max_size: usize,
+
+    /// How Serverless Workflow documents are read: `auto` (Zigflow's dialect when the
+    /// document names a `taskQueue` or `workflowType`) or `zigflow` (always, also for
+    /// older Zigflow files that use `namespace` and `name`).
+    #[arg(long, value_enum, default_value = "auto")]
+    dialect: super::limits::Dialect,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -73,6 +79,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let options = Options {
         strict: args.strict,
         max_bytes: args.max_size,
+        zigflow: args.dialect == super::limits::Dialect::Zigflow,
         ..Options::default()
     };
     let mut checked = Vec::new();

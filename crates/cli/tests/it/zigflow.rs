@@ -504,3 +504,35 @@ async fn continue_as_new_keeps_the_journal_bounded_across_a_kill() {
     assert!(steps < 60, "{steps} steps kept");
     assert!(checkpoint.contains("\"list\":\"/do\""), "{checkpoint}");
 }
+
+/// `--dialect zigflow` reads a document that names itself with `namespace` and `name`,
+/// as older Zigflow files do, in Zigflow's dialect; without it, it is the DSL.
+#[test]
+fn the_dialect_can_be_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.yaml");
+    std::fs::write(
+        &file,
+        "document: {dsl: 1.0.0, namespace: zigflow, name: old, version: 0.0.1}\ndo:\n  - first:\n      set: {step: 1}\n  - second:\n      set:\n        got: ${ $input.x }\n        previous: ${ $output.step }\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let run = |dialect: &[&str]| {
+        let mut args = vec!["run", file.to_str().unwrap(), "--input", r#"{"x": 5}"#];
+        args.extend(["--data-dir", data.to_str().unwrap()]);
+        args.extend(dialect);
+        let out = skein(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+            stderr(&out),
+        )
+    };
+    let (dsl, _) = run(&[]);
+    assert_eq!(dsl, serde_json::json!({"got": null, "previous": null}));
+    let (zigflow, said) = run(&["--dialect", "zigflow"]);
+    assert_eq!(zigflow, serde_json::json!({"got": 5, "previous": 1}));
+    assert!(said.contains("--dialect zigflow)"), "{said}");
+    let out = skein(&["validate", "--dialect", "zigflow", file.to_str().unwrap()]);
+    assert!(stderr(&out).contains("Zigflow: taskQueue `zigflow` is the namespace"));
+}

@@ -43,7 +43,8 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
 
     // Zigflow keeps YAML anchors under top-level keys such as `.anchors`; the aliases
     // are expanded by now, so the holders themselves mean nothing.
-    let zigflow = is_zigflow(at);
+    // Recognised by its `document`, or forced (`--dialect zigflow`).
+    let zigflow = cx.zigflow || is_zigflow(at);
     if zigflow {
         obj.ignore(|k| k.starts_with('.'));
         // Zigflow's `$data`, which every expression of the document may read.

@@ -58,17 +58,9 @@ pub(crate) async fn listen(
     }
 
     let mut state = Progress::new(&listen.to);
-    let mut cursor = 0u64;
-    let wake = run.wake.clone();
+    let mut inbox = Inbox::default();
     loop {
-        let notified = wake.notified();
-        let inbox = run
-            .store
-            .inbox(&run.id, cursor)
-            .await
-            .map_err(|e| Interrupt::Store(e.to_string()))?;
-        for (position, event) in inbox {
-            cursor = position;
+        for (position, event) in inbox.next(run).await? {
             if run.is_consumed(position) {
                 continue;
             }
@@ -96,10 +88,41 @@ pub(crate) async fn listen(
                 return Ok((events, Some(ticket)));
             }
         }
-        tokio::select! {
-            _ = notified => {}
-            _ = run.clock.sleep_until(run.now() + POLL_MS) => {}
-            _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
+    }
+}
+
+/// A listener's reading of its execution's inbox: the events after those it read that
+/// no listener took, in order, waiting for a delivery when there are none.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    cursor: u64,
+}
+
+impl Inbox {
+    pub(crate) async fn next(&mut self, run: &Run) -> Res<Vec<(u64, Value)>> {
+        loop {
+            // Registered before the read, so that no delivery falls between the two.
+            let notified = run.wake.notified();
+            let events = run
+                .store
+                .inbox(&run.id, self.cursor)
+                .await
+                .map_err(|e| Interrupt::Store(e.to_string()))?;
+            if let Some((last, _)) = events.last() {
+                self.cursor = *last;
+            }
+            let fresh: Vec<(u64, Value)> = events
+                .into_iter()
+                .filter(|(position, _)| !run.is_consumed(*position))
+                .collect();
+            if !fresh.is_empty() {
+                return Ok(fresh);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = run.clock.sleep_until(run.now() + POLL_MS) => {}
+                _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
+            }
         }
     }
 }

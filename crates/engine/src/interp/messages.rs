@@ -19,12 +19,8 @@ use serde_json::{Map, Value, json};
 use store::{Step, StepState};
 
 use super::{Ctx, Res, TaskCx};
-use crate::Interrupt;
 use crate::events::Lifecycle;
 use crate::run::{QueryHandler, Run};
-
-/// How often the inbox is read when no in-process delivery wakes the listener.
-const POLL_MS: i64 = 250;
 
 /// Runs a listener of messages: registers its queries; unless it has one, waits until
 /// its handlers have accepted messages as `all` or `any` asks. Its output is what it
@@ -90,17 +86,9 @@ pub(super) async fn handle(
         }
     }
 
-    let mut cursor = 0u64;
-    let wake = run.wake.clone();
+    let mut inbox = super::listen::Inbox::default();
     loop {
-        let notified = wake.notified();
-        let inbox = run
-            .store
-            .inbox(&run.id, cursor)
-            .await
-            .map_err(|e| Interrupt::Store(e.to_string()))?;
-        for (position, event) in inbox {
-            cursor = position;
+        for (position, event) in inbox.next(run).await? {
             if run.is_consumed(position) {
                 continue;
             }
@@ -178,11 +166,6 @@ pub(super) async fn handle(
                     return Ok(Value::Object(added));
                 }
             }
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = run.clock.sleep_until(run.now() + POLL_MS) => {}
-            _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
         }
     }
 }
