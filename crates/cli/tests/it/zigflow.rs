@@ -426,6 +426,20 @@ fn validate_reports_what_it_mapped() {
     let text = stderr(&out);
     let expected = "Zigflow: the document holds several workflows; it runs `parentWorkflow`";
     assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
+    // A workflow definition after other tasks that nothing runs is pointed out.
+    let scratch = tempfile::tempdir().unwrap();
+    let uncalled = scratch.path().join("uncalled.yaml");
+    std::fs::write(
+        &uncalled,
+        std::fs::read_to_string(dir.join("workflow_definitions.yaml"))
+            .unwrap()
+            .replace("type: greeter", "type: nobody"),
+    )
+    .unwrap();
+    let out = skein(&["validate", uncalled.to_str().unwrap()]);
+    let text = stderr(&out);
+    let expected = "uncalled.yaml:27:5: warning: task `greeter` is a `do` after other tasks, which Zigflow takes as the definition of a workflow, and nothing runs it";
+    assert!(text.contains(expected), "expected `{expected}` in:\n{text}");
 }
 
 /// Continue-as-new: a Zigflow loop of fifty rounds whose journal may hold 30 steps

@@ -1,36 +1,101 @@
-//! Zigflow documents with several workflows: when every top-level task of a Zigflow
-//! document is a `do`, each is a workflow of its own, named by its key, and
-//! `run.workflow` (with Zigflow's `type`) names one of them. skein runs the one the
-//! document's `workflowType` names (or the first), and a `run.workflow` of a sibling
-//! runs that sibling's tasks in its place, with the call's `input`.
+//! Zigflow documents with several workflows. A `do` task at the top of a Zigflow
+//! document is also a workflow of its own, named by its key, that `run.workflow` (with
+//! Zigflow's `type`) can name; a `run.workflow` of one runs its tasks in place, with
+//! the call's `input`. When every top-level task is a `do`, the document holds only
+//! workflows: skein runs the one its `workflowType` names (or the first). Otherwise
+//! the document's own list runs, and, as in Zigflow, a `do` that comes after its first
+//! other task is a definition only, run through `run.workflow` (or a `then`).
 
 use std::collections::HashMap;
 
-use program::{Input, NamedTask, Process, Task, TaskKind, TaskList};
+use program::{FlowDirective, Input, NamedTask, Process, Task, TaskKind, TaskList};
 
 use super::Cx;
 use crate::yaml::{Kind, Node};
 
-/// The workflows of a document whose top-level tasks are all `do` tasks (at least
-/// two), by name.
-pub(crate) fn workflows(list: &TaskList) -> Option<HashMap<String, TaskList>> {
-    if list.tasks.len() < 2
-        || !list
+/// The workflows a document's top-level `do` tasks define, by name.
+pub(crate) fn workflows(list: &TaskList) -> HashMap<String, TaskList> {
+    list.tasks
+        .iter()
+        .filter_map(|t| match &t.task.kind {
+            TaskKind::Do(inner) => Some((t.name.clone(), inner.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether every top-level task is a `do` (two or more): a document of workflows only.
+pub(crate) fn only_workflows(list: &TaskList) -> bool {
+    list.tasks.len() >= 2
+        && list
             .tasks
             .iter()
             .all(|t| matches!(t.task.kind, TaskKind::Do(_)))
-    {
-        return None;
+}
+
+/// The document's own list when it has other tasks too: the `do` tasks after the first
+/// other one are left out (unless a `then` goes to one), each with a warning; every
+/// `run.workflow` of a sibling is expanded.
+pub(crate) fn own(
+    cx: &mut Cx,
+    root: &Node,
+    list: TaskList,
+    siblings: &HashMap<String, TaskList>,
+) -> TaskList {
+    let targets: Vec<String> = list
+        .tasks
+        .iter()
+        .flat_map(|t| {
+            let mut out = Vec::new();
+            if let FlowDirective::Goto(name) = &t.task.then {
+                out.push(name.clone());
+            }
+            if let TaskKind::Switch(switch) = &t.task.kind {
+                for case in &switch.cases {
+                    if let FlowDirective::Goto(name) = &case.then {
+                        out.push(name.clone());
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let mut seen_other = false;
+    let mut kept = Vec::new();
+    let mut definitions = Vec::new();
+    for nt in list.tasks {
+        let is_do = matches!(nt.task.kind, TaskKind::Do(_));
+        if is_do && seen_other && !targets.contains(&nt.name) {
+            definitions.push(nt);
+            continue;
+        }
+        seen_other |= !is_do;
+        kept.push(nt);
     }
-    Some(
-        list.tasks
-            .iter()
-            .map(|t| match &t.task.kind {
-                TaskKind::Do(inner) => (t.name.clone(), inner.clone()),
-                _ => unreachable!("checked above"),
-            })
-            .collect(),
-    )
+    let mut walk = Walk {
+        cx,
+        root,
+        siblings,
+        called: Vec::new(),
+    };
+    let mut own = TaskList { tasks: kept };
+    walk.list(&mut own, &mut Vec::new());
+    let called = walk.called;
+    for nt in definitions.iter().filter(|d| !called.contains(&d.name)) {
+        let range = key_range(root, &nt.reference).unwrap_or(0..0);
+        cx.warning(
+            range,
+            &super::Ptr(nt.reference.clone()),
+            format!(
+                "task `{}` is a `do` after other tasks, which Zigflow takes as the definition \
+                 of a workflow, and nothing runs it",
+                nt.name
+            ),
+            "move it before the other tasks to run it in the list, or call it with \
+             `run.workflow: {type: …}`",
+        );
+    }
+    own
 }
 
 /// The program's task list for a document of several workflows: the entry workflow
@@ -50,7 +115,12 @@ pub(crate) fn entry(
         .unwrap_or(&list.tasks[0])
         .clone();
     let mut stack = vec![chosen.name.clone()];
-    let mut walk = Walk { cx, root, siblings };
+    let mut walk = Walk {
+        cx,
+        root,
+        siblings,
+        called: Vec::new(),
+    };
     walk.task(&mut chosen, &mut stack);
     TaskList {
         tasks: vec![chosen],
@@ -61,6 +131,8 @@ struct Walk<'a, 's, 'n> {
     cx: &'a mut Cx<'s>,
     root: &'n Node,
     siblings: &'a HashMap<String, TaskList>,
+    /// The workflows some `run.workflow` ran.
+    called: Vec<String>,
 }
 
 impl Walk<'_, '_, '_> {
@@ -97,6 +169,7 @@ impl Walk<'_, '_, '_> {
                 return;
             }
             let mut body = siblings[&name].clone();
+            self.called.push(name.clone());
             stack.push(name);
             self.list(&mut body, stack);
             stack.pop();

@@ -67,18 +67,20 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         cx.activity = Some(super::activity::document_options(after, written));
     }
     let mut do_ = obj.req(cx, "do", task_list);
-    if zigflow
-        && let (Some(doc), Some(list)) = (&document, &mut do_)
-        && let Some(siblings) = super::siblings::workflows(list)
-    {
-        // Several workflows in one document: it runs the one `workflowType` names.
+    if zigflow && let (Some(doc), Some(list)) = (&document, &mut do_) {
+        let siblings = super::siblings::workflows(list);
         let all = std::mem::take(list);
-        *list = super::siblings::entry(cx, at.node, all, &siblings, &doc.name);
-        cx.extensions.push(ExtensionUse {
-            name: "zigflow.workflows",
-            path: "/do".into(),
-            range: obj.field("do").map(|d| d.anchor()).unwrap_or(0..0),
-        });
+        if super::siblings::only_workflows(&all) {
+            // Several workflows in one document: it runs the one `workflowType` names.
+            *list = super::siblings::entry(cx, at.node, all, &siblings, &doc.name);
+            cx.extensions.push(ExtensionUse {
+                name: "zigflow.workflows",
+                path: "/do".into(),
+                range: obj.field("do").map(|d| d.anchor()).unwrap_or(0..0),
+            });
+        } else {
+            *list = super::siblings::own(cx, at.node, all, &siblings);
+        }
     }
     let output = obj.opt(cx, "output", output);
     let schedule = obj.opt(cx, "schedule", schedule);
