@@ -97,7 +97,20 @@ pub(super) async fn try_catch(cx: TaskCx<'_>, t: &Try, input: &Value, ctx: &mut 
                     Some(data) if t.catch_from_fault => data,
                     _ => input.clone(),
                 };
-                task::run_list(run, list, catch_key, &scope_c, from, ctx).await
+                // Zigflow's catch body sees the error in `$data` (under `catch.as`), on
+                // a copy that does not flow back.
+                let outer_data = ctx.data.clone();
+                if let Some(Value::Object(data)) = &mut ctx.data {
+                    data.insert(catch.as_.clone(), error.clone());
+                }
+                let flow = task::run_list(run, list, catch_key, &scope_c, from, ctx).await;
+                if outer_data.is_some() {
+                    ctx.data = outer_data;
+                    if let Some(data) = &ctx.data {
+                        run.set_data(data);
+                    }
+                }
+                flow
             }
             None => Ok(Flow::Done(input.clone())),
         };
