@@ -272,12 +272,7 @@ async fn a_document_schedule_and_the_api_s_errors() {
 
     // The same over gRPC.
     use api::grpc::pb;
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut runner = pb::runner_client::RunnerClient::new(channel);
+    let mut runner = crate::server::runner(grpc_port).await;
     let created = runner
         .create_schedule(pb::CreateScheduleRequest {
             spec: Some(pb::ScheduleSpec {

@@ -11,6 +11,18 @@ pub(crate) fn free_port() -> u16 {
     testkit::free_port()
 }
 
+/// A client of the gRPC API of a server on loopback port `port`, without TLS.
+pub(crate) async fn runner(
+    port: u16,
+) -> api::grpc::pb::runner_client::RunnerClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    api::grpc::pb::runner_client::RunnerClient::new(channel)
+}
+
 /// `skein ARGS` to run in the background: output discarded, killed when dropped.
 pub(crate) fn background(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));

@@ -238,12 +238,7 @@ async fn signals_queries_and_updates_reach_a_running_workflow() {
     )
     .await;
     assert_eq!(status, 202, "{body}");
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut runner = pb::runner_client::RunnerClient::new(channel);
+    let mut runner = crate::server::runner(grpc_port).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let answer = runner
         .query(pb::QueryRequest {
@@ -330,12 +325,7 @@ async fn signals_queries_and_updates_reach_a_running_workflow() {
     );
 
     // Over gRPC: accepted, as 39.5 is above 38.
-    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut runner = pb::runner_client::RunnerClient::new(channel);
+    let mut runner = crate::server::runner(grpc_port).await;
     let answer = runner
         .update(pb::UpdateRequest {
             execution_id: "z1".into(),
