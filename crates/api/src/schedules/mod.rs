@@ -1,6 +1,6 @@
-//! Schedules: executions started by time. `POST/GET/DELETE /v1/schedules`, pause and
-//! resume; a deployed workflow whose document has a `schedule` gets one of its own;
-//! and the loop that starts what is due.
+//! Schedules: executions started by time and by event. `POST/GET/DELETE
+//! /v1/schedules`, pause and resume, `POST /v1/events`; a deployed workflow whose
+//! document has a `schedule` gets one of its own; and the loop that starts what is due.
 //!
 //! A schedule's spec is what the API took (the workflow, its input and labels, the
 //! trigger, the policies); its state is how far the loop got ([`plan::State`]). One
@@ -707,37 +707,23 @@ pub(crate) async fn post_event(
         }
         let mut state: plan::State =
             serde_json::from_value(stored.state.clone()).unwrap_or_default();
-        let Some(batch) = events.offer(&event, &mut state.pending) else {
-            if stored.state != serde_json::to_value(&state).map_err(ApiError::internal)? {
-                service
-                    .store()
-                    .update_schedule(
-                        &stored.project,
-                        &spec.id,
-                        None,
-                        Some(serde_json::to_value(&state).map_err(ApiError::internal)?),
-                    )
-                    .await?;
-            }
-            continue;
-        };
-        let id = plan::event_execution_id(&spec.id, &event);
-        service
-            .start_slot(&stored.project, &spec, &id, Some(Value::Array(batch)))
-            .await?;
-        state.started += 1;
-        state.last = Some(id.clone());
-        service.options().metrics.schedule_started();
-        service
-            .store()
-            .update_schedule(
-                &stored.project,
-                &spec.id,
-                None,
-                Some(serde_json::to_value(&state).map_err(ApiError::internal)?),
-            )
-            .await?;
-        started.push(id);
+        if let Some(batch) = events.offer(&event, &mut state.pending) {
+            let id = plan::event_execution_id(&spec.id, &event);
+            service
+                .start_slot(&stored.project, &spec, &id, Some(Value::Array(batch)))
+                .await?;
+            state.started += 1;
+            state.last = Some(id.clone());
+            service.options().metrics.schedule_started();
+            started.push(id);
+        }
+        let new_state = serde_json::to_value(&state).map_err(ApiError::internal)?;
+        if new_state != stored.state {
+            service
+                .store()
+                .update_schedule(&stored.project, &spec.id, None, Some(new_state))
+                .await?;
+        }
     }
     Ok(started)
 }
