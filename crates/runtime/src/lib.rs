@@ -321,6 +321,11 @@ impl Effects for Runtime {
         };
         // Names come from an untrusted document: one path segment each, no way out of the catalog.
         let safe = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
+        if version.is_empty() {
+            // Zigflow names a workflow type on a task queue, with no version: the files
+            // of the catalog are its project.
+            return zigflow_workflow(catalog, namespace, name).await;
+        }
         if !(safe(namespace) && safe(name) && safe(version)) {
             return Ok(None);
         }
@@ -397,6 +402,40 @@ impl<E: Effects> Effects for HostMap<E> {
     ) -> std::io::Result<Option<String>> {
         self.inner.load_workflow(namespace, name, version).await
     }
+}
+
+/// The document of Zigflow's project in `catalog` (its YAML and JSON files) whose
+/// `document.workflowType` is `name` on task queue `queue`.
+async fn zigflow_workflow(
+    catalog: &std::path::Path,
+    queue: &str,
+    name: &str,
+) -> std::io::Result<Option<String>> {
+    let mut entries = tokio::fs::read_dir(catalog).await?;
+    let mut files = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        let path = entry.path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        if ["yaml", "yml", "json"].contains(&ext) && entry.file_type().await?.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    for path in files {
+        let text = tokio::fs::read_to_string(&path).await?;
+        let Ok(root) = dsl::tree(&text, &dsl::Options::default()) else {
+            continue;
+        };
+        let document = root.to_json();
+        let document = &document["document"];
+        if document["workflowType"] == name && document["taskQueue"] == queue {
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ pub(crate) async fn every_document_gives_its_result(dir: &Path, base: &str) {
         if let Some(input) = &input {
             args.extend(["--input", input]);
         }
-        let extra = header("args").unwrap_or_default();
+        // `{{dir}}`: the suite's directory, for files beside the documents.
+        let extra = header("args")
+            .unwrap_or_default()
+            .replace("{{dir}}", &dir.to_string_lossy());
         args.extend(extra.split_whitespace());
         let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let out = tokio::task::spawn_blocking(move || {

@@ -126,6 +126,8 @@ pub(crate) struct Cx<'s> {
     pub(crate) activity: Option<activity::ActivityOptions>,
     /// The document's own `metadata.activityOptions`, until the document's are known.
     pub(crate) activity_written: Option<activity::ActivityOptions>,
+    /// A Zigflow document's task queue: where `run.workflow` looks a workflow type up.
+    pub(crate) task_queue: Option<String>,
     /// Zigflow's `searchAttributes`, by the reference of their task (`/`: the document).
     pub(crate) search_attributes: indexmap::IndexMap<String, expr::Template>,
 }
@@ -156,6 +158,7 @@ impl<'s> Cx<'s> {
             activity: None,
             activity_written: None,
             search_attributes: Default::default(),
+            task_queue: None,
         }
     }
 

@@ -803,7 +803,10 @@ fn subflow(cx: &mut Cx, at: &At) -> Option<SubflowRef> {
         let input = obj.opt(cx, "input", mapping_template);
         obj.finish(cx);
         return Some(SubflowRef {
-            namespace: namespace?.unwrap_or_default(),
+            // The same task queue, as Zigflow looks workflow types up.
+            namespace: namespace?
+                .or_else(|| cx.task_queue.clone())
+                .unwrap_or_default(),
             name: name?,
             version: version?.unwrap_or_default(),
             input: input?,

@@ -52,6 +52,9 @@ pub(crate) fn workflow(cx: &mut Cx, at: &At) -> Option<Program> {
         cx.zigflow = true;
     }
     let document = obj.req(cx, "document", document);
+    if zigflow {
+        cx.task_queue = document.as_ref().map(|d| d.namespace.clone());
+    }
     let use_ = obj.opt(cx, "use", use_);
     let input = obj.opt(cx, "input", input);
     let timeout = obj.opt(cx, "timeout", timeout_ref);
