@@ -28,7 +28,19 @@ impl Service {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewed = tokio::time::Instant::now();
         let mut failing = false;
+        // Where the other servers send the queries of the executions this one runs.
+        let mut announced = false;
         loop {
+            if !announced {
+                announced = self
+                    .store()
+                    .set_cursors(vec![(
+                        crate::messages::peer_cursor(&cluster.node),
+                        serde_json::json!({"url": cluster.url}),
+                    )])
+                    .await
+                    .is_ok();
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 request = requests.recv() => {

@@ -215,9 +215,18 @@ impl pb::runner_server::Runner for Runner {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = self.caller(&request, Role::Read)?;
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let r = request.into_inner();
+        let asked = crate::messages::Asked {
+            authorization: authorization.as_deref(),
+            forwarded: false,
+        };
         let result =
-            crate::messages::query(&self.service, &caller, &r.execution_id, &r.name).await?;
+            crate::messages::query(&self.service, &caller, &r.execution_id, &r.name, asked).await?;
         Ok(Response::new(pb::QueryResponse {
             result: Some(to_value(result)),
         }))

@@ -8,7 +8,8 @@
 //! on any replica. An update's answer is read from the `task.message` event that the
 //! engine journals with its handling, so it is handled once and answered the same each
 //! time it is asked. A query is answered by the process that runs the execution, from
-//! the state it holds, without touching the journal.
+//! the state it holds, without touching the journal; another server of the cluster
+//! passes it there (to the URL the holder of the execution's lease announced).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,17 +52,40 @@ pub(crate) async fn signal(
     deliver(service, caller, id, event).await
 }
 
-/// Query `name` of execution `id`, answered by the process that runs it.
+/// The named cursor where a server of a cluster says which URL reaches it.
+pub(crate) fn peer_cursor(node: &str) -> String {
+    format!("peer/{node}")
+}
+
+/// Marks a query one server passed to another, so that it is not passed on again.
+const FORWARDED: &str = "x-skein-forwarded";
+
+/// How a query reached this server: the caller's `Authorization` header (passed on to
+/// the server that runs the execution) and whether another server passed it here.
+#[derive(Default)]
+pub(crate) struct Asked<'a> {
+    pub(crate) authorization: Option<&'a str>,
+    pub(crate) forwarded: bool,
+}
+
+/// Query `name` of execution `id`, answered by the process that runs it: here, or,
+/// with servers sharing a database, the server that holds the execution's lease.
 pub(crate) async fn query(
     service: &Service,
     caller: &Caller,
     id: &str,
     name: &str,
+    asked: Asked<'_>,
 ) -> ApiResult<Value> {
     caller.require(Role::Read)?;
     let execution = owned(service, caller, id).await?;
     match service.engine().query(id, name) {
         Ok(answer) => Ok(answer),
+        Err(engine::QueryError::NotRunningHere)
+            if !execution.status.is_final() && !asked.forwarded && service.cluster().is_some() =>
+        {
+            forward(service, id, name, &asked).await
+        }
         Err(engine::QueryError::NotRunningHere) if execution.status.is_final() => {
             Err(ApiError::ended(format!(
                 "the execution `{id}` has {}; queries are answered while it runs",
@@ -72,9 +96,8 @@ pub(crate) async fn query(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_running_here",
             format!(
-                "the execution `{id}` is not running on this server (it is {} and runs on \
-                 another server, or waits to be taken up); queries are answered by the \
-                 server that runs it",
+                "the execution `{id}` is not running on this server (it is {}, and waits to \
+                 be taken up); queries are answered by the server that runs it",
                 execution.status.as_str()
             ),
         )),
@@ -96,6 +119,81 @@ pub(crate) async fn query(
             ),
         )),
     }
+}
+
+/// Passes a query to the server that holds the execution's lease, at the URL it
+/// announced, and returns its answer (or its refusal, as it gave it).
+async fn forward(service: &Service, id: &str, name: &str, asked: &Asked<'_>) -> ApiResult<Value> {
+    let unavailable =
+        |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_running_here", why);
+    let Some(holder) = service.store().holder(id).await? else {
+        return Err(unavailable(format!(
+            "no server runs the execution `{id}` now (it waits to be taken up); ask again"
+        )));
+    };
+    let url = service
+        .store()
+        .cursor(&peer_cursor(&holder))
+        .await?
+        .and_then(|c| c["url"].as_str().map(str::to_string))
+        .ok_or_else(|| {
+            unavailable(format!(
+                "the server `{holder}` runs the execution `{id}` and has not said where it \
+                 is reached"
+            ))
+        })?;
+    let target = format!(
+        "{}/v1/executions/{}/queries/{}",
+        url.trim_end_matches('/'),
+        encode(id),
+        encode(name)
+    );
+    let mut request = peer_client().get(&target).header(FORWARDED, "1");
+    if let Some(authorization) = asked.authorization {
+        request = request.header("authorization", authorization);
+    }
+    let response = request.send().await.map_err(|e| {
+        unavailable(format!(
+            "the server `{holder}` that runs the execution `{id}` did not answer: {e}"
+        ))
+    })?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| {
+        unavailable(format!(
+            "the server `{holder}` did not finish its answer: {e}"
+        ))
+    })?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        unavailable(format!(
+            "the server `{holder}` answered the query with no JSON: {e}"
+        ))
+    })?;
+    if status.is_success() {
+        return Ok(body["result"].clone());
+    }
+    Err(ApiError::new(
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+        body["error"].as_str().unwrap_or("query_failed"),
+        body["message"]
+            .as_str()
+            .unwrap_or("the query failed")
+            .to_string(),
+    ))
+}
+
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// One HTTP client for the queries passed between servers.
+fn peer_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client")
+    })
 }
 
 /// What became of an update.
@@ -265,8 +363,13 @@ pub(crate) async fn get_query(
     State(service): State<Arc<Service>>,
     caller: Caller,
     Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<wire::QueryAnswer>> {
-    let result = query(&service, &caller, &id, &name).await?;
+    let asked = Asked {
+        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()),
+        forwarded: headers.contains_key(FORWARDED),
+    };
+    let result = query(&service, &caller, &id, &name, asked).await?;
     Ok(Json(wire::QueryAnswer { result }))
 }
 

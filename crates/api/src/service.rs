@@ -73,6 +73,9 @@ pub struct Cluster {
     /// The most executions this server runs at once; beyond that, new ones wait for a
     /// server with room.
     pub capacity: usize,
+    /// The URL the other servers reach this server's REST API at (`--public-url`): where
+    /// they send the queries of the executions it runs.
+    pub url: String,
 }
 
 impl Cluster {

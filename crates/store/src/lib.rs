@@ -589,6 +589,9 @@ pub trait Store: Send + Sync {
     /// take over without waiting for the leases to expire.
     async fn release(&self, owner: &str) -> Result<()>;
 
+    /// Who holds the lease of execution `id` now (unexpired), if anyone: where it runs.
+    async fn holder(&self, id: &str) -> Result<Option<String>>;
+
     /// Takes or keeps the named lease `name` (a job one process does for all, such as
     /// reporting progress) for `owner`, for `lease_ms` from now, unless another owner
     /// holds it unexpired. True if `owner` holds it now.

@@ -1014,6 +1014,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn holder(&self, id: &str) -> Result<Option<String>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT owner FROM executions WHERE id = ?1 AND lease_until > ?2")?
+                .query_row(params![id, now_ms()], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
     async fn hold(&self, name: &str, owner: &str, lease_ms: Millis) -> Result<bool> {
         let (name, owner) = (name.to_string(), owner.to_string());
         self.job(move |tx| {

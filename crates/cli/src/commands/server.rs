@@ -444,7 +444,7 @@ async fn serve(args: Args) -> Result<()> {
         )
     };
     let secret_count = secrets.len();
-    let cluster = cluster(&args)?;
+    let mut cluster = cluster(&args)?;
     let (store, db) = match (&args.database, &cluster) {
         (Some(url), Some(cluster)) => {
             let mut options = store::postgres::Options::new(url);
@@ -471,6 +471,9 @@ async fn serve(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let bound = listener.local_addr()?;
+    if let Some(cluster) = &mut cluster {
+        cluster.url = public_url(&args, bound);
+    }
     let own = vec![bound, args.grpc_listen];
     let egress = (args.egress)
         .egress(!tokens.is_empty(), own, &overrides)
@@ -675,6 +678,8 @@ fn cluster(args: &Args) -> Result<Option<api::Cluster>> {
         lease,
         renew_every,
         capacity: args.max_executions,
+        // Known once the listener is bound.
+        url: String::new(),
     }))
 }
 

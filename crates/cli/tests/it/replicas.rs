@@ -778,3 +778,62 @@ do:
         assert_eq!(done["status"], "completed", "{done}");
     }
 }
+
+/// A query reaches the execution on whichever replica it is asked: the one that does not
+/// run it passes it to the one that does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_is_answered_on_any_replica() {
+    let Some(ground) = ground("a_query_is_answered_on_any_replica").await else {
+        return;
+    };
+    let Ground { client, .. } = &ground;
+    let replicas = up(&ground, &["qa", "qb"], "2", &[]).await;
+    let workflow = "document: {dsl: 1.0.0, taskQueue: q, workflowType: asked, version: 0.0.1}
+do:
+  - state:
+      listen:
+        to:
+          one:
+            with:
+              id: progress
+              type: query
+              data:
+                step: ${ $data.step }
+  - start:
+      set:
+        step: 1
+  - nap:
+      wait:
+        seconds: 30
+";
+    let (status, body) = call(
+        client,
+        format!("{}/v1/executions", replicas[0].base),
+        Some(json!({"workflow": workflow, "id": "asked"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for r in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = call(
+                client,
+                format!("{}/v1/executions/asked/queries/progress", r.base),
+                None,
+            )
+            .await;
+            if status == 200 && body["result"] == json!({"step": 1}) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: {status} {body}", r.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (_, body) = call(
+        client,
+        format!("{}/v1/executions/asked/queries/nope", replicas[1].base),
+        None,
+    )
+    .await;
+    assert_eq!(body["error"], "unknown_query", "{body}");
+}

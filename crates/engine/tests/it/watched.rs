@@ -164,6 +164,9 @@ impl Store for Watched {
     async fn undeploy(&self, project: &str, name: &str) -> Result<bool> {
         self.watch(self.inner.undeploy(project, name)).await
     }
+    async fn holder(&self, id: &str) -> Result<Option<String>> {
+        self.watch(self.inner.holder(id)).await
+    }
     async fn update_labels(&self, id: &str, set: store::Labels, unset: Vec<String>) -> Result<()> {
         self.watch(self.inner.update_labels(id, set, unset)).await
     }

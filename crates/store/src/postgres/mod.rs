@@ -463,6 +463,22 @@ impl Store for PostgresStore {
         workflows::undeploy(self, project, name).await
     }
 
+    async fn holder(&self, id: &str) -> Result<Option<String>> {
+        let sql = format!("SELECT owner FROM executions WHERE id = $1 AND lease_until > {NOW_MS}");
+        let (sql, pool) = (&sql, &self.pool);
+        self.read(move || async move {
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(match row {
+                Some(row) => row.try_get::<Option<String>, _>("owner")?,
+                None => None,
+            })
+        })
+        .await
+    }
+
     async fn update_labels(&self, id: &str, set: Labels, unset: Vec<String>) -> Result<()> {
         let pool = &self.pool;
         let set = serde_json::to_string(&set).map_err(|e| Error::Corrupt(e.to_string()))?;
