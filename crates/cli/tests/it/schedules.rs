@@ -43,18 +43,7 @@ async fn every_second_across_a_killed_server() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let start = || crate::server::serve(port, None, dir.path());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let mut server = start();
@@ -143,16 +132,7 @@ async fn a_document_schedule_and_the_api_s_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (port, grpc_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
-    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let _server = crate::server::serve(port, Some(grpc_port), dir.path());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     healthy(&client, &base).await;

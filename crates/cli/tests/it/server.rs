@@ -11,6 +11,25 @@ pub(crate) fn free_port() -> u16 {
     testkit::free_port()
 }
 
+/// `skein server` on loopback port `port` with its journal in `data`, its gRPC API on
+/// `grpc_port` (or a port of its own choosing); output discarded, killed when dropped.
+pub(crate) fn serve(port: u16, grpc_port: Option<u16>, data: &std::path::Path) -> Child {
+    let grpc = match grpc_port {
+        Some(p) => format!("127.0.0.1:{p}"),
+        None => "127.0.0.1:0".into(),
+    };
+    Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--grpc-listen", &grpc])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// A client of the gRPC API of a server on loopback port `port`, without TLS.
 pub(crate) async fn runner(
     port: u16,

@@ -172,18 +172,7 @@ async fn signals_queries_and_updates_reach_a_running_workflow() {
     let dir = tempfile::tempdir().unwrap();
     let (port, grpc_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
-    let start = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
-    };
+    let start = || crate::server::serve(port, Some(grpc_port), dir.path());
     // reqwest is built without a default TLS provider; skein's runtime installs one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
