@@ -178,9 +178,8 @@ async fn signals_queries_and_updates_reach_a_running_workflow() {
     let client = reqwest::Client::new();
     let mut server = start();
     healthy(&client, &base).await;
-    let doc =
-        std::fs::read_to_string(repo().join("crates/dsl/tests/zigflow/messages/approval.yaml"))
-            .unwrap();
+    let doc = std::fs::read_to_string(repo().join("crates/dsl/tests/zigflow/driven/approval.yaml"))
+        .unwrap();
     let (status, body) = call(
         &client,
         format!("{base}/v1/executions"),
@@ -383,7 +382,7 @@ fn validate_reports_what_it_mapped() {
     let dir = repo().join("crates/dsl/tests/zigflow");
     let out = skein(&[
         "validate",
-        dir.join("messages/approval.yaml").to_str().unwrap(),
+        dir.join("driven/approval.yaml").to_str().unwrap(),
         dir.join("activity_options.yaml").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -429,7 +428,7 @@ fn validate_reports_what_it_mapped() {
 async fn continue_as_new_keeps_the_journal_bounded_across_a_kill() {
     let base = crate::cloud_workflows::stand_in().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = repo().join("crates/dsl/tests/zigflow/messages/continue_as_new.yaml");
+    let file = repo().join("crates/dsl/tests/zigflow/driven/continue_as_new.yaml");
     let data = dir.path().to_str().unwrap();
     let input = serde_json::json!({ "base": base }).to_string();
     let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
