@@ -4,6 +4,7 @@
 mod cloud_workflows;
 pub(crate) mod crash;
 mod ctk;
+mod digest;
 mod egress;
 mod google_auth;
 pub(crate) mod grpc;

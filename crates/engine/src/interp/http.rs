@@ -45,11 +45,12 @@ pub(crate) async fn call(
                 .map(|(k, v)| (k.to_ascii_lowercase(), plain_string(&v))),
         );
     }
-    if let Some(auth) = &call.endpoint.authentication {
-        let value = authorization(run, after, auth, &url, input, vars, at).await?;
-        headers.retain(|(k, _)| k != "authorization");
-        headers.push(("authorization".into(), value));
-    }
+    let digest = match &call.endpoint.authentication {
+        Some(auth) => authorization(run, after, auth, &url, input, vars, at)
+            .await?
+            .apply(&mut headers),
+        None => None,
+    };
     let body = match &call.body {
         None => None,
         Some(template) => Some(match eval(template, input, vars, at)? {
@@ -64,7 +65,16 @@ pub(crate) async fn call(
         }),
     };
     let request = task_request(run, key, &call.method, &url, headers, body, call.redirect);
-    send(run, after, request, call.output, call.redirect, at).await
+    send_as(
+        run,
+        after,
+        request,
+        digest.as_ref(),
+        call.output,
+        call.redirect,
+        at,
+    )
+    .await
 }
 
 /// The request of a task's call. It carries an `Idempotency-Key`, stable across re-runs
@@ -100,12 +110,65 @@ async fn send(
     redirect: bool,
     at: &str,
 ) -> Res<Value> {
+    send_as(run, after, request, None, output, redirect, at).await
+}
+
+/// Like [`send`], with a digest policy's user and password: a 401 that carries a
+/// `Digest` challenge is answered by sending the request again with credentials.
+async fn send_as(
+    run: &Run,
+    after: Ticket,
+    mut request: HttpRequest,
+    digest: Option<&(String, String)>,
+    output: HttpOutput,
+    redirect: bool,
+    at: &str,
+) -> Res<Value> {
     run.barrier(after).await?;
+    let mut response = exchange(run, &request, at).await?;
+    if let Some((user, password)) = digest
+        && response.status == 401
+        && let Some(challenge) = super::digest::Challenge::find(
+            response
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "www-authenticate")
+                .map(|(_, v)| v.as_str()),
+        )
+    {
+        let mut uri = request.url.path().to_string();
+        if let Some(query) = request.url.query() {
+            uri = format!("{uri}?{query}");
+        }
+        let cnonce = uuid::Uuid::new_v4().simple().to_string();
+        let answer = challenge
+            .answer(user, password, &request.method, &uri, &cnonce)
+            .ok_or_else(|| unsupported_auth(at, "digest with this server's algorithm"))?;
+        request.headers.retain(|(k, _)| k != "authorization");
+        request.headers.push(("authorization".into(), answer));
+        response = exchange(run, &request, at).await?;
+    }
+    read_response(run, &request, response, output, redirect, at)
+}
+
+/// One request and its response, or the `communication` error of a failed call.
+async fn exchange(run: &Run, request: &HttpRequest, at: &str) -> Res<HttpResponse> {
     let response = tokio::select! {
         r = run.effects.http(request.clone()) => r,
         _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
     };
-    let response = response.map_err(|e| unreachable_problem(&request, &e, at))?;
+    response.map_err(|e| Interrupt::Fault(unreachable_problem(request, &e, at)))
+}
+
+/// A response as the task's output, or the error its status means.
+fn read_response(
+    run: &Run,
+    request: &HttpRequest,
+    response: HttpResponse,
+    output: HttpOutput,
+    redirect: bool,
+    at: &str,
+) -> Res<Value> {
     // A service that meters its work (the SDK's do) says so in a header, with every
     // reply, failed ones too.
     if let Some(usage) = reported_usage(&response) {
@@ -119,7 +182,7 @@ async fn send(
     let ok = (200..300).contains(&response.status)
         || (redirect && (300..400).contains(&response.status));
     if !ok {
-        return Err(Interrupt::Fault(status_problem(&request, &response, at)));
+        return Err(Interrupt::Fault(status_problem(request, &response, at)));
     }
     Ok(match output {
         HttpOutput::Content => content(&response),
@@ -266,8 +329,29 @@ fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Pr
     }
 }
 
-/// The `Authorization` header of a policy. OAuth2 and OpenID Connect fetch (or reuse)
-/// a token first: an effect, so it waits for the causal history `after` like any call.
+/// What a policy puts on a request: an `Authorization` header, or (digest) the user
+/// and password that answer the server's challenge.
+enum Credentials {
+    Header(String),
+    Digest(String, String),
+}
+
+impl Credentials {
+    /// Adds the header to `headers`, or returns the digest user and password.
+    fn apply(self, headers: &mut Vec<(String, String)>) -> Option<(String, String)> {
+        match self {
+            Credentials::Header(value) => {
+                headers.retain(|(k, _)| k != "authorization");
+                headers.push(("authorization".into(), value));
+                None
+            }
+            Credentials::Digest(user, password) => Some((user, password)),
+        }
+    }
+}
+
+/// The credentials of a policy. OAuth2 and OpenID Connect fetch (or reuse) a token
+/// first: an effect, so it waits for the causal history `after` like any call.
 async fn authorization(
     run: &Run,
     after: Ticket,
@@ -276,11 +360,37 @@ async fn authorization(
     input: &Value,
     vars: &Vars<'_>,
     at: &str,
-) -> Res<String> {
+) -> Res<Credentials> {
     let policy = match auth {
         AuthRef::Inline(policy) => policy.as_ref(),
         AuthRef::Use(name) => &run.wf.use_.authentications[name],
     };
+    match policy {
+        AuthPolicy::Digest(Secretable::Inline(basic)) => Ok(Credentials::Digest(
+            text(&basic.username, input, vars, at)?,
+            text(&basic.password, input, vars, at)?,
+        )),
+        AuthPolicy::Digest(Secretable::Secret(name)) => {
+            let secret = secret(run, name, at)?;
+            let field = |f: &str| secret_field(&secret, name, f, at);
+            Ok(Credentials::Digest(field("username")?, field("password")?))
+        }
+        _ => header(run, after, policy, url, input, vars, at)
+            .await
+            .map(Credentials::Header),
+    }
+}
+
+/// The `Authorization` header of a policy other than digest.
+async fn header(
+    run: &Run,
+    after: Ticket,
+    policy: &AuthPolicy,
+    url: &url::Url,
+    input: &Value,
+    vars: &Vars<'_>,
+    at: &str,
+) -> Res<String> {
     let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
     match policy {
         AuthPolicy::Basic(Secretable::Inline(basic)) => {
@@ -307,7 +417,7 @@ async fn authorization(
             };
             Ok(format!("Bearer {token}"))
         }
-        AuthPolicy::Digest(_) => Err(unsupported_auth(at, "digest")),
+        AuthPolicy::Digest(_) => unreachable!("digest answers a challenge: see `authorization`"),
         AuthPolicy::Google(google) => {
             let token = match google {
                 GoogleAuth::Oidc { audience } => GoogleToken::Id {
@@ -676,12 +786,12 @@ pub(crate) async fn openapi(
     let endpoint = &call.document.endpoint;
     let doc_url = endpoint_url(&endpoint.uri, input, vars, at)?;
     let mut doc_headers = vec![("accept".to_string(), "application/json".to_string())];
-    if let Some(auth) = &endpoint.authentication {
-        doc_headers.push((
-            "authorization".into(),
-            authorization(run, after, auth, &doc_url, input, vars, at).await?,
-        ));
-    }
+    let doc_digest = match &endpoint.authentication {
+        Some(auth) => authorization(run, after, auth, &doc_url, input, vars, at)
+            .await?
+            .apply(&mut doc_headers),
+        None => None,
+    };
     let fetch = HttpRequest {
         method: "GET".into(),
         url: doc_url.clone(),
@@ -691,7 +801,16 @@ pub(crate) async fn openapi(
         timeout: None,
         project: run.project.clone(),
     };
-    let document = match send(run, after, fetch, HttpOutput::Content, true, at).await? {
+    let fetched = send_as(
+        run,
+        after,
+        fetch,
+        doc_digest.as_ref(),
+        HttpOutput::Content,
+        true,
+        at,
+    );
+    let document = match fetched.await? {
         Value::String(text) => serde_json::from_str(&text).map_err(|e| {
             configuration(
                 at,
@@ -772,18 +891,27 @@ pub(crate) async fn openapi(
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
-    if let Some(auth) = &call.authentication {
-        headers.push((
-            "authorization".into(),
-            authorization(run, after, auth, &url, input, vars, at).await?,
-        ));
-    }
+    let digest = match &call.authentication {
+        Some(auth) => authorization(run, after, auth, &url, input, vars, at)
+            .await?
+            .apply(&mut headers),
+        None => None,
+    };
     let body = body.map(|b| {
         default_header(&mut headers, "content-type", "application/json");
         serde_json::to_vec(&b).unwrap_or_default()
     });
     let request = task_request(run, key, method, &url, headers, body, call.redirect);
-    send(run, after, request, call.output, call.redirect, at).await
+    send_as(
+        run,
+        after,
+        request,
+        digest.as_ref(),
+        call.output,
+        call.redirect,
+        at,
+    )
+    .await
 }
 
 fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url::Url> {

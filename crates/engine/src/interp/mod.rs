@@ -17,6 +17,7 @@
 //! - `data`: evaluating expressions and templates, schemas, the errors they raise.
 
 mod data;
+mod digest;
 mod events;
 mod fanout;
 pub(crate) mod http;
