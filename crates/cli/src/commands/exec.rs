@@ -49,11 +49,27 @@ pub(crate) struct Remote {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// Trust this CA certificate (PEM) for an https:// server, beside the system's.
+    #[arg(long, global = true, env = "SKEIN_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 impl Remote {
-    pub(crate) fn client(&self) -> Client {
-        Client::new(&self.server, self.token.clone())
+    pub(crate) fn client(&self) -> Result<Client> {
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = &self.ca {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("cannot read --ca {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("--ca {} is not a PEM certificate", ca.display()))?;
+            http = http.add_root_certificate(cert);
+        }
+        Ok(Client {
+            http: http.build().context("the HTTP client")?,
+            base: self.server.clone(),
+            token: self.token.clone(),
+        })
     }
 }
 
@@ -198,14 +214,6 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(base: &str, token: Option<String>) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: base.to_string(),
-            token,
-        }
-    }
-
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request = self
             .http
@@ -242,7 +250,7 @@ impl Client {
 }
 
 async fn exec(args: Args) -> Result<ExitCode> {
-    let client = args.remote.client();
+    let client = args.remote.client()?;
     let json = args.remote.json;
     match args.command {
         Command::Start {

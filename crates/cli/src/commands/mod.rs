@@ -17,6 +17,7 @@ pub(crate) mod run;
 pub(crate) mod schedules;
 pub(crate) mod server;
 pub(crate) mod test;
+pub(crate) mod tls;
 pub(crate) mod upload;
 pub(crate) mod validate;
 pub(crate) mod worker;

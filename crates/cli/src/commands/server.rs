@@ -98,6 +98,19 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with_all = ["grpc_tls_cert", "grpc_plaintext"])]
     no_grpc: bool,
 
+    /// Serve the REST API over TLS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The REST API's TLS private key (PEM); with --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Require REST clients to present a certificate signed by this CA (PEM); with
+    /// --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
     /// The gRPC API's TLS certificate chain (PEM); with --grpc-tls-key.
     #[arg(long, value_name = "FILE", requires = "grpc_tls_key")]
     grpc_tls_cert: Option<PathBuf>,
@@ -409,6 +422,14 @@ async fn serve(args: Args) -> Result<()> {
             args.grpc_listen
         );
     }
+    let rest_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(super::tls::server_config(
+            cert,
+            key,
+            args.tls_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
     let grpc_tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
         (Some(cert), Some(key)) => Some(api::grpc::Tls {
             cert_pem: std::fs::read(cert)
@@ -605,12 +626,22 @@ async fn serve(args: Args) -> Result<()> {
         });
     }
     eprintln!(
-        "skein server listening on http://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note})",
+        "skein server listening on {}://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note})",
+        if rest_tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         if secret_count == 1 { "" } else { "s" },
     );
-    let http = axum::serve(super::no_delay(listener), api::app(service.clone()))
-        .with_graceful_shutdown(shutdown_signal());
+    let app = api::app(service.clone());
+    let http: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
+        match rest_tls {
+            Some(config) => Box::pin(super::tls::serve(listener, app, config, shutdown_signal())),
+            None => Box::pin(async move {
+                axum::serve(super::no_delay(listener), app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+                    .map_err(anyhow::Error::from)
+            }),
+        };
     tokio::select! {
         served = http => served.context("the server failed")?,
         // A background part that stops on its own is a failure of the server.
@@ -757,5 +788,10 @@ fn public_url(args: &Args, bound: std::net::SocketAddr) -> String {
     if listen.ip().is_unspecified() {
         listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    format!("http://{listen}")
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{listen}")
 }

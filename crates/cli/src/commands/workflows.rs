@@ -62,7 +62,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 async fn workflows(args: Args) -> Result<()> {
-    let client = args.remote.client();
+    let client = args.remote.client()?;
     let json = args.remote.json;
     let show = |value: &Value| {
         if json {

@@ -589,3 +589,86 @@ async fn a_batch_starts_one_execution_per_line_once() {
     let (status, _) = call(&client, format!("{base}/v1/executions/c-1"), None).await;
     assert_eq!(status, 404);
 }
+
+/// `--tls-cert`/`--tls-key` serve the REST API over TLS; `skein exec --ca` trusts its
+/// certificate; plain HTTP to the port and clients that do not trust it get nowhere;
+/// with `--tls-client-ca`, a client without a certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_serves_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, private) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    let start = |extra: &[&str]| {
+        let port = free_port();
+        let mut command = background(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+        command
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&private)
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("data-{port}")))
+            .args(extra);
+        (port, command.spawn().unwrap())
+    };
+    let (port, _server) = start(&[]);
+    let base = format!("https://localhost:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(key.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    healthy(&trusting, &base).await;
+    let workflow = dir.path().join("hello.yaml");
+    std::fs::write(
+        &workflow,
+        "document: {dsl: '1.0.3', namespace: test, name: tls, version: '1.0.0'}\ndo:\n  - a:\n      set: {secure: true}\n",
+    )
+    .unwrap();
+    let ca = cert.to_str().unwrap();
+    let (code, out, err) = exec(
+        &base,
+        &[
+            "--ca",
+            ca,
+            "start",
+            workflow.to_str().unwrap(),
+            "--wait",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["output"],
+        json!({"secure": true})
+    );
+    // Without the CA, the certificate is not trusted.
+    let (code, _, err) = exec(&base, &["list"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the server"), "{err}");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    // Client certificates required: a client with none is refused.
+    let (port, mut strict_server) = start(&["--tls-client-ca", ca]);
+    let strict = format!("https://localhost:{port}");
+    assert!(
+        !answers_within(&trusting, &strict, Duration::from_secs(3)).await,
+        "a client without a certificate was served"
+    );
+    // Refused by the handshake, not absent: the server runs and takes connections.
+    assert!(
+        strict_server.try_wait().unwrap().is_none(),
+        "the server stopped"
+    );
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the server listens");
+}
