@@ -6,6 +6,7 @@ pub(crate) mod crash;
 mod ctk;
 mod digest;
 mod egress;
+mod extensions;
 mod google_auth;
 pub(crate) mod grpc;
 mod replicas;

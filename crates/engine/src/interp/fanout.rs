@@ -90,7 +90,7 @@ pub(super) async fn for_loop(cx: TaskCx<'_>, f: &For, input: &Value, ctx: &mut C
             )
             .await?
             {
-                Flow::Done(v) | Flow::NextIteration(v) => current = v,
+                Flow::Done(v) | Flow::Exit(v) | Flow::NextIteration(v) => current = v,
                 Flow::End(v) => return Ok(Flow::End(v)),
                 Flow::Break(v) => {
                     current = v;

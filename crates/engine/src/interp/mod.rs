@@ -60,6 +60,8 @@ pub(crate) struct Ctx {
     fault_input: Option<Value>,
     /// Zigflow's `$data` (`Program::accumulates_data`), as the tasks so far left it.
     data: Option<Value>,
+    /// Running the `before` or `after` list of an extension: its tasks are not extended.
+    extending: bool,
 }
 
 impl Ctx {
@@ -81,6 +83,7 @@ impl Ctx {
             keep_fault_input: false,
             fault_input: None,
             data: self.data.clone(),
+            extending: self.extending,
         }
     }
 
@@ -100,6 +103,9 @@ impl Ctx {
 /// workflow, or at a `break` or next-iteration directive for the innermost loop.
 enum Flow {
     Done(Value),
+    /// Left by an `exit` directive: the list is done, as with `Done`; an extension's
+    /// `before` list that exits stands for the task it extends.
+    Exit(Value),
     End(Value),
     Break(Value),
     NextIteration(Value),
@@ -108,7 +114,11 @@ enum Flow {
 impl Flow {
     fn value(self) -> Value {
         match self {
-            Flow::Done(v) | Flow::End(v) | Flow::Break(v) | Flow::NextIteration(v) => v,
+            Flow::Done(v)
+            | Flow::Exit(v)
+            | Flow::End(v)
+            | Flow::Break(v)
+            | Flow::NextIteration(v) => v,
         }
     }
 }

@@ -100,7 +100,7 @@ pub(super) fn run_list<'a>(
             input = stepped.output;
             match stepped.then {
                 FlowDirective::Continue => i += 1,
-                FlowDirective::Exit => break,
+                FlowDirective::Exit => return Ok(Flow::Exit(input)),
                 FlowDirective::End => return Ok(Flow::End(input)),
                 FlowDirective::Break => return Ok(Flow::Break(input)),
                 FlowDirective::NextIteration => return Ok(Flow::NextIteration(input)),
@@ -289,7 +289,7 @@ pub(super) fn run_task<'a>(
             task_var: &task_var,
         };
         let result = match run.count_task(&nt.reference) {
-            Ok(()) => task_body(cx, raw_input, ctx).await,
+            Ok(()) => extended(cx, raw_input, ctx).await,
             Err(over) => Err(over),
         };
         // A cancelled task's record is left to the guard, which also covers a drop.
@@ -346,6 +346,92 @@ pub(super) fn run_task<'a>(
         }
     }
     .boxed()
+}
+
+/// A task with the extensions (`use.extensions`) that apply to it, in declaration
+/// order: each one's `before` list on the task's input (one that ends with `exit`
+/// stands for the task: its output is the task's), the task, then each one's `after`
+/// list on the task's output. Their tasks are journaled under the task's key
+/// (`{key}/ext/{i}/before`, `…/after`) and are not extended themselves.
+async fn extended(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepped> {
+    let run = cx.run;
+    if ctx.extending || run.wf.use_.extensions.is_empty() {
+        return task_body(cx, raw_input, ctx).await;
+    }
+    let nt = cx.task;
+    // `$task` for `when`: the task's definition, its name, reference and input.
+    let mut descriptor = match run.wf.definition.pointer(&nt.reference) {
+        Some(Value::Object(definition)) => definition.clone(),
+        _ => serde_json::Map::new(),
+    };
+    descriptor.insert("name".into(), json!(nt.name));
+    descriptor.insert("reference".into(), json!(nt.reference));
+    descriptor.insert("input".into(), raw_input.clone());
+    let descriptor = Value::Object(descriptor);
+    let keyword = nt.task.kind.keyword();
+    let composite = matches!(nt.task.kind, TaskKind::Do(_) | TaskKind::Fork(_));
+    let mut applied = Vec::new();
+    for (i, (_, extension)) in run.wf.use_.extensions.iter().enumerate() {
+        let kind = extension.extend.as_str();
+        if !(kind == "all" || kind == keyword || (kind == "composite" && composite)) {
+            continue;
+        }
+        if let Some(when) = &extension.when {
+            let vars = run.vars(cx.scope, &ctx.value, &raw_input, &descriptor, None);
+            if !when
+                .eval_bool(&raw_input, &vars)
+                .map_err(|e| e.into_problem(cx.at()))?
+            {
+                continue;
+            }
+        }
+        applied.push((i, extension));
+    }
+    if applied.is_empty() {
+        return task_body(cx, raw_input, ctx).await;
+    }
+    ctx.extending = true;
+    let mut exited = None;
+    for (i, extension) in &applied {
+        if let Some(before) = &extension.before {
+            let key = format!("{}/ext/{i}/before", cx.key);
+            let flow = run_list(run, before, key, cx.scope, raw_input.clone(), ctx).await;
+            match flow {
+                Ok(Flow::Exit(output)) => {
+                    exited = Some(output);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    ctx.extending = false;
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let stepped = match exited {
+        Some(output) => Stepped {
+            output,
+            then: nt.task.then.clone(),
+        },
+        None => {
+            ctx.extending = false;
+            let stepped = task_body(cx, raw_input, ctx).await?;
+            ctx.extending = true;
+            stepped
+        }
+    };
+    for (i, extension) in &applied {
+        if let Some(after) = &extension.after {
+            let key = format!("{}/ext/{i}/after", cx.key);
+            if let Err(e) = run_list(run, after, key, cx.scope, stepped.output.clone(), ctx).await {
+                ctx.extending = false;
+                return Err(e);
+            }
+        }
+    }
+    ctx.extending = false;
+    Ok(stepped)
 }
 
 /// The DSL's data flow around one task: `if`, input, the task itself, output, export.
@@ -575,7 +661,7 @@ fn call_name(call: &Call) -> &'static str {
 
 fn flow_result(flow: Flow, then: FlowDirective) -> (Value, FlowDirective) {
     match flow {
-        Flow::Done(v) => (v, then),
+        Flow::Done(v) | Flow::Exit(v) => (v, then),
         Flow::End(v) => (v, FlowDirective::End),
         Flow::Break(v) => (v, FlowDirective::Break),
         Flow::NextIteration(v) => (v, FlowDirective::NextIteration),

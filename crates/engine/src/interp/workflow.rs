@@ -204,13 +204,6 @@ pub(super) async fn execute(run: Arc<Run>) -> Result<Outcome, String> {
 /// with the `started` events), timeout, output.
 async fn workflow(run: &Arc<Run>) -> Res<Value> {
     let wf = run.wf.clone();
-    if let Some((name, _)) = wf.use_.extensions.first() {
-        // Running without them would quietly change what the workflow does.
-        return Err(data::not_supported(
-            &format!("/use/extensions/0/{name}"),
-            "`use.extensions`",
-        ));
-    }
     let empty = Value::Null;
     let (input, causal) = match run.replayed(INPUT_KEY) {
         Some(StepState::Completed { output, .. }) => (output.clone(), Ticket(0)),
@@ -286,6 +279,7 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
         causal,
         keep_fault_input: false,
         fault_input: None,
+        extending: false,
         data: wf.accumulates_data.then(|| {
             serde_json::json!({"workflow": {
                 "workflow_execution_id": run.id,

@@ -515,25 +515,64 @@ async fn an_input_against_its_schema_faults_as_a_validation_error() {
     .await;
 }
 
+/// An extension's `before` and `after` lists run around each task it extends, as tasks
+/// of their own under the task's key, and are not extended themselves; one whose
+/// `before` exits stands for the task.
 #[tokio::test]
-async fn extensions_are_refused_rather_than_silently_skipped() {
+async fn extensions_run_their_lists_around_the_tasks_they_extend() {
     Case::new(
         "use:
   extensions:
+    - skipMarked:
+        extend: set
+        when: $task.set.skip == true
+        before:
+          - standIn: { set: { stoodIn: true }, then: exit }
     - logging:
         extend: all
         before:
           - log: { set: { logged: true } }
+        after:
+          - logAfter: { set: { after: true } }
 do:
   - a: { set: { x: 1 } }
+  - b: { set: { skip: true } }
 ",
     )
     .check(expect![[r#"
         calls:
         events:
-          +0ms workflow.faulted error="runtime"
+          +0ms workflow.started
+          +0ms workflow.validating
+          +0ms workflow.validated
+          +0ms task.created /do/0/a
+          +0ms task.started /do/0/a
+          +0ms task.created /use/extensions/1/logging/before/0/log
+          +0ms task.started /use/extensions/1/logging/before/0/log
+          +0ms task.completed /use/extensions/1/logging/before/0/log output={"logged":true}
+          +0ms task.created /use/extensions/1/logging/after/0/logAfter
+          +0ms task.started /use/extensions/1/logging/after/0/logAfter
+          +0ms task.completed /use/extensions/1/logging/after/0/logAfter output={"after":true}
+          +0ms task.completed /do/0/a output={"x":1}
+          +0ms task.created /do/1/b
+          +0ms task.started /do/1/b
+          +0ms task.created /use/extensions/0/skipMarked/before/0/standIn
+          +0ms task.started /use/extensions/0/skipMarked/before/0/standIn
+          +0ms task.completed /use/extensions/0/skipMarked/before/0/standIn output={"stoodIn":true}
+          +0ms task.created /use/extensions/1/logging/after/0/logAfter
+          +0ms task.started /use/extensions/1/logging/after/0/logAfter
+          +0ms task.completed /use/extensions/1/logging/after/0/logAfter output={"after":true}
+          +0ms task.completed /do/1/b output={"stoodIn":true}
+          +0ms workflow.completed output={"stoodIn":true}
         journal:
-        outcome: faulted runtime 501 at /use/extensions/0/logging (skein does not run `use.extensions` yet)
+          /do/0/a completed {"x":1}
+          /do/0/a/ext/1/after/0/logAfter completed {"after":true}
+          /do/0/a/ext/1/before/0/log completed {"logged":true}
+          /do/1/b completed {"stoodIn":true}
+          /do/1/b/ext/0/before/0/standIn completed {"stoodIn":true}
+          /do/1/b/ext/1/after/0/logAfter completed {"after":true}
+          /input completed {}
+        outcome: completed {"stoodIn":true}
     "#]])
     .await;
 }
