@@ -83,10 +83,6 @@ fn revision_id(revision: u64) -> String {
     format!("{revision:06}")
 }
 
-fn time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
-}
-
 /// A revision of a workflow as Google's API shows it, for both forms.
 pub(crate) struct WorkflowView {
     pub(crate) name: String,
@@ -114,9 +110,9 @@ impl WorkflowView {
             "name": self.name,
             "state": "ACTIVE",
             "revisionId": self.revision_id,
-            "createTime": time(self.created),
-            "updateTime": time(self.revised),
-            "revisionCreateTime": time(self.revised),
+            "createTime": wire::rfc3339(self.created),
+            "updateTime": wire::rfc3339(self.revised),
+            "revisionCreateTime": wire::rfc3339(self.revised),
             "sourceContents": self.source,
         })
     }
@@ -590,7 +586,7 @@ impl ExecutionView {
         let mut out = json!({
             "name": self.name,
             "state": state,
-            "startTime": time(self.started),
+            "startTime": wire::rfc3339(self.started),
             "workflowRevisionId": self.revision,
         });
         if !self.basic {
@@ -599,7 +595,7 @@ impl ExecutionView {
             out["labels"] = json!(self.labels);
         }
         if let Some(ended) = self.ended {
-            out["endTime"] = json!(time(ended));
+            out["endTime"] = json!(wire::rfc3339(ended));
             out["duration"] = json!(format!("{:.3}s", (ended - self.started) as f64 / 1000.0));
         }
         if let Some(result) = &self.result {

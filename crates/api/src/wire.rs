@@ -218,6 +218,7 @@ impl From<store::Execution> for Execution {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+/// Milliseconds since the epoch as an RFC 3339 time (the number, if out of range).
+pub(crate) fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }

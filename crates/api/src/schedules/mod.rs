@@ -217,17 +217,11 @@ fn view(stored: store::StoredSchedule, now: plan::Millis) -> ApiResult<View> {
         started: state.started,
         skipped: state.skipped,
         last_execution: state.last.clone(),
-        upcoming: upcoming.into_iter().map(time).collect(),
+        upcoming: upcoming.into_iter().map(wire::rfc3339).collect(),
         last_error: stored.state["lastError"].as_str().map(str::to_string),
-        created_at: time(stored.created_at),
+        created_at: wire::rfc3339(stored.created_at),
         spec,
     })
-}
-
-fn time(ms: plan::Millis) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 fn now_ms() -> plan::Millis {
@@ -472,34 +466,36 @@ impl Service {
     /// Starts what the schedules say, until `stop`. With servers sharing a database
     /// only the holder of the scheduler's lease does; another takes over when it lapses.
     pub async fn run_schedules(self: Arc<Self>, owner: String, stop: CancellationToken) {
-        let lease_ms = self
-            .cluster()
-            .map(|c| c.lease.as_millis() as i64)
-            .unwrap_or(0);
+        let cluster = self.cluster().cloned();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut holding = false;
+        // When the lease was last taken or renewed: renewed as often as the executions'.
+        let mut renewed: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if lease_ms > 0 {
-                let held = match self.store().hold(LEASE, &owner, lease_ms).await {
+            if let Some(cluster) = &cluster
+                && renewed.is_none_or(|at| !holding || at.elapsed() >= cluster.renew_every)
+            {
+                let held = match self.store().hold(LEASE, &owner, cluster.lease_ms()).await {
                     Ok(held) => held,
                     Err(e) => {
                         eprintln!("skein: schedules: cannot renew the scheduler's lease: {e}");
                         false
                     }
                 };
+                renewed = Some(tokio::time::Instant::now());
                 if held != holding {
                     holding = held;
                     let now = if held { "runs" } else { "no longer runs" };
                     eprintln!("skein: schedules: {owner} {now} the schedules");
                 }
-                if !held {
-                    continue;
-                }
+            }
+            if cluster.is_some() && !holding {
+                continue;
             }
             if let Err(e) = self.tick_schedules(now_ms()).await {
                 eprintln!("skein: schedules: {}", e.body.message);
@@ -528,6 +524,18 @@ impl Service {
             }
             let state: plan::State =
                 serde_json::from_value(stored.state.clone()).unwrap_or_default();
+            let due = match &trigger {
+                // A next moment ahead was set from the end of its last run.
+                Trigger::After(_) => state.next_at.is_none_or(|t| t <= now),
+                _ => {
+                    state.buffered.is_some()
+                        || trigger.next_slot(state.cursor).is_some_and(|s| s <= now)
+                }
+            };
+            if !due {
+                // Nothing to decide: no read of the last execution, no write.
+                continue;
+            }
             let last = match &state.last {
                 Some(id) => self.store().execution(id).await?,
                 None => None,

@@ -423,8 +423,8 @@ pub fn decide_after(
     last_ended: Option<Millis>,
     running: bool,
 ) -> Decision {
+    // `after` keeps no cursor: only its last run and its next moment.
     let mut next = state.clone();
-    next.cursor = now.max(state.cursor);
     if running {
         return Decision {
             start: Vec::new(),

@@ -55,23 +55,6 @@ pub(crate) fn background(args: &[&str]) -> Command {
     command
 }
 
-fn start_server(port: u16, data: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-            data,
-        ])
-        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
 pub(crate) async fn healthy(client: &reqwest::Client, base: &str) {
     assert!(
         answers_within(client, base, Duration::from_secs(20)).await,
@@ -156,7 +139,7 @@ do:
       set: '${ { n: (.n * 10) } }'
 ";
 
-    let mut server = start_server(port, data);
+    let mut server = serve(port, None, std::path::Path::new(data));
     healthy(&client, &base).await;
     for n in 0..20 {
         let (status, body) = call(
@@ -169,7 +152,7 @@ do:
     }
     server.kill().await.unwrap();
 
-    let mut server = start_server(port, data);
+    let mut server = serve(port, None, std::path::Path::new(data));
     healthy(&client, &base).await;
     for n in 0..20 {
         let (status, body) =
@@ -210,7 +193,7 @@ do:
         - nap: { wait: { milliseconds: 8 } }
         - tick: { set: '${ { n: $item } }' }
 ";
-    let mut server = start_server(port, data);
+    let mut server = serve(port, None, std::path::Path::new(data));
     healthy(&client, &base).await;
     let (status, body) = call(
         &client,
@@ -246,7 +229,7 @@ do:
     // Killed mid-stream, and started again: the execution resumes, the client reconnects
     // with its last id.
     server.kill().await.unwrap();
-    let _server = start_server(port, data);
+    let _server = serve(port, None, std::path::Path::new(data));
     healthy(&client, &base).await;
     tokio::time::timeout(Duration::from_secs(60), read(&mut sequences, usize::MAX))
         .await
@@ -327,7 +310,7 @@ async fn skein_exec_drives_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = start_server(port, dir.path().to_str().unwrap());
+    let _server = serve(port, None, dir.path());
     healthy(&reqwest::Client::new(), &base).await;
     let hello = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello.yaml");
 
@@ -504,7 +487,7 @@ async fn a_batch_starts_one_execution_per_line_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = start_server(port, dir.path().to_str().unwrap());
+    let _server = serve(port, None, dir.path());
     let client = reqwest::Client::new();
     healthy(&client, &base).await;
     let flow = dir.path().join("double.yaml");

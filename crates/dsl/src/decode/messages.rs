@@ -227,40 +227,16 @@ pub(super) fn timeout(cx: &mut Cx, task: &At, given: Option<TimeoutRef>) -> Opti
     }))
 }
 
-/// A Go duration (`300ms`, `10s`, `1h30m`, `1.5h`): a sequence of numbers, each with a
-/// unit of `ns`, `us`, `µs`, `ms`, `s`, `m` or `h`.
+/// A Go duration (`300ms`, `10s`, `1h30m`, `1.5h`, or `0`), read by jiff, whose
+/// friendly format takes these.
 fn go_duration(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("`{text}` is not a duration such as `10s`, `5m` or `1h30m`");
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    if rest == "0" {
+    let bad =
+        |why: String| format!("`{text}` is not a duration such as `10s`, `5m` or `1h30m`: {why}");
+    if text.trim() == "0" {
         return Ok(std::time::Duration::ZERO);
     }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += number * seconds;
-        rest = &rest[unit_len..];
-    }
-    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
+    let parsed: jiff::SignedDuration = text.trim().parse().map_err(|e| bad(format!("{e}")))?;
+    std::time::Duration::try_from(parsed).map_err(|_| bad("it is negative".into()))
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ fn continue_after(document: &Option<Document>) -> Option<u64> {
 }
 
 /// The steps a Zigflow workflow's journal holds before it continues as new, where the
-/// document does not say: about what Temporal's history holds when it suggests it.
+/// document does not say: skein's own bound (Zigflow relies on Temporal's suggestion).
 const CONTINUE_AFTER: u64 = 10_000;
 
 fn evaluate(cx: &mut Cx, at: &At) -> Option<Evaluate> {
