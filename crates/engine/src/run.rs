@@ -320,8 +320,12 @@ impl Run {
             .insert(name.to_string(), handler);
     }
 
-    /// Keeps `$data` as it stands, for queries.
+    /// Keeps `$data` as it stands, for queries: only once a query is registered, so
+    /// that a run nobody can query copies nothing.
     pub(crate) fn set_data(&self, data: &Value) {
+        if self.queries.lock().expect("queries lock").is_empty() {
+            return;
+        }
         data.clone_into(&mut self.data.lock().expect("data lock"));
     }
 

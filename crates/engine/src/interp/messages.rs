@@ -47,6 +47,10 @@ pub(super) async fn handle(
             );
         }
     }
+    if let Some(data) = &ctx.data {
+        // What the queries registered just now answer from, until the next task.
+        run.set_data(data);
+    }
     let mut added = Map::new();
     if !messages.waits() {
         return Ok(Value::Object(added));

@@ -46,10 +46,6 @@ pub(super) fn run_list<'a>(
             }
             input = output["input"].clone();
             ctx.set(output["context"].clone());
-            if ctx.data.is_some() {
-                ctx.data = Some(output["data"].clone());
-                run.set_data(&output["data"]);
-            }
             messages::register_skipped(
                 run,
                 &list.tasks[..i.min(list.tasks.len())],
@@ -57,6 +53,10 @@ pub(super) fn run_list<'a>(
                 ctx,
                 &input,
             );
+            if ctx.data.is_some() {
+                ctx.data = Some(output["data"].clone());
+                run.set_data(&output["data"]);
+            }
         }
         while i < list.tasks.len() {
             if run.cancel.is_cancelled() {
@@ -450,7 +450,11 @@ async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepp
             });
         }
     }
-    if let Some(attributes) = run.wf.search_attributes.get(&nt.reference) {
+    // On the task whose metadata carries them (not on the activity a Zigflow task wraps,
+    // which shares its reference).
+    if task.metadata.contains_key("searchAttributes")
+        && let Some(attributes) = run.wf.search_attributes.get(&nt.reference)
+    {
         let value = cx.eval(attributes, &raw_input, &ctx.value)?;
         super::data::search_attributes(run, &value, at).await?;
     }
