@@ -643,19 +643,30 @@ async fn deliver(
             "the event must be a CloudEvent in structured JSON, with a string `type`",
         ));
     }
-    let execution = owned(&service, &caller, &id).await?;
+    let position = deliver_event(&service, &caller, &id, event).await?;
+    Ok((StatusCode::ACCEPTED, Json(wire::Delivered { position })))
+}
+
+/// Delivers `event` to the inbox of the caller's execution `id`, unless it has ended:
+/// its inbox position.
+pub(crate) async fn deliver_event(
+    service: &Service,
+    caller: &Caller,
+    id: &str,
+    event: Value,
+) -> ApiResult<u64> {
+    let execution = owned(service, caller, id).await?;
     if execution.status.is_final() {
         return Err(ApiError::ended(format!(
             "the execution `{id}` has already {}",
             execution.status.as_str()
         )));
     }
-    let position = service
+    service
         .engine()
-        .deliver(&id, event)
+        .deliver(id, event)
         .await
-        .map_err(delivery_error)?;
-    Ok((StatusCode::ACCEPTED, Json(wire::Delivered { position })))
+        .map_err(delivery_error)
 }
 
 /// Why the engine did not deliver an event: the execution's inbox is full (429), or

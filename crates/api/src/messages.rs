@@ -49,7 +49,7 @@ pub(crate) async fn signal(
         &uuid::Uuid::new_v4().to_string(),
         payload,
     );
-    deliver(service, caller, id, event).await
+    crate::deliver_event(service, caller, id, event).await
 }
 
 /// The named cursor where a server of a cluster says which URL reaches it.
@@ -221,7 +221,8 @@ pub(crate) async fn update(
             "an update's id (Idempotency-Key) must be 1 to 200 characters",
         ));
     }
-    let execution = owned(service, caller, id).await?;
+    // The caller's execution, before its inbox is read.
+    owned(service, caller, id).await?;
     match delivered(service, id, update).await? {
         Some(sent) if sent["subject"] != name => {
             return Err(ApiError::conflict(format!(
@@ -231,11 +232,8 @@ pub(crate) async fn update(
         }
         Some(_) => {}
         None => {
-            if execution.status.is_final() {
-                return Err(ended(id, &execution));
-            }
             let event = message(MessageKind::Update, name, update, payload);
-            deliver(service, caller, id, event).await?;
+            crate::deliver_event(service, caller, id, event).await?;
         }
     }
     answer(service, id, update, wait).await
@@ -304,13 +302,6 @@ async fn answer(service: &Service, id: &str, update: &str, wait: Duration) -> Ap
     }
 }
 
-fn ended(id: &str, execution: &store::Execution) -> ApiError {
-    ApiError::ended(format!(
-        "the execution `{id}` has already {}",
-        execution.status.as_str()
-    ))
-}
-
 fn message(kind: MessageKind, name: &str, id: &str, payload: Value) -> Value {
     json!({
         "specversion": "1.0",
@@ -321,18 +312,6 @@ fn message(kind: MessageKind, name: &str, id: &str, payload: Value) -> Value {
         "datacontenttype": "application/json",
         "data": payload,
     })
-}
-
-async fn deliver(service: &Service, caller: &Caller, id: &str, event: Value) -> ApiResult<u64> {
-    let execution = owned(service, caller, id).await?;
-    if execution.status.is_final() {
-        return Err(ended(id, &execution));
-    }
-    service
-        .engine()
-        .deliver(id, event)
-        .await
-        .map_err(crate::delivery_error)
 }
 
 /// A request body as the message's payload: JSON, or null when empty.
