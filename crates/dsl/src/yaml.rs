@@ -68,6 +68,20 @@ impl Node {
         }
     }
 
+    /// The node at a JSON pointer below this one (`/do/0/greet/call`), if there is one.
+    pub fn at(&self, pointer: &str) -> Option<&Node> {
+        let mut node = self;
+        for part in pointer.split('/').skip(1) {
+            let part = part.replace("~1", "/").replace("~0", "~");
+            node = match &node.kind {
+                Kind::Map(entries) => &entries.iter().find(|(k, _)| k.as_str() == Some(&part))?.1,
+                Kind::Seq(items) => items.get(part.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
     /// The node as plain JSON data.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;

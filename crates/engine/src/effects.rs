@@ -51,6 +51,45 @@ pub enum HttpError {
     Refused(String),
 }
 
+/// A unary gRPC call, fully resolved: the message is JSON, to be encoded by the
+/// service's proto.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcRequest {
+    /// Where the service's proto comes from: a `file:` URL (under the runtime's files
+    /// root), an `http(s):` URL, or `grpc://HOST:PORT` for that server's reflection.
+    pub proto: url::Url,
+    /// The service's name, fully qualified (`greeter.Greeter`) or, when that is
+    /// unambiguous, not.
+    pub service: String,
+    pub method: String,
+    pub host: String,
+    pub port: u16,
+    /// Request metadata (an `authorization` header, the idempotency key).
+    pub metadata: Vec<(String, String)>,
+    pub message: serde_json::Value,
+    /// The call's deadline, sent to the server as `grpc-timeout`.
+    pub timeout: Option<Duration>,
+    /// The project of the execution making the call, whose egress policy applies.
+    pub project: String,
+}
+
+/// Why a gRPC call has no response message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrpcError {
+    /// The server answered with a status other than OK: its code (0 to 16) and message.
+    #[error("gRPC status {code}: {message}")]
+    Status { code: i32, message: String },
+    /// The proto cannot be had or compiled, or has no such service or method, or the
+    /// arguments do not fit the request message: the call never left.
+    #[error("{0}")]
+    Definition(String),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The egress policy refused the destination; the message names the rule.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// A local process to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -109,6 +148,14 @@ pub enum GoogleToken {
 #[async_trait]
 pub trait Effects: Send + Sync {
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
+
+    /// Makes a unary gRPC call and returns the response message as JSON.
+    async fn grpc(&self, request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
+        Err(GrpcError::Definition(format!(
+            "this runtime makes no gRPC calls (to {}:{})",
+            request.host, request.port
+        )))
+    }
 
     /// A token of the server's own Google identity, or why there is none.
     async fn google_token(&self, token: GoogleToken) -> Result<String, String> {

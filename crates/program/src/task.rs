@@ -16,6 +16,31 @@ pub struct TaskList {
 }
 
 impl TaskList {
+    /// Calls `f` on every task of the list and of the lists inside its tasks, depth
+    /// first, in document order.
+    pub fn each<'a>(&'a self, f: &mut impl FnMut(&'a NamedTask)) {
+        for nt in &self.tasks {
+            f(nt);
+            match &nt.task.kind {
+                TaskKind::Do(list) => list.each(f),
+                TaskKind::For(l) => l.do_.each(f),
+                TaskKind::Fork(l) => l.branches.each(f),
+                TaskKind::Try(t) => {
+                    t.try_.each(f);
+                    if let Some(list) = &t.catch.do_ {
+                        list.each(f);
+                    }
+                }
+                TaskKind::Listen(l) => {
+                    if let Some(list) = l.foreach.as_ref().and_then(|e| e.do_.as_ref()) {
+                        list.each(f);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Position of the task called `name` in this list.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.tasks.iter().position(|t| t.name == name)

@@ -7,6 +7,7 @@
 
 pub mod egress;
 pub mod google;
+pub mod grpc;
 mod plain;
 mod workers;
 
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::{
-    Effects, HttpError, HttpRequest, HttpResponse, ProcessControl, ProcessOutput, ProcessSpec,
+    Effects, GrpcError, GrpcRequest, HttpError, HttpRequest, HttpResponse, ProcessControl,
+    ProcessOutput, ProcessSpec,
 };
 use tokio_util::task::AbortOnDropHandle;
 
@@ -42,6 +44,12 @@ pub struct Runtime {
     guarded: Mutex<HashMap<Option<String>, Arc<Guarded>>>,
     /// Tokens of the server's Google identity, made when first asked for.
     google: std::sync::OnceLock<google::GoogleTokens>,
+    /// `call: grpc`: compiled protos and open channels.
+    grpc: grpc::Grpc,
+    /// The directory `file:` resources are read under; `None`: none are.
+    files: Option<std::path::PathBuf>,
+    /// `HOST:PORT`s reached by gRPC over TLS besides port 443.
+    grpc_tls: Vec<String>,
 }
 
 /// The HTTP clients of one egress policy.
@@ -58,6 +66,8 @@ struct Clients {
 struct Guarded {
     policy: Arc<EgressPolicy>,
     clients: Clients,
+    /// The policy's resolver, for connections made outside the HTTP clients (gRPC).
+    resolver: Resolver,
 }
 
 /// How skein introduces itself to the services it calls.
@@ -130,6 +140,9 @@ impl Runtime {
             egress: None,
             guarded: Mutex::default(),
             google: std::sync::OnceLock::new(),
+            grpc: grpc::Grpc::new(None, Vec::new()),
+            files: None,
+            grpc_tls: Vec::new(),
         }
     }
 
@@ -156,12 +169,14 @@ impl Runtime {
             .expect("the client table is never poisoned");
         let entry = guarded.entry(key).or_insert_with(|| {
             let policy = Arc::new(policy.clone());
+            let resolver = Resolver {
+                policy: policy.clone(),
+                fixed: Arc::new(egress.resolve.clone()),
+            };
             Arc::new(Guarded {
-                clients: Clients::guarded(Resolver {
-                    policy: policy.clone(),
-                    fixed: Arc::new(egress.resolve.clone()),
-                }),
+                clients: Clients::guarded(resolver.clone()),
                 policy,
+                resolver,
             })
         });
         Some(entry.clone())
@@ -172,6 +187,21 @@ impl Runtime {
     /// Looks up `run.workflow` targets in `dir`, as `{namespace}/{name}/{version}.yaml` (or `.json`).
     pub fn with_catalog(mut self, dir: std::path::PathBuf) -> Runtime {
         self.catalog = Some(dir);
+        self
+    }
+
+    /// Reads `file:` resources (gRPC protos) under `dir` only; without it, none.
+    pub fn with_files(mut self, dir: std::path::PathBuf) -> Runtime {
+        self.files = Some(dir);
+        self.grpc = grpc::Grpc::new(self.files.clone(), self.grpc_tls.clone());
+        self
+    }
+
+    /// Makes gRPC calls to these `HOST:PORT`s (`*`: to any) over TLS, as it does to
+    /// port 443.
+    pub fn with_grpc_tls(mut self, tls: Vec<String>) -> Runtime {
+        self.grpc_tls = tls;
+        self.grpc = grpc::Grpc::new(self.files.clone(), self.grpc_tls.clone());
         self
     }
 
@@ -296,6 +326,51 @@ impl Effects for Runtime {
             .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
     }
 
+    async fn grpc(&self, request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
+        let guarded = self.guarded(&request.project);
+        if let Some(guarded) = &guarded {
+            guarded
+                .policy
+                .check_host(&request.host, Some(request.port))
+                .map_err(GrpcError::Refused)?;
+        }
+        let resolver = guarded.as_ref().map(|g| {
+            let policy = self
+                .egress
+                .as_ref()
+                .filter(|e| e.projects.contains_key(&request.project))
+                .map(|_| request.project.clone());
+            (&g.resolver, policy)
+        });
+        let project = request.project.clone();
+        let fetch = async |url: url::Url| {
+            let response = self
+                .http(HttpRequest {
+                    method: "GET".into(),
+                    url: url.clone(),
+                    headers: Vec::new(),
+                    body: None,
+                    follow_redirects: true,
+                    timeout: Some(CONNECT_TIMEOUT * 3),
+                    project,
+                })
+                .await
+                .map_err(|e| match e {
+                    HttpError::Refused(rule) => GrpcError::Refused(rule),
+                    e => GrpcError::Definition(format!("cannot fetch the proto at {url}: {e}")),
+                })?;
+            if response.status != 200 {
+                return Err(GrpcError::Definition(format!(
+                    "cannot fetch the proto at {url}: HTTP {}",
+                    response.status
+                )));
+            }
+            String::from_utf8(response.body)
+                .map_err(|_| GrpcError::Definition(format!("the proto at {url} is not UTF-8")))
+        };
+        self.grpc.call(request, resolver, fetch).await
+    }
+
     async fn process(
         &self,
         spec: ProcessSpec,
@@ -384,6 +459,11 @@ impl<E: Effects> Effects for HostMap<E> {
     async fn http(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
         request.url = self.rewrite(request.url);
         self.inner.http(request).await
+    }
+
+    async fn grpc(&self, mut request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
+        request.proto = self.rewrite(request.proto);
+        self.inner.grpc(request).await
     }
 
     async fn process(

@@ -129,6 +129,38 @@ impl WorkflowEnvArgs {
     }
 }
 
+/// What the calls of a workflow may reach besides HTTP URLs, as `skein run` and
+/// `skein server` take it.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ResourceArgs {
+    /// The directory `file:` URLs of a workflow (a gRPC call's proto) are read under;
+    /// relative ones start here, and none may lead out of it.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    files: std::path::PathBuf,
+
+    /// Read no local files at all: a `file:` URL fails the task that names it.
+    #[arg(long, conflicts_with = "files")]
+    no_files: bool,
+
+    /// Make `call: grpc` calls to HOST:PORT over TLS (they use TLS on port 443, and
+    /// plain HTTP/2 elsewhere); `*` for every service. Repeatable. The system's
+    /// certificate authorities are trusted (SSL_CERT_FILE adds one).
+    #[arg(long = "grpc-call-tls", value_name = "HOST:PORT")]
+    grpc_call_tls: Vec<String>,
+}
+
+impl ResourceArgs {
+    pub(crate) fn apply(&self, runtime: runtime::Runtime) -> anyhow::Result<runtime::Runtime> {
+        let runtime = runtime.with_grpc_tls(self.grpc_call_tls.clone());
+        if self.no_files {
+            return Ok(runtime);
+        }
+        let root = std::fs::canonicalize(&self.files)
+            .map_err(|e| anyhow::anyhow!("--files {}: {e}", self.files.display()))?;
+        Ok(runtime.with_files(root))
+    }
+}
+
 fn workflow_env(pair: &str) -> Result<(String, String), String> {
     match pair.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),

@@ -67,6 +67,9 @@ pub(crate) struct Args {
     env: super::WorkflowEnvArgs,
 
     #[command(flatten)]
+    resources: super::ResourceArgs,
+
+    #[command(flatten)]
     limits: super::limits::LimitArgs,
 }
 
@@ -89,9 +92,11 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let progress = Arc::new(crate::progress::Progress::new());
     let placement = super::workers(&args.placement, true).await?;
-    let effects = runtime::Runtime::new()
-        .with_catalog(args.catalog.clone())
-        .with_workers(placement.workers.clone());
+    let effects = args.resources.apply(
+        runtime::Runtime::new()
+            .with_catalog(args.catalog.clone())
+            .with_workers(placement.workers.clone()),
+    )?;
     let frontend = args.limits.frontend()?;
     let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
         .with_observer(progress.clone())

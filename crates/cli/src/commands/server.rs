@@ -259,6 +259,9 @@ pub(crate) struct Args {
     env: super::WorkflowEnvArgs,
 
     #[command(flatten)]
+    resources: super::ResourceArgs,
+
+    #[command(flatten)]
     limits: super::limits::LimitArgs,
 
     #[command(flatten)]
@@ -499,10 +502,12 @@ async fn serve(args: Args) -> Result<()> {
     let egress = (args.egress)
         .egress(!tokens.is_empty(), own, &overrides)
         .with_context(|| "invalid egress policy")?;
-    let effects = runtime::Runtime::new()
-        .with_catalog(args.catalog.clone())
-        .with_workers(placement.workers.clone())
-        .with_egress(egress);
+    let effects = args.resources.apply(
+        runtime::Runtime::new()
+            .with_catalog(args.catalog.clone())
+            .with_workers(placement.workers.clone())
+            .with_egress(egress),
+    )?;
     let metrics = api::Metrics::new();
     store.observe_commits(metrics.commit_observer());
     let limits = args.limits.limits();

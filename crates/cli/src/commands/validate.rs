@@ -231,13 +231,67 @@ fn check(file: String, bytes: &[u8], options: &Options) -> Checked {
         Some(w) if w.accumulates_data => zigflow_mapping(w),
         _ => Vec::new(),
     };
+    let mut diagnostics = parsed.diagnostics;
+    if let Some(w) = &parsed.workflow {
+        diagnostics.extend(grpc_protos(w, &source, options));
+    }
+    let summary = summary.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     Checked {
         file,
         source,
-        diagnostics: parsed.diagnostics,
+        diagnostics,
         summary,
         mapped,
     }
+}
+
+/// The protos of the document's gRPC calls that are local files (a literal `file:`
+/// URL, relative to the current directory as `skein run` reads them), compiled, and the
+/// calls' services and methods looked up in them.
+fn grpc_protos(w: &program::Program, source: &str, options: &Options) -> Vec<Diagnostic> {
+    let root = std::env::current_dir().unwrap_or_default();
+    let tree = dsl::tree(source, options).ok();
+    let mut found = Vec::new();
+    w.do_.each(&mut |nt| {
+        let TaskKind::Call(call) = &nt.task.kind else {
+            return;
+        };
+        let program::Call::Grpc(grpc) = call.as_ref() else {
+            return;
+        };
+        let program::Uri::Template(uri) = &grpc.proto.endpoint.uri else {
+            return;
+        };
+        let text = uri.as_str();
+        if !text.starts_with("file:") || text.contains('{') {
+            return;
+        }
+        let Ok(url) = url::Url::parse(text) else {
+            return;
+        };
+        let checked = runtime::grpc::file_path(&url, &root)
+            .and_then(|path| runtime::grpc::compile_file(&root, &path))
+            .map_err(|e| (e, "/with/proto/endpoint"))
+            .and_then(|pool| {
+                runtime::grpc::find_method(&pool, &grpc.service.name, &grpc.method)
+                    .map_err(|e| (e, "/with/method"))
+            });
+        if let Err((e, place)) = checked {
+            let pointer = format!("{}{place}", nt.reference);
+            let range = tree
+                .as_ref()
+                .and_then(|t| t.at(&pointer))
+                .map_or(0..0, |n| n.range.clone());
+            found.push(Diagnostic {
+                severity: dsl::Severity::Error,
+                message: e.to_string(),
+                range,
+                path: pointer,
+                help: None,
+            });
+        }
+    });
+    found
 }
 
 /// What skein made of a Zigflow document, one line each: the names, the activities and

@@ -14,7 +14,7 @@ use crate::server::{call, free_port, healthy};
 /// The Python with grpcio, grpcio-tools, grpcio-reflection and grpcio-health-checking
 /// (`.ci/run` makes a virtualenv and names it in SKEIN_GRPC_PYTHON); `None`, said
 /// aloud, where there is none, unless SKEIN_REQUIRE_GRPCIO=1 makes that a failure.
-fn grpc_python() -> Option<PathBuf> {
+pub(crate) fn grpc_python() -> Option<PathBuf> {
     let python = std::env::var_os("SKEIN_GRPC_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| "python3".into());

@@ -9,6 +9,7 @@ mod egress;
 mod extensions;
 mod google_auth;
 pub(crate) mod grpc;
+mod grpc_call;
 mod replicas;
 mod run;
 mod schedules;

@@ -331,14 +331,14 @@ fn unreachable_problem(request: &HttpRequest, error: &HttpError, at: &str) -> Pr
 
 /// What a policy puts on a request: an `Authorization` header, or (digest) the user
 /// and password that answer the server's challenge.
-enum Credentials {
+pub(crate) enum Credentials {
     Header(String),
     Digest(String, String),
 }
 
 impl Credentials {
     /// Adds the header to `headers`, or returns the digest user and password.
-    fn apply(self, headers: &mut Vec<(String, String)>) -> Option<(String, String)> {
+    pub(crate) fn apply(self, headers: &mut Vec<(String, String)>) -> Option<(String, String)> {
         match self {
             Credentials::Header(value) => {
                 headers.retain(|(k, _)| k != "authorization");
@@ -352,7 +352,7 @@ impl Credentials {
 
 /// The credentials of a policy. OAuth2 and OpenID Connect fetch (or reuse) a token
 /// first: an effect, so it waits for the causal history `after` like any call.
-async fn authorization(
+pub(crate) async fn authorization(
     run: &Run,
     after: Ticket,
     auth: &AuthRef,
@@ -914,7 +914,7 @@ pub(crate) async fn openapi(
     .await
 }
 
-fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url::Url> {
+pub(crate) fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url::Url> {
     let text = match uri {
         Uri::Template(t) => t.expand(input).map_err(|e| e.into_problem(at))?,
         Uri::Expr(e) => plain_string(&e.eval(input, vars).map_err(|e| e.into_problem(at))?),

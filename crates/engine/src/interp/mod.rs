@@ -14,12 +14,14 @@
 //! - `subflow`: `run.workflow`, child executions;
 //! - `events`: `emit`, and `listen` with its `foreach` (the inbox itself in `listen`);
 //! - `http`: `call: http` and `call: openapi`, with authentication;
+//! - `grpc`: `call: grpc`, and the DSL errors of gRPC status codes;
 //! - `data`: evaluating expressions and templates, schemas, the errors they raise.
 
 mod data;
 mod digest;
 mod events;
 mod fanout;
+mod grpc;
 pub(crate) mod http;
 pub(crate) mod listen;
 pub(crate) mod messages;

@@ -630,6 +630,11 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
             let vars = cx.vars(&ctx.value, input);
             super::http::openapi(run, ctx.causal, openapi, key, at, input, &vars).await
         }
+        Call::Grpc(grpc) => {
+            let vars = cx.vars(&ctx.value, input);
+            let timeout = cx.task.task.timeout.as_ref();
+            super::grpc::call(run, ctx.causal, grpc, timeout, key, at, input, &vars).await
+        }
         Call::Function(function) => {
             let CallTarget::Use(name) = &function.target else {
                 return Err(not_supported(at, "calling cataloged or remote functions"));
@@ -654,7 +659,6 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
 
 fn call_name(call: &Call) -> &'static str {
     match call {
-        Call::Grpc(_) => "`call: grpc`",
         Call::OpenApi(_) => "`call: openapi`",
         Call::AsyncApi(_) => "`call: asyncapi`",
         Call::A2a(_) => "`call: a2a`",
