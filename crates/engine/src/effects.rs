@@ -90,6 +90,66 @@ pub enum GrpcError {
     Refused(String),
 }
 
+/// One request to a Model Context Protocol server, on a session of its own: the
+/// effects connect (or start the server), initialize, send it, and close.
+#[derive(Clone, Debug, PartialEq)]
+pub struct McpRequest {
+    pub server: McpServer,
+    /// The protocol version offered in `initialize`, such as `2025-06-18`.
+    pub protocol_version: String,
+    /// The client's name and version, as `initialize` gives them.
+    pub client: (String, String),
+    /// `tools/list`, `tools/call`, `prompts/list`, `prompts/get`, `resources/list`,
+    /// `resources/read` or `resources/templates/list`.
+    pub method: String,
+    pub params: Option<serde_json::Value>,
+    /// How long the whole exchange may take; past it, the request is cancelled.
+    pub timeout: Option<Duration>,
+    /// The project of the execution making the call, whose egress policy applies.
+    pub project: String,
+}
+
+/// Where an MCP server is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum McpServer {
+    /// Streamable HTTP at this URL, with these headers (authentication among them).
+    Http {
+        url: url::Url,
+        headers: Vec<(String, String)>,
+    },
+    /// A process speaking JSON-RPC on its standard input and output.
+    Stdio {
+        command: String,
+        arguments: Vec<String>,
+        environment: Vec<(String, String)>,
+    },
+}
+
+/// Why an MCP request has no result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum McpError {
+    /// The server answered with a JSON-RPC error.
+    #[error("JSON-RPC error {code}: {message}")]
+    Rpc {
+        code: i32,
+        message: String,
+        data: Option<serde_json::Value>,
+    },
+    #[error("no answer within the time limit")]
+    Timeout,
+    /// The server could not be reached or started, or went away (a stdio server's
+    /// exit, with the end of what it wrote to stderr).
+    #[error("{0}")]
+    Transport(String),
+    /// The request cannot be made as written (an unknown method, parameters of the
+    /// wrong shape).
+    #[error("{0}")]
+    Invalid(String),
+    /// The egress policy refused the destination; the message names the rule.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// A local process to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -154,6 +214,14 @@ pub trait Effects: Send + Sync {
         Err(GrpcError::Definition(format!(
             "this runtime makes no gRPC calls (to {}:{})",
             request.host, request.port
+        )))
+    }
+
+    /// Makes one request to an MCP server and returns its JSON-RPC result.
+    async fn mcp(&self, request: McpRequest) -> Result<serde_json::Value, McpError> {
+        Err(McpError::Invalid(format!(
+            "this runtime makes no MCP calls (`{}`)",
+            request.method
         )))
     }
 

@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use effects::{
     Clock, Effects, Entropy, GoogleToken, GrpcError, GrpcRequest, HttpError, HttpRequest,
-    HttpResponse, ManualClock, OutputSink, ProcessControl, ProcessOutput, ProcessSpec, Seeded,
-    SystemClock, SystemEntropy, Usage,
+    HttpResponse, ManualClock, McpError, McpRequest, McpServer, OutputSink, ProcessControl,
+    ProcessOutput, ProcessSpec, Seeded, SystemClock, SystemEntropy, Usage,
 };
 
 /// Why a step stopped before finishing.

@@ -1,13 +1,15 @@
 //! Performs the engine's effects for real: HTTP requests (reqwest, rustls; plain HTTP
 //! on hyper directly, see `plain`), processes on workers (`workers`: remote ones, or
-//! one embedded in this process; the worker crate is the one place processes are
-//! spawned), and the catalog of workflows for `run.workflow`.
+//! one embedded in this process; the worker crate is the one place `run` tasks'
+//! processes are spawned), gRPC calls (`grpc`), MCP calls (`mcp`, which starts stdio
+//! servers itself), and the catalog of workflows for `run.workflow`.
 //!
 //! **API boundary:** knows HTTP, nothing about workflows.
 
 pub mod egress;
 pub mod google;
 pub mod grpc;
+mod mcp;
 mod plain;
 mod workers;
 
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::{
-    Effects, GrpcError, GrpcRequest, HttpError, HttpRequest, HttpResponse, ProcessControl,
-    ProcessOutput, ProcessSpec,
+    Effects, GrpcError, GrpcRequest, HttpError, HttpRequest, HttpResponse, McpError, McpRequest,
+    ProcessControl, ProcessOutput, ProcessSpec,
 };
 use tokio_util::task::AbortOnDropHandle;
 
@@ -371,6 +373,22 @@ impl Effects for Runtime {
         self.grpc.call(request, resolver, fetch).await
     }
 
+    async fn mcp(&self, request: McpRequest) -> Result<serde_json::Value, McpError> {
+        let guarded = self.guarded(&request.project);
+        let client = match (&guarded, &request.server) {
+            (Some(guarded), engine::McpServer::Http { url, .. }) => {
+                egress::check_url(&guarded.policy, url).map_err(McpError::Refused)?;
+                guarded.clients.following.clone()
+            }
+            (Some(_), engine::McpServer::Stdio { .. }) | (None, _) => self.open.following.clone(),
+        };
+        // On a task of its own, as HTTP requests are; dropping this aborts it (and stops
+        // a stdio server).
+        AbortOnDropHandle::new(tokio::spawn(mcp::call(request, client)))
+            .await
+            .map_err(|e| McpError::Transport(format!("the MCP task failed: {e}")))?
+    }
+
     async fn process(
         &self,
         spec: ProcessSpec,
@@ -464,6 +482,13 @@ impl<E: Effects> Effects for HostMap<E> {
     async fn grpc(&self, mut request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
         request.proto = self.rewrite(request.proto);
         self.inner.grpc(request).await
+    }
+
+    async fn mcp(&self, mut request: McpRequest) -> Result<serde_json::Value, McpError> {
+        if let engine::McpServer::Http { url, .. } = &mut request.server {
+            *url = self.rewrite(url.clone());
+        }
+        self.inner.mcp(request).await
     }
 
     async fn process(

@@ -10,6 +10,7 @@ mod extensions;
 mod google_auth;
 pub(crate) mod grpc;
 mod grpc_call;
+mod mcp;
 mod replicas;
 mod run;
 mod schedules;

@@ -15,6 +15,7 @@
 //! - `events`: `emit`, and `listen` with its `foreach` (the inbox itself in `listen`);
 //! - `http`: `call: http` and `call: openapi`, with authentication;
 //! - `grpc`: `call: grpc`, and the DSL errors of gRPC status codes;
+//! - `mcp`: `call: mcp`;
 //! - `data`: evaluating expressions and templates, schemas, the errors they raise.
 
 mod data;
@@ -24,6 +25,7 @@ mod fanout;
 mod grpc;
 pub(crate) mod http;
 pub(crate) mod listen;
+mod mcp;
 pub(crate) mod messages;
 mod process;
 mod retry;

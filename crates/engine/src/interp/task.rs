@@ -635,6 +635,10 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
             let timeout = cx.task.task.timeout.as_ref();
             super::grpc::call(run, ctx.causal, grpc, timeout, key, at, input, &vars).await
         }
+        Call::Mcp(mcp) => {
+            let vars = cx.vars(&ctx.value, input);
+            super::mcp::call(run, ctx.causal, mcp, at, input, &vars).await
+        }
         Call::Function(function) => {
             let CallTarget::Use(name) = &function.target else {
                 return Err(not_supported(at, "calling cataloged or remote functions"));
@@ -662,7 +666,6 @@ fn call_name(call: &Call) -> &'static str {
         Call::OpenApi(_) => "`call: openapi`",
         Call::AsyncApi(_) => "`call: asyncapi`",
         Call::A2a(_) => "`call: a2a`",
-        Call::Mcp(_) => "`call: mcp`",
         _ => "this call",
     }
 }
