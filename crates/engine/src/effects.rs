@@ -150,6 +150,32 @@ pub enum McpError {
     Refused(String),
 }
 
+/// Where the events of a streamed response go as they come: each server-sent event's
+/// data.
+pub type EventSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Splits a `text/event-stream` body into its events' data (lines of one event joined
+/// with newlines), for effects that read the whole body before handing it over.
+pub fn sse_data(body: &str) -> Vec<String> {
+    let mut events = Vec::new();
+    let mut data: Option<String> = None;
+    for line in body.lines().chain([""]) {
+        if line.is_empty() {
+            events.extend(data.take());
+        } else if let Some(rest) = line.strip_prefix("data:") {
+            let rest = rest.strip_prefix(' ').unwrap_or(rest);
+            match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(rest);
+                }
+                None => data = Some(rest.to_string()),
+            }
+        }
+    }
+    events
+}
+
 /// A local process to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -208,6 +234,29 @@ pub enum GoogleToken {
 #[async_trait]
 pub trait Effects: Send + Sync {
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
+
+    /// Sends `request` and, when the response is a `text/event-stream`, hands each
+    /// event's data to `sink` as it arrives (the returned body is then empty); any other
+    /// response comes back whole, as from [`Effects::http`]. By default the response is
+    /// read whole first.
+    async fn http_events(
+        &self,
+        request: HttpRequest,
+        sink: EventSink,
+    ) -> Result<HttpResponse, HttpError> {
+        let mut response = self.http(request).await?;
+        let streamed = response
+            .headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
+        if streamed {
+            for data in sse_data(&String::from_utf8_lossy(&response.body)) {
+                sink(&data);
+            }
+            response.body.clear();
+        }
+        Ok(response)
+    }
 
     /// Makes a unary gRPC call and returns the response message as JSON.
     async fn grpc(&self, request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {

@@ -33,10 +33,12 @@ pub enum Lifecycle {
     /// A signal or update that a listener handled (Zigflow's messages): its name, id,
     /// payload, whether it was accepted and, for an update, the answer.
     TaskMessage,
+    /// One result of a streamed call (A2A's `message/stream`), as it came.
+    TaskStream,
 }
 
 impl Lifecycle {
-    pub const ALL: [Lifecycle; 18] = [
+    pub const ALL: [Lifecycle; 19] = [
         Lifecycle::WorkflowStarted,
         Lifecycle::WorkflowValidating,
         Lifecycle::WorkflowValidated,
@@ -55,6 +57,7 @@ impl Lifecycle {
         Lifecycle::TaskOutput,
         Lifecycle::TaskUsage,
         Lifecycle::TaskMessage,
+        Lifecycle::TaskStream,
     ];
 
     /// The CloudEvent type, as stored and sent.
@@ -78,6 +81,7 @@ impl Lifecycle {
             Lifecycle::TaskOutput => "dev.skein.task.output.v1",
             Lifecycle::TaskUsage => "dev.skein.task.usage.v1",
             Lifecycle::TaskMessage => "dev.skein.task.message.v1",
+            Lifecycle::TaskStream => "dev.skein.task.stream.v1",
         }
     }
 

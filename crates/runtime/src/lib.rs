@@ -154,6 +154,28 @@ impl Runtime {
         self
     }
 
+    /// The client for `request` (its egress policy's, following redirects or not) and
+    /// the plain-HTTP client beside it, once the policy allowed its URL.
+    fn clients_for(
+        &self,
+        request: &HttpRequest,
+    ) -> Result<(reqwest::Client, Option<Plain>), HttpError> {
+        let guarded = self.guarded(&request.project);
+        let clients = match &guarded {
+            Some(guarded) => {
+                egress::check_url(&guarded.policy, &request.url).map_err(HttpError::Refused)?;
+                &guarded.clients
+            }
+            None => &self.open,
+        };
+        let client = if request.follow_redirects {
+            &clients.following
+        } else {
+            &clients.direct
+        };
+        Ok((client.clone(), clients.plain.clone()))
+    }
+
     /// The policy and clients for a call of `project`; `None` if nothing restricts it.
     fn guarded(&self, project: &str) -> Option<Arc<Guarded>> {
         let egress = self.egress.as_ref()?;
@@ -292,6 +314,57 @@ async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpRe
     })
 }
 
+/// Like [`perform`], but a `text/event-stream` response is handed to `sink` event by
+/// event as it arrives, and comes back with an empty body.
+async fn perform_events(
+    client: reqwest::Client,
+    request: HttpRequest,
+    sink: engine::EventSink,
+) -> Result<HttpResponse, HttpError> {
+    use eventsource_stream::Eventsource as _;
+    use futures::StreamExt as _;
+
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| HttpError::Other(format!("`{}` is not an HTTP method", request.method)))?;
+    let mut builder = client.request(method, request.url);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await.map_err(|e| http_error(&e))?;
+    let status = response.status().as_u16();
+    let headers = header_pairs(response.headers());
+    let streamed = headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
+    if !streamed || !(200..300).contains(&status) {
+        let body = response.bytes().await.map_err(|e| http_error(&e))?;
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(HttpError::Other(format!(
+                "the response body is larger than {} MiB",
+                MAX_RESPONSE_BYTES >> 20
+            )));
+        }
+        return Ok(HttpResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+        });
+    }
+    let mut events = response.bytes_stream().eventsource();
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| HttpError::Other(format!("the event stream broke: {e}")))?;
+        sink(&event.data);
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    })
+}
+
 #[async_trait]
 impl Effects for Runtime {
     async fn google_token(&self, token: engine::GoogleToken) -> Result<String, String> {
@@ -305,26 +378,25 @@ impl Effects for Runtime {
     /// response share the runtime's threads instead of the one that drives the
     /// execution; dropping the returned future aborts it.
     async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let guarded = self.guarded(&request.project);
-        let clients = match &guarded {
-            Some(guarded) => {
-                egress::check_url(&guarded.policy, &request.url).map_err(HttpError::Refused)?;
-                &guarded.clients
-            }
-            None => &self.open,
-        };
-        let client = if request.follow_redirects {
-            &clients.following
-        } else {
-            &clients.direct
-        };
-        let task = match &clients.plain {
+        let (client, plain) = self.clients_for(&request)?;
+        let task = match plain {
             Some(plain) if Plain::serves(&request) => {
-                AbortOnDropHandle::new(tokio::spawn(plain.clone().perform(request)))
+                AbortOnDropHandle::new(tokio::spawn(plain.perform(request)))
             }
-            _ => AbortOnDropHandle::new(tokio::spawn(perform(client.clone(), request))),
+            _ => AbortOnDropHandle::new(tokio::spawn(perform(client, request))),
         };
         task.await
+            .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
+    }
+
+    async fn http_events(
+        &self,
+        request: HttpRequest,
+        sink: engine::EventSink,
+    ) -> Result<HttpResponse, HttpError> {
+        let (client, _) = self.clients_for(&request)?;
+        AbortOnDropHandle::new(tokio::spawn(perform_events(client, request, sink)))
+            .await
             .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
     }
 
@@ -482,6 +554,15 @@ impl<E: Effects> Effects for HostMap<E> {
     async fn grpc(&self, mut request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
         request.proto = self.rewrite(request.proto);
         self.inner.grpc(request).await
+    }
+
+    async fn http_events(
+        &self,
+        mut request: HttpRequest,
+        sink: engine::EventSink,
+    ) -> Result<HttpResponse, HttpError> {
+        request.url = self.rewrite(request.url);
+        self.inner.http_events(request, sink).await
     }
 
     async fn mcp(&self, mut request: McpRequest) -> Result<serde_json::Value, McpError> {

@@ -1,6 +1,7 @@
 //! The `skein` binary, run as a real process: output format, exit codes and
 //! hostile files, as a user meets them.
 
+mod a2a;
 mod cloud_workflows;
 pub(crate) mod crash;
 mod ctk;

@@ -79,7 +79,7 @@ pub(crate) async fn call(
 
 /// The request of a task's call. It carries an `Idempotency-Key`, stable across re-runs
 /// of the same attempt: the key holds the task path and attempt marks.
-fn task_request(
+pub(crate) fn task_request(
     run: &Run,
     key: &str,
     method: &str,
@@ -152,7 +152,7 @@ async fn send_as(
 }
 
 /// One request and its response, or the `communication` error of a failed call.
-async fn exchange(run: &Run, request: &HttpRequest, at: &str) -> Res<HttpResponse> {
+pub(crate) async fn exchange(run: &Run, request: &HttpRequest, at: &str) -> Res<HttpResponse> {
     let response = tokio::select! {
         r = run.effects.http(request.clone()) => r,
         _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
@@ -783,43 +783,16 @@ pub(crate) async fn openapi(
     input: &Value,
     vars: &Vars<'_>,
 ) -> Res<Value> {
-    let endpoint = &call.document.endpoint;
-    let doc_url = endpoint_url(&endpoint.uri, input, vars, at)?;
-    let mut doc_headers = vec![("accept".to_string(), "application/json".to_string())];
-    let doc_digest = match &endpoint.authentication {
-        Some(auth) => authorization(run, after, auth, &doc_url, input, vars, at)
-            .await?
-            .apply(&mut doc_headers),
-        None => None,
-    };
-    let fetch = HttpRequest {
-        method: "GET".into(),
-        url: doc_url.clone(),
-        headers: doc_headers,
-        body: None,
-        follow_redirects: true,
-        timeout: None,
-        project: run.project.clone(),
-    };
-    let fetched = send_as(
-        run,
-        after,
-        fetch,
-        doc_digest.as_ref(),
-        HttpOutput::Content,
-        true,
-        at,
-    );
-    let document = match fetched.await? {
-        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
-            configuration(
+    let (doc_url, document) = fetch_json(run, after, &call.document.endpoint, input, vars, at)
+        .await
+        .map_err(|e| match e {
+            JsonFetch::Failed(interrupt) => interrupt,
+            JsonFetch::NotJson(url, e) => configuration(
                 at,
                 "Unreadable OpenAPI document",
-                format!("{doc_url} is not a JSON OpenAPI document: {e}"),
-            )
-        })?,
-        other => other,
-    };
+                format!("{url} is not a JSON OpenAPI document: {e}"),
+            ),
+        })?;
     let Some((path, method, operation, path_item)) = find_operation(&document, &call.operation_id)
     else {
         return Err(configuration(
@@ -912,6 +885,60 @@ pub(crate) async fn openapi(
         at,
     )
     .await
+}
+
+/// Why [`fetch_json`] has no document.
+pub(crate) enum JsonFetch {
+    /// The request failed, as any call does.
+    Failed(Interrupt),
+    /// The response is not JSON: where it came from and why.
+    NotJson(url::Url, serde_json::Error),
+}
+
+/// GETs a JSON document (an OpenAPI document, an A2A agent card) from `endpoint`, with
+/// its authentication; returns where it came from and what it says.
+pub(crate) async fn fetch_json(
+    run: &Run,
+    after: Ticket,
+    endpoint: &program::Endpoint,
+    input: &Value,
+    vars: &Vars<'_>,
+    at: &str,
+) -> Result<(url::Url, Value), JsonFetch> {
+    let url = endpoint_url(&endpoint.uri, input, vars, at).map_err(JsonFetch::Failed)?;
+    let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+    let digest = match &endpoint.authentication {
+        Some(auth) => authorization(run, after, auth, &url, input, vars, at)
+            .await
+            .map_err(JsonFetch::Failed)?
+            .apply(&mut headers),
+        None => None,
+    };
+    let fetch = HttpRequest {
+        method: "GET".into(),
+        url: url.clone(),
+        headers,
+        body: None,
+        follow_redirects: true,
+        timeout: None,
+        project: run.project.clone(),
+    };
+    let fetched = send_as(
+        run,
+        after,
+        fetch,
+        digest.as_ref(),
+        HttpOutput::Content,
+        true,
+        at,
+    );
+    match fetched.await.map_err(JsonFetch::Failed)? {
+        Value::String(text) => match serde_json::from_str(&text) {
+            Ok(document) => Ok((url, document)),
+            Err(e) => Err(JsonFetch::NotJson(url, e)),
+        },
+        other => Ok((url, other)),
+    }
 }
 
 pub(crate) fn endpoint_url(uri: &Uri, input: &Value, vars: &Vars<'_>, at: &str) -> Res<url::Url> {

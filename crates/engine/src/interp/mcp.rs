@@ -19,7 +19,6 @@ type Res<T> = Result<T, Interrupt>;
 /// What `initialize` says the client is, unless the task names another.
 const CLIENT: &str = "skein";
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn call(
     run: &Run,
     after: Ticket,

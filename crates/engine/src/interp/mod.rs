@@ -16,8 +16,10 @@
 //! - `http`: `call: http` and `call: openapi`, with authentication;
 //! - `grpc`: `call: grpc`, and the DSL errors of gRPC status codes;
 //! - `mcp`: `call: mcp`;
+//! - `a2a`: `call: a2a`, with streamed results as events;
 //! - `data`: evaluating expressions and templates, schemas, the errors they raise.
 
+mod a2a;
 mod data;
 mod digest;
 mod events;

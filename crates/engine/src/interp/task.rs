@@ -635,6 +635,10 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
             let timeout = cx.task.task.timeout.as_ref();
             super::grpc::call(run, ctx.causal, grpc, timeout, key, at, input, &vars).await
         }
+        Call::A2a(a2a) => {
+            let vars = cx.vars(&ctx.value, input);
+            super::a2a::call(run, ctx.causal, a2a, key, at, input, &vars).await
+        }
         Call::Mcp(mcp) => {
             let vars = cx.vars(&ctx.value, input);
             super::mcp::call(run, ctx.causal, mcp, at, input, &vars).await
@@ -665,7 +669,6 @@ fn call_name(call: &Call) -> &'static str {
     match call {
         Call::OpenApi(_) => "`call: openapi`",
         Call::AsyncApi(_) => "`call: asyncapi`",
-        Call::A2a(_) => "`call: a2a`",
         _ => "this call",
     }
 }
