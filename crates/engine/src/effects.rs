@@ -258,6 +258,29 @@ pub trait Effects: Send + Sync {
         Ok(response)
     }
 
+    /// The text of a definition document (a cataloged function) at `request.url`: an
+    /// `http(s):` URL (with the request's headers), a `file:` URL, or
+    /// `skein-catalog:PATH` in the runtime's own (default) catalog. Implementations may
+    /// keep what they fetched for a while; by default every call fetches.
+    async fn definition(&self, request: HttpRequest) -> Result<String, HttpError> {
+        if !matches!(request.url.scheme(), "http" | "https") {
+            return Err(HttpError::Other(format!(
+                "this runtime reads no definitions from {}",
+                request.url
+            )));
+        }
+        let url = request.url.clone();
+        let response = self.http(request).await?;
+        if !(200..300).contains(&response.status) {
+            return Err(HttpError::Other(format!(
+                "HTTP {} from GET {url}",
+                response.status
+            )));
+        }
+        String::from_utf8(response.body)
+            .map_err(|_| HttpError::Other(format!("{url} is not UTF-8 text")))
+    }
+
     /// Makes a unary gRPC call and returns the response message as JSON.
     async fn grpc(&self, request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
         Err(GrpcError::Definition(format!(

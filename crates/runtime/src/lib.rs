@@ -52,7 +52,19 @@ pub struct Runtime {
     files: Option<std::path::PathBuf>,
     /// `HOST:PORT`s reached by gRPC over TLS besides port 443.
     grpc_tls: Vec<String>,
+    /// Definitions fetched over HTTP (cataloged functions), by URL and credentials,
+    /// with when they were fetched.
+    definitions: Mutex<HashMap<DefinitionKey, (std::time::Instant, String)>>,
 }
+
+/// A fetched definition's URL and the `Authorization` it was fetched with.
+type DefinitionKey = (String, Option<String>);
+
+/// How long a fetched definition is used before it is fetched again.
+const DEFINITION_TTL: Duration = Duration::from_secs(300);
+
+/// The largest definition read.
+const MAX_DEFINITION_BYTES: u64 = 4 << 20;
 
 /// The HTTP clients of one egress policy.
 struct Clients {
@@ -145,6 +157,7 @@ impl Runtime {
             grpc: grpc::Grpc::new(None, Vec::new()),
             files: None,
             grpc_tls: Vec::new(),
+            definitions: Mutex::default(),
         }
     }
 
@@ -400,6 +413,79 @@ impl Effects for Runtime {
             .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
     }
 
+    async fn definition(&self, request: HttpRequest) -> Result<String, HttpError> {
+        let url = request.url.clone();
+        let local = match url.scheme() {
+            "file" => Some(match &self.files {
+                Some(root) => {
+                    grpc::file_path(&url, root).map_err(|e| HttpError::Other(e.to_string()))?
+                }
+                None => {
+                    return Err(HttpError::Other(format!(
+                        "this server reads no local files, so not {url} (see --files)"
+                    )));
+                }
+            }),
+            "skein-catalog" => {
+                let Some(catalog) = &self.catalog else {
+                    return Err(HttpError::Other(
+                        "this server has no default catalog (see --catalog)".into(),
+                    ));
+                };
+                let path = url.path();
+                let safe = path
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'));
+                if !safe {
+                    return Err(HttpError::Other(format!("`{path}` is not a catalog path")));
+                }
+                Some(catalog.join(path))
+            }
+            _ => None,
+        };
+        if let Some(path) = local {
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| HttpError::Other(format!("cannot read {}: {e}", path.display())))?;
+            if meta.len() > MAX_DEFINITION_BYTES {
+                return Err(HttpError::Other(format!(
+                    "{} is larger than {} MiB",
+                    path.display(),
+                    MAX_DEFINITION_BYTES >> 20
+                )));
+            }
+            return tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|e| HttpError::Other(format!("cannot read {}: {e}", path.display())));
+        }
+        let credentials = request
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.clone());
+        let key = (url.to_string(), credentials);
+        if let Some((at, text)) = self.definitions.lock().expect("definitions").get(&key)
+            && at.elapsed() < DEFINITION_TTL
+        {
+            return Ok(text.clone());
+        }
+        let response = self.http(request).await?;
+        if !(200..300).contains(&response.status) {
+            return Err(HttpError::Other(format!(
+                "HTTP {} from GET {url}",
+                response.status
+            )));
+        }
+        let text = String::from_utf8(response.body)
+            .map_err(|_| HttpError::Other(format!("{url} is not UTF-8 text")))?;
+        let mut definitions = self.definitions.lock().expect("definitions");
+        if definitions.len() >= 1024 {
+            definitions.clear();
+        }
+        definitions.insert(key, (std::time::Instant::now(), text.clone()));
+        Ok(text)
+    }
+
     async fn grpc(&self, request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
         let guarded = self.guarded(&request.project);
         if let Some(guarded) = &guarded {
@@ -546,6 +632,10 @@ impl<E> HostMap<E> {
 
 #[async_trait]
 impl<E: Effects> Effects for HostMap<E> {
+    async fn google_token(&self, token: engine::GoogleToken) -> Result<String, String> {
+        self.inner.google_token(token).await
+    }
+
     async fn http(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
         request.url = self.rewrite(request.url);
         self.inner.http(request).await
@@ -553,6 +643,10 @@ impl<E: Effects> Effects for HostMap<E> {
 
     async fn grpc(&self, mut request: GrpcRequest) -> Result<serde_json::Value, GrpcError> {
         request.proto = self.rewrite(request.proto);
+        if let Some((_, target)) = self.map.iter().find(|(host, _)| *host == request.host) {
+            request.host = target.host_str().unwrap_or("127.0.0.1").to_string();
+            request.port = target.port_or_known_default().unwrap_or(request.port);
+        }
         self.inner.grpc(request).await
     }
 
@@ -563,6 +657,11 @@ impl<E: Effects> Effects for HostMap<E> {
     ) -> Result<HttpResponse, HttpError> {
         request.url = self.rewrite(request.url);
         self.inner.http_events(request, sink).await
+    }
+
+    async fn definition(&self, mut request: HttpRequest) -> Result<String, HttpError> {
+        request.url = self.rewrite(request.url);
+        self.inner.definition(request).await
     }
 
     async fn mcp(&self, mut request: McpRequest) -> Result<serde_json::Value, McpError> {

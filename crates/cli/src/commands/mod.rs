@@ -147,18 +147,41 @@ pub(crate) struct ResourceArgs {
     /// certificate authorities are trusted (SSL_CERT_FILE adds one).
     #[arg(long = "grpc-call-tls", value_name = "HOST:PORT")]
     grpc_call_tls: Vec<String>,
+
+    /// Send the calls of workflows for HOST to URL instead (its scheme, host and port;
+    /// path and query kept; a gRPC call's host and port), for running documents that
+    /// name public services against local stand-ins. Repeatable.
+    #[arg(long = "map-host", value_name = "HOST=URL", value_parser = map_host)]
+    map_hosts: Vec<(String, url::Url)>,
 }
 
 impl ResourceArgs {
-    pub(crate) fn apply(&self, runtime: runtime::Runtime) -> anyhow::Result<runtime::Runtime> {
-        let runtime = runtime.with_grpc_tls(self.grpc_call_tls.clone());
-        if self.no_files {
-            return Ok(runtime);
+    /// The effects of `runtime` with these settings.
+    pub(crate) fn effects(
+        &self,
+        runtime: runtime::Runtime,
+    ) -> anyhow::Result<std::sync::Arc<dyn engine::Effects>> {
+        let mut runtime = runtime.with_grpc_tls(self.grpc_call_tls.clone());
+        if !self.no_files {
+            let root = std::fs::canonicalize(&self.files)
+                .map_err(|e| anyhow::anyhow!("--files {}: {e}", self.files.display()))?;
+            runtime = runtime.with_files(root);
         }
-        let root = std::fs::canonicalize(&self.files)
-            .map_err(|e| anyhow::anyhow!("--files {}: {e}", self.files.display()))?;
-        Ok(runtime.with_files(root))
+        Ok(if self.map_hosts.is_empty() {
+            std::sync::Arc::new(runtime)
+        } else {
+            std::sync::Arc::new(runtime::HostMap::new(runtime, self.map_hosts.clone()))
+        })
     }
+}
+
+/// Reads `HOST=URL`, as `--map-host` takes it.
+pub(crate) fn map_host(pair: &str) -> Result<(String, url::Url), String> {
+    let Some((host, target)) = pair.split_once('=') else {
+        return Err(format!("`{pair}` is not HOST=URL"));
+    };
+    let target = url::Url::parse(target).map_err(|e| format!("`{target}` is not a URL: {e}"))?;
+    Ok((host.to_string(), target))
 }
 
 fn workflow_env(pair: &str) -> Result<(String, String), String> {

@@ -92,13 +92,13 @@ async fn execute(args: Args) -> Result<ExitCode> {
     let (store, db) = super::open_journal(&args.data_dir, args.fast)?;
     let progress = Arc::new(crate::progress::Progress::new());
     let placement = super::workers(&args.placement, true).await?;
-    let effects = args.resources.apply(
+    let effects = args.resources.effects(
         runtime::Runtime::new()
             .with_catalog(args.catalog.clone())
             .with_workers(placement.workers.clone()),
     )?;
     let frontend = args.limits.frontend()?;
-    let engine = Engine::new(store.clone(), Arc::new(effects), Arc::new(SystemClock))
+    let engine = Engine::new(store.clone(), effects, Arc::new(SystemClock))
         .with_observer(progress.clone())
         .with_limits(args.limits.limits())
         .with_frontend(Arc::new(engine::Dsl(frontend.clone())))

@@ -502,7 +502,7 @@ async fn serve(args: Args) -> Result<()> {
     let egress = (args.egress)
         .egress(!tokens.is_empty(), own, &overrides)
         .with_context(|| "invalid egress policy")?;
-    let effects = args.resources.apply(
+    let effects = args.resources.effects(
         runtime::Runtime::new()
             .with_catalog(args.catalog.clone())
             .with_workers(placement.workers.clone())
@@ -512,7 +512,7 @@ async fn serve(args: Args) -> Result<()> {
     store.observe_commits(metrics.commit_observer());
     let limits = args.limits.limits();
     let frontend = args.limits.frontend()?;
-    let mut engine = Engine::new(store, Arc::new(effects), Arc::new(SystemClock))
+    let mut engine = Engine::new(store, effects, Arc::new(SystemClock))
         .with_observer(metrics.clone())
         .with_limits(limits.clone())
         .with_frontend(Arc::new(engine::Dsl(frontend.clone())))

@@ -34,8 +34,8 @@ pub(crate) struct Args {
 
     /// Send requests for HOST to URL instead (scheme, host and port), keeping path and query.
     /// Repeatable; lets scenarios that call public services run against local stand-ins.
-    #[arg(long = "map-host", value_name = "HOST=URL")]
-    map_hosts: Vec<String>,
+    #[arg(long = "map-host", value_name = "HOST=URL", value_parser = super::map_host)]
+    map_hosts: Vec<(String, url::Url)>,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -58,15 +58,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
 }
 
 async fn run_all(args: Args) -> Result<(usize, usize)> {
-    let mut map = Vec::new();
-    for pair in &args.map_hosts {
-        let Some((host, target)) = pair.split_once('=') else {
-            bail!("--map-host `{pair}` is not HOST=URL")
-        };
-        let target = url::Url::parse(target)
-            .with_context(|| format!("--map-host: `{target}` is not a URL"))?;
-        map.push((host.to_string(), target));
-    }
+    let map = args.map_hosts.clone();
     let mut files = Vec::new();
     for path in &args.paths {
         collect(path, &mut files).with_context(|| format!("cannot read {}", path.display()))?;

@@ -246,7 +246,12 @@ do:
     }
     agent.release.notify_one();
 
-    let (_, done) = call(&client, format!("{base}/v1/executions/a2a-1?wait=30s"), None).await;
+    let (_, done) = call(
+        &client,
+        format!("{base}/v1/executions/a2a-1?wait=30s"),
+        None,
+    )
+    .await;
     assert_eq!(done["status"], "completed", "{done:#}");
     let out = &done["output"];
     // message/send: the result (a task, its artifacts within) is the output.

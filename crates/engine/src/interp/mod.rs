@@ -17,9 +17,11 @@
 //! - `grpc`: `call: grpc`, and the DSL errors of gRPC status codes;
 //! - `mcp`: `call: mcp`;
 //! - `a2a`: `call: a2a`, with streamed results as events;
+//! - `catalog`: cataloged and remote functions, their definitions journaled;
 //! - `data`: evaluating expressions and templates, schemas, the errors they raise.
 
 mod a2a;
+mod catalog;
 mod data;
 mod digest;
 mod events;

@@ -645,7 +645,7 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
         }
         Call::Function(function) => {
             let CallTarget::Use(name) = &function.target else {
-                return Err(not_supported(at, "calling cataloged or remote functions"));
+                return super::catalog::call(cx, function, input, ctx).await;
             };
             let body = &run.wf.use_.functions[name];
             let args = match &function.with {
