@@ -187,6 +187,38 @@ pub struct ProcessSpec {
     pub arguments: Vec<String>,
     pub environment: Vec<(String, String)>,
     pub stdin: Option<Vec<u8>>,
+    /// Run in a container of this image instead: `arguments`, `environment` and
+    /// `stdin` are the container's, and `program` is not used.
+    pub container: Option<Box<ContainerSpec>>,
+}
+
+/// A container to run (`run.container`), as the effects' container engine takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub image: String,
+    /// The container's name: the task's, or one made from the execution and step key, so
+    /// that a resumed attempt finds the container it started instead of a second one.
+    pub name: String,
+    /// A shell command run with `sh -c` (the arguments after it), instead of the image's.
+    pub command: Option<String>,
+    /// Host port (or `address:port`) to container port.
+    pub ports: Vec<(String, String)>,
+    /// Host path (or volume name) to container path.
+    pub volumes: Vec<(String, String)>,
+    /// `missing`, `always` or `never`.
+    pub pull: String,
+    pub cleanup: Cleanup,
+    /// Labels put on the container, such as the execution it belongs to.
+    pub labels: Vec<(String, String)>,
+}
+
+/// When a container that ended is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    Always,
+    Never,
+    /// So long after it ended.
+    Eventually(Duration),
 }
 
 /// What a process used, as its worker measured it.

@@ -32,9 +32,10 @@ use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use effects::{
-    Clock, Effects, Entropy, EventSink, GoogleToken, GrpcError, GrpcRequest, HttpError,
-    HttpRequest, HttpResponse, ManualClock, McpError, McpRequest, McpServer, OutputSink,
-    ProcessControl, ProcessOutput, ProcessSpec, Seeded, SystemClock, SystemEntropy, Usage,
+    Cleanup, Clock, ContainerSpec, Effects, Entropy, EventSink, GoogleToken, GrpcError,
+    GrpcRequest, HttpError, HttpRequest, HttpResponse, ManualClock, McpError, McpRequest,
+    McpServer, OutputSink, ProcessControl, ProcessOutput, ProcessSpec, Seeded, SystemClock,
+    SystemEntropy, Usage,
 };
 
 /// Why a step stopped before finishing.

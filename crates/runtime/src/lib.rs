@@ -6,6 +6,7 @@
 //!
 //! **API boundary:** knows HTTP, nothing about workflows.
 
+mod container;
 pub mod egress;
 pub mod google;
 pub mod grpc;
@@ -52,6 +53,9 @@ pub struct Runtime {
     files: Option<std::path::PathBuf>,
     /// `HOST:PORT`s reached by gRPC over TLS besides port 443.
     grpc_tls: Vec<String>,
+    /// The container engine's program for `run.container`; `None`: podman or docker,
+    /// whichever the worker's `PATH` has.
+    container_engine: Option<String>,
     /// Definitions fetched over HTTP (cataloged functions), by URL and credentials,
     /// with when they were fetched.
     definitions: Mutex<HashMap<DefinitionKey, (std::time::Instant, String)>>,
@@ -157,6 +161,7 @@ impl Runtime {
             grpc: grpc::Grpc::new(None, Vec::new()),
             files: None,
             grpc_tls: Vec::new(),
+            container_engine: None,
             definitions: Mutex::default(),
         }
     }
@@ -239,6 +244,13 @@ impl Runtime {
     pub fn with_grpc_tls(mut self, tls: Vec<String>) -> Runtime {
         self.grpc_tls = tls;
         self.grpc = grpc::Grpc::new(self.files.clone(), self.grpc_tls.clone());
+        self
+    }
+
+    /// Runs `run.container` tasks with this program (`podman`, `docker`, a path)
+    /// instead of whichever of podman or docker the worker's `PATH` has.
+    pub fn with_container_engine(mut self, program: Option<String>) -> Runtime {
+        self.container_engine = program;
         self
     }
 
@@ -553,7 +565,13 @@ impl Effects for Runtime {
         control: ProcessControl,
     ) -> std::io::Result<ProcessOutput> {
         match &self.workers {
-            Some(workers) => workers.run(&spec, &control).await,
+            Some(workers) => match &spec.container {
+                Some(container) => {
+                    let engine = self.container_engine.as_deref();
+                    container::run(workers, engine, &spec, container, &control).await
+                }
+                None => workers.run(&spec, &control).await,
+            },
             None => Err(std::io::Error::other(format!(
                 "no worker to run `{}` on: this runtime was given none",
                 spec.program

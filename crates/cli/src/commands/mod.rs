@@ -153,6 +153,13 @@ pub(crate) struct ResourceArgs {
     /// name public services against local stand-ins. Repeatable.
     #[arg(long = "map-host", value_name = "HOST=URL", value_parser = map_host)]
     map_hosts: Vec<(String, url::Url)>,
+
+    /// The container engine `run.container` tasks use (`podman`, `docker`, or a path),
+    /// on the worker that runs them; by default whichever of podman and docker is on
+    /// the worker's PATH. Its settings in this process's environment (CONTAINERS_CONF,
+    /// DOCKER_HOST, …) are passed on to it.
+    #[arg(long, value_name = "PROGRAM", env = "SKEIN_CONTAINER_ENGINE")]
+    container_engine: Option<String>,
 }
 
 impl ResourceArgs {
@@ -161,7 +168,9 @@ impl ResourceArgs {
         &self,
         runtime: runtime::Runtime,
     ) -> anyhow::Result<std::sync::Arc<dyn engine::Effects>> {
-        let mut runtime = runtime.with_grpc_tls(self.grpc_call_tls.clone());
+        let mut runtime = runtime
+            .with_grpc_tls(self.grpc_call_tls.clone())
+            .with_container_engine(self.container_engine.clone());
         if !self.no_files {
             let root = std::fs::canonicalize(&self.files)
                 .map_err(|e| anyhow::anyhow!("--files {}: {e}", self.files.display()))?;

@@ -4,6 +4,7 @@
 mod a2a;
 mod catalog;
 mod cloud_workflows;
+pub(crate) mod container;
 pub(crate) mod crash;
 mod ctk;
 mod digest;

@@ -75,9 +75,22 @@ pub(super) async fn run_process(
                 ),
             )
         }
-        Process::Container(_) | Process::Workflow(_) => {
-            unreachable!("containers and workflows are not processes")
+        Process::Container(container) => {
+            let mut spec = process_spec(
+                (String::new(), Vec::new()),
+                (
+                    container.arguments.as_slice(),
+                    container.environment.as_ref(),
+                    container.stdin.as_ref(),
+                ),
+                input,
+                &vars,
+                at,
+            )?;
+            spec.container = Some(Box::new(container_spec(container, input, &vars, at)?));
+            return process(cx, ctx.causal, spec, how, input).await;
         }
+        Process::Workflow(_) => unreachable!("workflows are not processes"),
     };
     let spec = process_spec(command, extra, input, &vars, at)?;
     process(cx, ctx.causal, spec, how, input).await
@@ -97,6 +110,15 @@ async fn process(
     run.barrier(after).await?;
     spec.key = format!("{}:{key}", run.id);
     let spec_key = spec.key.clone();
+    if let Some(container) = &mut spec.container
+        && container.name.is_empty()
+    {
+        container.name = container_name(&spec_key);
+        container.labels.extend([
+            ("dev.skein.execution".to_string(), run.id.clone()),
+            ("dev.skein.step".to_string(), key.to_string()),
+        ]);
+    }
     let cancel = run.cancel.child_token();
     // Output is journaled as it comes, as events that nothing waits for.
     let sink: crate::OutputSink = {
@@ -186,6 +208,64 @@ async fn process(
     })
 }
 
+/// What a `run.container` task asks of the container engine, evaluated; the name is
+/// left empty when the task gives none (`process` makes one from the step key).
+fn container_spec(
+    container: &program::Container,
+    input: &Value,
+    vars: &expr::Vars,
+    at: &str,
+) -> Res<crate::ContainerSpec> {
+    let pairs = |map: Option<&Value>| -> Vec<(String, String)> {
+        map.and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), plain_string(v)))
+            .collect()
+    };
+    let cleanup = match &container.lifetime {
+        None | Some(program::ContainerLifetime::Never) => crate::Cleanup::Never,
+        Some(program::ContainerLifetime::Always) => crate::Cleanup::Always,
+        Some(program::ContainerLifetime::Eventually(after)) => {
+            let ms = super::timers::duration_ms(after, input, vars, at)?;
+            crate::Cleanup::Eventually(std::time::Duration::from_millis(ms.max(0) as u64))
+        }
+    };
+    Ok(crate::ContainerSpec {
+        image: container.image.clone(),
+        name: match &container.name {
+            Some(name) => text(name, input, vars, at)?,
+            None => String::new(),
+        },
+        command: container
+            .command
+            .as_ref()
+            .map(|c| text(c, input, vars, at))
+            .transpose()?,
+        ports: pairs(container.ports.as_ref()),
+        volumes: pairs(container.volumes.as_ref()),
+        pull: match container.pull_policy {
+            program::PullPolicy::IfNotPresent => "missing",
+            program::PullPolicy::Always => "always",
+            program::PullPolicy::Never => "never",
+        }
+        .to_string(),
+        cleanup,
+        labels: Vec::new(),
+    })
+}
+
+/// The name of the container of step `{execution}:{key}`: the same for every run of
+/// that attempt, and a valid container name whatever the key holds.
+fn container_name(spec_key: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, spec_key.as_bytes());
+    let hex: String = digest.as_ref()[..10]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("skein-{hex}")
+}
+
 /// A process to start: `program` and its leading arguments, then the task's own
 /// arguments, environment and stdin, evaluated.
 fn process_spec(
@@ -206,6 +286,7 @@ fn process_spec(
         stdin: stdin
             .map(|s| text(s, input, vars, at).map(String::into_bytes))
             .transpose()?,
+        container: None,
     })
 }
 

@@ -599,14 +599,12 @@ fn kind<'a>(
             TaskKind::Emit(emit) => Ok((events::emit(cx, emit, input, ctx)?, then)),
             TaskKind::Call(call) => Ok((self::call(cx, call, input, ctx).await?, then)),
             TaskKind::Run(r) => match &r.process {
-                program::Process::Container(_) => Err(not_supported(
-                    at,
-                    "`run.container` (it needs a container runtime)",
-                )),
                 program::Process::Workflow(sub) => {
                     Ok((subflow::run_workflow(cx, sub, r, input, ctx).await?, then))
                 }
-                program::Process::Shell(_) | program::Process::Script(_) => {
+                program::Process::Container(_)
+                | program::Process::Shell(_)
+                | program::Process::Script(_) => {
                     Ok((process::run_process(cx, r, input, ctx).await?, then))
                 }
             },
