@@ -176,6 +176,74 @@ pub fn sse_data(body: &str) -> Vec<String> {
     events
 }
 
+/// Where a message goes or comes from: a broker and a channel on it (AsyncAPI's
+/// server and channel address), resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// `mqtt`, `amqp`, `ws` (`wss`), `http` (`https`).
+    pub protocol: String,
+    /// The server: `host:port`, with the server's path for HTTP and WebSocket.
+    pub server: url::Url,
+    /// The channel's address: an MQTT topic, an AMQP queue or routing key, a path.
+    pub address: String,
+    /// `user` and `password` for the broker, from the call's authentication.
+    pub credentials: Option<(String, String)>,
+    /// An `Authorization` header, for HTTP and WebSocket.
+    pub authorization: Option<String>,
+    /// Names this consumer to the broker across reconnections (an MQTT client id, an
+    /// AMQP queue's consumer tag): the execution and step key.
+    pub consumer: String,
+    /// The project of the execution, whose egress policy applies.
+    pub project: String,
+}
+
+/// A message to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outbound {
+    pub payload: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+    /// Stable across re-runs of the attempt, so a consumer can tell a repeat.
+    pub id: String,
+}
+
+/// A message a subscription received, not acknowledged yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inbound {
+    /// The payload, as JSON when it is JSON, else as text.
+    pub payload: serde_json::Value,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub correlation_id: Option<String>,
+    /// The broker's id of the message, when it has one (an AMQP message id).
+    pub id: Option<String>,
+    /// Whether the broker delivered it before (so it may be one already consumed).
+    pub redelivered: bool,
+    /// Names the message to [`Subscription::ack`].
+    pub token: u64,
+}
+
+/// Why a message could not be published or received.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessagingError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Broker(String),
+    /// The egress policy refused the destination; the message names the rule.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Messages as a broker delivers them to one consumer.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next message; `None` once the broker ended the subscription.
+    async fn next(&mut self) -> Result<Option<Inbound>, MessagingError>;
+
+    /// Tells the broker the message `token` is taken care of, so it is not delivered
+    /// again.
+    async fn ack(&mut self, token: u64) -> Result<(), MessagingError>;
+}
+
 /// A local process to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessSpec {
@@ -311,6 +379,23 @@ pub trait Effects: Send + Sync {
         }
         String::from_utf8(response.body)
             .map_err(|_| HttpError::Other(format!("{url} is not UTF-8 text")))
+    }
+
+    /// Publishes `message` on `channel`, and returns once the broker has it.
+    async fn publish(&self, channel: Channel, message: Outbound) -> Result<(), MessagingError> {
+        let _ = message;
+        Err(MessagingError::Unsupported(format!(
+            "this runtime publishes no `{}` messages",
+            channel.protocol
+        )))
+    }
+
+    /// Subscribes to `channel`: messages are delivered until they are acknowledged.
+    async fn subscribe(&self, channel: Channel) -> Result<Box<dyn Subscription>, MessagingError> {
+        Err(MessagingError::Unsupported(format!(
+            "this runtime subscribes to no `{}` channels",
+            channel.protocol
+        )))
     }
 
     /// Makes a unary gRPC call and returns the response message as JSON.

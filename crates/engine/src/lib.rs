@@ -32,10 +32,10 @@ use store::{Created, NewExecution, Status, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use effects::{
-    Cleanup, Clock, ContainerSpec, Effects, Entropy, EventSink, GoogleToken, GrpcError,
-    GrpcRequest, HttpError, HttpRequest, HttpResponse, ManualClock, McpError, McpRequest,
-    McpServer, OutputSink, ProcessControl, ProcessOutput, ProcessSpec, Seeded, SystemClock,
-    SystemEntropy, Usage,
+    Channel, Cleanup, Clock, ContainerSpec, Effects, Entropy, EventSink, GoogleToken, GrpcError,
+    GrpcRequest, HttpError, HttpRequest, HttpResponse, Inbound, ManualClock, McpError, McpRequest,
+    McpServer, MessagingError, Outbound, OutputSink, ProcessControl, ProcessOutput, ProcessSpec,
+    Seeded, Subscription, SystemClock, SystemEntropy, Usage,
 };
 
 /// Why a step stopped before finishing.

@@ -11,6 +11,7 @@ pub mod egress;
 pub mod google;
 pub mod grpc;
 mod mcp;
+mod messaging;
 mod plain;
 mod workers;
 
@@ -20,8 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::{
-    Effects, GrpcError, GrpcRequest, HttpError, HttpRequest, HttpResponse, McpError, McpRequest,
-    ProcessControl, ProcessOutput, ProcessSpec,
+    Channel, Effects, GrpcError, GrpcRequest, HttpError, HttpRequest, HttpResponse, McpError,
+    McpRequest, MessagingError, Outbound, ProcessControl, ProcessOutput, ProcessSpec, Subscription,
 };
 use tokio_util::task::AbortOnDropHandle;
 
@@ -192,6 +193,17 @@ impl Runtime {
             &clients.direct
         };
         Ok((client.clone(), clients.plain.clone()))
+    }
+
+    /// Refuses a broker the egress policy of the channel's project denies (by its name
+    /// and port; the brokers' clients resolve names themselves).
+    fn check_channel(&self, channel: &Channel) -> Result<(), MessagingError> {
+        match self.guarded(&channel.project) {
+            Some(guarded) => {
+                egress::check_url(&guarded.policy, &channel.server).map_err(MessagingError::Refused)
+            }
+            None => Ok(()),
+        }
     }
 
     /// The policy and clients for a call of `project`; `None` if nothing restricts it.
@@ -423,6 +435,18 @@ impl Effects for Runtime {
         AbortOnDropHandle::new(tokio::spawn(perform_events(client, request, sink)))
             .await
             .map_err(|e| HttpError::Other(format!("the request task failed: {e}")))?
+    }
+
+    async fn publish(&self, channel: Channel, message: Outbound) -> Result<(), MessagingError> {
+        self.check_channel(&channel)?;
+        AbortOnDropHandle::new(tokio::spawn(messaging::publish(channel, message)))
+            .await
+            .map_err(|e| MessagingError::Broker(format!("the publishing task failed: {e}")))?
+    }
+
+    async fn subscribe(&self, channel: Channel) -> Result<Box<dyn Subscription>, MessagingError> {
+        self.check_channel(&channel)?;
+        messaging::subscribe(channel).await
     }
 
     async fn definition(&self, request: HttpRequest) -> Result<String, HttpError> {
@@ -680,6 +704,19 @@ impl<E: Effects> Effects for HostMap<E> {
     async fn definition(&self, mut request: HttpRequest) -> Result<String, HttpError> {
         request.url = self.rewrite(request.url);
         self.inner.definition(request).await
+    }
+
+    async fn publish(&self, mut channel: Channel, message: Outbound) -> Result<(), MessagingError> {
+        channel.server = self.rewrite(channel.server);
+        self.inner.publish(channel, message).await
+    }
+
+    async fn subscribe(
+        &self,
+        mut channel: Channel,
+    ) -> Result<Box<dyn Subscription>, MessagingError> {
+        channel.server = self.rewrite(channel.server);
+        self.inner.subscribe(channel).await
     }
 
     async fn mcp(&self, mut request: McpRequest) -> Result<serde_json::Value, McpError> {

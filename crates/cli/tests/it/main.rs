@@ -2,6 +2,7 @@
 //! hostile files, as a user meets them.
 
 mod a2a;
+mod asyncapi;
 mod catalog;
 mod cloud_workflows;
 pub(crate) mod container;

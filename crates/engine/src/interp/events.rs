@@ -56,32 +56,47 @@ pub(super) async fn listen(cx: TaskCx<'_>, l: &Listen, input: &Value, ctx: &mut 
     };
     let mut outputs = Vec::with_capacity(events.len());
     for (i, event) in events.into_iter().enumerate() {
-        let scope_i = cx.scope.with([
-            (Arc::from(each.item.as_str()), event.clone()),
-            (Arc::from(each.at.as_str()), json!(i)),
-        ]);
-        let cx_i = cx.within(&scope_i);
-        let mut out = match &each.do_ {
-            Some(list) => task::run_list(
-                run,
-                list,
-                format!("{key}/foreach/{i}/do"),
-                &scope_i,
-                event,
-                ctx,
-            )
-            .await?
-            .value(),
-            None => event,
-        };
-        if let Some(as_) = each.output.as_ref().and_then(|o| o.as_.as_ref()) {
-            out = eval(as_, &out, &cx_i.vars(&ctx.value, input), at)?;
-        }
-        if let Some(as_) = each.export.as_ref().and_then(|e| e.as_.as_ref()) {
-            let context = eval(as_, &out, &cx_i.export_vars(&ctx.value, input, &out), at)?;
-            ctx.set(context);
-        }
-        outputs.push(out);
+        outputs.push(each_item(cx, each, key, i, event, input, ctx).await?);
     }
     Ok(Value::Array(outputs))
+}
+
+/// Runs a subscription's `foreach` on its item `i` (an event, a message) under
+/// `{key}/foreach/{i}/do`, with `output.as` and `export.as`; returns the item's output.
+pub(super) async fn each_item(
+    cx: TaskCx<'_>,
+    each: &program::SubscriptionIterator,
+    key: &str,
+    i: usize,
+    item: Value,
+    input: &Value,
+    ctx: &mut Ctx,
+) -> Res<Value> {
+    let (run, at) = (cx.run, cx.at());
+    let scope_i = cx.scope.with([
+        (Arc::from(each.item.as_str()), item.clone()),
+        (Arc::from(each.at.as_str()), json!(i)),
+    ]);
+    let cx_i = cx.within(&scope_i);
+    let mut out = match &each.do_ {
+        Some(list) => task::run_list(
+            run,
+            list,
+            format!("{key}/foreach/{i}/do"),
+            &scope_i,
+            item,
+            ctx,
+        )
+        .await?
+        .value(),
+        None => item,
+    };
+    if let Some(as_) = each.output.as_ref().and_then(|o| o.as_.as_ref()) {
+        out = eval(as_, &out, &cx_i.vars(&ctx.value, input), at)?;
+    }
+    if let Some(as_) = each.export.as_ref().and_then(|e| e.as_.as_ref()) {
+        let context = eval(as_, &out, &cx_i.export_vars(&ctx.value, input, &out), at)?;
+        ctx.set(context);
+    }
+    Ok(out)
 }

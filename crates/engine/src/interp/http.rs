@@ -891,11 +891,11 @@ pub(crate) async fn openapi(
 pub(crate) enum JsonFetch {
     /// The request failed, as any call does.
     Failed(Interrupt),
-    /// The response is not JSON: where it came from and why.
-    NotJson(url::Url, serde_json::Error),
+    /// The response is neither JSON nor YAML: where it came from and why.
+    NotJson(url::Url, String),
 }
 
-/// GETs a JSON document (an OpenAPI document, an A2A agent card) from `endpoint`, with
+/// GETs a JSON (or YAML) document (an OpenAPI or AsyncAPI document, an A2A agent card) from `endpoint`, with
 /// its authentication; returns where it came from and what it says.
 pub(crate) async fn fetch_json(
     run: &Run,
@@ -933,9 +933,10 @@ pub(crate) async fn fetch_json(
         at,
     );
     match fetched.await.map_err(JsonFetch::Failed)? {
-        Value::String(text) => match serde_json::from_str(&text) {
-            Ok(document) => Ok((url, document)),
-            Err(e) => Err(JsonFetch::NotJson(url, e)),
+        // YAML, which holds JSON, for a document served as text.
+        Value::String(text) => match dsl::tree(&text, &dsl::Options::default()) {
+            Ok(tree) => Ok((url, tree.to_json())),
+            Err(e) => Err(JsonFetch::NotJson(url, e.message)),
         },
         other => Ok((url, other)),
     }

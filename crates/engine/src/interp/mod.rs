@@ -17,10 +17,12 @@
 //! - `grpc`: `call: grpc`, and the DSL errors of gRPC status codes;
 //! - `mcp`: `call: mcp`;
 //! - `a2a`: `call: a2a`, with streamed results as events;
+//! - `asyncapi`: `call: asyncapi`, publishing and durable subscriptions;
 //! - `catalog`: cataloged and remote functions, their definitions journaled;
 //! - `data`: evaluating expressions and templates, schemas, the errors they raise.
 
 mod a2a;
+mod asyncapi;
 mod catalog;
 mod data;
 mod digest;

@@ -11,7 +11,7 @@ use program::{Call, CallTarget, ErrorDef, ErrorRef, FlowDirective, NamedTask, Ta
 use serde_json::{Value, json};
 use store::{Step, StepState};
 
-use super::data::{check_schema, not_supported, raised, stored_problem};
+use super::data::{check_schema, raised, stored_problem};
 use super::{
     Ctx, Flow, Res, Stepped, TaskCx, Unfinished, eval, events, fanout, messages, process, retry,
     subflow, timers,
@@ -633,6 +633,7 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
             let timeout = cx.task.task.timeout.as_ref();
             super::grpc::call(run, ctx.causal, grpc, timeout, key, at, input, &vars).await
         }
+        Call::AsyncApi(asyncapi) => super::asyncapi::call(cx, asyncapi, input, ctx).await,
         Call::A2a(a2a) => {
             let vars = cx.vars(&ctx.value, input);
             super::a2a::call(run, ctx.causal, a2a, key, at, input, &vars).await
@@ -659,15 +660,6 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
                 run_task(run, &callee, format!("{key}/call"), cx.scope, args, ctx).await?;
             Ok(stepped.output)
         }
-        other => Err(not_supported(at, call_name(other))),
-    }
-}
-
-fn call_name(call: &Call) -> &'static str {
-    match call {
-        Call::OpenApi(_) => "`call: openapi`",
-        Call::AsyncApi(_) => "`call: asyncapi`",
-        _ => "this call",
     }
 }
 
