@@ -18,8 +18,9 @@ use crate::Workers;
 
 /// The container engine's own settings in this process's environment, passed on to
 /// the engine's commands (the workers give tasks a clean environment).
-const ENGINE_ENV: [&str; 8] = [
+const ENGINE_ENV: [&str; 9] = [
     "CONTAINERS_CONF",
+    "CONTAINERS_REGISTRIES_CONF",
     "CONTAINERS_STORAGE_CONF",
     "CONTAINER_HOST",
     "XDG_RUNTIME_DIR",

@@ -30,6 +30,43 @@ fn payload(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
+/// A message from a transport without headers (MQTT 3.1.1, WebSocket): its payload, or,
+/// when it is a JSON object of `payload` with `headers` and `correlationId` at most
+/// (the DSL's inbound message), those parts.
+fn framed(bytes: &[u8], token: u64, redelivered: bool) -> Inbound {
+    let value = payload(bytes);
+    let envelope = value.as_object().filter(|o| {
+        o.contains_key("payload")
+            && o.keys()
+                .all(|k| matches!(k.as_str(), "payload" | "headers" | "correlationId"))
+    });
+    match envelope {
+        Some(o) => Inbound {
+            payload: o["payload"].clone(),
+            headers: o
+                .get("headers")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            correlation_id: o
+                .get("correlationId")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            id: None,
+            redelivered,
+            token,
+        },
+        None => Inbound {
+            payload: value,
+            headers: Map::new(),
+            correlation_id: None,
+            id: None,
+            redelivered,
+            token,
+        },
+    }
+}
+
 /// A payload's bytes: a string as it is, anything else as JSON.
 fn bytes(payload: &Value) -> Vec<u8> {
     match payload {
@@ -207,14 +244,7 @@ impl Subscription for MqttSubscription {
         };
         let publish = publish?;
         self.next_token += 1;
-        let inbound = Inbound {
-            payload: payload(&publish.payload),
-            headers: Map::new(),
-            correlation_id: None,
-            id: None,
-            redelivered: publish.dup,
-            token: self.next_token,
-        };
+        let inbound = framed(&publish.payload, self.next_token, publish.dup);
         self.unacked.insert(self.next_token, publish);
         Ok(Some(inbound))
     }
@@ -468,14 +498,7 @@ impl Subscription for WsSubscription {
                 _ => continue,
             };
             self.next_token += 1;
-            return Ok(Some(Inbound {
-                payload: payload(&data),
-                headers: Map::new(),
-                correlation_id: None,
-                id: None,
-                redelivered: false,
-                token: self.next_token,
-            }));
+            return Ok(Some(framed(&data, self.next_token, false)));
         }
     }
 

@@ -413,3 +413,122 @@ async fn without_an_engine_the_task_says_so() {
         "{error}"
     );
 }
+
+/// Debian's docker-registry on a port of its own, holding the test image as Docker
+/// Hub's `alpine` and `hello-world`, and a registries.conf (in `conf`) that sends
+/// `docker.io` there: the spec's examples name those images.
+async fn registry(conf: &Path, storage: &Path) -> tokio::process::Child {
+    let port = free_port();
+    let config = storage.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("docker-registry (Debian's package) is installed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the registry did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for name in ["alpine", "hello-world"] {
+        let pushed = podman_command(conf)
+            .args(["push", "--tls-verify=false", IMAGE])
+            .arg(format!("127.0.0.1:{port}/library/{name}:latest"))
+            .output()
+            .unwrap();
+        assert!(
+            pushed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+    }
+    std::fs::write(
+        conf.join("registries.conf"),
+        format!(
+            "unqualified-search-registries = [\"docker.io\"]\n\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:{port}\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    child
+}
+
+/// The spec's `run.container` examples (and its `run.return` ones, which run a
+/// container), their images pulled from the stand-in registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spec_container_examples_run() {
+    let Some(spec) = testkit::spec::dir("the_spec_container_examples_run") else {
+        return;
+    };
+    let Some(conf) = podman() else {
+        return;
+    };
+    let storage = tempfile::tempdir().unwrap();
+    let _registry = registry(conf.path(), storage.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hello = json!("hello from the image\n");
+    let cases = [
+        ("run-container.yaml", hello.clone()),
+        ("run-container-cleanup-always.yaml", hello.clone()),
+        ("run-container-cleanup-eventually.yaml", hello.clone()),
+        ("run-container-with-pull-policy.yaml", hello.clone()),
+        ("run-container-with-name.yaml", hello.clone()),
+        (
+            "run-container-stdin-and-arguments.yaml",
+            json!("STDIN was: Hello World\nARGS are Foo Bar\n"),
+        ),
+        (
+            "run-return-all.yaml",
+            json!({"code": 0, "stdout": "hello from the image\n", "stderr": ""}),
+        ),
+        ("run-return-code.yaml", json!(0)),
+        ("run-return-none.yaml", Value::Null),
+        ("run-return-stderr.yaml", json!("")),
+    ];
+    let mut ids = Vec::new();
+    for (file, expected) in cases {
+        let id = format!("ex-{}", uuid::Uuid::new_v4().simple());
+        let path = spec.join("examples").join(file);
+        let outcome = outcome(
+            skein_run(dir.path(), conf.path(), &["--id", &id, "--json"])
+                .arg(&path)
+                .env(
+                    "CONTAINERS_REGISTRIES_CONF",
+                    conf.path().join("registries.conf"),
+                ),
+        )
+        .await;
+        assert_eq!(outcome["status"], "completed", "{file}: {outcome:#}");
+        assert_eq!(outcome["output"], expected, "{file}");
+        ids.push((file, id));
+    }
+    for (file, id) in ids {
+        let left = containers_of(conf.path(), &id);
+        if file.contains("cleanup-always") {
+            assert!(left.is_empty(), "{file}: {left:?}");
+        }
+        for name in left {
+            podman_command(conf.path())
+                .args(["rm", "--force", &name])
+                .output()
+                .unwrap();
+        }
+    }
+    podman_command(conf.path())
+        .args(["rm", "--force", "hello-null-null-null"])
+        .output()
+        .unwrap();
+}

@@ -48,7 +48,7 @@ message SlowRequest { int32 ms = 1; }
 
 /// The Python service of `grpc_service.py` on `port`, its proto and stubs in `dir`;
 /// returns once it listens.
-async fn python_service(python: &Path, port: u16, dir: &Path) -> Child {
+pub(crate) async fn python_service(python: &Path, port: u16, dir: &Path) -> Child {
     std::fs::write(dir.join("greeter.proto"), GREETER).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/grpc_service.py");
     let mut child = Command::new(python)

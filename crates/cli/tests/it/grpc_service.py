@@ -3,6 +3,8 @@
 # the stubs are generated there with grpc_tools. It serves reflection too, prints
 # "ready" once listening and runs until killed.
 #
+# With DIR/app/greet.proto (the spec's example), GreeterApi.Greeter.SayHello answers too.
+#
 # Greeter.Greet answers with what it saw (the authorization and idempotency-key
 # metadata, the time left before the call's deadline); Greeter.Flaky fails with the
 # asked status code as many times per key as asked, then answers with the count of
@@ -59,10 +61,24 @@ class Greeter(greeter_pb2_grpc.GreeterServicer):
 
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 greeter_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
-reflection.enable_server_reflection(
-    (greeter_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name, reflection.SERVICE_NAME),
-    server,
-)
+services = [greeter_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name]
+
+import os  # noqa: E402
+
+if os.path.exists(f"{work}/app/greet.proto"):
+    if protoc.main(["protoc", f"-I{work}/app", f"--python_out={work}", f"--grpc_python_out={work}", f"{work}/app/greet.proto"]) != 0:
+        sys.exit("protoc failed on app/greet.proto")
+    import greet_pb2  # noqa: E402
+    import greet_pb2_grpc  # noqa: E402
+
+    class Hello(greet_pb2_grpc.GreeterServicer):
+        def SayHello(self, request, context):
+            return greet_pb2.HelloReply(message=f"Hello, {request.name}")
+
+    greet_pb2_grpc.add_GreeterServicer_to_server(Hello(), server)
+    services.append(greet_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name)
+
+reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
 server.add_insecure_port(f"127.0.0.1:{port}")
 server.start()
 print("ready", flush=True)

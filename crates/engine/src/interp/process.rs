@@ -110,10 +110,10 @@ async fn process(
     run.barrier(after).await?;
     spec.key = format!("{}:{key}", run.id);
     let spec_key = spec.key.clone();
-    if let Some(container) = &mut spec.container
-        && container.name.is_empty()
-    {
-        container.name = container_name(&spec_key);
+    if let Some(container) = &mut spec.container {
+        if container.name.is_empty() {
+            container.name = container_name(&spec_key);
+        }
         container.labels.extend([
             ("dev.skein.execution".to_string(), run.id.clone()),
             ("dev.skein.step".to_string(), key.to_string()),
