@@ -63,7 +63,9 @@ pub(crate) async fn run(
         );
         let (cancel, done, cleanup) = (control.cancel.clone(), done.clone(), container.cleanup);
         tokio::spawn(async move {
+            // Biased: a cancel drops this future too, and must win over `done` then.
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => {
                     let cli = Cli { workers: &workers, engine: &engine, key: &key };
                     let seconds = STOP_SECONDS.to_string();
