@@ -317,8 +317,11 @@ fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Sends `request` with `client` and reads the whole response.
-async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+/// The request `request` on `client`, ready to send.
+fn build(
+    client: &reqwest::Client,
+    request: HttpRequest,
+) -> Result<reqwest::RequestBuilder, HttpError> {
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| HttpError::Other(format!("`{}` is not an HTTP method", request.method)))?;
     let mut builder = client.request(method, request.url);
@@ -331,9 +334,11 @@ async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpRe
     if let Some(timeout) = request.timeout {
         builder = builder.timeout(timeout);
     }
-    let mut response = builder.send().await.map_err(|e| http_error(&e))?;
-    let status = response.status().as_u16();
-    let headers = header_pairs(response.headers());
+    Ok(builder)
+}
+
+/// A response's whole body, up to [`MAX_RESPONSE_BYTES`].
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| http_error(&e))? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -344,10 +349,21 @@ async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpRe
         }
         body.extend_from_slice(&chunk);
     }
+    Ok(body)
+}
+
+/// Sends `request` with `client` and reads the whole response.
+async fn perform(client: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let response = build(&client, request)?
+        .send()
+        .await
+        .map_err(|e| http_error(&e))?;
+    let status = response.status().as_u16();
+    let headers = header_pairs(response.headers());
     Ok(HttpResponse {
         status,
         headers,
-        body,
+        body: read_body(response).await?,
     })
 }
 
@@ -361,33 +377,20 @@ async fn perform_events(
     use eventsource_stream::Eventsource as _;
     use futures::StreamExt as _;
 
-    let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| HttpError::Other(format!("`{}` is not an HTTP method", request.method)))?;
-    let mut builder = client.request(method, request.url);
-    for (name, value) in &request.headers {
-        builder = builder.header(name, value);
-    }
-    if let Some(body) = request.body {
-        builder = builder.body(body);
-    }
-    let response = builder.send().await.map_err(|e| http_error(&e))?;
+    let response = build(&client, request)?
+        .send()
+        .await
+        .map_err(|e| http_error(&e))?;
     let status = response.status().as_u16();
     let headers = header_pairs(response.headers());
     let streamed = headers
         .iter()
         .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
     if !streamed || !(200..300).contains(&status) {
-        let body = response.bytes().await.map_err(|e| http_error(&e))?;
-        if body.len() > MAX_RESPONSE_BYTES {
-            return Err(HttpError::Other(format!(
-                "the response body is larger than {} MiB",
-                MAX_RESPONSE_BYTES >> 20
-            )));
-        }
         return Ok(HttpResponse {
             status,
             headers,
-            body: body.to_vec(),
+            body: read_body(response).await?,
         });
     }
     let mut events = response.bytes_stream().eventsource();

@@ -227,14 +227,7 @@ do:
     // The stream's first events are journaled while the agent still holds it open.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let log = client
-            .get(format!("{base}/v1/executions/a2a-1/events?follow=false"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let log = crate::server::event_log(&client, &base, "a2a-1").await;
         let streamed = log.matches("dev.skein.task.stream.v1").count();
         if streamed >= 2 {
             assert!(log.contains("\"working\""), "{log}");

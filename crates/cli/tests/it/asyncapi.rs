@@ -415,14 +415,7 @@ do:
     // Killed once it is done with two orders.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let log = client
-            .get(format!("{base}/v1/executions/take/events?follow=false"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let log = crate::server::event_log(&client, &base, "take").await;
         let done = log
             .lines()
             .filter(|l| l.contains("task.completed.v1") && l.contains("/slowly"))

@@ -38,21 +38,7 @@ fn write(dir: &Path, path: &str, text: &str) {
 }
 
 async fn run(dir: &Path, file: &str, args: &[&str]) -> Value {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-        .current_dir(dir)
-        .args(["run", file, "--json"])
-        .args(args)
-        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })
+    crate::server::outcome(crate::server::skein_run(dir).arg(file).args(args)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

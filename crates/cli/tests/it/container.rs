@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::server::{call, free_port, healthy};
+use crate::server::{call, free_port, healthy, outcome};
 
 /// The image the tests run.
 pub(crate) const IMAGE: &str = "localhost/skein-test-sh:1";
@@ -142,26 +142,13 @@ fn inspect(conf: &Path, name: &str, format: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `skein run --json ARGS` in `dir`, its container engine configured by `conf`.
 fn skein_run(dir: &Path, conf: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"));
+    let mut command = crate::server::skein_run(dir);
     command
-        .current_dir(dir)
-        .arg("run")
         .args(args)
-        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
         .env("CONTAINERS_CONF", conf.join("containers.conf"));
     command
-}
-
-async fn outcome(command: &mut tokio::process::Command) -> Value {
-    let out = command.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +209,7 @@ do:
     let outcome = outcome(&mut skein_run(
         dir.path(),
         conf.path(),
-        &["containers.yaml", "--id", &id, "--json"],
+        &["containers.yaml", "--id", &id],
     ))
     .await;
     assert_eq!(outcome["status"], "completed", "{outcome:#}");
@@ -289,27 +276,18 @@ do:
     );
     std::fs::write(dir.path().join("resumed.yaml"), workflow).unwrap();
     let id = format!("ctr-{}", uuid::Uuid::new_v4().simple());
-    let mut first = skein_run(
-        dir.path(),
-        conf.path(),
-        &["resumed.yaml", "--id", &id, "--json"],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut first = skein_run(dir.path(), conf.path(), &["resumed.yaml", "--id", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !data.join("starts").exists() {
         assert!(Instant::now() < deadline, "the container never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     first.kill().await.unwrap();
-    let outcome = outcome(&mut skein_run(
-        dir.path(),
-        conf.path(),
-        &["--resume", &id, "--json"],
-    ))
-    .await;
+    let outcome = outcome(&mut skein_run(dir.path(), conf.path(), &["--resume", &id])).await;
     assert_eq!(outcome["status"], "completed", "{outcome:#}");
     assert_eq!(outcome["output"], "done\n");
     assert_eq!(
@@ -400,8 +378,7 @@ async fn without_an_engine_the_task_says_so() {
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/bin/sh", bin.path().join("sh")).unwrap();
     let outcome =
-        outcome(skein_run(dir.path(), dir.path(), &["c.yaml", "--json"]).env("PATH", bin.path()))
-            .await;
+        outcome(skein_run(dir.path(), dir.path(), &["c.yaml"]).env("PATH", bin.path())).await;
     assert_eq!(outcome["status"], "faulted", "{outcome:#}");
     let error = &outcome["error"];
     assert_eq!(error["instance"], "/do/0/boxed");
@@ -503,7 +480,7 @@ async fn the_spec_container_examples_run() {
         let id = format!("ex-{}", uuid::Uuid::new_v4().simple());
         let path = spec.join("examples").join(file);
         let outcome = outcome(
-            skein_run(dir.path(), conf.path(), &["--id", &id, "--json"])
+            skein_run(dir.path(), conf.path(), &["--id", &id])
                 .arg(&path)
                 .env(
                     "CONTAINERS_REGISTRIES_CONF",

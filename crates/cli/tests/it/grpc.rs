@@ -156,14 +156,7 @@ fn start_reporting_server(
 
 /// The event types of an execution's log, in order.
 pub(crate) async fn event_types(client: &reqwest::Client, base: &str, id: &str) -> Vec<String> {
-    let text = client
-        .get(format!("{base}/v1/executions/{id}/events?follow=false"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::server::event_log(client, base, id).await;
     text.lines()
         .filter_map(|l| l.strip_prefix("data:"))
         .map(|d| {

@@ -70,23 +70,12 @@ pub(crate) async fn python_service(python: &Path, port: u16, dir: &Path) -> Chil
 
 /// `skein run FILE --json` with `args`, in `dir`; the outcome as JSON.
 async fn run_in(dir: &Path, file: &str, args: &[&str], env: &[(&str, &Path)]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
-    command
-        .current_dir(dir)
-        .args(["run", file, "--json"])
-        .args(args)
-        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0");
+    let mut command = crate::server::skein_run(dir);
+    command.arg(file).args(args);
     for (name, value) in env {
         command.env(name, value);
     }
-    let out = command.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })
+    crate::server::outcome(&mut command).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

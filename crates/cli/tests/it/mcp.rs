@@ -61,20 +61,7 @@ async fn http_server(entry: &Path, port: u16) -> Child {
 
 async fn run(dir: &Path, workflow: &str) -> Value {
     std::fs::write(dir.join("mcp.yaml"), workflow).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .current_dir(dir)
-        .args(["run", "mcp.yaml", "--json"])
-        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })
+    crate::server::outcome(crate::server::skein_run(dir).arg("mcp.yaml")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

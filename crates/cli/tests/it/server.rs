@@ -42,6 +42,30 @@ pub(crate) async fn runner(
     api::grpc::pb::runner_client::RunnerClient::new(channel)
 }
 
+/// `skein run --json` in `dir` (with a gRPC port of its own), for a test to add the
+/// file and arguments to.
+pub(crate) fn skein_run(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
+    command
+        .current_dir(dir)
+        .args(["run", "--json"])
+        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0");
+    command
+}
+
+/// The outcome a `skein run --json` printed; one that printed none fails the test with
+/// what it said on stderr.
+pub(crate) async fn outcome(command: &mut Command) -> Value {
+    let out = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
+}
+
 /// `skein ARGS` to run in the background: output discarded, killed when dropped.
 pub(crate) fn background(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
@@ -78,19 +102,24 @@ pub(crate) async fn answers_within(client: &reqwest::Client, base: &str, limit: 
     }
 }
 
+/// The event log of execution `id` so far, as the SSE text the server sends.
+pub(crate) async fn event_log(client: &reqwest::Client, base: &str, id: &str) -> String {
+    client
+        .get(format!("{base}/v1/executions/{id}/events?follow=false"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// What follows `marker` in the event log of execution `id` (up to the end of its JSON
 /// string), once the execution has logged it: such as a URL a workflow announced.
 pub(crate) async fn logged(client: &reqwest::Client, base: &str, id: &str, marker: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let log = client
-            .get(format!("{base}/v1/executions/{id}/events?follow=false"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let log = event_log(client, base, id).await;
         if let Some(at) = log.find(marker) {
             return log[at + marker.len()..]
                 .chars()

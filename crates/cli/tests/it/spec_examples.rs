@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::server::{call, free_port, healthy};
 
@@ -20,26 +19,12 @@ fn example(spec: &Path, name: &str) -> PathBuf {
 
 /// `skein run EXAMPLE --json ARGS` in `dir`, with `env`; the outcome.
 async fn run(dir: &Path, file: &Path, args: &[&str], env: &[(&str, String)]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
-    command
-        .current_dir(dir)
-        .arg("run")
-        .arg(file)
-        .arg("--json")
-        .args(args)
-        .env("SKEIN_GRPC_LISTEN", "127.0.0.1:0");
-    for (k, v) in env {
-        command.env(k, v);
+    let mut command = crate::server::skein_run(dir);
+    command.arg(file).args(args);
+    for (name, value) in env {
+        command.env(name, value);
     }
-    let out = command.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}: {stdout}\n{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-    })
+    crate::server::outcome(&mut command).await
 }
 
 async fn serve_router(app: axum::Router) -> u16 {
@@ -355,14 +340,7 @@ async fn the_asyncapi_examples_run() {
     assert_eq!(status, 201, "{body}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let log = client
-            .get(format!("{base}/v1/executions/forever/events?follow=false"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let log = crate::server::event_log(&client, &base, "forever").await;
         if log.matches("Lovelace").count() >= 5 {
             break;
         }

@@ -96,18 +96,10 @@ pub(crate) async fn call(
         ),
     ];
     if let Some(auth) = auth {
-        let digest = authorization(run, after, auth, &url, input, vars, at)
+        let header = authorization(run, after, auth, &url, input, vars, at)
             .await?
-            .apply(&mut headers);
-        if digest.is_some() {
-            return Err(super::http::configuration(
-                at,
-                "Unsupported authentication",
-                "digest authentication is not offered for A2A agents (use basic, bearer, \
-                 OAuth2 or OpenID Connect)"
-                    .into(),
-            ));
-        }
+            .header(at, "A2A agents")?;
+        headers.push(("authorization".into(), header));
     }
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let request = task_request(run, key, "POST", &url, headers, Some(body), false);

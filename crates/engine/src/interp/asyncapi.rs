@@ -499,25 +499,17 @@ async fn resolve(
 
     let (mut credentials, mut authorization_header) = (None, None);
     if let Some(auth) = &call.authentication {
-        let mut headers = Vec::new();
-        let digest = authorization(run, ctx.causal, auth, &server_url, input, vars, at)
+        let value = authorization(run, ctx.causal, auth, &server_url, input, vars, at)
             .await?
-            .apply(&mut headers);
-        if digest.is_some() {
-            return Err(invalid(
-                "digest authentication is not offered for brokers".into(),
-            ));
+            .header(at, "brokers")?;
+        // Basic credentials are the broker's user and password too.
+        if let Some(basic) = value.strip_prefix("Basic ")
+            && let Some(pair) = base64_decode(basic)
+            && let Some((user, password)) = pair.split_once(':')
+        {
+            credentials = Some((user.to_string(), password.to_string()));
         }
-        if let Some((_, value)) = headers.into_iter().find(|(k, _)| k == "authorization") {
-            // Basic credentials are the broker's user and password too.
-            if let Some(basic) = value.strip_prefix("Basic ")
-                && let Some(pair) = base64_decode(basic)
-                && let Some((user, password)) = pair.split_once(':')
-            {
-                credentials = Some((user.to_string(), password.to_string()));
-            }
-            authorization_header = Some(value);
-        }
+        authorization_header = Some(value);
     }
     let payload_schema = message
         .as_ref()

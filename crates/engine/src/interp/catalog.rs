@@ -39,18 +39,10 @@ pub(crate) async fn call(
                 "application/yaml, application/json, text/plain".to_string(),
             )];
             if let Some(auth) = auth {
-                let digest = authorization(run, ctx.causal, auth, &url, input, &vars, at)
+                let header = authorization(run, ctx.causal, auth, &url, input, &vars, at)
                     .await?
-                    .apply(&mut headers);
-                if digest.is_some() {
-                    return Err(configuration(
-                        at,
-                        "Unsupported authentication",
-                        "a catalog is read with basic, bearer, OAuth2 or OpenID Connect \
-                         authentication, not digest"
-                            .into(),
-                    ));
-                }
+                    .header(at, "catalogs")?;
+                headers.push(("authorization".into(), header));
             }
             let request = HttpRequest {
                 method: "GET".into(),

@@ -43,18 +43,10 @@ pub(crate) async fn call(
         let scheme = if port == 443 { "https" } else { "http" };
         let url = url::Url::parse(&format!("{scheme}://{}:{port}/", service.host))
             .map_err(|e| super::http::configuration(at, "Invalid gRPC host", e.to_string()))?;
-        let digest = authorization(run, after, auth, &url, input, vars, at)
+        let header = authorization(run, after, auth, &url, input, vars, at)
             .await?
-            .apply(&mut metadata);
-        if digest.is_some() {
-            return Err(super::http::configuration(
-                at,
-                "Unsupported authentication",
-                "digest authentication answers an HTTP challenge; gRPC calls have none \
-                 (use basic, bearer, OAuth2 or OpenID Connect)"
-                    .into(),
-            ));
-        }
+            .header(at, "gRPC calls")?;
+        metadata.push(("authorization".into(), header));
     }
     let request = GrpcRequest {
         proto,

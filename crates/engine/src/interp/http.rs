@@ -348,6 +348,22 @@ impl Credentials {
             Credentials::Digest(user, password) => Some((user, password)),
         }
     }
+
+    /// The `Authorization` header value, for a protocol with no digest challenge to
+    /// answer (`to` names it, such as "gRPC calls"): digest is a configuration error.
+    pub(crate) fn header(self, at: &str, to: &str) -> Res<String> {
+        match self {
+            Credentials::Header(value) => Ok(value),
+            Credentials::Digest(..) => Err(configuration(
+                at,
+                "Unsupported authentication",
+                format!(
+                    "digest authentication answers an HTTP server's challenge, which {to} \
+                     have none of (use basic, bearer, OAuth2 or OpenID Connect)"
+                ),
+            )),
+        }
+    }
 }
 
 /// The credentials of a policy. OAuth2 and OpenID Connect fetch (or reuse) a token

@@ -32,18 +32,11 @@ pub(crate) async fn call(
             let url = endpoint_url(&endpoint.uri, input, vars, at)?;
             let mut headers = string_map(headers.as_ref(), input, vars, at)?;
             if let Some(auth) = &endpoint.authentication {
-                let digest = authorization(run, after, auth, &url, input, vars, at)
+                let header = authorization(run, after, auth, &url, input, vars, at)
                     .await?
-                    .apply(&mut headers);
-                if digest.is_some() {
-                    return Err(super::http::configuration(
-                        at,
-                        "Unsupported authentication",
-                        "digest authentication is not offered for MCP servers (use basic, \
-                         bearer, OAuth2 or OpenID Connect)"
-                            .into(),
-                    ));
-                }
+                    .header(at, "MCP servers")?;
+                headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+                headers.push(("authorization".into(), header));
             }
             McpServer::Http { url, headers }
         }
