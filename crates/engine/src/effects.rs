@@ -242,6 +242,11 @@ pub trait Subscription: Send {
     /// Tells the broker the message `token` is taken care of, so it is not delivered
     /// again.
     async fn ack(&mut self, token: u64) -> Result<(), MessagingError>;
+
+    /// Ends a subscription that has consumed what it wanted, so that the broker keeps
+    /// nothing more for it. (A subscription dropped without this, as on a crash, is
+    /// picked up again by the next run of the same step.)
+    async fn close(&mut self) {}
 }
 
 /// A local process to run.

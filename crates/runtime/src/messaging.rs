@@ -255,15 +255,13 @@ impl Subscription for MqttSubscription {
         }
         Ok(())
     }
-}
 
-impl Drop for MqttSubscription {
-    fn drop(&mut self) {
-        // The session is kept (so a crash loses nothing), but a subscription that ended
-        // stops collecting messages for it.
-        let _ = self.client.try_unsubscribe(self.address.clone());
-        let _ = self.client.try_disconnect();
-        let _ = &self.poller;
+    /// Unsubscribes, so that the session the broker keeps for this consumer collects
+    /// no more messages, and disconnects.
+    async fn close(&mut self) {
+        let _ = self.client.unsubscribe(self.address.clone()).await;
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.poller).await;
     }
 }
 

@@ -255,6 +255,7 @@ async fn subscribe(
             break;
         }
     }
+    subscription.close().await;
     Ok(Value::Array(outputs))
 }
 

@@ -10,7 +10,7 @@
 //! - `fanout`: `for` (with the `for.concurrency` bound) and `fork`;
 //! - `retry`: `try`/`catch`, retry policies and their backoff;
 //! - `timers`: durable timers, `wait`, task and workflow timeouts;
-//! - `process`: `run.shell` and `run.script`;
+//! - `process`: `run.shell`, `run.script` and `run.container`;
 //! - `subflow`: `run.workflow`, child executions;
 //! - `events`: `emit`, and `listen` with its `foreach` (the inbox itself in `listen`);
 //! - `http`: `call: http` and `call: openapi`, with authentication;

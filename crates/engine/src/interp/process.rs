@@ -1,7 +1,8 @@
-//! `run.shell` and `run.script`: the process a task asks for, handed to
-//! [`crate::Effects::process`] under the run's cancel token and pause flag, with its
-//! output journaled as it comes and its use recorded for cost. The process's key is
-//! the task's idempotency key, `{execution}:{key}`.
+//! `run.shell`, `run.script` and `run.container`: the process (or container) a task
+//! asks for, handed to [`crate::Effects::process`] under the run's cancel token and
+//! pause flag, with its output journaled as it comes and its use recorded for cost. The
+//! process's key is the task's idempotency key, `{execution}:{key}`; a container is
+//! named after it.
 
 use std::sync::Arc;
 

@@ -379,9 +379,15 @@ async fn extended(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Steppe
         if let Some(when) = &extension.when {
             // A `when` that cannot be read for this task (a type error on a shape its
             // author did not expect, as in the spec's own example) does not apply: one
-            // extension sees every kind of task, and must not fail them all.
+            // extension sees every kind of task, and must not fail them all. Going over
+            // the expression budget still fails the task.
             let vars = run.vars(cx.scope, &ctx.value, &raw_input, &descriptor, None);
-            if !when.eval_bool(&raw_input, &vars).unwrap_or(false) {
+            let applies = match when.eval_bool(&raw_input, &vars) {
+                Ok(applies) => applies,
+                Err(e) if e.limit.is_some() => return Err(e.into_problem(cx.at()).into()),
+                Err(_) => false,
+            };
+            if !applies {
                 continue;
             }
         }
