@@ -20,6 +20,9 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::Value;
 use tokio::io::AsyncReadExt as _;
 
+/// The variables of this process a stdio server is given (as workers give processes).
+const INHERITED_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER"];
+
 /// The end of a stdio server's stderr kept for errors.
 const STDERR_TAIL: usize = 4096;
 
@@ -54,9 +57,17 @@ async fn exchange(request: &McpRequest, http: reqwest::Client) -> Result<Value, 
             arguments,
             environment,
         } => {
+            // As a `run` task's process: a few variables of this process, then the
+            // task's; the server's own environment (its secrets) stays out of reach.
             let mut process = tokio::process::Command::new(command);
             process
                 .args(arguments)
+                .env_clear()
+                .envs(
+                    INHERITED_ENV
+                        .iter()
+                        .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+                )
                 .envs(environment.iter().map(|(k, v)| (k, v)))
                 .kill_on_drop(true);
             let (transport, stderr) = TokioChildProcess::builder(process)
