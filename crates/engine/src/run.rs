@@ -16,6 +16,8 @@ use crate::events::Lifecycle;
 use crate::{Interrupt, Observer};
 
 pub(crate) struct Run {
+    /// Schemas of external resources, compiled once per run: by URL.
+    pub(crate) schemas: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
     pub(crate) id: String,
     pub(crate) wf: Arc<Program>,
     pub(crate) store: Arc<dyn Store>,
@@ -179,6 +181,7 @@ impl Run {
             })
             .collect();
         Run {
+            schemas: Mutex::default(),
             wake: parts.wake,
             detached: parts.detached,
             consumed,

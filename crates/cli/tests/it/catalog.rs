@@ -227,3 +227,73 @@ do:
     .await;
     assert_eq!(outcome["output"]["greeting"], "Goodbye, Ada", "{outcome:#}");
 }
+
+/// A script's `source` and a schema's `resource` are read from their URLs (with their
+/// authentication): the script runs, the schema checks the workflow's input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_and_schemas_come_from_their_resources() {
+    let app = axum::Router::new()
+        .route(
+            "/scripts/greet.py",
+            axum::routing::get(|| async {
+                "import os, sys\nprint('hello ' + os.environ['WHO'] + ' from ' + sys.argv[1])\n"
+            }),
+        )
+        .route(
+            "/schemas/order.json",
+            axum::routing::get(|headers: HeaderMap| async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                    != Some("Bearer schema-token")
+                {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                axum::Json(json!({
+                    "type": "object",
+                    "required": ["item"],
+                    "properties": {"item": {"type": "string"}},
+                }))
+                .into_response()
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = format!(
+        r#"
+document: {{dsl: '1.0.3', namespace: test, name: resources, version: '1.0.0'}}
+input:
+  schema:
+    format: json
+    resource:
+      endpoint:
+        uri: http://{web}/schemas/order.json
+        authentication:
+          bearer: {{token: schema-token}}
+do:
+  - greet:
+      run:
+        script:
+          language: python
+          source:
+            endpoint: http://{web}/scripts/greet.py
+          arguments: ['${{ .item }}']
+          environment: {{WHO: skein}}
+"#
+    );
+    write(dir.path(), "resources.yaml", &workflow);
+    let outcome = run(
+        dir.path(),
+        "resources.yaml",
+        &["--input", r#"{"item": "the order"}"#],
+    )
+    .await;
+    assert_eq!(outcome["status"], "completed", "{outcome:#}");
+    assert_eq!(outcome["output"], "hello skein from the order\n");
+    let outcome = run(dir.path(), "resources.yaml", &["--input", r#"{"item": 7}"#]).await;
+    assert_eq!(outcome["status"], "faulted", "{outcome:#}");
+    assert_eq!(
+        outcome["error"]["type"],
+        "https://serverlessworkflow.io/spec/1.0.0/errors/validation"
+    );
+}

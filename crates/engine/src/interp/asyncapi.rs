@@ -61,11 +61,13 @@ pub(super) async fn call(
         };
         if let Some(schema) = &target.payload_schema {
             check_schema(
+                run,
                 &compiled(schema, at)?,
                 &payload,
                 "the message's payload",
                 at,
-            )?;
+            )
+            .await?;
         }
         let id = format!("{}:{key}", run.id);
         run.barrier(ctx.causal).await?;

@@ -24,71 +24,22 @@ pub(crate) async fn call(
     input: &Value,
     ctx: &mut Ctx,
 ) -> Res<Value> {
-    let (run, key, at) = (cx.run, cx.key, cx.at());
-    let def_key = format!("{key}/def");
-    let (url, definition) = match run.replayed(&def_key) {
-        Some(StepState::Completed { output, .. }) => (
-            output["url"].as_str().unwrap_or_default().to_string(),
-            output["definition"].clone(),
-        ),
-        _ => {
-            let vars = cx.vars(&ctx.value, input);
-            let (url, auth) = location(run, &function.target, input, &vars, at)?;
-            let mut headers = vec![(
-                "accept".to_string(),
-                "application/yaml, application/json, text/plain".to_string(),
-            )];
-            if let Some(auth) = auth {
-                let header = authorization(run, ctx.causal, auth, &url, input, &vars, at)
-                    .await?
-                    .header(at, "catalogs")?;
-                headers.push(("authorization".into(), header));
-            }
-            let request = HttpRequest {
-                method: "GET".into(),
-                url: url.clone(),
-                headers,
-                body: None,
-                follow_redirects: true,
-                timeout: None,
-                project: run.project.clone(),
-            };
-            run.barrier(ctx.causal).await?;
-            let text = tokio::select! {
-                r = run.effects.definition(request) => r,
-                _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
-            }
-            .map_err(|e| {
-                configuration(
-                    at,
-                    "Cannot load the function",
-                    format!("`{}` from {url}: {e}", function.name),
-                )
-            })?;
-            let definition = dsl::tree(&text, &dsl::Options::default())
-                .map_err(|d| {
-                    configuration(
-                        at,
-                        "Invalid function definition",
-                        format!("{url}: {}", d.message),
-                    )
-                })?
-                .to_json();
-            let url = url.to_string();
-            run.record(
-                vec![Step {
-                    key: def_key,
-                    state: StepState::Completed {
-                        output: json!({"url": url, "definition": definition}),
-                        context: None,
-                    },
-                }],
-                vec![],
-                None,
-            );
-            (url, definition)
-        }
+    let (run, at) = (cx.run, cx.at());
+    let (url, auth) = {
+        let vars = cx.vars(&ctx.value, input);
+        location(run, &function.target, input, &vars, at)?
     };
+    let what = format!("the function `{}`", function.name);
+    let (url, text) = journaled_resource(cx, ctx, input, url, auth, "def", &what).await?;
+    let definition = dsl::tree(&text, &dsl::Options::default())
+        .map_err(|d| {
+            configuration(
+                at,
+                "Invalid function definition",
+                format!("{url}: {}", d.message),
+            )
+        })?
+        .to_json();
     let task = lower(run, &definition, &url, at)?;
     let args = match &function.with {
         Some(with) => cx.eval(with, input, &ctx.value)?,
@@ -99,8 +50,83 @@ pub(crate) async fn call(
         reference: url,
         task,
     };
-    let stepped = run_task(run, &callee, format!("{key}/call"), cx.scope, args, ctx).await?;
+    let stepped = run_task(
+        run,
+        &callee,
+        format!("{}/call", cx.key),
+        cx.scope,
+        args,
+        ctx,
+    )
+    .await?;
     Ok(stepped.output)
+}
+
+/// The text of a resource a task needs (a function's definition, a script): read
+/// once, at `url` with `auth`, and journaled under `{key}/{suffix}`, so that a resumed
+/// task goes on with what it started with. Returns where it came from and the text.
+pub(super) async fn journaled_resource(
+    cx: TaskCx<'_>,
+    ctx: &mut Ctx,
+    input: &Value,
+    url: url::Url,
+    auth: Option<&program::AuthRef>,
+    suffix: &str,
+    what: &str,
+) -> Res<(String, String)> {
+    let (run, at) = (cx.run, cx.at());
+    let key = format!("{}/{suffix}", cx.key);
+    if let Some(StepState::Completed { output, .. }) = run.replayed(&key) {
+        let field = |f: &str| output[f].as_str().unwrap_or_default().to_string();
+        return Ok((field("url"), field("text")));
+    }
+    let mut headers = vec![(
+        "accept".to_string(),
+        "application/yaml, application/json, text/plain, */*".to_string(),
+    )];
+    if let Some(auth) = auth {
+        let vars = cx.vars(&ctx.value, input);
+        let header = authorization(run, ctx.causal, auth, &url, input, &vars, at)
+            .await?
+            .header(at, "catalogs and external resources")?;
+        headers.push(("authorization".into(), header));
+    }
+    let request = HttpRequest {
+        method: "GET".into(),
+        url: url.clone(),
+        headers,
+        body: None,
+        follow_redirects: true,
+        timeout: None,
+        project: run.project.clone(),
+    };
+    run.barrier(ctx.causal).await?;
+    let text = tokio::select! {
+        r = run.effects.definition(request) => r,
+        _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
+    }
+    .map_err(|e| {
+        configuration(
+            at,
+            "Cannot load a resource",
+            format!("{what} from {url}: {e}"),
+        )
+    })?;
+    let url = url.to_string();
+    let ticket = run.record(
+        vec![Step {
+            key,
+            state: StepState::Completed {
+                output: json!({"url": url, "text": text}),
+                context: None,
+            },
+        }],
+        vec![],
+        None,
+    );
+    // What the task does with it leaves the process only once this is durable.
+    ctx.advance(ticket);
+    Ok((url, text))
 }
 
 /// The function's definition as a task: lowered inside a document of its own by the

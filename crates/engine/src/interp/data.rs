@@ -44,10 +44,74 @@ pub(super) fn raised(def: &ErrorDef, input: &Value, vars: &expr::Vars, at: &str)
     })
 }
 
-pub(super) fn check_schema(schema: &Schema, value: &Value, what: &str, at: &str) -> Res<()> {
-    let (SchemaSource::Inline(_), Some(validator)) = (&schema.source, &schema.compiled) else {
-        return Err(not_supported(at, "schemas from external resources"));
+/// Checks `value` (called `what` in errors) against `schema`: inline, or read from its
+/// resource (with its authentication) and compiled once per run.
+pub(super) async fn check_schema(
+    run: &crate::run::Run,
+    schema: &Schema,
+    value: &Value,
+    what: &str,
+    at: &str,
+) -> Res<()> {
+    let validator = match (&schema.source, &schema.compiled) {
+        (SchemaSource::Inline(_), Some(validator)) => validator.clone(),
+        (SchemaSource::Resource(resource), _) => resource_schema(run, resource, at).await?,
+        (SchemaSource::Inline(_), None) => return Ok(()),
     };
+    validate(&validator, value, what, at)
+}
+
+/// The validator of a schema from an external resource, read and compiled on first use.
+async fn resource_schema(
+    run: &crate::run::Run,
+    resource: &program::ExternalResource,
+    at: &str,
+) -> Res<std::sync::Arc<jsonschema::Validator>> {
+    let vars = run.no_vars();
+    let url = super::http::endpoint_url(&resource.endpoint.uri, &Value::Null, &vars, at)?;
+    if let Some(validator) = run.schemas.lock().expect("schemas").get(url.as_str()) {
+        return Ok(validator.clone());
+    }
+    let mut headers = vec![(
+        "accept".to_string(),
+        "application/schema+json, application/json, application/yaml".to_string(),
+    )];
+    if let Some(auth) = &resource.endpoint.authentication {
+        let header =
+            super::http::authorization(run, store::Ticket(0), auth, &url, &Value::Null, &vars, at)
+                .await?
+                .header(at, "schema resources")?;
+        headers.push(("authorization".into(), header));
+    }
+    let request = crate::HttpRequest {
+        method: "GET".into(),
+        url: url.clone(),
+        headers,
+        body: None,
+        follow_redirects: true,
+        timeout: None,
+        project: run.project.clone(),
+    };
+    let invalid = |detail: String| super::http::configuration(at, "Invalid schema", detail);
+    let text = tokio::select! {
+        r = run.effects.definition(request) => r,
+        _ = run.cancel.cancelled() => return Err(crate::Interrupt::Cancelled),
+    }
+    .map_err(|e| invalid(format!("cannot read the schema at {url}: {e}")))?;
+    let document = dsl::tree(&text, &dsl::Options::default())
+        .map_err(|d| invalid(format!("{url}: {}", d.message)))?
+        .to_json();
+    let validator = jsonschema::validator_for(&document)
+        .map_err(|e| invalid(format!("the schema at {url} does not compile: {e}")))?;
+    let validator = std::sync::Arc::new(validator);
+    run.schemas
+        .lock()
+        .expect("schemas")
+        .insert(url.to_string(), validator.clone());
+    Ok(validator)
+}
+
+fn validate(validator: &jsonschema::Validator, value: &Value, what: &str, at: &str) -> Res<()> {
     let errors: Vec<String> = validator
         .iter_errors(value)
         .take(5)

@@ -21,9 +21,27 @@ pub(super) async fn run_process(
     cx: TaskCx<'_>,
     how: &RunTask,
     input: &Value,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
 ) -> Res<Value> {
     let at = cx.at();
+    // A script from an external resource is read (and journaled) first.
+    let fetched = match &how.process {
+        Process::Script(script) => match &script.source {
+            ScriptSource::External(resource) => {
+                let url = {
+                    let vars = cx.vars(&ctx.value, input);
+                    super::http::endpoint_url(&resource.endpoint.uri, input, &vars, at)?
+                };
+                let auth = resource.endpoint.authentication.as_ref();
+                let what = "the script";
+                let resource =
+                    super::catalog::journaled_resource(cx, ctx, input, url, auth, "source", what);
+                Some(resource.await?.1)
+            }
+            ScriptSource::Code(_) => None,
+        },
+        _ => None,
+    };
     let vars = cx.vars(&ctx.value, input);
     // The program with its leading arguments, then the task's own arguments,
     // environment and stdin.
@@ -43,8 +61,10 @@ pub(super) async fn run_process(
             )
         }
         Process::Script(script) => {
-            let ScriptSource::Code(code) = &script.source else {
-                return Err(not_supported(at, "scripts from external resources"));
+            let code = match (&script.source, &fetched) {
+                (ScriptSource::Code(code), _) => code,
+                (ScriptSource::External(_), Some(text)) => text,
+                (ScriptSource::External(_), None) => unreachable!("fetched above"),
             };
             // The code is passed on the command line, so the engine writes no file.
             let command = match script.language.to_ascii_lowercase().as_str() {

@@ -468,11 +468,13 @@ async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepp
         Some(spec) => {
             if let Some(schema) = &spec.schema {
                 check_schema(
+                    run,
                     schema,
                     &raw_input,
                     &format!("the input of task `{}`", nt.name),
                     at,
-                )?;
+                )
+                .await?;
             }
             match &spec.from {
                 Some(from) => cx.eval(from, &raw_input, &ctx.value)?,
@@ -512,11 +514,13 @@ async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepp
     };
     if let Some(schema) = task.output.as_ref().and_then(|o| o.schema.as_ref()) {
         check_schema(
+            run,
             schema,
             &output,
             &format!("the output of task `{}`", nt.name),
             at,
-        )?;
+        )
+        .await?;
     }
     run.check_size(&output, &format!("the output of task `{}`", nt.name), at)?;
     if let Some(export) = &task.export
@@ -530,11 +534,13 @@ async fn task_body(cx: TaskCx<'_>, raw_input: Value, ctx: &mut Ctx) -> Res<Stepp
         )?;
         if let Some(schema) = &export.schema {
             check_schema(
+                run,
                 schema,
                 &context,
                 &format!("the context exported by task `{}`", nt.name),
                 at,
-            )?;
+            )
+            .await?;
         }
         run.check_size(
             &context,

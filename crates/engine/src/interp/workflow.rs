@@ -213,7 +213,8 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
             let transformed = match &wf.input {
                 Some(input) => {
                     if let Some(schema) = &input.schema {
-                        data::check_schema(schema, &raw, "the workflow input", "/input")?;
+                        data::check_schema(run, schema, &raw, "the workflow input", "/input")
+                            .await?;
                     }
                     match &input.from {
                         Some(from) => eval(
@@ -312,7 +313,7 @@ async fn workflow(run: &Arc<Run>) -> Res<Value> {
                 None => output,
             };
             if let Some(schema) = &out.schema {
-                data::check_schema(schema, &output, "the workflow output", "/output")?;
+                data::check_schema(run, schema, &output, "the workflow output", "/output").await?;
             }
             run.check_size(&output, "the workflow output", "/output")?;
             Ok(output)
