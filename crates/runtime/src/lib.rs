@@ -449,7 +449,11 @@ impl Effects for Runtime {
 
     async fn subscribe(&self, channel: Channel) -> Result<Box<dyn Subscription>, MessagingError> {
         self.check_channel(&channel)?;
-        messaging::subscribe(channel).await
+        let http = match self.guarded(&channel.project) {
+            Some(guarded) => guarded.clients.following.clone(),
+            None => self.open.following.clone(),
+        };
+        messaging::subscribe(channel, http).await
     }
 
     async fn definition(&self, request: HttpRequest) -> Result<String, HttpError> {

@@ -102,14 +102,20 @@ pub(crate) async fn publish(channel: Channel, message: Outbound) -> Result<(), M
         .map_err(|_| broker("the broker did not acknowledge the message in time"))?
 }
 
-pub(crate) async fn subscribe(channel: Channel) -> Result<Box<dyn Subscription>, MessagingError> {
+/// Subscribes to `channel`; `http` is the client HTTP channels are read with (the
+/// egress policy's, when one applies).
+pub(crate) async fn subscribe(
+    channel: Channel,
+    http: reqwest::Client,
+) -> Result<Box<dyn Subscription>, MessagingError> {
     let work = async {
         match channel.protocol.as_str() {
             "mqtt" | "mqtts" => mqtt_subscribe(&channel).await,
             "amqp" | "amqps" => amqp_subscribe(&channel).await,
             "ws" | "wss" => ws_subscribe(&channel).await,
+            "http" | "https" => http_subscribe(&channel, http).await,
             other => Err(MessagingError::Unsupported(format!(
-                "skein subscribes over mqtt, amqp and ws, not `{other}`"
+                "skein subscribes over mqtt, amqp, ws and http, not `{other}`"
             ))),
         }
     };
@@ -426,8 +432,9 @@ impl Subscription for AmqpSubscription {
     }
 }
 
-/// The WebSocket URL of a channel: the server's, with the channel's address as path.
-fn ws_url(channel: &Channel) -> String {
+/// The URL of a channel on an HTTP or WebSocket server: the server's, with the
+/// channel's address added to its path.
+fn channel_url(channel: &Channel) -> url::Url {
     let mut url = channel.server.clone();
     let path = format!(
         "{}/{}",
@@ -435,7 +442,66 @@ fn ws_url(channel: &Channel) -> String {
         channel.address.trim_start_matches('/')
     );
     url.set_path(&path);
-    url.to_string()
+    url
+}
+
+/// Over HTTP, a subscription reads the channel's URL as a stream of server-sent events,
+/// each event's data a message (there are no acknowledgements; an event's id, when it
+/// has one, is the message's).
+struct HttpSubscription {
+    events: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<eventsource_stream::Event, String>> + Send>,
+    >,
+    next_token: u64,
+}
+
+async fn http_subscribe(
+    channel: &Channel,
+    client: reqwest::Client,
+) -> Result<Box<dyn Subscription>, MessagingError> {
+    use eventsource_stream::Eventsource as _;
+    let mut request = client
+        .get(channel_url(channel))
+        .header("accept", "text/event-stream");
+    if let Some(authorization) = &channel.authorization {
+        request = request.header("authorization", authorization);
+    }
+    let response = request.send().await.map_err(broker)?;
+    if !response.status().is_success() {
+        return Err(broker(format!(
+            "HTTP {} from GET {}",
+            response.status(),
+            response.url()
+        )));
+    }
+    let events = response
+        .bytes_stream()
+        .eventsource()
+        .map(|e| e.map_err(|e| e.to_string()));
+    Ok(Box::new(HttpSubscription {
+        events: Box::pin(events),
+        next_token: 0,
+    }))
+}
+
+#[async_trait]
+impl Subscription for HttpSubscription {
+    async fn next(&mut self) -> Result<Option<Inbound>, MessagingError> {
+        let Some(event) = self.events.next().await else {
+            return Ok(None);
+        };
+        let event = event.map_err(broker)?;
+        self.next_token += 1;
+        let mut inbound = framed(event.data.as_bytes(), self.next_token, false);
+        if !event.id.is_empty() {
+            inbound.id = Some(event.id);
+        }
+        Ok(Some(inbound))
+    }
+
+    async fn ack(&mut self, _token: u64) -> Result<(), MessagingError> {
+        Ok(())
+    }
 }
 
 async fn ws_connect(
@@ -445,7 +511,10 @@ async fn ws_connect(
     MessagingError,
 > {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-    let mut request = ws_url(channel).into_client_request().map_err(broker)?;
+    let mut request = channel_url(channel)
+        .to_string()
+        .into_client_request()
+        .map_err(broker)?;
     if let Some(authorization) = &channel.authorization
         && let Ok(value) = authorization.parse()
     {

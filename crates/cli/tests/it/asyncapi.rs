@@ -201,6 +201,14 @@ async fn web(document: Arc<Mutex<String>>, received: Arc<Mutex<Vec<Value>>>) -> 
             axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
                 received.lock().unwrap().push(body);
                 async { "ok" }
+            })
+            // Read, the channel is a stream of server-sent readings: two that match
+            // the schema, then one that does not.
+            .get(|| async {
+                (
+                    [("content-type", "text/event-stream")],
+                    "id: r1\ndata: {\"room\": \"attic\", \"celsius\": 30}\n\nid: r2\ndata: {\"room\": \"attic\", \"celsius\": 31}\n\ndata: {\"room\": 5}\n\n",
+                )
             }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -537,5 +545,48 @@ do:
     assert_eq!(
         *kept.lock().unwrap(),
         vec![r#"{"heard":[0,1,2]}"#.to_string()]
+    );
+}
+
+/// Over HTTP a subscription reads the channel as server-sent events; a received message
+/// that does not match the operation's schema faults the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_subscriptions_read_server_sent_events_and_check_them() {
+    let doc = Arc::new(Mutex::new(String::new()));
+    let web_port = web(doc.clone(), Arc::default()).await;
+    *doc.lock().unwrap() = document(0, 0, web_port, 0);
+    let docs = format!("http://127.0.0.1:{web_port}/asyncapi.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = |amount: u32| {
+        format!(
+            r#"
+document: {{dsl: '1.0.3', namespace: test, name: feed, version: '1.0.0'}}
+do:
+  - read:
+      call: asyncapi
+      with:
+        document: {{endpoint: '{docs}'}}
+        operation: receiveReadings
+        protocol: http
+        subscription:
+          consume: {{amount: {amount}}}
+"#
+        )
+    };
+    std::fs::write(dir.path().join("two.yaml"), workflow(2)).unwrap();
+    std::fs::write(dir.path().join("three.yaml"), workflow(3)).unwrap();
+    let outcome =
+        crate::server::outcome(crate::server::skein_run(dir.path()).arg("two.yaml")).await;
+    assert_eq!(outcome["status"], "completed", "{outcome:#}");
+    let read = outcome["output"].as_array().unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0]["id"], "r1");
+    assert_eq!(read[1]["payload"], json!({"room": "attic", "celsius": 31}));
+    let outcome =
+        crate::server::outcome(crate::server::skein_run(dir.path()).arg("three.yaml")).await;
+    assert_eq!(outcome["status"], "faulted", "{outcome:#}");
+    assert_eq!(
+        outcome["error"]["type"],
+        "https://serverlessworkflow.io/spec/1.0.0/errors/validation"
     );
 }

@@ -202,6 +202,10 @@ async fn subscribe(
         _ = run.cancel.cancelled() => return Err(Interrupt::Cancelled),
     };
     let mut subscription = opened.map_err(|e| messaging_error(&target.channel, e, at))?;
+    let schema = match &target.payload_schema {
+        Some(schema) => Some(compiled(schema, at)?),
+        None => None,
+    };
     loop {
         let next = tokio::select! {
             r = subscription.next() => r,
@@ -218,6 +222,18 @@ async fn subscribe(
                 Some(id) => c["id"].as_str() == Some(id),
                 None => c["payload"] == message["payload"] && c["headers"] == message["headers"],
             });
+        // A message that does not match the operation's schema faults the task before
+        // it is journaled or acknowledged (the broker keeps it).
+        if let (Some(schema), false) = (&schema, repeat) {
+            check_schema(
+                run,
+                schema,
+                &message["payload"],
+                "a received message's payload",
+                at,
+            )
+            .await?;
+        }
         let wanted = !repeat
             && match &sub.filter {
                 Some(filter) => {
