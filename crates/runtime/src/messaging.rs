@@ -189,8 +189,12 @@ async fn mqtt_subscribe(channel: &Channel) -> Result<Box<dyn Subscription>, Mess
         .await
         .map_err(broker)?;
     // Wait for the subscription to be granted before handing the subscription over.
+    // A session the broker kept (after a crash) delivers what was not acknowledged as
+    // soon as the connection is up, before the grant: those are kept, not dropped.
+    let mut early = Vec::new();
     loop {
         match events.poll().await.map_err(broker)? {
+            Event::Incoming(Packet::Publish(publish)) => early.push(publish),
             Event::Incoming(Packet::SubAck(ack)) => {
                 if ack
                     .return_codes
@@ -217,6 +221,11 @@ async fn mqtt_subscribe(channel: &Channel) -> Result<Box<dyn Subscription>, Mess
     }
     let (send, received) = tokio::sync::mpsc::channel(PREFETCH as usize);
     let poller = tokio::spawn(async move {
+        for publish in early {
+            if send.send(Ok(publish)).await.is_err() {
+                return;
+            }
+        }
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {

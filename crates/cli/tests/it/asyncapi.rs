@@ -590,3 +590,111 @@ do:
         "https://serverlessworkflow.io/spec/1.0.0/errors/validation"
     );
 }
+
+/// An MQTT subscription (a session the broker keeps for the execution's step) whose
+/// server is SIGKILLed in the middle: readings published while it is down wait in the
+/// session, and after the restart every reading is in the output exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_subscription_survives_a_crash_without_consuming_twice() {
+    if !brokers() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = free_port();
+    let _mosquitto = mosquitto(dir.path(), mqtt).await;
+    let doc = Arc::new(Mutex::new(document(mqtt, 0, 0, 0)));
+    let web_port = web(doc.clone(), Arc::default()).await;
+    let docs = format!("http://127.0.0.1:{web_port}/asyncapi.yaml");
+
+    let port = free_port();
+    let data = dir.path().join("data");
+    let mut server = serve(port, None, &data);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+    let taker = format!(
+        r#"
+document: {{dsl: '1.0.3', namespace: test, name: take, version: '1.0.0'}}
+do:
+  - take:
+      call: asyncapi
+      with:
+        document: {{endpoint: '{docs}'}}
+        operation: receiveReadings
+        protocol: mqtt
+        subscription:
+          consume: {{amount: 6}}
+          foreach:
+            item: reading
+            do:
+              - slowly:
+                  wait: PT0.3S
+            output: {{as: '${{ $reading.payload.celsius }}'}}
+"#
+    );
+    start(&client, &base, "take", &taker).await;
+    // Subscribed once the first run stands in its subscription's wait: the broker
+    // granted it before the task went on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !crate::server::event_log(&client, &base, "take")
+        .await
+        .contains("task.started.v1")
+    {
+        assert!(Instant::now() < deadline, "the subscriber did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The readings come from another process, which is not killed.
+    let publisher = format!(
+        r#"
+document: {{dsl: '1.0.3', namespace: test, name: send, version: '1.0.0'}}
+do:
+  - send:
+      for: {{in: '${{ [range(1; 7)] }}', each: n}}
+      do:
+        - one:
+            call: asyncapi
+            with:
+              document: {{endpoint: '{docs}'}}
+              operation: publishReading
+              protocol: mqtt
+              message:
+                payload: {{room: lab, celsius: '${{ $n }}'}}
+        - pause:
+            wait: PT0.2S
+"#
+    );
+    let publishing = dir.path().join("publisher");
+    std::fs::create_dir(&publishing).unwrap();
+    std::fs::write(publishing.join("send.yaml"), publisher).unwrap();
+    let mut send = crate::server::skein_run(&publishing);
+    send.arg("send.yaml");
+    let sending = tokio::spawn(async move { crate::server::outcome(&mut send).await });
+    // Killed once it is done with two readings; the rest arrive while it is down.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = crate::server::event_log(&client, &base, "take")
+            .await
+            .lines()
+            .filter(|l| l.contains("task.completed.v1") && l.contains("/slowly"))
+            .count();
+        if done >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscription did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().await.unwrap();
+    let sent = sending.await.unwrap();
+    assert_eq!(sent["status"], "completed", "{sent:#}");
+    let _server = serve(port, None, &data);
+    healthy(&client, &base).await;
+    let taken = finished(&client, &base, "take").await;
+    let log = crate::server::event_log(&client, &base, "take").await;
+    assert_eq!(taken["status"], "completed", "{taken:#}\n{log}");
+    assert_eq!(taken["output"], json!([1, 2, 3, 4, 5, 6]), "{taken:#}");
+}
