@@ -1,6 +1,6 @@
 //! `call: mcp` against the reference MCP server (`@modelcontextprotocol/server-everything`
 //! from npm), over stdio and Streamable HTTP: every method the DSL names, a tool's error,
-//! a timeout; and a stdio server that exits in the middle of a call.
+//! a timeout, a cancel; and a stdio server that exits in the middle of a call.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -306,4 +306,71 @@ do:
         detail.contains("exited during the call") && detail.contains("boom"),
         "{detail}"
     );
+}
+
+/// Cancelling an execution in the middle of a stdio call stops the server it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_stops_its_stdio_server() {
+    let Some(entry) = everything() else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = crate::server::serve(port, None, &dir.path().join("data"));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    crate::server::healthy(&client, &base).await;
+    // A mark of this test's own on the server's command line, to find its process by.
+    let mark = format!("mark-{}", uuid::Uuid::new_v4().simple());
+    let workflow = format!(
+        r#"
+document: {{dsl: '1.0.3', namespace: test, name: long, version: '1.0.0'}}
+do:
+  - long:
+      call: mcp
+      with:
+        method: tools/call
+        parameters: {{name: trigger-long-running-operation, arguments: {{duration: 60, steps: 2}}}}
+        transport:
+          stdio: {{command: node, arguments: ['{}', stdio, {mark}]}}
+"#,
+        entry.display()
+    );
+    let (status, body) = crate::server::call(
+        &client,
+        format!("{base}/v1/executions"),
+        Some(serde_json::json!({"workflow": workflow, "id": "long"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &mark])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = crate::server::call(
+        &client,
+        format!("{base}/v1/executions/long/cancel"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert!(status < 300);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stdio server outlived the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
