@@ -133,8 +133,9 @@ impl WorkflowEnvArgs {
 /// `skein server` take it.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ResourceArgs {
-    /// The directory `file:` URLs of a workflow (a gRPC call's proto) are read under;
-    /// relative ones start here, and none may lead out of it.
+    /// The directory `file:` URLs of a workflow are read under (a gRPC call's proto, a
+    /// catalog, a script or schema resource); relative ones start here, and none may
+    /// lead out of it.
     #[arg(long, value_name = "DIR", default_value = ".")]
     files: std::path::PathBuf,
 
