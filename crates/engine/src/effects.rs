@@ -29,6 +29,21 @@ pub struct HttpRequest {
     pub project: String,
 }
 
+impl HttpRequest {
+    /// A GET of `url` with `headers`, following redirects, for a call of `project`.
+    pub fn get(url: url::Url, headers: Vec<(String, String)>, project: &str) -> HttpRequest {
+        HttpRequest {
+            method: "GET".into(),
+            url,
+            headers,
+            body: None,
+            follow_redirects: true,
+            timeout: None,
+            project: project.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,

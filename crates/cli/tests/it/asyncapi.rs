@@ -215,6 +215,27 @@ async fn web(document: Arc<Mutex<String>>, received: Arc<Mutex<Vec<Value>>>) -> 
     port
 }
 
+/// Waits until execution `id`'s `foreach` has handled `n` messages (its `slowly` task
+/// completed `n` times).
+async fn handled(client: &reqwest::Client, base: &str, id: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = crate::server::event_log(client, base, id).await;
+        let done = log
+            .lines()
+            .filter(|l| l.contains("task.completed.v1") && l.contains("/slowly"))
+            .count();
+        if done >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscription did not get going:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn start(client: &reqwest::Client, base: &str, id: &str, workflow: &str) {
     let (status, body) = call(
         client,
@@ -421,22 +442,7 @@ do:
     );
     start(&client, &base, "take", &taker).await;
     // Killed once it is done with two orders.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = crate::server::event_log(&client, &base, "take").await;
-        let done = log
-            .lines()
-            .filter(|l| l.contains("task.completed.v1") && l.contains("/slowly"))
-            .count();
-        if done >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the subscription did not get going:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    handled(&client, &base, "take", 2).await;
     server.kill().await.unwrap();
     let _server = serve(port, None, &data);
     healthy(&client, &base).await;
@@ -672,22 +678,7 @@ do:
     send.arg("send.yaml");
     let sending = tokio::spawn(async move { crate::server::outcome(&mut send).await });
     // Killed once it is done with two readings; the rest arrive while it is down.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = crate::server::event_log(&client, &base, "take")
-            .await
-            .lines()
-            .filter(|l| l.contains("task.completed.v1") && l.contains("/slowly"))
-            .count();
-        if done >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the subscription did not get going"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    handled(&client, &base, "take", 2).await;
     server.kill().await.unwrap();
     let sent = sending.await.unwrap();
     assert_eq!(sent["status"], "completed", "{sent:#}");

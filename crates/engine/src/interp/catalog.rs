@@ -91,15 +91,7 @@ pub(super) async fn journaled_resource(
             .header(at, "catalogs and external resources")?;
         headers.push(("authorization".into(), header));
     }
-    let request = HttpRequest {
-        method: "GET".into(),
-        url: url.clone(),
-        headers,
-        body: None,
-        follow_redirects: true,
-        timeout: None,
-        project: run.project.clone(),
-    };
+    let request = HttpRequest::get(url.clone(), headers, &run.project);
     run.barrier(ctx.causal).await?;
     let text = tokio::select! {
         r = run.effects.definition(request) => r,

@@ -83,15 +83,7 @@ async fn resource_schema(
                 .header(at, "schema resources")?;
         headers.push(("authorization".into(), header));
     }
-    let request = crate::HttpRequest {
-        method: "GET".into(),
-        url: url.clone(),
-        headers,
-        body: None,
-        follow_redirects: true,
-        timeout: None,
-        project: run.project.clone(),
-    };
+    let request = crate::HttpRequest::get(url.clone(), headers, &run.project);
     let invalid = |detail: String| super::http::configuration(at, "Invalid schema", detail);
     let text = tokio::select! {
         r = run.effects.definition(request) => r,

@@ -930,15 +930,7 @@ pub(crate) async fn fetch_json(
             .apply(&mut headers),
         None => None,
     };
-    let fetch = HttpRequest {
-        method: "GET".into(),
-        url: url.clone(),
-        headers,
-        body: None,
-        follow_redirects: true,
-        timeout: None,
-        project: run.project.clone(),
-    };
+    let fetch = HttpRequest::get(url.clone(), headers, &run.project);
     let fetched = send_as(
         run,
         after,
