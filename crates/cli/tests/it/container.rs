@@ -412,7 +412,7 @@ async fn registry(conf: &Path, storage: &Path) -> tokio::process::Child {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("docker-registry (Debian's package) is installed");
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -453,6 +453,21 @@ async fn the_spec_container_examples_run() {
     let Some(conf) = podman() else {
         return;
     };
+    let has_registry = std::process::Command::new("sh")
+        .args(["-c", "command -v docker-registry"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_registry {
+        let message = "the spec's container examples need Debian's docker-registry to stand in \
+                       for Docker Hub";
+        assert!(
+            std::env::var("SKEIN_REQUIRE_PODMAN").as_deref() != Ok("1"),
+            "{message}"
+        );
+        eprintln!("SKIPPED: {message}");
+        return;
+    }
     let storage = tempfile::tempdir().unwrap();
     let _registry = registry(conf.path(), storage.path()).await;
     let dir = tempfile::tempdir().unwrap();
