@@ -115,7 +115,7 @@ pub(crate) async fn run(
             key: format!("{}#run", spec.key),
             program: engine.clone(),
             arguments: args.iter().map(|a| a.to_string()).collect(),
-            environment: environment(spec),
+            environment: environment(&spec.environment),
             stdin: spec.stdin.clone(),
             container: None,
         };
@@ -210,9 +210,10 @@ fn run_args(container: &ContainerSpec, spec: &ProcessSpec) -> Vec<String> {
     args
 }
 
-/// The container's environment, then the engine's own settings from this process.
-fn environment(spec: &ProcessSpec) -> Vec<(String, String)> {
-    let mut env = spec.environment.clone();
+/// `container` (the container's environment), then the engine's own settings from
+/// this process.
+fn environment(container: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = container.to_vec();
     for name in ENGINE_ENV {
         if let Ok(value) = std::env::var(name)
             && !env.iter().any(|(k, _)| k == name)
@@ -268,14 +269,7 @@ impl Cli<'_> {
             key: format!("{}#{what}", self.key),
             program: self.engine.to_string(),
             arguments: args.iter().map(|a| a.to_string()).collect(),
-            environment: environment(&ProcessSpec {
-                key: String::new(),
-                program: String::new(),
-                arguments: Vec::new(),
-                environment: Vec::new(),
-                stdin: None,
-                container: None,
-            }),
+            environment: environment(&[]),
             stdin: None,
             container: None,
         };

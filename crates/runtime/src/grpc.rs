@@ -6,7 +6,7 @@
 //! once.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,6 @@ const MAX_PROTO_BYTES: u64 = 4 << 20;
 
 /// Where protos come from and the state kept between calls.
 pub(crate) struct Grpc {
-    /// The directory `file:` protos must lie under; `None`: no local files.
-    files: Option<PathBuf>,
     /// `HOST:PORT` patterns (`*` for any) reached over TLS besides port 443.
     tls: Vec<String>,
     /// Compiled protos, by where they came from and (for files) their modification time
@@ -48,9 +46,8 @@ type ChannelKey = (String, bool, Option<String>);
 pub(crate) type Fetched = Result<String, GrpcError>;
 
 impl Grpc {
-    pub(crate) fn new(files: Option<PathBuf>, tls: Vec<String>) -> Grpc {
+    pub(crate) fn new(tls: Vec<String>) -> Grpc {
         Grpc {
-            files,
             tls,
             pools: Mutex::default(),
             channels: Mutex::default(),
@@ -108,11 +105,13 @@ impl Grpc {
         Ok(channel)
     }
 
-    /// Makes the call. `fetch` gets the text of an `http(s):` proto (through the
-    /// runtime's HTTP clients and their egress policy).
+    /// Makes the call. `files` is the directory `file:` protos are read under (none:
+    /// none are); `fetch` gets the text of an `http(s):` proto (through the runtime's
+    /// HTTP clients and their egress policy).
     pub(crate) async fn call<F>(
         &self,
         request: GrpcRequest,
+        files: Option<&Path>,
         resolver: Option<(&Resolver, Option<String>)>,
         fetch: F,
     ) -> Result<serde_json::Value, GrpcError>
@@ -120,7 +119,7 @@ impl Grpc {
         F: AsyncFnOnce(url::Url) -> Fetched,
     {
         let channel = self.channel(&request.host, request.port, resolver)?;
-        let pool = self.pool(&request, channel.clone(), fetch).await?;
+        let pool = self.pool(&request, files, channel.clone(), fetch).await?;
         let method = find_method(&pool, &request.service, &request.method)?;
         let message =
             DynamicMessage::deserialize(method.input(), &request.message).map_err(|e| {
@@ -168,6 +167,7 @@ impl Grpc {
     async fn pool<F>(
         &self,
         request: &GrpcRequest,
+        files: Option<&Path>,
         channel: Channel,
         fetch: F,
     ) -> Result<DescriptorPool, GrpcError>
@@ -177,7 +177,7 @@ impl Grpc {
         let url = &request.proto;
         match url.scheme() {
             "file" => {
-                let path = self.local_path(url)?;
+                let path = crate::local_file(files, url).map_err(GrpcError::Definition)?;
                 let meta = tokio::fs::metadata(&path).await.map_err(|e| {
                     GrpcError::Definition(format!("cannot read {}: {e}", path.display()))
                 })?;
@@ -193,7 +193,7 @@ impl Grpc {
                 if let Some(pool) = self.kept(&key, None) {
                     return Ok(pool);
                 }
-                let root = self.files.clone().unwrap_or_default();
+                let root = files.map(Path::to_path_buf).unwrap_or_default();
                 let pool = tokio::task::spawn_blocking(move || compile_file(&root, &path))
                     .await
                     .map_err(|e| GrpcError::Definition(e.to_string()))??;
@@ -248,48 +248,6 @@ impl Grpc {
         pools.insert(key, (pool.clone(), Instant::now()));
         pool
     }
-
-    /// The path of a `file:` URL under the files root.
-    fn local_path(&self, url: &url::Url) -> Result<PathBuf, GrpcError> {
-        match &self.files {
-            Some(root) => file_path(url, root),
-            None => Err(GrpcError::Definition(format!(
-                "this server reads no local files, so not {url} (see --files)"
-            ))),
-        }
-    }
-}
-
-/// The path a `file:` URL names under `root`: `file:///abs/path` must lie under it,
-/// and a URL with a host (`file://protos/greet.proto`) is a path relative to it; none
-/// may lead out of it.
-pub fn file_path(url: &url::Url, root: &Path) -> Result<PathBuf, GrpcError> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let path = match url.host_str().filter(|h| !h.is_empty()) {
-        Some(host) => {
-            let rest = url.path().trim_start_matches('/');
-            let mut path = root.join(decode(host));
-            if !rest.is_empty() {
-                path.push(decode(rest));
-            }
-            path
-        }
-        None => PathBuf::from(decode(url.path())),
-    };
-    let inside = path
-        .strip_prefix(root)
-        .is_ok_and(|p| p.components().all(|c| matches!(c, Component::Normal(_))));
-    if !inside {
-        return Err(GrpcError::Definition(format!(
-            "{url} is outside the files this server reads ({})",
-            root.display()
-        )));
-    }
-    Ok(path)
 }
 
 /// A small, stable hash of a fetched proto's text, for the cache.

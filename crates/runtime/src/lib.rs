@@ -52,8 +52,6 @@ pub struct Runtime {
     grpc: grpc::Grpc,
     /// The directory `file:` resources are read under; `None`: none are.
     files: Option<std::path::PathBuf>,
-    /// `HOST:PORT`s reached by gRPC over TLS besides port 443.
-    grpc_tls: Vec<String>,
     /// The container engine's program for `run.container`; `None`: podman or docker,
     /// whichever the worker's `PATH` has.
     container_engine: Option<String>,
@@ -159,9 +157,8 @@ impl Runtime {
             egress: None,
             guarded: Mutex::default(),
             google: std::sync::OnceLock::new(),
-            grpc: grpc::Grpc::new(None, Vec::new()),
+            grpc: grpc::Grpc::new(Vec::new()),
             files: None,
-            grpc_tls: Vec::new(),
             container_engine: None,
             definitions: Mutex::default(),
         }
@@ -247,15 +244,13 @@ impl Runtime {
     /// Reads `file:` resources (gRPC protos) under `dir` only; without it, none.
     pub fn with_files(mut self, dir: std::path::PathBuf) -> Runtime {
         self.files = Some(dir);
-        self.grpc = grpc::Grpc::new(self.files.clone(), self.grpc_tls.clone());
         self
     }
 
     /// Makes gRPC calls to these `HOST:PORT`s (`*`: to any) over TLS, as it does to
     /// port 443.
     pub fn with_grpc_tls(mut self, tls: Vec<String>) -> Runtime {
-        self.grpc_tls = tls;
-        self.grpc = grpc::Grpc::new(self.files.clone(), self.grpc_tls.clone());
+        self.grpc = grpc::Grpc::new(tls);
         self
     }
 
@@ -459,16 +454,7 @@ impl Effects for Runtime {
     async fn definition(&self, request: HttpRequest) -> Result<String, HttpError> {
         let url = request.url.clone();
         let local = match url.scheme() {
-            "file" => Some(match &self.files {
-                Some(root) => {
-                    grpc::file_path(&url, root).map_err(|e| HttpError::Other(e.to_string()))?
-                }
-                None => {
-                    return Err(HttpError::Other(format!(
-                        "this server reads no local files, so not {url} (see --files)"
-                    )));
-                }
-            }),
+            "file" => Some(local_file(self.files.as_deref(), &url).map_err(HttpError::Other)?),
             "skein-catalog" => {
                 let Some(catalog) = &self.catalog else {
                     return Err(HttpError::Other(
@@ -571,7 +557,9 @@ impl Effects for Runtime {
             String::from_utf8(response.body)
                 .map_err(|_| GrpcError::Definition(format!("the proto at {url} is not UTF-8")))
         };
-        self.grpc.call(request, resolver, fetch).await
+        self.grpc
+            .call(request, self.files.as_deref(), resolver, fetch)
+            .await
     }
 
     async fn mcp(&self, request: McpRequest) -> Result<serde_json::Value, McpError> {
@@ -642,6 +630,53 @@ impl Effects for Runtime {
         }
         Ok(None)
     }
+}
+
+/// The path a `file:` URL names under `files`, the directory local resources are read
+/// under (none: none are).
+fn local_file(
+    files: Option<&std::path::Path>,
+    url: &url::Url,
+) -> Result<std::path::PathBuf, String> {
+    match files {
+        Some(root) => file_path(url, root),
+        None => Err(format!(
+            "this server reads no local files, so not {url} (see --files)"
+        )),
+    }
+}
+
+/// The path a `file:` URL names under `root`: `file:///abs/path` must lie under it,
+/// and a URL with a host (`file://protos/greet.proto`) is a path relative to it; none
+/// may lead out of it.
+pub fn file_path(url: &url::Url, root: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let path = match url.host_str().filter(|h| !h.is_empty()) {
+        Some(host) => {
+            let rest = url.path().trim_start_matches('/');
+            let mut path = root.join(decode(host));
+            if !rest.is_empty() {
+                path.push(decode(rest));
+            }
+            path
+        }
+        None => std::path::PathBuf::from(decode(url.path())),
+    };
+    let inside = path.strip_prefix(root).is_ok_and(|p| {
+        p.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    });
+    if !inside {
+        return Err(format!(
+            "{url} is outside the files this server reads ({})",
+            root.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// Sends requests for chosen hosts to other places, for tests against local

@@ -124,6 +124,11 @@ pub(crate) async fn subscribe(
         .map_err(|_| broker("the broker did not answer in time"))?
 }
 
+/// The error of a connection the MQTT broker refused.
+fn refused(code: rumqttc::ConnectReturnCode) -> MessagingError {
+    broker(format!("the broker refused the connection: {code:?}"))
+}
+
 fn mqtt_options(channel: &Channel, id: &str) -> Result<rumqttc::MqttOptions, MessagingError> {
     let host = channel
         .server
@@ -157,10 +162,7 @@ async fn mqtt_publish(channel: &Channel, message: &Outbound) -> Result<(), Messa
             Event::Incoming(Packet::ConnAck(ack))
                 if ack.code != rumqttc::ConnectReturnCode::Success =>
             {
-                return Err(broker(format!(
-                    "the broker refused the connection: {:?}",
-                    ack.code
-                )));
+                return Err(refused(ack.code));
             }
             _ => {}
         }
@@ -211,10 +213,7 @@ async fn mqtt_subscribe(channel: &Channel) -> Result<Box<dyn Subscription>, Mess
             Event::Incoming(Packet::ConnAck(ack))
                 if ack.code != rumqttc::ConnectReturnCode::Success =>
             {
-                return Err(broker(format!(
-                    "the broker refused the connection: {:?}",
-                    ack.code
-                )));
+                return Err(refused(ack.code));
             }
             _ => {}
         }

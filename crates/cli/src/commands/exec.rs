@@ -238,6 +238,20 @@ impl Client {
         Err(refusal(status, &body))
     }
 
+    /// DELETEs `path`; the server's message when it refuses.
+    pub(crate) async fn delete(&self, path: &str) -> Result<()> {
+        let response = self
+            .request(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refusal(status, &response.bytes().await?));
+        }
+        Ok(())
+    }
+
     async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value> {
         let mut request = self.request(reqwest::Method::POST, path);
         if let Some(body) = body {
@@ -247,6 +261,16 @@ impl Client {
         }
         self.json(request).await
     }
+}
+
+/// A CloudEvent as JSON, from `file` or from stdin for `-`.
+fn read_event(file: &std::path::Path) -> Result<Value> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    serde_json::from_str(&text).context("the event is not JSON")
 }
 
 async fn exec(args: Args) -> Result<ExitCode> {
@@ -372,13 +396,7 @@ async fn exec(args: Args) -> Result<ExitCode> {
             since_id,
         } => events(&client, &id, follow, since_id, json).await,
         Command::SendEvent { id, file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-            };
-            let event: Value = serde_json::from_str(&text).context("the event is not JSON")?;
+            let event = read_event(&file)?;
             let path = format!("/v1/executions/{}/events", encode(&id));
             let delivered = client.post(&path, Some(&event)).await?;
             if json {
@@ -389,13 +407,7 @@ async fn exec(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish { file } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-            };
-            let event: Value = serde_json::from_str(&text).context("the event is not JSON")?;
+            let event = read_event(&file)?;
             let posted = client.post("/v1/events", Some(&event)).await?;
             if json {
                 println!("{posted}");

@@ -187,16 +187,9 @@ pub(crate) async fn run(client: &Client, command: Command, json: bool) -> Result
         Command::Pause { id } => steer(client, &id, "pause").await?,
         Command::Resume { id } => steer(client, &id, "resume").await?,
         Command::Delete { id } => {
-            let path = format!("/v1/schedules/{}", encode(&id));
-            let response = client
-                .request(reqwest::Method::DELETE, &path)
-                .send()
-                .await
-                .context("cannot reach the server")?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(super::exec::refusal(status, &response.bytes().await?));
-            }
+            client
+                .delete(&format!("/v1/schedules/{}", encode(&id)))
+                .await?;
             println!("schedule `{id}` deleted");
             return Ok(ExitCode::SUCCESS);
         }

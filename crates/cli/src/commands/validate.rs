@@ -269,7 +269,8 @@ fn grpc_protos(w: &program::Program, source: &str, options: &Options) -> Vec<Dia
         let Ok(url) = url::Url::parse(text) else {
             return;
         };
-        let checked = runtime::grpc::file_path(&url, &root)
+        let checked = runtime::file_path(&url, &root)
+            .map_err(engine::GrpcError::Definition)
             .and_then(|path| runtime::grpc::compile_file(&root, &path))
             .map_err(|e| (e, "/with/proto/endpoint"))
             .and_then(|pool| {

@@ -136,18 +136,9 @@ async fn workflows(args: Args) -> Result<()> {
             }
         }
         Command::Delete { name } => {
-            let response = client
-                .request(
-                    reqwest::Method::DELETE,
-                    &format!("/v1/workflows/{}", encode(&name)),
-                )
-                .send()
-                .await
-                .context("cannot reach the server")?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(super::exec::refusal(status, &response.bytes().await?));
-            }
+            client
+                .delete(&format!("/v1/workflows/{}", encode(&name)))
+                .await?;
             if !json {
                 println!("deleted {name}");
             }
