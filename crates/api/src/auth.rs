@@ -1,7 +1,8 @@
 //! Who is calling: bearer tokens, each bound to one project and one role. The server
-//! keeps only the tokens' SHA-256 hashes. Without any token configured there is one
-//! project (`default`) and every caller may do everything; the server then listens on
-//! loopback only.
+//! keeps only the tokens' SHA-256 hashes. OpenID Connect ID tokens from trusted issuers
+//! are the other kind of bearer token (`crate::oidc`). Without any token or issuer
+//! configured there is one project (`default`) and every caller may do everything; the
+//! server then listens on loopback only.
 
 use std::sync::Arc;
 
@@ -23,6 +24,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// `read`, `run` or `admin`.
+    pub fn parse(text: &str) -> Result<Role, String> {
+        match text {
+            "read" => Ok(Role::Read),
+            "run" => Ok(Role::Run),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("`{other}` is not a role: use read, run or admin")),
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Role::Read => "read",
@@ -57,12 +68,7 @@ impl Token {
         if project.is_empty() {
             return Err("a token's project is empty".into());
         }
-        let role = match role {
-            "read" => Role::Read,
-            "run" => Role::Run,
-            "admin" => Role::Admin,
-            other => return Err(format!("`{other}` is not a role: use read, run or admin")),
-        };
+        let role = Role::parse(role)?;
         let hex = sha256_hex.trim();
         let mut sha256 = [0u8; 32];
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -126,19 +132,20 @@ impl FromRequestParts<Arc<Service>> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Caller::from_authorization(service, header)
+        Caller::from_authorization(service, header).await
     }
 }
 
 impl Caller {
     /// The caller presenting `authorization` (the header's value, `Bearer <token>`),
     /// over REST or gRPC.
-    pub(crate) fn from_authorization(
+    pub(crate) async fn from_authorization(
         service: &Service,
         authorization: Option<&str>,
     ) -> Result<Caller, ApiError> {
         let tokens = &service.options().tokens;
-        if tokens.is_empty() {
+        let oidc = service.options().oidc.as_deref();
+        if tokens.is_empty() && oidc.is_none() {
             return Ok(Caller {
                 project: store::DEFAULT_PROJECT.to_string(),
                 role: Role::Admin,
@@ -154,14 +161,19 @@ impl Caller {
         let presented = authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("this server needs `Authorization: Bearer <token>`"))?;
-        let presented = hash(presented.trim());
-        tokens
-            .iter()
-            .find(|t| t.sha256 == presented)
-            .map(|t| Caller {
+        let presented = presented.trim();
+        let sha256 = hash(presented);
+        if let Some(t) = tokens.iter().find(|t| t.sha256 == sha256) {
+            return Ok(Caller {
                 project: t.project.clone(),
                 role: t.role,
-            })
-            .ok_or_else(|| unauthorized("the token is not one this server knows"))
+            });
+        }
+        match oidc {
+            Some(oidc) if crate::oidc::Oidc::looks_like_jwt(presented) => {
+                oidc.caller(presented).await
+            }
+            _ => Err(unauthorized("the token is not one this server knows")),
+        }
     }
 }

@@ -91,7 +91,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read).await?;
         let request = request.into_inner();
         let params = google::ListParams {
             page_size: request.page_size,
@@ -111,7 +111,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::CreateExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run).await?;
         let request = request.into_inner();
         let (argument, labels) = request
             .execution
@@ -126,7 +126,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read).await?;
         let basic = request.get_ref().view == pb::ExecutionView::Basic as i32;
         let view = google::get(&self.service, &caller, &request.get_ref().name).await?;
         Ok(Response::new(message(view.viewed(basic))))
@@ -136,7 +136,7 @@ impl pb::executions_server::Executions for Executions {
         &self,
         request: Request<pb::CancelExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run).await?;
         let view = google::cancel(&self.service, &caller, &request.get_ref().name).await?;
         Ok(Response::new(message(view)))
     }
@@ -157,15 +157,21 @@ pub struct Operations {
     pub(crate) service: Arc<Service>,
 }
 
-/// The caller of a request, by its `authorization` metadata.
-fn caller_of<T>(service: &Service, request: &Request<T>, role: Role) -> Result<Caller, Status> {
-    let header = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    let caller = Caller::from_authorization(service, header)?;
-    caller.require(role)?;
-    Ok(caller)
+/// The caller of a request, by its `authorization` metadata, if its role includes
+/// `role`. The metadata is read at once, so that the request is not held.
+pub(crate) fn caller_of<'a, T>(
+    service: &'a Service,
+    request: &Request<T>,
+    role: Role,
+) -> impl Future<Output = Result<Caller, Status>> + Send + 'a {
+    let header = (request.metadata().get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    async move {
+        let caller = Caller::from_authorization(service, header.as_deref()).await?;
+        caller.require(role)?;
+        Ok(caller)
+    }
 }
 
 fn workflow_message(view: google::WorkflowView) -> wf::Workflow {
@@ -225,7 +231,7 @@ impl wf::workflows_server::Workflows for Workflows {
         &self,
         request: Request<wf::ListWorkflowsRequest>,
     ) -> Result<Response<wf::ListWorkflowsResponse>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read).await?;
         let views =
             google::workflows_of(&self.service, &caller, &request.get_ref().parent, None).await?;
         Ok(Response::new(wf::ListWorkflowsResponse {
@@ -238,7 +244,7 @@ impl wf::workflows_server::Workflows for Workflows {
         &self,
         request: Request<wf::GetWorkflowRequest>,
     ) -> Result<Response<wf::Workflow>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read).await?;
         let r = request.get_ref();
         let view = google::workflow(&self.service, &caller, &r.name, &r.revision_id).await?;
         Ok(Response::new(workflow_message(view)))
@@ -248,7 +254,7 @@ impl wf::workflows_server::Workflows for Workflows {
         &self,
         request: Request<wf::CreateWorkflowRequest>,
     ) -> Result<Response<longrunning::Operation>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run).await?;
         let r = request.into_inner();
         let (_, contents) = source(r.workflow);
         let op =
@@ -260,7 +266,7 @@ impl wf::workflows_server::Workflows for Workflows {
         &self,
         request: Request<wf::DeleteWorkflowRequest>,
     ) -> Result<Response<longrunning::Operation>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run).await?;
         let op = google::delete(&self.service, &caller, &request.get_ref().name).await?;
         Ok(Response::new(operation_message(op)))
     }
@@ -269,7 +275,7 @@ impl wf::workflows_server::Workflows for Workflows {
         &self,
         request: Request<wf::UpdateWorkflowRequest>,
     ) -> Result<Response<longrunning::Operation>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Run)?;
+        let caller = caller_of(&self.service, &request, Role::Run).await?;
         let (name, contents) = source(request.into_inner().workflow);
         let op = google::update(&self.service, &caller, &name, &contents).await?;
         Ok(Response::new(operation_message(op)))
@@ -279,7 +285,7 @@ impl wf::workflows_server::Workflows for Workflows {
         &self,
         request: Request<wf::ListWorkflowRevisionsRequest>,
     ) -> Result<Response<wf::ListWorkflowRevisionsResponse>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read).await?;
         let name = &request.get_ref().name;
         let (parent, workflow) = name
             .rsplit_once("/workflows/")
@@ -298,7 +304,7 @@ impl longrunning::operations_server::Operations for Operations {
         &self,
         request: Request<longrunning::GetOperationRequest>,
     ) -> Result<Response<longrunning::Operation>, Status> {
-        let caller = caller_of(&self.service, &request, Role::Read)?;
+        let caller = caller_of(&self.service, &request, Role::Read).await?;
         let op = google::operation(&self.service, &caller, &request.get_ref().name).await?;
         Ok(Response::new(operation_message(op)))
     }

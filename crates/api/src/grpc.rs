@@ -107,14 +107,14 @@ pub struct Runner {
 }
 
 impl Runner {
-    fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let caller = Caller::from_authorization(&self.service, header)?;
-        caller.require(role)?;
-        Ok(caller)
+    /// The caller of `request`, if its role includes `role`. The metadata is read at
+    /// once, so that the request (whose stream need not be `Sync`) is not held.
+    fn caller<T>(
+        &self,
+        request: &Request<T>,
+        role: Role,
+    ) -> impl Future<Output = Result<Caller, Status>> + Send + '_ {
+        crate::google_grpc::caller_of(&self.service, request, role)
     }
 
     /// The execution as a message, with its task counters.
@@ -135,7 +135,7 @@ impl Runner {
         request: Request<pb::ExecutionRef>,
         steering: store::Request,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let id = request.into_inner().execution_id;
         let execution = crate::steer(&self.service, &caller, &id, steering).await?;
         Ok(Response::new(execution_message(execution, None)))
@@ -150,7 +150,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let request = request.into_inner();
         let start = wire::StartRequest {
             workflow: request.workflow_yaml,
@@ -170,7 +170,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ExecutionRef>,
     ) -> Result<Response<pb::Execution>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let id = request.into_inner().execution_id;
         crate::owned(&self.service, &caller, &id).await?;
         Ok(Response::new(self.view(&id).await?))
@@ -201,7 +201,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::SignalRequest>,
     ) -> Result<Response<pb::SignalResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let r = request.into_inner();
         let payload = r.payload.map(to_json).unwrap_or(Value::Null);
         let position =
@@ -214,7 +214,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let authorization = request
             .metadata()
             .get("authorization")
@@ -236,7 +236,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let r = request.into_inner();
         let wait = match r.wait_ms {
             0 => crate::messages::DEFAULT_UPDATE_WAIT,
@@ -286,7 +286,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::CreateScheduleRequest>,
     ) -> Result<Response<pb::CreateScheduleResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let spec = schedule_spec(request.into_inner().spec.unwrap_or_default())?;
         let (view, created) = crate::schedules::create(&self.service, &caller, spec).await?;
         Ok(Response::new(pb::CreateScheduleResponse {
@@ -299,7 +299,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ScheduleRef>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let id = request.into_inner().id;
         let view = crate::schedules::get(&self.service, &caller, &id).await?;
         Ok(Response::new(schedule_message(view)))
@@ -309,7 +309,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let views = crate::schedules::list(&self.service, &caller).await?;
         Ok(Response::new(pb::ListSchedulesResponse {
             schedules: views.into_iter().map(schedule_message).collect(),
@@ -320,7 +320,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ScheduleRef>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let id = request.into_inner().id;
         let view = crate::schedules::set_paused(&self.service, &caller, &id, true).await?;
         Ok(Response::new(schedule_message(view)))
@@ -330,7 +330,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ScheduleRef>,
     ) -> Result<Response<pb::Schedule>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let id = request.into_inner().id;
         let view = crate::schedules::set_paused(&self.service, &caller, &id, false).await?;
         Ok(Response::new(schedule_message(view)))
@@ -340,7 +340,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ScheduleRef>,
     ) -> Result<Response<pb::DeleteScheduleResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let id = request.into_inner().id;
         crate::schedules::delete(&self.service, &caller, &id).await?;
         Ok(Response::new(pb::DeleteScheduleResponse {}))
@@ -352,7 +352,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let request = request.into_inner();
         let type_ = (!request.r#type.is_empty()).then_some(request.r#type);
         let source = if request.execution_id.is_empty() {
@@ -401,7 +401,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::DeployWorkflowRequest>,
     ) -> Result<Response<pb::DeployWorkflowResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let request = request.into_inner();
         let (deployed, created) = crate::workflows::deploy_text(
             &self.service,
@@ -420,7 +420,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::WorkflowRef>,
     ) -> Result<Response<pb::Workflow>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let request = request.into_inner();
         let revision = (request.revision != 0).then_some(request.revision);
         let found =
@@ -432,7 +432,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::ListWorkflowsRequest>,
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
-        let caller = self.caller(&request, Role::Read)?;
+        let caller = self.caller(&request, Role::Read).await?;
         let workflows = crate::workflows::latest_of_each(&self.service, &caller).await?;
         Ok(Response::new(pb::ListWorkflowsResponse {
             workflows: workflows.into_iter().map(workflow).collect(),
@@ -443,7 +443,7 @@ impl pb::runner_server::Runner for Runner {
         &self,
         request: Request<pb::WorkflowRef>,
     ) -> Result<Response<pb::DeleteWorkflowResponse>, Status> {
-        let caller = self.caller(&request, Role::Run)?;
+        let caller = self.caller(&request, Role::Run).await?;
         let name = request.into_inner().name;
         crate::workflows::undeploy(&self.service, &caller, &name).await?;
         Ok(Response::new(pb::DeleteWorkflowResponse {}))

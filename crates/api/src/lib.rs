@@ -15,6 +15,7 @@ pub mod grpc;
 mod hub;
 mod messages;
 mod metrics;
+pub mod oidc;
 mod openapi;
 pub mod quota;
 pub mod schedules;

@@ -52,6 +52,9 @@ pub struct Options {
     pub max_subscribers: usize,
     /// The bearer tokens callers must present; none: no authentication, one project.
     pub tokens: Vec<crate::auth::Token>,
+    /// The OpenID Connect issuers whose ID tokens are accepted, with the rules that give
+    /// them a project and role; `None`: none are.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// The secrets executions may read, by project.
     pub secrets: Arc<Secrets>,
     /// Sharing the database with other servers; `None`: this server runs everything.
@@ -135,6 +138,7 @@ impl Default for Options {
             max_input_bytes: 4 << 20,
             max_subscribers: 10_000,
             tokens: Vec::new(),
+            oidc: None,
             secrets: Arc::default(),
             cluster: None,
             quotas: crate::quota::QuotaTable::default(),

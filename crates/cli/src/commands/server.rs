@@ -66,6 +66,16 @@ use engine::{Engine, SystemClock};
 /// executions. Without tokens there is one project and no authentication, and the server
 /// listens on loopback addresses only.
 ///
+/// OpenID Connect: ID tokens (JWTs) from trusted issuers are accepted as bearer tokens
+/// too: Google's (`https://accounts.google.com`, for callers on Cloud Run, GKE or with a
+/// service-account key), a Kubernetes cluster's, a CI system's, any provider's. Name the
+/// issuers (--oidc-issuer), the audiences a token must be for (--oidc-audience, such as
+/// the server's public URL) and rules CLAIM=GLOB:PROJECT:ROLE (--oidc-rule, first match
+/// wins; a valid token that no rule matches gets 403), or the configuration's `oidc:
+/// {issuers: [{issuer, audiences}], rules: [{claim, match, project, role, issuer?}]}`.
+/// Keys come from the issuer's discovery document and are fetched again when a token
+/// names an unknown one (at most once a minute). RS256 and ES256 only.
+///
 /// Secrets: --secret NAME=VALUE (every project), or the configuration's `secrets: [{name,
 /// value | env | file, project?}]`, read at start. An execution sees, as `$secrets`, the
 /// ones its workflow declares in `use.secrets`, and a start that declares one the server
@@ -176,6 +186,48 @@ pub(crate) struct Args {
         hide_env_values = true
     )]
     tokens: Option<String>,
+
+    /// Trust ID tokens from this OpenID Connect issuer: its URL, as tokens carry it in
+    /// `iss` (https; http only on loopback). Repeatable; comma-separated in the variable.
+    #[arg(
+        long = "oidc-issuer",
+        env = "SKEIN_OIDC_ISSUER",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    oidc_issuers: Vec<String>,
+
+    /// An audience (`aud`) the --oidc-issuer tokens must be for, such as this server's
+    /// public URL. Repeatable; comma-separated in the variable.
+    #[arg(
+        long = "oidc-audience",
+        env = "SKEIN_OIDC_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    oidc_audiences: Vec<String>,
+
+    /// CLAIM=GLOB:PROJECT:ROLE: ID tokens whose claim matches the glob (`*`, `?`; a list
+    /// claim such as `groups` matches if one item does) act in PROJECT with ROLE (read,
+    /// run, admin). The first matching rule wins, the configuration file's first.
+    /// Repeatable; comma-separated in the variable. Example: 'email=*@example.com:render:run'.
+    #[arg(
+        long = "oidc-rule",
+        env = "SKEIN_OIDC_RULE",
+        value_name = "RULE",
+        value_delimiter = ','
+    )]
+    oidc_rules: Vec<String>,
+
+    /// The shortest time between two fetches of an issuer's keys, in seconds: a token
+    /// naming an unknown key fetches them again at most this often.
+    #[arg(
+        long,
+        env = "SKEIN_OIDC_REFRESH",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    oidc_refresh: u64,
 
     /// Where the journal lives (without --database).
     #[arg(long, value_name = "DIR", default_value = ".skein")]
@@ -293,6 +345,31 @@ struct Config {
     secrets: Vec<SecretEntry>,
     #[serde(default)]
     projects: Vec<ProjectEntry>,
+    #[serde(default)]
+    oidc: OidcEntry,
+}
+
+/// The configuration's `oidc:` section.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OidcEntry {
+    #[serde(default)]
+    issuers: Vec<api::oidc::IssuerConfig>,
+    #[serde(default)]
+    rules: Vec<RuleEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    claim: String,
+    /// The glob the claim must match.
+    #[serde(rename = "match")]
+    pattern: String,
+    project: String,
+    role: String,
+    /// Only tokens of this issuer.
+    issuer: Option<String>,
 }
 
 /// What the configuration sets for one project, in place of the server's options.
@@ -361,6 +438,7 @@ fn config(args: &Args) -> Result<Config> {
             tokens: Vec::new(),
             secrets: Vec::new(),
             projects: Vec::new(),
+            oidc: OidcEntry::default(),
         });
     };
     let text = std::fs::read_to_string(path)
@@ -405,21 +483,58 @@ fn tokens(args: &Args, config: &Config) -> Result<Vec<api::auth::Token>> {
     Ok(tokens)
 }
 
+/// The OIDC issuers and rules: the configuration file's, then the flags'.
+fn oidc(args: &Args, config: &Config) -> Result<Option<api::oidc::Oidc>> {
+    let path = args.config.as_deref().unwrap_or(std::path::Path::new(""));
+    let mut oidc = api::oidc::OidcConfig {
+        issuers: config.oidc.issuers.clone(),
+        rules: Vec::new(),
+        refresh: Some(Duration::from_secs(args.oidc_refresh)),
+    };
+    for (i, r) in config.oidc.rules.iter().enumerate() {
+        let rule =
+            api::oidc::Rule::new(&r.claim, &r.pattern, &r.project, &r.role, r.issuer.clone())
+                .map_err(|e| anyhow::anyhow!("{}: oidc.rules[{i}]: {e}", path.display()))?;
+        oidc.rules.push(rule);
+    }
+    if !args.oidc_issuers.is_empty() && args.oidc_audiences.is_empty() {
+        bail!(
+            "--oidc-issuer needs --oidc-audience (SKEIN_OIDC_AUDIENCE): the audiences its tokens must be for"
+        );
+    }
+    for issuer in &args.oidc_issuers {
+        oidc.issuers.push(api::oidc::IssuerConfig {
+            issuer: issuer.clone(),
+            audiences: args.oidc_audiences.clone(),
+        });
+    }
+    for rule in &args.oidc_rules {
+        let rule = api::oidc::Rule::parse(rule)
+            .map_err(|e| anyhow::anyhow!("--oidc-rule / SKEIN_OIDC_RULE: {e}"))?;
+        oidc.rules.push(rule);
+    }
+    oidc.check().map_err(|e| anyhow::anyhow!(e))?;
+    Ok((!oidc.is_empty()).then(|| api::oidc::Oidc::new(oidc)))
+}
+
 async fn serve(args: Args) -> Result<()> {
     let config = config(&args)?;
     let tokens = tokens(&args, &config)?;
+    let oidc = oidc(&args, &config)?;
     let secrets = secrets(&args, &config)?;
-    if tokens.is_empty() && !args.listen.ip().is_loopback() {
+    let authenticated = !tokens.is_empty() || oidc.is_some();
+    if !authenticated && !args.listen.ip().is_loopback() {
         bail!(
-            "refusing to listen on {}: no tokens are configured (--config or SKEIN_TOKENS), \
-             so there is no authentication and skein server listens on loopback addresses \
-             only (such as 127.0.0.1:8080)",
+            "refusing to listen on {}: no tokens are configured (--config, SKEIN_TOKENS or \
+             --oidc-issuer), so there is no authentication and skein server listens on \
+             loopback addresses only (such as 127.0.0.1:8080)",
             args.listen
         );
     }
-    if tokens.is_empty() && !args.no_grpc && !args.grpc_listen.ip().is_loopback() {
+    if !authenticated && !args.no_grpc && !args.grpc_listen.ip().is_loopback() {
         bail!(
-            "refusing to serve gRPC on {}: no tokens are configured (--config or SKEIN_TOKENS), \
+            "refusing to serve gRPC on {}: no tokens are configured (--config, SKEIN_TOKENS \
+             or --oidc-issuer), \
              so there is no authentication and the gRPC API listens on loopback addresses \
              only (such as 127.0.0.1:9090)",
             args.grpc_listen
@@ -453,8 +568,10 @@ async fn serve(args: Args) -> Result<()> {
             args.grpc_listen
         );
     }
-    let auth = if tokens.is_empty() {
+    let mut auth = if !authenticated {
         "authentication off: no tokens configured, loopback only".to_string()
+    } else if tokens.is_empty() {
+        String::new()
     } else {
         let mut projects: Vec<&str> = tokens.iter().map(|t| t.project.as_str()).collect();
         projects.sort_unstable();
@@ -467,6 +584,20 @@ async fn serve(args: Args) -> Result<()> {
             projects.join(", ")
         )
     };
+    if let Some(oidc) = &oidc {
+        let issuers: Vec<&str> = (oidc.config().issuers.iter())
+            .map(|i| i.issuer.as_str())
+            .collect();
+        let rules = oidc.config().rules.len();
+        if !auth.is_empty() {
+            auth.push_str("; ");
+        }
+        auth.push_str(&format!(
+            "ID tokens from {} ({rules} rule{})",
+            issuers.join(", "),
+            if rules == 1 { "" } else { "s" }
+        ));
+    }
     let secret_count = secrets.len();
     let mut cluster = cluster(&args)?;
     let (store, db) = match (&args.database, &cluster) {
@@ -500,7 +631,7 @@ async fn serve(args: Args) -> Result<()> {
     }
     let own = vec![bound, args.grpc_listen];
     let egress = (args.egress)
-        .egress(!tokens.is_empty(), own, &overrides)
+        .egress(authenticated, own, &overrides)
         .with_context(|| "invalid egress policy")?;
     let effects = args.resources.effects(
         runtime::Runtime::new()
@@ -537,6 +668,7 @@ async fn serve(args: Args) -> Result<()> {
             max_input_bytes: args.max_input_bytes,
             max_subscribers: args.max_subscribers,
             tokens,
+            oidc: oidc.map(Arc::new),
             secrets: Arc::new(secrets),
             cluster,
             quotas: api::quota::QuotaTable {

@@ -15,6 +15,7 @@ mod google_auth;
 pub(crate) mod grpc;
 pub(crate) mod grpc_call;
 mod mcp;
+mod oidc;
 mod replicas;
 mod run;
 mod schedules;
