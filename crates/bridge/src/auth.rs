@@ -1,6 +1,7 @@
 //! Credentials for skein and the consumer: a static bearer token, or an ID token for an
-//! audience from the Google metadata server (on Cloud Run), taken and cached by the
-//! same code as Cloud Workflows' `auth: {type: OIDC}` (`runtime::google`).
+//! audience from a Google service-account key or the metadata server (on Cloud Run),
+//! taken and cached by the same code as Cloud Workflows' `auth: {type: OIDC}` and the
+//! DSL's `authentication: {google: …}` (`runtime::google`).
 
 use engine::GoogleToken;
 use runtime::google::GoogleTokens;
@@ -16,15 +17,19 @@ pub struct Error {
 pub enum Credentials {
     None,
     Static(String),
-    /// ID tokens from the metadata server (`GCE_METADATA_HOST`, or
-    /// `metadata.google.internal`).
-    Metadata(GoogleTokens),
+    /// Google ID tokens: from a service-account key or the metadata server.
+    Google(GoogleTokens),
 }
 
 impl Credentials {
     /// ID tokens from the metadata server at `host` (`host:port`).
     pub fn metadata(host: &str) -> Credentials {
-        Credentials::Metadata(GoogleTokens::metadata(host))
+        Credentials::Google(GoogleTokens::metadata(host))
+    }
+
+    /// ID tokens from the service-account key `GOOGLE_APPLICATION_CREDENTIALS` names.
+    pub fn service_account_key() -> Credentials {
+        Credentials::Google(GoogleTokens::from_env())
     }
 
     /// The bearer token for a request to `audience`, if any.
@@ -32,7 +37,7 @@ impl Credentials {
         match self {
             Credentials::None => Ok(None),
             Credentials::Static(token) => Ok(Some(token.clone())),
-            Credentials::Metadata(tokens) => {
+            Credentials::Google(tokens) => {
                 let request = GoogleToken::Id {
                     audience: audience.to_string(),
                 };

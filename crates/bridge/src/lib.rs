@@ -18,6 +18,8 @@ pub mod cursor;
 pub mod workdir;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -68,6 +70,90 @@ pub enum Error {
     Cursor(std::io::Error),
 }
 
+/// What a bridge has done so far, read live by `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    delivered: AtomicU64,
+    results: AtomicU64,
+    failures: AtomicU64,
+    /// The position of the last event passed (0 before the first).
+    position: AtomicU64,
+    /// Whether the event stream is open now.
+    connected: AtomicBool,
+}
+
+impl Counters {
+    pub fn stats(&self) -> Stats {
+        Stats {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            results: self.results.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+        let mut registry = prometheus_client::registry::Registry::default();
+        let stats = self.stats();
+        let counters = [
+            (
+                "skein_bridge_tool_calls_delivered",
+                "Tool calls the consumer acknowledged",
+                stats.delivered,
+            ),
+            (
+                "skein_bridge_results_posted",
+                "Results posted back to executions",
+                stats.results,
+            ),
+            (
+                "skein_bridge_failures",
+                "Failed attempts, each retried",
+                stats.failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = Counter::<u64>::default();
+            counter.inc_by(value);
+            registry.register(name, help, counter);
+        }
+        let gauges = [
+            (
+                "skein_bridge_position",
+                "The position of the last event passed",
+                self.position() as i64,
+            ),
+            (
+                "skein_bridge_connected",
+                "1 while the event stream is open",
+                i64::from(self.connected()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = Gauge::<i64>::default();
+            gauge.set(value);
+            registry.register(name, help, gauge);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
 /// What a bridge did, reported when it stops.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
@@ -91,7 +177,7 @@ pub struct Bridge {
     since_time: jiff::Timestamp,
     dirty: bool,
     saved_at: Instant,
-    stats: Stats,
+    stats: Arc<Counters>,
 }
 
 /// Why a stream stopped.
@@ -145,8 +231,13 @@ impl Bridge {
             after,
             dirty: false,
             saved_at: Instant::now(),
-            stats: Stats::default(),
+            stats: Arc::default(),
         })
+    }
+
+    /// The live counters, for `/metrics`.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.stats.clone()
     }
 
     /// The directory the cursor is saved in, if any.
@@ -159,7 +250,7 @@ impl Bridge {
         if let Some(callback) = self.saved.pending.clone() {
             // Acknowledged before a crash, not yet posted back.
             if self.post_result(&callback, &shutdown).await.is_err() {
-                return self.stats;
+                return self.stats.stats();
             }
             self.saved.pending = None;
             self.save();
@@ -170,7 +261,8 @@ impl Bridge {
             match self.follow(&shutdown).await {
                 Stop::Shutdown => break,
                 Stop::Failed(why) => {
-                    self.stats.failures += 1;
+                    self.stats.connected.store(false, Ordering::Relaxed);
+                    Counters::count(&self.stats.failures);
                     if self.after != before {
                         backoff = self.config.reconnect_backoff;
                     }
@@ -188,7 +280,8 @@ impl Bridge {
         if self.dirty {
             self.save();
         }
-        self.stats
+        self.stats.connected.store(false, Ordering::Relaxed);
+        self.stats.stats()
     }
 
     /// Sleeps for about `backoff` (with jitter); true if shut down meanwhile.
@@ -246,6 +339,7 @@ impl Bridge {
             }
             Ok(Err(e)) => return Stop::Failed(format!("cannot reach skein: {e}")),
         };
+        self.stats.connected.store(true, Ordering::Relaxed);
         // Every chunk, heartbeats included, must come within the heartbeat timeout.
         let heartbeat = self.config.heartbeat;
         let chunks = futures::stream::unfold(response.bytes_stream(), move |mut body| async move {
@@ -290,6 +384,7 @@ impl Bridge {
                 }
             } else {
                 self.after = Some(pos);
+                self.stats.position.store(pos, Ordering::Relaxed);
                 self.saved.after = pos;
                 self.dirty = true;
                 if self.saved_at.elapsed() >= SAVE_EVERY {
@@ -307,7 +402,7 @@ impl Bridge {
             match self.deliver(call).await {
                 Ok(result) => break result,
                 Err(why) => {
-                    self.stats.failures += 1;
+                    Counters::count(&self.stats.failures);
                     eprintln!(
                         "skein bridge: the consumer did not take tool call {} ({why}); \
                          sending it again in {} ms",
@@ -321,7 +416,7 @@ impl Bridge {
             }
             backoff = (backoff * 2).min(self.config.max_backoff);
         };
-        self.stats.delivered += 1;
+        Counters::count(&self.stats.delivered);
         let pending = result.map(|result| Callback {
             execution: call.execution.clone(),
             event: json!({
@@ -335,6 +430,7 @@ impl Bridge {
             }),
         });
         self.after = Some(pos);
+        self.stats.position.store(pos, Ordering::Relaxed);
         self.saved = Saved {
             after: pos,
             pending: pending.clone(),
@@ -409,12 +505,12 @@ impl Bridge {
         loop {
             match self.post_once(callback).await {
                 Ok(true) => {
-                    self.stats.results += 1;
+                    Counters::count(&self.stats.results);
                     return Ok(());
                 }
                 Ok(false) => return Ok(()),
                 Err(why) => {
-                    self.stats.failures += 1;
+                    Counters::count(&self.stats.failures);
                     eprintln!(
                         "skein bridge: cannot post the result to execution {} ({why}); \
                          trying again in {} ms",

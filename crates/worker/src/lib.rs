@@ -103,6 +103,8 @@ struct Tasks {
     finished: VecDeque<String>,
     active: usize,
     executed: u64,
+    /// Tasks refused because every slot was taken.
+    refused: u64,
     draining: bool,
 }
 
@@ -218,6 +220,8 @@ pub fn app(worker: Arc<Worker>) -> Router {
         ));
     Router::new()
         .route("/hello", get(hello))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/pty/status", get(pty_status))
         .merge(guarded)
         .with_state(worker)
@@ -291,6 +295,78 @@ async fn authenticate(
         }
     }
     Ok(next.run(request).await)
+}
+
+/// 200 while the worker takes tasks, 503 once it drains (so that a load balancer stops
+/// sending it any).
+async fn healthz(State(worker): State<Arc<Worker>>) -> (StatusCode, &'static str) {
+    match worker.state.lock().expect("state lock").draining {
+        false => (StatusCode::OK, "ok\n"),
+        true => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+    }
+}
+
+/// The worker's figures in the Prometheus text format: open, since they say nothing of
+/// the tasks themselves.
+async fn metrics(State(worker): State<Arc<Worker>>) -> impl axum::response::IntoResponse {
+    use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+    let (active, executed, refused, draining) = {
+        let state = worker.state.lock().expect("state lock");
+        (state.active, state.executed, state.refused, state.draining)
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    for (name, help, value) in [
+        (
+            "skein_worker_tasks_finished",
+            "Tasks that ended, however they ended",
+            executed,
+        ),
+        (
+            "skein_worker_tasks_refused",
+            "Tasks refused because every slot was taken (429)",
+            refused,
+        ),
+    ] {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value);
+        registry.register(name, help, counter);
+    }
+    for (name, help, value) in [
+        (
+            "skein_worker_tasks_running",
+            "Tasks running now",
+            active as i64,
+        ),
+        (
+            "skein_worker_slots",
+            "Tasks this worker runs at once (--concurrency)",
+            worker.options.concurrency as i64,
+        ),
+        (
+            "skein_worker_draining",
+            "1 once the worker stopped taking tasks",
+            i64::from(draining),
+        ),
+        (
+            "skein_worker_uptime_seconds",
+            "Seconds since the worker started",
+            worker.started.elapsed().as_secs() as i64,
+        ),
+    ] {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(value);
+        registry.register(name, help, gauge);
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 async fn hello(State(worker): State<Arc<Worker>>) -> Json<Value> {
@@ -400,6 +476,7 @@ async fn run(
             });
         }
         if state.active >= options.concurrency {
+            state.refused += 1;
             return Err(Refusal {
                 retry_after: Some(1),
                 ..Refusal::new(

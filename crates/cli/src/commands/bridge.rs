@@ -28,9 +28,15 @@ use url::Url;
 /// symbolic links out of the root) are refused at start.
 ///
 /// Authentication: SERVICE_AUTH_TOKEN is sent as a bearer token to the consumer and, unless
-/// WORKFLOWS_TOKEN is given, to skein. Without them, on Cloud Run (K_SERVICE set) or
-/// with GCE_METADATA_HOST set, ID tokens for WORKFLOWS_AUDIENCE (skein) and for the
-/// consumer's URL come from the metadata server, cached until shortly before expiry.
+/// WORKFLOWS_TOKEN is given, to skein. Without them, Google ID tokens for
+/// WORKFLOWS_AUDIENCE (skein) and for the consumer's URL are sent, cached until shortly
+/// before expiry: from the service-account key GOOGLE_APPLICATION_CREDENTIALS names, or
+/// on Cloud Run (K_SERVICE set) or with GCE_METADATA_HOST set from the metadata server.
+///
+/// Health and metrics: with --listen, or PORT set (as Cloud Run sets it), the bridge
+/// serves GET /healthz (200 while it runs; the body says whether the event stream is
+/// open) and GET /metrics (Prometheus: tool calls delivered, results posted, failures,
+/// position, connected).
 ///
 /// Exit codes: 0 after SIGTERM or Ctrl-C, 2 for a configuration that cannot work.
 #[derive(ClapArgs)]
@@ -137,12 +143,82 @@ pub(crate) struct Args {
     #[arg(long, env = "GCE_METADATA_HOST", value_name = "HOST")]
     gce_metadata_host: Option<String>,
 
+    /// Serve /healthz and /metrics on this address [default: 0.0.0.0:$PORT when PORT is
+    /// set, else nothing].
+    #[arg(long, env = "SKEIN_BRIDGE_LISTEN", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+
     /// The CloudEvent type of the results posted back to executions.
     #[arg(long, value_name = "TYPE", default_value = "dev.skein.tool.result")]
     result_type: String,
 }
 
+/// Where /healthz and /metrics are served: --listen, else every address on $PORT.
+fn health_address(listen: Option<std::net::SocketAddr>) -> Result<Option<std::net::SocketAddr>> {
+    if listen.is_some() {
+        return Ok(listen);
+    }
+    match std::env::var("PORT") {
+        Ok(port) => {
+            let port: u16 = (port.trim().parse())
+                .with_context(|| format!("PORT `{port}` is not a port number"))?;
+            Ok(Some(std::net::SocketAddr::from(([0, 0, 0, 0], port))))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// `/healthz` and `/metrics` from the bridge's counters.
+async fn serve_health(
+    listener: tokio::net::TcpListener,
+    counters: std::sync::Arc<bridge::Counters>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use axum::routing::get;
+    let health = counters.clone();
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || async move {
+                let stream = if health.connected() {
+                    "open"
+                } else {
+                    "reconnecting"
+                };
+                format!(
+                    "ok: event stream {stream}, at position {}\n",
+                    health.position()
+                )
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    counters.prometheus(),
+                )
+            }),
+        );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        eprintln!("skein bridge: /healthz stopped: {e}");
+    }
+}
+
 pub(crate) fn run(args: Args) -> ExitCode {
+    let health = match health_address(args.listen) {
+        Ok(address) => address,
+        Err(e) => {
+            eprintln!("skein bridge: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match config(args) {
         Ok(config) => config,
         Err(e) => {
@@ -174,6 +250,20 @@ pub(crate) fn run(args: Args) -> ExitCode {
             super::server::shutdown_signal().await;
             signal.cancel();
         });
+        if let Some(address) = health {
+            let listener = match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    eprintln!("skein bridge: cannot listen on {address} for /healthz: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            eprintln!(
+                "skein bridge: /healthz and /metrics on http://{}",
+                listener.local_addr().map_or(address, |a| a)
+            );
+            tokio::spawn(serve_health(listener, bridge.counters(), stop.clone()));
+        }
         eprintln!(
             "skein bridge: following skein's events{}",
             bridge
@@ -244,8 +334,10 @@ fn config(args: Args) -> Result<bridge::Config> {
         .gce_metadata_host
         .clone()
         .or_else(|| std::env::var_os("K_SERVICE").map(|_| "metadata.google.internal".to_string()));
+    let key = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some();
     let credentials = |token: Option<String>| match (token, &metadata_host) {
         (Some(token), _) => Credentials::Static(token),
+        (None, _) if key => Credentials::service_account_key(),
         (None, Some(host)) => Credentials::metadata(host),
         (None, None) => Credentials::None,
     };

@@ -171,10 +171,64 @@ const WORKFLOW: &str = "main:
           access: ${access.body.token}
 ";
 
+/// The same calls in the Serverless Workflow DSL, through skein's `authentication:
+/// {google: …}` extension.
+const DSL_WORKFLOW: &str = r#"document: {dsl: '1.0.3', namespace: test, name: google-auth, version: '1.0.0'}
+use:
+  authentications:
+    render:
+      google: { type: oidc, audience: https://render.example }
+do:
+  - first:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: '${ $workflow.input.base + "/whoami" }'
+          authentication: { google: { type: oidc } }
+      export: { as: '${ $context + {first: .} }' }
+  - again:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: '${ $workflow.input.base + "/whoami?again=1" }'
+          authentication: { google: { type: oidc } }
+      export: { as: '${ $context + {again: .} }' }
+  - other:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: '${ $workflow.input.base + "/whoami" }'
+          authentication: { use: render }
+      export: { as: '${ $context + {other: .} }' }
+  - access:
+      call: http
+      with:
+        method: get
+        endpoint:
+          uri: '${ $workflow.input.base + "/whoami" }'
+          authentication:
+            google:
+              type: oauth2
+              scopes: [https://www.googleapis.com/auth/devstorage.read_only]
+  - done:
+      set:
+        first: ${ $context.first.claims.aud }
+        same: ${ $context.first.token == $context.again.token }
+        other: ${ $context.other.claims.aud }
+        access: ${ .token }
+"#;
+
 fn run(base: &str, env: (&str, &str)) -> Value {
+    run_document(base, env, "auth.yaml", WORKFLOW)
+}
+
+fn run_document(base: &str, env: (&str, &str), name: &str, text: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("auth.yaml");
-    std::fs::write(&file, WORKFLOW).unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_skein"))
         .args(["run", file.to_str().unwrap(), "--data-dir"])
         .arg(dir.path().join("data"))
@@ -212,6 +266,40 @@ async fn tokens_come_from_the_metadata_server() {
         })
     );
     // One identity token per audience (the second call reused the first's), one access token.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        (seen.get("identity"), seen.get("token")),
+        (Some(&2), Some(&1)),
+        "{seen:?}"
+    );
+}
+
+/// The DSL's `authentication: {google: …}` extension takes the same tokens the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dsl_takes_google_tokens_through_its_authentication_extension() {
+    let (base, seen) = stand_ins(None).await;
+    let answer = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || {
+            run_document(
+                &base,
+                ("GCE_METADATA_HOST", &base),
+                "auth.sw.yaml",
+                DSL_WORKFLOW,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        answer,
+        json!({
+            "first": format!("http://{base}/whoami"),
+            "same": true,
+            "other": "https://render.example",
+            "access": "ya29.https://www.googleapis.com/auth/devstorage.read_only",
+        })
+    );
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         (seen.get("identity"), seen.get("token")),

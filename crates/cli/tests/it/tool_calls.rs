@@ -131,16 +131,49 @@ async fn a_killed_bridge_loses_no_tool_call_and_repeats_none_the_consumer_answer
     let held = consumer_log(&consumer_file)[99]["key"].clone();
     let cursor = work.join("p1/w1/.skein-bridge-cursor.json");
     assert!(cursor.exists(), "no cursor at {}", cursor.display());
+    // The second one serves /healthz and /metrics on $PORT, as on Cloud Run.
+    let health_port = free_port().to_string();
     let _bridge = start_bridge(
         port,
         consumer_port,
         &work,
         &dir.path().join("bridge2.log"),
-        &[],
+        &[("PORT", &health_port)],
     );
 
     let body = wait_done(&client, &base, "calls-200", 90).await;
     assert_eq!(body["status"], "completed", "{body}");
+    let health = client
+        .get(format!("http://127.0.0.1:{health_port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert!(health.text().await.unwrap().contains("event stream open"));
+    let metrics = client
+        .get(format!("http://127.0.0.1:{health_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let figure = |name: &str| -> u64 {
+        let line = (metrics.lines())
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // The calls from the 100th on went through the second bridge.
+    assert!(
+        figure("skein_bridge_tool_calls_delivered_total") >= 100,
+        "{metrics}"
+    );
+    assert!(
+        figure("skein_bridge_results_posted_total") >= 100,
+        "{metrics}"
+    );
+    assert_eq!(figure("skein_bridge_connected"), 1, "{metrics}");
     // Each call adds 1 to its index: 1 + 2 + … + 200.
     assert_eq!(body["output"], json!({"calls": 200, "sum": 20100}));
 

@@ -4,11 +4,12 @@ use super::workflow::Section;
 use super::{At, Cx, Obj};
 use crate::yaml::Kind;
 use program::{
-    AuthPolicy, AuthRef, BasicAuth, ClientAuthentication, OAuth2, OAuth2Client, OAuth2Endpoints,
-    OAuth2Token, Secretable,
+    AuthPolicy, AuthRef, BasicAuth, ClientAuthentication, ExtensionUse, GoogleAuth, OAuth2,
+    OAuth2Client, OAuth2Endpoints, OAuth2Token, Secretable,
 };
 
-const SCHEMES: [&str; 5] = ["basic", "bearer", "digest", "oauth2", "oidc"];
+/// The DSL's schemes, then skein's `google` (docs/extensions.md).
+const SCHEMES: [&str; 6] = ["basic", "bearer", "digest", "oauth2", "oidc", "google"];
 
 /// `authentication:` on an endpoint or call: `{ use: name }` or an inline policy.
 pub(super) fn reference(cx: &mut Cx, at: &At) -> Option<AuthRef> {
@@ -49,6 +50,7 @@ pub(super) fn policy(cx: &mut Cx, at: &At) -> Option<AuthPolicy> {
                 secretable(cx, at, |cx, at| oauth2(cx, at, false))
             })
             .map(AuthPolicy::Oidc),
+        ["google"] => obj.req(cx, "google", google).map(AuthPolicy::Google),
         [_] => unreachable!("the present keys come from the list above"),
         [] => {
             for k in SCHEMES {
@@ -100,6 +102,35 @@ fn secretable<T>(
         return secret.map(Secretable::Secret);
     }
     inline(cx, at).map(Secretable::Inline)
+}
+
+/// `google: {type: oidc, audience?}` or `google: {type: oauth2, scopes?}`: a token of the
+/// server's own Google identity (metadata server or service-account key), as Cloud
+/// Workflows' `auth: {type: OIDC|OAuth2}` gives it. A skein extension.
+fn google(cx: &mut Cx, at: &At) -> Option<GoogleAuth> {
+    cx.extensions.push(ExtensionUse {
+        name: "authentication.google",
+        path: at.ptr.as_str().to_string(),
+        range: at.anchor(),
+    });
+    let mut obj = Obj::new(cx, at)?;
+    let kind = obj.req(cx, "type", |cx, at| cx.one_of(at, &["oidc", "oauth2"]));
+    let auth = match kind?.as_str() {
+        "oidc" => {
+            let audience = obj.opt(cx, "audience", Cx::text);
+            GoogleAuth::Oidc {
+                audience: audience?,
+            }
+        }
+        _ => {
+            let scopes = obj.opt(cx, "scopes", Cx::string_list);
+            GoogleAuth::OAuth2 {
+                scopes: scopes?.unwrap_or_default(),
+            }
+        }
+    };
+    obj.finish(cx);
+    Some(auth)
 }
 
 fn basic(cx: &mut Cx, at: &At) -> Option<BasicAuth> {

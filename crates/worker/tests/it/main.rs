@@ -183,6 +183,33 @@ async fn at_capacity_a_task_gets_429_and_the_same_id_finds_the_running_one() {
     assert_eq!(headers["retry-after"], "1");
     let (status, again, _) = running.post("/run", body).await;
     assert_eq!((status, again["status"].as_str()), (200, Some("running")));
+    // /metrics counts the refusal and the running task, without a token.
+    let metrics = (running
+        .client
+        .get(format!("{}/metrics", running.base))
+        .send()
+        .await)
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "skein_worker_tasks_running 1",
+        "skein_worker_tasks_refused_total 1",
+        "skein_worker_slots 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    let health = (running
+        .client
+        .get(format!("{}/healthz", running.base))
+        .send()
+        .await)
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
 
     // Cancelled, it is gone within a second, its whole process group with it.
     let began = Instant::now();
