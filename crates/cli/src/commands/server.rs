@@ -85,8 +85,11 @@ use engine::{Engine, SystemClock};
     after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  skein server --callback-endpoint progress.example.com:443 --callback-api-key \"$KEY\"\n  grpcurl -plaintext 127.0.0.1:9090 list\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
 )]
 pub(crate) struct Args {
-    /// The address to listen on (a loopback address unless tokens are configured).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    /// The address to listen on (a loopback address unless tokens are configured)
+    /// [default: 0.0.0.0:$PORT when PORT is set, as on Cloud Run; else 127.0.0.1:8080].
+    #[arg(long = "listen", env = "SKEIN_LISTEN", value_name = "ADDR")]
+    listen_flag: Option<SocketAddr>,
+    #[arg(skip = SocketAddr::from(([127, 0, 0, 1], 8080)))]
     listen: SocketAddr,
 
     /// The URL callers reach this server's REST API at, behind any proxy: Cloud Workflows
@@ -95,13 +98,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SKEIN_PUBLIC_URL", value_name = "URL")]
     public_url: Option<url::Url>,
 
-    /// The address of the gRPC API (a loopback address unless tokens are configured).
-    #[arg(
-        long,
-        env = "SKEIN_GRPC_LISTEN",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:9090"
-    )]
+    /// The address of the gRPC API (a loopback address unless tokens are configured)
+    /// [default: 0.0.0.0:$GRPC_PORT when GRPC_PORT is set; else 127.0.0.1:9090].
+    #[arg(long = "grpc-listen", env = "SKEIN_GRPC_LISTEN", value_name = "ADDR")]
+    grpc_listen_flag: Option<SocketAddr>,
+    #[arg(skip = SocketAddr::from(([127, 0, 0, 1], 9090)))]
     grpc_listen: SocketAddr,
 
     /// Serve no gRPC API.
@@ -135,11 +136,13 @@ pub(crate) struct Args {
     grpc_plaintext: bool,
 
     /// Report progress to this skein.v1.ProgressCallback service: HOST:PORT (TLS unless
-    /// --callback-plaintext) or a URL (https://… or http://…).
+    /// --callback-plaintext) or a URL (https://… or http://…). STIGMER_SERVICE_ENDPOINT
+    /// is read too, as seed 003's runner did.
     #[arg(long, env = "SKEIN_CALLBACK_ENDPOINT", value_name = "ENDPOINT")]
     callback_endpoint: Option<String>,
 
-    /// The key sent with each report, as `authorization: Bearer <key>`.
+    /// The key sent with each report, as `authorization: Bearer <key>`
+    /// (STIGMER_SERVICE_API_KEY is read too).
     #[arg(
         long,
         env = "SKEIN_CALLBACK_API_KEY",
@@ -148,8 +151,8 @@ pub(crate) struct Args {
     )]
     callback_api_key: Option<String>,
 
-    /// Reach a HOST:PORT callback endpoint without TLS.
-    #[arg(long)]
+    /// Reach a HOST:PORT callback endpoint without TLS (also STIGMER_SERVICE_USE_TLS=false).
+    #[arg(long, env = "SKEIN_CALLBACK_PLAINTEXT")]
     callback_plaintext: bool,
 
     /// Certificates (PEM) to trust for the callback endpoint, besides the system's.
@@ -517,7 +520,49 @@ fn oidc(args: &Args, config: &Config) -> Result<Option<api::oidc::Oidc>> {
     Ok((!oidc.is_empty()).then(|| api::oidc::Oidc::new(oidc)))
 }
 
-async fn serve(args: Args) -> Result<()> {
+/// An environment variable's value, if set and not blank.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `0.0.0.0:PORT` from the port in variable `name`, if set.
+fn port_from_env(name: &str) -> Result<Option<SocketAddr>> {
+    let Some(port) = env_value(name) else {
+        return Ok(None);
+    };
+    let port: u16 =
+        (port.trim().parse()).with_context(|| format!("{name} `{port}` is not a port number"))?;
+    Ok(Some(SocketAddr::from(([0, 0, 0, 0], port))))
+}
+
+/// The addresses and callback settings, from the flags and skein's variables first, then
+/// from the names platforms and seed 003's runner use: PORT (Cloud Run), GRPC_PORT,
+/// STIGMER_SERVICE_ENDPOINT, STIGMER_SERVICE_API_KEY and STIGMER_SERVICE_USE_TLS.
+fn resolve_addresses(args: &mut Args) -> Result<()> {
+    if let Some(listen) = args.listen_flag.or(port_from_env("PORT")?) {
+        args.listen = listen;
+    }
+    if let Some(listen) = args.grpc_listen_flag.or(port_from_env("GRPC_PORT")?) {
+        args.grpc_listen = listen;
+    }
+    if args.callback_endpoint.is_none() {
+        args.callback_endpoint = env_value("STIGMER_SERVICE_ENDPOINT");
+    }
+    if args.callback_api_key.is_none() {
+        args.callback_api_key = env_value("STIGMER_SERVICE_API_KEY");
+    }
+    if let Some(tls) = env_value("STIGMER_SERVICE_USE_TLS") {
+        match tls.trim().to_ascii_lowercase().as_str() {
+            "false" | "0" | "no" | "off" => args.callback_plaintext = true,
+            "true" | "1" | "yes" | "on" => {}
+            _ => bail!("STIGMER_SERVICE_USE_TLS `{tls}` is not true or false"),
+        }
+    }
+    Ok(())
+}
+
+async fn serve(mut args: Args) -> Result<()> {
+    resolve_addresses(&mut args)?;
     let config = config(&args)?;
     let tokens = tokens(&args, &config)?;
     let oidc = oidc(&args, &config)?;

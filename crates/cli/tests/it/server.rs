@@ -684,3 +684,62 @@ async fn the_rest_api_serves_tls() {
         .await
         .expect("the server listens");
 }
+
+/// The names platforms and seed 003's runner set: PORT (Cloud Run) and GRPC_PORT give
+/// the addresses (every interface, so tokens are required), STIGMER_SERVICE_ENDPOINT and
+/// STIGMER_SERVICE_USE_TLS=false the callback endpoint without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_takes_its_addresses_and_callbacks_from_platform_and_seed_variables() {
+    use tokio::io::AsyncBufReadExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (port, grpc_port) = (free_port(), free_port());
+    let sha = ring::digest::digest(&ring::digest::SHA256, b"t0ken");
+    let hex: String = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let start = |tokens: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skein"));
+        command
+            .args(["server", "--grpc-plaintext"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("SKEIN_GRPC_LISTEN")
+            .env_remove("SKEIN_LISTEN")
+            .env("PORT", port.to_string())
+            .env("GRPC_PORT", grpc_port.to_string())
+            .env("STIGMER_SERVICE_ENDPOINT", "127.0.0.1:1")
+            .env("STIGMER_SERVICE_USE_TLS", "false")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(tokens) = tokens {
+            command.env("SKEIN_TOKENS", tokens);
+        }
+        command.spawn().unwrap()
+    };
+    // Without tokens every interface is refused, and the message says how to fix it.
+    let refused = start(None).wait_with_output().await.unwrap();
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("refusing to listen on 0.0.0.0"), "{text}");
+
+    let mut server = start(Some(&format!("default:admin:{hex}")));
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("listening on") {
+                return line;
+            }
+        }
+        panic!("the server ended without listening")
+    })
+    .await
+    .unwrap();
+    assert!(line.contains(&format!("0.0.0.0:{port}")), "{line}");
+    assert!(line.contains(&format!("0.0.0.0:{grpc_port}")), "{line}");
+    assert!(line.contains("progress reported to 127.0.0.1:1"), "{line}");
+    let client = reqwest::Client::new();
+    healthy(&client, &format!("http://127.0.0.1:{port}")).await;
+    tokio::net::TcpStream::connect(("127.0.0.1", grpc_port))
+        .await
+        .expect("gRPC listens on GRPC_PORT");
+}
