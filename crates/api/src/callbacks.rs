@@ -183,7 +183,7 @@ impl Callbacks {
                     _ = tokio::time::sleep(renew) => {}
                 }
             }
-            eprintln!("skein: progress callbacks: {} reports now", turn.owner);
+            tracing::info!("progress callbacks: {} reports now", turn.owner);
             // Another server may have moved the cursor since.
             let start = patiently(|| self.store.cursor(LOG_CURSOR))
                 .await?
@@ -209,7 +209,7 @@ impl Callbacks {
                     // The lanes stop with their token; the next holder resends what
                     // they had in flight.
                     stint.cancel();
-                    eprintln!("skein: progress callbacks: {} no longer reports", turn.owner);
+                    tracing::info!("progress callbacks: {} no longer reports", turn.owner);
                 }
             }
             if shutdown.is_cancelled() {
@@ -309,7 +309,7 @@ impl Callbacks {
         };
         tokio::spawn(async move {
             if let Err(e) = lane.run(rx).await {
-                eprintln!("skein: progress callbacks: {e}");
+                tracing::info!("progress callbacks: {e}");
             }
         });
         tx
@@ -403,9 +403,10 @@ impl Lane {
                 Ok(_) => {
                     self.metrics.callbacks_sent.inc();
                     if attempts > 1 {
-                        eprintln!(
-                            "skein: progress callbacks: report {} of {} delivered after {attempts} attempts",
-                            report.sequence, report.execution_id
+                        tracing::info!(
+                            "progress callbacks: report {} of {} delivered after {attempts} attempts",
+                            report.sequence,
+                            report.execution_id
                         );
                     }
                     return Some(true);
@@ -416,8 +417,8 @@ impl Lane {
             let age = Duration::from_millis(now_ms().saturating_sub(time).max(0) as u64);
             if age >= self.options.max_age {
                 self.metrics.callbacks_dropped.inc();
-                eprintln!(
-                    "skein: progress callbacks: dropped report {} ({}) of {} after {attempts} \
+                tracing::warn!(
+                    "progress callbacks: dropped report {} ({}) of {} after {attempts} \
                      attempts over {} s (--callback-max-age): {}",
                     report.sequence,
                     report.event_type,
@@ -428,8 +429,8 @@ impl Lane {
                 return Some(false);
             }
             if attempts == 1 {
-                eprintln!(
-                    "skein: progress callbacks: {} is not taking reports ({:?}: {}); retrying",
+                tracing::warn!(
+                    "progress callbacks: {} is not taking reports ({:?}: {}); retrying",
                     self.options.endpoint,
                     status.code(),
                     status.message()

@@ -63,7 +63,7 @@ impl Service {
                 Ok(held) => held,
                 Err(e) => {
                     if !failing {
-                        eprintln!("skein: the leases cannot be renewed ({e}); retrying");
+                        tracing::warn!("the leases cannot be renewed ({e}); retrying");
                         failing = true;
                     }
                     // Past the lease, another server may run these executions already.
@@ -71,8 +71,8 @@ impl Service {
                         for (id, _) in self.running_since() {
                             if self.abandon(&id) {
                                 self.metrics().leases_lost.inc();
-                                eprintln!(
-                                    "skein: execution {id} left: its lease could not be renewed"
+                                tracing::warn!(
+                                    "execution {id} left: its lease could not be renewed"
                                 );
                             }
                         }
@@ -81,7 +81,7 @@ impl Service {
                 }
             };
             if failing {
-                eprintln!("skein: the leases are renewed again");
+                tracing::info!("the leases are renewed again");
                 failing = false;
             }
             renewed = asked;
@@ -90,7 +90,7 @@ impl Service {
                 // A run launched after the renewal was asked is not in its answer.
                 if since < asked && !ids.contains(id.as_str()) && self.abandon(&id) {
                     self.metrics().leases_lost.inc();
-                    eprintln!("skein: execution {id} is run by another server now; left here");
+                    tracing::warn!("execution {id} is run by another server now; left here");
                 }
             }
             let running: HashSet<String> =
@@ -124,15 +124,15 @@ impl Service {
                             self.metrics()
                                 .takeover_delay_seconds
                                 .observe(*overdue as f64 / 1000.0);
-                            eprintln!(
-                                "skein: took execution {} over from {from} ({overdue} ms after its lease expired)",
+                            tracing::info!(
+                                "took execution {} over from {from} ({overdue} ms after its lease expired)",
                                 lease.id
                             );
                             // Another server held it: a run of it still listed here is
                             // stale, and would keep `launch` from starting a new one.
                             if self.abandon(&lease.id) {
-                                eprintln!(
-                                    "skein: execution {}: a stale run here was stopped",
+                                tracing::warn!(
+                                    "execution {}: a stale run here was stopped",
                                     lease.id
                                 );
                             }
@@ -140,7 +140,7 @@ impl Service {
                         self.launch_lease(&lease);
                     }
                 }
-                Err(e) => eprintln!("skein: cannot claim free executions: {e}"),
+                Err(e) => tracing::warn!("cannot claim free executions: {e}"),
             }
         }
     }
@@ -157,7 +157,7 @@ impl Service {
                 }
             }
             Ok(None) => {}
-            Err(e) => eprintln!("skein: the request for {id} could not be read: {e}"),
+            Err(e) => tracing::warn!("the request for {id} could not be read: {e}"),
         }
     }
 }

@@ -72,7 +72,7 @@ impl ApiError {
 
     /// A failure of ours. The cause goes to the log, not to the client.
     pub(crate) fn internal(cause: impl std::fmt::Display) -> ApiError {
-        eprintln!("skein: internal error: {cause}");
+        tracing::error!("internal error: {cause}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -96,7 +96,7 @@ impl IntoResponse for ApiError {
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         if e.is_unavailable() {
-            eprintln!("skein: the database does not answer: {e}");
+            tracing::warn!("the database does not answer: {e}");
             return ApiError::unavailable();
         }
         ApiError::internal(e)

@@ -219,8 +219,8 @@ impl engine::Observer for Metrics {
     fn event(&self, execution: &str, event: &store::Event) {
         // What Cloud Workflows' `sys.log` logs goes to the server's log too.
         if event.type_ == gcw::LOG_EVENT {
-            eprintln!(
-                "skein: execution {execution}: {}",
+            tracing::info!(
+                "execution {execution}: {}",
                 gcw::log_line(&event.data.value())
             );
             return;

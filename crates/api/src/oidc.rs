@@ -360,7 +360,7 @@ impl Oidc {
             match self.fetch(issuer).await {
                 Ok(fresh) => *keys = fresh,
                 Err(e) if keys.fetched.is_some() => {
-                    eprintln!("skein: OIDC: keeping the keys of {issuer}: {e}");
+                    tracing::warn!("OIDC: keeping the keys of {issuer}: {e}");
                     keys.fetched = Some(Instant::now());
                 }
                 Err(e) => {

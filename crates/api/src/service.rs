@@ -256,7 +256,7 @@ impl Service {
                 }
             }
             // The next look for free executions finds it.
-            Err(e) => eprintln!("skein: execution {id} waits for a server: {e}"),
+            Err(e) => tracing::warn!("execution {id} waits for a server: {e}"),
         }
     }
 
@@ -329,7 +329,7 @@ impl Service {
         let secrets = self.options.secrets.for_project(project);
         let task = self.tasks.spawn(async move {
             if let Err(e) = this.engine.run_controlled(&owned, secrets, control).await {
-                eprintln!("skein: execution {owned} stopped: {e}");
+                tracing::warn!("execution {owned} stopped: {e}");
             }
             {
                 // Only its own entry: after an abandon, a new run may hold the id.
@@ -426,8 +426,8 @@ impl Service {
     /// holds is claimed and run here to obey it.
     async fn apply(self: &Arc<Self>, execution: &Execution, request: store::Request) {
         if let Err(e) = self.store().request(&execution.id, request).await {
-            eprintln!(
-                "skein: the {} of {} is not recorded: {e}",
+            tracing::warn!(
+                "the {} of {} is not recorded: {e}",
                 request.as_str(),
                 execution.id
             );
@@ -542,13 +542,13 @@ impl Service {
         // An empty batch: once it is durable, so is every batch queued before it.
         let ticket = self.store().commit(Batch::default());
         if let Err(e) = self.store().durable(ticket).await {
-            eprintln!("skein: the last writes may not be on disk: {e}");
+            tracing::warn!("the last writes may not be on disk: {e}");
         }
         // Others take over at once rather than when the leases expire.
         if let Some(cluster) = self.cluster()
             && let Err(e) = self.store().release(&cluster.node).await
         {
-            eprintln!("skein: the leases were not released (they expire): {e}");
+            tracing::warn!("the leases were not released (they expire): {e}");
         }
     }
 }

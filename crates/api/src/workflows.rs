@@ -102,7 +102,7 @@ pub(crate) async fn deploy_text(
     for note in
         crate::schedules::follow_document(service, &caller.project, name, Some(program)).await?
     {
-        eprintln!("skein: workflow `{name}`: {note}");
+        tracing::info!("workflow `{name}`: {note}");
     }
     Ok(deployed)
 }

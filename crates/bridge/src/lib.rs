@@ -202,8 +202,8 @@ impl Bridge {
         let dir = match workdir::prepare(&config.work_root, &dir)? {
             Ok(dir) => Some(dir),
             Err(why) => {
-                eprintln!(
-                    "skein bridge: running without persistence ({why}): a restart starts \
+                tracing::warn!(
+                    "running without persistence ({why}): a restart starts \
                      again from SINCE_ID, SINCE_TIME or the present"
                 );
                 None
@@ -216,8 +216,8 @@ impl Bridge {
             None => config.since_id,
         };
         if let (Some(saved), Some(path)) = (&loaded, cursor.path()) {
-            eprintln!(
-                "skein bridge: resuming after event {} (cursor {})",
+            tracing::info!(
+                "resuming after event {} (cursor {})",
                 saved.after,
                 path.display()
             );
@@ -266,8 +266,8 @@ impl Bridge {
                     if self.after != before {
                         backoff = self.config.reconnect_backoff;
                     }
-                    eprintln!(
-                        "skein bridge: the event stream stopped ({why}); reconnecting in {} ms",
+                    tracing::warn!(
+                        "the event stream stopped ({why}); reconnecting in {} ms",
                         backoff.as_millis()
                     );
                 }
@@ -403,8 +403,8 @@ impl Bridge {
                 Ok(result) => break result,
                 Err(why) => {
                     Counters::count(&self.stats.failures);
-                    eprintln!(
-                        "skein bridge: the consumer did not take tool call {} ({why}); \
+                    tracing::warn!(
+                        "the consumer did not take tool call {} ({why}); \
                          sending it again in {} ms",
                         call.key,
                         backoff.as_millis()
@@ -436,9 +436,10 @@ impl Bridge {
             pending: pending.clone(),
         };
         self.save();
-        eprintln!(
-            "skein bridge: delivered tool call {} of {} (event {pos})",
-            call.key, call.execution
+        tracing::info!(
+            "delivered tool call {} of {} (event {pos})",
+            call.key,
+            call.execution
         );
         if let Some(callback) = pending {
             if self.post_result(&callback, shutdown).await.is_err() {
@@ -511,8 +512,8 @@ impl Bridge {
                 Ok(false) => return Ok(()),
                 Err(why) => {
                     Counters::count(&self.stats.failures);
-                    eprintln!(
-                        "skein bridge: cannot post the result to execution {} ({why}); \
+                    tracing::warn!(
+                        "cannot post the result to execution {} ({why}); \
                          trying again in {} ms",
                         callback.execution,
                         backoff.as_millis()
@@ -557,8 +558,8 @@ impl Bridge {
             200..=299 => Ok(true),
             404 | 409 => {
                 let body = response.text().await.unwrap_or_default();
-                eprintln!(
-                    "skein bridge: dropped the result for execution {}: {}",
+                tracing::warn!(
+                    "dropped the result for execution {}: {}",
                     callback.execution,
                     body.trim()
                 );
@@ -579,7 +580,7 @@ impl Bridge {
                 self.dirty = false;
                 self.saved_at = Instant::now();
             }
-            Err(e) => eprintln!("skein bridge: cannot save the cursor: {e}"),
+            Err(e) => tracing::warn!("cannot save the cursor: {e}"),
         }
     }
 }

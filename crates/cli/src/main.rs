@@ -5,6 +5,7 @@
 
 mod commands;
 mod progress;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,22 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Which logs to write: error, warn, info, debug or trace, or a filter in RUST_LOG's
+    /// syntax (`info,api=debug`) [default: SKEIN_LOG, LOG_LEVEL or RUST_LOG, else info].
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    /// How logs look on stderr: `text`, or `json` (one object per line with Cloud
+    /// Logging's fields: severity, message, time, logging.googleapis.com/trace).
+    #[arg(
+        long,
+        global = true,
+        env = "SKEIN_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: telemetry::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +56,14 @@ fn main() -> ExitCode {
     // One TLS provider for every client and server of the process (reqwest and tonic
     // are built without a default one).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Traces, when OTEL_EXPORTER_OTLP_ENDPOINT asks for them, are sent when this drops.
+    let _telemetry = match telemetry::init(cli.log_level.as_deref(), cli.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("skein: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Bench(args) => commands::bench::run(args),
         Command::Bridge(args) => commands::bridge::run(args),

@@ -365,7 +365,16 @@ impl Engine {
             live.retain(|_, r| r.strong_count() > 0);
             live.insert(id.to_string(), Arc::downgrade(&run));
         }
-        interp::execute_detachable(run)
+        // The execution's span: its tasks' and calls' spans sit under it, and a trace
+        // exporter (when the binary installs one) sends them.
+        let span = tracing::info_span!(
+            "execution",
+            otel.name = %format!("execution {}", execution.name),
+            execution.id = %id,
+            workflow = %execution.name,
+            project = %execution.project,
+        );
+        tracing::Instrument::instrument(interp::execute_detachable(run), span)
             .await
             .map_err(Error::Journal)
     }

@@ -15,6 +15,22 @@ pub enum Call {
     Function(FunctionCall),
 }
 
+impl Call {
+    /// What the DSL calls it: `http`, `grpc`, `openapi`, `asyncapi`, `a2a`, `mcp`, or
+    /// `function` for a catalog's or `use.functions`' function.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Call::Http(_) => "http",
+            Call::Grpc(_) => "grpc",
+            Call::OpenApi(_) => "openapi",
+            Call::AsyncApi(_) => "asyncapi",
+            Call::A2a(_) => "a2a",
+            Call::Mcp(_) => "mcp",
+            Call::Function(_) => "function",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HttpCall {
     /// As written, such as `get` or `POST`.

@@ -13,6 +13,7 @@ pub mod grpc;
 mod mcp;
 mod messaging;
 mod plain;
+pub mod trace;
 mod workers;
 
 use std::collections::HashMap;
@@ -412,7 +413,9 @@ impl Effects for Runtime {
     /// The request runs on a task of its own, so that building it and reading the
     /// response share the runtime's threads instead of the one that drives the
     /// execution; dropping the returned future aborts it.
-    async fn http(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    async fn http(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // Taken here, in the call's span, before the request moves to a task of its own.
+        request.headers.extend(trace::headers());
         let (client, plain) = self.clients_for(&request)?;
         let task = match plain {
             Some(plain) if Plain::serves(&request) => {
@@ -426,9 +429,10 @@ impl Effects for Runtime {
 
     async fn http_events(
         &self,
-        request: HttpRequest,
+        mut request: HttpRequest,
         sink: engine::EventSink,
     ) -> Result<HttpResponse, HttpError> {
+        request.headers.extend(trace::headers());
         let (client, _) = self.clients_for(&request)?;
         AbortOnDropHandle::new(tokio::spawn(perform_events(client, request, sink)))
             .await

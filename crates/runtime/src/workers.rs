@@ -64,7 +64,11 @@ impl Workers {
     }
 
     fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
-        let request = self.client.request(method, url);
+        let mut request = self.client.request(method, url);
+        // The task's span, for the worker to join.
+        for (name, value) in crate::trace::headers() {
+            request = request.header(name, value);
+        }
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,

@@ -205,6 +205,26 @@ impl Worker {
     }
 }
 
+/// Makes `span` a child of the trace `headers` carry (`traceparent`, `tracestate`), if
+/// any and if the binary installed a propagator.
+fn join_trace(span: &tracing::Span, headers: &HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let carried: HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| {
+            Some((
+                name.to_string(),
+                headers.get(name)?.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
+    if carried.is_empty() {
+        return;
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carried));
+    let _ = span.set_parent(parent);
+}
+
 /// The worker's routes.
 pub fn app(worker: Arc<Worker>) -> Router {
     let guarded = Router::new()
@@ -393,6 +413,7 @@ async fn pty_status(State(worker): State<Arc<Worker>>) -> Json<Value> {
 
 async fn run(
     State(worker): State<Arc<Worker>>,
+    headers: HeaderMap,
     body: Result<Json<RunRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Refusal> {
     let Json(request) = body.map_err(|e| Refusal::bad_request(e.body_text()))?;
@@ -506,10 +527,20 @@ async fn run(
     };
     let runner = worker.clone();
     let running = task.clone();
-    tokio::spawn(async move {
+    // The task's span joins the trace of the request that started it (`traceparent`).
+    let span = tracing::info_span!(
+        "worker task",
+        otel.kind = "server",
+        task.id = %id,
+        task.program = %spec.program,
+        worker.id = %options.id,
+    );
+    join_trace(&span, &headers);
+    let work = async move {
         running.run(spec).await;
         runner.finish(&id);
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(work, span));
     Ok((StatusCode::ACCEPTED, Json(task.state())))
 }
 

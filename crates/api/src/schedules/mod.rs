@@ -483,7 +483,7 @@ impl Service {
                 let held = match self.store().hold(LEASE, &owner, cluster.lease_ms()).await {
                     Ok(held) => held,
                     Err(e) => {
-                        eprintln!("skein: schedules: cannot renew the scheduler's lease: {e}");
+                        tracing::warn!("schedules: cannot renew the scheduler's lease: {e}");
                         false
                     }
                 };
@@ -491,14 +491,14 @@ impl Service {
                 if held != holding {
                     holding = held;
                     let now = if held { "runs" } else { "no longer runs" };
-                    eprintln!("skein: schedules: {owner} {now} the schedules");
+                    tracing::info!("schedules: {owner} {now} the schedules");
                 }
             }
             if cluster.is_some() && !holding {
                 continue;
             }
             if let Err(e) = self.tick_schedules(now_ms()).await {
-                eprintln!("skein: schedules: {}", e.body.message);
+                tracing::info!("schedules: {}", e.body.message);
             }
         }
     }
@@ -561,9 +561,10 @@ impl Service {
                         self.options().metrics.schedule_started();
                     }
                     Err(e) => {
-                        eprintln!(
-                            "skein: schedule `{}` could not start `{id}`: {}",
-                            spec.id, e.body.message
+                        tracing::warn!(
+                            "schedule `{}` could not start `{id}`: {}",
+                            spec.id,
+                            e.body.message
                         );
                         new_state["lastError"] = json!(e.body.message);
                     }

@@ -207,7 +207,7 @@ async fn serve_health(
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     if let Err(e) = served {
-        eprintln!("skein bridge: /healthz stopped: {e}");
+        tracing::warn!("skein bridge: /healthz stopped: {e}");
     }
 }
 
@@ -258,20 +258,20 @@ pub(crate) fn run(args: Args) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            eprintln!(
+            tracing::info!(
                 "skein bridge: /healthz and /metrics on http://{}",
                 listener.local_addr().map_or(address, |a| a)
             );
             tokio::spawn(serve_health(listener, bridge.counters(), stop.clone()));
         }
-        eprintln!(
+        tracing::info!(
             "skein bridge: following skein's events{}",
             bridge
                 .cursor_path()
                 .map_or(String::new(), |p| format!(", cursor in {}", p.display()))
         );
         let stats = bridge.run(stop).await;
-        eprintln!(
+        tracing::info!(
             "skein bridge: stopped: {} tool call{} delivered, {} result{} posted, {} failed attempt{}",
             stats.delivered,
             if stats.delivered == 1 { "" } else { "s" },

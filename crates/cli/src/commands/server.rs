@@ -807,7 +807,7 @@ async fn serve(mut args: Args) -> Result<()> {
             Ok(())
         });
     }
-    eprintln!(
+    tracing::info!(
         "skein server listening on {}://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note})",
         if rest_tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
@@ -832,7 +832,7 @@ async fn serve(mut args: Args) -> Result<()> {
             bail!("a part of the server stopped unexpectedly");
         }
     }
-    eprintln!("skein server: shutting down");
+    tracing::info!("skein server: shutting down");
     stop.cancel();
     while let Some(ended) = background.join_next().await {
         if let Ok(Err(e)) = ended {
@@ -934,7 +934,7 @@ async fn callbacks(
         );
     }
     if options.url().starts_with("http://") && !args.callback_plaintext {
-        eprintln!(
+        tracing::warn!(
             "skein server: progress reports to {endpoint} travel without TLS (the endpoint says http://)"
         );
     }

@@ -172,7 +172,7 @@ async fn serve(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    eprintln!(
+    tracing::info!(
         "skein worker {} listening on http://{} ({} task{} at a time; {})",
         worker.options().id,
         listener.local_addr()?,
@@ -194,9 +194,9 @@ async fn serve(args: Args) -> Result<()> {
     // the server can finish): those that outlast the grace are killed.
     let shutdown = async move {
         super::server::shutdown_signal().await;
-        eprintln!("skein worker: shutting down; running tasks get {grace:?}");
+        tracing::info!("skein worker: shutting down; running tasks get {grace:?}");
         let report = draining.shutdown(grace).await;
-        eprintln!(
+        tracing::info!(
             "skein worker: {} task{} finished, {} killed",
             report.finished,
             if report.finished == 1 { "" } else { "s" },

@@ -22,6 +22,7 @@ mod schedules;
 pub(crate) mod server;
 mod spec_examples;
 mod suite;
+mod telemetry;
 mod tool_calls;
 mod worker;
 mod zigflow;

@@ -162,9 +162,11 @@ async fn process(
     };
     if !await_ {
         let effects = run.effects.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let _ = effects.process(spec, control).await;
-        });
+        };
+        // In the task's span still, so that the worker joins the trace.
+        tokio::spawn(tracing::Instrument::in_current_span(task));
         return Ok(input.clone());
     }
     let out = run

@@ -289,7 +289,17 @@ pub(super) fn run_task<'a>(
             task_var: &task_var,
         };
         let result = match run.count_task(&nt.reference) {
-            Ok(()) => extended(cx, raw_input, ctx).await,
+            Ok(()) => {
+                // Replayed tasks returned above: a span is a task that really runs.
+                let span = tracing::info_span!(
+                    "task",
+                    otel.name = %format!("task {}", nt.name),
+                    task.name = %nt.name,
+                    task.reference = %nt.reference,
+                    task.kind = nt.task.kind.keyword(),
+                );
+                tracing::Instrument::instrument(extended(cx, raw_input, ctx), span).await
+            }
             Err(over) => Err(over),
         };
         // A cancelled task's record is left to the guard, which also covers a drop.
@@ -630,6 +640,19 @@ fn kind<'a>(
 /// Runs a `call` task: HTTP and OpenAPI calls, or a function of `use.functions` (run as
 /// a task of its own under `{key}/call`).
 async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<Value> {
+    // The call's span, a client span: HTTP requests and worker tasks made inside it carry
+    // it as their `traceparent`.
+    let span = tracing::info_span!(
+        "call",
+        otel.name = %format!("call {}", call.kind_name()),
+        otel.kind = "client",
+        call.kind = call.kind_name(),
+        task.reference = %cx.task.reference,
+    );
+    tracing::Instrument::instrument(call_inner(cx, call, input, ctx), span).await
+}
+
+async fn call_inner(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<Value> {
     let (run, key, at) = (cx.run, cx.key, cx.at());
     match call {
         Call::Http(http) => {

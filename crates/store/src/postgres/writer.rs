@@ -98,8 +98,8 @@ pub(super) async fn write_loop(
                 }
                 for root in outcome.lost {
                     if w.lost.insert(root.clone()) {
-                        eprintln!(
-                            "skein: execution {root} is run by another process now; this one's late writes to it were dropped"
+                        tracing::warn!(
+                            "execution {root} is run by another process now; this one's late writes to it were dropped"
                         );
                     }
                 }
@@ -146,7 +146,7 @@ async fn commit_group(w: &mut Writer, group: i64, commands: &[(u64, Command)]) -
         match attempt(w, group, commands).await {
             Ok(outcome) => {
                 if told {
-                    eprintln!("skein: the database answers again; the journal writes go on");
+                    tracing::info!("the database answers again; the journal writes go on");
                 }
                 return Ok(outcome);
             }
@@ -161,8 +161,8 @@ async fn commit_group(w: &mut Writer, group: i64, commands: &[(u64, Command)]) -
 
 async fn wait(delay: &mut Duration, told: &mut bool, e: &sqlx::Error) {
     if !*told {
-        eprintln!(
-            "skein: the database does not answer ({e}); executions wait, and the journal writes are retried"
+        tracing::warn!(
+            "the database does not answer ({e}); executions wait, and the journal writes are retried"
         );
         *told = true;
     }
