@@ -11,6 +11,7 @@ pub(crate) mod callback_sink;
 pub(crate) mod demo;
 pub(crate) mod egress;
 pub(crate) mod exec;
+pub(crate) mod healthcheck;
 pub(crate) mod limits;
 pub(crate) mod report;
 pub(crate) mod run;

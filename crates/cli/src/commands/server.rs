@@ -131,8 +131,8 @@ pub(crate) struct Args {
     grpc_tls_key: Option<PathBuf>,
 
     /// Serve gRPC without TLS on a non-loopback address (behind a proxy that terminates
-    /// TLS, say).
-    #[arg(long)]
+    /// TLS, say: Cloud Run, a service mesh).
+    #[arg(long, env = "SKEIN_GRPC_PLAINTEXT")]
     grpc_plaintext: bool,
 
     /// Report progress to this skein.v1.ProgressCallback service: HOST:PORT (TLS unless

@@ -8,6 +8,7 @@ mod cloud_workflows;
 pub(crate) mod container;
 pub(crate) mod crash;
 mod ctk;
+mod deploy;
 mod digest;
 mod egress;
 mod extensions;
@@ -348,44 +349,4 @@ fn upload_sends_a_directory_once_by_its_content() {
         stderr(&out)
     );
     assert!(!elsewhere.exists());
-}
-
-/// The deploy files of the render example start skein with arguments it takes: each
-/// `skein` command line in them (the Dockerfile's CMD, the Cloud Run service's args,
-/// the compose services' commands) is accepted with `--help` appended.
-#[test]
-fn the_deploy_files_use_arguments_skein_takes() {
-    let deploy = repo().join("examples/render/deploy");
-    let mut commands: Vec<Vec<String>> = Vec::new();
-    let dockerfile = std::fs::read_to_string(deploy.join("Dockerfile")).unwrap();
-    let cmd = dockerfile
-        .lines()
-        .find_map(|l| l.strip_prefix("CMD "))
-        .expect("a CMD");
-    commands.push(serde_json::from_str(cmd).unwrap());
-    let yaml = |name: &str| -> serde_json::Value {
-        serde_saphyr::from_str(&std::fs::read_to_string(deploy.join(name)).unwrap()).unwrap()
-    };
-    let cloud_run = yaml("render-service.cloudrun.yaml");
-    for container in cloud_run["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .unwrap()
-    {
-        commands.push(serde_json::from_value(container["args"].clone()).unwrap());
-    }
-    let compose = yaml("compose.yaml");
-    for service in compose["services"].as_object().unwrap().values() {
-        if service["image"] == "skein" {
-            commands.push(serde_json::from_value(service["command"].clone()).unwrap());
-        }
-    }
-    assert_eq!(commands.len(), 5, "{commands:?}");
-    for args in commands {
-        let out = Command::new(env!("CARGO_BIN_EXE_skein"))
-            .args(&args)
-            .arg("--help")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "skein {args:?}: {}", stderr(&out));
-    }
 }
