@@ -6,11 +6,12 @@ locals {
   engine_email = google_service_account.engine.email
   worker_email = google_service_account.worker.email
   server_env = {
-    SKEIN_OIDC_ISSUER   = "https://accounts.google.com"
-    SKEIN_OIDC_RULE     = join(",", var.oidc_rules)
-    SKEIN_LOG_FORMAT    = "json"
-    SKEIN_WORKERS       = google_cloud_run_v2_service.worker.uri
-    GOOGLE_CLOUD_PROJECT = var.project
+    SKEIN_OIDC_ISSUER             = "https://accounts.google.com"
+    SKEIN_OIDC_RULE               = join(",", var.oidc_rules)
+    SKEIN_LOG_FORMAT              = "json"
+    SKEIN_WORKERS                 = google_cloud_run_v2_service.worker.uri
+    SKEIN_WORKER_GOOGLE_ID_TOKENS = "true"
+    GOOGLE_CLOUD_PROJECT          = var.project
   }
   labels = { app = var.name }
 }
@@ -574,15 +575,15 @@ resource "google_cloud_run_v2_service_iam_member" "bridge_invokes_server" {
   member   = "serviceAccount:${local.engine_email}"
 }
 
-# Workers: reached only from inside the VPC (internal ingress) with the worker token;
-# skein sends that token, not a Google ID token, so Cloud Run's IAM check is not used.
-resource "google_cloud_run_v2_service_iam_member" "worker_invoker" {
-  #checkov:skip=CKV_GCP_102:internal ingress only, and every /run request must carry the worker token (skein does not send Google ID tokens to workers yet)
+# Workers: private, reached from inside the VPC (internal ingress) by the engine only,
+# which sends a Google ID token for their URL (SKEIN_WORKER_GOOGLE_ID_TOKENS) beside the
+# worker token.
+resource "google_cloud_run_v2_service_iam_member" "engine_invokes_workers" {
   project  = var.project
   location = var.region
   name     = google_cloud_run_v2_service.worker.name
   role     = "roles/run.invoker"
-  member   = "allUsers"
+  member   = "serviceAccount:${local.engine_email}"
 }
 
 # ---- Alerts, from skein's own metrics (Managed Prometheus) and Cloud Run's.

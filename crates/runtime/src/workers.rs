@@ -28,6 +28,10 @@ pub struct Workers {
     client: reqwest::Client,
     urls: Vec<url::Url>,
     token: Option<String>,
+    /// Google ID tokens for each worker's URL, sent in `X-Serverless-Authorization`: for
+    /// workers on Cloud Run behind IAM (which checks that header and leaves
+    /// `Authorization`, the worker token, to the worker).
+    google: Option<crate::google::GoogleTokens>,
     next: AtomicUsize,
 }
 
@@ -55,16 +59,50 @@ impl Workers {
             client,
             urls,
             token,
+            google: None,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Also sends a Google ID token for each worker's URL (from the service-account key
+    /// or the metadata server, as `runtime::google` finds them) in
+    /// `X-Serverless-Authorization`, as Cloud Run's IAM check reads it.
+    pub fn with_google_id_tokens(mut self, tokens: crate::google::GoogleTokens) -> Workers {
+        self.google = Some(tokens);
+        self
+    }
+
+    /// The `X-Serverless-Authorization` value for the worker at `base`, if any.
+    async fn id_token(&self, base: &url::Url) -> std::io::Result<Option<String>> {
+        let Some(google) = &self.google else {
+            return Ok(None);
+        };
+        let audience = base.as_str().trim_end_matches('/').to_string();
+        let token = google
+            .token(engine::GoogleToken::Id {
+                audience: audience.clone(),
+            })
+            .await
+            .map_err(|e| {
+                std::io::Error::other(format!("no Google ID token for the worker {audience}: {e}"))
+            })?;
+        Ok(Some(format!("Bearer {token}")))
     }
 
     pub fn urls(&self) -> &[url::Url] {
         &self.urls
     }
 
-    fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        id_token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let mut request = self.client.request(method, url);
+        if let Some(id_token) = id_token {
+            request = request.header("x-serverless-authorization", id_token);
+        }
         // The task's span, for the worker to join.
         for (name, value) in crate::trace::headers() {
             request = request.header(name, value);
@@ -143,12 +181,18 @@ impl Workers {
         body: &str,
         control: &ProcessControl,
     ) -> std::io::Result<Attempt> {
+        let id_token = self.id_token(base).await?;
+        let id_token = id_token.as_deref();
         let stop = Stop {
-            request: Some(self.request(reqwest::Method::POST, join(base, &["run", id, "cancel"]))),
+            request: Some(self.request(
+                reqwest::Method::POST,
+                join(base, &["run", id, "cancel"]),
+                id_token,
+            )),
         };
         let mut stop = stop;
         tokio::select! {
-            attempt = self.follow(base, id, body, &control.output) => {
+            attempt = self.follow(base, id, body, &control.output, id_token) => {
                 // A task given up on as lost may still run there: the guard, kept armed,
                 // tells the worker to stop it.
                 if !matches!(attempt, Ok(Attempt::Lost(_))) {
@@ -156,7 +200,7 @@ impl Workers {
                 }
                 attempt
             }
-            never = self.forward_pauses(base, id, control.paused.clone()) => match never {},
+            never = self.forward_pauses(base, id, control.paused.clone(), id_token) => match never {},
             _ = control.cancel.cancelled() => {
                 // Sent at once, not left to a heartbeat; the worker kills the group. The
                 // guard stays armed meanwhile: the cancel that fired here may also drop
@@ -177,13 +221,15 @@ impl Workers {
         base: &url::Url,
         id: &str,
         mut paused: tokio::sync::watch::Receiver<bool>,
+        id_token: Option<&str>,
     ) -> std::convert::Infallible {
         let mut sent = false;
         loop {
             let pause = *paused.borrow_and_update();
             if pause != sent {
                 let verb = if pause { "pause" } else { "resume" };
-                let request = self.request(reqwest::Method::POST, join(base, &["run", id, verb]));
+                let url = join(base, &["run", id, verb]);
+                let request = self.request(reqwest::Method::POST, url, id_token);
                 send_retrying(request).await;
                 sent = pause;
             }
@@ -200,9 +246,10 @@ impl Workers {
         id: &str,
         body: &str,
         sink: &OutputSink,
+        id_token: Option<&str>,
     ) -> std::io::Result<Attempt> {
         let started = self
-            .request(reqwest::Method::POST, join(base, &["run"]))
+            .request(reqwest::Method::POST, join(base, &["run"]), id_token)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -241,7 +288,7 @@ impl Workers {
             let mut last: Option<String> = None;
             let mut failures = 0;
             loop {
-                let mut request = self.request(reqwest::Method::GET, events.clone());
+                let mut request = self.request(reqwest::Method::GET, events.clone(), id_token);
                 if let Some(last) = &last {
                     request = request.header("last-event-id", last);
                 }

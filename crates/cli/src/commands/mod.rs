@@ -229,6 +229,12 @@ pub(crate) struct PlacementArgs {
     /// process.
     #[arg(long, value_name = "N", default_value_t = 256)]
     local_tasks: usize,
+
+    /// Send the workers a Google ID token for their URL in X-Serverless-Authorization, as
+    /// Cloud Run's IAM check reads it (from GOOGLE_APPLICATION_CREDENTIALS or the
+    /// metadata server), besides the worker token: for workers on Cloud Run kept private.
+    #[arg(long, env = "SKEIN_WORKER_GOOGLE_ID_TOKENS", requires = "workers")]
+    worker_google_id_tokens: bool,
 }
 
 /// Where `run` tasks go: the workers `args` names, or, with none, a worker embedded in
@@ -238,10 +244,16 @@ pub(crate) struct PlacementArgs {
 pub(crate) async fn workers(args: &PlacementArgs, inherit_env: bool) -> anyhow::Result<Placement> {
     if !args.workers.is_empty() {
         return Ok(Placement {
-            workers: std::sync::Arc::new(runtime::Workers::new(
-                args.workers.clone(),
-                args.worker_token.clone(),
-            )),
+            workers: std::sync::Arc::new({
+                let workers =
+                    runtime::Workers::new(args.workers.clone(), args.worker_token.clone());
+                match args.worker_google_id_tokens {
+                    true => {
+                        workers.with_google_id_tokens(runtime::google::GoogleTokens::from_env())
+                    }
+                    false => workers,
+                }
+            }),
             embedded: None,
         });
     }

@@ -485,3 +485,134 @@ do:
     .unwrap();
     assert_eq!(hello["totalTasksExecuted"], 1, "{hello}");
 }
+
+/// A stand-in for Cloud Run's front end of a private service: it lets a request through
+/// to the worker only with a Google ID token for its own URL in
+/// `X-Serverless-Authorization` (where Cloud Run's IAM check reads it, leaving
+/// `Authorization` to the worker), and streams the worker's answer back.
+async fn iam_front(worker: String, expected: String) -> u16 {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::http::StatusCode;
+    use axum::response::Response;
+    use futures::TryStreamExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let expected = format!("Bearer {expected}{port}");
+    let client = reqwest::Client::new();
+    let app = axum::Router::new()
+        .fallback(
+            move |State((client, worker)): State<(reqwest::Client, String)>, request: Request| {
+                let expected = expected.clone();
+                async move {
+                    let presented = (request.headers().get("x-serverless-authorization"))
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    if presented != expected {
+                        return Response::builder()
+                            .status(StatusCode::FORBIDDEN)
+                            .body(Body::from(format!(
+                                "IAM: `{presented}` is not a token for this service"
+                            )))
+                            .unwrap();
+                    }
+                    let url = format!("{worker}{}", request.uri());
+                    let mut forward = client.request(request.method().clone(), url);
+                    for name in ["authorization", "content-type", "last-event-id"] {
+                        if let Some(v) = request.headers().get(name) {
+                            forward = forward.header(name, v.clone());
+                        }
+                    }
+                    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    let answer = forward.body(body).send().await.unwrap();
+                    let mut response = Response::builder().status(answer.status().as_u16());
+                    for (k, v) in answer.headers() {
+                        response = response.header(k.as_str(), v.as_bytes());
+                    }
+                    response
+                        .body(Body::from_stream(
+                            answer.bytes_stream().map_err(std::io::Error::other),
+                        ))
+                        .unwrap()
+                }
+            },
+        )
+        .with_state((client, worker));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+/// Workers on Cloud Run kept private by IAM: with --worker-google-id-tokens the server
+/// sends a Google ID token for each worker's URL (here from a stand-in metadata server)
+/// in X-Serverless-Authorization, beside the worker token; without it the front refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_behind_cloud_run_iam_get_an_id_token_for_their_url() {
+    use super::server::{background, call, free_port, healthy};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The metadata server: an ID token naming its audience.
+    let metadata = axum::Router::new().route(
+        "/computeMetadata/v1/instance/service-accounts/default/identity",
+        axum::routing::get(
+            |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                format!("id-for-{}", q.get("audience").cloned().unwrap_or_default())
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metadata_host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, metadata).await });
+
+    let worker_port = free_port();
+    let _worker = background(&["worker", "--listen", &format!("127.0.0.1:{worker_port}")])
+        .env("SKEIN_WORKER_TOKEN", "wt")
+        .spawn()
+        .unwrap();
+    let front = iam_front(
+        format!("http://127.0.0.1:{worker_port}"),
+        "id-for-http://127.0.0.1:".into(),
+    )
+    .await;
+    let workflow = "document: {dsl: '1.0.3', namespace: test, name: private, version: '1.0.0'}
+do:
+  - hello:
+      run: { shell: { command: 'echo behind-iam' } }
+";
+    let client = reqwest::Client::new();
+    for (google, expected) in [(true, "completed"), (false, "faulted")] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut server = background(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+        server
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--worker", &format!("http://127.0.0.1:{front}")])
+            .env("SKEIN_WORKER_TOKEN", "wt")
+            .env("GCE_METADATA_HOST", &metadata_host)
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+        if google {
+            server.arg("--worker-google-id-tokens");
+        }
+        let _server = server.spawn().unwrap();
+        healthy(&client, &base).await;
+        let (status, body) = call(
+            &client,
+            format!("{base}/v1/executions?wait=30s"),
+            Some(json!({"workflow": workflow})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (201, Some(expected)),
+            "{body}"
+        );
+        if google {
+            assert_eq!(body["output"], "behind-iam\n", "{body}");
+        } else {
+            assert!(body.to_string().contains("403"), "{body}");
+        }
+    }
+}
