@@ -99,7 +99,7 @@ resource "google_storage_bucket" "objects" {
   }
 
   logging {
-    log_bucket = "${var.project}-${var.name}-access-logs"
+    log_bucket = var.access_log_bucket
   }
 }
 

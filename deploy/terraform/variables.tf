@@ -71,6 +71,11 @@ variable "object_retention_days" {
   default     = 30
 }
 
+variable "access_log_bucket" {
+  description = "An existing bucket that receives the objects bucket's access logs."
+  type        = string
+}
+
 variable "bridge" {
   description = "Deploy `skein bridge`, with the consumer's URL and the scope it serves; null deploys none."
   type = object({

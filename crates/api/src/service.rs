@@ -55,6 +55,9 @@ pub struct Options {
     /// The OpenID Connect issuers whose ID tokens are accepted, with the rules that give
     /// them a project and role; `None`: none are.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Serve `/metrics` without authentication (for a scraper that sends no token, such
+    /// as Cloud Run's Prometheus sidecar); otherwise it needs the admin role.
+    pub open_metrics: bool,
     /// The secrets executions may read, by project.
     pub secrets: Arc<Secrets>,
     /// Sharing the database with other servers; `None`: this server runs everything.
@@ -139,6 +142,7 @@ impl Default for Options {
             max_subscribers: 10_000,
             tokens: Vec::new(),
             oidc: None,
+            open_metrics: false,
             secrets: Arc::default(),
             cluster: None,
             quotas: crate::quota::QuotaTable::default(),

@@ -1417,3 +1417,28 @@ async fn progress_grows_while_the_fan_out_runs_and_never_goes_back() {
     );
     assert_eq!(seen.last().unwrap(), &(40, 41));
 }
+
+/// `open_metrics` serves /metrics to a scraper without a token (such as Cloud Run's
+/// Prometheus sidecar); everything else still needs one.
+#[tokio::test]
+async fn open_metrics_need_no_token_while_the_rest_still_does() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let hash: String = api::auth::hash("secret")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let server = serve_with(
+        dir.path(),
+        api::Options {
+            tokens: vec![api::auth::Token::new("alpha", "read", &hash).unwrap()],
+            open_metrics: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, _) = as_token(&server, None, Method::GET, "/metrics", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = as_token(&server, None, Method::GET, "/v1/executions", None).await;
+    assert_eq!(status, 401);
+}

@@ -232,6 +232,12 @@ pub(crate) struct Args {
     )]
     oidc_refresh: u64,
 
+    /// Serve GET /metrics without a token (it otherwise needs the admin role): for a
+    /// scraper that sends none, such as Cloud Run's Prometheus sidecar. The figures are
+    /// counts across all projects, with project names in the quota refusals.
+    #[arg(long, env = "SKEIN_OPEN_METRICS")]
+    open_metrics: bool,
+
     /// Where the journal lives (without --database).
     #[arg(long, value_name = "DIR", default_value = ".skein")]
     data_dir: PathBuf,
@@ -714,6 +720,7 @@ async fn serve(mut args: Args) -> Result<()> {
             max_subscribers: args.max_subscribers,
             tokens,
             oidc: oidc.map(Arc::new),
+            open_metrics: args.open_metrics,
             secrets: Arc::new(secrets),
             cluster,
             quotas: api::quota::QuotaTable {
