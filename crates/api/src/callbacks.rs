@@ -309,7 +309,7 @@ impl Callbacks {
         };
         tokio::spawn(async move {
             if let Err(e) = lane.run(rx).await {
-                tracing::info!("progress callbacks: {e}");
+                tracing::warn!("progress callbacks: {e}");
             }
         });
         tx

@@ -84,7 +84,7 @@ async fn run(
     let mut cursor = match end.await {
         Ok(page) => page.scanned,
         Err(e) => {
-            tracing::info!("event hub: {e}");
+            tracing::warn!("event hub: {e}");
             *slot.lock().expect("hub lock") = None;
             return;
         }
@@ -102,7 +102,7 @@ async fn run(
         }
         if let Err(e) = read(&store, &tx, &mut cursor, &mut owners).await {
             // The clients end their streams and reconnect from their cursors.
-            tracing::info!("event hub: {e}");
+            tracing::warn!("event hub: {e}");
             break;
         }
     }

@@ -219,10 +219,17 @@ impl engine::Observer for Metrics {
     fn event(&self, execution: &str, event: &store::Event) {
         // What Cloud Workflows' `sys.log` logs goes to the server's log too.
         if event.type_ == gcw::LOG_EVENT {
-            tracing::info!(
-                "execution {execution}: {}",
-                gcw::log_line(&event.data.value())
-            );
+            let value = event.data.value();
+            let line = gcw::log_line(&value);
+            // At the level of its severity, so that JSON logs carry it to Cloud Logging.
+            match value["data"]["severity"].as_str().unwrap_or("DEFAULT") {
+                "DEBUG" => tracing::debug!("execution {execution}: {line}"),
+                "WARNING" => tracing::warn!("execution {execution}: {line}"),
+                "ERROR" | "CRITICAL" | "ALERT" | "EMERGENCY" => {
+                    tracing::error!("execution {execution}: {line}")
+                }
+                _ => tracing::info!("execution {execution}: {line}"),
+            }
             return;
         }
         // The spec's lifecycle events, by short name: `io.serverlessworkflow.task.started.v1`

@@ -280,7 +280,7 @@ impl Streaming {
                     Ok(false) if self.done || !self.follow => return None,
                     Ok(false) => self.caught_up = true,
                     Err(e) => {
-                        tracing::info!("event stream: {e}");
+                        tracing::warn!("event stream: {e}");
                         return None;
                     }
                 }

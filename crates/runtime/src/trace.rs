@@ -1,6 +1,7 @@
 //! The W3C trace context (`traceparent`, `tracestate`) of the span a request is made in,
-//! for HTTP calls and worker tasks to carry (the worker joins it: `worker::app`). Empty unless the binary installed a
-//! propagator (it does when OpenTelemetry traces are on), so nothing is sent otherwise.
+//! for HTTP calls and worker tasks to carry (the worker joins it: `worker::app`). Empty
+//! unless the binary installed a propagator (it does when OpenTelemetry traces are on),
+//! so nothing is sent otherwise.
 
 use std::collections::HashMap;
 

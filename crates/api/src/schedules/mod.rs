@@ -498,7 +498,7 @@ impl Service {
                 continue;
             }
             if let Err(e) = self.tick_schedules(now_ms()).await {
-                tracing::info!("schedules: {}", e.body.message);
+                tracing::warn!("schedules: {}", e.body.message);
             }
         }
     }
