@@ -13,6 +13,11 @@ locals {
     SKEIN_WORKER_GOOGLE_ID_TOKENS = "true"
     GOOGLE_CLOUD_PROJECT          = var.project
   }
+  # Variables the servers read from Secret Manager.
+  server_secrets = {
+    SKEIN_DATABASE     = google_secret_manager_secret.database_url.secret_id
+    SKEIN_WORKER_TOKEN = google_secret_manager_secret.worker_token.secret_id
+  }
   labels = { app = var.name }
 }
 
@@ -322,21 +327,15 @@ resource "google_cloud_run_v2_service" "server" {
         name  = "SKEIN_OIDC_AUDIENCE"
         value = "https://${var.name}-server-${data.google_project.this.number}.${var.region}.run.app"
       }
-      env {
-        name = "SKEIN_DATABASE"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.database_url.secret_id
-            version = "latest"
-          }
-        }
-      }
-      env {
-        name = "SKEIN_WORKER_TOKEN"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.worker_token.secret_id
-            version = "latest"
+      dynamic "env" {
+        for_each = local.server_secrets
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
           }
         }
       }
@@ -408,21 +407,15 @@ resource "google_cloud_run_v2_service" "server_grpc" {
         name  = "SKEIN_OIDC_AUDIENCE"
         value = "https://${var.name}-server-grpc-${data.google_project.this.number}.${var.region}.run.app"
       }
-      env {
-        name = "SKEIN_DATABASE"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.database_url.secret_id
-            version = "latest"
-          }
-        }
-      }
-      env {
-        name = "SKEIN_WORKER_TOKEN"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.worker_token.secret_id
-            version = "latest"
+      dynamic "env" {
+        for_each = local.server_secrets
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
           }
         }
       }

@@ -247,12 +247,14 @@ fn run_document(base: &str, env: (&str, &str), name: &str, text: &str) -> Value 
 
 /// ID tokens per audience (the URL by default) and access tokens per scopes, from the
 /// metadata server, each taken once and reused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_come_from_the_metadata_server() {
+/// Runs `text` (saved as `name`) with tokens from a stand-in metadata server: ID tokens
+/// per audience (the URL by default) and access tokens per scopes, each taken once and
+/// reused.
+async fn with_metadata_tokens(name: &'static str, text: &'static str) {
     let (base, seen) = stand_ins(None).await;
     let answer = tokio::task::spawn_blocking({
         let base = base.clone();
-        move || run(&base, ("GCE_METADATA_HOST", &base))
+        move || run_document(&base, ("GCE_METADATA_HOST", &base), name, text)
     })
     .await
     .unwrap();
@@ -274,38 +276,15 @@ async fn tokens_come_from_the_metadata_server() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_come_from_the_metadata_server() {
+    with_metadata_tokens("auth.yaml", WORKFLOW).await;
+}
+
 /// The DSL's `authentication: {google: …}` extension takes the same tokens the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dsl_takes_google_tokens_through_its_authentication_extension() {
-    let (base, seen) = stand_ins(None).await;
-    let answer = tokio::task::spawn_blocking({
-        let base = base.clone();
-        move || {
-            run_document(
-                &base,
-                ("GCE_METADATA_HOST", &base),
-                "auth.sw.yaml",
-                DSL_WORKFLOW,
-            )
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        answer,
-        json!({
-            "first": format!("http://{base}/whoami"),
-            "same": true,
-            "other": "https://render.example",
-            "access": "ya29.https://www.googleapis.com/auth/devstorage.read_only",
-        })
-    );
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(
-        (seen.get("identity"), seen.get("token")),
-        (Some(&2), Some(&1)),
-        "{seen:?}"
-    );
+    with_metadata_tokens("auth.sw.yaml", DSL_WORKFLOW).await;
 }
 
 /// The same from a service-account key: a JWT signed with it (checked with its public
