@@ -345,3 +345,75 @@ do:
 
     server.kill().await.unwrap();
 }
+
+/// The configuration file's `oidc:` section: issuers with audiences of their own, rules
+/// limited to one issuer; a mistake in it is refused at start with where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configuration_file_sets_issuers_and_rules_per_issuer() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rsa = Key::rsa("rsa-1");
+    let (iss, _) = issuer(vec![rsa.jwk.clone()]).await;
+    let (other, _) = issuer(vec![rsa.jwk.clone()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("skein.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "oidc:
+  issuers:
+    - {{issuer: '{iss}', audiences: ['{AUDIENCE}']}}
+    - {{issuer: '{other}', audiences: [ci]}}
+  rules:
+    - {{claim: sub, match: 'repo:my-org/*', project: ci, role: run, issuer: '{other}'}}
+    - {{claim: email, match: '*@example.com', project: render, role: read}}
+"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = crate::server::background(&["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+    let list = format!("{base}/v1/executions");
+    let mut ci = claims(&other, "ci@example.com");
+    ci["aud"] = json!("ci");
+    ci["sub"] = json!("repo:my-org/app:ref:refs/heads/main");
+    assert_eq!(status_of(&client, &list, &rsa.sign(&ci)).await.0, 200);
+    // The same subject from the first issuer: the `sub` rule is the other issuer's, and
+    // no e-mail rule matches it.
+    let mut elsewhere = claims(&iss, "ci@nowhere.org");
+    elsewhere["sub"] = json!("repo:my-org/app:ref:refs/heads/main");
+    assert_eq!(
+        status_of(&client, &list, &rsa.sign(&elsewhere)).await.0,
+        403
+    );
+    // Each issuer's own audiences.
+    let mut wrong = claims(&other, "ci@example.com");
+    wrong["sub"] = json!("repo:my-org/app");
+    assert_eq!(status_of(&client, &list, &rsa.sign(&wrong)).await.0, 401);
+
+    std::fs::write(
+        &config,
+        format!("oidc:\n  issuers: [{{issuer: '{iss}', audiences: [x]}}]\n  rules:\n    - {{claim: email, match: '*', project: p, role: boss}}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["server", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("oidc.rules[0]") && stderr.contains("`boss` is not a role"),
+        "{stderr}"
+    );
+}
