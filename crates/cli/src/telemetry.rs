@@ -14,12 +14,16 @@ use std::fmt;
 use opentelemetry::trace::TracerProvider as _;
 use serde_json::{Map, Value, json};
 use tracing::{Event, Subscriber, field::Field};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// The target of the spans the engine and the worker open for traces.
+const SPANS: &str = "otel";
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -113,28 +117,32 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) -> Result<Telemetry, 
     } else {
         None
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("skein")));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Each layer filters for itself. The spans of executions, tasks and calls have the
+    // target `otel`, which only the trace exporter takes: without traces they are never
+    // created, and they do not crowd the log lines.
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("skein"))
+            .with_filter(Targets::new().with_target(SPANS, tracing::Level::TRACE))
+    });
     let writer = std::io::stderr;
-    let installed = match format {
-        LogFormat::Text => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(writer)
-                    .with_target(false)
-                    .with_ansi(false),
-            )
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(writer)
-                    .event_format(CloudLogging::from_env()),
-            )
-            .try_init(),
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_target(false)
+            .with_ansi(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .event_format(CloudLogging::from_env())
+            .with_filter(filter)
+            .boxed(),
     };
+    let installed = tracing_subscriber::registry()
+        .with(otel)
+        .with(lines)
+        .try_init();
     installed.map_err(|e| format!("cannot install logging: {e}"))?;
     Ok(Telemetry { provider })
 }

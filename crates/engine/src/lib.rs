@@ -366,8 +366,10 @@ impl Engine {
             live.insert(id.to_string(), Arc::downgrade(&run));
         }
         // The execution's span: its tasks' and calls' spans sit under it, and a trace
-        // exporter (when the binary installs one) sends them.
+        // exporter (when the binary installs one) sends them. Their target, `otel`, is
+        // the one that exporter takes; nothing else records them.
         let span = tracing::info_span!(
+            target: "otel",
             "execution",
             otel.name = %format!("execution {}", execution.name),
             execution.id = %id,

@@ -529,6 +529,7 @@ async fn run(
     let running = task.clone();
     // The task's span joins the trace of the request that started it (`traceparent`).
     let span = tracing::info_span!(
+        target: "otel",
         "worker task",
         otel.kind = "server",
         task.id = %id,

@@ -103,6 +103,7 @@ fn skein(args: &[&str], otlp: &str, service: &str) -> Command {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
         .env("OTEL_SERVICE_NAME", service)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("GOOGLE_CLOUD_PROJECT", "demo")
         .env_remove("OTEL_SDK_DISABLED")
         .env_remove("OTEL_TRACES_EXPORTER")
         .env("SKEIN_WORKER_TOKEN", "wt")
@@ -171,6 +172,18 @@ do:
     .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "completed", "{body}");
+    // A Cloud Workflows `sys.log` inside an execution: its log line names the trace.
+    let (status, body) = call(
+        &client,
+        format!("{base}/v1/executions?wait=30s"),
+        Some(json!({"workflow": "- say:\n    call: sys.log\n    args:\n      text: inside\n      severity: WARNING\n"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("completed")),
+        "{body}"
+    );
 
     // The spans arrive in batches; wait for the worker's.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -233,6 +246,26 @@ do:
         .unwrap_or_else(|| panic!("no listening line in {text}"));
     assert_eq!(listening["severity"], "INFO");
     assert!(listening["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let logged = (lines.iter())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("[WARNING] inside"))
+        })
+        .unwrap_or_else(|| panic!("no sys.log line in {text}"));
+    assert_eq!(logged["severity"], "WARNING");
+    let trace = logged["logging.googleapis.com/trace"]
+        .as_str()
+        .unwrap_or_default();
+    let id = trace
+        .strip_prefix("projects/demo/traces/")
+        .unwrap_or_else(|| panic!("{logged}"));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.trace == id && s.name.starts_with("execution")),
+        "the log line's trace {id} is an execution's: {spans:#?}"
+    );
 }
 
 #[test]

@@ -292,6 +292,7 @@ pub(super) fn run_task<'a>(
             Ok(()) => {
                 // Replayed tasks returned above: a span is a task that really runs.
                 let span = tracing::info_span!(
+                    target: "otel",
                     "task",
                     otel.name = %format!("task {}", nt.name),
                     task.name = %nt.name,
@@ -643,6 +644,7 @@ async fn call(cx: TaskCx<'_>, call: &Call, input: &Value, ctx: &mut Ctx) -> Res<
     // The call's span, a client span: HTTP requests and worker tasks made inside it carry
     // it as their `traceparent`.
     let span = tracing::info_span!(
+        target: "otel",
         "call",
         otel.name = %format!("call {}", call.kind_name()),
         otel.kind = "client",
