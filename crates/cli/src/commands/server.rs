@@ -85,7 +85,7 @@ use engine::{Engine, SystemClock};
     after_help = "Examples:\n  skein server\n  skein server --listen 127.0.0.1:9000 --data-dir /var/lib/skein\n  skein server --callback-endpoint progress.example.com:443 --callback-api-key \"$KEY\"\n  grpcurl -plaintext 127.0.0.1:9090 list\n  curl -s localhost:8080/v1/executions?wait=30s -d '{\"workflow\": \"…\", \"input\": {}}'"
 )]
 pub(crate) struct Args {
-    /// The address to listen on (a loopback address unless tokens are configured)
+    /// The address to listen on (a loopback address unless tokens or OIDC issuers are set)
     /// [default: 0.0.0.0:$PORT when PORT is set, as on Cloud Run; else 127.0.0.1:8080].
     #[arg(long = "listen", env = "SKEIN_LISTEN", value_name = "ADDR")]
     listen_flag: Option<SocketAddr>,
@@ -98,7 +98,7 @@ pub(crate) struct Args {
     #[arg(long, env = "SKEIN_PUBLIC_URL", value_name = "URL")]
     public_url: Option<url::Url>,
 
-    /// The address of the gRPC API (a loopback address unless tokens are configured)
+    /// The address of the gRPC API (a loopback address unless tokens or OIDC issuers are set)
     /// [default: 0.0.0.0:$GRPC_PORT when GRPC_PORT is set; else 127.0.0.1:9090].
     #[arg(long = "grpc-listen", env = "SKEIN_GRPC_LISTEN", value_name = "ADDR")]
     grpc_listen_flag: Option<SocketAddr>,
