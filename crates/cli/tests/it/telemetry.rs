@@ -185,13 +185,14 @@ do:
         "{body}"
     );
 
-    // The spans arrive in batches; wait for the worker's.
+    // The spans arrive in batches; wait for the worker's and both executions'.
     let deadline = Instant::now() + Duration::from_secs(30);
     let spans = loop {
         let got = spans.lock().unwrap().clone();
-        if got.iter().any(|s| s.name == "worker task")
-            && got.iter().any(|s| s.name.starts_with("execution"))
-        {
+        let executions = (got.iter())
+            .filter(|s| s.name.starts_with("execution"))
+            .count();
+        if got.iter().any(|s| s.name == "worker task") && executions >= 2 {
             break got;
         }
         assert!(Instant::now() < deadline, "spans so far: {got:#?}");
