@@ -72,45 +72,39 @@ impl Workers {
         self
     }
 
-    /// The `X-Serverless-Authorization` value for the worker at `base`, if any.
-    async fn id_token(&self, base: &url::Url) -> std::io::Result<Option<String>> {
-        let Some(google) = &self.google else {
-            return Ok(None);
-        };
-        let audience = base.as_str().trim_end_matches('/').to_string();
-        let token = google
-            .token(engine::GoogleToken::Id {
-                audience: audience.clone(),
-            })
-            .await
-            .map_err(|e| {
-                std::io::Error::other(format!("no Google ID token for the worker {audience}: {e}"))
-            })?;
-        Ok(Some(format!("Bearer {token}")))
-    }
-
-    pub fn urls(&self) -> &[url::Url] {
-        &self.urls
-    }
-
-    fn request(
+    /// A request to `url` on the worker at `base`: the worker token, the trace, and a
+    /// Google ID token for the worker's URL when asked for. That token is taken from the
+    /// cache (renewed five minutes before it expires) for every request, so that a
+    /// reconnection or a pause an hour into a task still passes Cloud Run's IAM check.
+    async fn request(
         &self,
         method: reqwest::Method,
+        base: &url::Url,
         url: url::Url,
-        id_token: Option<&str>,
-    ) -> reqwest::RequestBuilder {
+    ) -> std::io::Result<reqwest::RequestBuilder> {
         let mut request = self.client.request(method, url);
-        if let Some(id_token) = id_token {
-            request = request.header("x-serverless-authorization", id_token);
+        if let Some(google) = &self.google {
+            let audience = base.as_str().trim_end_matches('/').to_string();
+            let token = google
+                .token(engine::GoogleToken::Id {
+                    audience: audience.clone(),
+                })
+                .await
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "no Google ID token for the worker {audience}: {e}"
+                    ))
+                })?;
+            request = request.header("x-serverless-authorization", format!("Bearer {token}"));
         }
         // The task's span, for the worker to join.
         for (name, value) in crate::trace::headers() {
             request = request.header(name, value);
         }
-        match &self.token {
+        Ok(match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
-        }
+        })
     }
 
     /// Runs `spec` on some worker to its end, or until `cancel`.
@@ -181,18 +175,15 @@ impl Workers {
         body: &str,
         control: &ProcessControl,
     ) -> std::io::Result<Attempt> {
-        let id_token = self.id_token(base).await?;
-        let id_token = id_token.as_deref();
-        let stop = Stop {
-            request: Some(self.request(
-                reqwest::Method::POST,
-                join(base, &["run", id, "cancel"]),
-                id_token,
-            )),
+        let cancel = join(base, &["run", id, "cancel"]);
+        let mut stop = Stop {
+            request: Some(
+                self.request(reqwest::Method::POST, base, cancel.clone())
+                    .await?,
+            ),
         };
-        let mut stop = stop;
         tokio::select! {
-            attempt = self.follow(base, id, body, &control.output, id_token) => {
+            attempt = self.follow(base, id, body, &control.output) => {
                 // A task given up on as lost may still run there: the guard, kept armed,
                 // tells the worker to stop it.
                 if !matches!(attempt, Ok(Attempt::Lost(_))) {
@@ -200,12 +191,15 @@ impl Workers {
                 }
                 attempt
             }
-            never = self.forward_pauses(base, id, control.paused.clone(), id_token) => match never {},
+            never = self.forward_pauses(base, id, control.paused.clone()) => match never {},
             _ = control.cancel.cancelled() => {
                 // Sent at once, not left to a heartbeat; the worker kills the group. The
                 // guard stays armed meanwhile: the cancel that fired here may also drop
-                // this future, and then the guard sends it.
-                if let Some(request) = stop.request.as_ref().and_then(|r| r.try_clone()) {
+                // this future, and then the guard sends it (with the credentials of the
+                // attempt's start; this one takes fresh ones).
+                let fresh = self.request(reqwest::Method::POST, base, cancel).await.ok();
+                let request = fresh.or_else(|| stop.request.as_ref().and_then(|r| r.try_clone()));
+                if let Some(request) = request {
                     send_retrying(request).await;
                 }
                 stop.request = None;
@@ -221,7 +215,6 @@ impl Workers {
         base: &url::Url,
         id: &str,
         mut paused: tokio::sync::watch::Receiver<bool>,
-        id_token: Option<&str>,
     ) -> std::convert::Infallible {
         let mut sent = false;
         loop {
@@ -229,8 +222,10 @@ impl Workers {
             if pause != sent {
                 let verb = if pause { "pause" } else { "resume" };
                 let url = join(base, &["run", id, verb]);
-                let request = self.request(reqwest::Method::POST, url, id_token);
-                send_retrying(request).await;
+                match self.request(reqwest::Method::POST, base, url).await {
+                    Ok(request) => send_retrying(request).await,
+                    Err(e) => tracing::warn!("cannot {verb} task {id} on {base}: {e}"),
+                }
                 sent = pause;
             }
             if paused.changed().await.is_err() {
@@ -246,10 +241,10 @@ impl Workers {
         id: &str,
         body: &str,
         sink: &OutputSink,
-        id_token: Option<&str>,
     ) -> std::io::Result<Attempt> {
-        let started = self
-            .request(reqwest::Method::POST, join(base, &["run"]), id_token)
+        let started = (self
+            .request(reqwest::Method::POST, base, join(base, &["run"]))
+            .await?)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -288,7 +283,13 @@ impl Workers {
             let mut last: Option<String> = None;
             let mut failures = 0;
             loop {
-                let mut request = self.request(reqwest::Method::GET, events.clone(), id_token);
+                let mut request = match self
+                    .request(reqwest::Method::GET, base, events.clone())
+                    .await
+                {
+                    Ok(request) => request,
+                    Err(e) => return Attempt::Lost(e.to_string()),
+                };
                 if let Some(last) = &last {
                     request = request.header("last-event-id", last);
                 }
