@@ -292,3 +292,35 @@ do:
         }
     }
 }
+
+/// `skein healthcheck --wait`, as the systemd unit runs it right after starting the
+/// server: it keeps asking until the server answers, at the port SKEIN_LISTEN names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_waits_for_a_server_that_is_still_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let check = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["healthcheck", "--wait", "20"])
+        .env("SKEIN_LISTEN", &listen)
+        .env_remove("PORT")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _server = crate::server::serve(port, None, dir.path());
+    let out = check.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without --wait, nothing listening is a failure at once, saying where it asked.
+    let out = Command::new(env!("CARGO_BIN_EXE_skein"))
+        .args(["healthcheck", "--url", "http://127.0.0.1:9/healthz"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:9/healthz"));
+}
