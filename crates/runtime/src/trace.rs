@@ -9,7 +9,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The trace headers of the current span.
 pub fn headers() -> Vec<(String, String)> {
-    let context = tracing::Span::current().context();
+    let span = tracing::Span::current();
+    // Without traces the engine's spans are never created: nothing to carry.
+    if span.is_none() {
+        return Vec::new();
+    }
+    let context = span.context();
     let mut map = HashMap::new();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut map));
     map.into_iter().collect()
