@@ -18,7 +18,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -120,11 +120,15 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) -> Result<Telemetry, 
     // Each layer filters for itself. The spans of executions, tasks and calls have the
     // target `otel`, which only the trace exporter takes: without traces they are never
     // created, and they do not crowd the log lines.
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("skein"))
-            .with_filter(Targets::new().with_target(SPANS, tracing::Level::TRACE))
-    });
+    // Not an `Option` layer: `None` would count as interested in everything, and every
+    // span would be created for nothing.
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    if let Some(provider) = &provider {
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("skein"))
+            .with_filter(Targets::new().with_target(SPANS, tracing::Level::TRACE));
+        layers.push(otel.boxed());
+    }
     let writer = std::io::stderr;
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -139,10 +143,8 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) -> Result<Telemetry, 
             .with_filter(filter)
             .boxed(),
     };
-    let installed = tracing_subscriber::registry()
-        .with(otel)
-        .with(lines)
-        .try_init();
+    layers.push(lines);
+    let installed = tracing_subscriber::registry().with(layers).try_init();
     installed.map_err(|e| format!("cannot install logging: {e}"))?;
     Ok(Telemetry { provider })
 }
