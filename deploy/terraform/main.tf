@@ -279,9 +279,28 @@ resource "google_secret_manager_secret_iam_member" "worker" {
 
 # ---- Cloud Run: the server's REST and gRPC services, the workers and the bridge.
 
+# The server twice: the REST API (HTTP/1) and the gRPC APIs (end-to-end HTTP/2, `h2c`),
+# as Cloud Run serves one port per container. Both share the database, so either takes
+# any execution over.
+locals {
+  server_services = {
+    rest = {
+      name = "${var.name}-server"
+      args = ["server", "--lease", "15"]
+      port = { name = "http1", number = 8080 }
+    }
+    grpc = {
+      name = "${var.name}-server-grpc"
+      args = ["server", "--listen", "127.0.0.1:8080", "--grpc-listen", "0.0.0.0:9090", "--grpc-plaintext", "--lease", "15"]
+      port = { name = "h2c", number = 9090 }
+    }
+  }
+}
+
 resource "google_cloud_run_v2_service" "server" {
+  for_each            = local.server_services
   project             = var.project
-  name                = "${var.name}-server"
+  name                = each.value.name
   location            = var.region
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = false
@@ -303,10 +322,10 @@ resource "google_cloud_run_v2_service" "server" {
     }
     containers {
       image = var.image
-      args  = ["server", "--lease", "15"]
+      args  = each.value.args
       ports {
-        name           = "http1"
-        container_port = 8080
+        name           = each.value.port.name
+        container_port = each.value.port.number
       }
       resources {
         limits = {
@@ -325,7 +344,7 @@ resource "google_cloud_run_v2_service" "server" {
       }
       env {
         name  = "SKEIN_OIDC_AUDIENCE"
-        value = "https://${var.name}-server-${data.google_project.this.number}.${var.region}.run.app"
+        value = "https://${each.value.name}-${data.google_project.this.number}.${var.region}.run.app"
       }
       dynamic "env" {
         for_each = local.server_secrets
@@ -339,91 +358,32 @@ resource "google_cloud_run_v2_service" "server" {
           }
         }
       }
+      # /healthz over HTTP for the REST service; the gRPC health service for the other.
       startup_probe {
         period_seconds    = 2
         failure_threshold = 30
-        http_get {
-          path = "/healthz"
-          port = 8080
+        dynamic "http_get" {
+          for_each = each.key == "rest" ? [8080] : []
+          content {
+            path = "/healthz"
+            port = http_get.value
+          }
         }
-      }
-      liveness_probe {
-        period_seconds = 15
-        http_get {
-          path = "/healthz"
-          port = 8080
-        }
-      }
-    }
-  }
-
-  depends_on = [google_secret_manager_secret_iam_member.engine]
-}
-
-resource "google_cloud_run_v2_service" "server_grpc" {
-  project             = var.project
-  name                = "${var.name}-server-grpc"
-  location            = var.region
-  ingress             = "INGRESS_TRAFFIC_ALL"
-  deletion_protection = false
-  labels              = local.labels
-
-  template {
-    service_account                  = local.engine_email
-    max_instance_request_concurrency = 250
-    timeout                          = "3600s"
-    scaling {
-      min_instance_count = var.server_min_instances
-      max_instance_count = var.server_max_instances
-    }
-    vpc_access {
-      egress = "ALL_TRAFFIC"
-      network_interfaces {
-        network = var.database_network
-      }
-    }
-    containers {
-      image = var.image
-      args  = ["server", "--listen", "127.0.0.1:8080", "--grpc-listen", "0.0.0.0:9090", "--grpc-plaintext", "--lease", "15"]
-      ports {
-        name           = "h2c"
-        container_port = 9090
-      }
-      resources {
-        limits = {
-          cpu    = "2"
-          memory = "1Gi"
-        }
-        cpu_idle = false
-      }
-      dynamic "env" {
-        for_each = local.server_env
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-      env {
-        name  = "SKEIN_OIDC_AUDIENCE"
-        value = "https://${var.name}-server-grpc-${data.google_project.this.number}.${var.region}.run.app"
-      }
-      dynamic "env" {
-        for_each = local.server_secrets
-        content {
-          name = env.key
-          value_source {
-            secret_key_ref {
-              secret  = env.value
-              version = "latest"
-            }
+        dynamic "grpc" {
+          for_each = each.key == "grpc" ? [9090] : []
+          content {
+            port = grpc.value
           }
         }
       }
-      startup_probe {
-        period_seconds    = 2
-        failure_threshold = 30
-        grpc {
-          port = 9090
+      dynamic "liveness_probe" {
+        for_each = each.key == "rest" ? [8080] : []
+        content {
+          period_seconds = 15
+          http_get {
+            path = "/healthz"
+            port = liveness_probe.value
+          }
         }
       }
     }
@@ -506,7 +466,7 @@ resource "google_cloud_run_v2_service" "bridge" {
       }
       env {
         name  = "WORKFLOWS_BASE_URL"
-        value = google_cloud_run_v2_service.server.uri
+        value = google_cloud_run_v2_service.server["rest"].uri
       }
       env {
         name  = "CONSUMER_BASE_URL"
@@ -541,21 +501,14 @@ data "google_project" "this" {
 # ---- Who may call what: the API for the invokers, the workers for the engine.
 
 resource "google_cloud_run_v2_service_iam_member" "server_invokers" {
-  for_each = toset(var.invokers)
+  for_each = {
+    for pair in setproduct(keys(local.server_services), var.invokers) : "${pair[0]} ${pair[1]}" => pair
+  }
   project  = var.project
   location = var.region
-  name     = google_cloud_run_v2_service.server.name
+  name     = google_cloud_run_v2_service.server[each.value[0]].name
   role     = "roles/run.invoker"
-  member   = each.value
-}
-
-resource "google_cloud_run_v2_service_iam_member" "server_grpc_invokers" {
-  for_each = toset(var.invokers)
-  project  = var.project
-  location = var.region
-  name     = google_cloud_run_v2_service.server_grpc.name
-  role     = "roles/run.invoker"
-  member   = each.value
+  member   = each.value[1]
 }
 
 # The bridge calls skein's API as the engine.
@@ -563,7 +516,7 @@ resource "google_cloud_run_v2_service_iam_member" "bridge_invokes_server" {
   count    = var.bridge == null ? 0 : 1
   project  = var.project
   location = var.region
-  name     = google_cloud_run_v2_service.server.name
+  name     = google_cloud_run_v2_service.server["rest"].name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${local.engine_email}"
 }

@@ -1,11 +1,11 @@
 output "server_url" {
   description = "The REST API's URL: callers send Google ID tokens for this audience."
-  value       = google_cloud_run_v2_service.server.uri
+  value       = google_cloud_run_v2_service.server["rest"].uri
 }
 
 output "grpc_url" {
   description = "The gRPC API's URL (port 443, TLS)."
-  value       = google_cloud_run_v2_service.server_grpc.uri
+  value       = google_cloud_run_v2_service.server["grpc"].uri
 }
 
 output "worker_url" {

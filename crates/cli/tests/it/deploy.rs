@@ -91,9 +91,10 @@ fn every_skein_command_line_in_the_deploy_files_is_one_skein_takes() {
         }
     }
     // Terraform: `args = [...]` lists, which are JSON.
+    let args = regex::Regex::new(r"^\s*args\s*=\s*(\[.*\])\s*$").unwrap();
     for line in read(&deploy().join("terraform/main.tf")).lines() {
-        if let Some(list) = line.trim().strip_prefix("args  = ") {
-            commands.push(serde_json::from_str(list).unwrap());
+        if let Some(list) = args.captures(line) {
+            commands.push(serde_json::from_str(&list[1]).unwrap());
         }
     }
     // CMD, 5 Cloud Run, 3 Kubernetes, 1 render service, 5 compose, 4 Terraform.
