@@ -260,15 +260,11 @@ impl Drop for SubscriberGuard {
 #[utoipa::path(get, path = "/metrics", tag = "server", responses((status = 200, description = "Prometheus (OpenMetrics) text", content_type = "application/openmetrics-text"), (status = 403, description = "Needs the admin role", body = crate::wire::Error)))]
 pub(crate) async fn metrics(
     State(service): State<Arc<Service>>,
-    headers: axum::http::HeaderMap,
+    caller: Result<crate::auth::Caller, ApiError>,
 ) -> ApiResult<impl IntoResponse> {
     // Counts across all projects: for operators, unless the server opens them.
     if !service.options().open_metrics {
-        let authorization =
-            (headers.get(axum::http::header::AUTHORIZATION)).and_then(|v| v.to_str().ok());
-        crate::auth::Caller::from_authorization(&service, authorization)
-            .await?
-            .require(crate::auth::Role::Admin)?;
+        caller?.require(crate::auth::Role::Admin)?;
     }
     let metrics = service.metrics();
     let counts = service.store().count_by_status().await?;

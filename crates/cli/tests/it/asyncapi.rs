@@ -251,6 +251,77 @@ async fn finished(client: &reqwest::Client, base: &str, id: &str) -> Value {
     body
 }
 
+/// A workflow `send` that publishes a reading over MQTT for each `$n` of `range` (a jq
+/// range), the payload a YAML flow mapping, pausing `pause` after each.
+fn publisher(docs: &str, range: &str, payload: &str, pause: &str) -> String {
+    format!(
+        r#"
+document: {{dsl: '1.0.3', namespace: test, name: send, version: '1.0.0'}}
+do:
+  - send:
+      for: {{in: '${{ [{range}] }}', each: n}}
+      do:
+        - one:
+            call: asyncapi
+            with:
+              document: {{endpoint: '{docs}'}}
+              operation: publishReading
+              protocol: mqtt
+              message:
+                payload: {payload}
+        - pause:
+            wait: {pause}
+"#
+    )
+}
+
+/// A `skein server` with its journal under a test's directory, to kill mid-subscription
+/// and start again on the same port and journal.
+struct Restartable {
+    port: u16,
+    data: std::path::PathBuf,
+    server: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Restartable {
+    async fn start(dir: &Path) -> Restartable {
+        let port = free_port();
+        let data = dir.join("data");
+        let server = serve(port, None, &data);
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        healthy(&client, &base).await;
+        Restartable {
+            port,
+            data,
+            server,
+            base,
+            client,
+        }
+    }
+
+    /// SIGKILL.
+    async fn kill(&mut self) {
+        self.server.kill().await.unwrap();
+    }
+
+    /// The same server again, on its port and journal, answering.
+    async fn restart(&mut self) {
+        self.server = serve(self.port, None, &self.data);
+        healthy(&self.client, &self.base).await;
+    }
+
+    /// Execution `id` once it has ended, and its status is `completed`.
+    async fn completed(&self, id: &str) -> Value {
+        let body = finished(&self.client, &self.base, id).await;
+        let log = crate::server::event_log(&self.client, &self.base, id).await;
+        assert_eq!(body["status"], "completed", "{body:#}\n{log}");
+        body
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_published_and_consumed_over_mqtt_and_http() {
     if !brokers() {
@@ -291,27 +362,9 @@ do:
     );
     start(&client, &base, "watch", &subscriber).await;
     // The publisher sends readings until the subscriber has three from the kitchen.
-    let publisher = format!(
-        r#"
-document: {{dsl: '1.0.3', namespace: test, name: send, version: '1.0.0'}}
-do:
-  - send:
-      for: {{in: '${{ [range(0; 12)] }}', each: n}}
-      do:
-        - one:
-            call: asyncapi
-            with:
-              document: {{endpoint: '{docs}'}}
-              operation: publishReading
-              protocol: mqtt
-              message:
-                payload:
-                  room: '${{ if $n % 2 == 0 then "kitchen" else "hall" end }}'
-                  celsius: '${{ 20 + $n }}'
-        - pause:
-            wait: PT0.25S
-"#
-    );
+    let payload =
+        r#"{room: '${ if $n % 2 == 0 then "kitchen" else "hall" end }', celsius: '${ 20 + $n }'}"#;
+    let publisher = publisher(&docs, "range(0; 12)", payload, "PT0.25S");
     start(&client, &base, "send", &publisher).await;
     let watched = finished(&client, &base, "watch").await;
     assert_eq!(watched["status"], "completed", "{watched:#}");
@@ -393,12 +446,8 @@ async fn an_amqp_subscription_survives_a_crash_without_consuming_twice() {
     let web_port = web(doc.clone(), Arc::default()).await;
     let docs = format!("http://127.0.0.1:{web_port}/asyncapi.yaml");
 
-    let port = free_port();
-    let data = dir.path().join("data");
-    let mut server = serve(port, None, &data);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    healthy(&client, &base).await;
+    let mut server = Restartable::start(dir.path()).await;
+    let (client, base) = (server.client.clone(), server.base.clone());
 
     let orders = format!(
         r#"
@@ -418,8 +467,7 @@ do:
 "#
     );
     start(&client, &base, "place", &orders).await;
-    let placed = finished(&client, &base, "place").await;
-    assert_eq!(placed["status"], "completed", "{placed:#}");
+    server.completed("place").await;
 
     let taker = format!(
         r#"
@@ -443,11 +491,9 @@ do:
     start(&client, &base, "take", &taker).await;
     // Killed once it is done with two orders.
     handled(&client, &base, "take", 2).await;
-    server.kill().await.unwrap();
-    let _server = serve(port, None, &data);
-    healthy(&client, &base).await;
-    let taken = finished(&client, &base, "take").await;
-    assert_eq!(taken["status"], "completed", "{taken:#}");
+    server.kill().await;
+    server.restart().await;
+    let taken = server.completed("take").await;
     let items: Vec<&str> = taken["output"]
         .as_array()
         .unwrap()
@@ -613,12 +659,8 @@ async fn an_mqtt_subscription_survives_a_crash_without_consuming_twice() {
     let web_port = web(doc.clone(), Arc::default()).await;
     let docs = format!("http://127.0.0.1:{web_port}/asyncapi.yaml");
 
-    let port = free_port();
-    let data = dir.path().join("data");
-    let mut server = serve(port, None, &data);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    healthy(&client, &base).await;
+    let mut server = Restartable::start(dir.path()).await;
+    let (client, base) = (server.client.clone(), server.base.clone());
     let taker = format!(
         r#"
 document: {{dsl: '1.0.3', namespace: test, name: take, version: '1.0.0'}}
@@ -652,24 +694,11 @@ do:
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The readings come from another process, which is not killed.
-    let publisher = format!(
-        r#"
-document: {{dsl: '1.0.3', namespace: test, name: send, version: '1.0.0'}}
-do:
-  - send:
-      for: {{in: '${{ [range(1; 7)] }}', each: n}}
-      do:
-        - one:
-            call: asyncapi
-            with:
-              document: {{endpoint: '{docs}'}}
-              operation: publishReading
-              protocol: mqtt
-              message:
-                payload: {{room: lab, celsius: '${{ $n }}'}}
-        - pause:
-            wait: PT0.2S
-"#
+    let publisher = publisher(
+        &docs,
+        "range(1; 7)",
+        "{room: lab, celsius: '${ $n }'}",
+        "PT0.2S",
     );
     let publishing = dir.path().join("publisher");
     std::fs::create_dir(&publishing).unwrap();
@@ -679,13 +708,10 @@ do:
     let sending = tokio::spawn(async move { crate::server::outcome(&mut send).await });
     // Killed once it is done with two readings; the rest arrive while it is down.
     handled(&client, &base, "take", 2).await;
-    server.kill().await.unwrap();
+    server.kill().await;
     let sent = sending.await.unwrap();
     assert_eq!(sent["status"], "completed", "{sent:#}");
-    let _server = serve(port, None, &data);
-    healthy(&client, &base).await;
-    let taken = finished(&client, &base, "take").await;
-    let log = crate::server::event_log(&client, &base, "take").await;
-    assert_eq!(taken["status"], "completed", "{taken:#}\n{log}");
+    server.restart().await;
+    let taken = server.completed("take").await;
     assert_eq!(taken["output"], json!([1, 2, 3, 4, 5, 6]), "{taken:#}");
 }

@@ -307,15 +307,10 @@ async fn a_cancel_stops_the_container() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--grpc-listen", "127.0.0.1:0"])
+    let _server = crate::server::background(&["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("CONTAINERS_CONF", conf.path().join("containers.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");

@@ -155,20 +155,17 @@ async fn id_tokens_of_a_trusted_issuer_are_checked_and_mapped_by_rules() {
     let dir = tempfile::tempdir().unwrap();
     let (port, grpc_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--oidc-issuer", &iss, "--oidc-audience", AUDIENCE])
-        .args(["--oidc-rule", "email=*@example.com:render:run"])
-        .args(["--oidc-rule", "groups=auditors:render:read"])
-        .args(["--oidc-refresh", "2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut server =
+        crate::server::background(&["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--oidc-issuer", &iss, "--oidc-audience", AUDIENCE])
+            .args(["--oidc-rule", "email=*@example.com:render:run"])
+            .args(["--oidc-rule", "groups=auditors:render:read"])
+            .args(["--oidc-refresh", "2"])
+            .spawn()
+            .unwrap();
     let client = reqwest::Client::new();
     healthy(&client, &base).await;
     let list = format!("{base}/v1/executions");

@@ -4,7 +4,6 @@
 //! registry (Debian's docker-registry) stands in for Docker Hub.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -305,14 +304,10 @@ async fn the_asyncapi_examples_run() {
     // until it is cancelled.
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _server = tokio::process::Command::new(env!("CARGO_BIN_EXE_skein"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--grpc-listen", "127.0.0.1:0", "--map-host", &map])
+    let _server = crate::server::background(&["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--map-host", &map])
         .arg("--data-dir")
         .arg(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
