@@ -34,7 +34,7 @@ impl Role {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Read => "read",
             Role::Run => "run",

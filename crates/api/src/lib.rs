@@ -11,6 +11,7 @@ mod cluster;
 mod error;
 mod google;
 pub mod google_grpc;
+pub mod graph;
 pub mod grpc;
 mod hub;
 mod messages;
@@ -19,6 +20,7 @@ pub mod oidc;
 mod openapi;
 pub mod quota;
 pub mod schedules;
+pub mod server_info;
 mod service;
 mod stream;
 pub mod wire;
@@ -41,7 +43,7 @@ use auth::{Caller, Role};
 pub use error::ApiError;
 use error::{ApiResult, too_large};
 pub use metrics::Metrics;
-pub use service::{Cluster, Options, Secrets, Service, Steered};
+pub use service::{Cluster, Options, Secrets, Service, Steered, WorkerMetrics};
 
 /// The longest `?wait` a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -94,6 +96,10 @@ pub fn app(service: Arc<Service>) -> Router {
             get(stream::all_events).post(schedules::post_events),
         )
         .route("/v1/executions/{id}", get(get_one))
+        .route("/v1/executions/{id}/graph", get(graph::execution_graph))
+        .route("/v1/validate", post(graph::validate))
+        .route("/v1/server", get(server_info::get))
+        .route("/v1/whoami", get(server_info::whoami))
         .route("/v1/executions/{id}/cancel", post(cancel))
         .route("/v1/executions/{id}/pause", post(pause))
         .route("/v1/executions/{id}/resume", post(resume))
@@ -393,21 +399,15 @@ pub(crate) async fn start_execution(
 }
 
 pub(crate) fn invalid_workflow(source: &str, diagnostics: &[dsl::Diagnostic]) -> ApiError {
-    let index = dsl::LineIndex::new(source);
-    let diagnostics: Vec<wire::Diagnostic> = diagnostics
+    let errors: Vec<dsl::Diagnostic> = diagnostics
         .iter()
         .filter(|d| d.is_error())
-        .map(|d| {
-            let (line, column) = index.line_col(source, d.range.start);
-            wire::Diagnostic {
-                line,
-                column,
-                path: d.path.clone(),
-                message: d.message.clone(),
-                help: d.help.clone(),
-            }
-        })
+        .cloned()
         .collect();
+    let mut diagnostics = wire::Diagnostic::all(source, &errors);
+    for d in &mut diagnostics {
+        d.severity = None;
+    }
     let first = diagnostics.first().map_or_else(String::new, |d| {
         format!(": {}:{}: {}", d.line, d.column, d.message)
     });
@@ -490,10 +490,14 @@ struct ListParams {
     label: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
+    /// Created at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Created before this time (RFC 3339).
+    until: Option<String>,
 }
 
 /// `GET /v1/executions[?status=…&name=…&limit=…&cursor=…]`, newest first.
-#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(("status" = Option<String>, Query), ("name" = Option<String>, Query, description = "The workflow's name"), ("label" = Option<String>, Query, description = "name:value"), ("limit" = Option<usize>, Query, description = "1 to 1000, default 50"), ("cursor" = Option<String>, Query, description = "The previous page's nextCursor")), responses((status = 200, description = "Executions, newest first", body = wire::ExecutionList), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(("status" = Option<String>, Query), ("name" = Option<String>, Query, description = "The workflow's name"), ("label" = Option<String>, Query, description = "name:value"), ("limit" = Option<usize>, Query, description = "1 to 1000, default 50"), ("cursor" = Option<String>, Query, description = "The previous page's nextCursor"), ("since" = Option<String>, Query, description = "Created at or after this time (RFC 3339)"), ("until" = Option<String>, Query, description = "Created before this time (RFC 3339)")), responses((status = 200, description = "Executions, newest first", body = wire::ExecutionList), (status = 400, description = "Bad request", body = wire::Error), (status = 401, description = "No or unknown token", body = wire::Error), (status = 403, description = "The token's role does not allow it", body = wire::Error)))]
 async fn list(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -519,6 +523,21 @@ async fn list(
         )));
     }
     let before = params.cursor.as_deref().map(parse_cursor).transpose()?;
+    let moment = |name: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| {
+                t.parse::<jiff::Timestamp>()
+                    .map(|t| t.as_millisecond())
+                    .map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "`{name}={t}` is not an RFC 3339 time such as 2026-12-07T20:00:00Z: {e}"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let created_from = moment("since", &params.since)?;
+    let created_until = moment("until", &params.until)?;
     let executions = service
         .store()
         .list(store::ListQuery {
@@ -527,6 +546,8 @@ async fn list(
             label: params.label.as_deref().map(parse_label).transpose()?,
             project: Some(caller.project.clone()),
             before,
+            created_from,
+            created_until,
             children: false,
             limit,
         })

@@ -64,6 +64,17 @@ pub struct Options {
     pub cluster: Option<Cluster>,
     /// What each project may use.
     pub quotas: crate::quota::QuotaTable,
+    /// The workers `run` tasks go to, for `GET /v1/server`; `None`: not shown.
+    pub workers: Option<Arc<dyn WorkerMetrics>>,
+}
+
+/// Where `GET /v1/server` learns the workers' load: each worker's base URL and its
+/// `/metrics` text, or why it did not answer within `wait`.
+pub trait WorkerMetrics: Send + Sync {
+    fn metrics(
+        &self,
+        wait: Duration,
+    ) -> futures::future::BoxFuture<'_, Vec<(String, Result<String, String>)>>;
 }
 
 /// How a server shares its database with others.
@@ -146,6 +157,7 @@ impl Default for Options {
             secrets: Arc::default(),
             cluster: None,
             quotas: crate::quota::QuotaTable::default(),
+            workers: None,
         }
     }
 }

@@ -195,6 +195,30 @@ pub struct Diagnostic {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// `error` or `warning` (`POST /v1/validate`; errors elsewhere say none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+}
+
+impl Diagnostic {
+    /// `diagnostics` of `source`, with their lines and columns, in order.
+    pub fn all(source: &str, diagnostics: &[dsl::Diagnostic]) -> Vec<Diagnostic> {
+        let index = dsl::LineIndex::new(source);
+        diagnostics
+            .iter()
+            .map(|d| {
+                let (line, column) = index.line_col(source, d.range.start);
+                Diagnostic {
+                    line,
+                    column,
+                    path: d.path.clone(),
+                    message: d.message.clone(),
+                    help: d.help.clone(),
+                    severity: Some(if d.is_error() { "error" } else { "warning" }.into()),
+                }
+            })
+            .collect()
+    }
 }
 
 impl From<store::Execution> for Execution {

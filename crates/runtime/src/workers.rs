@@ -107,6 +107,31 @@ impl Workers {
         })
     }
 
+    /// Each worker's `/metrics` text (its slots, running and finished tasks), or why it
+    /// did not answer within `wait`: for the dashboard's picture of the workers.
+    pub async fn metrics(&self, wait: Duration) -> Vec<(String, Result<String, String>)> {
+        let asks = self.urls.iter().map(|base| async move {
+            let answer = async {
+                let url = base.join("metrics").map_err(|e| e.to_string())?;
+                let request = (self.request(reqwest::Method::GET, base, url).await)
+                    .map_err(|e| e.to_string())?;
+                let response = (request.timeout(wait).send().await).map_err(|e| e.to_string())?;
+                let status = response.status();
+                let text = response.text().await.map_err(|e| e.to_string())?;
+                if status.is_success() {
+                    Ok(text)
+                } else {
+                    Err(format!(
+                        "{status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ))
+                }
+            };
+            (base.to_string(), answer.await)
+        });
+        futures::future::join_all(asks).await
+    }
+
     /// Runs `spec` on some worker to its end, or until `cancel`.
     pub(crate) async fn run(
         &self,

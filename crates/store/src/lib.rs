@@ -244,9 +244,23 @@ pub struct ListQuery {
     /// Only executions older than this one (its creation time and id): the cursor of
     /// the previous page.
     pub before: Option<(Millis, String)>,
+    /// Only executions created at or after this time.
+    pub created_from: Option<Millis>,
+    /// Only executions created before this time.
+    pub created_until: Option<Millis>,
     /// Child executions (of `run: workflow`) too; their ids hold a `/`.
     pub children: bool,
     pub limit: usize,
+}
+
+/// What [`Store::holders`] found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Holders {
+    /// Each process holding executions: its name, how many it holds, and when the
+    /// first of those leases runs out.
+    pub owners: Vec<(String, u64, Millis)>,
+    /// Each named lease: its name, its holder, and when it runs out.
+    pub named: Vec<(String, String, Millis)>,
 }
 
 /// The outcome of [`Store::create`].
@@ -547,6 +561,10 @@ pub trait Store: Send + Sync {
 
     /// How many executions are in each status.
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>>;
+
+    /// Who holds what: the executions each process holds under lease, and the named
+    /// leases (schedules, progress reports), for a picture of the replicas.
+    async fn holders(&self) -> Result<Holders>;
 
     /// Calls `observer` after each commit with its duration (from the start of its
     /// transaction to the end of the commit) and the number of commands it held.

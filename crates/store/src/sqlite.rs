@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::front::{Front, LINGER, MAX_GROUP, Newest, Publisher};
 use crate::{
     Batch, Claim, CommitObserver, Committed, Created, Deployed, Durability, Error, Event,
-    Execution, Journal, Json, Labels, Lease, ListQuery, LogPage, LogQuery, Logged, Millis,
+    Execution, Holders, Journal, Json, Labels, Lease, ListQuery, LogPage, LogQuery, Logged, Millis,
     NewExecution, Request, Requested, Result, Status, Step, StepState, Store, StoredSchedule,
     Ticket,
 };
@@ -659,6 +659,8 @@ impl Store for SqliteStore {
                    AND (?7 IS NULL OR EXISTS (
                        SELECT 1 FROM json_each(labels) WHERE key = ?7 AND value = ?8))
                    AND (?9 IS NULL OR project = ?9)
+                   AND (?10 IS NULL OR created_at >= ?10)
+                   AND (?11 IS NULL OR created_at < ?11)
                  ORDER BY created_at DESC, id DESC
                  LIMIT ?6"
             ))?;
@@ -675,6 +677,8 @@ impl Store for SqliteStore {
                     label,
                     label_value,
                     query.project,
+                    query.created_from,
+                    query.created_until,
                 ],
                 execution_row,
             )?;
@@ -909,6 +913,27 @@ impl Store for SqliteStore {
                 out.push((status, n as u64));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn holders(&self) -> Result<Holders> {
+        self.read(|conn| {
+            let mut holders = Holders::default();
+            let mut stmt = conn.prepare_cached(
+                "SELECT owner, COUNT(*), MIN(lease_until) FROM executions
+                 WHERE owner IS NOT NULL GROUP BY owner ORDER BY owner",
+            )?;
+            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get(2)?)))? {
+                let (owner, n, until) = row?;
+                holders.owners.push((owner, n as u64, until));
+            }
+            let mut stmt =
+                conn.prepare_cached("SELECT name, owner, lease_until FROM leases ORDER BY name")?;
+            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+                holders.named.push(row?);
+            }
+            Ok(holders)
         })
         .await
     }

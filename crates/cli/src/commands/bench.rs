@@ -51,8 +51,9 @@ pub(crate) struct Args {
     #[arg(long)]
     api: bool,
 
-    /// With --api: sequential runs measured in W1 (after 20 warm-ups).
-    #[arg(long, default_value_t = 200, requires = "api")]
+    /// With --api: sequential runs measured in W1 (after 20 warm-ups); with --ui: requests
+    /// of each kind.
+    #[arg(long, default_value_t = 200)]
     runs: usize,
 
     /// With --api: concurrent clients in W2.
@@ -104,6 +105,16 @@ pub(crate) struct Args {
     /// With --replicas: how long each count is measured, in seconds.
     #[arg(long = "replica-seconds", value_name = "SECONDS", default_value_t = 15)]
     replica_seconds: u64,
+
+    /// Measure what the dashboard's executions list costs with a large store instead:
+    /// fill a fresh SQLite journal with --executions executions, then time the list's
+    /// first page, each filter and the next page through the REST API (--runs each).
+    #[arg(long, conflicts_with_all = ["api", "render", "replicas", "postgres"])]
+    ui: bool,
+
+    /// With --ui: executions in the store.
+    #[arg(long, default_value_t = 100_000, requires = "ui")]
+    executions: usize,
 }
 
 /// The syntax of the benchmark's workflows.
@@ -128,6 +139,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
 async fn bench(args: Args) -> Result<()> {
     if args.render {
         return super::bench_render::bench(args.rounds).await;
+    }
+    if args.ui {
+        return super::bench_ui::bench(args.executions, args.runs).await;
     }
     if args.api {
         let base = noop_server().await?;

@@ -6,6 +6,7 @@ pub(crate) mod bench_abuse;
 pub(crate) mod bench_api;
 pub(crate) mod bench_cluster;
 pub(crate) mod bench_render;
+pub(crate) mod bench_ui;
 pub(crate) mod bridge;
 pub(crate) mod callback_sink;
 pub(crate) mod demo;

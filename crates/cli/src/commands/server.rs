@@ -109,6 +109,10 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with_all = ["grpc_tls_cert", "grpc_plaintext"])]
     no_grpc: bool,
 
+    /// Serve no dashboard (the web UI at / and /ui/, behind the same tokens as the API).
+    #[arg(long, env = "SKEIN_NO_UI")]
+    no_ui: bool,
+
     /// Serve the REST API over TLS with this certificate chain (PEM); with --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -729,6 +733,7 @@ async fn serve(mut args: Args) -> Result<()> {
                     .map(|p| (p.name.clone(), p.quotas.apply(args.quotas.quotas())))
                     .collect(),
             },
+            workers: Some(Arc::new(WorkerLoad(placement.workers.clone()))),
         },
     );
     let grpc_listener = match args.no_grpc {
@@ -820,7 +825,10 @@ async fn serve(mut args: Args) -> Result<()> {
         listener.local_addr()?,
         if secret_count == 1 { "" } else { "s" },
     );
-    let app = api::app(service.clone());
+    let mut app = api::app(service.clone());
+    if !args.no_ui {
+        app = app.merge(dashboard::router());
+    }
     let http: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>> =
         match rest_tls {
             Some(config) => Box::pin(super::tls::serve(listener, app, config, shutdown_signal())),
@@ -851,6 +859,18 @@ async fn serve(mut args: Args) -> Result<()> {
         .await;
     placement.shutdown().await;
     Ok(())
+}
+
+/// The workers' `/metrics`, for the dashboard's server page.
+struct WorkerLoad(Arc<runtime::Workers>);
+
+impl api::WorkerMetrics for WorkerLoad {
+    fn metrics(
+        &self,
+        wait: Duration,
+    ) -> futures::future::BoxFuture<'_, Vec<(String, Result<String, String>)>> {
+        Box::pin(self.0.metrics(wait))
+    }
 }
 
 /// The lease settings of a server on a shared database, `None` on SQLite.

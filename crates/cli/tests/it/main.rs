@@ -8,6 +8,7 @@ mod cloud_workflows;
 pub(crate) mod container;
 pub(crate) mod crash;
 mod ctk;
+mod dashboard;
 mod deploy;
 mod digest;
 mod egress;

@@ -98,6 +98,9 @@ impl Store for Watched {
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>> {
         self.watch(self.inner.count_by_status()).await
     }
+    async fn holders(&self) -> Result<store::Holders> {
+        self.watch(self.inner.holders()).await
+    }
     fn observe_commits(&self, observer: CommitObserver) {
         self.inner.observe_commits(observer)
     }

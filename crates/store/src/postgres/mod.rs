@@ -344,6 +344,10 @@ impl Store for PostgresStore {
         reads::unfinished(self).await
     }
 
+    async fn holders(&self) -> Result<crate::Holders> {
+        reads::holders(self).await
+    }
+
     async fn list(&self, query: ListQuery) -> Result<Vec<Execution>> {
         reads::list(self, query).await
     }

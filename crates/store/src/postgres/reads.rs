@@ -48,6 +48,8 @@ pub(super) async fn list(store: &PostgresStore, query: ListQuery) -> Result<Vec<
            AND ($5 OR strpos(id, '/') = 0)
            AND ($7::text IS NULL OR (labels::jsonb ->> $7) = $8)
            AND ($9::text IS NULL OR project = $9)
+           AND ($10::int8 IS NULL OR created_at >= $10)
+           AND ($11::int8 IS NULL OR created_at < $11)
          ORDER BY created_at DESC, id DESC
          LIMIT $6"
     );
@@ -66,6 +68,8 @@ pub(super) async fn list(store: &PostgresStore, query: ListQuery) -> Result<Vec<
                 .bind(label)
                 .bind(label_value)
                 .bind(query.project.as_deref())
+                .bind(query.created_from)
+                .bind(query.created_until)
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(execution_of).collect()
@@ -283,6 +287,30 @@ pub(super) async fn count_by_status(store: &PostgresStore) -> Result<Vec<(Status
             rows.into_iter()
                 .map(|(s, n)| Ok((parse_status(&s)?, n as u64)))
                 .collect()
+        })
+        .await
+}
+
+pub(super) async fn holders(store: &PostgresStore) -> Result<crate::Holders> {
+    let pool = &store.pool;
+    store
+        .read(move || async move {
+            let owners: Vec<(String, i64, i64)> = sqlx::query_as(
+                "SELECT owner, COUNT(*), MIN(lease_until) FROM executions
+                 WHERE owner IS NOT NULL GROUP BY owner ORDER BY owner",
+            )
+            .fetch_all(pool)
+            .await?;
+            let named: Vec<(String, String, i64)> =
+                sqlx::query_as("SELECT name, owner, lease_until FROM leases ORDER BY name")
+                    .fetch_all(pool)
+                    .await?;
+            Ok(crate::Holders {
+                owners: (owners.into_iter())
+                    .map(|(owner, n, until)| (owner, n as u64, until))
+                    .collect(),
+                named,
+            })
         })
         .await
 }

@@ -335,6 +335,13 @@ pub(crate) async fn list_filters_and_pages_newest_first(store: &dyn Store) {
         ..query(10)
     };
     assert_eq!(store.list(with_children).await.unwrap().len(), 5);
+    // Creation times 1000 to 1003: from is inclusive, until exclusive.
+    let window = store::ListQuery {
+        created_from: Some(1_001),
+        created_until: Some(1_003),
+        ..query(10)
+    };
+    assert_eq!(ids(store.list(window).await.unwrap()), ["c", "b"]);
 }
 
 pub(crate) async fn commits_announce_new_events(store: &dyn Store) {
@@ -524,6 +531,12 @@ pub(crate) async fn leases_go_to_one_owner_and_are_taken_over_when_they_expire(s
     assert!(overdue >= 0, "{overdue}");
     assert_eq!(ids(store.renew("a", 60_000).await.unwrap()), ["e1", "e2"]);
     assert_eq!(ids(store.renew("b", 60_000).await.unwrap()), ["e3"]);
+    let holders = store.holders().await.unwrap();
+    let owners: Vec<_> = (holders.owners.iter())
+        .map(|(owner, n, _)| (owner.as_str(), *n))
+        .collect();
+    assert_eq!(owners, [("a", 2), ("b", 1)]);
+    assert!(holders.owners.iter().all(|(_, _, until)| *until > 0));
 
     // Released leases go at once.
     store.release("a").await.unwrap();
@@ -586,6 +599,12 @@ pub(crate) async fn named_leases_have_one_holder_at_a_time(store: &dyn Store) {
     store.release("a").await.unwrap();
     assert!(store.hold("callbacks", "b", 60_000).await.unwrap());
     assert!(!store.hold("callbacks", "a", 60_000).await.unwrap());
+
+    let holders = store.holders().await.unwrap();
+    let named: Vec<_> = (holders.named.iter())
+        .map(|(name, owner, _)| (name.as_str(), owner.as_str()))
+        .collect();
+    assert_eq!(named, [("callbacks", "b"), ("other", "b")]);
 
     assert!(store.hold("short", "a", 1).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
