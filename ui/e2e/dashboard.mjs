@@ -45,6 +45,10 @@ const errors = [];
 function watch(page) {
   page.on("console", (m) => {
     if (m.type() === "error") errors.push(`${page.url()}: console error: ${m.text()}`);
+    // A stream that had to reconnect on loopback is a bug too (such as following the
+    // stream of an execution that has ended, over and over).
+    else if (m.type() === "warning" && m.text().includes("reconnecting"))
+      errors.push(`${page.url()}: console warning: ${m.text()}`);
   });
   page.on("pageerror", (e) => errors.push(`${page.url()}: uncaught: ${e.message}`));
   page.on("dialog", (d) => d.accept());
@@ -286,6 +290,7 @@ try {
     }).observe({ type: "longtask", buffered: true });
   });
   await page.waitForSelector('[role="progressbar"][aria-valuenow="100"]', { timeout: 180_000 });
+  await page.waitForSelector(".page-head .status-completed", { timeout: 60_000 });
   // Responsive: a click is answered while (or just after) the events pour in.
   const began = Date.now();
   await page.click("a.tab:text-is('Timeline')");

@@ -111,10 +111,14 @@ export async function follow(
   path: string,
   onEvents: (events: { id: string; event: CloudEvent }[]) => void,
   signal: AbortSignal,
-  onState: (state: "open" | "reconnecting" | "ended" | { error: string }) => void = () => {},
+  onState: (state: "open" | "reconnecting" | "ended" | { error: string }, why?: string) => void = () => {},
+  /** Asked when the server ends the stream (it does once an execution has ended and
+   * every event was sent): true stops following, false reconnects from the last id. */
+  ended: () => boolean = () => false,
 ) {
   let last: string | null = null;
   let delay = 500;
+  let why = "";
   while (!signal.aborted) {
     try {
       const h = headers({ accept: "text/event-stream" });
@@ -155,14 +159,17 @@ export async function follow(
         }
         if (batch.length) onEvents(batch);
       }
-      if (path.includes("follow=false")) {
+      if (path.includes("follow=false") || ended()) {
         onState("ended");
         return;
       }
+      why = "the server ended the stream";
     } catch (e) {
       if (signal.aborted) return;
+      why = String(e);
     }
-    onState("reconnecting");
+    console.warn(`event stream ${path}: ${why}; reconnecting`);
+    onState("reconnecting", why);
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 10_000);
   }

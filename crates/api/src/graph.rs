@@ -66,12 +66,14 @@ pub struct Node {
     /// The lists inside: a `do`'s tasks, a loop's body, a `fork`'s branches, a `try`'s
     /// tasks and its `catch`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub branches: Vec<Branch>,
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Branch {
     pub label: String,
+    #[schema(no_recursion)]
     pub tasks: Vec<Node>,
 }
 
@@ -230,7 +232,7 @@ fn node(nt: &NamedTask, definition: &Value) -> Node {
         }
         TaskKind::Do(list) => branches.push(branch("do", list)),
         TaskKind::For(f) => {
-            detail = Some(format!("each {} in {}", f.each, f.in_.text()));
+            detail = Some(format!("each {} in {}", f.each, f.in_.text().trim()));
             branches.push(branch("each", &f.do_));
         }
         TaskKind::Fork(f) => {
@@ -297,7 +299,7 @@ fn node(nt: &NamedTask, definition: &Value) -> Node {
             for case in &s.cases {
                 cases.push(Case {
                     name: case.name.clone(),
-                    when: case.when.as_ref().map(|w| w.text().to_string()),
+                    when: case.when.as_ref().map(|w| w.text().trim().to_string()),
                     then: directive(&case.then).unwrap_or_else(|| "continue".into()),
                 });
             }
@@ -305,7 +307,7 @@ fn node(nt: &NamedTask, definition: &Value) -> Node {
         TaskKind::Wait(duration) => {
             detail = Some(match duration {
                 program::Duration::Fixed(d) => format!("{d:?}"),
-                program::Duration::Expr(e) => e.text().to_string(),
+                program::Duration::Expr(e) => e.text().trim().to_string(),
                 program::Duration::Until(_) => "until a moment".into(),
             });
         }
@@ -329,7 +331,7 @@ fn call_detail(call: &program::Call, source: Option<&Value>) -> String {
         program::Call::Http(http) => {
             let uri = match &http.endpoint.uri {
                 program::Uri::Template(t) => t.as_str().to_string(),
-                program::Uri::Expr(e) => e.text().to_string(),
+                program::Uri::Expr(e) => e.text().trim().to_string(),
             };
             format!("http {} {uri}", http.method.to_uppercase())
         }

@@ -165,7 +165,13 @@ CREATE TABLE schedules (
 );
 ";
 
-const VERSION: i64 = 8;
+/// Version 9: executions by creation, newest first, for the list (and the dashboard's
+/// first page) to read 50 rows rather than sort them all.
+const MIGRATE_9: &str = "
+CREATE INDEX executions_by_creation ON executions (created_at, id);
+";
+
+const VERSION: i64 = 9;
 
 // Batches are most commands; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
@@ -261,16 +267,21 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let steps = match version {
-        0 => format!("{SCHEMA}{MIGRATE_7}{MIGRATE_8}"),
+        0 => format!("{SCHEMA}{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}"),
         1 => {
-            format!("{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}")
+            format!(
+                "{MIGRATE_2}{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}"
+            )
         }
-        2 => format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
-        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
-        4 => format!("{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
-        5 => format!("{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}"),
-        6 => format!("{MIGRATE_7}{MIGRATE_8}"),
-        7 => MIGRATE_8.to_string(),
+        2 => {
+            format!("{MIGRATE_3}{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}")
+        }
+        3 => format!("{MIGRATE_4}{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}"),
+        4 => format!("{MIGRATE_5}{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}"),
+        5 => format!("{MIGRATE_6}{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}"),
+        6 => format!("{MIGRATE_7}{MIGRATE_8}{MIGRATE_9}"),
+        7 => format!("{MIGRATE_8}{MIGRATE_9}"),
+        8 => MIGRATE_9.to_string(),
         VERSION => return Ok(()),
         v => {
             return Err(Error::Corrupt(format!(
@@ -654,13 +665,13 @@ impl Store for SqliteStore {
                 "SELECT {EXECUTION_COLUMNS} FROM executions
                  WHERE (?1 IS NULL OR status = ?1)
                    AND (?2 IS NULL OR name = ?2)
-                   AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
+                   AND (created_at, id) < (COALESCE(?3, 9223372036854775807), COALESCE(?4, ''))
                    AND (?5 OR instr(id, '/') = 0)
                    AND (?7 IS NULL OR EXISTS (
                        SELECT 1 FROM json_each(labels) WHERE key = ?7 AND value = ?8))
                    AND (?9 IS NULL OR project = ?9)
-                   AND (?10 IS NULL OR created_at >= ?10)
-                   AND (?11 IS NULL OR created_at < ?11)
+                   AND created_at >= COALESCE(?10, -9223372036854775808)
+                   AND created_at < COALESCE(?11, 9223372036854775807)
                  ORDER BY created_at DESC, id DESC
                  LIMIT ?6"
             ))?;

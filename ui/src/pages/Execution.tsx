@@ -79,6 +79,11 @@ export function Execution({ id, tab }: { id: string; tab: string }) {
       },
       abort.signal,
       (state) => setStream(typeof state === "string" ? state : `error: ${state.error}`),
+      // The server ends an execution's stream once it has ended and sent every event:
+      // done once its last event is in (queued or applied).
+      () =>
+        model.current.end !== null ||
+        queue.some((e) => /\.workflow\.(completed|faulted|cancelled)\./.test(e.type)),
     );
     return () => {
       abort.abort();
@@ -199,11 +204,7 @@ export function Execution({ id, tab }: { id: string; tab: string }) {
         <dt>{final ? "Took" : "Running for"}</dt>
         <dd>{duration(ended - started)}</dd>
         <dt>Tasks</dt>
-        <dd>
-          {execution.progress
-            ? `${execution.progress.tasks.completed} done, ${execution.progress.tasks.running} running, ${execution.progress.tasks.faulted} faulted, ${execution.progress.tasks.retries} retries`
-            : "–"}
-        </dd>
+        <dd>{taskLine(shown, execution.progress?.tasks)}</dd>
         <dt>Cost</dt>
         <dd title={cost.items.map(([n, q, r]) => `${n}: ${q.toFixed(3)} × $${r}`).join("\n")}>
           ${cost.total.toFixed(6)}{" "}
@@ -279,6 +280,22 @@ export function Execution({ id, tab }: { id: string; tab: string }) {
       </div>
     </section>
   );
+}
+
+/** Task counters from the events (live), or the server's before any arrived. */
+function taskLine(model: Model, server: any): string {
+  let [started, completed, faulted, cancelled, retries] = [0, 0, 0, 0, 0];
+  for (const s of model.tasks.values()) {
+    started += s.started;
+    completed += s.completed;
+    faulted += s.faulted;
+    cancelled += s.cancelled;
+    retries += s.retried;
+  }
+  if (model.applied === 0 && server)
+    return `${server.completed} done, ${server.running} running, ${server.faulted} faulted, ${server.retries} retries`;
+  const running = Math.max(0, started - completed - faulted - cancelled);
+  return `${completed} done, ${running} running, ${faulted} faulted, ${retries} retries`;
 }
 
 function TaskDetail({ task, events }: { task: string; events: CloudEvent[] }) {

@@ -210,9 +210,11 @@ export function Executions({ query }: { query: URLSearchParams }) {
         </label>
         <label>
           Workflow
+          {/* Uncontrolled, so that a live reload of the list does not undo typing. */}
           <input
             name="name"
-            value={filters.name}
+            key={`name-${filters.name}`}
+            defaultValue={filters.name}
             placeholder="name"
             onChange={(e) => set({ name: (e.target as HTMLInputElement).value.trim() })}
           />
@@ -221,7 +223,8 @@ export function Executions({ query }: { query: URLSearchParams }) {
           Label
           <input
             name="label"
-            value={filters.label}
+            key={`label-${filters.label}`}
+            defaultValue={filters.label}
             placeholder="name:value"
             onChange={(e) => set({ label: (e.target as HTMLInputElement).value.trim() })}
           />

@@ -1,6 +1,7 @@
 //! The REST API against a real server on a loopback port, with a real SQLite journal
 //! and real HTTP clients.
 
+mod dashboard;
 mod quota;
 mod workflows;
 
@@ -1073,6 +1074,10 @@ async fn the_openapi_document_describes_every_endpoint() {
         ("/v1/events", &["get"]),
         ("/v1/workflows", &["get", "post"]),
         ("/v1/workflows/{name}", &["get", "delete"]),
+        ("/v1/executions/{id}/graph", &["get"]),
+        ("/v1/validate", &["post"]),
+        ("/v1/server", &["get"]),
+        ("/v1/whoami", &["get"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
     ] {

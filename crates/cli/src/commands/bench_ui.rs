@@ -122,7 +122,12 @@ async fn fill(store: &dyn store::Store, i: usize, at: i64) -> Result<()> {
     let mut labels = store::Labels::new();
     labels.insert(
         "team".into(),
-        if i.is_multiple_of(10) { "audio" } else { "video" }.into(),
+        if i.is_multiple_of(10) {
+            "audio"
+        } else {
+            "video"
+        }
+        .into(),
     );
     store
         .create(NewExecution {

@@ -44,12 +44,12 @@ pub(super) async fn list(store: &PostgresStore, query: ListQuery) -> Result<Vec<
         "SELECT {EXECUTION_COLUMNS} FROM executions
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::text IS NULL OR name = $2)
-           AND ($3::int8 IS NULL OR (created_at, id) < ($3, $4::text))
+           AND (created_at, id) < (COALESCE($3::int8, 9223372036854775807), COALESCE($4::text, ''))
            AND ($5 OR strpos(id, '/') = 0)
            AND ($7::text IS NULL OR (labels::jsonb ->> $7) = $8)
            AND ($9::text IS NULL OR project = $9)
-           AND ($10::int8 IS NULL OR created_at >= $10)
-           AND ($11::int8 IS NULL OR created_at < $11)
+           AND created_at >= COALESCE($10::int8, -9223372036854775808)
+           AND created_at < COALESCE($11::int8, 9223372036854775807)
          ORDER BY created_at DESC, id DESC
          LIMIT $6"
     );
