@@ -11,8 +11,11 @@
 // Any console error or uncaught exception on any page fails the run.
 
 import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+
+const axe = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 const base = need("SKEIN_URL");
 const token = need("SKEIN_TOKEN");
@@ -57,6 +60,20 @@ function watch(page) {
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
+}
+
+/** Fails on axe-core's serious and critical WCAG 2 A/AA violations on the page. */
+async function accessible(page, name) {
+  await page.addScriptTag({ path: axe });
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+    });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.help}; ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  check(found.length === 0, `accessibility of ${name}:\n  ${found.join("\n  ")}`);
 }
 
 async function shot(page, name, options = {}) {
@@ -262,6 +279,34 @@ try {
     await p.waitForSelector('[role="progressbar"][aria-valuenow="100"]');
     await shot(p, name, { fullPage: name === "phone" });
     await other.close();
+  }
+
+  step = "accessibility (axe-core, WCAG 2 A and AA) of every page, in both themes";
+  // A context of its own, where axe may be injected past the pages' CSP; the others
+  // keep the CSP, so that the app is tested under it.
+  for (const scheme of ["light", "dark"]) {
+    const audit = await browser.newContext({ bypassCSP: true, colorScheme: scheme, viewport: { width: 1280, height: 860 } });
+    const p = watch(await audit.newPage());
+    await p.goto(`${base}/ui/`);
+    await p.waitForSelector("#token");
+    await accessible(p, `login (${scheme})`);
+    await p.fill("#token", token);
+    await p.click("button[type=submit]");
+    for (const [path, ready] of [
+      ["/ui/executions", "tbody tr"],
+      [`/ui/executions/${renderId}`, ".graph .g-task"],
+      [`/ui/executions/${renderId}?tab=events`, ".event-log tbody tr"],
+      [`/ui/executions/${fails.id}?tab=data`, "figure[aria-label='Error']"],
+      ["/ui/workflows", "tbody tr"],
+      ["/ui/workflows/render", ".source .src-line"],
+      ["/ui/workflows/new", "#wf-source"],
+      ["/ui/server", "table[aria-label='Commit latency histogram']"],
+    ]) {
+      await p.goto(base + path);
+      await p.waitForSelector(ready);
+      await accessible(p, `${path} (${scheme})`);
+    }
+    await audit.close();
   }
 
   step = "a fan-out of 10,000 tasks on screen";

@@ -63,10 +63,10 @@ function Task({
         type="button"
         class="g-box"
         onClick={() => onSelect?.(node.id)}
-        aria-label={`${node.name}: ${node.kind}, ${state}${c ? `, ${c}` : ""}`}
       >
         <span class="g-kind">{node.kind}</span>
         <span class="g-name">{node.name}</span>
+        <span class="visually-hidden">{state}</span>
         {node.detail && <span class="g-detail">{node.detail}</span>}
         {c && <span class="g-counts">{c}</span>}
       </button>
