@@ -266,17 +266,11 @@ async fn the_list_filters_by_creation_time() {
 
 #[tokio::test]
 async fn whoami_answers_200_with_or_without_a_good_token() {
-    let hex = |token: &str| {
-        api::auth::hash(token)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
     let dir = tempfile::tempdir().unwrap();
     let server = serve_with(
         dir.path(),
         api::Options {
-            tokens: vec![api::auth::Token::new("alpha", "run", &hex("s3cret")).unwrap()],
+            tokens: vec![super::token("alpha", "run", "s3cret")],
             ..Default::default()
         },
     )

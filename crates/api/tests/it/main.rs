@@ -96,6 +96,14 @@ fn flow(tasks: &str) -> String {
     )
 }
 
+/// A token of `project` with `role` whose secret is `secret`.
+fn token(project: &str, role: &str, secret: &str) -> api::auth::Token {
+    let hex: String = (api::auth::hash(secret).iter())
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    api::auth::Token::new(project, role, &hex).unwrap()
+}
+
 const DOUBLE: &str = "  - double:\n      set: '${ { n: (.n * 2) } }'\n";
 
 #[tokio::test]
@@ -938,15 +946,6 @@ async fn as_token(
 #[tokio::test]
 async fn tokens_scope_everything_to_their_project() {
     use reqwest::Method;
-    let hex = |token: &str| {
-        api::auth::hash(token)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let token = |project: &str, role: &str, secret: &str| {
-        api::auth::Token::new(project, role, &hex(secret)).unwrap()
-    };
     let dir = tempfile::tempdir().unwrap();
     let server = serve_with(
         dir.path(),
@@ -1177,12 +1176,6 @@ async fn echo_authorization() -> String {
 #[tokio::test]
 async fn secrets_reach_their_project_s_executions_and_never_their_responses() {
     use reqwest::Method;
-    let hex = |token: &str| {
-        api::auth::hash(token)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
     let mut secrets = api::Secrets::default();
     secrets.insert(Some("alpha"), "apiToken", json!("alpha-only-token"));
     secrets.insert(None, "shared", json!("shared-by-all"));
@@ -1191,8 +1184,8 @@ async fn secrets_reach_their_project_s_executions_and_never_their_responses() {
         dir.path(),
         api::Options {
             tokens: vec![
-                api::auth::Token::new("alpha", "run", &hex("alpha-key")).unwrap(),
-                api::auth::Token::new("beta", "run", &hex("beta-key")).unwrap(),
+                token("alpha", "run", "alpha-key"),
+                token("beta", "run", "beta-key"),
             ],
             secrets: Arc::new(secrets),
             ..Default::default()
@@ -1429,14 +1422,10 @@ async fn progress_grows_while_the_fan_out_runs_and_never_goes_back() {
 async fn open_metrics_need_no_token_while_the_rest_still_does() {
     use reqwest::Method;
     let dir = tempfile::tempdir().unwrap();
-    let hash: String = api::auth::hash("secret")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let server = serve_with(
         dir.path(),
         api::Options {
-            tokens: vec![api::auth::Token::new("alpha", "read", &hash).unwrap()],
+            tokens: vec![token("alpha", "read", "secret")],
             open_metrics: true,
             ..Default::default()
         },

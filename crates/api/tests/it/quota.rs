@@ -13,12 +13,7 @@ use super::{as_token, flow, serve_with};
 /// Waits an hour: counts as running until cancelled.
 const WAITS: &str = "  - wait:\n      wait: PT1H\n";
 
-fn token(project: &str, role: &str, secret: &str) -> api::auth::Token {
-    let hex: String = (api::auth::hash(secret).iter())
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    api::auth::Token::new(project, role, &hex).unwrap()
-}
+use super::token;
 
 #[tokio::test]
 async fn a_project_over_its_quota_gets_429_and_another_project_does_not() {
