@@ -5,7 +5,8 @@
 //   RENDER_WORKFLOW=examples/render/render.yaml node ui/e2e/dashboard.mjs
 //
 // Optional: CHROMIUM (the browser's path, default /usr/bin/chromium), SCREENSHOTS (a
-// directory for the pages' screenshots; default none). `cargo test -p cli --test it
+// directory for the pages' screenshots; default none), SKEIN_READ_TOKEN (a token with
+// the read role, whose session must see and not steer). `cargo test -p cli --test it
 // dashboard` runs it with a server, a render service and a token of its own.
 //
 // Any console error or uncaught exception on any page fails the run.
@@ -21,6 +22,7 @@ const base = need("SKEIN_URL");
 const token = need("SKEIN_TOKEN");
 const renderService = need("RENDER_SERVICE");
 const renderWorkflow = readFileSync(need("RENDER_WORKFLOW"), "utf8");
+const readToken = process.env.SKEIN_READ_TOKEN || null;
 const shots = process.env.SCREENSHOTS || null;
 if (shots) mkdirSync(shots, { recursive: true });
 
@@ -307,6 +309,20 @@ try {
       await accessible(p, `${path} (${scheme})`);
     }
     await audit.close();
+  }
+
+  if (readToken) {
+    step = "a read-only session sees, cannot steer, and asks for nothing it may not read";
+    const reading = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    await reading.addInitScript((t) => sessionStorage.setItem("skein.token", t), readToken);
+    const p = watch(await reading.newPage());
+    await p.goto(`${base}/ui/executions/${renderId}`);
+    await p.waitForSelector(".graph .g-task");
+    check(await p.isDisabled("button:text-is('Cancel')"), "a read session may cancel");
+    await p.waitForSelector("text=may read, not steer");
+    await p.goto(`${base}/ui/server`);
+    await p.waitForSelector("text=need a token with the admin role");
+    await reading.close();
   }
 
   step = "a fan-out of 10,000 tasks on screen";

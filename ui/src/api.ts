@@ -74,6 +74,18 @@ export const get = <T = any>(path: string) => request<T>("GET", path);
 export const post = <T = any>(path: string, body?: unknown, extra?: Record<string, string>) =>
   request<T>("POST", path, body, extra);
 
+/** Who the session is, once known: pages hide what its role may not do. */
+export let session: Whoami | null = null;
+export function setSession(who: Whoami | null) {
+  session = who;
+}
+
+/** Whether the session's role includes `role` (read < run < admin). */
+export function may(role: "read" | "run" | "admin"): boolean {
+  const order = ["read", "run", "admin"];
+  return order.indexOf(session?.role ?? "read") >= order.indexOf(role);
+}
+
 export interface Whoami {
   authenticated: boolean;
   project?: string;

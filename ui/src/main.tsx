@@ -4,7 +4,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import "./styles.css";
-import { type Whoami, check, setToken, token, whenUnauthorized } from "./api";
+import { type Whoami, check, setSession, setToken, token, whenUnauthorized } from "./api";
 import { href, intercept, navigate, useRoute } from "./router";
 import { Executions } from "./pages/Executions";
 import { Execution } from "./pages/Execution";
@@ -82,7 +82,11 @@ function App() {
   const route = useRoute();
   // null: checking; string: the login page with this reason; true: signed in.
   const [auth, setAuth] = useState<null | string | true>(null);
-  const [who, setWho] = useState<Whoami | null>(null);
+  const [who, setWhoState] = useState<Whoami | null>(null);
+  const setWho = (w: Whoami | null) => {
+    setSession(w);
+    setWhoState(w);
+  };
   const [theme, setTheme] = useState<Theme>(
     () => (localStorage.getItem("skein.theme") as Theme) ?? "system",
   );

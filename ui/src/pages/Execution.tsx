@@ -7,7 +7,7 @@
 // second however fast they come.
 
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, type CloudEvent, follow, get, post, request } from "../api";
+import { ApiError, type CloudEvent, follow, get, may, post, request } from "../api";
 import { FINAL, FanOutBar, Json, Problem, Status, Time, duration } from "../components/common";
 import { Graph, type GraphData } from "../components/Graph";
 import { Timeline } from "../components/Timeline";
@@ -162,6 +162,8 @@ export function Execution({ id, tab }: { id: string; tab: string }) {
     </a>
   );
   const paused = execution.status === "suspended";
+  // A read token sees everything and steers nothing.
+  const steerable = may("run");
 
   return (
     <section class="execution">
@@ -177,15 +179,16 @@ export function Execution({ id, tab }: { id: string; tab: string }) {
         </span>
       </div>
       <div class="actions" role="group" aria-label="Steer">
-        <button type="button" disabled={final || paused} onClick={() => steer("pause")}>
+        <button type="button" disabled={!steerable || final || paused} onClick={() => steer("pause")}>
           Pause
         </button>
-        <button type="button" disabled={final || !paused} onClick={() => steer("resume")}>
+        <button type="button" disabled={!steerable || final || !paused} onClick={() => steer("resume")}>
           Resume
         </button>
-        <button type="button" class="danger" disabled={final} onClick={() => steer("cancel")}>
+        <button type="button" class="danger" disabled={!steerable || final} onClick={() => steer("cancel")}>
           Cancel
         </button>
+        {!steerable && <span class="muted">This session's token may read, not steer.</span>}
       </div>
       {notice && (
         <p class="notice" role="status">

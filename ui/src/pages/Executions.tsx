@@ -2,7 +2,7 @@
 // server, kept current by the stream of all executions' events, and bulk cancel.
 
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, follow, get, post } from "../api";
+import { ApiError, follow, get, may, post } from "../api";
 import { FINAL, Status, Time, duration } from "../components/common";
 import { executionHref, href, navigate } from "../router";
 
@@ -164,7 +164,7 @@ export function Executions({ query }: { query: URLSearchParams }) {
   };
 
   const active = rows.filter((e) => !FINAL.includes(e.status));
-  const selectable = (e: Execution) => !FINAL.includes(e.status);
+  const selectable = (e: Execution) => may("run") && !FINAL.includes(e.status);
   const allSelected = active.length > 0 && active.every((e) => selected.has(e.id));
 
   return (
@@ -282,7 +282,7 @@ export function Executions({ query }: { query: URLSearchParams }) {
                   type="checkbox"
                   aria-label="Select all running on this page"
                   checked={allSelected}
-                  disabled={active.length === 0}
+                  disabled={active.length === 0 || !may("run")}
                   onChange={() =>
                     setSelected(allSelected ? new Set() : new Set(active.map((e) => e.id)))
                   }

@@ -4,7 +4,7 @@
 // figures are the server's /metrics, drawn.
 
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, get } from "../api";
+import { ApiError, get, may } from "../api";
 import { Time } from "../components/common";
 import { href } from "../router";
 
@@ -79,13 +79,18 @@ export function Server() {
   useEffect(() => {
     const load = () => {
       const errors: string[] = [];
+      // The metrics and the server's picture need the admin role; not asked otherwise.
+      const admin = may("admin");
+      if (!admin) errors.push("metrics, replicas and workers need a token with the admin role");
       Promise.all([
-        get<string>("/metrics")
-          .then((t) => setMetrics(parseMetrics(t)))
-          .catch((e: ApiError) => errors.push(`metrics: ${e.message}`)),
-        get("/v1/server")
-          .then(setInfo)
-          .catch((e: ApiError) => errors.push(`server: ${e.message}`)),
+        admin &&
+          get<string>("/metrics")
+            .then((t) => setMetrics(parseMetrics(t)))
+            .catch((e: ApiError) => errors.push(`metrics: ${e.message}`)),
+        admin &&
+          get("/v1/server")
+            .then(setInfo)
+            .catch((e: ApiError) => errors.push(`server: ${e.message}`)),
         get("/v1/schedules")
           .then((s) => setSchedules(s.schedules ?? []))
           .catch((e: ApiError) => errors.push(`schedules: ${e.message}`)),
@@ -139,7 +144,7 @@ export function Server() {
       </div>
       {error && (
         <p class="error" role="alert">
-          {error} (these need a token with the admin role)
+          {error}
         </p>
       )}
       <div class="cards">

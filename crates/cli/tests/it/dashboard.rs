@@ -68,9 +68,11 @@ async fn the_dashboard_works_in_a_browser() {
     let Some(browser) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (port, render_port) = (free_port(), free_port());
-    let token = "dashboard-e2e-token";
-    let sha = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let hex: String = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let (token, reader) = ("dashboard-e2e-token", "dashboard-e2e-reader");
+    let hex = |secret: &str| -> String {
+        let sha = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+        sha.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    };
 
     let _render = background(&["demo", "render-service", "--objects"])
         .arg(dir.path().join("objects"))
@@ -81,7 +83,10 @@ async fn the_dashboard_works_in_a_browser() {
     let _server = background(&["server", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path().join("journal"))
-        .env("SKEIN_TOKENS", format!("default:admin:{hex}"))
+        .env(
+            "SKEIN_TOKENS",
+            format!("default:admin:{},default:read:{}", hex(token), hex(reader)),
+        )
         .spawn()
         .unwrap();
     listening(render_port).await;
@@ -93,6 +98,7 @@ async fn the_dashboard_works_in_a_browser() {
         .current_dir(crate::repo().join("ui"))
         .env("SKEIN_URL", format!("http://127.0.0.1:{port}"))
         .env("SKEIN_TOKEN", token)
+        .env("SKEIN_READ_TOKEN", reader)
         .env("RENDER_SERVICE", format!("http://127.0.0.1:{render_port}"))
         .env(
             "RENDER_WORKFLOW",

@@ -98,7 +98,7 @@ async fn a_version_1_journal_is_migrated() {
          DROP TABLE cursors; ALTER TABLE executions DROP COLUMN owner;
          ALTER TABLE executions DROP COLUMN lease_until; ALTER TABLE executions DROP COLUMN requested;
          DROP TABLE leases;
-         DROP TABLE workflows; DROP TABLE schedules;
+         DROP TABLE workflows; DROP TABLE schedules; DROP INDEX executions_by_creation;
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -121,6 +121,15 @@ async fn a_version_1_journal_is_migrated() {
         .unwrap();
     assert!(e1.labels.is_empty());
     assert_eq!(e1.project, store::DEFAULT_PROJECT);
+    // Version 9's index by creation, which the list walks.
+    let index: i64 = rusqlite_connection(&path)
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'executions_by_creation'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1);
     append_third_event(&store, "e1").await;
     let log = store::Store::log(
         &store,
@@ -156,7 +165,7 @@ async fn a_version_5_journal_is_migrated() {
          INSERT INTO events_v5 SELECT execution_id, seq, time, type, data, pos FROM events;
          DROP TABLE events; ALTER TABLE events_v5 RENAME TO events;
          CREATE UNIQUE INDEX events_by_pos ON events (pos);
-         DROP TABLE workflows; DROP TABLE schedules;
+         DROP TABLE workflows; DROP TABLE schedules; DROP INDEX executions_by_creation;
          PRAGMA user_version = 5;",
     )
     .unwrap();
@@ -201,10 +210,10 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("skein.db");
     drop(SqliteStore::open(&path, Durability::Full).unwrap());
     let conn = rusqlite_connection(&path);
-    conn.pragma_update(None, "user_version", 9).unwrap();
+    conn.pragma_update(None, "user_version", 10).unwrap();
     drop(conn);
     let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
-    assert!(err.to_string().contains("schema version 9"), "{err}");
+    assert!(err.to_string().contains("schema version 10"), "{err}");
 }
 
 /// Appends event 3 of `id` and waits until it is durable.
