@@ -109,7 +109,8 @@ pub(crate) struct Args {
     #[arg(long, conflicts_with_all = ["grpc_tls_cert", "grpc_plaintext"])]
     no_grpc: bool,
 
-    /// Serve no dashboard (the web UI at / and /ui/, behind the same tokens as the API).
+    /// Serve no dashboard (the web UI at / and /ui/, whose data comes through the API with
+    /// the same tokens).
     #[arg(long, env = "SKEIN_NO_UI")]
     no_ui: bool,
 
@@ -819,9 +820,13 @@ async fn serve(mut args: Args) -> Result<()> {
             Ok(())
         });
     }
+    let scheme = if rest_tls.is_some() { "https" } else { "http" };
+    let dashboard_note = match args.no_ui {
+        true => String::new(),
+        false => format!("; dashboard at {scheme}://{}/ui/", listener.local_addr()?),
+    };
     tracing::info!(
-        "skein server listening on {}://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note})",
-        if rest_tls.is_some() { "https" } else { "http" },
+        "skein server listening on {scheme}://{} ({grpc_note}; journal {db}, {resumed}; {auth}; {secret_count} secret{}{callback_note}{dashboard_note})",
         listener.local_addr()?,
         if secret_count == 1 { "" } else { "s" },
     );

@@ -3,7 +3,8 @@
 //! (log in, start the render example and watch its fan-out bar reach 100% live, open a
 //! failing execution, pause and resume, deep links, filters, a 10,000-task fan-out). Any
 //! console error fails it. With SKEIN_SCREENSHOTS=DIR the script writes each page's
-//! screenshot there (`docs/dashboard/` holds the committed ones).
+//! screenshot there (`docs/dashboard/` holds the committed ones). Also: the files'
+//! headers, and `--no-ui`.
 //!
 //! It needs node, Chromium (Debian's `chromium`, or CHROMIUM) and `ui/node_modules`
 //! (`npm ci` in `ui/`); where one is missing it says so and is skipped, unless
@@ -118,4 +119,65 @@ async fn the_dashboard_works_in_a_browser() {
     eprintln!("{stdout}{stderr}");
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("dashboard e2e: passed"), "{stdout}");
+}
+
+/// The files are served with their security headers and a page's path gets the app;
+/// `--no-ui` serves none of it, and the API stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_served_unless_turned_off() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for no_ui in [false, true] {
+        let port = free_port();
+        let mut command = background(&["server", "--listen", &format!("127.0.0.1:{port}")]);
+        command
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("journal-{no_ui}")));
+        if no_ui {
+            command.arg("--no-ui");
+        }
+        let _server = command.spawn().unwrap();
+        listening(port).await;
+        let base = format!("http://127.0.0.1:{port}");
+        let root = client.get(format!("{base}/")).send().await.unwrap();
+        let page = client
+            .get(format!("{base}/ui/executions/some-id"))
+            .send()
+            .await
+            .unwrap();
+        let api = client
+            .get(format!("{base}/v1/executions"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status().as_u16(), 200);
+        if no_ui {
+            assert_eq!((root.status().as_u16(), page.status().as_u16()), (404, 404));
+            continue;
+        }
+        assert_eq!(root.status().as_u16(), 307);
+        assert_eq!(root.headers()["location"], "/ui/");
+        assert_eq!(page.status().as_u16(), 200);
+        let csp = page.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'"), "{csp}");
+        assert_eq!(page.headers()["cache-control"], "no-cache");
+        let html = page.text().await.unwrap();
+        let script = html
+            .split("src=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page loads a script");
+        let asset = client.get(format!("{base}{script}")).send().await.unwrap();
+        assert_eq!(asset.status().as_u16(), 200);
+        assert!(
+            asset.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+    }
 }
