@@ -107,9 +107,10 @@ pub(crate) struct Args {
     replica_seconds: u64,
 
     /// Measure what the dashboard's executions list costs with a large store instead:
-    /// fill a fresh SQLite journal with --executions executions, then time the list's
-    /// first page, each filter and the next page through the REST API (--runs each).
-    #[arg(long, conflicts_with_all = ["api", "render", "replicas", "postgres"])]
+    /// fill a fresh SQLite journal (or, with --postgres, a PostgreSQL database) with
+    /// --executions executions, then time the list's first page, each filter and the
+    /// next page through the REST API (--runs each).
+    #[arg(long, conflicts_with_all = ["api", "render", "replicas"])]
     ui: bool,
 
     /// With --ui: executions in the store.
@@ -141,7 +142,15 @@ async fn bench(args: Args) -> Result<()> {
         return super::bench_render::bench(args.rounds).await;
     }
     if args.ui {
-        return super::bench_ui::bench(args.executions, args.runs).await;
+        let postgres = match &args.postgres {
+            Some(url) => Some(super::bench_cluster::Postgres::new(url).await?),
+            None => None,
+        };
+        let store = match &postgres {
+            Some(postgres) => Some(postgres.store().await?),
+            None => None,
+        };
+        return super::bench_ui::bench(store, args.executions, args.runs).await;
     }
     if args.api {
         let base = noop_server().await?;

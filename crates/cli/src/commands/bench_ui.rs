@@ -1,8 +1,8 @@
 //! `skein bench --ui`: what the dashboard's executions list costs with a large store.
-//! Fills a fresh SQLite journal with `--executions` executions (several workflows,
-//! statuses, labels and creation times), serves the REST API on loopback, and times
-//! the requests the list page makes: the first page, each filter, the next page, and
-//! the dashboard's own page.
+//! Fills a fresh SQLite journal (or PostgreSQL database, with `--postgres`) with
+//! `--executions` executions (several workflows, statuses, labels and creation times),
+//! serves the REST API on loopback, and times the requests the list page makes: the
+//! first page, each filter, the next page, and the dashboard's own page.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +16,20 @@ use store::{Batch, NewExecution, Status, StatusChange};
 /// The workflows the executions are spread over.
 const NAMES: [&str; 5] = ["render", "ingest", "report", "notify", "cleanup"];
 
-pub(crate) async fn bench(executions: usize, runs: usize) -> Result<()> {
+/// Measures on `store` (PostgreSQL), or on a fresh SQLite journal when `None`.
+pub(crate) async fn bench(
+    store: Option<Arc<dyn store::Store>>,
+    executions: usize,
+    runs: usize,
+) -> Result<()> {
     if executions == 0 || runs == 0 {
         bail!("--executions and --runs must be at least 1");
     }
     let dir = tempfile::tempdir()?;
-    let (store, _) = super::open_journal(dir.path(), false)?;
+    let store = match store {
+        Some(store) => store,
+        None => super::open_journal(dir.path(), false)?.0,
+    };
     let began = Instant::now();
     let now = jiff::Timestamp::now().as_millisecond();
     // One creation a millisecond apart, oldest first, ending now.
