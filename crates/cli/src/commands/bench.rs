@@ -147,7 +147,7 @@ async fn bench(args: Args) -> Result<()> {
             None => None,
         };
         let store = match &postgres {
-            Some(postgres) => Some(postgres.store().await?),
+            Some(postgres) => Some(postgres.postgres_store().await?),
             None => None,
         };
         return super::bench_ui::bench(store, args.executions, args.runs).await;

@@ -57,6 +57,11 @@ impl Postgres {
     }
 
     pub(crate) async fn store(&self) -> Result<Arc<dyn store::Store>> {
+        Ok(self.postgres_store().await?)
+    }
+
+    /// A store on a database to measure on, as its own type.
+    pub(crate) async fn postgres_store(&self) -> Result<Arc<PostgresStore>> {
         let url = self.database().await?;
         let store = PostgresStore::connect(Options::new(&url), Duration::from_secs(10)).await?;
         Ok(Arc::new(store))

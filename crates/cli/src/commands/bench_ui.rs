@@ -16,9 +16,9 @@ use store::{Batch, NewExecution, Status, StatusChange};
 /// The workflows the executions are spread over.
 const NAMES: [&str; 5] = ["render", "ingest", "report", "notify", "cleanup"];
 
-/// Measures on `store` (PostgreSQL), or on a fresh SQLite journal when `None`.
+/// Measures on `postgres`, or on a fresh SQLite journal when `None`.
 pub(crate) async fn bench(
-    store: Option<Arc<dyn store::Store>>,
+    postgres: Option<Arc<store::postgres::PostgresStore>>,
     executions: usize,
     runs: usize,
 ) -> Result<()> {
@@ -26,8 +26,8 @@ pub(crate) async fn bench(
         bail!("--executions and --runs must be at least 1");
     }
     let dir = tempfile::tempdir()?;
-    let store = match store {
-        Some(store) => store,
+    let store: Arc<dyn store::Store> = match &postgres {
+        Some(store) => store.clone(),
         None => super::open_journal(dir.path(), false)?.0,
     };
     let began = Instant::now();
@@ -68,8 +68,34 @@ pub(crate) async fn bench(
         let _ = axum::serve(super::no_delay(listener), app).await;
     });
     let client = reqwest::Client::new();
+    let rounds: &[&str] = match &postgres {
+        Some(_) => &["right after the load", "after ANALYZE"],
+        None => &[""],
+    };
+    for (i, round) in rounds.iter().enumerate() {
+        if i == 1
+            && let Some(postgres) = &postgres
+        {
+            postgres.analyze().await?;
+        }
+        if !round.is_empty() {
+            println!("{round}:");
+        }
+        measure(&client, &base, first, executions, runs).await?;
+    }
+    Ok(())
+}
 
-    let first_page = get(&client, &format!("{base}/v1/executions?limit=50")).await?;
+/// Times each request of the list page `runs` times, over executions created from
+/// `first` (milliseconds) on, one a millisecond.
+async fn measure(
+    client: &reqwest::Client,
+    base: &str,
+    first: i64,
+    executions: usize,
+    runs: usize,
+) -> Result<()> {
+    let first_page = get(client, &format!("{base}/v1/executions?limit=50")).await?;
     let cursor = first_page["nextCursor"]
         .as_str()
         .context("the first page has no next cursor")?

@@ -102,6 +102,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedules",
         include_str!("../../migrations/postgres/0005_schedules.sql"),
     ),
+    (
+        6,
+        "executions by project",
+        include_str!("../../migrations/postgres/0006_executions_by_project.sql"),
+    ),
 ];
 
 /// The database's clock in milliseconds: leases are measured by it, so that processes
@@ -149,6 +154,16 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Refreshes the planner's statistics of the executions table, as autovacuum does in
+    /// the background: for a benchmark right after a bulk load, whose plans would
+    /// otherwise be made for a table the planner believes nearly empty.
+    pub async fn analyze(&self) -> Result<()> {
+        sqlx::query("ANALYZE executions")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Connects (trying again for `patience` while the database does not answer),
     /// applies the migrations, and starts the writer and the listener.
     pub async fn connect(options: Options, patience: Duration) -> Result<PostgresStore> {
