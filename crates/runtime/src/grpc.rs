@@ -152,14 +152,22 @@ impl Grpc {
             GrpcError::Connect(format!("{}:{}: {}", request.host, request.port, chain(&e)))
         })?;
         let codec = Dynamic(method.output());
-        let response =
-            client
-                .unary(call, path, codec)
-                .await
-                .map_err(|status| GrpcError::Status {
-                    code: status.code() as i32,
+        let began = std::time::Instant::now();
+        let response = client.unary(call, path, codec).await.map_err(|status| {
+            // When tonic's own timer fires before the server's DEADLINE_EXCEEDED
+            // arrives, it reports CANCELLED: that is the deadline too.
+            let expired = request.timeout.is_some_and(|t| began.elapsed() >= t);
+            match status.code() {
+                tonic::Code::Cancelled if expired => GrpcError::Status {
+                    code: tonic::Code::DeadlineExceeded as i32,
                     message: status.message().to_string(),
-                })?;
+                },
+                code => GrpcError::Status {
+                    code: code as i32,
+                    message: status.message().to_string(),
+                },
+            }
+        })?;
         json(&response.into_inner())
     }
 

@@ -12,7 +12,7 @@ import { FINAL, FanOutBar, Json, Problem, Status, Time, duration } from "../comp
 import { Graph, type GraphData } from "../components/Graph";
 import { Timeline } from "../components/Timeline";
 import { Model, replay } from "../model";
-import { executionHref, href, navigate } from "../router";
+import { executionHref, href } from "../router";
 
 const TABS = [
   ["graph", "Graph"],
@@ -505,13 +505,6 @@ function Send({ path, graph, final }: { path: string; graph: GraphData | null; f
           {result.text}
         </pre>
       )}
-      <p class="muted">
-        Start another like this one from its workflow: <a href={href("/workflows")}>Workflows</a>, or{" "}
-        <button type="button" class="link" onClick={() => navigate(href("/executions"))}>
-          back to the list
-        </button>
-        .
-      </p>
     </div>
   );
 }
