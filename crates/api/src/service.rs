@@ -546,6 +546,13 @@ impl Service {
     /// resume from their journals at the next start), and everything already queued
     /// is committed.
     pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown_by(tokio::time::Instant::now() + grace).await;
+    }
+
+    /// [`Service::shutdown`], done by `deadline` whatever the database does: writes it
+    /// has not taken by then are left (the executions resume from what was committed,
+    /// at the next start), and so are the leases (they expire).
+    pub async fn shutdown_by(&self, deadline: tokio::time::Instant) {
         let running: Vec<tokio::task::AbortHandle> = {
             let running = self.running.lock().expect("running lock");
             running.values().map(|r| r.task.clone()).collect()
@@ -554,17 +561,27 @@ impl Service {
             task.abort();
         }
         self.tasks.close();
-        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+        let _ = tokio::time::timeout_at(deadline, self.tasks.wait()).await;
         // An empty batch: once it is durable, so is every batch queued before it.
         let ticket = self.store().commit(Batch::default());
-        if let Err(e) = self.store().durable(ticket).await {
-            tracing::warn!("the last writes may not be on disk: {e}");
+        match tokio::time::timeout_at(deadline, self.store().durable(ticket)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the last writes may not be on disk: {e}"),
+            Err(_) => {
+                tracing::warn!(
+                    "the journal did not take the last writes in time (is the database away?); \
+                     the executions resume from what was committed"
+                );
+                return;
+            }
         }
         // Others take over at once rather than when the leases expire.
-        if let Some(cluster) = self.cluster()
-            && let Err(e) = self.store().release(&cluster.node).await
-        {
-            tracing::warn!("the leases were not released (they expire): {e}");
+        if let Some(cluster) = self.cluster() {
+            match tokio::time::timeout_at(deadline, self.store().release(&cluster.node)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("the leases were not released (they expire): {e}"),
+                Err(_) => tracing::warn!("the leases were not released in time (they expire)"),
+            }
         }
     }
 }

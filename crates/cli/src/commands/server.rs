@@ -852,16 +852,27 @@ async fn serve(mut args: Args) -> Result<()> {
             bail!("a part of the server stopped unexpectedly");
         }
     }
-    tracing::info!("skein server: shutting down");
+    // One grace period for all of it: with the database away, nothing below may wait
+    // for it longer (what is not committed by then resumes at the next start).
+    let grace = Duration::from_secs(args.shutdown_grace);
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!("skein server: shutting down (within {grace:?})");
     stop.cancel();
-    while let Some(ended) = background.join_next().await {
-        if let Ok(Err(e)) = ended {
-            eprintln!("skein server: {e:#}");
+    let parts = tokio::time::timeout_at(deadline, async {
+        while let Some(ended) = background.join_next().await {
+            if let Ok(Err(e)) = ended {
+                eprintln!("skein server: {e:#}");
+            }
         }
+    });
+    if parts.await.is_err() {
+        tracing::warn!(
+            "skein server: {} part(s) did not stop within {grace:?} (is the database away?); stopping them",
+            background.len()
+        );
+        background.abort_all();
     }
-    service
-        .shutdown(Duration::from_secs(args.shutdown_grace))
-        .await;
+    service.shutdown_by(deadline).await;
     placement.shutdown().await;
     Ok(())
 }

@@ -837,3 +837,40 @@ do:
     .await;
     assert_eq!(body["error"], "unknown_query", "{body}");
 }
+
+/// SIGTERM while the database is away: the replica still stops within its grace period
+/// (it used to wait for the database for good), leaving what it could not commit to be
+/// resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stops_on_sigterm_while_the_database_is_down() {
+    let Some(ground) = ground("sigterm_database_down").await else {
+        return;
+    };
+    let mut replicas = up(&ground, &["rt"], "2", &["--shutdown-grace", "2"]).await;
+    ground.cluster.stop().unwrap();
+    let replica = &mut replicas[0];
+    let pid = nix::unistd::Pid::from_raw(replica.child.id().unwrap() as i32);
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), replica.child.wait())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "still running 15 s after SIGTERM with the database away:\n{}",
+                replica.log()
+            )
+        })
+        .unwrap();
+    let took = sent.elapsed();
+    ground.cluster.restart().unwrap();
+    assert!(status.success(), "{status:?}\n{}", replica.log());
+    assert!(
+        replica
+            .log()
+            .contains("did not take the last writes in time")
+            || replica.log().contains("did not stop within"),
+        "{}",
+        replica.log()
+    );
+    eprintln!("stopped {took:?} after SIGTERM");
+}
