@@ -123,7 +123,7 @@ export async function follow(
   path: string,
   onEvents: (events: { id: string; event: CloudEvent }[]) => void,
   signal: AbortSignal,
-  onState: (state: "open" | "reconnecting" | "ended" | { error: string }, why?: string) => void = () => {},
+  onState: (state: "open" | "reconnecting" | "ended" | { error: string }) => void = () => {},
   /** Asked when the server ends the stream (it does once an execution has ended and
    * every event was sent): true stops following, false reconnects from the last id. */
   ended: () => boolean = () => false,
@@ -181,7 +181,7 @@ export async function follow(
       why = String(e);
     }
     console.warn(`event stream ${path}: ${why}; reconnecting`);
-    onState("reconnecting", why);
+    onState("reconnecting");
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 10_000);
   }

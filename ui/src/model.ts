@@ -36,6 +36,11 @@ const T = "io.serverlessworkflow.task.";
 const W = "io.serverlessworkflow.workflow.";
 const MAX_OUTPUT = 5000;
 
+/** Whether an event of this type ends the workflow (completed, faulted or cancelled). */
+export function endsWorkflow(type: string): boolean {
+  return type === `${W}completed.v1` || type === `${W}faulted.v1` || type === `${W}cancelled.v1`;
+}
+
 export class Model {
   tasks = new Map<string, TaskState>();
   fanOuts = new Map<string, FanOut>();
@@ -149,12 +154,8 @@ export class Model {
           this.failedAttempts++;
         break;
       }
-      case `${W}completed.v1`:
-      case `${W}faulted.v1`:
-      case `${W}cancelled.v1`:
-        this.end = at;
-        break;
     }
+    if (endsWorkflow(e.type)) this.end = at;
   }
 
   cost(): { items: [string, number, number][]; total: number } {

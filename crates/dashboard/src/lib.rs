@@ -54,42 +54,45 @@ pub struct Found {
 /// `index.html` for its own pages. `None` for a missing asset (a stale hashed name),
 /// which gets a 404 rather than HTML where a script was expected.
 pub fn lookup(path: &str) -> Option<Found> {
-    let path = path.trim_start_matches('/');
-    if !path.is_empty() && Files::get(path).is_some() {
-        let content_type = mime_of(path);
-        return Some(Found {
-            file: path.to_string(),
-            content_type,
-            immutable: path.starts_with("assets/"),
-        });
-    }
-    if path.starts_with("assets/") || Files::get("index.html").is_none() {
-        return None;
-    }
-    Some(Found {
-        file: "index.html".into(),
-        content_type: "text/html; charset=utf-8".into(),
-        immutable: false,
-    })
+    found(path.trim_start_matches('/')).map(|(found, _)| found)
 }
 
-fn mime_of(path: &str) -> String {
-    let guess = Files::get(path)
-        .map(|f| f.metadata.mimetype().to_string())
-        .unwrap_or_else(|| "application/octet-stream".into());
-    match guess.as_str() {
+/// [`lookup`], with the file's bytes: one read of the embedded files per request.
+fn found(path: &str) -> Option<(Found, rust_embed::EmbeddedFile)> {
+    if !path.is_empty()
+        && let Some(file) = Files::get(path)
+    {
+        let found = Found {
+            file: path.to_string(),
+            content_type: content_type(file.metadata.mimetype()),
+            immutable: path.starts_with("assets/"),
+        };
+        return Some((found, file));
+    }
+    if path.starts_with("assets/") {
+        return None;
+    }
+    let index = Files::get("index.html")?;
+    let found = Found {
+        file: "index.html".into(),
+        content_type: content_type(index.metadata.mimetype()),
+        immutable: false,
+    };
+    Some((found, index))
+}
+
+/// The file's type, with the charset of the text ones.
+fn content_type(mime: &str) -> String {
+    match mime {
         "text/html" | "text/css" | "text/javascript" | "application/javascript" => {
-            format!("{guess}; charset=utf-8")
+            format!("{mime}; charset=utf-8")
         }
-        _ => guess,
+        _ => mime.to_string(),
     }
 }
 
 fn serve(path: &str) -> Response {
-    let Some(found) = lookup(path) else {
-        return (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
-    };
-    let Some(file) = Files::get(&found.file) else {
+    let Some((found, file)) = found(path.trim_start_matches('/')) else {
         return (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
     };
     let cache = if found.immutable {

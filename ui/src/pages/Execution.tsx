@@ -11,7 +11,7 @@ import { ApiError, type CloudEvent, follow, get, may, post, request } from "../a
 import { FINAL, FanOutBar, Json, Problem, Status, Time, duration } from "../components/common";
 import { Graph, type GraphData } from "../components/Graph";
 import { Timeline } from "../components/Timeline";
-import { Model, replay } from "../model";
+import { Model, endsWorkflow, replay } from "../model";
 import { executionHref, href } from "../router";
 
 const TABS = [
@@ -81,9 +81,7 @@ export function Execution({ id, tab }: { id: string; tab: string }) {
       (state) => setStream(typeof state === "string" ? state : `error: ${state.error}`),
       // The server ends an execution's stream once it has ended and sent every event:
       // done once its last event is in (queued or applied).
-      () =>
-        model.current.end !== null ||
-        queue.some((e) => /\.workflow\.(completed|faulted|cancelled)\./.test(e.type)),
+      () => model.current.end !== null || queue.some((e) => endsWorkflow(e.type)),
     );
     return () => {
       abort.abort();
